@@ -1,0 +1,1 @@
+//! Avro contracts (filled in below).

@@ -1,0 +1,754 @@
+//! Canonical events: what every provider's webhook is normalised into.
+//!
+//! Events are past tense, tenant scoped and versioned. The serialised form carries
+//! `type` and `v`; [`upcast`] turns any older version into the current one, so a
+//! better normaliser (or an older log) never breaks the fold.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::identity::Identity;
+use crate::money::Money;
+
+/// A namespaced order id, e.g. `shopify:450789469`, `woocommerce:727`.
+pub type OrderId = String;
+
+/// A canonical event with the metadata the fold needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub tenant: String,
+    /// Provider that sent it (`shopify`, `stripe`, `collect`, ...).
+    pub provider: String,
+    /// Unique id of this canonical event: the provider's idempotency id plus, when
+    /// one webhook yields several events, a stable suffix (`evt_1#refund:re_2`).
+    pub event_id: String,
+    /// When it happened, from the payload (never the wall clock).
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Every canonical event. `#[serde(tag = "type")]` names it; see [`Event::type_name`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    CustomerUpserted(CustomerUpserted),
+    CustomerRedacted(CustomerRedacted),
+    OrderUpserted(Box<OrderUpserted>),
+    PaymentSucceeded(Payment),
+    PaymentFailed(Payment),
+    RefundIssued(Refund),
+    DisputeOpened(Dispute),
+    DisputeClosed(Dispute),
+    ShipmentUpdated(Shipment),
+    ReturnRequested(Return),
+    ReturnResolved(Return),
+    TicketUpdated(Ticket),
+    Touch(Touch),
+    Identify(Identify),
+}
+
+/// Current schema version of every event type. Bump one and add an arm to
+/// [`upcast`] when a type's shape changes.
+pub const EVENT_VERSION: u32 = 1;
+
+impl Event {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::CustomerUpserted(_) => "CustomerUpserted",
+            Event::CustomerRedacted(_) => "CustomerRedacted",
+            Event::OrderUpserted(_) => "OrderUpserted",
+            Event::PaymentSucceeded(_) => "PaymentSucceeded",
+            Event::PaymentFailed(_) => "PaymentFailed",
+            Event::RefundIssued(_) => "RefundIssued",
+            Event::DisputeOpened(_) => "DisputeOpened",
+            Event::DisputeClosed(_) => "DisputeClosed",
+            Event::ShipmentUpdated(_) => "ShipmentUpdated",
+            Event::ReturnRequested(_) => "ReturnRequested",
+            Event::ReturnResolved(_) => "ReturnResolved",
+            Event::TicketUpdated(_) => "TicketUpdated",
+            Event::Touch(_) => "Touch",
+            Event::Identify(_) => "Identify",
+        }
+    }
+
+    pub fn version(&self) -> u32 {
+        EVENT_VERSION
+    }
+}
+
+/// The versioned wire form of an envelope: `{"v":1,"type":...,"data":...,...}`.
+#[derive(Serialize, Deserialize)]
+struct Versioned {
+    v: u32,
+    #[serde(flatten)]
+    envelope: serde_json::Value,
+}
+
+/// Serialises an envelope with its version tag.
+pub fn to_versioned_json(env: &Envelope) -> serde_json::Value {
+    let mut value = serde_json::to_value(env).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("v".into(), EVENT_VERSION.into());
+    }
+    value
+}
+
+/// Reads a versioned envelope, upcasting older versions to the current one.
+pub fn upcast(mut value: serde_json::Value) -> Result<Envelope, serde_json::Error> {
+    let v = value.get("v").and_then(|v| v.as_u64()).unwrap_or(1);
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("v");
+    }
+    // Version 1 is the first and current version; future versions add arms here
+    // that rewrite `value` before it is read.
+    debug_assert!(v <= u64::from(EVENT_VERSION));
+    let versioned: Versioned = Versioned {
+        v: v as u32,
+        envelope: value,
+    };
+    serde_json::from_value(versioned.envelope)
+}
+
+/// A postal address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Address {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    /// ISO 3166 alpha-2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// Marketing consent as the source reported it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Consent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_marketing: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_marketing: Option<bool>,
+}
+
+/// A customer record from a store (Shopify customer, WooCommerce customer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerUpserted {
+    pub identity: Identity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
+    #[serde(default)]
+    pub consent: Consent,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The source deleted its customer record (not an erasure request).
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
+    /// Version of the record at the source; stale updates never overwrite newer.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Erase a customer's personal data (Shopify customers/redact, operator request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRedacted {
+    pub identity: Identity,
+    /// Orders whose personal data must go too (Shopify's `orders_to_redact`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<OrderId>,
+    /// Who asked: `shopify`, `operator`, ...
+    pub requested_by: String,
+}
+
+/// Order lifecycle status, normalised across stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Placed, not paid yet (WooCommerce pending, Shopify pending).
+    Pending,
+    /// Placed and being worked on (processing, paid, unfulfilled).
+    Open,
+    /// Waiting on something (WooCommerce on-hold).
+    OnHold,
+    /// Done: fulfilled or closed.
+    Completed,
+    Cancelled,
+    Refunded,
+    Failed,
+}
+
+/// One line of an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    pub title: String,
+    pub quantity: i64,
+    pub unit_price: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_discount: Option<Money>,
+}
+
+/// A payment reference the store recorded for an order, through which payment
+/// provider events find the order (a Stripe payment intent or charge id, an Adyen
+/// PSP reference, a PayPal capture id).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PaymentRef {
+    /// `stripe`, `adyen`, `paypal` (or the store's gateway name when unknown).
+    pub provider: String,
+    pub reference: String,
+}
+
+/// Where an order came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referring_site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
+    #[serde(default)]
+    pub utm: Utm,
+    /// Free-form key/values the checkout recorded (Shopify note_attributes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub note_attributes: Vec<(String, String)>,
+}
+
+/// Campaign parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Utm {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+impl Utm {
+    pub fn is_empty(&self) -> bool {
+        *self == Utm::default()
+    }
+
+    /// Reads `utm_*` parameters from a URL or path with a query string.
+    pub fn from_url(url: &str) -> Utm {
+        let mut utm = Utm::default();
+        let Some((_, query)) = url.split_once('?') else {
+            return utm;
+        };
+        let query = query.split('#').next().unwrap_or("");
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v);
+            if v.is_empty() {
+                continue;
+            }
+            match k {
+                "utm_source" => utm.source = Some(v),
+                "utm_medium" => utm.medium = Some(v),
+                "utm_campaign" => utm.campaign = Some(v),
+                "utm_term" => utm.term = Some(v),
+                "utm_content" => utm.content = Some(v),
+                _ => {}
+            }
+        }
+        utm
+    }
+}
+
+/// Minimal `application/x-www-form-urlencoded` value decoding (`+` and `%XX`).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Money figures of an order as the store reports them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTotals {
+    /// Total charged to the customer, in the shop currency.
+    pub total: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtotal: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discounts: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax: Option<Money>,
+    /// The same total in the currency the customer saw, when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentment_total: Option<Money>,
+}
+
+/// A store's order (Shopify orders/*, WooCommerce order.*), always a full snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderUpserted {
+    pub order_id: OrderId,
+    /// Human order number / name (`#1001`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// Who placed it.
+    pub customer: Identity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<String>,
+    pub status: OrderStatus,
+    /// The store's own financial status (`paid`, `partially_refunded`, ...). Kept,
+    /// but the payment provider's events are the source of truth for money.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub financial_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfillment_status: Option<String>,
+    pub totals: OrderTotals,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line_items: Vec<LineItem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discount_codes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payment_refs: Vec<PaymentRef>,
+    /// Tracking numbers the store already knows (fulfillments inside the order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracking_numbers: Vec<String>,
+    #[serde(default)]
+    pub attribution: Attribution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cart_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_address: Option<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Test orders never count as revenue.
+    #[serde(default)]
+    pub test: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Version of the snapshot; stale snapshots never overwrite newer ones.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub cancelled_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+}
+
+/// How a provider event finds its order. The processor resolves the first link it
+/// can; until one resolves the event is parked under its links.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum OrderLink {
+    /// A namespaced order id (`shopify:450789469`), e.g. from Stripe metadata.
+    Order { order_id: OrderId },
+    /// A payment reference the store recorded on the order.
+    Payment { provider: String, reference: String },
+    /// A carrier tracking number the store recorded in a fulfillment.
+    Tracking { number: String },
+    /// A store's human order number (`#1001`) — helpdesks know only that.
+    Number { number: String },
+}
+
+/// Payment status of a payment attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Failed,
+    Authorized,
+    Succeeded,
+    Cancelled,
+}
+
+/// A payment (Stripe payment intent/charge, Adyen PSP reference, PayPal capture).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// `stripe`, `adyen`, `paypal`, or the store (`shopify`) for store-recorded transactions.
+    pub provider: String,
+    /// One id per payment: several events of the same payment (Stripe's
+    /// payment_intent.succeeded and charge.succeeded) carry the same id.
+    pub payment_id: String,
+    /// Ways to find the order; tried in order.
+    pub links: Vec<OrderLink>,
+    pub status: PaymentStatus,
+    pub amount: Money,
+    /// Provider fee, when known (Stripe balance transaction). `None` means unknown, not zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<Money>,
+    /// Net after fee, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<Money>,
+    /// Cumulative refunded amount the provider reports for this payment, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_refunded: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// Payer as the provider knows it (billing email), for customer linking.
+    #[serde(default)]
+    pub payer: Identity,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Refund status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// A refunded line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundLine {
+    pub line_item_id: String,
+    pub quantity: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// Whether the goods go back to stock (Shopify restock_type, WooCommerce restock).
+    #[serde(default)]
+    pub restock: bool,
+}
+
+/// A refund, partial or full.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// `shopify` / `woocommerce` for a store refund, `stripe` / `adyen` / `paypal`
+    /// for a payment provider refund (the source of truth for money).
+    pub provider: String,
+    pub refund_id: String,
+    /// The payment it refunds, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    pub links: Vec<OrderLink>,
+    pub amount: Money,
+    pub status: RefundStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<RefundLine>,
+    /// Order adjustments (shipping refunds, refund discrepancies) included in `amount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjustments: Option<Money>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Dispute (chargeback) status, in lifecycle order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeStatus {
+    /// Early warning / inquiry (Stripe warning_*, Adyen NOTIFICATION_OF_CHARGEBACK).
+    Inquiry,
+    NeedsResponse,
+    UnderReview,
+    /// Closed in the merchant's favour (funds reinstated).
+    Won,
+    /// Closed against the merchant.
+    Lost,
+    /// Inquiry closed without a chargeback.
+    WarningClosed,
+}
+
+impl DisputeStatus {
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            DisputeStatus::Won | DisputeStatus::Lost | DisputeStatus::WarningClosed
+        )
+    }
+}
+
+/// A dispute / chargeback.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    pub provider: String,
+    pub dispute_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    pub links: Vec<OrderLink>,
+    pub amount: Money,
+    pub status: DisputeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Funds taken from the merchant so far (Stripe funds_withdrawn).
+    #[serde(default)]
+    pub funds_withdrawn: bool,
+    /// Funds given back (Stripe funds_reinstated, Adyen CHARGEBACK_REVERSED).
+    #[serde(default)]
+    pub funds_reinstated: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// The one status set every carrier's tracking is normalised to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShipmentStatus {
+    LabelCreated,
+    InTransit,
+    OutForDelivery,
+    Delivered,
+    Exception,
+    Returned,
+}
+
+impl ShipmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipmentStatus::LabelCreated => "label_created",
+            ShipmentStatus::InTransit => "in_transit",
+            ShipmentStatus::OutForDelivery => "out_for_delivery",
+            ShipmentStatus::Delivered => "delivered",
+            ShipmentStatus::Exception => "exception",
+            ShipmentStatus::Returned => "returned",
+        }
+    }
+}
+
+/// One step of a tracking timeline.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub status: ShipmentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// A shipment's tracking state (store fulfillment or carrier tracker).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub provider: String,
+    pub tracking_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    /// Ways to find the order (the store's fulfillment knows it; a carrier knows
+    /// only the tracking number).
+    pub links: Vec<OrderLink>,
+    /// Store fulfillment id, when this came from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfillment_id: Option<String>,
+    /// Status at `at`; also present as the last entry of `checkpoints` when the
+    /// provider gives a timeline.
+    pub status: ShipmentStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<Checkpoint>,
+    /// Line items in this shipment (split shipments).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line_item_ids: Vec<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub estimated_delivery: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Why something was returned or a ticket opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    Size,
+    Defect,
+    Late,
+    /// The customer asked to cancel.
+    Cancel,
+    Other,
+}
+
+/// How a return was settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnResolution {
+    Refund,
+    Replace,
+    StoreCredit,
+}
+
+/// A customer return (requested or resolved).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Return {
+    pub provider: String,
+    pub return_id: String,
+    pub links: Vec<OrderLink>,
+    pub reason: ReasonCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<ReturnResolution>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line_item_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Helpdesk ticket status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    New,
+    Open,
+    Pending,
+    OnHold,
+    Solved,
+    Closed,
+}
+
+impl TicketStatus {
+    pub fn is_open(self) -> bool {
+        !matches!(self, TicketStatus::Solved | TicketStatus::Closed)
+    }
+}
+
+/// Customer satisfaction rating, on a 1..=5 scale (good/bad maps to 5/1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Csat {
+    pub score: u8,
+}
+
+/// A helpdesk ticket snapshot (Zendesk, Gorgias).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub provider: String,
+    pub ticket_id: String,
+    pub requester: Identity,
+    /// The order it is about, when the ticket names one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order_links: Vec<OrderLink>,
+    pub status: TicketStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<ReasonCode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub first_response_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub solved_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csat: Option<Csat>,
+}
+
+/// A marketing touch: a visit with campaign parameters (also Shopify checkouts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Touch {
+    /// Stable id of this touch (given by the collector or derived from content).
+    pub touch_id: String,
+    /// Who: an anonymous id and/or an email (an identify along with the touch).
+    pub identity: Identity,
+    #[serde(default)]
+    pub utm: Utm,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_page: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gclid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbclid: Option<String>,
+    /// The cart/checkout token, which later orders carry too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cart_token: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Links an anonymous visitor to a known identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identify {
+    pub identity: Identity,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utm_from_landing_site() {
+        let u = Utm::from_url(
+            "/products/x?utm_source=google&utm_medium=cpc&utm_campaign=spring+sale&x=1",
+        );
+        assert_eq!(u.source.as_deref(), Some("google"));
+        assert_eq!(u.medium.as_deref(), Some("cpc"));
+        assert_eq!(u.campaign.as_deref(), Some("spring sale"));
+        assert!(Utm::from_url("/no-query").is_empty());
+        assert_eq!(percent_decode("a%20b%2"), "a b%2");
+    }
+
+    #[test]
+    fn envelope_round_trips_with_version() {
+        let env = Envelope {
+            tenant: "t".into(),
+            provider: "collect".into(),
+            event_id: "e1".into(),
+            occurred_at: time::macros::datetime!(2024-01-01 0:00 UTC),
+            event: Event::Identify(Identify {
+                identity: Identity::default().with_email(Some("a@b.co")),
+                at: time::macros::datetime!(2024-01-01 0:00 UTC),
+            }),
+        };
+        let json = to_versioned_json(&env);
+        assert_eq!(json["v"], 1);
+        assert_eq!(json["type"], "Identify");
+        assert_eq!(upcast(json).unwrap(), env);
+    }
+}

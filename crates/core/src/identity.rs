@@ -1,0 +1,290 @@
+//! Identities and the ids derived from them.
+//!
+//! A customer's id is a hash of the tenant and the identity that anchors it (the
+//! email where one is known), so the same events give the same ids whatever order
+//! they arrive in and however often they are replayed. State is keyed by hashed
+//! identity keys, never by the raw email or phone, so erasing a customer's data does
+//! not leave personal data behind in keys.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Normalises an email: trimmed, lower-cased; `None` when it is not an address.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let e = raw.trim().to_lowercase();
+    let (local, domain) = e.split_once('@')?;
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || e.contains(char::is_whitespace)
+    {
+        return None;
+    }
+    Some(e)
+}
+
+/// Normalises a phone number to E.164. A number without a country code is read
+/// in `default_country` (ISO 3166 alpha-2, e.g. the shipping address country);
+/// without one it must carry a `+` prefix. Invalid numbers give `None`.
+pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Option<String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    let region = default_country.and_then(|c| {
+        c.trim()
+            .to_ascii_uppercase()
+            .parse::<phonenumber::country::Id>()
+            .ok()
+    });
+    let parsed = phonenumber::parse(region, trimmed).ok()?;
+    if !phonenumber::is_valid(&parsed) {
+        return None;
+    }
+    Some(parsed.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// A provider-scoped external id, e.g. Shopify customer 207119551.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ExternalId {
+    /// The source system (`shopify`, `woocommerce`, `stripe`, `zendesk`, ...).
+    pub source: String,
+    pub id: String,
+}
+
+/// What an event knows about who it concerns. Values are already normalised
+/// (build it with [`Identity::with_email`] / [`Identity::with_phone`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Identity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<ExternalId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+}
+
+impl Identity {
+    /// Sets the email when `raw` normalises to one.
+    pub fn with_email(mut self, raw: Option<&str>) -> Self {
+        if let Some(e) = raw.and_then(normalize_email) {
+            self.email = Some(e);
+        }
+        self
+    }
+
+    /// Sets the phone when `raw` normalises to E.164 (see [`normalize_phone`]).
+    pub fn with_phone(mut self, raw: Option<&str>, default_country: Option<&str>) -> Self {
+        if let Some(p) = raw.and_then(|r| normalize_phone(r, default_country)) {
+            self.phone = Some(p);
+        }
+        self
+    }
+
+    /// Adds an external id (ignored when empty).
+    pub fn with_external(mut self, source: &str, id: impl Into<String>) -> Self {
+        let id = id.into();
+        if !id.is_empty() && id != "0" {
+            let ext = ExternalId {
+                source: source.to_string(),
+                id,
+            };
+            if !self.external.contains(&ext) {
+                self.external.push(ext);
+                self.external.sort();
+            }
+        }
+        self
+    }
+
+    pub fn with_anonymous_id(mut self, anon: Option<&str>) -> Self {
+        if let Some(a) = anon.map(str::trim).filter(|a| !a.is_empty()) {
+            self.anonymous_id = Some(a.to_string());
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none()
+            && self.phone.is_none()
+            && self.external.is_empty()
+            && self.anonymous_id.is_none()
+    }
+
+    /// Every identity key this identity names, in priority order: email first,
+    /// then external ids, phone, anonymous id.
+    pub fn keys(&self, tenant: &str) -> Vec<IdentityKey> {
+        let mut keys = Vec::new();
+        if let Some(e) = &self.email {
+            keys.push(IdentityKey::new(tenant, IdentityKind::Email, e));
+        }
+        for x in &self.external {
+            keys.push(IdentityKey::new(
+                tenant,
+                IdentityKind::External,
+                &format!("{}:{}", x.source, x.id),
+            ));
+        }
+        if let Some(p) = &self.phone {
+            keys.push(IdentityKey::new(tenant, IdentityKind::Phone, p));
+        }
+        if let Some(a) = &self.anonymous_id {
+            keys.push(IdentityKey::new(tenant, IdentityKind::Anonymous, a));
+        }
+        keys
+    }
+
+    /// The key a profile fragment of this identity is stored under: the first of
+    /// [`Identity::keys`].
+    pub fn primary_key(&self, tenant: &str) -> Option<IdentityKey> {
+        self.keys(tenant).into_iter().next()
+    }
+}
+
+/// Kind of an identity key. The order is the priority: an email anchors a customer,
+/// the others attach to one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    Email,
+    External,
+    Phone,
+    Anonymous,
+}
+
+impl IdentityKind {
+    fn tag(self) -> &'static str {
+        match self {
+            IdentityKind::Email => "em",
+            IdentityKind::External => "ex",
+            IdentityKind::Phone => "ph",
+            IdentityKind::Anonymous => "an",
+        }
+    }
+
+    /// The reason recorded when a profile of this kind merges into an email's.
+    pub fn merge_reason(self) -> &'static str {
+        match self {
+            IdentityKind::Email => "email",
+            IdentityKind::External => "external_id",
+            IdentityKind::Phone => "phone",
+            IdentityKind::Anonymous => "anonymous_id",
+        }
+    }
+}
+
+/// A hashed identity: `em_<hex>`, `ph_<hex>`, ... Stable across replays.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IdentityKey {
+    pub kind: IdentityKind,
+    pub hash: String,
+}
+
+impl IdentityKey {
+    pub fn new(tenant: &str, kind: IdentityKind, value: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(tenant.as_bytes());
+        h.update([0u8]);
+        h.update(kind.tag().as_bytes());
+        h.update([0u8]);
+        h.update(value.as_bytes());
+        let digest = h.finalize();
+        Self {
+            kind,
+            hash: hex::encode(&digest[..12]),
+        }
+    }
+
+    /// The customer id of a customer anchored at this key.
+    pub fn customer_id(&self) -> CustomerId {
+        CustomerId(format!("cus_{}", self.hash))
+    }
+}
+
+impl fmt::Display for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.kind.tag(), self.hash)
+    }
+}
+
+impl fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A customer id, `cus_<hex>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomerId(pub String);
+
+impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Hex SHA-256 of some bytes, for content-derived event ids.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lowercased() {
+        assert_eq!(
+            normalize_email("  Bob.Norman@Mail.Example.COM ").as_deref(),
+            Some("bob.norman@mail.example.com")
+        );
+        assert_eq!(normalize_email("not an email"), None);
+        assert_eq!(normalize_email("@x.com"), None);
+    }
+
+    #[test]
+    fn phones_become_e164() {
+        assert_eq!(
+            normalize_phone("+1 (613) 555-0123", None).as_deref(),
+            Some("+16135550123")
+        );
+        assert_eq!(
+            normalize_phone("030 901820", Some("DE")).as_deref(),
+            Some("+4930901820")
+        );
+        assert_eq!(
+            normalize_phone("(613) 555-0123", Some("CA")).as_deref(),
+            Some("+16135550123")
+        );
+        assert_eq!(normalize_phone("555", Some("US")), None);
+        assert_eq!(normalize_phone("", None), None);
+    }
+
+    #[test]
+    fn keys_are_stable_and_tenant_scoped() {
+        let a = IdentityKey::new("t1", IdentityKind::Email, "a@x.com");
+        assert_eq!(a, IdentityKey::new("t1", IdentityKind::Email, "a@x.com"));
+        assert_ne!(a, IdentityKey::new("t2", IdentityKind::Email, "a@x.com"));
+        assert_ne!(a, IdentityKey::new("t1", IdentityKind::Phone, "a@x.com"));
+        assert!(a.customer_id().0.starts_with("cus_"));
+        assert!(!a.to_string().contains("a@x.com"));
+    }
+
+    #[test]
+    fn primary_key_prefers_email() {
+        let id = Identity::default()
+            .with_phone(Some("+16135550123"), None)
+            .with_external("shopify", "42")
+            .with_email(Some("A@X.com"));
+        let keys = id.keys("t");
+        assert_eq!(keys[0].kind, IdentityKind::Email);
+        assert_eq!(keys[1].kind, IdentityKind::External);
+        assert_eq!(keys[2].kind, IdentityKind::Phone);
+        assert_eq!(id.primary_key("t"), Some(keys[0].clone()));
+    }
+}
