@@ -199,9 +199,33 @@ impl IdentityKey {
         }
     }
 
-    /// The customer id of a customer anchored at this key.
+    /// The customer id of a customer anchored at this key: `cus_<kind>_<hash>`.
     pub fn customer_id(&self) -> CustomerId {
-        CustomerId(format!("cus_{}", self.hash))
+        CustomerId(format!("cus_{self}"))
+    }
+
+    /// Parses `em_<hex>` (the [`fmt::Display`] form).
+    pub fn parse(s: &str) -> Option<IdentityKey> {
+        let (tag, hash) = s.split_once('_')?;
+        let kind = match tag {
+            "em" => IdentityKind::Email,
+            "ex" => IdentityKind::External,
+            "ph" => IdentityKind::Phone,
+            "an" => IdentityKind::Anonymous,
+            _ => return None,
+        };
+        if hash.is_empty() || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(IdentityKey {
+            kind,
+            hash: hash.to_string(),
+        })
+    }
+
+    /// The key behind a customer id made by [`IdentityKey::customer_id`].
+    pub fn from_customer_id(id: &CustomerId) -> Option<IdentityKey> {
+        IdentityKey::parse(id.0.strip_prefix("cus_")?)
     }
 }
 
@@ -271,7 +295,12 @@ mod tests {
         assert_eq!(a, IdentityKey::new("t1", IdentityKind::Email, "a@x.com"));
         assert_ne!(a, IdentityKey::new("t2", IdentityKind::Email, "a@x.com"));
         assert_ne!(a, IdentityKey::new("t1", IdentityKind::Phone, "a@x.com"));
-        assert!(a.customer_id().0.starts_with("cus_"));
+        assert!(a.customer_id().0.starts_with("cus_em_"));
+        assert_eq!(
+            IdentityKey::from_customer_id(&a.customer_id()),
+            Some(a.clone())
+        );
+        assert_eq!(IdentityKey::parse("zz_00"), None);
         assert!(!a.to_string().contains("a@x.com"));
     }
 

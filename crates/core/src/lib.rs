@@ -4,10 +4,14 @@
 //! aggregates and the fold ([`aggregate`], [`engine`]). No I/O, no clock, no
 //! randomness: the same events give the same state, whatever order they come in.
 
+pub mod aggregate;
+pub mod engine;
 pub mod event;
 pub mod identity;
 pub mod money;
+pub mod scenario;
 
+pub use engine::{BatchOutput, Engine, FoldError, MemStore, Outcome, Projection, Source};
 pub use event::{Envelope, Event, OrderId};
 pub use identity::{CustomerId, Identity, IdentityKey, IdentityKind};
 pub use money::{Currency, Money, MoneyBag, MoneyError};
