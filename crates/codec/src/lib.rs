@@ -1,1 +1,36 @@
-//! Avro contracts (filled in below).
+//! storefold-codec: the Avro contracts of storefold's topics.
+//!
+//! - [`schemas/`](RecordKind::file_name) holds one `.avsc` per record, namespace
+//!   `io.storefold`; they are compiled in ([`AvroCodec::embedded`]) and can be
+//!   loaded from a directory ([`AvroCodec::from_dir`]).
+//! - [`AvroCodec`] encodes and decodes the records ([`RawEvent`],
+//!   [`CustomerProjection`], [`OrderProjection`], [`Trigger`], [`StateRecord`],
+//!   [`CommitMarker`]) as Avro single-object encoding or in Confluent's wire format
+//!   ([`WireFormat`]).
+//! - [`check_backward`] and [`check_dir`] check that a schema change keeps every
+//!   record readable: a reader with the new schema must read data written with the
+//!   old one.
+
+mod codec;
+mod compat;
+mod error;
+mod records;
+mod schema;
+
+pub use codec::{
+    AvroCodec, CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, SINGLE_OBJECT_HEADER_LEN,
+    SINGLE_OBJECT_MARKER, WireFormat,
+};
+pub use compat::{
+    CheckDirError, CompatError, SchemaOutcome, SchemaReport, Side, check_backward, check_dir,
+};
+pub use error::{Error, Result};
+pub use records::{
+    AvroRecord, CommitMarker, CustomerProjection, InputPosition, OrderProjection, RawEvent,
+    StateKind, StateRecord, Trigger, Verification, VerificationStatus,
+};
+pub use schema::{Fingerprint, NAMESPACE, RecordKind, crc64_avro, parsing_canonical_form};
+
+/// The apache-avro crate this codec is built on, for callers that need its types
+/// (e.g. [`apache_avro::Schema`] from [`AvroCodec::schema`]).
+pub use apache_avro;

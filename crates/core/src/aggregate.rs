@@ -563,11 +563,11 @@ impl Order {
         }
         let mut cumulative = MoneyBag::new();
         for p in self.payments.values() {
-            if is_payment_provider(&p.state.value.provider) {
-                if let Some(r) = p.amount_refunded {
-                    provider_reported = true;
-                    cumulative.add(r);
-                }
+            if is_payment_provider(&p.state.value.provider)
+                && let Some(r) = p.amount_refunded
+            {
+                provider_reported = true;
+                cumulative.add(r);
             }
         }
         if provider_reported {
@@ -935,10 +935,10 @@ impl Customer {
         let mut last_event: Option<OffsetDateTime> = None;
         for f in fragments {
             identities.extend(f.identities.iter().cloned());
-            if let Some(p) = &f.profile {
-                if profile.is_none_or(|cur| cur.stamp < p.stamp) {
-                    profile = Some(p);
-                }
+            if let Some(p) = &f.profile
+                && profile.is_none_or(|cur| cur.stamp < p.stamp)
+            {
+                profile = Some(p);
             }
             for (k, t) in &f.touches {
                 touches.insert(k, t);
@@ -1163,10 +1163,10 @@ pub fn segments(c: &Customer) -> Vec<String> {
     if c.orders_count >= 5 || vip_net {
         s.push("vip");
     }
-    if let (Some(last_order), Some(last_event)) = (c.last_order_at, c.last_event_at) {
-        if last_event - last_order >= time::Duration::days(120) {
-            s.push("lapsed");
-        }
+    if let (Some(last_order), Some(last_event)) = (c.last_order_at, c.last_event_at)
+        && last_event - last_order >= time::Duration::days(120)
+    {
+        s.push("lapsed");
     }
     if c.revenue
         .iter()

@@ -372,6 +372,11 @@ impl Engine {
         &mut slot.value
     }
 
+    /// A record already in the working set (no loading).
+    fn peek(&self, key: &StateKey) -> Option<&StateValue> {
+        self.cache.get(key).and_then(|s| s.value.as_ref())
+    }
+
     fn put(&mut self, key: StateKey, value: Option<StateValue>) {
         self.cache.insert(key, Slot { value, dirty: true });
     }
@@ -404,15 +409,14 @@ impl Engine {
         if k.kind == IdentityKind::Email {
             return k.clone();
         }
-        let node = self.index(src, tenant, k);
-        if node.claimed_by.len() == 1 {
-            node.claimed_by
+        match self.get(src, &StateKey::new(tenant, Item::Index(k.clone()))) {
+            Some(StateValue::Index(n)) if n.claimed_by.len() == 1 => n
+                .claimed_by
                 .iter()
                 .next()
                 .cloned()
-                .unwrap_or_else(|| k.clone())
-        } else {
-            k.clone()
+                .unwrap_or_else(|| k.clone()),
+            _ => k.clone(),
         }
     }
 
@@ -671,11 +675,11 @@ impl Engine {
                     break;
                 }
                 other => {
-                    if let Some(r) = ref_key(other) {
-                        if let Some(o) = self.resolve_ref(src, tenant, &r) {
-                            target = Some(o);
-                            break;
-                        }
+                    if let Some(r) = ref_key(other)
+                        && let Some(o) = self.resolve_ref(src, tenant, &r)
+                    {
+                        target = Some(o);
+                        break;
                     }
                 }
             }
@@ -748,16 +752,20 @@ impl Engine {
         }
     }
 
-    fn fragment(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) -> Option<Fragment> {
-        match self.get(src, &StateKey::new(tenant, Item::Fragment(k.clone()))) {
-            Some(StateValue::Fragment(f)) => Some((**f).clone()),
-            _ => None,
-        }
+    fn has_fragment(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) -> bool {
+        self.get(src, &StateKey::new(tenant, Item::Fragment(k.clone())))
+            .is_some()
     }
 
-    fn order(&mut self, src: &dyn Source, tenant: &str, id: &str) -> Option<Order> {
+    /// The customer key and creation time of an order, without copying it.
+    fn order_facts(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        id: &str,
+    ) -> Option<(Option<IdentityKey>, Option<OffsetDateTime>)> {
         match self.get(src, &StateKey::new(tenant, Item::Order(id.to_string()))) {
-            Some(StateValue::Order(o)) => Some((**o).clone()),
+            Some(StateValue::Order(o)) => Some((o.customer_key(tenant), o.created_at())),
             _ => None,
         }
     }
@@ -785,21 +793,19 @@ impl Engine {
         let dirty_orders: Vec<(String, OrderId)> =
             std::mem::take(&mut self.dirty_orders).into_iter().collect();
         for (tenant, oid) in &dirty_orders {
-            if let Some(o) = self.order(src, tenant, oid) {
-                if let Some(k) = o.customer_key(tenant) {
-                    self.dirty_keys.insert((tenant.clone(), k));
-                }
+            if let Some((ck, _)) = self.order_facts(src, tenant, oid)
+                && let Some(k) = ck
+            {
+                self.dirty_keys.insert((tenant.clone(), k));
             }
             if let Some(StateValue::OrderMeta(m)) =
                 self.get(src, &StateKey::new(tenant, Item::OrderMeta(oid.clone())))
-            {
-                if let Some(k) = m
+                && let Some(k) = m
                     .customer_id
                     .as_ref()
                     .and_then(|c| IdentityKey::from_customer_id(&crate::CustomerId(c.clone())))
-                {
-                    self.dirty_keys.insert((tenant.clone(), k));
-                }
+            {
+                self.dirty_keys.insert((tenant.clone(), k));
             }
         }
         // Which roots to recompute: the root of every dirty key, and the root it
@@ -829,8 +835,7 @@ impl Engine {
                 // `root` is merged into another: publish it as merged, once.
                 let survivor = self.root(src, &tenant, &root);
                 let node = self.index(src, &tenant, &root);
-                let has_data =
-                    self.fragment(src, &tenant, &root).is_some() || !node.orders.is_empty();
+                let has_data = self.has_fragment(src, &tenant, &root) || !node.orders.is_empty();
                 // Published once, and only when there was a customer to merge: a
                 // phone nobody used on its own merges nothing visible.
                 if has_data && node.merged_into.as_ref() != Some(&survivor) {
@@ -865,10 +870,9 @@ impl Engine {
             if let Some(StateValue::Order(o)) = self
                 .get_mut(src, &StateKey::new(&tenant, Item::Order(oid.clone())))
                 .as_mut()
+                && !o.redacted
             {
-                if !o.redacted {
-                    o.scrub(&tenant);
-                }
+                o.scrub(&tenant);
             }
             if !dirty_orders.contains(&(tenant.clone(), oid.clone())) {
                 // Published below like any changed order.
@@ -885,10 +889,7 @@ impl Engine {
         // Triggers, with the customer ids as resolved now.
         let placed = std::mem::take(&mut self.placed_orders);
         for (tenant, oid) in placed {
-            let Some(o) = self.order(src, &tenant, &oid) else {
-                continue;
-            };
-            let Some(ck) = o.customer_key(&tenant) else {
+            let Some((Some(ck), created_at)) = self.order_facts(src, &tenant, &oid) else {
                 continue;
             };
             let root = self.root(src, &tenant, &ck);
@@ -901,7 +902,7 @@ impl Engine {
             } else {
                 "repeat_order"
             };
-            let at = o.created_at().unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let at = created_at.unwrap_or(OffsetDateTime::UNIX_EPOCH);
             out.triggers.push(Trigger {
                 trigger_id: trigger_id(kind, &oid, ""),
                 tenant: tenant.clone(),
@@ -969,70 +970,88 @@ impl Engine {
         redacted_orders: &mut Vec<(String, OrderId)>,
     ) -> Option<Projection> {
         let members = self.members(src, tenant, root);
-        let mut fragments = Vec::new();
         let mut order_ids: BTreeSet<OrderId> = BTreeSet::new();
         let mut merged = Vec::new();
         let mut version: u64 = 0;
+        let mut present: Vec<StateKey> = Vec::new();
+        let mut any_redacted = false;
         for m in &members {
-            let node = self.index(src, tenant, m);
-            order_ids.extend(node.orders.iter().cloned());
-            if let Some(f) = self.fragment(src, tenant, m) {
-                version += f.seen.count();
-                fragments.push(f);
+            let node_key = StateKey::new(tenant, Item::Index(m.clone()));
+            let (claimed, has_orders) = match self.get(src, &node_key) {
+                Some(StateValue::Index(n)) => {
+                    order_ids.extend(n.orders.iter().cloned());
+                    (n.claimed_by.len() as u64, !n.orders.is_empty())
+                }
+                _ => (0, false),
+            };
+            version += claimed;
+            let fkey = StateKey::new(tenant, Item::Fragment(m.clone()));
+            let has_fragment = match self.get(src, &fkey) {
+                Some(StateValue::Fragment(f)) => {
+                    version += f.seen.count();
+                    any_redacted |= f.redacted;
+                    true
+                }
+                _ => false,
+            };
+            if has_fragment {
+                present.push(fkey);
             }
-            if m != root && (self.fragment(src, tenant, m).is_some() || !node.orders.is_empty()) {
+            if m != root && (has_fragment || has_orders) {
                 merged.push(MergeRecord {
                     merged_id: m.customer_id().0,
                     reason: m.kind.merge_reason().to_string(),
                 });
             }
-            version += node.claimed_by.len() as u64;
         }
-        let mut orders = Vec::new();
+        let mut order_keys: Vec<StateKey> = Vec::new();
         for oid in &order_ids {
-            if let Some(o) = self.order(src, tenant, oid) {
-                let belongs = o
-                    .customer_key(tenant)
-                    .map(|k| self.root(src, tenant, &k) == *root)
-                    .unwrap_or(false);
-                if belongs {
-                    version += o.seen.count();
-                    orders.push(o);
+            let okey = StateKey::new(tenant, Item::Order(oid.clone()));
+            let (ck, seen, redacted) = match self.get(src, &okey) {
+                Some(StateValue::Order(o)) => (o.customer_key(tenant), o.seen.count(), o.redacted),
+                _ => continue,
+            };
+            if ck.is_some_and(|k| self.root(src, tenant, &k) == *root) {
+                version += seen;
+                if any_redacted && !redacted {
+                    redacted_orders.push((tenant.to_string(), oid.clone()));
                 }
+                order_keys.push(okey);
             }
         }
-        if fragments.is_empty() && orders.is_empty() {
+        if present.is_empty() && order_keys.is_empty() {
             return None;
         }
         // Erasure spreads to every member and every order of the customer.
-        if fragments.iter().any(|f| f.redacted) {
-            for m in &members {
-                let key = StateKey::new(tenant, Item::Fragment(m.clone()));
-                if let Some(StateValue::Fragment(f)) = self.get_mut(src, &key).as_mut() {
-                    if !f.redacted {
-                        f.scrub();
-                    }
-                }
-            }
-            for f in &mut fragments {
-                f.scrub();
-            }
-            for o in &orders {
-                if !o.redacted {
-                    redacted_orders.push((tenant.to_string(), o.order_id.clone()));
+        if any_redacted {
+            for key in &present {
+                if let Some(StateValue::Fragment(f)) = self.get_mut(src, key).as_mut()
+                    && !f.redacted
+                {
+                    f.scrub();
                 }
             }
         }
         merged.sort();
-        let frag_refs: Vec<&Fragment> = fragments.iter().collect();
-        let order_refs: Vec<&Order> = orders.iter().collect();
+        let frag_refs: Vec<&Fragment> = present
+            .iter()
+            .filter_map(|k| match self.peek(k) {
+                Some(StateValue::Fragment(f)) => Some(&**f),
+                _ => None,
+            })
+            .collect();
+        let order_refs: Vec<&Order> = order_keys
+            .iter()
+            .filter_map(|k| match self.peek(k) {
+                Some(StateValue::Order(o)) => Some(&**o),
+                _ => None,
+            })
+            .collect();
         let view = Customer::build(tenant, root, &frag_refs, &order_refs, merged);
         let key = StateKey::new(tenant, Item::Customer(root.clone()));
-        let prev = match self.get(src, &key) {
-            Some(StateValue::Customer(c)) => Some((**c).clone()),
-            _ => None,
-        };
-        if prev.as_ref().is_some_and(|p| p.view == view) {
+        if let Some(StateValue::Customer(c)) = self.get(src, &key)
+            && c.view == view
+        {
             return None;
         }
         let version = self.bump_customer_version(src, tenant, root, Some(version));
@@ -1050,11 +1069,13 @@ impl Engine {
     }
 
     fn recompute_order(&mut self, src: &dyn Source, tenant: &str, oid: &str) -> Option<Projection> {
-        let order = self.order(src, tenant, oid)?;
-        let customer_id = match order.customer_key(tenant) {
-            Some(k) => Some(self.root(src, tenant, &k).customer_id().0),
-            None => None,
+        let order = match self.get(src, &StateKey::new(tenant, Item::Order(oid.to_string()))) {
+            Some(StateValue::Order(o)) => (**o).clone(),
+            _ => return None,
         };
+        let customer_id = order
+            .customer_key(tenant)
+            .map(|k| self.root(src, tenant, &k).customer_id().0);
         let meta_key = StateKey::new(tenant, Item::OrderMeta(oid.to_string()));
         let prev = match self.get(src, &meta_key) {
             Some(StateValue::OrderMeta(m)) => Some(m.clone()),

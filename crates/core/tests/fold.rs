@@ -641,10 +641,7 @@ fn scenarios_exercise_what_the_property_claims() {
         run.outcomes.iter().any(|o| matches!(o, Outcome::Parked(_))),
         "parking"
     );
-    assert!(
-        run.outcomes.iter().any(|o| *o == Outcome::Duplicate),
-        "duplicates"
-    );
+    assert!(run.outcomes.contains(&Outcome::Duplicate), "duplicates");
     let kinds: std::collections::BTreeSet<&str> =
         run.triggers.iter().map(|t| t.kind.as_str()).collect();
     for k in [

@@ -1,36 +1,141 @@
-//! zendesk: not mapped yet (work in progress in this session).
+//! Zendesk webhooks: event webhooks (`zen:event-type:ticket.*`) and trigger or
+//! automation webhooks with a JSON body.
+//!
+//! Signature (Zendesk's "Verifying webhook authenticity"): header
+//! `X-Zendesk-Webhook-Signature` = base64(HMAC-SHA256(secret, TIMESTAMP + BODY)),
+//! where TIMESTAMP is the exact value of `X-Zendesk-Webhook-Signature-Timestamp`
+//! (e.g. `2021-03-25T05:09:27Z`) concatenated with the raw body, no separator. The
+//! timestamp must be within [`TOLERANCE_SECS`] of `now` either way, so a captured
+//! request cannot be replayed later.
+//!
+//! Recommended trigger body (any subset; see `model.rs` for every field read):
+//!
+//! ```json
+//! {"ticket": {"id": "{{ticket.id}}", "status": "{{ticket.status}}",
+//!   "subject": "{{ticket.title}}", "tags": "{{ticket.tags}}",
+//!   "requester": {"id": "{{ticket.requester.id}}", "email": "{{ticket.requester.email}}"},
+//!   "created_at": "{{ticket.created_at_with_timestamp}}",
+//!   "updated_at": "{{ticket.updated_at_with_timestamp}}",
+//!   "satisfaction_rating": "{{satisfaction.current_rating}}"}}
+//! ```
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use storefold_core::Envelope;
+use storefold_core::identity::content_hash;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::{
     Credentials, Inbound, MapContext, MapError, RawInput, SignError, Signed, VerifyError,
-    WebhookRequest,
+    WebhookRequest, ct_eq, hmac_sha256,
 };
 
-pub(crate) const HEADERS: &[&str] = &[];
+pub(crate) mod helpdesk;
+mod map;
+mod model;
+#[cfg(test)]
+mod tests;
+
+pub(crate) const NAME: &str = "zendesk";
+pub(crate) const SIGNATURE: &str = "x-zendesk-webhook-signature";
+pub(crate) const TIMESTAMP: &str = "x-zendesk-webhook-signature-timestamp";
+/// How far the signed timestamp may be from `now`, either way.
+pub(crate) const TOLERANCE_SECS: i64 = 300;
+
+/// Kept for tracing a delivery back to Zendesk's webhook activity log; mapping
+/// needs none of them.
+pub(crate) const HEADERS: &[&str] = &["x-zendesk-webhook-id", "x-zendesk-webhook-invocation-id"];
 
 pub(crate) fn verify(
-    _creds: &Credentials,
-    _req: &WebhookRequest<'_>,
-    _now: OffsetDateTime,
+    creds: &Credentials,
+    req: &WebhookRequest<'_>,
+    now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
-    Err(VerifyError::Mismatch)
+    if creds.secret.is_empty() {
+        return Err(VerifyError::BadCredentials(
+            "empty Zendesk signing secret".into(),
+        ));
+    }
+    let signature = req
+        .headers
+        .get(SIGNATURE)
+        .ok_or(VerifyError::MissingHeader(SIGNATURE))?;
+    let timestamp = req
+        .headers
+        .get(TIMESTAMP)
+        .ok_or(VerifyError::MissingHeader(TIMESTAMP))?;
+    let given = B64
+        .decode(signature.trim())
+        .map_err(|e| VerifyError::MalformedHeader {
+            header: SIGNATURE,
+            reason: e.to_string(),
+        })?;
+    let signed_at = OffsetDateTime::parse(timestamp.trim(), &Rfc3339).map_err(|e| {
+        VerifyError::MalformedHeader {
+            header: TIMESTAMP,
+            reason: e.to_string(),
+        }
+    })?;
+    let expected = hmac_sha256(creds.secret.as_bytes(), &[timestamp.as_bytes(), req.body]);
+    if !ct_eq(&given, &expected) {
+        return Err(VerifyError::Mismatch);
+    }
+    if (now - signed_at).whole_seconds().abs() > TOLERANCE_SECS {
+        return Err(VerifyError::Expired {
+            tolerance_secs: TOLERANCE_SECS,
+        });
+    }
+    Ok(())
 }
 
-pub(crate) fn describe(_req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
-    Err(MapError::UnsupportedTopic("zendesk".into()))
+/// Event webhooks: topic = `type`, id = `id`, occurred_at = `time`. Trigger
+/// bodies: topic = `ticket`, id = hash of the body (Zendesk retries send the same
+/// body), occurred_at = the ticket's `updated_at`.
+pub(crate) fn describe(req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
+    use crate::aftership::carrier::lenient_time;
+    match map::shape(req.body)? {
+        map::Shape::Event { event_type, body } => Ok(Inbound {
+            topic: event_type,
+            event_id: crate::non_empty(body.id.as_deref())
+                .ok_or_else(|| MapError::MissingField("id".into()))?,
+            occurred_at: body.time.as_deref().and_then(lenient_time),
+        }),
+        map::Shape::Trigger(ticket) => Ok(Inbound {
+            topic: map::TRIGGER_TOPIC.to_string(),
+            event_id: content_hash(req.body),
+            occurred_at: ticket.updated_at.as_deref().and_then(lenient_time),
+        }),
+    }
 }
 
-pub(crate) fn map(_ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Envelope>, MapError> {
-    Err(MapError::UnsupportedTopic(input.topic.to_string()))
+pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Envelope>, MapError> {
+    map::map(ctx, input)
 }
 
+/// Signs with `now` as the timestamp, formatted as Zendesk does (whole seconds, Z).
 pub(crate) fn sign(
-    _secret: &str,
+    secret: &str,
     _topic: &str,
-    _body: &[u8],
-    _now: OffsetDateTime,
+    body: &[u8],
+    now: OffsetDateTime,
 ) -> Result<Signed, SignError> {
-    Err(SignError::NotSigned("zendesk"))
+    if secret.is_empty() {
+        return Err(SignError::BadSecret("empty Zendesk signing secret".into()));
+    }
+    let ts = now
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .map_err(|e| SignError::BadSecret(e.to_string()))?
+        .format(&Rfc3339)
+        .map_err(|e| SignError::BadSecret(e.to_string()))?;
+    let mac = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), body]);
+    Ok(Signed {
+        headers: vec![
+            ("X-Zendesk-Webhook-Signature".to_string(), B64.encode(mac)),
+            ("X-Zendesk-Webhook-Signature-Timestamp".to_string(), ts),
+        ],
+        url_token: None,
+        body: body.to_vec(),
+    })
 }

@@ -1,0 +1,48 @@
+# storefold — developer entry points. `make test` is what CI runs.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Debian packages a fresh machine with a Rust toolchain lacks. libclang-dev and
+# cmake build RocksDB and librdkafka (later crates); the rest are build basics.
+APT_PACKAGES := build-essential pkg-config cmake libclang-dev git
+
+.PHONY: deps fmt fmt-check clippy test unit schemas-check bench normalize-demo
+
+## deps: install missing system packages (idempotent, quiet when present)
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest >/dev/null
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --workspace --doc
+
+schemas-check:
+	$(CARGO) run -q -p storefold -- schemas check --dir schemas
+
+## test: everything CI checks
+test: deps fmt-check clippy unit schemas-check
+
+## bench: criterion benchmarks (figures are printed, never asserted)
+bench:
+	$(CARGO) bench -p storefold-benches
+
+## normalize-demo: what the fold sees for a sample Shopify order
+normalize-demo:
+	$(CARGO) run -q -p storefold -- normalize --provider shopify --topic orders/create \
+	  --header 'X-Shopify-Event-Id: demo-1' crates/providers/src/shopify/fixtures/orders_create.json --fold

@@ -1,0 +1,127 @@
+//! In-memory fold throughput: a realistic generated mix (profiles, touches,
+//! orders, payments, partial refunds, disputes, split shipments, returns,
+//! tickets, duplicates) folded through the engine in batches, as the processor
+//! does, with a hash-map store standing in for RocksDB.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::collections::HashMap;
+use storefold_core::scenario::{self, Rng, ScenarioSpec};
+
+use storefold_core::aggregate::{Fragment, Order};
+use storefold_core::event::{Event, OrderLink};
+use storefold_core::{Engine, Envelope, MemStore};
+
+fn workload() -> Vec<Envelope> {
+    let mut events = Vec::new();
+    // Many tenants' worth of customers, interleaved and shuffled like real arrivals.
+    for seed in 0..40u64 {
+        let spec = ScenarioSpec {
+            tenant: format!("tenant-{}", seed % 8),
+            customers: 50,
+            max_orders_per_customer: 3,
+            duplicate_pct: 5,
+            shared_phone_pct: 5,
+        };
+        events.extend(scenario::generate(seed, &spec));
+    }
+    Rng::new(42).shuffle(&mut events);
+    events
+}
+
+fn fold_all(events: &[Envelope], batch: usize) -> MemStore {
+    let mut store = MemStore::default();
+    for chunk in events.chunks(batch) {
+        let mut engine = Engine::new();
+        for e in chunk {
+            let _ = engine.apply(&store, e);
+        }
+        let out = engine.finish(&store);
+        store.commit(out.changes);
+    }
+    store
+}
+
+/// The aggregate fold alone: `apply(state, event)` on in-memory aggregates, with
+/// events already routed to their aggregate (no identity resolution, parking or
+/// projection building — those are the engine's, measured below).
+fn apply_only(events: &[(Envelope, Route)]) -> (HashMap<String, Order>, HashMap<String, Fragment>) {
+    let mut orders: HashMap<String, Order> = HashMap::new();
+    let mut frags: HashMap<String, Fragment> = HashMap::new();
+    for (e, route) in events {
+        match route {
+            Route::Order(id) => {
+                orders
+                    .entry(id.clone())
+                    .or_insert_with(|| Order::new(id))
+                    .apply(e);
+            }
+            Route::Customer(k) => {
+                frags
+                    .entry(k.to_string())
+                    .or_insert_with(|| Fragment::new(k.clone()))
+                    .apply(e);
+            }
+            Route::None => {}
+        }
+    }
+    (orders, frags)
+}
+
+enum Route {
+    Order(String),
+    Customer(storefold_core::IdentityKey),
+    None,
+}
+
+fn route(e: &Envelope) -> Route {
+    let by_links = |links: &[OrderLink]| {
+        links
+            .iter()
+            .map(|l| match l {
+                OrderLink::Order { order_id } => order_id.clone(),
+                OrderLink::Payment { reference, .. } => reference.clone(),
+                OrderLink::Tracking { number } | OrderLink::Number { number } => number.clone(),
+            })
+            .next()
+            .map_or(Route::None, Route::Order)
+    };
+    let by_identity = |id: &storefold_core::Identity| {
+        id.primary_key(&e.tenant)
+            .map_or(Route::None, Route::Customer)
+    };
+    match &e.event {
+        Event::OrderUpserted(o) => Route::Order(o.order_id.clone()),
+        Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => by_links(&p.links),
+        Event::RefundIssued(r) => by_links(&r.links),
+        Event::DisputeOpened(d) | Event::DisputeClosed(d) => by_links(&d.links),
+        Event::ShipmentUpdated(s) => by_links(&s.links),
+        Event::ReturnRequested(r) | Event::ReturnResolved(r) => by_links(&r.links),
+        Event::CustomerUpserted(c) => by_identity(&c.identity),
+        Event::Touch(t) => by_identity(&t.identity),
+        Event::Identify(i) => by_identity(&i.identity),
+        Event::TicketUpdated(t) => by_identity(&t.requester),
+        Event::CustomerRedacted(r) => by_identity(&r.identity),
+    }
+}
+
+fn bench_fold(c: &mut Criterion) {
+    let events = workload();
+    let routed: Vec<(Envelope, Route)> = events.iter().map(|e| (e.clone(), route(e))).collect();
+    let mut g = c.benchmark_group("fold");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.sample_size(10);
+    g.bench_function(format!("aggregate_apply_{}_events", events.len()), |b| {
+        b.iter_batched(|| (), |_| apply_only(&routed), BatchSize::PerIteration)
+    });
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.sample_size(10);
+    let batch = 5000usize;
+    g.bench_function(
+        format!("engine_{}_events_batch_{batch}", events.len()),
+        |b| b.iter_batched(|| (), |_| fold_all(&events, batch), BatchSize::PerIteration),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench_fold);
+criterion_main!(benches);

@@ -1,0 +1,60 @@
+//! EasyPost `Event` objects carrying a `Tracker`, tolerant of unknown fields.
+
+use serde::Deserialize;
+
+use crate::aftership::carrier::{loose_string, loose_vec};
+
+/// `{"object": "Event", "id": "evt_…", "description": "tracker.updated", "result": {…}}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EventObject {
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) id: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) description: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) result: Option<serde_json::Value>,
+}
+
+/// The `Tracker` in `result`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Tracker {
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) object: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) tracking_code: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) carrier: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) status: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) est_delivery_date: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) updated_at: Option<String>,
+    #[serde(default, deserialize_with = "loose_vec")]
+    pub(crate) tracking_details: Vec<TrackingDetail>,
+}
+
+/// One element of `tracking_details`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TrackingDetail {
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) datetime: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) status: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) message: Option<String>,
+    #[serde(default)]
+    pub(crate) tracking_location: Option<Location>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Location {
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) city: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) state: Option<String>,
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) country: Option<String>,
+}

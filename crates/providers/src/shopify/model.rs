@@ -1,0 +1,438 @@
+//! Shopify webhook payloads (REST shapes, API versions 2019-10 and later).
+//!
+//! Every struct is tolerant: unknown fields are ignored and almost every field is
+//! optional, because Shopify adds fields with every API version and old payloads
+//! (and replays of them) lack the newer ones.
+
+use serde::{Deserialize, Deserializer};
+
+/// An id Shopify sends as a JSON number (REST) or a string (some newer payloads).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Id(pub(crate) String);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Id(s)),
+            serde_json::Value::Number(n) => Ok(Id(n.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "expected an id, found {other}"
+            ))),
+        }
+    }
+}
+
+/// A decimal amount as Shopify sends it: normally a string (`"409.94"`), in a few
+/// old payloads a JSON number. Kept as text so it is parsed exactly later.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Amount(pub(crate) String);
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Amount(s.trim().to_string())),
+            serde_json::Value::Number(n) => Ok(Amount(n.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "expected an amount, found {other}"
+            ))),
+        }
+    }
+}
+
+/// One side of a money bag.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct MoneyValue {
+    pub(crate) amount: Amount,
+    pub(crate) currency_code: String,
+}
+
+/// `*_set` money bags: the amount in the shop's and in the customer's currency.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct MoneySet {
+    #[serde(default)]
+    pub(crate) shop_money: Option<MoneyValue>,
+    #[serde(default)]
+    pub(crate) presentment_money: Option<MoneyValue>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Address {
+    #[serde(default)]
+    pub(crate) first_name: Option<String>,
+    #[serde(default)]
+    pub(crate) last_name: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) company: Option<String>,
+    #[serde(default)]
+    pub(crate) address1: Option<String>,
+    #[serde(default)]
+    pub(crate) address2: Option<String>,
+    #[serde(default)]
+    pub(crate) city: Option<String>,
+    #[serde(default)]
+    pub(crate) province: Option<String>,
+    #[serde(default)]
+    pub(crate) province_code: Option<String>,
+    #[serde(default)]
+    pub(crate) zip: Option<String>,
+    #[serde(default)]
+    pub(crate) country: Option<String>,
+    #[serde(default)]
+    pub(crate) country_code: Option<String>,
+    #[serde(default)]
+    pub(crate) phone: Option<String>,
+}
+
+/// `email_marketing_consent` / `sms_marketing_consent`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct MarketingConsent {
+    #[serde(default)]
+    pub(crate) state: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Customer {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) email: Option<String>,
+    #[serde(default)]
+    pub(crate) phone: Option<String>,
+    #[serde(default)]
+    pub(crate) first_name: Option<String>,
+    #[serde(default)]
+    pub(crate) last_name: Option<String>,
+    #[serde(default)]
+    pub(crate) note: Option<String>,
+    /// Comma-separated.
+    #[serde(default)]
+    pub(crate) tags: Option<String>,
+    #[serde(default)]
+    pub(crate) accepts_marketing: Option<bool>,
+    #[serde(default)]
+    pub(crate) email_marketing_consent: Option<MarketingConsent>,
+    #[serde(default)]
+    pub(crate) sms_marketing_consent: Option<MarketingConsent>,
+    #[serde(default)]
+    pub(crate) default_address: Option<Address>,
+    #[serde(default)]
+    pub(crate) addresses: Vec<Address>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct LineItem {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) sku: Option<String>,
+    #[serde(default)]
+    pub(crate) title: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) quantity: i64,
+    #[serde(default)]
+    pub(crate) price: Option<Amount>,
+    #[serde(default)]
+    pub(crate) price_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) total_discount: Option<Amount>,
+    #[serde(default)]
+    pub(crate) total_discount_set: Option<MoneySet>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct DiscountCode {
+    #[serde(default)]
+    pub(crate) code: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct NoteAttribute {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    /// Usually a string; apps sometimes write numbers or booleans.
+    #[serde(default)]
+    pub(crate) value: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct ShippingLine {
+    #[serde(default)]
+    pub(crate) price: Option<Amount>,
+    #[serde(default)]
+    pub(crate) price_set: Option<MoneySet>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct FulfillmentLineItem {
+    pub(crate) id: Id,
+}
+
+/// A fulfillment: the body of fulfillments/* and an entry of `order.fulfillments`.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Fulfillment {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) order_id: Option<Id>,
+    /// pending, open, success, cancelled, error, failure.
+    #[serde(default)]
+    pub(crate) status: Option<String>,
+    /// The carrier's view: label_printed, in_transit, delivered, failure, ...
+    #[serde(default)]
+    pub(crate) shipment_status: Option<String>,
+    #[serde(default)]
+    pub(crate) tracking_company: Option<String>,
+    #[serde(default)]
+    pub(crate) tracking_number: Option<String>,
+    #[serde(default)]
+    pub(crate) tracking_numbers: Vec<String>,
+    #[serde(default)]
+    pub(crate) line_items: Vec<FulfillmentLineItem>,
+    #[serde(default)]
+    pub(crate) estimated_delivery_at: Option<String>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Order {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) email: Option<String>,
+    #[serde(default)]
+    pub(crate) contact_email: Option<String>,
+    #[serde(default)]
+    pub(crate) phone: Option<String>,
+    /// Shop currency.
+    #[serde(default)]
+    pub(crate) currency: Option<String>,
+    #[serde(default)]
+    pub(crate) financial_status: Option<String>,
+    #[serde(default)]
+    pub(crate) fulfillment_status: Option<String>,
+    #[serde(default)]
+    pub(crate) total_price: Option<Amount>,
+    #[serde(default)]
+    pub(crate) total_price_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) current_total_price: Option<Amount>,
+    #[serde(default)]
+    pub(crate) current_total_price_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) subtotal_price: Option<Amount>,
+    #[serde(default)]
+    pub(crate) subtotal_price_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) current_subtotal_price: Option<Amount>,
+    #[serde(default)]
+    pub(crate) current_subtotal_price_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) total_discounts: Option<Amount>,
+    #[serde(default)]
+    pub(crate) total_discounts_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) current_total_discounts: Option<Amount>,
+    #[serde(default)]
+    pub(crate) current_total_discounts_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) total_tax: Option<Amount>,
+    #[serde(default)]
+    pub(crate) total_tax_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) current_total_tax: Option<Amount>,
+    #[serde(default)]
+    pub(crate) current_total_tax_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) total_shipping_price_set: Option<MoneySet>,
+    #[serde(default)]
+    pub(crate) shipping_lines: Vec<ShippingLine>,
+    #[serde(default)]
+    pub(crate) line_items: Vec<LineItem>,
+    #[serde(default)]
+    pub(crate) discount_codes: Vec<DiscountCode>,
+    #[serde(default)]
+    pub(crate) fulfillments: Vec<Fulfillment>,
+    #[serde(default)]
+    pub(crate) landing_site: Option<String>,
+    #[serde(default)]
+    pub(crate) referring_site: Option<String>,
+    #[serde(default)]
+    pub(crate) source_name: Option<String>,
+    #[serde(default)]
+    pub(crate) note_attributes: Vec<NoteAttribute>,
+    #[serde(default)]
+    pub(crate) cart_token: Option<String>,
+    #[serde(default)]
+    pub(crate) note: Option<String>,
+    /// Comma-separated.
+    #[serde(default)]
+    pub(crate) tags: Option<String>,
+    #[serde(default)]
+    pub(crate) test: Option<bool>,
+    #[serde(default)]
+    pub(crate) customer: Option<Customer>,
+    #[serde(default)]
+    pub(crate) billing_address: Option<Address>,
+    #[serde(default)]
+    pub(crate) shipping_address: Option<Address>,
+    #[serde(default)]
+    pub(crate) buyer_accepts_marketing: Option<bool>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
+    #[serde(default)]
+    pub(crate) processed_at: Option<String>,
+    #[serde(default)]
+    pub(crate) cancelled_at: Option<String>,
+    #[serde(default)]
+    pub(crate) cancel_reason: Option<String>,
+    #[serde(default)]
+    pub(crate) closed_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct RefundLineItem {
+    #[serde(default)]
+    pub(crate) line_item_id: Option<Id>,
+    #[serde(default)]
+    pub(crate) line_item: Option<LineItemRef>,
+    #[serde(default)]
+    pub(crate) quantity: i64,
+    /// no_restock, cancel, return, legacy_restock.
+    #[serde(default)]
+    pub(crate) restock_type: Option<String>,
+    #[serde(default)]
+    pub(crate) subtotal: Option<Amount>,
+    #[serde(default)]
+    pub(crate) subtotal_set: Option<MoneySet>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct LineItemRef {
+    pub(crate) id: Id,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Transaction {
+    #[serde(default)]
+    pub(crate) kind: Option<String>,
+    #[serde(default)]
+    pub(crate) status: Option<String>,
+    #[serde(default)]
+    pub(crate) amount: Option<Amount>,
+    #[serde(default)]
+    pub(crate) currency: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct OrderAdjustment {
+    #[serde(default)]
+    pub(crate) amount: Option<Amount>,
+    #[serde(default)]
+    pub(crate) amount_set: Option<MoneySet>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Refund {
+    pub(crate) id: Id,
+    pub(crate) order_id: Id,
+    #[serde(default)]
+    pub(crate) note: Option<String>,
+    /// Pre-2017 refunds say only this, for every line.
+    #[serde(default)]
+    pub(crate) restock: Option<bool>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) processed_at: Option<String>,
+    #[serde(default)]
+    pub(crate) refund_line_items: Vec<RefundLineItem>,
+    #[serde(default)]
+    pub(crate) transactions: Vec<Transaction>,
+    #[serde(default)]
+    pub(crate) order_adjustments: Vec<OrderAdjustment>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct FulfillmentEvent {
+    pub(crate) fulfillment_id: Id,
+    #[serde(default)]
+    pub(crate) order_id: Option<Id>,
+    #[serde(default)]
+    pub(crate) status: Option<String>,
+    #[serde(default)]
+    pub(crate) message: Option<String>,
+    #[serde(default)]
+    pub(crate) city: Option<String>,
+    #[serde(default)]
+    pub(crate) province: Option<String>,
+    #[serde(default)]
+    pub(crate) country: Option<String>,
+    #[serde(default)]
+    pub(crate) tracking_number: Option<String>,
+    #[serde(default)]
+    pub(crate) happened_at: Option<String>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) estimated_delivery_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Checkout {
+    #[serde(default)]
+    pub(crate) token: Option<String>,
+    #[serde(default)]
+    pub(crate) id: Option<Id>,
+    #[serde(default)]
+    pub(crate) cart_token: Option<String>,
+    #[serde(default)]
+    pub(crate) email: Option<String>,
+    #[serde(default)]
+    pub(crate) landing_site: Option<String>,
+    #[serde(default)]
+    pub(crate) referring_site: Option<String>,
+    #[serde(default)]
+    pub(crate) customer: Option<Customer>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
+}
+
+/// customers/delete: Shopify sends little more than the id.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct DeletedCustomer {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct RedactCustomer {
+    #[serde(default)]
+    pub(crate) id: Option<Id>,
+    #[serde(default)]
+    pub(crate) email: Option<String>,
+    #[serde(default)]
+    pub(crate) phone: Option<String>,
+}
+
+/// customers/redact (mandatory compliance webhook).
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct CustomersRedact {
+    #[serde(default)]
+    pub(crate) customer: RedactCustomer,
+    #[serde(default)]
+    pub(crate) orders_to_redact: Vec<Id>,
+}

@@ -1,0 +1,1398 @@
+//! Shopify: signatures, topics and exact canonical values, from our own fixtures
+//! and from the shared conformance corpus (real payloads, read in place).
+
+use std::path::{Path, PathBuf};
+
+use storefold_core::event::{
+    Address, Attribution, Checkpoint, Consent, CustomerRedacted, CustomerUpserted, LineItem,
+    OrderLink, OrderStatus, OrderTotals, OrderUpserted, ReasonCode, Refund, RefundLine,
+    RefundStatus, Return, ReturnResolution, Shipment, ShipmentStatus, Touch, Utm,
+};
+use storefold_core::identity::ExternalId;
+use storefold_core::{Envelope, Event, Identity, Money};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::{
+    Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
+    VerifyError, WebhookRequest,
+};
+
+const SECRET: &str = "shpss_storefold_test_3c9a";
+const NOW: OffsetDateTime = datetime!(2025-03-14 14:02:12 UTC);
+const RECEIVED: OffsetDateTime = datetime!(2025-03-14 14:02:13 UTC);
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/shopify/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn usd(minor: i64) -> Money {
+    money(minor, "USD")
+}
+
+fn money(minor: i64, code: &str) -> Money {
+    Money::new(minor, storefold_core::Currency::from_code(code).unwrap())
+}
+
+fn ext(id: &str) -> ExternalId {
+    ExternalId {
+        source: "shopify".into(),
+        id: id.into(),
+    }
+}
+
+fn order_link(id: &str) -> Vec<OrderLink> {
+    vec![OrderLink::Order {
+        order_id: format!("shopify:{id}"),
+    }]
+}
+
+/// Signs `body` as Shopify would, verifies it, describes it and maps it: the
+/// whole path a webhook takes through ingest and processor.
+fn deliver(topic: &str, body: &[u8]) -> (Inbound, Result<Vec<Envelope>, MapError>) {
+    let signed = ProviderKind::Shopify
+        .sign(SECRET, topic, body, NOW)
+        .unwrap();
+    let mut headers = Headers::from_pairs(signed.headers.iter().map(|(k, v)| (k, v)));
+    headers.insert("X-Shopify-Shop-Domain", "storefold-demo.myshopify.com");
+    headers.insert("X-Shopify-API-Version", "2025-01");
+    headers.insert("Content-Type", "application/json");
+    let req = WebhookRequest {
+        headers: &headers,
+        body: &signed.body,
+        url_token: None,
+    };
+    ProviderKind::Shopify
+        .verify(&Credentials::new(SECRET), &req, NOW)
+        .expect("signature verifies");
+    let inbound = ProviderKind::Shopify.describe(&req).expect("describes");
+    assert_eq!(inbound.topic, topic);
+    let kept = headers.select(ProviderKind::Shopify.kept_headers());
+    assert!(kept.get("content-type").is_none());
+    assert_eq!(kept.get("x-shopify-api-version"), Some("2025-01"));
+    let options = MapOptions::default();
+    let ctx = MapContext {
+        tenant: "acme",
+        options: &options,
+    };
+    let input = RawInput {
+        topic: &inbound.topic,
+        event_id: &inbound.event_id,
+        headers: &kept,
+        body: &signed.body,
+        received_at: RECEIVED,
+    };
+    let mapped = ProviderKind::Shopify.map(&ctx, &input);
+    (inbound, mapped)
+}
+
+fn map_ok(topic: &str, body: &[u8]) -> (Inbound, Vec<Envelope>) {
+    let (inbound, mapped) = deliver(topic, body);
+    let events = mapped.unwrap_or_else(|e| panic!("{topic}: {e}"));
+    for e in &events {
+        assert_eq!(e.tenant, "acme");
+        assert_eq!(e.provider, "shopify");
+        assert!(e.event_id.starts_with(&inbound.event_id), "{}", e.event_id);
+    }
+    (inbound, events)
+}
+
+fn only<'a>(events: &'a [Envelope], type_name: &str) -> Vec<&'a Event> {
+    events
+        .iter()
+        .map(|e| &e.event)
+        .filter(|e| e.type_name() == type_name)
+        .collect()
+}
+
+fn the_order(events: &[Envelope]) -> &OrderUpserted {
+    match only(events, "OrderUpserted").as_slice() {
+        [Event::OrderUpserted(o)] => o,
+        other => panic!("expected one order, got {other:?}"),
+    }
+}
+
+fn the_customer(events: &[Envelope]) -> &CustomerUpserted {
+    match only(events, "CustomerUpserted").as_slice() {
+        [Event::CustomerUpserted(c)] => c,
+        other => panic!("expected one customer, got {other:?}"),
+    }
+}
+
+fn shipments(events: &[Envelope]) -> Vec<&Shipment> {
+    events
+        .iter()
+        .map(|e| match &e.event {
+            Event::ShipmentUpdated(s) => s,
+            other => panic!("expected shipments only, got {other:?}"),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- signatures
+
+fn request<'a>(headers: &'a Headers, body: &'a [u8]) -> WebhookRequest<'a> {
+    WebhookRequest {
+        headers,
+        body,
+        url_token: None,
+    }
+}
+
+#[test]
+fn verify_matches_an_independently_computed_hmac() {
+    // base64(HMAC-SHA256("hush", '{"id":1}')), computed with Python's hmac module.
+    let headers = Headers::from_pairs([(
+        "X-Shopify-Hmac-SHA256",
+        "VnKUjZsLuN5iZWjn5EntcBVCF9kMN43LglzCE1/GSeY=",
+    )]);
+    let creds = Credentials::new("hush");
+    assert_eq!(
+        ProviderKind::Shopify.verify(&creds, &request(&headers, br#"{"id":1}"#), NOW),
+        Ok(())
+    );
+    assert_eq!(
+        ProviderKind::Shopify.verify(&creds, &request(&headers, br#"{"id":2}"#), NOW),
+        Err(VerifyError::Mismatch)
+    );
+}
+
+#[test]
+fn verify_rejects_wrong_secret_tampered_body_and_bad_headers() {
+    let body = fixture("orders_create.json");
+    let signed = ProviderKind::Shopify
+        .sign(SECRET, "orders/create", &body, NOW)
+        .unwrap();
+    let headers = Headers::from_pairs(signed.headers.iter().map(|(k, v)| (k, v)));
+    let good = Credentials::new(SECRET);
+    assert_eq!(
+        ProviderKind::Shopify.verify(&good, &request(&headers, &body), NOW),
+        Ok(())
+    );
+    assert_eq!(
+        ProviderKind::Shopify.verify(&Credentials::new("other"), &request(&headers, &body), NOW),
+        Err(VerifyError::Mismatch)
+    );
+    let mut tampered = body.clone();
+    let at = tampered.iter().position(|b| *b == b'7').unwrap();
+    tampered[at] = b'8';
+    assert_eq!(
+        ProviderKind::Shopify.verify(&good, &request(&headers, &tampered), NOW),
+        Err(VerifyError::Mismatch)
+    );
+    // A body that is not even JSON is rejected by the signature, not by a parser.
+    assert_eq!(
+        ProviderKind::Shopify.verify(&good, &request(&headers, b"\xff\xfe not json"), NOW),
+        Err(VerifyError::Mismatch)
+    );
+
+    let missing = Headers::from_pairs([("X-Shopify-Topic", "orders/create")]);
+    assert_eq!(
+        ProviderKind::Shopify.verify(&good, &request(&missing, &body), NOW),
+        Err(VerifyError::MissingHeader("X-Shopify-Hmac-Sha256"))
+    );
+    let empty = Headers::from_pairs([("X-Shopify-Hmac-Sha256", "  ")]);
+    assert_eq!(
+        ProviderKind::Shopify.verify(&good, &request(&empty, &body), NOW),
+        Err(VerifyError::MissingHeader("X-Shopify-Hmac-Sha256"))
+    );
+    let garbled = Headers::from_pairs([("X-Shopify-Hmac-Sha256", "not*base64!")]);
+    assert!(matches!(
+        ProviderKind::Shopify.verify(&good, &request(&garbled, &body), NOW),
+        Err(VerifyError::MalformedHeader {
+            header: "X-Shopify-Hmac-Sha256",
+            ..
+        })
+    ));
+    // Valid base64 of the wrong length (a hex digest pasted by mistake, say).
+    let short = Headers::from_pairs([("X-Shopify-Hmac-Sha256", "c2hvcnQ=")]);
+    assert!(matches!(
+        ProviderKind::Shopify.verify(&good, &request(&short, &body), NOW),
+        Err(VerifyError::MalformedHeader { .. })
+    ));
+    assert!(matches!(
+        ProviderKind::Shopify.verify(&Credentials::new(""), &request(&headers, &body), NOW),
+        Err(VerifyError::BadCredentials(_))
+    ));
+}
+
+#[test]
+fn sign_sends_what_shopify_sends() {
+    let signed = ProviderKind::Shopify
+        .sign(SECRET, "orders/create", b"{}", NOW)
+        .unwrap();
+    let headers = Headers::from_pairs(signed.headers.iter().map(|(k, v)| (k, v)));
+    assert_eq!(headers.get("x-shopify-topic"), Some("orders/create"));
+    assert_eq!(
+        headers.get("x-shopify-triggered-at"),
+        Some("2025-03-14T14:02:12Z")
+    );
+    let webhook_id = headers.get("x-shopify-webhook-id").unwrap();
+    assert_eq!(webhook_id.len(), 36);
+    assert!(headers.get("x-shopify-hmac-sha256").is_some());
+    assert_eq!(signed.body, b"{}");
+    assert_eq!(signed.url_token, None);
+    // Deterministic: the same input signs the same way.
+    assert_eq!(
+        ProviderKind::Shopify
+            .sign(SECRET, "orders/create", b"{}", NOW)
+            .unwrap(),
+        signed
+    );
+    assert!(
+        ProviderKind::Shopify
+            .sign("", "orders/create", b"{}", NOW)
+            .is_err()
+    );
+}
+
+// ------------------------------------------------------------------ describe
+
+#[test]
+fn describe_prefers_the_event_id_then_the_webhook_id_then_a_hash() {
+    let body = br#"{"id":1}"#;
+    let both = Headers::from_pairs([
+        ("X-Shopify-Topic", "orders/updated"),
+        ("X-Shopify-Event-Id", "98880550-7158-44d4-b7cd-2c97c8a091b5"),
+        (
+            "X-Shopify-Webhook-Id",
+            "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        ),
+        ("X-Shopify-Triggered-At", "2025-03-14T14:02:12.123456789Z"),
+    ]);
+    let d = ProviderKind::Shopify
+        .describe(&request(&both, body))
+        .unwrap();
+    assert_eq!(d.topic, "orders/updated");
+    assert_eq!(
+        d.event_id,
+        "98880550-7158-44d4-b7cd-2c97c8a091b5:orders/updated"
+    );
+    assert_eq!(
+        d.occurred_at,
+        Some(datetime!(2025-03-14 14:02:12.123456789 UTC))
+    );
+
+    let webhook_only = Headers::from_pairs([
+        ("X-Shopify-Topic", "orders/updated"),
+        (
+            "X-Shopify-Webhook-Id",
+            "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        ),
+        ("X-Shopify-Triggered-At", "yesterday"),
+    ]);
+    let d = ProviderKind::Shopify
+        .describe(&request(&webhook_only, body))
+        .unwrap();
+    assert_eq!(
+        d.event_id,
+        "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043:orders/updated"
+    );
+    assert_eq!(d.occurred_at, None);
+
+    let bare = Headers::from_pairs([("X-Shopify-Topic", "orders/updated")]);
+    let d = ProviderKind::Shopify
+        .describe(&request(&bare, body))
+        .unwrap();
+    assert_eq!(
+        d.event_id,
+        format!(
+            "{}:orders/updated",
+            storefold_core::identity::content_hash(body)
+        )
+    );
+
+    let no_topic = Headers::from_pairs([("X-Shopify-Event-Id", "e1")]);
+    assert_eq!(
+        ProviderKind::Shopify.describe(&request(&no_topic, body)),
+        Err(MapError::MissingHeader("X-Shopify-Topic"))
+    );
+}
+
+#[test]
+fn unknown_topics_are_refused_and_compliance_topics_accepted() {
+    let (_, mapped) = deliver("products/update", br#"{"id":1}"#);
+    assert_eq!(
+        mapped,
+        Err(MapError::UnsupportedTopic("products/update".into()))
+    );
+    let (_, events) = map_ok(
+        "customers/data_request",
+        &fixture("customers_data_request.json"),
+    );
+    assert!(events.is_empty());
+    let (_, events) = map_ok("shop/redact", &fixture("shop_redact.json"));
+    assert!(events.is_empty());
+}
+
+#[test]
+fn malformed_json_is_a_map_error_after_verification() {
+    let (_, mapped) = deliver("orders/create", b"{\"id\": ");
+    assert!(matches!(mapped, Err(MapError::Json(_))));
+    let (_, mapped) = deliver("orders/create", br#"{"id": 1, "currency": "USD"}"#);
+    assert!(
+        matches!(mapped, Err(MapError::MissingField(_))),
+        "{mapped:?}"
+    );
+    let (_, mapped) = deliver(
+        "orders/create",
+        br#"{"id": 1, "currency": "USD", "total_price": "1.005", "created_at": "2025-01-01T00:00:00Z"}"#,
+    );
+    assert!(
+        matches!(mapped, Err(MapError::InvalidField { .. })),
+        "{mapped:?}"
+    );
+}
+
+// -------------------------------------------------------------------- orders
+
+fn ada_identity() -> Identity {
+    Identity {
+        email: Some("ada.lovelace@example.org".into()),
+        phone: Some("+4930901820".into()),
+        external: vec![ext("8200000001")],
+        anonymous_id: None,
+    }
+}
+
+fn expected_order() -> OrderUpserted {
+    OrderUpserted {
+        order_id: "shopify:5012345678901".into(),
+        number: Some("#2047".into()),
+        customer: ada_identity(),
+        customer_name: Some("Ada Lovelace".into()),
+        status: OrderStatus::Open,
+        financial_status: Some("paid".into()),
+        fulfillment_status: Some("partial".into()),
+        totals: OrderTotals {
+            total: usd(5758),
+            subtotal: Some(usd(4500)),
+            discounts: Some(usd(500)),
+            shipping: Some(usd(700)),
+            tax: Some(usd(558)),
+            presentment_total: Some(money(5297, "EUR")),
+        },
+        line_items: vec![
+            LineItem {
+                id: "13001".into(),
+                sku: Some("TEE-BLK-M".into()),
+                title: "Organic Tee".into(),
+                quantity: 2,
+                unit_price: usd(2500),
+                total_discount: Some(usd(500)),
+            },
+            LineItem {
+                id: "13002".into(),
+                sku: None,
+                title: "Canvas Cap".into(),
+                quantity: 1,
+                unit_price: usd(1850),
+                total_discount: Some(usd(0)),
+            },
+        ],
+        discount_codes: vec!["SPRING10".into()],
+        payment_refs: vec![],
+        tracking_numbers: vec!["1Z999AA10123456784".into(), "1Z999AA10123456785".into()],
+        attribution: Attribution {
+            landing_site: Some(
+                "/collections/tees?utm_source=newsletter&utm_medium=email&utm_campaign=spring+drop&gclid=abc123"
+                    .into(),
+            ),
+            referring_site: Some("https://mail.example.net/".into()),
+            source_name: Some("web".into()),
+            utm: Utm {
+                source: Some("newsletter".into()),
+                medium: Some("email".into()),
+                campaign: Some("spring drop".into()),
+                term: None,
+                content: Some("hero-banner".into()),
+            },
+            note_attributes: vec![
+                ("gift_wrap".into(), "yes".into()),
+                ("utm_content".into(), "hero-banner".into()),
+            ],
+        },
+        cart_token: Some("c1-7f3a9e0b52d14c8e".into()),
+        shipping_address: Some(Address {
+            name: Some("Ada Lovelace".into()),
+            company: None,
+            line1: Some("Hauptstrasse 12".into()),
+            line2: Some("Hinterhaus".into()),
+            city: Some("Potsdam".into()),
+            region: Some("BB".into()),
+            postal_code: Some("14467".into()),
+            country: Some("DE".into()),
+            phone: None,
+        }),
+        billing_address: Some(Address {
+            name: Some("Ada Lovelace".into()),
+            company: Some("Analytical Engines GmbH".into()),
+            line1: Some("Unter den Linden 5".into()),
+            line2: None,
+            city: Some("Berlin".into()),
+            region: Some("BE".into()),
+            postal_code: Some("10117".into()),
+            country: Some("DE".into()),
+            phone: Some("030 901820".into()),
+        }),
+        note: Some("Leave at the side door".into()),
+        tags: vec!["vip".into(), "spring-drop".into()],
+        test: false,
+        created_at: datetime!(2025-03-14 09:26:53 -4),
+        updated_at: datetime!(2025-03-14 10:02:11 -4),
+        cancelled_at: None,
+        cancel_reason: None,
+    }
+}
+
+#[test]
+fn orders_create_maps_customer_and_full_order_snapshot() {
+    let (inbound, events) = map_ok("orders/create", &fixture("orders_create.json"));
+    assert_eq!(events.len(), 2);
+
+    let customer = &events[0];
+    assert_eq!(customer.event_id, format!("{}#customer", inbound.event_id));
+    assert_eq!(customer.occurred_at, datetime!(2025-03-14 09:27:00 -4));
+    assert_eq!(
+        customer.event,
+        Event::CustomerUpserted(CustomerUpserted {
+            identity: ada_identity(),
+            first_name: Some("Ada".into()),
+            last_name: Some("Lovelace".into()),
+            addresses: vec![Address {
+                name: Some("Ada Lovelace".into()),
+                company: None,
+                line1: Some("Unter den Linden 5".into()),
+                line2: None,
+                city: Some("Berlin".into()),
+                region: Some("BE".into()),
+                postal_code: Some("10117".into()),
+                country: Some("DE".into()),
+                phone: Some("030 901820".into()),
+            }],
+            consent: Consent {
+                email_marketing: Some(true),
+                sms_marketing: Some(false),
+            },
+            tags: vec!["vip".into()],
+            note: None,
+            deleted: false,
+            created_at: Some(datetime!(2024-11-02 15:40:00 -4)),
+            updated_at: datetime!(2025-03-14 09:27:00 -4),
+        })
+    );
+
+    let order = &events[1];
+    assert_eq!(order.event_id, inbound.event_id);
+    assert_eq!(order.occurred_at, datetime!(2025-03-14 10:02:11 -4));
+    assert_eq!(
+        order.event,
+        Event::OrderUpserted(Box::new(expected_order()))
+    );
+}
+
+#[test]
+fn every_order_topic_maps_the_snapshot() {
+    for topic in [
+        "orders/updated",
+        "orders/paid",
+        "orders/partially_fulfilled",
+    ] {
+        let (_, events) = map_ok(topic, &fixture("orders_create.json"));
+        assert_eq!(the_order(&events), &expected_order(), "{topic}");
+    }
+    let mut fulfilled: serde_json::Value =
+        serde_json::from_slice(&fixture("orders_create.json")).unwrap();
+    fulfilled["fulfillment_status"] = "fulfilled".into();
+    let (_, events) = map_ok("orders/fulfilled", &serde_json::to_vec(&fulfilled).unwrap());
+    let order = the_order(&events);
+    assert_eq!(order.status, OrderStatus::Completed);
+    assert_eq!(order.fulfillment_status.as_deref(), Some("fulfilled"));
+}
+
+#[test]
+fn orders_cancelled_guest_order_in_jpy() {
+    let (_, events) = map_ok("orders/cancelled", &fixture("orders_cancelled.json"));
+    // A guest checkout has no customer record: only the order.
+    assert_eq!(events.len(), 1);
+    let jpy = |m| money(m, "JPY");
+    assert_eq!(
+        the_order(&events),
+        &OrderUpserted {
+            order_id: "shopify:5012345679000".into(),
+            number: Some("#2051".into()),
+            customer: Identity {
+                email: Some("guest.buyer@example.com".into()),
+                phone: Some("+12125550199".into()),
+                external: vec![],
+                anonymous_id: None,
+            },
+            customer_name: None,
+            status: OrderStatus::Cancelled,
+            financial_status: Some("refunded".into()),
+            fulfillment_status: None,
+            totals: OrderTotals {
+                total: jpy(4500),
+                subtotal: Some(jpy(4000)),
+                discounts: Some(jpy(0)),
+                shipping: None,
+                tax: Some(jpy(500)),
+                presentment_total: None,
+            },
+            line_items: vec![LineItem {
+                id: "13101".into(),
+                sku: Some("MUG-01".into()),
+                title: "Stoneware Mug".into(),
+                quantity: 2,
+                unit_price: jpy(2000),
+                total_discount: Some(jpy(0)),
+            }],
+            discount_codes: vec![],
+            payment_refs: vec![],
+            tracking_numbers: vec![],
+            attribution: Attribution {
+                landing_site: None,
+                referring_site: None,
+                source_name: Some("shopify_draft_order".into()),
+                utm: Utm::default(),
+                note_attributes: vec![],
+            },
+            cart_token: None,
+            shipping_address: None,
+            billing_address: None,
+            note: None,
+            tags: vec![],
+            test: true,
+            created_at: datetime!(2025-04-01 08:00:00 UTC),
+            updated_at: datetime!(2025-04-01 09:15:00 UTC),
+            cancelled_at: Some(datetime!(2025-04-01 09:14:59 UTC)),
+            cancel_reason: Some("customer".into()),
+        }
+    );
+}
+
+#[test]
+fn order_status_follows_cancellation_money_then_fulfillment() {
+    let base: serde_json::Value = serde_json::from_slice(&fixture("orders_create.json")).unwrap();
+    let cases: &[(&str, Option<&str>, Option<&str>, OrderStatus)] = &[
+        ("pending", None, None, OrderStatus::Pending),
+        ("authorized", None, None, OrderStatus::Open),
+        ("paid", None, None, OrderStatus::Open),
+        ("partially_paid", Some("partial"), None, OrderStatus::Open),
+        ("partially_refunded", None, None, OrderStatus::Open),
+        ("paid", Some("fulfilled"), None, OrderStatus::Completed),
+        ("refunded", Some("fulfilled"), None, OrderStatus::Refunded),
+        ("voided", None, None, OrderStatus::Cancelled),
+        ("expired", None, None, OrderStatus::Failed),
+        (
+            "paid",
+            Some("fulfilled"),
+            Some("2025-03-15T00:00:00Z"),
+            OrderStatus::Cancelled,
+        ),
+    ];
+    for (financial, fulfillment, cancelled, expected) in cases {
+        let mut o = base.clone();
+        o["financial_status"] = (*financial).into();
+        o["fulfillment_status"] = fulfillment
+            .map(Into::into)
+            .unwrap_or(serde_json::Value::Null);
+        o["cancelled_at"] = cancelled.map(Into::into).unwrap_or(serde_json::Value::Null);
+        let (_, events) = map_ok("orders/updated", &serde_json::to_vec(&o).unwrap());
+        assert_eq!(
+            the_order(&events).status,
+            *expected,
+            "{financial} {fulfillment:?} {cancelled:?}"
+        );
+    }
+}
+
+#[test]
+fn order_totals_fall_back_to_rest_strings_and_original_totals() {
+    let mut o: serde_json::Value = serde_json::from_slice(&fixture("orders_create.json")).unwrap();
+    let obj = o.as_object_mut().unwrap();
+    for key in [
+        "current_total_price",
+        "current_total_price_set",
+        "current_subtotal_price",
+        "current_subtotal_price_set",
+        "total_price_set",
+        "subtotal_price_set",
+        "total_shipping_price_set",
+    ] {
+        obj.remove(key);
+    }
+    let (_, events) = map_ok("orders/updated", &serde_json::to_vec(&o).unwrap());
+    let totals = &the_order(&events).totals;
+    assert_eq!(totals.total, usd(7608));
+    assert_eq!(totals.subtotal, Some(usd(6350)));
+    // Shipping from the shipping lines when there is no money bag.
+    assert_eq!(totals.shipping, Some(usd(700)));
+    assert_eq!(totals.presentment_total, None);
+
+    // Same currency on both sides: no separate presentment total.
+    let mut same: serde_json::Value =
+        serde_json::from_slice(&fixture("orders_create.json")).unwrap();
+    same["current_total_price_set"]["presentment_money"] =
+        serde_json::json!({"amount": "57.58", "currency_code": "USD"});
+    let (_, events) = map_ok("orders/updated", &serde_json::to_vec(&same).unwrap());
+    assert_eq!(the_order(&events).totals.presentment_total, None);
+}
+
+// ------------------------------------------------------------------- refunds
+
+#[test]
+fn refunds_create_maps_refund_and_resolved_return() {
+    let (inbound, events) = map_ok("refunds/create", &fixture("refunds_create.json"));
+    assert_eq!(events.len(), 2);
+    let at = datetime!(2025-03-20 11:30:00 -4);
+    assert_eq!(events[0].event_id, inbound.event_id);
+    assert_eq!(events[0].occurred_at, at);
+    assert_eq!(
+        events[0].event,
+        Event::RefundIssued(Refund {
+            provider: "shopify".into(),
+            refund_id: "9300000001".into(),
+            payment_id: None,
+            links: order_link("5012345678901"),
+            // Only the successful refund transaction counts; the failed one and
+            // the sale do not.
+            amount: usd(4980),
+            status: RefundStatus::Succeeded,
+            reason: Some("Customer returned the tee: wrong size".into()),
+            lines: vec![
+                RefundLine {
+                    line_item_id: "13001".into(),
+                    quantity: 1,
+                    amount: Some(usd(2250)),
+                    restock: true,
+                },
+                RefundLine {
+                    line_item_id: "13002".into(),
+                    quantity: 1,
+                    amount: Some(usd(1850)),
+                    restock: false,
+                },
+            ],
+            adjustments: Some(usd(700)),
+            at,
+        })
+    );
+    assert_eq!(events[1].event_id, format!("{}#return", inbound.event_id));
+    assert_eq!(
+        events[1].event,
+        Event::ReturnResolved(Return {
+            provider: "shopify".into(),
+            return_id: "refund:9300000001".into(),
+            links: order_link("5012345678901"),
+            reason: ReasonCode::Size,
+            resolution: Some(ReturnResolution::Refund),
+            line_item_ids: vec!["13001".into()],
+            note: Some("Customer returned the tee: wrong size".into()),
+            at,
+        })
+    );
+}
+
+#[test]
+fn refund_status_and_return_reason_variants() {
+    let base: serde_json::Value = serde_json::from_slice(&fixture("refunds_create.json")).unwrap();
+
+    let mut pending = base.clone();
+    pending["transactions"] = serde_json::json!([
+        {"kind": "refund", "status": "pending", "amount": "49.80", "currency": "USD"}
+    ]);
+    pending["note"] = "Arrived broken".into();
+    let (_, events) = map_ok("refunds/create", &serde_json::to_vec(&pending).unwrap());
+    match &events[0].event {
+        Event::RefundIssued(r) => {
+            assert_eq!(r.status, RefundStatus::Pending);
+            assert_eq!(r.amount, usd(0));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &events[1].event {
+        Event::ReturnResolved(r) => assert_eq!(r.reason, ReasonCode::Defect),
+        other => panic!("{other:?}"),
+    }
+
+    let mut failed = base.clone();
+    failed["transactions"] = serde_json::json!([
+        {"kind": "refund", "status": "failure", "amount": "49.80", "currency": "USD"}
+    ]);
+    failed["note"] = serde_json::Value::Null;
+    failed["refund_line_items"][0]["restock_type"] = "cancel".into();
+    let (_, events) = map_ok("refunds/create", &serde_json::to_vec(&failed).unwrap());
+    // No line came back as a return: no ReturnResolved.
+    assert_eq!(events.len(), 1);
+    match &events[0].event {
+        Event::RefundIssued(r) => {
+            assert_eq!(r.status, RefundStatus::Failed);
+            assert_eq!(r.reason, None);
+            assert!(r.lines[0].restock);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        super::map::reason_from_note("parcel came too late"),
+        ReasonCode::Late
+    );
+    assert_eq!(
+        super::map::reason_from_note("changed my mind"),
+        ReasonCode::Other
+    );
+}
+
+// --------------------------------------------------------------- fulfillments
+
+#[test]
+fn fulfillments_create_gives_one_shipment_per_tracking_number() {
+    let (inbound, events) = map_ok("fulfillments/create", &fixture("fulfillments_create.json"));
+    let at = datetime!(2025-03-15 08:05:00 +1);
+    let expected = |number: &str| Shipment {
+        provider: "shopify".into(),
+        tracking_number: number.into(),
+        carrier: Some("DHL Express".into()),
+        links: order_link("5012345678901"),
+        fulfillment_id: Some("6100000003".into()),
+        status: ShipmentStatus::LabelCreated,
+        checkpoints: vec![],
+        line_item_ids: vec!["13001".into(), "13002".into()],
+        estimated_delivery: None,
+        at,
+    };
+    assert_eq!(
+        shipments(&events),
+        vec![
+            &expected("JD014600006281230714"),
+            &expected("JD014600006281230715")
+        ]
+    );
+    assert_eq!(
+        events[0].event_id,
+        format!("{}#shipment:JD014600006281230714", inbound.event_id)
+    );
+    assert_ne!(events[0].event_id, events[1].event_id);
+}
+
+#[test]
+fn fulfillments_update_reads_shipment_status_and_single_tracking_number() {
+    let (_, events) = map_ok("fulfillments/update", &fixture("fulfillments_update.json"));
+    assert_eq!(
+        shipments(&events),
+        vec![&Shipment {
+            provider: "shopify".into(),
+            tracking_number: "JD014600006281230714".into(),
+            carrier: Some("DHL Express".into()),
+            links: order_link("5012345678901"),
+            fulfillment_id: Some("6100000003".into()),
+            status: ShipmentStatus::Exception,
+            checkpoints: vec![],
+            line_item_ids: vec!["13001".into()],
+            estimated_delivery: Some(datetime!(2025-03-18 18:00:00 +1)),
+            at: datetime!(2025-03-17 14:12:00 +1),
+        }]
+    );
+}
+
+#[test]
+fn shipment_statuses_map_to_the_canonical_set() {
+    use super::map::shipment_status as s;
+    for (given, expected) in [
+        ("label_printed", ShipmentStatus::LabelCreated),
+        ("label_purchased", ShipmentStatus::LabelCreated),
+        ("confirmed", ShipmentStatus::LabelCreated),
+        ("in_transit", ShipmentStatus::InTransit),
+        ("carrier_picked_up", ShipmentStatus::InTransit),
+        ("delayed", ShipmentStatus::InTransit),
+        ("out_for_delivery", ShipmentStatus::OutForDelivery),
+        ("ready_for_pickup", ShipmentStatus::OutForDelivery),
+        ("delivered", ShipmentStatus::Delivered),
+        ("picked_up", ShipmentStatus::Delivered),
+        ("attempted_delivery", ShipmentStatus::Exception),
+        ("failure", ShipmentStatus::Exception),
+    ] {
+        assert_eq!(s(Some(given), None), expected, "{given}");
+    }
+    assert_eq!(s(None, Some("pending")), ShipmentStatus::LabelCreated);
+    assert_eq!(s(None, Some("success")), ShipmentStatus::LabelCreated);
+    assert_eq!(s(None, Some("cancelled")), ShipmentStatus::Exception);
+    assert_eq!(s(None, Some("failure")), ShipmentStatus::Exception);
+    assert_eq!(s(None, None), ShipmentStatus::LabelCreated);
+}
+
+#[test]
+fn fulfillment_without_tracking_is_keyed_by_fulfillment() {
+    let mut f: serde_json::Value =
+        serde_json::from_slice(&fixture("fulfillments_update.json")).unwrap();
+    f["tracking_number"] = serde_json::Value::Null;
+    let (_, events) = map_ok("fulfillments/update", &serde_json::to_vec(&f).unwrap());
+    let s = shipments(&events);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].tracking_number, "fulfillment:6100000003");
+}
+
+#[test]
+fn fulfillment_events_create_adds_a_checkpoint() {
+    let (inbound, events) = map_ok(
+        "fulfillment_events/create",
+        &fixture("fulfillment_events_create.json"),
+    );
+    let at = datetime!(2025-03-17 07:45:00 +1);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_id, inbound.event_id);
+    assert_eq!(events[0].occurred_at, at);
+    assert_eq!(
+        shipments(&events),
+        vec![&Shipment {
+            provider: "shopify".into(),
+            tracking_number: "fulfillment:6100000003".into(),
+            carrier: None,
+            links: order_link("5012345678901"),
+            fulfillment_id: Some("6100000003".into()),
+            status: ShipmentStatus::OutForDelivery,
+            checkpoints: vec![Checkpoint {
+                at,
+                status: ShipmentStatus::OutForDelivery,
+                message: Some("With courier for delivery today".into()),
+                location: Some("Potsdam, Brandenburg, Germany".into()),
+            }],
+            line_item_ids: vec![],
+            estimated_delivery: Some(datetime!(2025-03-17 18:00:00 +1)),
+            at,
+        }]
+    );
+}
+
+// ----------------------------------------------------------------- customers
+
+#[test]
+fn customers_create_maps_profile_consent_and_addresses() {
+    let (inbound, events) = map_ok("customers/create", &fixture("customers_create.json"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_id, inbound.event_id);
+    assert_eq!(
+        the_customer(&events),
+        &CustomerUpserted {
+            identity: Identity {
+                email: Some("ada.lovelace@example.org".into()),
+                phone: Some("+4930901820".into()),
+                external: vec![ext("8200000001")],
+                anonymous_id: None,
+            },
+            first_name: Some("Ada".into()),
+            last_name: Some("Lovelace".into()),
+            addresses: vec![
+                Address {
+                    name: Some("Ada Lovelace".into()),
+                    company: None,
+                    line1: Some("Unter den Linden 5".into()),
+                    line2: None,
+                    city: Some("Berlin".into()),
+                    region: Some("BE".into()),
+                    postal_code: Some("10117".into()),
+                    country: Some("DE".into()),
+                    phone: Some("030 901820".into()),
+                },
+                Address {
+                    name: None,
+                    company: None,
+                    line1: Some("Hauptstrasse 12".into()),
+                    line2: None,
+                    city: Some("Potsdam".into()),
+                    region: Some("BB".into()),
+                    postal_code: Some("14467".into()),
+                    country: Some("DE".into()),
+                    phone: None,
+                },
+            ],
+            // Double opt-in not confirmed yet is no consent.
+            consent: Consent {
+                email_marketing: Some(false),
+                sms_marketing: Some(true),
+            },
+            tags: vec!["vip".into(), "wholesale".into()],
+            note: Some("Prefers DHL".into()),
+            deleted: false,
+            created_at: Some(datetime!(2024-11-02 15:40:00 -4)),
+            updated_at: datetime!(2024-11-02 15:40:05 -4),
+        }
+    );
+}
+
+#[test]
+fn customers_update_uses_legacy_accepts_marketing() {
+    let (_, events) = map_ok("customers/update", &fixture("customers_update.json"));
+    let c = the_customer(&events);
+    assert_eq!(
+        c.identity,
+        Identity {
+            email: Some("grace@example.com".into()),
+            phone: None,
+            external: vec![ext("8200000002")],
+            anonymous_id: None,
+        }
+    );
+    assert_eq!(
+        c.consent,
+        Consent {
+            email_marketing: Some(false),
+            sms_marketing: None
+        }
+    );
+    assert!(c.addresses.is_empty());
+    assert!(c.tags.is_empty());
+    assert_eq!(c.updated_at, datetime!(2025-02-10 16:20:00 UTC));
+}
+
+#[test]
+fn customers_delete_marks_the_record_deleted() {
+    let (_, events) = map_ok("customers/delete", &fixture("customers_delete.json"));
+    // The payload has no time: the trigger time Shopify sent stands in.
+    assert_eq!(events[0].occurred_at, NOW);
+    assert_eq!(
+        the_customer(&events),
+        &CustomerUpserted {
+            identity: Identity {
+                external: vec![ext("8200000002")],
+                ..Identity::default()
+            },
+            first_name: None,
+            last_name: None,
+            addresses: vec![],
+            consent: Consent::default(),
+            tags: vec![],
+            note: None,
+            deleted: true,
+            created_at: None,
+            updated_at: NOW,
+        }
+    );
+}
+
+// ----------------------------------------------------------------- checkouts
+
+#[test]
+fn checkouts_create_is_a_touch_with_campaign_and_cart_token() {
+    let (_, events) = map_ok("checkouts/create", &fixture("checkouts_create.json"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].event,
+        Event::Touch(Touch {
+            touch_id: "shopify-checkout:ck_84f2a1c9d7e0".into(),
+            identity: Identity {
+                email: Some("ada.lovelace@example.org".into()),
+                phone: None,
+                external: vec![],
+                anonymous_id: Some("c1-7f3a9e0b52d14c8e".into()),
+            },
+            utm: Utm {
+                source: Some("instagram".into()),
+                medium: Some("social".into()),
+                campaign: Some("spring drop".into()),
+                term: None,
+                content: Some("reel-3".into()),
+            },
+            landing_page: Some(
+                "/products/organic-tee?utm_source=instagram&utm_medium=social&utm_campaign=spring%20drop&utm_content=reel-3&fbclid=IwAR0xyz"
+                    .into()
+            ),
+            referrer: Some("https://l.instagram.com/".into()),
+            gclid: None,
+            fbclid: Some("IwAR0xyz".into()),
+            cart_token: Some("c1-7f3a9e0b52d14c8e".into()),
+            at: datetime!(2025-03-14 09:24:30 -4),
+        })
+    );
+}
+
+#[test]
+fn checkouts_update_without_email_or_cart_token() {
+    let (_, events) = map_ok("checkouts/update", &fixture("checkouts_update.json"));
+    assert_eq!(
+        events[0].event,
+        Event::Touch(Touch {
+            touch_id: "shopify-checkout:ck_anon_55aa".into(),
+            identity: Identity::default(),
+            utm: Utm::default(),
+            landing_page: Some("/".into()),
+            referrer: None,
+            gclid: None,
+            fbclid: None,
+            cart_token: None,
+            at: datetime!(2025-03-14 11:00:00 UTC),
+        })
+    );
+}
+
+// -------------------------------------------------------------------- redact
+
+#[test]
+fn customers_redact_names_the_customer_and_orders() {
+    let (_, events) = map_ok("customers/redact", &fixture("customers_redact.json"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].occurred_at, NOW);
+    assert_eq!(
+        events[0].event,
+        Event::CustomerRedacted(CustomerRedacted {
+            identity: Identity {
+                email: Some("ada.lovelace@example.org".into()),
+                phone: Some("+4930901820".into()),
+                external: vec![ext("8200000001")],
+                anonymous_id: None,
+            },
+            orders: vec![
+                "shopify:5012345678901".into(),
+                "shopify:5012345679000".into()
+            ],
+            requested_by: "shopify".into(),
+        })
+    );
+    let (_, mapped) = deliver("customers/redact", br#"{"shop_id": 1, "customer": {}}"#);
+    assert_eq!(mapped, Err(MapError::MissingField("customer".into())));
+}
+
+// -------------------------------------------------------- conformance corpus
+
+/// The shared corpus of real Shopify payloads, read where it lies (never copied).
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/conformance/shopify"
+    ));
+    if dir.is_dir() {
+        Some(dir.to_path_buf())
+    } else {
+        eprintln!(
+            "SKIPPED: conformance corpus not found at {} — Shopify conformance checks did not run",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn corpus(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn conformance_every_shopify_file_is_checked() {
+    let Some(dir) = corpus_dir() else { return };
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    // Each of these has its own test below; a new file fails here until it has one.
+    assert_eq!(
+        names,
+        [
+            "customers_create__customer.json",
+            "customers_data_request.json",
+            "customers_redact.json",
+            "fulfillment_events_create__fulfillment_event.json",
+            "fulfillments_create__fulfillment.json",
+            "fulfillments_webhook__fulfillment_integration.json",
+            "order_transactions_create__transaction.json",
+            "orders_create__order.json",
+            "refunds_create__refund.json",
+            "shop_redact.json",
+        ]
+    );
+}
+
+#[test]
+fn conformance_orders_create() {
+    let Some(dir) = corpus_dir() else { return };
+    let (_, events) = map_ok("orders/create", &corpus(&dir, "orders_create__order.json"));
+    assert_eq!(events.len(), 2);
+    let order = the_order(&events);
+    assert_eq!(order.order_id, "shopify:450789469");
+    assert_eq!(order.number.as_deref(), Some("#1001"));
+    assert_eq!(
+        order.customer.email.as_deref(),
+        Some("bob.norman@hostmail.com")
+    );
+    assert_eq!(order.customer.external, vec![ext("207119551")]);
+    assert_eq!(order.customer_name.as_deref(), Some("Bob Norman"));
+    // authorized, unfulfilled, not cancelled.
+    assert_eq!(order.status, OrderStatus::Open);
+    assert_eq!(order.financial_status.as_deref(), Some("authorized"));
+    assert_eq!(order.fulfillment_status, None);
+    assert_eq!(
+        order.totals,
+        OrderTotals {
+            total: usd(40994),
+            subtotal: Some(usd(39800)),
+            discounts: Some(usd(0)),
+            shipping: Some(usd(0)),
+            tax: Some(usd(1194)),
+            presentment_total: None,
+        }
+    );
+    assert_eq!(order.line_items.len(), 3);
+    assert_eq!(
+        order
+            .line_items
+            .iter()
+            .map(|l| (l.id.as_str(), l.sku.as_deref(), l.quantity, l.unit_price))
+            .collect::<Vec<_>>(),
+        vec![
+            ("466157049", Some("IPOD2008GREEN"), 1, usd(19900)),
+            ("518995019", Some("IPOD2008RED"), 1, usd(19900)),
+            ("703073504", Some("IPOD2008BLACK"), 1, usd(19900)),
+        ]
+    );
+    assert_eq!(order.discount_codes, vec!["TENOFF".to_string()]);
+    // The embedded fulfillment failed but was not cancelled: its number is known.
+    assert_eq!(order.tracking_numbers, vec!["1Z2345".to_string()]);
+    assert_eq!(
+        order.attribution.landing_site.as_deref(),
+        Some("http://www.example.com?source=abc")
+    );
+    assert!(order.attribution.utm.is_empty());
+    assert_eq!(
+        order.attribution.referring_site.as_deref(),
+        Some("http://www.otherexample.com")
+    );
+    assert_eq!(order.attribution.source_name.as_deref(), Some("web"));
+    assert_eq!(
+        order.attribution.note_attributes,
+        vec![
+            ("custom engraving".to_string(), "Happy Birthday".to_string()),
+            ("colour".to_string(), "green".to_string()),
+        ]
+    );
+    assert_eq!(
+        order.cart_token.as_deref(),
+        Some("68778783ad298f1c80c3bafcddeea02f")
+    );
+    let shipping = order.shipping_address.as_ref().unwrap();
+    assert_eq!(shipping.line1.as_deref(), Some("Chestnut Street 92"));
+    assert_eq!(shipping.city.as_deref(), Some("Louisville"));
+    assert_eq!(shipping.region.as_deref(), Some("KY"));
+    assert_eq!(shipping.postal_code.as_deref(), Some("40202"));
+    assert_eq!(shipping.country.as_deref(), Some("US"));
+    assert!(!order.test);
+    assert!(order.tags.is_empty());
+    assert_eq!(order.created_at, datetime!(2008-01-10 11:00:00 -5));
+    assert_eq!(order.updated_at, datetime!(2008-01-10 11:00:00 -5));
+    assert_eq!(order.cancelled_at, None);
+
+    let customer = the_customer(&events);
+    assert_eq!(
+        customer.identity.email.as_deref(),
+        Some("bob.norman@hostmail.com")
+    );
+    assert_eq!(customer.first_name.as_deref(), Some("Bob"));
+    assert_eq!(customer.last_name.as_deref(), Some("Norman"));
+    assert_eq!(customer.consent.email_marketing, Some(false));
+    assert_eq!(customer.addresses.len(), 1);
+    assert_eq!(customer.updated_at, datetime!(2014-01-22 15:58:27 -5));
+}
+
+#[test]
+fn conformance_refunds_create() {
+    let Some(dir) = corpus_dir() else { return };
+    let (_, events) = map_ok(
+        "refunds/create",
+        &corpus(&dir, "refunds_create__refund.json"),
+    );
+    // No line carries restock_type "return": a refund, no resolved return.
+    assert_eq!(events.len(), 1);
+    let at = datetime!(2016-06-20 13:35:06 -4);
+    assert_eq!(
+        events[0].event,
+        Event::RefundIssued(Refund {
+            provider: "shopify".into(),
+            refund_id: "509562969".into(),
+            payment_id: None,
+            links: order_link("450789469"),
+            amount: usd(20900),
+            status: RefundStatus::Succeeded,
+            reason: Some("it broke during shipping".into()),
+            // This old shape has only the refund-level `restock: true`.
+            lines: vec![
+                RefundLine {
+                    line_item_id: "703073504".into(),
+                    quantity: 1,
+                    amount: None,
+                    restock: true,
+                },
+                RefundLine {
+                    line_item_id: "466157049".into(),
+                    quantity: 1,
+                    amount: None,
+                    restock: true,
+                },
+            ],
+            adjustments: None,
+            at,
+        })
+    );
+}
+
+#[test]
+fn conformance_customers_create() {
+    let Some(dir) = corpus_dir() else { return };
+    let (_, events) = map_ok(
+        "customers/create",
+        &corpus(&dir, "customers_create__customer.json"),
+    );
+    let c = the_customer(&events);
+    assert_eq!(c.identity.email.as_deref(), Some("bob.norman@hostmail.com"));
+    assert_eq!(c.identity.external, vec![ext("207119551")]);
+    // The customer has no phone of its own (only an address phone).
+    assert_eq!(c.identity.phone, None);
+    assert_eq!(c.first_name.as_deref(), Some("Bob"));
+    assert_eq!(c.last_name.as_deref(), Some("Norman"));
+    assert_eq!(
+        c.consent,
+        Consent {
+            email_marketing: Some(false),
+            sms_marketing: None
+        }
+    );
+    assert_eq!(
+        c.addresses,
+        vec![Address {
+            name: None,
+            company: None,
+            line1: Some("Chestnut Street 92".into()),
+            line2: None,
+            city: Some("Louisville".into()),
+            region: Some("KY".into()),
+            postal_code: Some("40202".into()),
+            country: Some("US".into()),
+            phone: Some("555-625-1199".into()),
+        }]
+    );
+    assert!(c.tags.is_empty());
+    assert_eq!(c.note, None);
+    assert!(!c.deleted);
+    assert_eq!(c.created_at, Some(datetime!(2015-05-27 18:11:24 -4)));
+    assert_eq!(c.updated_at, datetime!(2015-05-27 18:11:24 -4));
+}
+
+#[test]
+fn conformance_fulfillments() {
+    let Some(dir) = corpus_dir() else { return };
+    for (file, carrier, at) in [
+        (
+            "fulfillments_create__fulfillment.json",
+            Some("null-company"),
+            datetime!(2013-11-01 16:06:08 -4),
+        ),
+        (
+            "fulfillments_webhook__fulfillment_integration.json",
+            None,
+            datetime!(2014-04-28 13:28:03 -4),
+        ),
+    ] {
+        for topic in ["fulfillments/create", "fulfillments/update"] {
+            let (_, events) = map_ok(topic, &corpus(&dir, file));
+            assert_eq!(
+                shipments(&events),
+                vec![&Shipment {
+                    provider: "shopify".into(),
+                    tracking_number: "1Z2345".into(),
+                    carrier: carrier.map(Into::into),
+                    links: order_link("450789469"),
+                    fulfillment_id: Some("255858046".into()),
+                    // status "pending" and no shipment_status yet.
+                    status: ShipmentStatus::LabelCreated,
+                    checkpoints: vec![],
+                    line_item_ids: vec!["466157049".into()],
+                    estimated_delivery: None,
+                    at,
+                }],
+                "{file} {topic}"
+            );
+        }
+    }
+}
+
+#[test]
+fn conformance_fulfillment_event() {
+    let Some(dir) = corpus_dir() else { return };
+    let (_, events) = map_ok(
+        "fulfillment_events/create",
+        &corpus(&dir, "fulfillment_events_create__fulfillment_event.json"),
+    );
+    let at = datetime!(2021-01-25 16:32:23 -5);
+    assert_eq!(
+        shipments(&events),
+        vec![&Shipment {
+            provider: "shopify".into(),
+            tracking_number: "fulfillment:2608403447971".into(),
+            carrier: None,
+            links: order_link("2776493818019"),
+            fulfillment_id: Some("2608403447971".into()),
+            status: ShipmentStatus::LabelCreated,
+            checkpoints: vec![Checkpoint {
+                at,
+                status: ShipmentStatus::LabelCreated,
+                message: None,
+                location: None,
+            }],
+            line_item_ids: vec![],
+            estimated_delivery: None,
+            at,
+        }]
+    );
+}
+
+#[test]
+fn conformance_compliance_webhooks() {
+    let Some(dir) = corpus_dir() else { return };
+    let (_, events) = map_ok("customers/redact", &corpus(&dir, "customers_redact.json"));
+    assert_eq!(
+        events[0].event,
+        Event::CustomerRedacted(CustomerRedacted {
+            // "555-625-1199" has no country code and the payload names no country:
+            // it cannot be made E.164, so only email and id identify the customer.
+            identity: Identity {
+                email: Some("john@example.com".into()),
+                phone: None,
+                external: vec![ext("191167")],
+                anonymous_id: None,
+            },
+            orders: vec![
+                "shopify:299938".into(),
+                "shopify:280263".into(),
+                "shopify:220458".into()
+            ],
+            requested_by: "shopify".into(),
+        })
+    );
+    let (_, events) = map_ok(
+        "customers/data_request",
+        &corpus(&dir, "customers_data_request.json"),
+    );
+    assert!(events.is_empty());
+    let (_, events) = map_ok("shop/redact", &corpus(&dir, "shop_redact.json"));
+    assert!(events.is_empty());
+}
+
+#[test]
+fn conformance_order_transaction_is_not_a_mapped_topic() {
+    let Some(dir) = corpus_dir() else { return };
+    // order_transactions/create is not subscribed: the payment provider is the
+    // source of truth for payments. It verifies, describes, and is refused by map.
+    let body = corpus(&dir, "order_transactions_create__transaction.json");
+    let (inbound, mapped) = deliver("order_transactions/create", &body);
+    assert_eq!(inbound.topic, "order_transactions/create");
+    assert_eq!(
+        mapped,
+        Err(MapError::UnsupportedTopic(
+            "order_transactions/create".into()
+        ))
+    );
+    // Its amount would parse exactly, should the topic ever be mapped.
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["amount"], "409.94");
+}

@@ -1,0 +1,607 @@
+//! Stripe events to canonical events.
+//!
+//! One payment has one id: the payment intent id when the charge belongs to one,
+//! else the charge id, so `payment_intent.succeeded` and `charge.succeeded` of one
+//! payment fold into the same payment. Fees and net come only from an expanded
+//! balance transaction; without one they are unknown (`None`), never zero.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use storefold_core::event::{
+    Dispute as CanonDispute, DisputeStatus, OrderLink, Payment, PaymentStatus,
+    Refund as CanonRefund, RefundStatus,
+};
+use storefold_core::{Envelope, Event as CanonEvent, Identity, Money};
+use time::OffsetDateTime;
+
+use super::PROVIDER;
+use super::model::{
+    BalanceTransaction, Charge, CustomerRef, Dispute, Event, Expandable, PaymentIntent, Refund,
+};
+use crate::{MapContext, MapError, MapOptions, from_unix, money_minor, non_empty};
+
+/// Maps one verified Stripe event. Event types storefold does not read (plans,
+/// customers, invoices, …) map to no events: an endpoint may be subscribed to more
+/// than storefold needs, and those are not errors.
+pub(crate) fn map_event(ctx: &MapContext<'_>, event: &Event) -> Result<Vec<Envelope>, MapError> {
+    if event.id.trim().is_empty() {
+        return Err(MapError::MissingField("id".into()));
+    }
+    let at = from_unix("created", event.created)?;
+    let out = Out {
+        ctx,
+        event_id: &event.id,
+        at,
+    };
+    let object = &event.data.object;
+    match event.kind.as_str() {
+        "payment_intent.succeeded" => {
+            let pi: PaymentIntent = object_as(object)?;
+            let p = payment_from_intent(ctx.options, &pi, PaymentStatus::Succeeded, at)?;
+            Ok(vec![out.one(CanonEvent::PaymentSucceeded(p))])
+        }
+        "payment_intent.payment_failed" => {
+            let pi: PaymentIntent = object_as(object)?;
+            let p = payment_from_intent(ctx.options, &pi, PaymentStatus::Failed, at)?;
+            Ok(vec![out.one(CanonEvent::PaymentFailed(p))])
+        }
+        "payment_intent.canceled" => {
+            let pi: PaymentIntent = object_as(object)?;
+            let p = payment_from_intent(ctx.options, &pi, PaymentStatus::Cancelled, at)?;
+            Ok(vec![out.one(CanonEvent::PaymentFailed(p))])
+        }
+        "charge.succeeded" | "charge.captured" => {
+            let charge: Charge = object_as(object)?;
+            Ok(vec![out.one(succeeded_charge(ctx.options, &charge, at)?)])
+        }
+        "charge.updated" => {
+            // An update of a paid charge restates the payment (its balance transaction
+            // often arrives this way); a failed one restates the failure; a pending
+            // one says nothing yet.
+            let charge: Charge = object_as(object)?;
+            match charge.status.as_deref() {
+                Some("succeeded") if charge.paid != Some(false) => {
+                    Ok(vec![out.one(succeeded_charge(ctx.options, &charge, at)?)])
+                }
+                Some("failed") => {
+                    let p = payment_from_charge(ctx.options, &charge, PaymentStatus::Failed, at)?;
+                    Ok(vec![out.one(CanonEvent::PaymentFailed(p))])
+                }
+                _ => Ok(vec![]),
+            }
+        }
+        "charge.failed" => {
+            let charge: Charge = object_as(object)?;
+            let p = payment_from_charge(ctx.options, &charge, PaymentStatus::Failed, at)?;
+            Ok(vec![out.one(CanonEvent::PaymentFailed(p))])
+        }
+        "charge.refunded" => {
+            let charge: Charge = object_as(object)?;
+            charge_refunded(&out, &charge)
+        }
+        "charge.refund.updated" | "refund.created" | "refund.updated" | "refund.failed" => {
+            let refund: Refund = object_as(object)?;
+            let fallback = if event.kind == "refund.failed" {
+                RefundStatus::Failed
+            } else {
+                RefundStatus::Pending
+            };
+            let r = standalone_refund(ctx.options, &refund, fallback, at)?;
+            Ok(vec![out.one(CanonEvent::RefundIssued(r))])
+        }
+        "charge.dispute.created"
+        | "charge.dispute.updated"
+        | "charge.dispute.closed"
+        | "charge.dispute.funds_withdrawn"
+        | "charge.dispute.funds_reinstated" => {
+            let dispute: Dispute = object_as(object)?;
+            Ok(vec![out.one(dispute_event(
+                ctx.options,
+                &event.kind,
+                &dispute,
+                at,
+            )?)])
+        }
+        _ => Ok(vec![]),
+    }
+}
+
+/// Builds envelopes of one webhook.
+struct Out<'a> {
+    ctx: &'a MapContext<'a>,
+    event_id: &'a str,
+    at: OffsetDateTime,
+}
+
+impl Out<'_> {
+    /// The only event of a webhook: its id is Stripe's event id.
+    fn one(&self, event: CanonEvent) -> Envelope {
+        self.envelope(self.event_id.to_string(), event)
+    }
+
+    /// One of several events of a webhook: Stripe's event id plus a stable suffix.
+    fn part(&self, suffix: &str, event: CanonEvent) -> Envelope {
+        self.envelope(format!("{}#{suffix}", self.event_id), event)
+    }
+
+    fn envelope(&self, event_id: String, event: CanonEvent) -> Envelope {
+        Envelope {
+            tenant: self.ctx.tenant.to_string(),
+            provider: PROVIDER.to_string(),
+            event_id,
+            occurred_at: self.at,
+            event,
+        }
+    }
+}
+
+fn object_as<T: DeserializeOwned>(object: &Value) -> Result<T, MapError> {
+    T::deserialize(object).map_err(|e| MapError::Json(format!("data.object: {e}")))
+}
+
+/// `charge.succeeded`: an uncaptured charge (manual capture) is only authorised.
+fn succeeded_charge(
+    opts: &MapOptions,
+    charge: &Charge,
+    at: OffsetDateTime,
+) -> Result<CanonEvent, MapError> {
+    let status = if charge.captured == Some(false) {
+        PaymentStatus::Authorized
+    } else {
+        PaymentStatus::Succeeded
+    };
+    Ok(CanonEvent::PaymentSucceeded(payment_from_charge(
+        opts, charge, status, at,
+    )?))
+}
+
+/// `charge.refunded`: the payment (with its cumulative refunded amount), then one
+/// refund per refund the charge carries (only when the list is included).
+fn charge_refunded(out: &Out<'_>, charge: &Charge) -> Result<Vec<Envelope>, MapError> {
+    let opts = out.ctx.options;
+    if charge.captured == Some(false) {
+        // Releasing an uncaptured charge is reported as a full refund, but no
+        // money ever moved: the payment is cancelled and there is nothing to refund.
+        let payment = payment_from_charge(opts, charge, PaymentStatus::Cancelled, out.at)?;
+        return Ok(vec![
+            out.part("payment", CanonEvent::PaymentFailed(payment)),
+        ]);
+    }
+    let payment = payment_from_charge(opts, charge, PaymentStatus::Succeeded, out.at)?;
+    let payment_id = payment.payment_id.clone();
+    let links = payment.links.clone();
+    let mut events = vec![out.part("payment", CanonEvent::PaymentSucceeded(payment))];
+    let refunds = charge.refunds.as_ref().map(|l| l.data.as_slice());
+    for refund in refunds.unwrap_or_default() {
+        let r = CanonRefund {
+            provider: PROVIDER.to_string(),
+            refund_id: refund.id.clone(),
+            payment_id: Some(payment_id.clone()),
+            links: links.clone(),
+            amount: money_minor("refunds.data.amount", refund.amount, &refund.currency)?,
+            status: refund_status(refund.status.as_deref(), RefundStatus::Succeeded)?,
+            reason: non_empty(refund.reason.as_deref()),
+            lines: vec![],
+            adjustments: None,
+            at: out.at,
+        };
+        events.push(out.part(
+            &format!("refund:{}", refund.id),
+            CanonEvent::RefundIssued(r),
+        ));
+    }
+    Ok(events)
+}
+
+pub(crate) fn payment_from_charge(
+    opts: &MapOptions,
+    charge: &Charge,
+    status: PaymentStatus,
+    at: OffsetDateTime,
+) -> Result<Payment, MapError> {
+    let pi = charge.payment_intent.as_ref();
+    let pi_obj = pi.and_then(Expandable::object);
+    let (fee, net) = fees(charge.balance_transaction.as_ref())?;
+    let failure_reason = if status == PaymentStatus::Failed {
+        failure_of_charge(charge)
+    } else {
+        None
+    };
+    Ok(Payment {
+        provider: PROVIDER.to_string(),
+        payment_id: pi.map_or(charge.id.as_str(), Expandable::id).to_string(),
+        links: links(
+            opts,
+            &[
+                charge.metadata.as_ref(),
+                pi_obj.and_then(|p| p.metadata.as_ref()),
+            ],
+            pi.map(Expandable::id),
+            Some(&charge.id),
+        ),
+        status,
+        amount: money_minor("amount", charge.amount, &charge.currency)?,
+        fee,
+        net,
+        amount_refunded: charge
+            .amount_refunded
+            .map(|r| money_minor("amount_refunded", r, &charge.currency))
+            .transpose()?,
+        method: charge
+            .payment_method_details
+            .as_ref()
+            .and_then(|d| non_empty(d.kind.as_deref())),
+        failure_reason,
+        payer: payer_of_charge(charge, pi_obj),
+        at,
+    })
+}
+
+fn payment_from_intent(
+    opts: &MapOptions,
+    pi: &PaymentIntent,
+    status: PaymentStatus,
+    at: OffsetDateTime,
+) -> Result<Payment, MapError> {
+    let currency = pi
+        .currency
+        .as_deref()
+        .ok_or_else(|| MapError::MissingField("data.object.currency".into()))?;
+    let charge = charge_of_intent(pi);
+    let charge_id = pi
+        .latest_charge
+        .as_ref()
+        .map(|c| c.id().to_string())
+        .or_else(|| charge.map(|c| c.id.clone()))
+        .or_else(|| {
+            pi.last_payment_error
+                .as_ref()
+                .and_then(|e| e.charge.clone())
+        });
+    // What was received once it succeeded; what was asked for otherwise.
+    let minor = match (status, pi.amount_received, pi.amount) {
+        (PaymentStatus::Succeeded, Some(received), _) if received > 0 => received,
+        (_, _, Some(amount)) => amount,
+        (_, Some(received), None) => received,
+        (_, None, None) => return Err(MapError::MissingField("data.object.amount".into())),
+    };
+    let (fee, net) = match charge {
+        Some(c) => fees(c.balance_transaction.as_ref())?,
+        None => (None, None),
+    };
+    let error = pi.last_payment_error.as_ref();
+    let failure_reason = match status {
+        PaymentStatus::Failed => error.and_then(|e| {
+            non_empty(e.code.as_deref())
+                .or_else(|| non_empty(e.decline_code.as_deref()))
+                .or_else(|| non_empty(e.message.as_deref()))
+                .or_else(|| non_empty(e.kind.as_deref()))
+        }),
+        _ => None,
+    };
+    let method = charge
+        .and_then(|c| c.payment_method_details.as_ref())
+        .and_then(|d| non_empty(d.kind.as_deref()))
+        .or_else(|| {
+            error
+                .and_then(|e| e.payment_method.as_ref())
+                .and_then(|m| non_empty(m.kind.as_deref()))
+        })
+        .or_else(|| match pi.payment_method_types.as_deref() {
+            Some([only]) => non_empty(Some(only)),
+            _ => None,
+        });
+    let mut payer = match charge {
+        Some(c) => payer_of_charge(c, Some(pi)),
+        None => Identity::default()
+            .with_email(pi.receipt_email.as_deref())
+            .with_email(
+                error
+                    .and_then(|e| e.payment_method.as_ref())
+                    .and_then(|m| m.billing_details.as_ref())
+                    .and_then(|b| b.email.as_deref()),
+            ),
+    };
+    if let Some(customer) = &pi.customer {
+        payer = with_customer(payer, customer);
+    }
+    Ok(Payment {
+        provider: PROVIDER.to_string(),
+        payment_id: pi.id.clone(),
+        links: links(
+            opts,
+            &[
+                pi.metadata.as_ref(),
+                charge.and_then(|c| c.metadata.as_ref()),
+            ],
+            Some(&pi.id),
+            charge_id.as_deref(),
+        ),
+        status,
+        amount: money_minor("amount", minor, currency)?,
+        fee,
+        net,
+        amount_refunded: charge
+            .and_then(|c| c.amount_refunded.map(|r| (r, c.currency.as_str())))
+            .map(|(r, cur)| money_minor("amount_refunded", r, cur))
+            .transpose()?,
+        method,
+        failure_reason,
+        payer,
+        at,
+    })
+}
+
+/// The charge a payment intent's webhook carries, when it carries one: the
+/// expanded `latest_charge`, else (API versions before 2022-11-15) the newest
+/// entry of `charges`.
+fn charge_of_intent(pi: &PaymentIntent) -> Option<&Charge> {
+    if let Some(c) = pi.latest_charge.as_ref().and_then(Expandable::object) {
+        return Some(c);
+    }
+    let charges = &pi.charges.as_ref()?.data;
+    match pi.latest_charge.as_ref() {
+        Some(latest) => charges.iter().find(|c| c.id == latest.id()),
+        // Stripe lists are newest first.
+        None => charges.first(),
+    }
+}
+
+fn standalone_refund(
+    opts: &MapOptions,
+    refund: &Refund,
+    fallback: RefundStatus,
+    at: OffsetDateTime,
+) -> Result<CanonRefund, MapError> {
+    let charge = refund.charge.as_ref();
+    let charge_obj = charge.and_then(Expandable::object);
+    let pi_id = refund
+        .payment_intent
+        .as_ref()
+        .map(Expandable::id)
+        .or_else(|| {
+            charge_obj
+                .and_then(|c| c.payment_intent.as_ref())
+                .map(Expandable::id)
+        });
+    let payment_id = pi_id.or(charge.map(Expandable::id)).map(str::to_string);
+    let pi_meta = refund
+        .payment_intent
+        .as_ref()
+        .and_then(Expandable::object)
+        .and_then(|p| p.metadata.as_ref());
+    Ok(CanonRefund {
+        provider: PROVIDER.to_string(),
+        refund_id: refund.id.clone(),
+        payment_id,
+        links: links(
+            opts,
+            &[
+                refund.metadata.as_ref(),
+                charge_obj.and_then(|c| c.metadata.as_ref()),
+                pi_meta,
+            ],
+            pi_id,
+            charge.map(Expandable::id),
+        ),
+        amount: money_minor("amount", refund.amount, &refund.currency)?,
+        status: refund_status(refund.status.as_deref(), fallback)?,
+        reason: non_empty(refund.reason.as_deref())
+            .or_else(|| non_empty(refund.failure_reason.as_deref())),
+        lines: vec![],
+        adjustments: None,
+        at,
+    })
+}
+
+fn refund_status(status: Option<&str>, fallback: RefundStatus) -> Result<RefundStatus, MapError> {
+    Ok(match status {
+        None => fallback,
+        Some("succeeded") => RefundStatus::Succeeded,
+        Some("pending") | Some("requires_action") => RefundStatus::Pending,
+        Some("failed") => RefundStatus::Failed,
+        Some("canceled") | Some("cancelled") => RefundStatus::Cancelled,
+        Some(other) => {
+            return Err(MapError::InvalidField {
+                field: "refund.status".into(),
+                reason: format!("unknown refund status {other:?}"),
+            });
+        }
+    })
+}
+
+/// Stripe's dispute status in storefold's lifecycle.
+pub(crate) fn dispute_status(status: &str) -> Result<DisputeStatus, MapError> {
+    Ok(match status {
+        "warning_needs_response" | "warning_under_review" => DisputeStatus::Inquiry,
+        "warning_closed" | "prevented" => DisputeStatus::WarningClosed,
+        "needs_response" => DisputeStatus::NeedsResponse,
+        "under_review" => DisputeStatus::UnderReview,
+        "won" => DisputeStatus::Won,
+        // The merchant refunded the charge instead of contesting: the money went back.
+        "lost" | "charge_refunded" => DisputeStatus::Lost,
+        other => {
+            return Err(MapError::InvalidField {
+                field: "dispute.status".into(),
+                reason: format!("unknown dispute status {other:?}"),
+            });
+        }
+    })
+}
+
+fn dispute_event(
+    opts: &MapOptions,
+    kind: &str,
+    dispute: &Dispute,
+    at: OffsetDateTime,
+) -> Result<CanonEvent, MapError> {
+    let status = dispute_status(&dispute.status)?;
+    let charge = dispute.charge.as_ref();
+    let charge_obj = charge.and_then(Expandable::object);
+    let pi = dispute
+        .payment_intent
+        .as_ref()
+        .map(Expandable::id)
+        .or_else(|| {
+            charge_obj
+                .and_then(|c| c.payment_intent.as_ref())
+                .map(Expandable::id)
+        });
+    // The balance transactions tell what already moved: a withdrawal is negative,
+    // a reinstatement positive. The event type says it too, for its own move.
+    let withdrawn = dispute
+        .balance_transactions
+        .iter()
+        .any(|b| b.amount.is_some_and(|a| a < 0));
+    let reinstated = dispute
+        .balance_transactions
+        .iter()
+        .any(|b| b.amount.is_some_and(|a| a > 0));
+    let d = CanonDispute {
+        provider: PROVIDER.to_string(),
+        dispute_id: dispute.id.clone(),
+        payment_id: pi.or(charge.map(Expandable::id)).map(str::to_string),
+        links: links(
+            opts,
+            &[
+                dispute.metadata.as_ref(),
+                charge_obj.and_then(|c| c.metadata.as_ref()),
+                dispute
+                    .payment_intent
+                    .as_ref()
+                    .and_then(Expandable::object)
+                    .and_then(|p| p.metadata.as_ref()),
+            ],
+            pi,
+            charge.map(Expandable::id),
+        ),
+        amount: money_minor("amount", dispute.amount, &dispute.currency)?,
+        status,
+        reason: non_empty(dispute.reason.as_deref()),
+        funds_withdrawn: withdrawn || kind == "charge.dispute.funds_withdrawn",
+        funds_reinstated: reinstated || kind == "charge.dispute.funds_reinstated",
+        at,
+    };
+    let closed = match kind {
+        "charge.dispute.closed" => true,
+        "charge.dispute.funds_reinstated" => status.is_closed(),
+        _ => false,
+    };
+    Ok(if closed {
+        CanonEvent::DisputeClosed(d)
+    } else {
+        CanonEvent::DisputeOpened(d)
+    })
+}
+
+/// Fee and net of an expanded balance transaction, in its (settlement) currency.
+fn fees(
+    bt: Option<&Expandable<BalanceTransaction>>,
+) -> Result<(Option<Money>, Option<Money>), MapError> {
+    let Some(bt) = bt.and_then(Expandable::object) else {
+        return Ok((None, None));
+    };
+    let Some(currency) = bt.currency.as_deref() else {
+        return Ok((None, None));
+    };
+    let fee = bt
+        .fee
+        .map(|f| money_minor("balance_transaction.fee", f, currency))
+        .transpose()?;
+    let net = bt
+        .net
+        .map(|n| money_minor("balance_transaction.net", n, currency))
+        .transpose()?;
+    Ok((fee, net))
+}
+
+fn failure_of_charge(charge: &Charge) -> Option<String> {
+    non_empty(charge.failure_code.as_deref())
+        .or_else(|| {
+            charge
+                .outcome
+                .as_ref()
+                .and_then(|o| non_empty(o.reason.as_deref()))
+        })
+        .or_else(|| non_empty(charge.failure_message.as_deref()))
+        .or_else(|| {
+            charge
+                .outcome
+                .as_ref()
+                .and_then(|o| non_empty(o.seller_message.as_deref()))
+        })
+}
+
+/// The payer: billing email first, then the receipt email, plus the Stripe
+/// customer id as an external id.
+fn payer_of_charge(charge: &Charge, pi: Option<&PaymentIntent>) -> Identity {
+    let billing = charge.billing_details.clone().unwrap_or_default();
+    let country = billing.address.as_ref().and_then(|a| a.country.as_deref());
+    let email = non_empty(billing.email.as_deref())
+        .or_else(|| non_empty(charge.receipt_email.as_deref()))
+        .or_else(|| pi.and_then(|p| non_empty(p.receipt_email.as_deref())));
+    let mut id = Identity::default()
+        .with_email(email.as_deref())
+        .with_phone(billing.phone.as_deref(), country);
+    if let Some(customer) = &charge.customer {
+        id = with_customer(id, customer);
+    }
+    id
+}
+
+fn with_customer(mut id: Identity, customer: &Expandable<CustomerRef>) -> Identity {
+    if id.email.is_none() {
+        id = id.with_email(customer.object().and_then(|c| c.email.as_deref()));
+    }
+    id.with_external(PROVIDER, customer.id())
+}
+
+/// Order links in the order the processor tries them: the order named in the
+/// metadata (first metadata that has it), then the payment intent, then the charge.
+fn links(
+    opts: &MapOptions,
+    metadata: &[Option<&Value>],
+    payment_intent: Option<&str>,
+    charge: Option<&str>,
+) -> Vec<OrderLink> {
+    let mut links = Vec::new();
+    let order = metadata
+        .iter()
+        .flatten()
+        .find_map(|m| metadata_str(m, &opts.order_metadata_key));
+    if let Some(order) = order {
+        links.push(OrderLink::Order {
+            order_id: order_id(opts, &order),
+        });
+    }
+    for reference in [payment_intent, charge].into_iter().flatten() {
+        let link = OrderLink::Payment {
+            provider: PROVIDER.to_string(),
+            reference: reference.to_string(),
+        };
+        if !reference.is_empty() && !links.contains(&link) {
+            links.push(link);
+        }
+    }
+    links
+}
+
+/// A metadata value as a string (Stripe stores strings; a number is accepted).
+fn metadata_str(metadata: &Value, key: &str) -> Option<String> {
+    match metadata.get(key)? {
+        Value::String(s) => non_empty(Some(s)),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The namespaced order id of a metadata order reference. A value that already
+/// names the default store (`shopify:123`) is not prefixed twice.
+fn order_id(opts: &MapOptions, value: &str) -> String {
+    let prefix = format!("{}:", opts.default_store);
+    if value.starts_with(&prefix) {
+        value.to_string()
+    } else {
+        format!("{prefix}{value}")
+    }
+}

@@ -1,0 +1,225 @@
+//! WooCommerce webhook payloads: the REST API (wc/v3) resources, which is what an
+//! `order.*` / `customer.*` webhook delivers. Tolerant of unknown fields, because
+//! plugins add fields and meta freely.
+
+use serde::{Deserialize, Deserializer};
+
+/// An id: a JSON number in WooCommerce, a string from some plugins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Id(pub(crate) String);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Id(s)),
+            serde_json::Value::Number(n) => Ok(Id(n.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "expected an id, found {other}"
+            ))),
+        }
+    }
+}
+
+/// A decimal amount: WooCommerce sends strings (`"29.35"`), a few fields numbers.
+/// Kept as text so it is parsed exactly later.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Amount(pub(crate) String);
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Amount(s.trim().to_string())),
+            serde_json::Value::Number(n) => Ok(Amount(n.to_string())),
+            serde_json::Value::Null => Ok(Amount(String::new())),
+            other => Err(serde::de::Error::custom(format!(
+                "expected an amount, found {other}"
+            ))),
+        }
+    }
+}
+
+/// Billing or shipping address; `email` only on billing, `phone` on both since 5.6.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Address {
+    #[serde(default)]
+    pub(crate) first_name: Option<String>,
+    #[serde(default)]
+    pub(crate) last_name: Option<String>,
+    #[serde(default)]
+    pub(crate) company: Option<String>,
+    #[serde(default)]
+    pub(crate) address_1: Option<String>,
+    #[serde(default)]
+    pub(crate) address_2: Option<String>,
+    #[serde(default)]
+    pub(crate) city: Option<String>,
+    #[serde(default)]
+    pub(crate) state: Option<String>,
+    #[serde(default)]
+    pub(crate) postcode: Option<String>,
+    #[serde(default)]
+    pub(crate) country: Option<String>,
+    #[serde(default)]
+    pub(crate) email: Option<String>,
+    #[serde(default)]
+    pub(crate) phone: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Meta {
+    #[serde(default)]
+    pub(crate) key: String,
+    #[serde(default)]
+    pub(crate) value: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct LineItem {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) sku: Option<String>,
+    #[serde(default)]
+    pub(crate) quantity: i64,
+    /// Before discounts.
+    #[serde(default)]
+    pub(crate) subtotal: Option<Amount>,
+    /// After discounts.
+    #[serde(default)]
+    pub(crate) total: Option<Amount>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct CouponLine {
+    #[serde(default)]
+    pub(crate) code: Option<String>,
+}
+
+/// An entry of `order.refunds`: WooCommerce lists refunds with negative totals.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct RefundRef {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
+    #[serde(default)]
+    pub(crate) total: Option<Amount>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Order {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) number: Option<String>,
+    #[serde(default)]
+    pub(crate) status: Option<String>,
+    #[serde(default)]
+    pub(crate) currency: Option<String>,
+    #[serde(default)]
+    pub(crate) created_via: Option<String>,
+    #[serde(default)]
+    pub(crate) date_created_gmt: Option<String>,
+    #[serde(default)]
+    pub(crate) date_modified_gmt: Option<String>,
+    #[serde(default)]
+    pub(crate) discount_total: Option<Amount>,
+    #[serde(default)]
+    pub(crate) shipping_total: Option<Amount>,
+    #[serde(default)]
+    pub(crate) total: Option<Amount>,
+    #[serde(default)]
+    pub(crate) total_tax: Option<Amount>,
+    #[serde(default)]
+    pub(crate) customer_id: Option<Id>,
+    #[serde(default)]
+    pub(crate) customer_note: Option<String>,
+    #[serde(default)]
+    pub(crate) billing: Option<Address>,
+    #[serde(default)]
+    pub(crate) shipping: Option<Address>,
+    #[serde(default)]
+    pub(crate) payment_method: Option<String>,
+    #[serde(default)]
+    pub(crate) transaction_id: Option<String>,
+    #[serde(default)]
+    pub(crate) meta_data: Vec<Meta>,
+    #[serde(default)]
+    pub(crate) line_items: Vec<LineItem>,
+    #[serde(default)]
+    pub(crate) coupon_lines: Vec<CouponLine>,
+    #[serde(default)]
+    pub(crate) refunds: Vec<RefundRef>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Customer {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) email: Option<String>,
+    #[serde(default)]
+    pub(crate) first_name: Option<String>,
+    #[serde(default)]
+    pub(crate) last_name: Option<String>,
+    #[serde(default)]
+    pub(crate) date_created_gmt: Option<String>,
+    #[serde(default)]
+    pub(crate) date_modified_gmt: Option<String>,
+    #[serde(default)]
+    pub(crate) billing: Option<Address>,
+    #[serde(default)]
+    pub(crate) shipping: Option<Address>,
+}
+
+/// What [`super::describe`] needs: any resource's id and modification time.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Stamp {
+    #[serde(default)]
+    pub(crate) id: Option<Id>,
+    #[serde(default)]
+    pub(crate) date_modified_gmt: Option<String>,
+    #[serde(default)]
+    pub(crate) date_created_gmt: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct RefundLineItem {
+    pub(crate) id: Id,
+    /// Negative in a refund.
+    #[serde(default)]
+    pub(crate) quantity: i64,
+    /// Negative in a refund.
+    #[serde(default)]
+    pub(crate) total: Option<Amount>,
+    #[serde(default)]
+    pub(crate) meta_data: Vec<Meta>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Link {
+    #[serde(default)]
+    pub(crate) href: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct RefundLinks {
+    /// The order the refund belongs to (`.../orders/723`).
+    #[serde(default)]
+    pub(crate) up: Vec<Link>,
+}
+
+/// The REST refund resource (GET/POST /wc/v3/orders/{id}/refunds).
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct RefundResource {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) date_created_gmt: Option<String>,
+    /// Positive, unlike the order's `refunds[].total`.
+    #[serde(default)]
+    pub(crate) amount: Option<Amount>,
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
+    #[serde(default)]
+    pub(crate) line_items: Vec<RefundLineItem>,
+    #[serde(default, rename = "_links")]
+    pub(crate) links: RefundLinks,
+}
