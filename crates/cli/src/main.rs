@@ -119,6 +119,17 @@ fn normalize(args: NormalizeArgs) -> Result<()> {
         };
         headers.insert(k.trim(), v.trim());
     }
+    // Stores send the topic in a header; --topic stands in for it when absent.
+    let topic_header = match kind {
+        ProviderKind::Shopify => Some("X-Shopify-Topic"),
+        ProviderKind::WooCommerce => Some("X-WC-Webhook-Topic"),
+        _ => None,
+    };
+    if let (Some(h), Some(t)) = (topic_header, &args.topic)
+        && headers.get(h).is_none()
+    {
+        headers.insert(h, t);
+    }
     let received_at = match &args.received_at {
         Some(s) => {
             OffsetDateTime::parse(s, &Rfc3339).with_context(|| format!("--received-at {s:?}"))?

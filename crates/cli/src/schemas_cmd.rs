@@ -57,6 +57,15 @@ pub(crate) fn check(dir: &Path) -> anyhow::Result<()> {
         }
     }
 
+    // In a fresh clone the working tree equals HEAD, so also check every committed
+    // change of every schema against the version before it: a commit that broke a
+    // contract fails here even after it landed.
+    if let Baseline::Head = baseline {
+        for report in &reports {
+            failures += check_history(dir, &report.file_name);
+        }
+    }
+
     if failures > 0 {
         bail!(
             "{failures} of the schemas in {} {} not backward compatible with HEAD \
@@ -79,6 +88,48 @@ fn print_report(report: &SchemaReport, baseline: &Baseline) {
         (SchemaOutcome::Compatible, _) => println!("ok  {name} (compatible with HEAD)"),
         (SchemaOutcome::Failed(err), _) => println!("FAIL {name}: {err}"),
     }
+}
+
+/// Checks each committed version of `file` against the one committed before it;
+/// returns the number of failures.
+fn check_history(dir: &Path, file: &str) -> usize {
+    let Ok(out) = git(dir, &["log", "--format=%H", "--", &format!("./{file}")]) else {
+        return 0;
+    };
+    let commits: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let versions: Vec<(String, String)> = commits
+        .iter()
+        .filter_map(|c| {
+            let out = git(dir, &["show", &format!("{c}:./{file}")]).ok()?;
+            out.status
+                .success()
+                .then(|| (c.clone(), String::from_utf8_lossy(&out.stdout).into_owned()))
+        })
+        .collect();
+    let mut failures = 0;
+    // Newest first: each version must read what the one before it wrote.
+    for pair in versions.windows(2) {
+        let (newer_commit, newer) = &pair[0];
+        let (older_commit, older) = &pair[1];
+        if let Err(e) = storefold_codec::check_backward(older, newer) {
+            println!(
+                "FAIL {file}: the version of commit {} cannot read data written with commit {}: {e}",
+                &newer_commit[..newer_commit.len().min(10)],
+                &older_commit[..older_commit.len().min(10)]
+            );
+            failures += 1;
+        }
+    }
+    if failures == 0 && versions.len() > 1 {
+        println!(
+            "ok  {file} (history: {} committed versions, each backward compatible with the one before)",
+            versions.len()
+        );
+    }
+    failures
 }
 
 /// Whether `dir` is in a git repository with a HEAD commit.
