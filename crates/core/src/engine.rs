@@ -788,6 +788,54 @@ impl Engine {
     /// Ends the batch: recomputes the views touched by it and returns the changed
     /// records and the outputs. The working set is emptied.
     pub fn finish(&mut self, src: &dyn Source) -> BatchOutput {
+        let mut out = self.settle(src);
+        let mut changes: Vec<(StateKey, Option<StateValue>)> = self
+            .cache
+            .drain()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, s)| (k, s.value))
+            .collect();
+        changes.sort_by(|a, b| a.0.cmp(&b.0));
+        out.changes = changes;
+        out
+    }
+
+    /// Ends the batch like [`Engine::finish`], but keeps the working set as a
+    /// cache for the next batches and hands each changed record to `visit` by
+    /// reference (in key order) instead of returning copies: the processor
+    /// serialises them straight into its write batch. `BatchOutput::changes` is
+    /// empty. Call [`Engine::trim`] to bound the cache.
+    pub fn finish_retaining(
+        &mut self,
+        src: &dyn Source,
+        mut visit: impl FnMut(&StateKey, Option<&StateValue>),
+    ) -> BatchOutput {
+        let out = self.settle(src);
+        let mut dirty: Vec<&StateKey> = self
+            .cache
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, _)| k)
+            .collect();
+        dirty.sort();
+        for k in dirty {
+            visit(k, self.cache.get(k).and_then(|s| s.value.as_ref()));
+        }
+        for slot in self.cache.values_mut() {
+            slot.dirty = false;
+        }
+        out
+    }
+
+    /// Drops the cached (clean) working set when it holds more than `max` records.
+    pub fn trim(&mut self, max: usize) {
+        if self.cache.len() > max {
+            self.cache.retain(|_, s| s.dirty);
+        }
+    }
+
+    /// Recomputes the views touched by the batch and collects the outputs.
+    fn settle(&mut self, src: &dyn Source) -> BatchOutput {
         let mut out = BatchOutput::default();
         // Orders whose customer may have changed mark their customers dirty.
         let dirty_orders: Vec<(String, OrderId)> =
@@ -931,14 +979,6 @@ impl Engine {
                 data: t.data,
             });
         }
-        let mut changes: Vec<(StateKey, Option<StateValue>)> = self
-            .cache
-            .drain()
-            .filter(|(_, s)| s.dirty)
-            .map(|(k, s)| (k, s.value))
-            .collect();
-        changes.sort_by(|a, b| a.0.cmp(&b.0));
-        out.changes = changes;
         out
     }
 

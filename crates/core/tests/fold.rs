@@ -660,3 +660,35 @@ fn scenarios_exercise_what_the_property_claims() {
     );
     assert!(f.customers.values().any(|c| c.first_touch.is_some()));
 }
+
+#[test]
+fn a_warm_engine_gives_the_same_state_as_batch_by_batch_loading() {
+    let mut events = scenario::generate(
+        11,
+        &ScenarioSpec {
+            customers: 8,
+            ..ScenarioSpec::default()
+        },
+    );
+    Rng::new(5).shuffle(&mut events);
+    let cold = fold_batched(&events, 7);
+    let mut warm = MemStore::default();
+    let empty = MemStore::default();
+    let mut engine = Engine::new();
+    for chunk in events.chunks(7) {
+        for e in chunk {
+            engine.apply(&empty, e).unwrap();
+        }
+        engine.finish_retaining(&empty, |k, v| match v {
+            Some(v) => {
+                warm.records.insert(k.clone(), v.clone());
+            }
+            None => {
+                warm.records.remove(k);
+            }
+        });
+    }
+    assert_eq!(warm.customers(), cold.store.customers());
+    assert_eq!(warm.orders(), cold.store.orders());
+    assert_eq!(warm.records.len(), cold.store.records.len());
+}
