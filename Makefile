@@ -29,6 +29,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
+	@[ -d ../shared/conformance ] || echo "WARNING: ../shared/conformance not found: the provider conformance tests are SKIPPED"
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 

@@ -158,6 +158,33 @@ impl ShipmentEntry {
     }
 }
 
+/// A shipment as published: its merged timeline and current status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentView {
+    pub tracking_number: String,
+    pub carrier: Option<String>,
+    pub status: Option<ShipmentStatus>,
+    pub checkpoints: Vec<Checkpoint>,
+    pub line_item_ids: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub estimated_delivery: Option<OffsetDateTime>,
+}
+
+impl ShipmentView {
+    fn new(s: &ShipmentEntry, checkpoints: BTreeSet<Checkpoint>) -> Self {
+        let mut checkpoints: Vec<Checkpoint> = checkpoints.into_iter().collect();
+        checkpoints.sort_by(|a, b| (a.at, a.status).cmp(&(b.at, b.status)));
+        ShipmentView {
+            tracking_number: s.tracking_number.clone(),
+            carrier: s.carrier.as_ref().map(|c| c.value.clone()),
+            status: checkpoints.last().map(|c| c.status),
+            checkpoints,
+            line_item_ids: s.line_item_ids.iter().cloned().collect(),
+            estimated_delivery: s.estimated_delivery.as_ref().map(|e| e.value),
+        }
+    }
+}
+
 /// One return.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnEntry {
@@ -472,6 +499,37 @@ impl Order {
                 reg.value.note = None;
             }
         }
+    }
+
+    /// Shipments as a customer should see them: one per tracking number, with the
+    /// store's fulfillment events (which name only a fulfillment, keyed
+    /// `fulfillment:<id>`) merged into the tracked shipments of that fulfillment.
+    /// Derived at read time, so arrival order does not matter.
+    pub fn shipment_views(&self) -> Vec<ShipmentView> {
+        let pseudo = |k: &str| k.strip_prefix("fulfillment:").map(str::to_string);
+        let mut claimed: BTreeSet<String> = BTreeSet::new();
+        let mut views = Vec::new();
+        for (key, s) in &self.shipments {
+            if pseudo(key).is_some() {
+                continue;
+            }
+            let mut checkpoints = s.checkpoints.clone();
+            if let Some(fid) = &s.fulfillment_id {
+                if let Some(p) = self.shipments.get(&format!("fulfillment:{fid}")) {
+                    checkpoints.extend(p.checkpoints.iter().cloned());
+                    claimed.insert(fid.clone());
+                }
+            }
+            views.push(ShipmentView::new(s, checkpoints));
+        }
+        for (key, s) in &self.shipments {
+            if let Some(fid) = pseudo(key) {
+                if !claimed.contains(&fid) {
+                    views.push(ShipmentView::new(s, s.checkpoints.clone()));
+                }
+            }
+        }
+        views
     }
 
     /// The key of the customer the store says placed the order.

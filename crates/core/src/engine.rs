@@ -245,6 +245,8 @@ pub struct OrderView {
     pub order_id: OrderId,
     pub customer_id: Option<String>,
     pub figures: OrderFigures,
+    /// Shipments with store fulfillment events merged into their tracked parcels.
+    pub shipments: Vec<crate::aggregate::ShipmentView>,
     pub order: Order,
 }
 
@@ -1138,6 +1140,7 @@ impl Engine {
             })),
         );
         let figures = order.figures();
+        let shipments = order.shipment_views();
         Some(Projection::Order {
             version,
             view: Box::new(OrderView {
@@ -1145,6 +1148,7 @@ impl Engine {
                 order_id: oid.to_string(),
                 customer_id,
                 figures,
+                shipments,
                 order,
             }),
         })

@@ -692,3 +692,61 @@ fn a_warm_engine_gives_the_same_state_as_batch_by_batch_loading() {
     assert_eq!(warm.orders(), cold.store.orders());
     assert_eq!(warm.records.len(), cold.store.records.len());
 }
+
+#[test]
+fn store_fulfillment_events_join_their_tracked_parcel_in_any_order() {
+    let ship = |id: &str, tracking: &str, status: ShipmentStatus, day: i64, fid: &str| {
+        env(
+            id,
+            T0 + Duration::days(day),
+            Event::ShipmentUpdated(Shipment {
+                provider: "shopify".into(),
+                tracking_number: tracking.into(),
+                carrier: Some("UPS".into()),
+                links: vec![OrderLink::Order {
+                    order_id: "shopify:1".into(),
+                }],
+                fulfillment_id: Some(fid.into()),
+                status,
+                checkpoints: vec![],
+                line_item_ids: vec![],
+                estimated_delivery: None,
+                at: T0 + Duration::days(day),
+            }),
+        )
+    };
+    let events = vec![
+        env(
+            "o1",
+            T0,
+            order("shopify:1", "bob@example.com", 1500, T0, "paid"),
+        ),
+        ship("f1", "1Z1", ShipmentStatus::LabelCreated, 1, "255858046"),
+        ship("f2", "1Z2", ShipmentStatus::LabelCreated, 1, "255858047"),
+        ship(
+            "e1",
+            "fulfillment:255858046",
+            ShipmentStatus::Delivered,
+            4,
+            "255858046",
+        ),
+    ];
+    let mut views = Vec::new();
+    for perm in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
+        let evs: Vec<Envelope> = perm.iter().map(|i| events[*i].clone()).collect();
+        let run = fold_batched(&evs, 1);
+        views.push(run.store.orders()["shopify:1"].shipment_views());
+    }
+    assert!(views.windows(2).all(|w| w[0] == w[1]));
+    let v = &views[0];
+    assert_eq!(
+        v.len(),
+        2,
+        "the fulfillment event merged into its parcel: {v:?}"
+    );
+    let parcel = v.iter().find(|s| s.tracking_number == "1Z1").unwrap();
+    assert_eq!(parcel.status, Some(ShipmentStatus::Delivered));
+    assert_eq!(parcel.checkpoints.len(), 2);
+    let other = v.iter().find(|s| s.tracking_number == "1Z2").unwrap();
+    assert_eq!(other.status, Some(ShipmentStatus::LabelCreated));
+}
