@@ -173,7 +173,7 @@ pub struct ShipmentView {
 impl ShipmentView {
     fn new(s: &ShipmentEntry, checkpoints: BTreeSet<Checkpoint>) -> Self {
         let mut checkpoints: Vec<Checkpoint> = checkpoints.into_iter().collect();
-        checkpoints.sort_by(|a, b| (a.at, a.status).cmp(&(b.at, b.status)));
+        checkpoints.sort_by_key(|a| (a.at, a.status));
         ShipmentView {
             tracking_number: s.tracking_number.clone(),
             carrier: s.carrier.as_ref().map(|c| c.value.clone()),
@@ -514,19 +514,19 @@ impl Order {
                 continue;
             }
             let mut checkpoints = s.checkpoints.clone();
-            if let Some(fid) = &s.fulfillment_id {
-                if let Some(p) = self.shipments.get(&format!("fulfillment:{fid}")) {
-                    checkpoints.extend(p.checkpoints.iter().cloned());
-                    claimed.insert(fid.clone());
-                }
+            if let Some(fid) = &s.fulfillment_id
+                && let Some(p) = self.shipments.get(&format!("fulfillment:{fid}"))
+            {
+                checkpoints.extend(p.checkpoints.iter().cloned());
+                claimed.insert(fid.clone());
             }
             views.push(ShipmentView::new(s, checkpoints));
         }
         for (key, s) in &self.shipments {
-            if let Some(fid) = pseudo(key) {
-                if !claimed.contains(&fid) {
-                    views.push(ShipmentView::new(s, s.checkpoints.clone()));
-                }
+            if let Some(fid) = pseudo(key)
+                && !claimed.contains(&fid)
+            {
+                views.push(ShipmentView::new(s, s.checkpoints.clone()));
             }
         }
         views

@@ -715,7 +715,7 @@ fn store_fulfillment_events_join_their_tracked_parcel_in_any_order() {
             }),
         )
     };
-    let events = vec![
+    let events = [
         env(
             "o1",
             T0,
