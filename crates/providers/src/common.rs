@@ -1,14 +1,17 @@
 //! Types and helpers every provider shares.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 use storefold_core::Money;
+use storefold_core::event::OrderLink;
 use storefold_core::money::Currency;
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use time::format_description::well_known::{Iso8601, Rfc3339};
+use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
-use crate::MapError;
+use crate::{MapError, SignError, VerifyError};
 
 /// HTTP headers with case-insensitive lookup, in arrival order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -230,9 +233,265 @@ pub fn non_empty(s: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The tenant's shared secret for verifying, or [`VerifyError::BadCredentials`]
+/// with `empty_message` when none is configured.
+pub(crate) fn verifying_secret<'a>(
+    creds: &'a Credentials,
+    empty_message: &str,
+) -> Result<&'a str, VerifyError> {
+    if creds.secret.is_empty() {
+        return Err(VerifyError::BadCredentials(empty_message.to_string()));
+    }
+    Ok(&creds.secret)
+}
+
+/// `secret` for signing, or [`SignError::BadSecret`] with `empty_message` when it
+/// is empty.
+pub(crate) fn signing_secret<'a>(
+    secret: &'a str,
+    empty_message: &str,
+) -> Result<&'a str, SignError> {
+    if secret.is_empty() {
+        return Err(SignError::BadSecret(empty_message.to_string()));
+    }
+    Ok(secret)
+}
+
+/// The value of a header the request must carry, else
+/// [`VerifyError::MissingHeader`].
+pub(crate) fn required_header<'a>(
+    req: &WebhookRequest<'a>,
+    name: &'static str,
+) -> Result<&'a str, VerifyError> {
+    req.headers
+        .get(name)
+        .ok_or(VerifyError::MissingHeader(name))
+}
+
+/// Ok when `given` is the HMAC-SHA256 of `signed_parts` keyed with `key`
+/// (compared in constant time), else [`VerifyError::Mismatch`].
+pub(crate) fn check_hmac_sha256(
+    key: &[u8],
+    signed_parts: &[&[u8]],
+    given: &[u8],
+) -> Result<(), VerifyError> {
+    if ct_eq(&hmac_sha256(key, signed_parts), given) {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch)
+    }
+}
+
+/// Checks a header holding the base64 HMAC-SHA256 of `signed_parts` keyed with
+/// `key` (Shopify, WooCommerce). `header_value` is the header as received (`None`
+/// when absent); a missing or blank one is [`VerifyError::MissingHeader`], one that
+/// is not base64 of exactly 32 bytes is [`VerifyError::MalformedHeader`], and the
+/// comparison is constant-time ([`ct_eq`]).
+pub(crate) fn verify_base64_hmac(
+    header_name: &'static str,
+    header_value: Option<&str>,
+    key: &[u8],
+    signed_parts: &[&[u8]],
+) -> Result<(), VerifyError> {
+    let header = header_value
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or(VerifyError::MissingHeader(header_name))?;
+    let given = BASE64
+        .decode(header)
+        .map_err(|e| VerifyError::MalformedHeader {
+            header: header_name,
+            reason: format!("not base64: {e}"),
+        })?;
+    if given.len() != 32 {
+        return Err(VerifyError::MalformedHeader {
+            header: header_name,
+            reason: format!("expected 32 bytes of HMAC-SHA256, got {}", given.len()),
+        });
+    }
+    check_hmac_sha256(key, signed_parts, &given)
+}
+
+/// Decodes a base64 signature header value (trimmed), naming the header on error.
+pub(crate) fn base64_signature(
+    header_name: &'static str,
+    value: &str,
+) -> Result<Vec<u8>, VerifyError> {
+    BASE64
+        .decode(value.trim())
+        .map_err(|e| VerifyError::MalformedHeader {
+            header: header_name,
+            reason: e.to_string(),
+        })
+}
+
+/// `verify` of the providers that sign nothing (Shippo, Gorgias): the request's
+/// `?token=` must equal [`Credentials::secret`], compared in constant time.
+pub(crate) fn verify_url_token(
+    creds: &Credentials,
+    req: &WebhookRequest<'_>,
+    _now: OffsetDateTime,
+) -> Result<(), VerifyError> {
+    let secret = verifying_secret(creds, "empty URL token")?;
+    match req.url_token {
+        Some(token) if ct_eq(token.as_bytes(), secret.as_bytes()) => Ok(()),
+        _ => Err(VerifyError::BadToken),
+    }
+}
+
+/// `sign` of the providers that sign nothing (Shippo, Gorgias): no headers, the
+/// token in the URL.
+pub(crate) fn sign_url_token(
+    secret: &str,
+    _topic: &str,
+    body: &[u8],
+    _now: OffsetDateTime,
+) -> Result<Signed, SignError> {
+    let secret = signing_secret(secret, "empty URL token")?;
+    Ok(Signed {
+        headers: Vec::new(),
+        url_token: Some(secret.to_string()),
+        body: body.to_vec(),
+    })
+}
+
+/// A UUID-shaped id (`8-4-4-4-12`) from the first 32 hex digits of a hash.
+pub(crate) fn uuid_from_hash(hex: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Parses the timestamps carriers and helpdesks send: RFC 3339, ISO 8601 with a
+/// `+0000` offset, a local date-time without offset (read as UTC, which is what
+/// AfterShip documents for checkpoints without a zone), or a bare date (midnight
+/// UTC). `None` for an empty string or anything else.
+pub(crate) fn lenient_time(raw: &str) -> Option<OffsetDateTime> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t);
+    }
+    let s = s.replacen(' ', "T", 1);
+    if let Ok(t) = OffsetDateTime::parse(&s, &Iso8601::DEFAULT) {
+        return Some(t);
+    }
+    if let Ok(t) = PrimitiveDateTime::parse(&s, &Iso8601::DEFAULT) {
+        return Some(t.assume_utc());
+    }
+    if let Ok(d) = Date::parse(&s, &Iso8601::DEFAULT) {
+        return Some(PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_utc());
+    }
+    None
+}
+
+/// The items in their first-seen order, each once.
+pub(crate) fn dedup_in_order(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// `first last`, either part optional; `None` when both are blank.
+pub(crate) fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
+    let parts: Vec<String> = [first, last].into_iter().filter_map(non_empty).collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// An order reference a shipper typed into free text (`Order #1001`, `#1001`,
+/// `order 000123`) as an [`OrderLink::Number`] (`#1001`).
+pub(crate) fn order_number_in_text(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    // `#1001` anywhere.
+    if let Some(pos) = lower.find('#') {
+        let digits: String = lower[pos + 1..]
+            .chars()
+            .skip_while(|c| c.is_whitespace())
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if digits.chars().any(|c| c.is_ascii_digit()) {
+            return Some(format!("#{}", digits.to_ascii_uppercase()));
+        }
+    }
+    // `order 1001`, `order: 1001`, `order no. 1001`.
+    let idx = lower.find("order")?;
+    let rest = lower[idx + 5..].trim_start_matches(|c: char| {
+        c.is_whitespace() || c == ':' || c == '.' || c == 'n' || c == 'o'
+    });
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
+        return Some(format!("#{digits}"));
+    }
+    None
+}
+
+/// `#1001` from an order number written as `1001` or `#1001`.
+pub(crate) fn hash_number(raw: &str) -> Option<String> {
+    let n = raw.trim().trim_start_matches('#').trim();
+    (!n.is_empty()).then(|| format!("#{n}"))
+}
+
+/// The namespaced order id of an order reference a payment carries. A value that
+/// already names the default store (`shopify:123`) is not prefixed twice.
+pub(crate) fn namespaced_order_id(opts: &MapOptions, reference: &str) -> String {
+    let prefix = format!("{}:", opts.default_store);
+    if reference.starts_with(&prefix) {
+        reference.to_string()
+    } else {
+        format!("{prefix}{reference}")
+    }
+}
+
+/// The order links of a payment event (Stripe, Adyen, PayPal): each order
+/// reference namespaced in the default store, then each payment reference of
+/// `provider`. Empty references are skipped; each link appears once, in the order
+/// given.
+pub(crate) fn payment_order_links<'a>(
+    opts: &MapOptions,
+    provider: &str,
+    order_references: impl IntoIterator<Item = String>,
+    payment_references: impl IntoIterator<Item = &'a str>,
+) -> Vec<OrderLink> {
+    let orders = order_references
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| OrderLink::Order {
+            order_id: namespaced_order_id(opts, &r),
+        });
+    let payments = payment_references
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| OrderLink::Payment {
+            provider: provider.to_string(),
+            reference: r.to_string(),
+        });
+    let mut links: Vec<OrderLink> = Vec::new();
+    for link in orders.chain(payments) {
+        if !links.contains(&link) {
+            links.push(link);
+        }
+    }
+    links
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::macros::datetime;
 
     #[test]
     fn headers_are_case_insensitive() {
@@ -259,5 +518,61 @@ mod tests {
     fn credentials_debug_hides_the_secret() {
         let c = Credentials::new("shh-very-secret");
         assert!(!format!("{c:?}").contains("shh"));
+    }
+
+    #[test]
+    fn lenient_times() {
+        assert_eq!(
+            lenient_time("2024-05-01T10:00:00Z"),
+            Some(datetime!(2024-05-01 10:00 UTC))
+        );
+        assert_eq!(
+            lenient_time("2024-05-01T10:00:00+02:00"),
+            Some(datetime!(2024-05-01 8:00 UTC))
+        );
+        assert_eq!(
+            lenient_time("2024-05-01T10:00:00"),
+            Some(datetime!(2024-05-01 10:00 UTC))
+        );
+        assert_eq!(
+            lenient_time("2024-05-01 10:00:00"),
+            Some(datetime!(2024-05-01 10:00 UTC))
+        );
+        assert_eq!(
+            lenient_time("2024-05-01"),
+            Some(datetime!(2024-05-01 0:00 UTC))
+        );
+        assert_eq!(
+            lenient_time("2024-08-02T19:26:52.000Z"),
+            Some(datetime!(2024-08-02 19:26:52 UTC))
+        );
+        assert_eq!(
+            lenient_time("2019-12-10T13:47:31.564131+00:00"),
+            Some(datetime!(2019-12-10 13:47:31.564131 UTC))
+        );
+        assert_eq!(lenient_time(""), None);
+        assert_eq!(lenient_time("yesterday"), None);
+    }
+
+    #[test]
+    fn order_numbers_in_text() {
+        assert_eq!(
+            order_number_in_text("Order #1001").as_deref(),
+            Some("#1001")
+        );
+        assert_eq!(
+            order_number_in_text("Order 000123").as_deref(),
+            Some("#000123")
+        );
+        assert_eq!(order_number_in_text("order no. 42").as_deref(), Some("#42"));
+        assert_eq!(
+            order_number_in_text("Where is #A-1001?").as_deref(),
+            Some("#A-1001")
+        );
+        assert_eq!(order_number_in_text("my order is late"), None);
+        assert_eq!(order_number_in_text("#"), None);
+        assert_eq!(hash_number(" 1001 ").as_deref(), Some("#1001"));
+        assert_eq!(hash_number("#1001").as_deref(), Some("#1001"));
+        assert_eq!(hash_number(" "), None);
     }
 }

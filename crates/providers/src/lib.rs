@@ -22,6 +22,11 @@ use storefold_core::{Envelope, MoneyError};
 use time::OffsetDateTime;
 
 mod common;
+mod helpdesk;
+mod serde_util;
+#[cfg(test)]
+mod test_support;
+mod tracking;
 
 pub mod adyen;
 pub mod aftership;

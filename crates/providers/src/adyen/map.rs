@@ -20,7 +20,9 @@ use time::OffsetDateTime;
 
 use super::PROVIDER;
 use super::model::{Item, Notification};
-use crate::{MapContext, MapError, MapOptions, money_minor, non_empty, parse_time};
+use crate::{
+    MapContext, MapError, MapOptions, money_minor, non_empty, parse_time, payment_order_links,
+};
 
 /// Maps every item Storefold understands; items with other event codes (reports,
 /// payouts, order lifecycle, …) are skipped, so a notification of only those maps
@@ -281,21 +283,6 @@ fn payer(item: &Item) -> Identity {
 /// The order by its merchant reference (the shop's order reference), then the
 /// payment by its PSP reference.
 fn links(opts: &MapOptions, item: &Item, payment_id: &str) -> Vec<OrderLink> {
-    let mut links = Vec::new();
-    if let Some(reference) = non_empty(Some(&item.merchant_reference())) {
-        let prefix = format!("{}:", opts.default_store);
-        let order_id = if reference.starts_with(&prefix) {
-            reference
-        } else {
-            format!("{prefix}{reference}")
-        };
-        links.push(OrderLink::Order { order_id });
-    }
-    if !payment_id.is_empty() {
-        links.push(OrderLink::Payment {
-            provider: PROVIDER.to_string(),
-            reference: payment_id.to_string(),
-        });
-    }
-    links
+    let order = non_empty(Some(&item.merchant_reference()));
+    payment_order_links(opts, PROVIDER, order, [payment_id])
 }

@@ -1,8 +1,6 @@
 //! Adyen: per-item HMAC (including Adyen's known-answer vector), our own fixtures
 //! (signed here with a known key) and the conformance corpus.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::{Value, json};
 use storefold_core::event::{
     Dispute, DisputeStatus, OrderLink, Payment, PaymentStatus, Refund, RefundStatus,
@@ -11,6 +9,7 @@ use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::test_support::{self, conformance_dir, json_file_names, read_json};
 use crate::{
     Credentials, Headers, MapContext, MapOptions, ProviderKind, RawInput, VerifyError,
     WebhookRequest,
@@ -29,10 +28,7 @@ fn time(s: &str) -> OffsetDateTime {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/adyen/fixtures")
-        .join(format!("{name}.json"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    test_support::fixture("adyen", &format!("{name}.json"))
 }
 
 fn sign(key: &str, body: &[u8]) -> Vec<u8> {
@@ -140,33 +136,12 @@ fn payment(psp: &str, status: PaymentStatus, minor: i64, at: &str) -> Payment {
 
 // ---------------------------------------------------------------- signatures
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance"
-    ))
-    .join("adyen");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: conformance corpus not found at {} — Adyen conformance NOT checked",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn corpus_json(dir: &Path, name: &str) -> Value {
-    let path = dir.join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[test]
 fn adyens_known_answer_vector_verifies() {
-    let Some(dir) = corpus_dir() else { return };
-    let v = corpus_json(&dir, "hmac_known_answer_vector.json");
+    let Some(dir) = conformance_dir("adyen") else {
+        return;
+    };
+    let v = read_json(&dir, "hmac_known_answer_vector.json");
     let key_hex = v["hmac_key_hex"].as_str().unwrap();
     let signing_string = v["signing_string"].as_str().unwrap();
     let expected = v["expected_hmacSignature_base64"].as_str().unwrap();
@@ -533,19 +508,18 @@ const CORPUS: &[&str] = &[
 
 #[test]
 fn conformance_every_adyen_file_is_covered() {
-    let Some(dir) = corpus_dir() else { return };
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
+    let Some(dir) = conformance_dir("adyen") else {
+        return;
+    };
+    let names = json_file_names(&dir);
     assert_eq!(names, CORPUS, "the corpus changed: cover the new files");
 }
 
 #[test]
 fn conformance_authorisation_true() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("adyen") else {
+        return;
+    };
     let body = std::fs::read(dir.join(CORPUS[1])).unwrap();
     // Signed by the library's tests with a key we do not have: its signature is
     // checked, and does not match ours.
@@ -579,7 +553,9 @@ fn conformance_authorisation_true() {
 
 #[test]
 fn conformance_refund_true() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("adyen") else {
+        return;
+    };
     let body = std::fs::read(dir.join(CORPUS[2])).unwrap();
     assert_eq!(verify(KEY, &body), Err(VerifyError::Mismatch));
     let envs = signed_map(&body);

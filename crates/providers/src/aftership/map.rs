@@ -19,12 +19,12 @@
 //! sender); from then on the shipment is `returned`, whatever the tag (a "Delivered"
 //! after that is the delivery back to the sender).
 
+use storefold_core::Envelope;
 use storefold_core::event::{Checkpoint, OrderLink, ShipmentStatus};
-use storefold_core::{Envelope, Event};
 
-use super::carrier::{Tracker, hash_number, join_location, lenient_time};
 use super::model::{Tracking, Webhook};
-use crate::{MapContext, MapError, RawInput, from_unix, non_empty};
+use crate::tracking::{Tracker, join_location};
+use crate::{MapContext, MapError, RawInput, from_unix, hash_number, lenient_time, non_empty};
 
 /// The only event mapped; `edd_revise` and `tracking_pending_time` are not.
 pub(crate) const TRACKING_UPDATE: &str = "tracking_update";
@@ -79,14 +79,7 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
         .as_ref()
         .ok_or_else(|| MapError::MissingField("msg".into()))?;
     let ts = ts_of(hook.ts.as_ref())?;
-    let shipment = tracker(ctx, msg, ts.unwrap_or(input.received_at))?.into_shipment();
-    Ok(vec![Envelope {
-        tenant: ctx.tenant.to_string(),
-        provider: super::NAME.to_string(),
-        event_id: input.event_id.to_string(),
-        occurred_at: shipment.at,
-        event: Event::ShipmentUpdated(shipment),
-    }])
+    Ok(tracker(ctx, msg, ts.unwrap_or(input.received_at))?.into_envelopes(ctx, input.event_id))
 }
 
 fn tracker(

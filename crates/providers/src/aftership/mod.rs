@@ -11,16 +11,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use storefold_core::Envelope;
 use storefold_core::identity::content_hash;
 use time::OffsetDateTime;
 
 use crate::{
-    Credentials, Inbound, MapContext, MapError, RawInput, SignError, Signed, VerifyError,
-    WebhookRequest, ct_eq, hmac_sha256,
+    Credentials, Inbound, MapError, SignError, Signed, VerifyError, WebhookRequest,
+    base64_signature, check_hmac_sha256, hmac_sha256, signing_secret, verifying_secret,
 };
 
-pub(crate) mod carrier;
 mod map;
 mod model;
 #[cfg(test)]
@@ -31,6 +29,7 @@ pub(crate) const NAME: &str = "aftership";
 pub(crate) const SIGNATURE: &str = "aftership-hmac-sha256";
 /// The same HMAC under the name AfterShip's newer webhook products use.
 pub(crate) const SIGNATURE_ALT: &str = "as-signature-hmac-sha256";
+const SECRET_IS_EMPTY: &str = "empty AfterShip webhook secret";
 
 /// Nothing in the headers is needed for mapping: the body says it all.
 pub(crate) const HEADERS: &[&str] = &[];
@@ -40,28 +39,14 @@ pub(crate) fn verify(
     req: &WebhookRequest<'_>,
     _now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
-    if creds.secret.is_empty() {
-        return Err(VerifyError::BadCredentials(
-            "empty AfterShip webhook secret".into(),
-        ));
-    }
+    let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
     let header = req
         .headers
         .get(SIGNATURE)
         .or_else(|| req.headers.get(SIGNATURE_ALT))
         .ok_or(VerifyError::MissingHeader(SIGNATURE))?;
-    let given = B64
-        .decode(header.trim())
-        .map_err(|e| VerifyError::MalformedHeader {
-            header: SIGNATURE,
-            reason: e.to_string(),
-        })?;
-    let expected = hmac_sha256(creds.secret.as_bytes(), &[req.body]);
-    if ct_eq(&given, &expected) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    let given = base64_signature(SIGNATURE, header)?;
+    check_hmac_sha256(secret.as_bytes(), &[req.body], &given)
 }
 
 /// Topic = `event`; id = the body's `event_id` when present, else
@@ -97,7 +82,7 @@ fn derived_id(msg: Option<&model::Tracking>, body: &[u8]) -> String {
         .iter()
         .filter_map(|c| {
             let raw = c.checkpoint_time.as_deref()?;
-            Some((carrier::lenient_time(raw)?, raw.trim()))
+            Some((crate::lenient_time(raw)?, raw.trim()))
         })
         .max_by_key(|(at, _)| *at)
         .map(|(_, raw)| raw)
@@ -105,9 +90,7 @@ fn derived_id(msg: Option<&model::Tracking>, body: &[u8]) -> String {
     format!("{id}:{}:{latest}", msg.tag.as_deref().unwrap_or(""))
 }
 
-pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Envelope>, MapError> {
-    map::map(ctx, input)
-}
+pub(crate) use map::map;
 
 pub(crate) fn sign(
     secret: &str,
@@ -115,11 +98,7 @@ pub(crate) fn sign(
     body: &[u8],
     _now: OffsetDateTime,
 ) -> Result<Signed, SignError> {
-    if secret.is_empty() {
-        return Err(SignError::BadSecret(
-            "empty AfterShip webhook secret".into(),
-        ));
-    }
+    let secret = signing_secret(secret, SECRET_IS_EMPTY)?;
     let mac = hmac_sha256(secret.as_bytes(), &[body]);
     Ok(Signed {
         headers: vec![(SIGNATURE.to_string(), B64.encode(mac))],

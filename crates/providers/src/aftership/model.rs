@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::carrier::{loose_string, loose_vec};
+use crate::serde_util::{loose_string, loose_vec};
 
 /// The webhook body: `{"event_id", "event", "is_tracking_first_tag", "msg", "ts"}`.
 #[derive(Debug, Deserialize)]

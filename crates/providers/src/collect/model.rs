@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::aftership::carrier::loose_string;
+use crate::serde_util::loose_string;
 
 /// `{"anonymous_id", "touch_id"?, "at"?, "landing_page"?, "referrer"?,
 /// "utm_source"… or "utm": {…}, "gclid"?, "fbclid"?, "email"?, "cart_token"?}`.

@@ -16,12 +16,12 @@
 //! EasyPost trackers do not name the store's order, so the only link is the
 //! tracking number.
 
+use storefold_core::Envelope;
 use storefold_core::event::{Checkpoint, ShipmentStatus};
-use storefold_core::{Envelope, Event};
 
 use super::model::{EventObject, Tracker};
-use crate::aftership::carrier::{self, join_location, lenient_time};
-use crate::{MapContext, MapError, RawInput, non_empty};
+use crate::tracking;
+use crate::{MapContext, MapError, RawInput, lenient_time, non_empty};
 
 /// The event descriptions mapped; every other description is unsupported.
 pub(crate) const TRACKER_TOPICS: [&str; 2] = ["tracker.created", "tracker.updated"];
@@ -69,17 +69,13 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
         .and_then(lenient_time)
         .or_else(|| event.created_at.as_deref().and_then(lenient_time))
         .unwrap_or(input.received_at);
-    let shipment = to_tracker(tracker, fallback_at)?.into_shipment();
-    Ok(vec![Envelope {
-        tenant: ctx.tenant.to_string(),
-        provider: super::NAME.to_string(),
-        event_id: input.event_id.to_string(),
-        occurred_at: shipment.at,
-        event: Event::ShipmentUpdated(shipment),
-    }])
+    Ok(to_tracker(tracker, fallback_at)?.into_envelopes(ctx, input.event_id))
 }
 
-fn to_tracker(t: Tracker, fallback_at: time::OffsetDateTime) -> Result<carrier::Tracker, MapError> {
+fn to_tracker(
+    t: Tracker,
+    fallback_at: time::OffsetDateTime,
+) -> Result<tracking::Tracker, MapError> {
     let tracking_number = non_empty(t.tracking_code.as_deref())
         .ok_or_else(|| MapError::MissingField("result.tracking_code".into()))?;
     let status = status_of(t.status.as_deref());
@@ -88,20 +84,17 @@ fn to_tracker(t: Tracker, fallback_at: time::OffsetDateTime) -> Result<carrier::
         .iter()
         .filter_map(|d| {
             let at = lenient_time(d.datetime.as_deref()?)?;
-            let loc = d.tracking_location.as_ref();
             Some(Checkpoint {
                 at,
                 status: status_of(d.status.as_deref())
                     .or(status)
                     .unwrap_or(ShipmentStatus::InTransit),
                 message: non_empty(d.message.as_deref()),
-                location: loc.and_then(|l| {
-                    join_location([l.city.as_deref(), l.state.as_deref(), l.country.as_deref()])
-                }),
+                location: d.tracking_location.as_ref().and_then(|l| l.joined()),
             })
         })
         .collect();
-    Ok(carrier::Tracker {
+    Ok(tracking::Tracker {
         provider: super::NAME,
         tracking_number,
         carrier: non_empty(t.carrier.as_deref()),

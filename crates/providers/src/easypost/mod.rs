@@ -6,13 +6,12 @@
 //! with accented or compatibility characters verifies as EasyPost signed it). No
 //! timestamp is signed.
 
-use storefold_core::Envelope;
 use time::OffsetDateTime;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::{
-    Credentials, Inbound, MapContext, MapError, RawInput, SignError, Signed, VerifyError,
-    WebhookRequest, ct_eq, hmac_sha256,
+    Credentials, Inbound, MapError, SignError, Signed, VerifyError, WebhookRequest,
+    check_hmac_sha256, hmac_sha256, required_header, signing_secret, verifying_secret,
 };
 
 mod map;
@@ -23,6 +22,7 @@ mod tests;
 pub(crate) const NAME: &str = "easypost";
 pub(crate) const SIGNATURE: &str = "x-hmac-signature";
 const PREFIX: &str = "hmac-sha256-hex=";
+const SECRET_IS_EMPTY: &str = "empty EasyPost webhook secret";
 
 /// Nothing in the headers is needed for mapping.
 pub(crate) const HEADERS: &[&str] = &[];
@@ -37,16 +37,8 @@ pub(crate) fn verify(
     req: &WebhookRequest<'_>,
     _now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
-    if creds.secret.is_empty() {
-        return Err(VerifyError::BadCredentials(
-            "empty EasyPost webhook secret".into(),
-        ));
-    }
-    let header = req
-        .headers
-        .get(SIGNATURE)
-        .ok_or(VerifyError::MissingHeader(SIGNATURE))?
-        .trim();
+    let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
+    let header = required_header(req, SIGNATURE)?.trim();
     let hex_part = header
         .get(..PREFIX.len())
         .filter(|p| p.eq_ignore_ascii_case(PREFIX))
@@ -59,12 +51,7 @@ pub(crate) fn verify(
         header: SIGNATURE,
         reason: e.to_string(),
     })?;
-    let expected = hmac_sha256(&key(&creds.secret), &[req.body]);
-    if ct_eq(&given, &expected) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    check_hmac_sha256(&key(secret), &[req.body], &given)
 }
 
 /// Topic = `description` (`tracker.updated`), id = the event's `id`, occurred_at =
@@ -75,10 +62,7 @@ pub(crate) fn describe(req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
         .ok_or_else(|| MapError::MissingField("description".into()))?;
     let event_id =
         crate::non_empty(event.id.as_deref()).ok_or_else(|| MapError::MissingField("id".into()))?;
-    let occurred_at = event
-        .created_at
-        .as_deref()
-        .and_then(crate::aftership::carrier::lenient_time);
+    let occurred_at = event.created_at.as_deref().and_then(crate::lenient_time);
     Ok(Inbound {
         topic,
         event_id,
@@ -86,9 +70,7 @@ pub(crate) fn describe(req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
     })
 }
 
-pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Envelope>, MapError> {
-    map::map(ctx, input)
-}
+pub(crate) use map::map;
 
 pub(crate) fn sign(
     secret: &str,
@@ -96,9 +78,7 @@ pub(crate) fn sign(
     body: &[u8],
     _now: OffsetDateTime,
 ) -> Result<Signed, SignError> {
-    if secret.is_empty() {
-        return Err(SignError::BadSecret("empty EasyPost webhook secret".into()));
-    }
+    let secret = signing_secret(secret, SECRET_IS_EMPTY)?;
     let mac = hmac_sha256(&key(secret), &[body]);
     Ok(Signed {
         headers: vec![(

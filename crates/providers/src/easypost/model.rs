@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::aftership::carrier::{loose_string, loose_vec};
+use crate::serde_util::{loose_string, loose_vec};
+pub(crate) use crate::tracking::Location;
 
 /// `{"object": "Event", "id": "evt_…", "description": "tracker.updated", "result": {…}}`.
 #[derive(Debug, Deserialize)]
@@ -47,14 +48,4 @@ pub(crate) struct TrackingDetail {
     pub(crate) message: Option<String>,
     #[serde(default)]
     pub(crate) tracking_location: Option<Location>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct Location {
-    #[serde(default, deserialize_with = "loose_string")]
-    pub(crate) city: Option<String>,
-    #[serde(default, deserialize_with = "loose_string")]
-    pub(crate) state: Option<String>,
-    #[serde(default, deserialize_with = "loose_string")]
-    pub(crate) country: Option<String>,
 }

@@ -1,10 +1,9 @@
-use std::path::Path;
-
 use storefold_core::event::{OrderLink, Shipment, ShipmentStatus};
 use storefold_core::{Envelope, Event};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use crate::test_support::{conformance_dir, json_file_names, read_file};
 use crate::{
     Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
     VerifyError, WebhookRequest,
@@ -225,17 +224,9 @@ fn non_tracker_events_are_unsupported() {
 /// Every file of the shared EasyPost conformance corpus, read in place.
 #[test]
 fn conformance_corpus() {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/easypost"
-    ));
-    if !dir.is_dir() {
-        eprintln!(
-            "SKIPPED: EasyPost conformance corpus not found at {}",
-            dir.display()
-        );
+    let Some(dir) = conformance_dir("easypost") else {
         return;
-    }
+    };
     // file -> (tracking code, carrier, status, number of details, latest detail time)
     let expected: [(&str, &str, &str, ShipmentStatus, usize, OffsetDateTime); 3] = [
         (
@@ -264,13 +255,8 @@ fn conformance_corpus() {
         ),
     ];
     let mut seen = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let raw = std::fs::read(&path).unwrap();
+    for name in json_file_names(&dir) {
+        let raw = read_file(&dir, &name);
         let value: serde_json::Value = serde_json::from_slice(&raw).unwrap();
         // The API object is a bare Tracker: wrap it the way EasyPost delivers it.
         let body = if value["object"] == "Tracker" {

@@ -1,5 +1,5 @@
 //! Gorgias ticket -> TicketUpdated (+ ReturnRequested), with Zendesk's tag, order
-//! and return rules (see `zendesk/helpdesk.rs`).
+//! and return rules (see `helpdesk.rs`).
 //!
 //! * requester: `customer.email`, plus `gorgias:<customer.id>`;
 //! * status: open -> open, closed -> closed (also any Zendesk-style status);
@@ -14,9 +14,8 @@ use storefold_core::{Envelope, Identity};
 use time::OffsetDateTime;
 
 use super::model::{TicketIn, Wrapper};
-use crate::aftership::carrier::lenient_time;
-use crate::zendesk::helpdesk;
-use crate::{MapContext, MapError, RawInput, non_empty};
+use crate::helpdesk::{self, time_of};
+use crate::{MapContext, MapError, RawInput, lenient_time, non_empty};
 
 /// The wrapper's `event` (or `ticket`) and the ticket.
 pub(crate) fn parse(bytes: &[u8]) -> Result<(String, TicketIn), MapError> {
@@ -30,18 +29,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(String, TicketIn), MapError> {
         return Err(MapError::MissingField("ticket.id".into()));
     }
     Ok((topic, ticket))
-}
-
-fn time_of(field: &str, raw: Option<&str>) -> Result<Option<OffsetDateTime>, MapError> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => lenient_time(s)
-            .map(Some)
-            .ok_or_else(|| MapError::InvalidField {
-                field: field.to_string(),
-                reason: format!("not a timestamp: {s:?}"),
-            }),
-    }
 }
 
 fn first_response(t: &TicketIn) -> Option<OffsetDateTime> {

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::PROVIDER;
 use super::model::{Amount, Capture, Dispute, Event, Refund};
-use crate::{MapContext, MapError, MapOptions, money, non_empty, parse_time};
+use crate::{MapContext, MapError, MapOptions, money, non_empty, parse_time, payment_order_links};
 
 /// Maps one verified event; event types storefold does not read map to nothing.
 pub(crate) fn map_event(
@@ -247,24 +247,7 @@ fn dispute_of(
 
 /// The order (custom id, then invoice id, each once), then the capture.
 fn links(opts: &MapOptions, orders: &[Option<&str>], capture: Option<&str>) -> Vec<OrderLink> {
-    let prefix = format!("{}:", opts.default_store);
-    let mut links: Vec<OrderLink> = Vec::new();
-    for reference in orders.iter().filter_map(|o| non_empty(*o)) {
-        let order_id = if reference.starts_with(&prefix) {
-            reference
-        } else {
-            format!("{prefix}{reference}")
-        };
-        let link = OrderLink::Order { order_id };
-        if !links.contains(&link) {
-            links.push(link);
-        }
-    }
-    if let Some(capture) = capture.and_then(|c| non_empty(Some(c))) {
-        links.push(OrderLink::Payment {
-            provider: PROVIDER.to_string(),
-            reference: capture,
-        });
-    }
-    links
+    let orders = orders.iter().filter_map(|o| non_empty(*o));
+    let capture = capture.and_then(|c| non_empty(Some(c)));
+    payment_order_links(opts, PROVIDER, orders, capture.as_deref())
 }

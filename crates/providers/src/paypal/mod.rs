@@ -25,7 +25,7 @@ use x509_parser::time::ASN1Time;
 
 use crate::{
     Credentials, Inbound, MapContext, MapError, RawInput, SignError, Signed, VerifyError,
-    WebhookRequest, parse_json, parse_time,
+    WebhookRequest, parse_json, parse_time, uuid_from_hash,
 };
 
 mod map;
@@ -206,14 +206,7 @@ pub fn sign_for_webhook(
     let mut seed = transmission_time.clone().into_bytes();
     seed.extend_from_slice(body);
     let h = content_hash(&seed);
-    let transmission_id = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
+    let transmission_id = uuid_from_hash(&h);
     let message = signed_string(&transmission_id, &transmission_time, webhook_id, body);
     let digest = Sha256::digest(message.as_bytes());
     // Unblinded signing: this signs test and demo traffic, never on a server.

@@ -2,7 +2,6 @@
 //! certificate (key and certificate made here), and our own fixtures.
 
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use rsa::pkcs1::EncodeRsaPublicKey;
@@ -20,6 +19,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::paypal::map::dispute_status;
+use crate::test_support;
 use crate::{
     Credentials, Headers, MapContext, MapOptions, ProviderKind, RawInput, VerifyError,
     WebhookRequest,
@@ -152,10 +152,7 @@ fn money(minor: i64, code: &str) -> Money {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/paypal/fixtures")
-        .join(format!("{name}.json"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    test_support::fixture("paypal", &format!("{name}.json"))
 }
 
 fn signing_secret(id: &TestIdentity) -> String {

@@ -14,12 +14,12 @@
 //! reference in it (`Order #1001`, `Order 000123`) becomes an
 //! [`OrderLink::Number`](storefold_core::event::OrderLink::Number).
 
+use storefold_core::Envelope;
 use storefold_core::event::{Checkpoint, OrderLink, ShipmentStatus};
-use storefold_core::{Envelope, Event};
 
 use super::model::{Track, TrackingStatus, Webhook};
-use crate::aftership::carrier::{self, join_location, lenient_time, order_number_in_text};
-use crate::{MapContext, MapError, RawInput, non_empty};
+use crate::tracking;
+use crate::{MapContext, MapError, RawInput, lenient_time, non_empty, order_number_in_text};
 
 pub(crate) const TRACK_UPDATED: &str = "track_updated";
 
@@ -79,16 +79,13 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
         .chain(current)
         .filter_map(|s| {
             let at = lenient_time(s.status_date.as_deref()?)?;
-            let loc = s.location.as_ref();
             Some(Checkpoint {
                 at,
                 status: status_of_entry(s)
                     .or(status)
                     .unwrap_or(ShipmentStatus::InTransit),
                 message: non_empty(s.status_details.as_deref()),
-                location: loc.and_then(|l| {
-                    join_location([l.city.as_deref(), l.state.as_deref(), l.country.as_deref()])
-                }),
+                location: s.location.as_ref().and_then(|l| l.joined()),
             })
         })
         .collect();
@@ -98,7 +95,7 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
         .and_then(order_number_in_text)
         .map(|number| vec![OrderLink::Number { number }])
         .unwrap_or_default();
-    let shipment = carrier::Tracker {
+    Ok(tracking::Tracker {
         provider: super::NAME,
         tracking_number,
         carrier: non_empty(track.carrier.as_deref()),
@@ -108,12 +105,5 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
         estimated_delivery: track.eta.as_deref().and_then(lenient_time),
         fallback_at: input.received_at,
     }
-    .into_shipment();
-    Ok(vec![Envelope {
-        tenant: ctx.tenant.to_string(),
-        provider: super::NAME.to_string(),
-        event_id: input.event_id.to_string(),
-        occurred_at: shipment.at,
-        event: Event::ShipmentUpdated(shipment),
-    }])
+    .into_envelopes(ctx, input.event_id))
 }

@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::aftership::carrier::{loose_string, loose_vec};
+use crate::serde_util::{loose_string, loose_vec};
+pub(crate) use crate::tracking::Location;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Webhook {
@@ -50,14 +51,4 @@ pub(crate) struct TrackingStatus {
 pub(crate) struct Substatus {
     #[serde(default, deserialize_with = "loose_string")]
     pub(crate) code: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct Location {
-    #[serde(default, deserialize_with = "loose_string")]
-    pub(crate) city: Option<String>,
-    #[serde(default, deserialize_with = "loose_string")]
-    pub(crate) state: Option<String>,
-    #[serde(default, deserialize_with = "loose_string")]
-    pub(crate) country: Option<String>,
 }

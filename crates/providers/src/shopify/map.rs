@@ -9,7 +9,10 @@ use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 
 use super::model;
-use crate::{MapContext, MapError, RawInput, currency_of, non_empty, parse_json, parse_time};
+use crate::{
+    MapContext, MapError, RawInput, currency_of, dedup_in_order, full_name, non_empty, parse_json,
+    parse_time,
+};
 
 const PROVIDER: &str = "shopify";
 
@@ -126,7 +129,7 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
             .iter()
             .map(|l| line_item(l, currency))
             .collect::<Result<_, _>>()?,
-        discount_codes: dedup(
+        discount_codes: dedup_in_order(
             o.discount_codes
                 .iter()
                 .filter_map(|d| non_empty(d.code.as_deref())),
@@ -134,7 +137,7 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
         // Shopify order webhooks carry no payment provider references (Stripe
         // intents, PayPal captures); payments link through order metadata instead.
         payment_refs: Vec::new(),
-        tracking_numbers: dedup(
+        tracking_numbers: dedup_in_order(
             o.fulfillments
                 .iter()
                 .filter(|f| f.status.as_deref() != Some("cancelled"))
@@ -769,7 +772,7 @@ fn tracking_numbers(f: &model::Fulfillment) -> Vec<String> {
             .into_iter()
             .collect()
     } else {
-        dedup(listed)
+        dedup_in_order(listed)
     }
 }
 
@@ -874,28 +877,13 @@ fn address_name(a: &model::Address) -> Option<String> {
         .or_else(|| full_name(a.first_name.as_deref(), a.last_name.as_deref()))
 }
 
-fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
-    let parts: Vec<String> = [first, last].into_iter().filter_map(non_empty).collect();
-    (!parts.is_empty()).then(|| parts.join(" "))
-}
-
 /// Shopify tags are one comma-separated string.
 fn split_tags(tags: Option<&str>) -> Vec<String> {
-    dedup(
+    dedup_in_order(
         tags.unwrap_or("")
             .split(',')
             .filter_map(|t| non_empty(Some(t))),
     )
-}
-
-fn dedup(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
 }
 
 fn first_non_empty<const N: usize>(candidates: [Option<&str>; N]) -> Option<String> {

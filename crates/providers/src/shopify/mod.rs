@@ -16,7 +16,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::{
     Credentials, Inbound, MapContext, MapError, RawInput, SignError, Signed, VerifyError,
-    WebhookRequest, ct_eq, hmac_sha256, parse_time,
+    WebhookRequest, hmac_sha256, parse_time, signing_secret, uuid_from_hash, verify_base64_hmac,
+    verifying_secret,
 };
 
 mod map;
@@ -35,6 +36,7 @@ pub(crate) const HEADERS: &[&str] = &[
 
 const HMAC_HEADER: &str = "X-Shopify-Hmac-Sha256";
 const TOPIC_HEADER: &str = "X-Shopify-Topic";
+const SECRET_IS_EMPTY: &str = "the Shopify app secret is empty";
 
 /// Checks `X-Shopify-Hmac-Sha256` over the exact body. Nothing is parsed first.
 pub(crate) fn verify(
@@ -42,35 +44,13 @@ pub(crate) fn verify(
     req: &WebhookRequest<'_>,
     _now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
-    if creds.secret.is_empty() {
-        return Err(VerifyError::BadCredentials(
-            "the Shopify app secret is empty".into(),
-        ));
-    }
-    let header = req
-        .headers
-        .get(HMAC_HEADER)
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or(VerifyError::MissingHeader(HMAC_HEADER))?;
-    let given = BASE64
-        .decode(header)
-        .map_err(|e| VerifyError::MalformedHeader {
-            header: HMAC_HEADER,
-            reason: format!("not base64: {e}"),
-        })?;
-    if given.len() != 32 {
-        return Err(VerifyError::MalformedHeader {
-            header: HMAC_HEADER,
-            reason: format!("expected 32 bytes of HMAC-SHA256, got {}", given.len()),
-        });
-    }
-    let expected = hmac_sha256(creds.secret.as_bytes(), &[req.body]);
-    if ct_eq(&expected, &given) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
+    verify_base64_hmac(
+        HMAC_HEADER,
+        req.headers.get(HMAC_HEADER),
+        secret.as_bytes(),
+        &[req.body],
+    )
 }
 
 /// Topic from `X-Shopify-Topic`; event id `<event id>:<topic>` from
@@ -139,11 +119,7 @@ pub(crate) fn sign(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<Signed, SignError> {
-    if secret.is_empty() {
-        return Err(SignError::BadSecret(
-            "the Shopify app secret is empty".into(),
-        ));
-    }
+    let secret = signing_secret(secret, SECRET_IS_EMPTY)?;
     let mac = hmac_sha256(secret.as_bytes(), &[body]);
     // RFC 3339 can only fail for years beyond 9999; such a clock is not worth a header.
     let triggered_at = now
@@ -160,14 +136,7 @@ pub(crate) fn sign(
         ]
         .concat(),
     );
-    let webhook_id = format!(
-        "{}-{}-{}-{}-{}",
-        &seed[0..8],
-        &seed[8..12],
-        &seed[12..16],
-        &seed[16..20],
-        &seed[20..32]
-    );
+    let webhook_id = uuid_from_hash(&seed);
     Ok(Signed {
         headers: vec![
             (HMAC_HEADER.to_string(), BASE64.encode(mac)),

@@ -4,40 +4,9 @@
 //! optional, because Shopify adds fields with every API version and old payloads
 //! (and replays of them) lack the newer ones.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-/// An id Shopify sends as a JSON number (REST) or a string (some newer payloads).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Id(pub(crate) String);
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => Ok(Id(s)),
-            serde_json::Value::Number(n) => Ok(Id(n.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected an id, found {other}"
-            ))),
-        }
-    }
-}
-
-/// A decimal amount as Shopify sends it: normally a string (`"409.94"`), in a few
-/// old payloads a JSON number. Kept as text so it is parsed exactly later.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Amount(pub(crate) String);
-
-impl<'de> Deserialize<'de> for Amount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => Ok(Amount(s.trim().to_string())),
-            serde_json::Value::Number(n) => Ok(Amount(n.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected an amount, found {other}"
-            ))),
-        }
-    }
-}
+pub(crate) use crate::serde_util::{Amount, Id};
 
 /// One side of a money bag.
 #[derive(Clone, Debug, Deserialize)]

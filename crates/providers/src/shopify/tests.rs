@@ -1,8 +1,6 @@
 //! Shopify: signatures, topics and exact canonical values, from our own fixtures
 //! and from the shared conformance corpus (real payloads, read in place).
 
-use std::path::{Path, PathBuf};
-
 use storefold_core::event::{
     Address, Attribution, Checkpoint, Consent, CustomerRedacted, CustomerUpserted, LineItem,
     OrderLink, OrderStatus, OrderTotals, OrderUpserted, ReasonCode, Refund, RefundLine,
@@ -13,6 +11,7 @@ use storefold_core::{Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use crate::test_support::{self, conformance_dir, json_file_names, read_file};
 use crate::{
     Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
     VerifyError, WebhookRequest,
@@ -23,10 +22,7 @@ const NOW: OffsetDateTime = datetime!(2025-03-14 14:02:12 UTC);
 const RECEIVED: OffsetDateTime = datetime!(2025-03-14 14:02:13 UTC);
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/shopify/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    test_support::fixture("shopify", name)
 }
 
 fn usd(minor: i64) -> Money {
@@ -1057,36 +1053,12 @@ fn customers_redact_names_the_customer_and_orders() {
 
 // -------------------------------------------------------- conformance corpus
 
-/// The shared corpus of real Shopify payloads, read where it lies (never copied).
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/shopify"
-    ));
-    if dir.is_dir() {
-        Some(dir.to_path_buf())
-    } else {
-        eprintln!(
-            "SKIPPED: conformance corpus not found at {} — Shopify conformance checks did not run",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn corpus(dir: &Path, name: &str) -> Vec<u8> {
-    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
 #[test]
 fn conformance_every_shopify_file_is_checked() {
-    let Some(dir) = corpus_dir() else { return };
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
+    let Some(dir) = conformance_dir("shopify") else {
+        return;
+    };
+    let names = json_file_names(&dir);
     // Each of these has its own test below; a new file fails here until it has one.
     assert_eq!(
         names,
@@ -1107,8 +1079,13 @@ fn conformance_every_shopify_file_is_checked() {
 
 #[test]
 fn conformance_orders_create() {
-    let Some(dir) = corpus_dir() else { return };
-    let (_, events) = map_ok("orders/create", &corpus(&dir, "orders_create__order.json"));
+    let Some(dir) = conformance_dir("shopify") else {
+        return;
+    };
+    let (_, events) = map_ok(
+        "orders/create",
+        &read_file(&dir, "orders_create__order.json"),
+    );
     assert_eq!(events.len(), 2);
     let order = the_order(&events);
     assert_eq!(order.order_id, "shopify:450789469");
@@ -1197,10 +1174,12 @@ fn conformance_orders_create() {
 
 #[test]
 fn conformance_refunds_create() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("shopify") else {
+        return;
+    };
     let (_, events) = map_ok(
         "refunds/create",
-        &corpus(&dir, "refunds_create__refund.json"),
+        &read_file(&dir, "refunds_create__refund.json"),
     );
     // No line carries restock_type "return": a refund, no resolved return.
     assert_eq!(events.len(), 1);
@@ -1238,10 +1217,12 @@ fn conformance_refunds_create() {
 
 #[test]
 fn conformance_customers_create() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("shopify") else {
+        return;
+    };
     let (_, events) = map_ok(
         "customers/create",
-        &corpus(&dir, "customers_create__customer.json"),
+        &read_file(&dir, "customers_create__customer.json"),
     );
     let c = the_customer(&events);
     assert_eq!(c.identity.email.as_deref(), Some("bob.norman@hostmail.com"));
@@ -1280,7 +1261,9 @@ fn conformance_customers_create() {
 
 #[test]
 fn conformance_fulfillments() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("shopify") else {
+        return;
+    };
     for (file, carrier, at) in [
         (
             "fulfillments_create__fulfillment.json",
@@ -1294,7 +1277,7 @@ fn conformance_fulfillments() {
         ),
     ] {
         for topic in ["fulfillments/create", "fulfillments/update"] {
-            let (_, events) = map_ok(topic, &corpus(&dir, file));
+            let (_, events) = map_ok(topic, &read_file(&dir, file));
             assert_eq!(
                 shipments(&events),
                 vec![&Shipment {
@@ -1318,10 +1301,12 @@ fn conformance_fulfillments() {
 
 #[test]
 fn conformance_fulfillment_event() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("shopify") else {
+        return;
+    };
     let (_, events) = map_ok(
         "fulfillment_events/create",
-        &corpus(&dir, "fulfillment_events_create__fulfillment_event.json"),
+        &read_file(&dir, "fulfillment_events_create__fulfillment_event.json"),
     );
     let at = datetime!(2021-01-25 16:32:23 -5);
     assert_eq!(
@@ -1348,8 +1333,13 @@ fn conformance_fulfillment_event() {
 
 #[test]
 fn conformance_compliance_webhooks() {
-    let Some(dir) = corpus_dir() else { return };
-    let (_, events) = map_ok("customers/redact", &corpus(&dir, "customers_redact.json"));
+    let Some(dir) = conformance_dir("shopify") else {
+        return;
+    };
+    let (_, events) = map_ok(
+        "customers/redact",
+        &read_file(&dir, "customers_redact.json"),
+    );
     assert_eq!(
         events[0].event,
         Event::CustomerRedacted(CustomerRedacted {
@@ -1371,19 +1361,21 @@ fn conformance_compliance_webhooks() {
     );
     let (_, events) = map_ok(
         "customers/data_request",
-        &corpus(&dir, "customers_data_request.json"),
+        &read_file(&dir, "customers_data_request.json"),
     );
     assert!(events.is_empty());
-    let (_, events) = map_ok("shop/redact", &corpus(&dir, "shop_redact.json"));
+    let (_, events) = map_ok("shop/redact", &read_file(&dir, "shop_redact.json"));
     assert!(events.is_empty());
 }
 
 #[test]
 fn conformance_order_transaction_is_not_a_mapped_topic() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("shopify") else {
+        return;
+    };
     // order_transactions/create is not subscribed: the payment provider is the
     // source of truth for payments. It verifies, describes, and is refused by map.
-    let body = corpus(&dir, "order_transactions_create__transaction.json");
+    let body = read_file(&dir, "order_transactions_create__transaction.json");
     let (inbound, mapped) = deliver("order_transactions/create", &body);
     assert_eq!(inbound.topic, "order_transactions/create");
     assert_eq!(

@@ -18,7 +18,9 @@ use super::PROVIDER;
 use super::model::{
     BalanceTransaction, Charge, CustomerRef, Dispute, Event, Expandable, PaymentIntent, Refund,
 };
-use crate::{MapContext, MapError, MapOptions, from_unix, money_minor, non_empty};
+use crate::{
+    MapContext, MapError, MapOptions, from_unix, money_minor, non_empty, payment_order_links,
+};
 
 /// Maps one verified Stripe event. Event types storefold does not read (plans,
 /// customers, invoices, …) map to no events: an endpoint may be subscribed to more
@@ -564,26 +566,12 @@ fn links(
     payment_intent: Option<&str>,
     charge: Option<&str>,
 ) -> Vec<OrderLink> {
-    let mut links = Vec::new();
     let order = metadata
         .iter()
         .flatten()
         .find_map(|m| metadata_str(m, &opts.order_metadata_key));
-    if let Some(order) = order {
-        links.push(OrderLink::Order {
-            order_id: order_id(opts, &order),
-        });
-    }
-    for reference in [payment_intent, charge].into_iter().flatten() {
-        let link = OrderLink::Payment {
-            provider: PROVIDER.to_string(),
-            reference: reference.to_string(),
-        };
-        if !reference.is_empty() && !links.contains(&link) {
-            links.push(link);
-        }
-    }
-    links
+    let payments = [payment_intent, charge].into_iter().flatten();
+    payment_order_links(opts, PROVIDER, order, payments)
 }
 
 /// A metadata value as a string (Stripe stores strings; a number is accepted).
@@ -592,16 +580,5 @@ fn metadata_str(metadata: &Value, key: &str) -> Option<String> {
         Value::String(s) => non_empty(Some(s)),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    }
-}
-
-/// The namespaced order id of a metadata order reference. A value that already
-/// names the default store (`shopify:123`) is not prefixed twice.
-fn order_id(opts: &MapOptions, value: &str) -> String {
-    let prefix = format!("{}:", opts.default_store);
-    if value.starts_with(&prefix) {
-        value.to_string()
-    } else {
-        format!("{prefix}{value}")
     }
 }

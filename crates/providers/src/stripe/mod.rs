@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 
 use crate::{
     Credentials, Inbound, MapContext, MapError, RawInput, SignError, Signed, VerifyError,
-    WebhookRequest, ct_eq, from_unix, hmac_sha256, non_empty, parse_json,
+    WebhookRequest, ct_eq, from_unix, hmac_sha256, non_empty, parse_json, required_header,
+    signing_secret, verifying_secret,
 };
 
 mod map;
@@ -28,6 +29,7 @@ const PROVIDER: &str = "stripe";
 const SIGNATURE_HEADER: &str = "Stripe-Signature";
 /// How far the signed timestamp may be from `now`, either way (Stripe's SDK default).
 pub const TOLERANCE_SECS: i64 = 300;
+const SECRET_IS_EMPTY: &str = "empty Stripe endpoint secret";
 
 /// A parsed `Stripe-Signature` header.
 #[derive(Debug)]
@@ -90,18 +92,11 @@ pub(crate) fn verify(
     req: &WebhookRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
-    if creds.secret.is_empty() {
-        return Err(VerifyError::BadCredentials(
-            "empty Stripe endpoint secret".into(),
-        ));
-    }
-    let raw = req
-        .headers
-        .get(SIGNATURE_HEADER)
-        .ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
+    let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
+    let raw = required_header(req, SIGNATURE_HEADER)?;
     let header = parse_header(raw)?;
     let expected = hmac_sha256(
-        creds.secret.as_bytes(),
+        secret.as_bytes(),
         &[header.t_raw.as_bytes(), b".", req.body],
     );
     // Compare with every candidate (no early exit) so timing says nothing about
@@ -153,9 +148,7 @@ pub(crate) fn sign(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<Signed, SignError> {
-    if secret.is_empty() {
-        return Err(SignError::BadSecret("empty Stripe endpoint secret".into()));
-    }
+    let secret = signing_secret(secret, SECRET_IS_EMPTY)?;
     Ok(Signed {
         headers: vec![(
             SIGNATURE_HEADER.to_string(),

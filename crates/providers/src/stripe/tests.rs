@@ -1,8 +1,6 @@
 //! Stripe: signature checks, our own fixtures (one per mapped event type, signed
 //! here with a known secret) and the conformance corpus of real payloads.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::{Value, json};
 use storefold_core::event::{
     Dispute, DisputeStatus, OrderLink, Payment, PaymentStatus, Refund, RefundStatus,
@@ -10,6 +8,7 @@ use storefold_core::event::{
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 
+use crate::test_support::{self, conformance_dir, json_file_names, read_json};
 use crate::{
     Credentials, Headers, MapContext, MapOptions, ProviderKind, RawInput, VerifyError,
     WebhookRequest,
@@ -26,10 +25,7 @@ fn usd(minor: i64) -> Money {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/stripe/fixtures")
-        .join(format!("{name}.json"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    test_support::fixture("stripe", &format!("{name}.json"))
 }
 
 fn request<'a>(headers: &'a Headers, body: &'a [u8]) -> WebhookRequest<'a> {
@@ -738,29 +734,6 @@ fn unmapped_event_types_yield_nothing_and_bad_objects_are_errors() {
 
 // ---------------------------------------------------------------- conformance corpus
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance"
-    ))
-    .join("stripe");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: conformance corpus not found at {} — Stripe conformance NOT checked",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn corpus_json(dir: &Path, name: &str) -> Value {
-    let path = dir.join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// Wraps a bare object into the event Stripe would send for it.
 fn wrap(id: &str, kind: &str, object: Value) -> Vec<u8> {
     let created = object["created"].as_i64().unwrap_or(1_700_000_000);
@@ -824,20 +797,19 @@ const CORPUS: &[&str] = &[
 
 #[test]
 fn conformance_every_stripe_file_is_covered() {
-    let Some(dir) = corpus_dir() else { return };
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
+    let names = json_file_names(&dir);
     assert_eq!(names, CORPUS, "the corpus changed: cover the new files");
 }
 
 #[test]
 fn conformance_djstripe_charge_and_its_balance_transaction() {
-    let Some(dir) = corpus_dir() else { return };
-    let charge = corpus_json(&dir, CORPUS[1]);
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
+    let charge = read_json(&dir, CORPUS[1]);
     let envs = signed_map(&wrap("evt_conf_ch", "charge.succeeded", charge.clone()));
     let p = payment_of(only(&envs));
     assert_eq!(p.payment_id, "pi_fakefakefakefakefake0001");
@@ -863,7 +835,7 @@ fn conformance_djstripe_charge_and_its_balance_transaction() {
 
     // Expanded with the dj-stripe balance transaction: fee 88, net 1912.
     let mut expanded = charge;
-    expanded["balance_transaction"] = corpus_json(&dir, CORPUS[0]);
+    expanded["balance_transaction"] = read_json(&dir, CORPUS[0]);
     let envs = signed_map(&wrap("evt_conf_bt", "charge.succeeded", expanded));
     let p = payment_of(only(&envs));
     assert_eq!(p.fee, Some(usd(88)));
@@ -873,8 +845,10 @@ fn conformance_djstripe_charge_and_its_balance_transaction() {
 
 #[test]
 fn conformance_djstripe_payment_intent_finds_its_charge() {
-    let Some(dir) = corpus_dir() else { return };
-    let pi = corpus_json(&dir, CORPUS[9]);
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
+    let pi = read_json(&dir, CORPUS[9]);
     let envs = signed_map(&wrap("evt_conf_pi", "payment_intent.succeeded", pi));
     let p = payment_of(only(&envs));
     assert!(matches!(only(&envs), Event::PaymentSucceeded(_)));
@@ -897,7 +871,9 @@ fn conformance_djstripe_payment_intent_finds_its_charge() {
 
 #[test]
 fn conformance_djstripe_event_charge_succeeded_verifies_and_maps() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
     let bytes = std::fs::read(dir.join(CORPUS[8])).unwrap();
     let envs = signed_map(&bytes);
     assert_eq!(envs[0].event_id, "evt_16YKQi2eZvKYlo2CT2oe5ff3");
@@ -910,14 +886,16 @@ fn conformance_djstripe_event_charge_succeeded_verifies_and_maps() {
 
 #[test]
 fn conformance_djstripe_disputes() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
     let dp_links = |charge: &str| vec![pay_link("pi_1JAyTwJSZQVUcJYgBbsz0NuH"), pay_link(charge)];
 
     // dp_…01: needs_response, one withdrawal balance transaction.
     let envs = signed_map(&wrap(
         "evt_conf_dp1",
         "charge.dispute.created",
-        corpus_json(&dir, CORPUS[2]),
+        read_json(&dir, CORPUS[2]),
     ));
     let (d, closed) = dispute_of(only(&envs));
     assert!(!closed);
@@ -933,7 +911,7 @@ fn conformance_djstripe_disputes() {
     let envs = signed_map(&wrap(
         "evt_conf_dp2",
         "charge.dispute.updated",
-        corpus_json(&dir, CORPUS[3]),
+        read_json(&dir, CORPUS[3]),
     ));
     let (d, closed) = dispute_of(only(&envs));
     assert!(!closed);
@@ -944,7 +922,7 @@ fn conformance_djstripe_disputes() {
     let envs = signed_map(&wrap(
         "evt_conf_dp3",
         "charge.dispute.funds_reinstated",
-        corpus_json(&dir, CORPUS[4]),
+        read_json(&dir, CORPUS[4]),
     ));
     let (d, closed) = dispute_of(only(&envs));
     assert!(!closed);
@@ -952,9 +930,9 @@ fn conformance_djstripe_disputes() {
     assert!(d.funds_withdrawn && d.funds_reinstated);
 
     // The dispute's balance transaction (bare) put into a dispute: a withdrawal.
-    let txn = corpus_json(&dir, CORPUS[5]);
+    let txn = read_json(&dir, CORPUS[5]);
     assert_eq!(txn["amount"], json!(-1000));
-    let mut dp = corpus_json(&dir, CORPUS[3]);
+    let mut dp = read_json(&dir, CORPUS[3]);
     dp["balance_transactions"] = json!([txn]);
     dp["status"] = json!("warning_needs_response");
     let envs = signed_map(&wrap("evt_conf_dp4", "charge.dispute.created", dp));
@@ -983,8 +961,10 @@ fn conformance_djstripe_disputes() {
 
 #[test]
 fn conformance_openapi_charge_and_balance_transaction() {
-    let Some(dir) = corpus_dir() else { return };
-    let charge = corpus_json(&dir, CORPUS[11]);
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
+    let charge = read_json(&dir, CORPUS[11]);
     let envs = signed_map(&wrap("evt_conf_oc", "charge.succeeded", charge.clone()));
     let p = payment_of(only(&envs));
     // No payment intent: the charge is the payment. captured=false: authorised only.
@@ -994,7 +974,7 @@ fn conformance_openapi_charge_and_balance_transaction() {
     assert_eq!(p.amount, usd(100));
     assert_eq!(p.payer, Identity::default());
 
-    let bt = corpus_json(&dir, CORPUS[10]);
+    let bt = read_json(&dir, CORPUS[10]);
     assert_eq!(bt["source"], charge["id"]);
     let mut expanded = charge;
     expanded["balance_transaction"] = bt;
@@ -1007,11 +987,13 @@ fn conformance_openapi_charge_and_balance_transaction() {
 
 #[test]
 fn conformance_openapi_dispute_refund_and_payment_intent() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
     let envs = signed_map(&wrap(
         "evt_conf_od",
         "charge.dispute.created",
-        corpus_json(&dir, CORPUS[13]),
+        read_json(&dir, CORPUS[13]),
     ));
     let (d, closed) = dispute_of(only(&envs));
     assert!(!closed);
@@ -1025,7 +1007,7 @@ fn conformance_openapi_dispute_refund_and_payment_intent() {
     let envs = signed_map(&wrap(
         "evt_conf_or",
         "refund.created",
-        corpus_json(&dir, CORPUS[16]),
+        read_json(&dir, CORPUS[16]),
     ));
     let Event::RefundIssued(r) = only(&envs) else {
         panic!("not a refund")
@@ -1040,7 +1022,7 @@ fn conformance_openapi_dispute_refund_and_payment_intent() {
     let envs = signed_map(&wrap(
         "evt_conf_opi",
         "payment_intent.payment_failed",
-        corpus_json(&dir, CORPUS[15]),
+        read_json(&dir, CORPUS[15]),
     ));
     let Event::PaymentFailed(p) = only(&envs) else {
         panic!("not a failed payment")
@@ -1055,7 +1037,9 @@ fn conformance_openapi_dispute_refund_and_payment_intent() {
 
 #[test]
 fn conformance_openapi_event_and_customer_are_not_payments() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
     let event = std::fs::read(dir.join(CORPUS[14])).unwrap();
     let headers = Headers::new();
     let inbound = ProviderKind::Stripe
@@ -1066,7 +1050,7 @@ fn conformance_openapi_event_and_customer_are_not_payments() {
     assert_eq!(inbound.occurred_at, Some(at(1_234_567_890)));
     assert_eq!(signed_map(&event), vec![]);
 
-    let customer = corpus_json(&dir, CORPUS[12]);
+    let customer = read_json(&dir, CORPUS[12]);
     assert_eq!(customer["id"], json!("cus_QXg1o8vcGmoR32"));
     assert_eq!(
         signed_map(&wrap("evt_conf_cus", "customer.created", customer)),
@@ -1076,12 +1060,14 @@ fn conformance_openapi_event_and_customer_are_not_payments() {
 
 #[test]
 fn conformance_pay_rails_charges() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("stripe") else {
+        return;
+    };
     // Partial refund: 500 of 1500.
     let envs = signed_map(&wrap_data(
         "evt_conf_prr",
         "charge.refunded",
-        corpus_json(&dir, CORPUS[17]),
+        read_json(&dir, CORPUS[17]),
     ));
     assert_eq!(envs.len(), 2);
     assert_eq!(envs[0].event_id, "evt_conf_prr#payment");
@@ -1106,7 +1092,7 @@ fn conformance_pay_rails_charges() {
     let envs = signed_map(&wrap_data(
         "evt_conf_prs",
         "charge.succeeded",
-        corpus_json(&dir, CORPUS[18]),
+        read_json(&dir, CORPUS[18]),
     ));
     let p = payment_of(only(&envs));
     assert_eq!(p.amount, usd(500));
@@ -1120,7 +1106,7 @@ fn conformance_pay_rails_charges() {
     let envs = signed_map(&wrap_data(
         "evt_conf_pru",
         "charge.updated",
-        corpus_json(&dir, CORPUS[19]),
+        read_json(&dir, CORPUS[19]),
     ));
     let p = payment_of(only(&envs));
     assert!(matches!(only(&envs), Event::PaymentSucceeded(_)));

@@ -10,7 +10,9 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::model;
-use crate::{MapContext, MapError, RawInput, currency_of, non_empty, parse_json};
+use crate::{
+    MapContext, MapError, RawInput, currency_of, dedup_in_order, full_name, non_empty, parse_json,
+};
 
 const PROVIDER: &str = "woocommerce";
 
@@ -152,7 +154,7 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
             presentment_total: None,
         },
         line_items,
-        discount_codes: dedup(
+        discount_codes: dedup_in_order(
             o.coupon_lines
                 .iter()
                 .filter_map(|c| non_empty(c.code.as_deref())),
@@ -269,7 +271,7 @@ fn tracking_numbers(meta: &[model::Meta]) -> Vec<String> {
         .flatten()
         .filter_map(|item| item.get("tracking_number")?.as_str())
         .filter_map(|n| non_empty(Some(n)));
-    dedup(items)
+    dedup_in_order(items)
 }
 
 fn meta_str(meta: &[model::Meta], key: &str) -> Option<String> {
@@ -477,19 +479,4 @@ fn address(a: &model::Address) -> Option<Address> {
         phone: non_empty(a.phone.as_deref()),
     };
     (out != Address::default()).then_some(out)
-}
-
-fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
-    let parts: Vec<String> = [first, last].into_iter().filter_map(non_empty).collect();
-    (!parts.is_empty()).then(|| parts.join(" "))
-}
-
-fn dedup(items: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
 }

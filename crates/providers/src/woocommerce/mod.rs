@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::{
     Credentials, Inbound, MapContext, MapError, RawInput, SignError, Signed, VerifyError,
-    WebhookRequest, ct_eq, hmac_sha256, parse_json,
+    WebhookRequest, hmac_sha256, parse_json, signing_secret, verify_base64_hmac, verifying_secret,
 };
 
 mod map;
@@ -36,6 +36,7 @@ pub(crate) const HEADERS: &[&str] = &[
 
 const SIGNATURE_HEADER: &str = "X-WC-Webhook-Signature";
 const TOPIC_HEADER: &str = "X-WC-Webhook-Topic";
+const SECRET_IS_EMPTY: &str = "the WooCommerce webhook secret is empty";
 
 /// The topic given to the creation ping.
 pub const PING_TOPIC: &str = "ping";
@@ -59,42 +60,22 @@ pub(crate) fn verify(
     if ping_webhook_id(req.body).is_some() {
         return Ok(());
     }
-    if creds.secret.is_empty() {
-        return Err(VerifyError::BadCredentials(
-            "the WooCommerce webhook secret is empty".into(),
-        ));
+    let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
+    let header = req.headers.get(SIGNATURE_HEADER);
+    // The `woocommerce_webhook_hash_algorithm` filter can switch the hash; only the
+    // default SHA-256 is supported (anything but 32 bytes is a malformed header).
+    match verify_base64_hmac(SIGNATURE_HEADER, header, secret.as_bytes(), &[req.body]) {
+        Err(VerifyError::Mismatch) => {
+            // WooCommerce keys the HMAC with `wp_specialchars_decode($secret)`: a
+            // secret copied from the admin screen with `&amp;` in it signs with `&`.
+            let decoded = specialchars_decode(secret);
+            if decoded == secret {
+                return Err(VerifyError::Mismatch);
+            }
+            verify_base64_hmac(SIGNATURE_HEADER, header, decoded.as_bytes(), &[req.body])
+        }
+        checked => checked,
     }
-    let header = req
-        .headers
-        .get(SIGNATURE_HEADER)
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
-    let given = BASE64
-        .decode(header)
-        .map_err(|e| VerifyError::MalformedHeader {
-            header: SIGNATURE_HEADER,
-            reason: format!("not base64: {e}"),
-        })?;
-    if given.len() != 32 {
-        // The `woocommerce_webhook_hash_algorithm` filter can switch the hash;
-        // only the default SHA-256 is supported.
-        return Err(VerifyError::MalformedHeader {
-            header: SIGNATURE_HEADER,
-            reason: format!("expected 32 bytes of HMAC-SHA256, got {}", given.len()),
-        });
-    }
-    let expected = hmac_sha256(creds.secret.as_bytes(), &[req.body]);
-    if ct_eq(&expected, &given) {
-        return Ok(());
-    }
-    // WooCommerce keys the HMAC with `wp_specialchars_decode($secret)`: a secret
-    // copied from the admin screen with `&amp;` in it signs with `&`.
-    let decoded = specialchars_decode(&creds.secret);
-    if decoded != creds.secret && ct_eq(&hmac_sha256(decoded.as_bytes(), &[req.body]), &given) {
-        return Ok(());
-    }
-    Err(VerifyError::Mismatch)
 }
 
 /// `wp_specialchars_decode($s, ENT_QUOTES)`: the five entities it knows.
@@ -194,11 +175,7 @@ pub(crate) fn sign(
             body: body.to_vec(),
         });
     }
-    if secret.is_empty() {
-        return Err(SignError::BadSecret(
-            "the WooCommerce webhook secret is empty".into(),
-        ));
-    }
+    let secret = signing_secret(secret, SECRET_IS_EMPTY)?;
     let (resource, event) = topic.split_once('.').unwrap_or((topic, ""));
     let mac = hmac_sha256(secret.as_bytes(), &[body]);
     // WooCommerce's delivery id is a hash of the webhook id and the time.

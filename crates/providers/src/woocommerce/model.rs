@@ -2,41 +2,9 @@
 //! `order.*` / `customer.*` webhook delivers. Tolerant of unknown fields, because
 //! plugins add fields and meta freely.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-/// An id: a JSON number in WooCommerce, a string from some plugins.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Id(pub(crate) String);
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => Ok(Id(s)),
-            serde_json::Value::Number(n) => Ok(Id(n.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected an id, found {other}"
-            ))),
-        }
-    }
-}
-
-/// A decimal amount: WooCommerce sends strings (`"29.35"`), a few fields numbers.
-/// Kept as text so it is parsed exactly later.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Amount(pub(crate) String);
-
-impl<'de> Deserialize<'de> for Amount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => Ok(Amount(s.trim().to_string())),
-            serde_json::Value::Number(n) => Ok(Amount(n.to_string())),
-            serde_json::Value::Null => Ok(Amount(String::new())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected an amount, found {other}"
-            ))),
-        }
-    }
-}
+pub(crate) use crate::serde_util::{Amount, Id};
 
 /// Billing or shipping address; `email` only on billing, `phone` on both since 5.6.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -1,8 +1,6 @@
 //! WooCommerce: signatures, the creation ping, topics and exact canonical values,
 //! from our own fixtures and from the shared conformance corpus (read in place).
 
-use std::path::{Path, PathBuf};
-
 use storefold_core::event::{
     Address, Attribution, Consent, CustomerUpserted, LineItem, OrderLink, OrderStatus, OrderTotals,
     OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, Utm,
@@ -12,6 +10,7 @@ use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use crate::test_support::{self, conformance_dir, json_file_names, read_file};
 use crate::{
     Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
     VerifyError, WebhookRequest,
@@ -22,10 +21,7 @@ const NOW: OffsetDateTime = datetime!(2025-05-02 14:14:10 UTC);
 const RECEIVED: OffsetDateTime = datetime!(2025-05-02 14:14:11 UTC);
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/woocommerce/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    test_support::fixture("woocommerce", name)
 }
 
 fn money(minor: i64, code: &str) -> Money {
@@ -802,35 +798,12 @@ fn customer_deleted_marks_the_record_deleted() {
 
 // -------------------------------------------------------- conformance corpus
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/woocommerce"
-    ));
-    if dir.is_dir() {
-        Some(dir.to_path_buf())
-    } else {
-        eprintln!(
-            "SKIPPED: conformance corpus not found at {} — WooCommerce conformance checks did not run",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn corpus(dir: &Path, name: &str) -> Vec<u8> {
-    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
 #[test]
 fn conformance_every_woocommerce_file_is_checked() {
-    let Some(dir) = corpus_dir() else { return };
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
+    let Some(dir) = conformance_dir("woocommerce") else {
+        return;
+    };
+    let names = json_file_names(&dir);
     assert_eq!(
         names,
         [
@@ -920,8 +893,10 @@ fn assert_order_727(events: &[Envelope], status: OrderStatus, modified: OffsetDa
 
 #[test]
 fn conformance_order_retrieve_as_order_created() {
-    let Some(dir) = corpus_dir() else { return };
-    let (inbound, events) = map_ok("order.created", &corpus(&dir, "order_retrieve.json"));
+    let Some(dir) = conformance_dir("woocommerce") else {
+        return;
+    };
+    let (inbound, events) = map_ok("order.created", &read_file(&dir, "order_retrieve.json"));
     assert_eq!(inbound.event_id, "order:727:2017-03-22T19:28:08");
     assert_order_727(
         &events,
@@ -932,10 +907,12 @@ fn conformance_order_retrieve_as_order_created() {
 
 #[test]
 fn conformance_order_update_completed() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("woocommerce") else {
+        return;
+    };
     let (inbound, events) = map_ok(
         "order.updated",
-        &corpus(&dir, "order_update_completed.json"),
+        &read_file(&dir, "order_update_completed.json"),
     );
     assert_eq!(inbound.event_id, "order:727:2017-03-22T19:30:35");
     assert_order_727(
@@ -947,13 +924,15 @@ fn conformance_order_update_completed() {
 
 #[test]
 fn conformance_refund_resource_and_the_orders_refund_list_agree() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = conformance_dir("woocommerce") else {
+        return;
+    };
     let options = MapOptions::default();
     let ctx = MapContext {
         tenant: "acme",
         options: &options,
     };
-    let body = corpus(&dir, "order_refund_create.json");
+    let body = read_file(&dir, "order_refund_create.json");
     // The resource names its order only in `_links.up` (orders/723).
     let env = super::map_refund_resource(&ctx, "backfill:refund:726", None, "USD", &body).unwrap();
     let expected = Refund {
@@ -978,7 +957,7 @@ fn conformance_refund_resource_and_the_orders_refund_list_agree() {
     // The same refund as a webhook sees it: an entry of order 723's `refunds`,
     // with the negative total WooCommerce lists there. Same id, same amount.
     let mut order: serde_json::Value =
-        serde_json::from_slice(&corpus(&dir, "order_update_completed.json")).unwrap();
+        serde_json::from_slice(&read_file(&dir, "order_update_completed.json")).unwrap();
     order["id"] = 723.into();
     order["status"] = "refunded".into();
     order["refunds"] = serde_json::json!([{ "id": 726, "reason": "", "total": "-10.00" }]);

@@ -13,15 +13,14 @@
 //!
 //! Both: order links from `order_number`, custom field values like `#1001`, tags
 //! like `order_1001`, and the subject (`#1001`, `Order 1001`); reasons and the
-//! ReturnRequested as in [`helpdesk`](super::helpdesk).
+//! ReturnRequested as in [`helpdesk`](crate::helpdesk).
 
 use storefold_core::event::{Ticket, TicketStatus};
 use storefold_core::{Envelope, Identity};
 use time::OffsetDateTime;
 
-use super::helpdesk;
 use super::model::{Body, TicketIn};
-use crate::aftership::carrier::lenient_time;
+use crate::helpdesk::{self, time_of};
 use crate::{MapContext, MapError, RawInput, non_empty};
 
 pub(crate) const EVENT_PREFIX: &str = "zen:event-type:";
@@ -53,18 +52,6 @@ pub(crate) fn shape(bytes: &[u8]) -> Result<Shape, MapError> {
         return Ok(Shape::Trigger(Box::new(top)));
     }
     Err(MapError::MissingField("ticket".into()))
-}
-
-fn time_of(field: &str, raw: Option<&str>) -> Result<Option<OffsetDateTime>, MapError> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => lenient_time(s)
-            .map(Some)
-            .ok_or_else(|| MapError::InvalidField {
-                field: field.to_string(),
-                reason: format!("not a timestamp: {s:?}"),
-            }),
-    }
 }
 
 fn pointer_bool(v: Option<&serde_json::Value>, path: &str) -> bool {

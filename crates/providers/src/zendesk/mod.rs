@@ -21,17 +21,16 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use storefold_core::Envelope;
 use storefold_core::identity::content_hash;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::{
-    Credentials, Inbound, MapContext, MapError, RawInput, SignError, Signed, VerifyError,
-    WebhookRequest, ct_eq, hmac_sha256,
+    Credentials, Inbound, MapError, SignError, Signed, VerifyError, WebhookRequest,
+    base64_signature, check_hmac_sha256, hmac_sha256, required_header, signing_secret,
+    verifying_secret,
 };
 
-pub(crate) mod helpdesk;
 mod map;
 mod model;
 #[cfg(test)]
@@ -42,6 +41,7 @@ pub(crate) const SIGNATURE: &str = "x-zendesk-webhook-signature";
 pub(crate) const TIMESTAMP: &str = "x-zendesk-webhook-signature-timestamp";
 /// How far the signed timestamp may be from `now`, either way.
 pub(crate) const TOLERANCE_SECS: i64 = 300;
+const SECRET_IS_EMPTY: &str = "empty Zendesk signing secret";
 
 /// Kept for tracing a delivery back to Zendesk's webhook activity log; mapping
 /// needs none of them.
@@ -52,35 +52,17 @@ pub(crate) fn verify(
     req: &WebhookRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
-    if creds.secret.is_empty() {
-        return Err(VerifyError::BadCredentials(
-            "empty Zendesk signing secret".into(),
-        ));
-    }
-    let signature = req
-        .headers
-        .get(SIGNATURE)
-        .ok_or(VerifyError::MissingHeader(SIGNATURE))?;
-    let timestamp = req
-        .headers
-        .get(TIMESTAMP)
-        .ok_or(VerifyError::MissingHeader(TIMESTAMP))?;
-    let given = B64
-        .decode(signature.trim())
-        .map_err(|e| VerifyError::MalformedHeader {
-            header: SIGNATURE,
-            reason: e.to_string(),
-        })?;
+    let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
+    let signature = required_header(req, SIGNATURE)?;
+    let timestamp = required_header(req, TIMESTAMP)?;
+    let given = base64_signature(SIGNATURE, signature)?;
     let signed_at = OffsetDateTime::parse(timestamp.trim(), &Rfc3339).map_err(|e| {
         VerifyError::MalformedHeader {
             header: TIMESTAMP,
             reason: e.to_string(),
         }
     })?;
-    let expected = hmac_sha256(creds.secret.as_bytes(), &[timestamp.as_bytes(), req.body]);
-    if !ct_eq(&given, &expected) {
-        return Err(VerifyError::Mismatch);
-    }
+    check_hmac_sha256(secret.as_bytes(), &[timestamp.as_bytes(), req.body], &given)?;
     if (now - signed_at).whole_seconds().abs() > TOLERANCE_SECS {
         return Err(VerifyError::Expired {
             tolerance_secs: TOLERANCE_SECS,
@@ -93,7 +75,7 @@ pub(crate) fn verify(
 /// bodies: topic = `ticket`, id = hash of the body (Zendesk retries send the same
 /// body), occurred_at = the ticket's `updated_at`.
 pub(crate) fn describe(req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
-    use crate::aftership::carrier::lenient_time;
+    use crate::lenient_time;
     match map::shape(req.body)? {
         map::Shape::Event { event_type, body } => Ok(Inbound {
             topic: event_type,
@@ -109,9 +91,7 @@ pub(crate) fn describe(req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
     }
 }
 
-pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Envelope>, MapError> {
-    map::map(ctx, input)
-}
+pub(crate) use map::map;
 
 /// Signs with `now` as the timestamp, formatted as Zendesk does (whole seconds, Z).
 pub(crate) fn sign(
@@ -120,9 +100,7 @@ pub(crate) fn sign(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<Signed, SignError> {
-    if secret.is_empty() {
-        return Err(SignError::BadSecret("empty Zendesk signing secret".into()));
-    }
+    let secret = signing_secret(secret, SECRET_IS_EMPTY)?;
     let ts = now
         .to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)

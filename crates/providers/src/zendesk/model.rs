@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use crate::aftership::carrier::{loose_string, loose_vec};
+use crate::serde_util::{loose_string, loose_vec};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Body {

@@ -1,12 +1,26 @@
 //! What Zendesk and Gorgias tickets share: reading tags into reason codes, finding
-//! the order a ticket is about, statuses, CSAT, and the ReturnRequested a ticket
-//! implies. `gorgias` imports these.
+//! the order a ticket is about, statuses, CSAT, timestamps, and the ReturnRequested
+//! a ticket implies.
 
 use storefold_core::event::{Csat, OrderLink, ReasonCode, Return, Ticket, TicketStatus};
 use storefold_core::{Envelope, Event};
+use time::OffsetDateTime;
 
-use crate::MapContext;
-use crate::aftership::carrier::{hash_number, order_number_in_text};
+use crate::{MapContext, MapError, hash_number, lenient_time, order_number_in_text};
+
+/// A ticket timestamp in any form [`lenient_time`] reads; blank or absent is
+/// `None`, anything unreadable an [`MapError::InvalidField`] naming `field`.
+pub(crate) fn time_of(field: &str, raw: Option<&str>) -> Result<Option<OffsetDateTime>, MapError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => lenient_time(s)
+            .map(Some)
+            .ok_or_else(|| MapError::InvalidField {
+                field: field.to_string(),
+                reason: format!("not a timestamp: {s:?}"),
+            }),
+    }
+}
 
 /// Tags as helpdesks send them: a list of strings, a list of `{"name": …}` objects,
 /// or (from a template placeholder such as `{{ticket.tags}}`) one string separated by
