@@ -5,7 +5,7 @@ CARGO ?= cargo
 # cmake build RocksDB and librdkafka (later crates); the rest are build basics.
 APT_PACKAGES := build-essential pkg-config cmake libclang-dev git
 
-.PHONY: deps fmt fmt-check clippy test unit schemas-check bench normalize-demo
+.PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench normalize-demo
 
 ## deps: install missing system packages (idempotent, quiet when present)
 deps:
@@ -36,8 +36,13 @@ unit:
 schemas-check:
 	$(CARGO) run -q -p storefold -- schemas check --dir schemas
 
+## core-purity: storefold-core must not depend on runtime crates (ARCHITECTURE §2)
+core-purity:
+	@bad=$$($(CARGO) tree -p storefold-core -e normal --prefix none | awk '{print $$1}' | grep -E '^(tokio|rdkafka|rocksdb|axum|reqwest)$$' | sort -u); \
+	if [ -n "$$bad" ]; then echo "storefold-core depends on: $$bad"; exit 1; else echo "storefold-core is pure (no tokio, rdkafka, rocksdb, axum, reqwest)"; fi
+
 ## test: everything CI checks
-test: deps fmt-check clippy unit schemas-check
+test: deps fmt-check clippy core-purity unit schemas-check
 
 ## bench: criterion benchmarks (figures are printed, never asserted)
 bench:
