@@ -25,10 +25,36 @@ pub fn normalize_email(raw: &str) -> Option<String> {
     Some(e)
 }
 
+/// (raw number, default country) → normalised number.
+type PhoneMemo = std::collections::HashMap<(String, Option<String>), Option<String>>;
+
 /// Normalises a phone number to E.164. A number without a country code is read
 /// in `default_country` (ISO 3166 alpha-2, e.g. the shipping address country);
 /// without one it must carry a `+` prefix. Invalid numbers give `None`.
 pub fn normalize_phone(raw: &str, default_country: Option<&str>) -> Option<String> {
+    // Parsing with the full metadata costs tens of microseconds, and the same
+    // number recurs (an order names it on the order, the customer and each
+    // address): remember recent answers. The answer depends only on the inputs.
+    thread_local! {
+        static RECENT: std::cell::RefCell<PhoneMemo> = std::cell::RefCell::new(PhoneMemo::new());
+    }
+    const RECENT_MAX: usize = 4096;
+    let key = (raw.to_string(), default_country.map(str::to_string));
+    if let Some(hit) = RECENT.with(|r| r.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let answer = normalize_phone_uncached(raw, default_country);
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.len() >= RECENT_MAX {
+            r.clear();
+        }
+        r.insert(key, answer.clone());
+    });
+    answer
+}
+
+fn normalize_phone_uncached(raw: &str, default_country: Option<&str>) -> Option<String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return None;

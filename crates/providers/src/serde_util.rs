@@ -10,13 +10,42 @@ pub(crate) struct Id(pub(crate) String);
 
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => Ok(Id(s)),
-            serde_json::Value::Number(n) => Ok(Id(n.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected an id, found {other}"
-            ))),
-        }
+        d.deserialize_any(ScalarText("an id")).map(Id)
+    }
+}
+
+/// Reads a JSON string or number as text without building a `serde_json::Value`
+/// (ids and amounts are on every line of every order: this is the hot path).
+struct ScalarText(&'static str);
+
+impl serde::de::Visitor<'_> for ScalarText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        // Same text serde_json gives a number it read: the shortest round trip.
+        serde_json::Number::from_f64(v)
+            .map(|n| n.to_string())
+            .ok_or_else(|| E::custom(format!("expected {}, found {v}", self.0)))
     }
 }
 
@@ -28,13 +57,8 @@ pub(crate) struct Amount(pub(crate) String);
 
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => Ok(Amount(s.trim().to_string())),
-            serde_json::Value::Number(n) => Ok(Amount(n.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected an amount, found {other}"
-            ))),
-        }
+        d.deserialize_any(ScalarText("an amount"))
+            .map(|s| Amount(s.trim().to_string()))
     }
 }
 
