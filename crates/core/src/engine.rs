@@ -197,8 +197,6 @@ pub enum FoldError {
     NoIdentity,
     #[error("event names no order reference")]
     NoOrderLink,
-    #[error("event tenant {event} does not match the fold's tenant {expected}")]
-    TenantMismatch { event: String, expected: String },
 }
 
 /// A projection to publish.

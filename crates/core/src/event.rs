@@ -78,14 +78,6 @@ impl Event {
     }
 }
 
-/// The versioned wire form of an envelope: `{"v":1,"type":...,"data":...,...}`.
-#[derive(Serialize, Deserialize)]
-struct Versioned {
-    v: u32,
-    #[serde(flatten)]
-    envelope: serde_json::Value,
-}
-
 /// Serialises an envelope with its version tag.
 pub fn to_versioned_json(env: &Envelope) -> serde_json::Value {
     let mut value = serde_json::to_value(env).unwrap_or(serde_json::Value::Null);
@@ -95,20 +87,21 @@ pub fn to_versioned_json(env: &Envelope) -> serde_json::Value {
     value
 }
 
-/// Reads a versioned envelope, upcasting older versions to the current one.
+/// Reads a versioned envelope, upcasting older versions to the current one. A
+/// version newer than this build knows is an error (never guessed at).
 pub fn upcast(mut value: serde_json::Value) -> Result<Envelope, serde_json::Error> {
     let v = value.get("v").and_then(|v| v.as_u64()).unwrap_or(1);
     if let Some(obj) = value.as_object_mut() {
         obj.remove("v");
     }
-    // Version 1 is the first and current version; future versions add arms here
-    // that rewrite `value` before it is read.
-    debug_assert!(v <= u64::from(EVENT_VERSION));
-    let versioned: Versioned = Versioned {
-        v: v as u32,
-        envelope: value,
-    };
-    serde_json::from_value(versioned.envelope)
+    match v {
+        // Version 1 is the first and current one; a later version adds an arm
+        // here that rewrites `value` from the previous shape before it is read.
+        1 => serde_json::from_value(value),
+        other => Err(<serde_json::Error as serde::de::Error>::custom(format!(
+            "event version {other} is newer than this build understands ({EVENT_VERSION})"
+        ))),
+    }
 }
 
 /// A postal address.
@@ -749,6 +742,14 @@ mod tests {
         let json = to_versioned_json(&env);
         assert_eq!(json["v"], 1);
         assert_eq!(json["type"], "Identify");
-        assert_eq!(upcast(json).unwrap(), env);
+        assert_eq!(upcast(json.clone()).unwrap(), env);
+        let mut future = json;
+        future["v"] = 99.into();
+        assert!(
+            upcast(future)
+                .unwrap_err()
+                .to_string()
+                .contains("version 99")
+        );
     }
 }
