@@ -8,6 +8,7 @@
 //! Nothing here does I/O or reads a clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -33,7 +34,8 @@ pub struct IndexNode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerRecord {
     pub version: u64,
-    pub view: Customer,
+    /// Shared with the batch's projection of it.
+    pub view: Arc<Customer>,
 }
 
 /// Last published order projection state.
@@ -114,7 +116,9 @@ impl StateKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "v", rename_all = "snake_case")]
 pub enum StateValue {
-    Order(Box<Order>),
+    /// Shared with the order projections of the batch, so publishing an order
+    /// does not copy it; the next change copies only if a projection still holds it.
+    Order(Arc<Order>),
     OrderMeta(OrderMeta),
     Fragment(Box<Fragment>),
     Index(IndexNode),
@@ -161,7 +165,7 @@ impl MemStore {
         self.records
             .values()
             .filter_map(|v| match v {
-                StateValue::Customer(c) => Some((c.view.customer_id.clone(), c.view.clone())),
+                StateValue::Customer(c) => Some((c.view.customer_id.clone(), (*c.view).clone())),
                 _ => None,
             })
             .collect()
@@ -205,7 +209,7 @@ pub enum FoldError {
 pub enum Projection {
     Customer {
         version: u64,
-        view: Box<Customer>,
+        view: Arc<Customer>,
     },
     /// A customer id that now lives on as another (the CRM should merge it).
     CustomerMerged {
@@ -245,7 +249,7 @@ pub struct OrderView {
     pub figures: OrderFigures,
     /// Shipments with store fulfillment events merged into their tracked parcels.
     pub shipments: Vec<crate::aggregate::ShipmentView>,
-    pub order: Order,
+    pub order: Arc<Order>,
 }
 
 /// A merge decided by identity resolution.
@@ -566,11 +570,11 @@ impl Engine {
             &StateKey::new(&tenant, Item::Order(order_id.to_string())),
         );
         let order = match slot {
-            Some(StateValue::Order(o)) => o,
+            Some(StateValue::Order(o)) => Arc::make_mut(o),
             _ => {
-                *slot = Some(StateValue::Order(Box::new(Order::new(order_id))));
+                *slot = Some(StateValue::Order(Arc::new(Order::new(order_id))));
                 match slot {
-                    Some(StateValue::Order(o)) => o,
+                    Some(StateValue::Order(o)) => Arc::make_mut(o),
                     _ => unreachable!("just set"),
                 }
             }
@@ -920,7 +924,7 @@ impl Engine {
                 .as_mut()
                 && !o.redacted
             {
-                o.scrub(&tenant);
+                Arc::make_mut(o).scrub(&tenant);
             }
             if !dirty_orders.contains(&(tenant.clone(), oid.clone())) {
                 // Published below like any changed order.
@@ -1087,7 +1091,13 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let view = Customer::build(tenant, root, &frag_refs, &order_refs, merged);
+        let view = Arc::new(Customer::build(
+            tenant,
+            root,
+            &frag_refs,
+            &order_refs,
+            merged,
+        ));
         let key = StateKey::new(tenant, Item::Customer(root.clone()));
         if let Some(StateValue::Customer(c)) = self.get(src, &key)
             && c.view == view
@@ -1099,18 +1109,15 @@ impl Engine {
             key,
             Some(StateValue::Customer(Box::new(CustomerRecord {
                 version,
-                view: view.clone(),
+                view: Arc::clone(&view),
             }))),
         );
-        Some(Projection::Customer {
-            version,
-            view: Box::new(view),
-        })
+        Some(Projection::Customer { version, view })
     }
 
     fn recompute_order(&mut self, src: &dyn Source, tenant: &str, oid: &str) -> Option<Projection> {
         let order = match self.get(src, &StateKey::new(tenant, Item::Order(oid.to_string()))) {
-            Some(StateValue::Order(o)) => (**o).clone(),
+            Some(StateValue::Order(o)) => Arc::clone(o),
             _ => return None,
         };
         let customer_id = order
