@@ -296,6 +296,45 @@ struct PendingTrigger {
     data: serde_json::Value,
 }
 
+/// A fast, deterministic hasher for the working set (keys are our own, not
+/// attacker-chosen in a way that matters here: a slow bucket costs time, never
+/// correctness). FxHash's multiply-rotate over 8-byte words.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(K);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
 struct Slot {
     value: Option<StateValue>,
     dirty: bool,
@@ -304,7 +343,7 @@ struct Slot {
 /// The fold over one batch. See the module docs.
 #[derive(Default)]
 pub struct Engine {
-    cache: HashMap<StateKey, Slot>,
+    cache: HashMap<StateKey, Slot, FxBuild>,
     dirty_keys: BTreeSet<(String, IdentityKey)>,
     dirty_orders: BTreeSet<(String, OrderId)>,
     placed_orders: BTreeSet<(String, OrderId)>,
@@ -361,6 +400,14 @@ impl Engine {
     }
 
     fn get_mut<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> &'a mut Option<StateValue> {
+        let slot = self.slot(src, key);
+        slot.dirty = true;
+        &mut slot.value
+    }
+
+    /// The working-set slot of `key`, loaded from `src` when absent; not marked
+    /// changed.
+    fn slot<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> &'a mut Slot {
         if !self.cache.contains_key(key) {
             let v = src.load(key);
             self.cache.insert(
@@ -371,9 +418,7 @@ impl Engine {
                 },
             );
         }
-        let slot = self.cache.get_mut(key).expect("inserted above");
-        slot.dirty = true;
-        &mut slot.value
+        self.cache.get_mut(key).expect("inserted above")
     }
 
     /// A record already in the working set (no loading).
@@ -399,11 +444,22 @@ impl Engine {
         k: &IdentityKey,
         f: impl FnOnce(&mut IndexNode) -> bool,
     ) {
+        // In place: the record is marked changed only when `f` changed it (most
+        // claims repeat what the index already knows).
         let key = StateKey::new(tenant, Item::Index(k.clone()));
-        let mut node = self.index(src, tenant, k);
-        if f(&mut node) {
-            self.put(key, Some(StateValue::Index(node)));
-        }
+        let slot = self.slot(src, &key);
+        let changed = match &mut slot.value {
+            Some(StateValue::Index(n)) => f(n),
+            other => {
+                let mut n = IndexNode::default();
+                let changed = f(&mut n);
+                if changed {
+                    *other = Some(StateValue::Index(n));
+                }
+                changed
+            }
+        };
+        slot.dirty |= changed;
     }
 
     /// The identity a key resolves to: an email is its own root; another identity

@@ -167,7 +167,20 @@ impl Identity {
     /// The key a profile fragment of this identity is stored under: the first of
     /// [`Identity::keys`].
     pub fn primary_key(&self, tenant: &str) -> Option<IdentityKey> {
-        self.keys(tenant).into_iter().next()
+        // Same priority as `keys`, hashing only the one that wins.
+        if let Some(e) = &self.email {
+            return Some(IdentityKey::new(tenant, IdentityKind::Email, e));
+        }
+        if let Some(x) = self.external.first() {
+            let v = format!("{}:{}", x.source, x.id);
+            return Some(IdentityKey::new(tenant, IdentityKind::External, &v));
+        }
+        if let Some(p) = &self.phone {
+            return Some(IdentityKey::new(tenant, IdentityKind::Phone, p));
+        }
+        self.anonymous_id
+            .as_ref()
+            .map(|a| IdentityKey::new(tenant, IdentityKind::Anonymous, a))
     }
 }
 
