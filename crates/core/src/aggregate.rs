@@ -310,13 +310,8 @@ impl Order {
                     );
                 }
                 if let Some(r) = p.amount_refunded {
-                    entry.amount_refunded = match entry.amount_refunded {
-                        Some(cur) if cur.currency == r.currency && cur.minor >= r.minor => {
-                            Some(cur)
-                        }
-                        Some(cur) if cur.currency != r.currency => Some(cur.max(r)),
-                        _ => Some(r),
-                    };
+                    // Cumulative: the largest report wins, whatever the arrival order.
+                    entry.amount_refunded = entry.amount_refunded.max(Some(r));
                 }
                 if is_new && p.status == PaymentStatus::Failed {
                     changes.push(OrderChange::PaymentFailed {

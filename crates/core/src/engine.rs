@@ -698,10 +698,12 @@ impl Engine {
             Some(StateValue::Ref(s)) => s.clone(),
             _ => BTreeSet::new(),
         };
+        // Only a reference learned now can have events parked under it: an event
+        // naming a known reference resolves instead of parking.
         if set.insert(order_id.to_string()) {
             self.put(key, Some(StateValue::Ref(set)));
+            self.release(src, tenant, reference);
         }
-        self.release(src, tenant, reference);
     }
 
     fn resolve_ref(&mut self, src: &dyn Source, tenant: &str, reference: &str) -> Option<OrderId> {
@@ -795,20 +797,9 @@ impl Engine {
                 _ => continue, // released through another reference already
             };
             self.put(pkey, None);
-            // It resolves now; a failure here cannot happen for an event that
-            // was parked (it had links), so the result only matters for metrics.
+            // It resolves now. It cannot fail: only events with links are parked,
+            // and the link error is the only one `apply_linked` returns.
             let _ = self.apply(src, &env);
-        }
-    }
-
-    /// Events currently parked in the working set or source under `reference`.
-    pub fn parked_under(&mut self, src: &dyn Source, tenant: &str, reference: &str) -> usize {
-        match self.get(
-            src,
-            &StateKey::new(tenant, Item::ParkedBy(reference.to_string())),
-        ) {
-            Some(StateValue::ParkedBy(s)) => s.len(),
-            _ => 0,
         }
     }
 
