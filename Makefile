@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages a fresh machine with a Rust toolchain lacks. libclang-dev and
-# cmake build RocksDB and librdkafka (later crates); the rest are build basics.
-APT_PACKAGES := build-essential pkg-config cmake libclang-dev git
+# cmake build RocksDB and librdkafka; libssl, zlib and libcurl are what librdkafka links (TLS, SASL, OIDC).
+APT_PACKAGES := build-essential pkg-config cmake libclang-dev git libssl-dev zlib1g-dev libcurl4-openssl-dev
 
 .PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench normalize-demo
 

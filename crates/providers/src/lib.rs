@@ -91,6 +91,24 @@ impl ProviderKind {
         }
     }
 
+    /// The verification scheme recorded with a verified raw event; `None` for
+    /// `collect`, which is unsigned.
+    pub fn scheme(self) -> Option<&'static str> {
+        Some(match self {
+            ProviderKind::Shopify => "shopify-hmac-sha256",
+            ProviderKind::WooCommerce => "woocommerce-hmac-sha256",
+            ProviderKind::Stripe => "stripe-v1",
+            ProviderKind::Adyen => "adyen-hmac-sha256",
+            ProviderKind::Paypal => "paypal-sha256withrsa",
+            ProviderKind::Aftership => "aftership-hmac-sha256",
+            ProviderKind::Easypost => "easypost-hmac-sha256-hex",
+            ProviderKind::Shippo => "url-token",
+            ProviderKind::Zendesk => "zendesk-hmac-sha256",
+            ProviderKind::Gorgias => "url-token",
+            ProviderKind::Collect => return None,
+        })
+    }
+
     /// Headers (lower case) worth keeping in the raw event for mapping later.
     pub fn kept_headers(self) -> &'static [&'static str] {
         match self {
@@ -250,6 +268,20 @@ pub enum VerifyError {
     /// The configured credentials cannot be used (bad hex key, bad certificate).
     #[error("unusable credentials: {0}")]
     BadCredentials(String),
+}
+
+impl VerifyError {
+    /// A short machine-readable code for metrics and error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader(_) => "missing_signature",
+            VerifyError::MalformedHeader { .. } => "malformed_signature",
+            VerifyError::Mismatch => "signature_mismatch",
+            VerifyError::Expired { .. } => "signature_expired",
+            VerifyError::BadToken => "bad_token",
+            VerifyError::BadCredentials(_) => "unusable_credentials",
+        }
+    }
 }
 
 /// Why a verified payload could not be read or mapped. A 400 at the ingest

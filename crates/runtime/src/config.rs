@@ -1,0 +1,676 @@
+//! The configuration file: one TOML document, `${ENV_VAR}` substitution in any string
+//! value, and `STOREFOLD_<SECTION>__<KEY>` environment overrides.
+//!
+//! Loading is strict: an unknown key is an error (a typo must not silently fall back to
+//! a default), a `${VAR}` that is not set is an error naming the key that used it, and a
+//! provider configured for a tenant without a usable secret refuses to start.
+//!
+//! The environment is passed in rather than read here, so tests are hermetic; the
+//! binary passes `std::env::vars()`.
+//!
+//! ```
+//! use storefold_runtime::config::Config;
+//! let toml = r#"
+//! [kafka]
+//! bootstrap_servers = "127.0.0.1:9092"
+//! [tenants.acme.providers.shopify]
+//! secret = "${ACME_SHOPIFY}"
+//! "#;
+//! let env = [("ACME_SHOPIFY".to_string(), "s3cret".to_string())];
+//! let config = Config::from_toml_str(toml, env).unwrap();
+//! assert_eq!(config.tenants["acme"].providers["shopify"].secret, "s3cret");
+//! assert_eq!(config.kafka.topic_prefix, "storefold.");
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use storefold_providers::{Credentials, ProviderKind};
+
+/// Prefix of environment overrides: `STOREFOLD_KAFKA__BOOTSTRAP_SERVERS` sets
+/// `kafka.bootstrap_servers`. Only names with a `__` are config keys; the others
+/// (`STOREFOLD_CONFIG`, `STOREFOLD_LOG_FORMAT`) are command-line options.
+pub const ENV_PREFIX: &str = "STOREFOLD_";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML: {0}")]
+    Toml(String),
+    #[error("config key {key}: {message}")]
+    Key { key: String, message: String },
+    #[error("environment override {var}: {message}")]
+    Override { var: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// When set, values use the Confluent wire format with ids from this registry.
+    #[serde(default)]
+    pub schema_registry: Option<SchemaRegistryConfig>,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Tenants by id. Ids are lower case (`[a-z0-9_-]`), as they appear in URLs.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// Kafka connection and topic layout.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub bootstrap_servers: String,
+    /// Prefix of every topic name.
+    pub topic_prefix: String,
+    /// Partitions of the raw topics and the changelog (they must all agree), and of
+    /// the projection topics.
+    pub partitions: i32,
+    /// Replication factor used by `storefold topics create`.
+    pub replication_factor: i32,
+    /// `retention.ms` of the raw topics; -1 keeps them forever (the log is the
+    /// source of truth).
+    pub raw_retention_ms: i64,
+    /// `retention.ms` of the triggers and dead-letter topics.
+    pub events_retention_ms: i64,
+    /// Extra librdkafka properties for every client (security: `security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, …).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic_prefix: "storefold.".into(),
+            partitions: 12,
+            replication_factor: 3,
+            raw_retention_ms: -1,
+            events_retention_ms: 14 * 24 * 3600 * 1000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_property(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("raw_retention_ms", &self.raw_retention_ms)
+            .field("events_retention_ms", &self.events_retention_ms)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka property holds a credential (never logged).
+pub fn is_secret_property(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("password") || n.contains("secret") || n.ends_with(".key") || n.contains("pem")
+}
+
+/// Confluent-compatible schema registry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    pub url: String,
+}
+
+/// The HTTP ingest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Address the ingest (and its /healthz, /readyz, /metrics) listens on.
+    pub listen: SocketAddr,
+    /// Largest accepted webhook body; larger requests get 413.
+    pub max_body_bytes: usize,
+    /// How long a request waits for Kafka's acknowledgement before it gets 503.
+    pub produce_timeout_ms: u64,
+    /// `Retry-After` (seconds) sent with 503.
+    pub retry_after_secs: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout_secs: u64,
+    pub collect: CollectConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 1024 * 1024,
+            produce_timeout_ms: 5_000,
+            retry_after_secs: 5,
+            shutdown_timeout_secs: 30,
+            collect: CollectConfig::default(),
+        }
+    }
+}
+
+/// `POST /v1/collect/{tenant}` (browser touches).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectConfig {
+    /// Sustained requests per second allowed from one client address per tenant.
+    pub requests_per_second: u32,
+    /// Requests a client may send at once before the rate applies.
+    pub burst: u32,
+    /// Largest accepted touch body.
+    pub max_body_bytes: usize,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind
+    /// a proxy that sets it; otherwise clients could pick their own bucket).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 5,
+            burst: 20,
+            max_body_bytes: 16 * 1024,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `storefold_ingest=debug,info`. `RUST_LOG`
+    /// wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?} (text or json)")),
+        }
+    }
+}
+
+/// One tenant.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may post touches.
+    pub collect_origins: Vec<String>,
+    /// Credentials per provider name. Only configured providers are accepted.
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// A tenant's credentials for one provider.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    /// What the provider's verification needs: the HMAC secret, Adyen's hex HMAC
+    /// key, the URL token (Shippo, Gorgias) or the pinned certificate PEM (PayPal).
+    pub secret: String,
+    /// PayPal's webhook id.
+    pub webhook_id: Option<String>,
+    /// Only for `storefold webhook send` with PayPal: the private key PEM that signs
+    /// test requests (PayPal's own key is never available).
+    pub signing_key: Option<String>,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("secret", &"<redacted>")
+            .field("webhook_id", &self.webhook_id)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl ProviderConfig {
+    /// The credentials the provider's `verify` takes.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            secret: self.secret.clone(),
+            webhook_id: self.webhook_id.clone(),
+        }
+    }
+
+    /// What the provider's `sign` takes, if this config can sign: the secret, or for
+    /// PayPal the webhook id line and the signing key.
+    pub fn signing_secret(&self, provider: ProviderKind) -> Option<String> {
+        match provider {
+            ProviderKind::Paypal => {
+                let key = self.signing_key.as_ref()?;
+                let id = self.webhook_id.as_deref().unwrap_or_default();
+                Some(format!("webhook_id: {id}\n{key}"))
+            }
+            _ if self.secret.is_empty() => None,
+            _ => Some(self.secret.clone()),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` and applies `env` (substitution and `STOREFOLD_…__…` overrides).
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, env)
+    }
+
+    /// Parses a TOML document and applies `env`.
+    pub fn from_toml_str(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.into_iter().collect();
+        let mut doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Toml(e.to_string()))?;
+        apply_overrides(&mut doc, &env)?;
+        let mut value = toml::Value::Table(doc);
+        substitute(&mut value, &mut Vec::new(), &env)?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Key {
+                key,
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what deserialisation cannot: names, ranges and that every configured
+    /// provider can verify.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers is empty"));
+        }
+        if k.partitions < 1 {
+            return Err(invalid("kafka.partitions must be at least 1"));
+        }
+        if k.replication_factor < 1 {
+            return Err(invalid("kafka.replication_factor must be at least 1"));
+        }
+        if !k
+            .topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "kafka.topic_prefix may only hold ASCII letters, digits, '.', '_' and '-'",
+            ));
+        }
+        let i = &self.ingest;
+        if i.max_body_bytes == 0 || i.collect.max_body_bytes == 0 {
+            return Err(invalid("ingest body limits must be positive"));
+        }
+        if i.produce_timeout_ms == 0 {
+            return Err(invalid("ingest.produce_timeout_ms must be positive"));
+        }
+        if i.collect.requests_per_second == 0 || i.collect.burst == 0 {
+            return Err(invalid(
+                "ingest.collect.requests_per_second and burst must be positive",
+            ));
+        }
+        for (id, tenant) in &self.tenants {
+            if !valid_tenant_id(id) {
+                return Err(invalid(format!(
+                    "tenant id {id:?} must be 1-64 characters of a-z, 0-9, '_' and '-'"
+                )));
+            }
+            for origin in &tenant.collect_origins {
+                if !(origin.starts_with("https://") || origin.starts_with("http://"))
+                    || origin.trim_end_matches('/') != origin
+                {
+                    return Err(invalid(format!(
+                        "tenants.{id}.collect_origins: {origin:?} is not an origin like https://shop.example"
+                    )));
+                }
+            }
+            for (name, provider) in &tenant.providers {
+                let kind: ProviderKind = name
+                    .parse()
+                    .map_err(|e| invalid(format!("tenants.{id}.providers.{name}: {e}")))?;
+                if kind == ProviderKind::Collect {
+                    return Err(invalid(format!(
+                        "tenants.{id}.providers.collect: browser touches are unsigned; configure tenants.{id}.collect_origins instead"
+                    )));
+                }
+                if provider.secret.trim().is_empty() {
+                    return Err(invalid(format!(
+                        "tenants.{id}.providers.{name}.secret is missing or empty: storefold will not accept {name} webhooks it cannot verify"
+                    )));
+                }
+                if kind == ProviderKind::Paypal
+                    && provider.webhook_id.as_deref().is_none_or(str::is_empty)
+                {
+                    return Err(invalid(format!(
+                        "tenants.{id}.providers.paypal.webhook_id is missing: PayPal signs it into every request"
+                    )));
+                }
+                if kind != ProviderKind::Paypal && provider.signing_key.is_some() {
+                    return Err(invalid(format!(
+                        "tenants.{id}.providers.{name}.signing_key is only used by PayPal"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant's credentials for `provider`, if configured.
+    pub fn provider(&self, tenant: &str, provider: ProviderKind) -> Option<&ProviderConfig> {
+        self.tenants.get(tenant)?.providers.get(provider.name())
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// Tenant ids appear in URLs, keys and env names: keep them simple.
+pub fn valid_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Applies `STOREFOLD_A__B__C=value` as `a.b.c = value`. The value is read as a TOML
+/// value when it is one (`12`, `true`, `["a"]`), else as a string.
+fn apply_overrides(
+    doc: &mut toml::Table,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    let mut vars: Vec<(&String, &String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::Override {
+                var: var.clone(),
+                message: "empty key segment".into(),
+            });
+        }
+        let value = parse_override(raw);
+        let mut table = &mut *doc;
+        for seg in &path[..path.len() - 1] {
+            let entry = table
+                .entry(seg.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::Override {
+                        var: var.clone(),
+                        message: format!("{seg} is not a table"),
+                    });
+                }
+            };
+        }
+        table.insert(path[path.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+fn parse_override(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match wrapped.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Replaces `${VAR}` in every string with the variable's value (`$${` is a literal
+/// `${`). A missing variable is an error naming the key.
+fn substitute(
+    value: &mut toml::Value,
+    path: &mut Vec<String>,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(s) => {
+            if s.contains("${") {
+                *s = expand(s, env).map_err(|message| ConfigError::Key {
+                    key: path.join("."),
+                    message,
+                })?;
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                substitute(item, path, env)?;
+                path.pop();
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                path.push(k.clone());
+                substitute(v, path, env)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find("${") {
+        if rest[..pos].ends_with('$') {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated ${ in value".to_string())?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("${{{name}}} is not an environment variable name"));
+        }
+        let value = env
+            .get(name)
+            .ok_or_else(|| format!("environment variable {name} is not set"))?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let c = Config::from_toml_str("", env(&[])).unwrap();
+        assert_eq!(c.kafka.partitions, 12);
+        assert_eq!(c.ingest.max_body_bytes, 1024 * 1024);
+        assert!(c.tenants.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_path() {
+        let err = Config::from_toml_str("[kafka]\nbootstrap_server = \"x\"\n", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bootstrap_server"), "{err}");
+        let err = Config::from_toml_str(
+            "[tenants.a.providers.shopify]\nsecret = \"s\"\nsecrte = \"t\"\n",
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tenants.a.providers.shopify"), "{err}");
+        assert!(err.contains("secrte"), "{err}");
+    }
+
+    #[test]
+    fn env_substitution_and_missing_variables() {
+        let toml = "[tenants.a.providers.stripe]\nsecret = \"whsec_${K}x\"\n";
+        let c = Config::from_toml_str(toml, env(&[("K", "abc")])).unwrap();
+        assert_eq!(c.tenants["a"].providers["stripe"].secret, "whsec_abcx");
+        let err = Config::from_toml_str(toml, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenants.a.providers.stripe.secret"), "{err}");
+        assert!(err.contains("K is not set"), "{err}");
+        let lit = Config::from_toml_str(
+            "[tenants.a.providers.stripe]\nsecret = \"$${NOT}\"\n",
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(lit.tenants["a"].providers["stripe"].secret, "${NOT}");
+    }
+
+    #[test]
+    fn storefold_env_overrides_nested_keys_and_types() {
+        let c = Config::from_toml_str(
+            "[kafka]\npartitions = 3\n",
+            env(&[
+                ("STOREFOLD_KAFKA__PARTITIONS", "6"),
+                ("STOREFOLD_KAFKA__BOOTSTRAP_SERVERS", "broker:9093"),
+                ("STOREFOLD_TENANTS__B__PROVIDERS__SHOPIFY__SECRET", "xyz"),
+                ("STOREFOLD_CONFIG", "ignored: a command-line option"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.partitions, 6);
+        assert_eq!(c.kafka.bootstrap_servers, "broker:9093");
+        assert_eq!(c.tenants["b"].providers["shopify"].secret, "xyz");
+        let err = Config::from_toml_str("", env(&[("STOREFOLD_KAFKA__NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_configured_provider_without_a_secret_refuses_to_start() {
+        let err = Config::from_toml_str("[tenants.a.providers.shopify]\n", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenants.a.providers.shopify.secret"), "{err}");
+        let err =
+            Config::from_toml_str("[tenants.a.providers.paypal]\nsecret = \"pem\"\n", env(&[]))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("webhook_id"), "{err}");
+        let err =
+            Config::from_toml_str("[tenants.a.providers.shopifyy]\nsecret = \"s\"\n", env(&[]))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("unknown provider"), "{err}");
+    }
+
+    #[test]
+    fn tenant_ids_and_origins_are_checked() {
+        let err = Config::from_toml_str("[tenants.Acme]\n", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenant id"), "{err}");
+        let err = Config::from_toml_str(
+            "[tenants.a]\ncollect_origins = [\"shop.example\"]\n",
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not an origin"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let c = Config::from_toml_str(
+            "[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n[tenants.a.providers.shopify]\nsecret = \"topsecret\"\n",
+            env(&[]),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("topsecret"), "{shown}");
+    }
+}

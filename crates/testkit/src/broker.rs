@@ -1,0 +1,331 @@
+//! Kafka brokers for tests: librdkafka's mock cluster (real Kafka protocol, in
+//! memory, about 5 MiB per partition before it drops old data).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+type Reply = mpsc::Sender<Result<(), String>>;
+
+enum Cmd {
+    Topic(String, i32, Reply),
+    Down(i32, Reply),
+    Up(i32, Reply),
+}
+
+/// A mock cluster owned by a thread of this process (the cluster handle itself is
+/// not `Send`), controlled through this handle. Dropping it stops the cluster.
+#[derive(Debug)]
+pub struct MockBroker {
+    bootstrap: String,
+    tx: Option<mpsc::Sender<Cmd>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MockBroker {
+    /// Starts a cluster of `brokers` brokers (ids 1..=brokers).
+    pub fn start(brokers: i32) -> MockBroker {
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let (boot_tx, boot_rx) = mpsc::channel::<Result<String, String>>();
+        let thread = std::thread::Builder::new()
+            .name("mock-kafka".into())
+            .spawn(move || {
+                let cluster = match MockCluster::new(brokers) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = boot_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = boot_tx.send(Ok(cluster.bootstrap_servers()));
+                while let Ok(cmd) = rx.recv() {
+                    match cmd {
+                        Cmd::Topic(name, partitions, reply) => {
+                            let _ = reply.send(
+                                cluster
+                                    .create_topic(&name, partitions, 1)
+                                    .map_err(|e| e.to_string()),
+                            );
+                        }
+                        Cmd::Down(id, reply) => {
+                            let _ = reply.send(cluster.broker_down(id).map_err(|e| e.to_string()));
+                        }
+                        Cmd::Up(id, reply) => {
+                            let _ = reply.send(cluster.broker_up(id).map_err(|e| e.to_string()));
+                        }
+                    }
+                }
+            })
+            .expect("spawn the mock cluster thread");
+        let bootstrap = boot_rx
+            .recv()
+            .expect("mock cluster thread answers")
+            .unwrap_or_else(|e| panic!("cannot start librdkafka's mock cluster: {e}"));
+        MockBroker {
+            bootstrap,
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `host:port,…` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    fn call(&self, make: impl FnOnce(Reply) -> Cmd) -> Result<(), String> {
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .as_ref()
+            .ok_or("broker stopped")?
+            .send(make(reply))
+            .map_err(|_| "mock cluster thread is gone".to_string())?;
+        answer
+            .recv()
+            .map_err(|_| "mock cluster thread is gone".to_string())?
+    }
+
+    /// Creates a topic through the mock itself (it has no CreateTopics API).
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), String> {
+        self.call(|r| Cmd::Topic(name.to_string(), partitions, r))
+    }
+
+    /// Takes broker `id` down: its connections drop and requests fail.
+    pub fn down(&self, id: i32) -> Result<(), String> {
+        self.call(|r| Cmd::Down(id, r))
+    }
+
+    /// Brings broker `id` back.
+    pub fn up(&self, id: i32) -> Result<(), String> {
+        self.call(|r| Cmd::Up(id, r))
+    }
+}
+
+impl Drop for MockBroker {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A mock cluster hosted by the `storefold-testkit-broker` binary in a process of its
+/// own, so that the processes under test can be killed and restarted around it. The
+/// process is killed when this handle is dropped.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    bootstrap: String,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl BrokerProcess {
+    /// Starts the broker process with `brokers` brokers.
+    pub fn start(brokers: i32) -> BrokerProcess {
+        let bin = broker_binary();
+        let mut child = Command::new(&bin)
+            .arg("--brokers")
+            .arg(brokers.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("broker prints its bootstrap");
+        let bootstrap = line
+            .trim()
+            .strip_prefix("bootstrap=")
+            .unwrap_or_else(|| panic!("unexpected first line from the broker: {line:?}"))
+            .to_string();
+        BrokerProcess {
+            bootstrap,
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn call(&mut self, line: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{line}").map_err(|e| e.to_string())?;
+        self.stdin.flush().map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        self.stdout
+            .read_line(&mut answer)
+            .map_err(|e| e.to_string())?;
+        match answer.trim() {
+            "ok" => Ok(()),
+            other => Err(other.to_string()),
+        }
+    }
+
+    pub fn create_topic(&mut self, name: &str, partitions: i32) -> Result<(), String> {
+        self.call(&format!("topic {name} {partitions}"))
+    }
+
+    pub fn down(&mut self, id: i32) -> Result<(), String> {
+        self.call(&format!("down {id}"))
+    }
+
+    pub fn up(&mut self, id: i32) -> Result<(), String> {
+        self.call(&format!("up {id}"))
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the `storefold-testkit-broker` binary is: `$STOREFOLD_TESTKIT_BROKER`, else
+/// next to the running test's target directory, else built with cargo.
+pub fn broker_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("STOREFOLD_TESTKIT_BROKER") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("test binary directory")
+        .to_path_buf();
+    let candidate = profile_dir.join("storefold-testkit-broker");
+    if candidate.is_file() {
+        return candidate;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "storefold-testkit",
+            "--bin",
+            "storefold-testkit-broker",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .expect("run cargo build for the broker binary");
+    assert!(status.success(), "building storefold-testkit-broker failed");
+    let built = target_dir.join("debug").join("storefold-testkit-broker");
+    assert!(built.is_file(), "{} was not built", built.display());
+    built
+}
+
+/// One record as a topic holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    /// The value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Everything `topic` holds now, in partition then offset order. Panics when the
+/// topic cannot be read within `timeout`.
+pub fn read_topic(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("testkit-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("create reader");
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+    let partitions: Vec<i32> = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while at_end.len() < partitions.len() {
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic}: only {}/{} partitions reached their end within {timeout:?}",
+            at_end.len(),
+            partitions.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}

@@ -1,0 +1,40 @@
+//! storefold-testkit: what the tests of every role share (a dev-dependency only).
+//!
+//! - [`broker`]: a Kafka broker for tests — librdkafka's mock cluster, either in this
+//!   process ([`broker::MockBroker`]) or in its own process
+//!   ([`broker::BrokerProcess`], for restart and crash tests), and a reader that
+//!   returns everything a topic holds.
+//! - [`samples`]: one real-looking webhook per provider, signed as the provider would
+//!   sign it, and a tenant configuration with every provider's secret.
+
+pub mod broker;
+pub mod samples;
+
+/// An HTTP client for tests (rustls with the ring provider, installed once).
+pub fn http_client() -> reqwest::Client {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("build the HTTP client")
+}
+
+/// Sends `req` to `base` (`http://host:port`).
+pub async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    req: &samples::SignedRequest,
+) -> reqwest::Response {
+    let mut builder = client.post(format!("{base}{}", req.path));
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    builder
+        .body(req.body.clone())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {}: {e}", req.path))
+}

@@ -1,0 +1,185 @@
+//! One webhook per provider, signed as the provider signs it, and a tenant
+//! configuration holding the matching secrets.
+//!
+//! The bodies are storefold's own provider fixtures (crates/providers/src/*/fixtures);
+//! the secrets are test values, never real ones. PayPal's key pair and self-signed
+//! certificate live in `crates/testkit/fixtures/` and are for tests only.
+
+use storefold_providers::{ProviderKind, SignError};
+use time::OffsetDateTime;
+
+/// The PayPal test certificate (what a tenant pins) and its private key (what signs
+/// test requests).
+pub const PAYPAL_TEST_CERT: &str = include_str!("../fixtures/paypal-test-cert.pem");
+pub const PAYPAL_TEST_KEY: &str = include_str!("../fixtures/paypal-test-key.pem");
+pub const PAYPAL_WEBHOOK_ID: &str = "WH-TESTKIT-0001";
+
+/// The origin test tenants allow for browser touches.
+pub const SHOP_ORIGIN: &str = "https://shop.test";
+
+/// One provider request body and the topic it is sent under.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub provider: ProviderKind,
+    pub topic: &'static str,
+    pub body: Vec<u8>,
+}
+
+macro_rules! fixture {
+    ($p:literal, $f:literal) => {
+        include_bytes!(concat!("../../providers/src/", $p, "/fixtures/", $f)).as_slice()
+    };
+}
+
+/// A representative webhook of `provider` (for `collect`: a browser touch).
+pub fn sample(provider: ProviderKind) -> Sample {
+    let (topic, body): (&'static str, &[u8]) = match provider {
+        ProviderKind::Shopify => ("orders/create", fixture!("shopify", "orders_create.json")),
+        ProviderKind::WooCommerce => (
+            "order.created",
+            fixture!("woocommerce", "order_created.json"),
+        ),
+        ProviderKind::Stripe => (
+            "charge.succeeded",
+            fixture!("stripe", "charge.succeeded.json"),
+        ),
+        ProviderKind::Adyen => (
+            "AUTHORISATION",
+            fixture!("adyen", "authorisation_true.json"),
+        ),
+        ProviderKind::Paypal => (
+            "PAYMENT.CAPTURE.COMPLETED",
+            fixture!("paypal", "payment.capture.completed.json"),
+        ),
+        ProviderKind::Aftership => (
+            "tracking_update",
+            fixture!("aftership", "tracking_update__delivered.json"),
+        ),
+        ProviderKind::Easypost => (
+            "tracker.updated",
+            fixture!("easypost", "tracker_updated__return_to_sender.json"),
+        ),
+        ProviderKind::Shippo => (
+            "track_updated",
+            fixture!("shippo", "track_updated__out_for_delivery.json"),
+        ),
+        ProviderKind::Zendesk => (
+            "zen:event-type:ticket.status_changed",
+            fixture!("zendesk", "event__ticket_status_changed__solved.json"),
+        ),
+        ProviderKind::Gorgias => (
+            "ticket-updated",
+            fixture!("gorgias", "ticket_closed__return.json"),
+        ),
+        ProviderKind::Collect => ("touch", fixture!("collect", "touch__landing_utm.json")),
+    };
+    Sample {
+        provider,
+        topic,
+        body: body.to_vec(),
+    }
+}
+
+/// A Shopify `orders/create` for order `n` of `email`: distinct ids and content, so
+/// every `n` is a different event.
+pub fn shopify_order(n: u64, email: &str) -> Sample {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(fixture!("shopify", "orders_create.json")).expect("fixture is JSON");
+    v["id"] = serde_json::json!(820_982_911_946_154_508u64 + n);
+    v["order_number"] = serde_json::json!(5000 + n);
+    v["name"] = serde_json::json!(format!("#{}", 5000 + n));
+    v["email"] = serde_json::json!(email);
+    Sample {
+        provider: ProviderKind::Shopify,
+        topic: "orders/create",
+        body: serde_json::to_vec(&v).expect("serialise"),
+    }
+}
+
+/// The secret a test tenant verifies `provider` with (for PayPal: the certificate).
+pub fn verify_secret(provider: ProviderKind) -> String {
+    match provider {
+        ProviderKind::Shopify => "shpss_testkit_shopify".into(),
+        ProviderKind::WooCommerce => "testkit woocommerce secret".into(),
+        ProviderKind::Stripe => "whsec_testkit_stripe".into(),
+        ProviderKind::Adyen => {
+            "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056".into()
+        }
+        ProviderKind::Paypal => PAYPAL_TEST_CERT.into(),
+        ProviderKind::Aftership => "testkit-aftership-secret".into(),
+        ProviderKind::Easypost => "testkit-easypost-secret".into(),
+        ProviderKind::Shippo => "testkit-shippo-token".into(),
+        ProviderKind::Zendesk => "testkit-zendesk-secret".into(),
+        ProviderKind::Gorgias => "testkit-gorgias-token".into(),
+        ProviderKind::Collect => String::new(),
+    }
+}
+
+/// What `ProviderKind::sign` takes for a test tenant's `provider`.
+pub fn signing_secret(provider: ProviderKind) -> String {
+    match provider {
+        ProviderKind::Paypal => format!("webhook_id: {PAYPAL_WEBHOOK_ID}\n{PAYPAL_TEST_KEY}"),
+        other => verify_secret(other),
+    }
+}
+
+/// A request ready to send: path (with the `?token=` of URL-token providers),
+/// headers and body.
+#[derive(Clone, Debug)]
+pub struct SignedRequest {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// `sample` for `tenant`, signed with the test secret at `now`. Touches get the
+/// tenant's allowed origin and go to the collect endpoint.
+pub fn signed(tenant: &str, sample: &Sample, now: OffsetDateTime) -> SignedRequest {
+    signed_with(tenant, sample, &signing_secret(sample.provider), now).expect("test secrets sign")
+}
+
+/// `sample` signed with `secret` (which may be wrong, for negative tests).
+pub fn signed_with(
+    tenant: &str,
+    sample: &Sample,
+    secret: &str,
+    now: OffsetDateTime,
+) -> Result<SignedRequest, SignError> {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if sample.provider == ProviderKind::Collect {
+        headers.push(("origin".into(), SHOP_ORIGIN.into()));
+        return Ok(SignedRequest {
+            path: format!("/v1/collect/{tenant}"),
+            headers,
+            body: sample.body.clone(),
+        });
+    }
+    let signed = sample
+        .provider
+        .sign(secret, sample.topic, &sample.body, now)?;
+    headers.extend(signed.headers);
+    let mut path = format!("/v1/webhooks/{tenant}/{}", sample.provider.name());
+    if let Some(token) = signed.url_token {
+        path.push_str("?token=");
+        path.push_str(&token);
+    }
+    Ok(SignedRequest {
+        path,
+        headers,
+        body: signed.body,
+    })
+}
+
+/// `[tenants.<tenant>]` with every provider's test secret and the shop origin.
+pub fn tenant_toml(tenant: &str) -> String {
+    let mut s = format!("[tenants.{tenant}]\ncollect_origins = [\"{SHOP_ORIGIN}\"]\n");
+    for p in ProviderKind::WEBHOOK {
+        s.push_str(&format!("[tenants.{tenant}.providers.{}]\n", p.name()));
+        s.push_str(&format!("secret = '''{}'''\n", verify_secret(p)));
+        if p == ProviderKind::Paypal {
+            s.push_str(&format!("webhook_id = \"{PAYPAL_WEBHOOK_ID}\"\n"));
+            s.push_str(&format!("signing_key = '''{PAYPAL_TEST_KEY}'''\n"));
+        }
+    }
+    s
+}
