@@ -1,37 +1,72 @@
 //! The `storefold` command line.
 //!
-//! Today it offers the pure parts of storefold: `normalize` (what the fold would
-//! see for a provider's payload) and `schemas check` (the Avro contracts stay
-//! backward compatible). The pipeline roles (ingest, process, sinks, dev) arrive
-//! with their crates; they are not listed until they work.
+//! Roles that exist today: `ingest` (signed webhooks in, raw events durably in
+//! Kafka), `topics create|check`, `webhook send` (sign and post a payload as the
+//! provider would), `normalize` (what the fold sees for a payload) and `schemas
+//! check`. The processor and sink roles arrive with their crates and are not listed
+//! until they work.
 
 // The CLI's job is to print.
 #![allow(clippy::print_stdout)]
 
+mod ingest_cmd;
+mod normalize_cmd;
 mod schemas_cmd;
+mod topics_cmd;
+mod webhook_cmd;
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use storefold_core::{Engine, MemStore, event::to_versioned_json};
-use storefold_providers::{
-    Headers, MapContext, MapOptions, ProviderKind, RawInput, WebhookRequest,
-};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use storefold_runtime::config::{Config, LogFormat};
 
 /// storefold: provider webhooks in, a correct Customer 360 out.
+///
+/// Configuration comes from the TOML file given with --config (or
+/// ./storefold.toml when it exists), with `${ENV_VAR}` substitution in values and
+/// overrides from `STOREFOLD_<SECTION>__<KEY>` environment variables (for example
+/// STOREFOLD_KAFKA__BOOTSTRAP_SERVERS). Every option below can also be set from
+/// the environment variable shown with it.
 #[derive(Debug, Parser)]
-#[command(name = "storefold", version, about, long_about = None)]
+#[command(name = "storefold", version, about, long_about)]
 struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "STOREFOLD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on stderr: text or json (overrides log.format).
+    #[arg(
+        long,
+        global = true,
+        env = "STOREFOLD_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP ingest: verify webhooks and touches, store them as raw events in
+    /// Kafka (200 only after Kafka acknowledged), serve /healthz, /readyz, /metrics.
+    ///
+    /// Refuses to start when the configuration is invalid, a configured provider
+    /// has no secret, or a raw topic it writes to does not exist. Stops gracefully on
+    /// SIGTERM or Ctrl-C: stops accepting, finishes in-flight requests and their
+    /// produces, then exits.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Create or check storefold's Kafka topics (raw.<provider>, changelog,
+    /// customers, orders, triggers, dlq.processor).
+    Topics {
+        #[command(subcommand)]
+        command: topics_cmd::TopicsCommand,
+    },
+    /// Webhook tools for testing an installation.
+    Webhook {
+        #[command(subcommand)]
+        command: webhook_cmd::WebhookCommand,
+    },
     /// Print the canonical events storefold derives from a provider payload, as
     /// JSON lines (one versioned event per line).
     ///
@@ -39,43 +74,12 @@ enum Command {
     /// (that happens at the ingest). Known providers: shopify, woocommerce,
     /// stripe, adyen, paypal, aftership, easypost, shippo, zendesk, gorgias,
     /// collect.
-    Normalize(NormalizeArgs),
+    Normalize(normalize_cmd::NormalizeArgs),
     /// Avro schema contracts.
     Schemas {
         #[command(subcommand)]
         command: SchemasCommand,
     },
-}
-
-#[derive(Debug, clap::Args)]
-struct NormalizeArgs {
-    /// Provider that sent the payload (e.g. shopify, stripe).
-    #[arg(long, env = "STOREFOLD_PROVIDER")]
-    provider: String,
-    /// Provider topic / event type (e.g. orders/create, charge.refunded). For
-    /// providers whose topic is in the body (stripe, paypal, adyen, ...) it may be
-    /// omitted and is read from the payload.
-    #[arg(long)]
-    topic: Option<String>,
-    /// A request header, `Name: value` (repeatable), e.g. the Shopify topic header.
-    #[arg(long = "header", value_name = "K:V")]
-    headers: Vec<String>,
-    /// Tenant the payload belongs to.
-    #[arg(long, default_value = "demo")]
-    tenant: String,
-    /// Time of receipt (RFC 3339), used only for payloads that carry no time.
-    /// Defaults to now.
-    #[arg(long)]
-    received_at: Option<String>,
-    /// Metadata key that holds the store's order id in payment provider payloads.
-    #[arg(long, default_value = "order_id")]
-    order_metadata_key: String,
-    /// Also fold the events and print the resulting projections (customer and
-    /// order views, merges, triggers) as JSON lines.
-    #[arg(long)]
-    fold: bool,
-    /// The payload file (`-` for standard input).
-    file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,125 +96,74 @@ enum SchemasCommand {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Normalize(args) => normalize(args),
+        Command::Normalize(args) => normalize_cmd::run(args),
         Command::Schemas {
             command: SchemasCommand::Check { dir },
         } => schemas_cmd::check(&dir),
+        Command::Ingest(args) => load_config(cli.config.as_deref()).and_then(|config| {
+            init_logs(&config, cli.log_format);
+            runtime()?.block_on(ingest_cmd::run(config, args))
+        }),
+        Command::Topics { command } => load_config(cli.config.as_deref()).and_then(|config| {
+            init_logs(&config, cli.log_format);
+            runtime()?.block_on(topics_cmd::run(&config, command))
+        }),
+        Command::Webhook { command } => load_config_if_any(cli.config.as_deref())
+            .and_then(|config| runtime()?.block_on(webhook_cmd::run(config.as_ref(), command))),
     };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(exit_code(&e));
+        }
     }
 }
 
-fn normalize(args: NormalizeArgs) -> Result<()> {
-    let kind: ProviderKind = args.provider.parse()?;
-    let body = if args.file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-        buf
-    } else {
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?
-    };
-    let mut headers = Headers::new();
-    for h in &args.headers {
-        let Some((k, v)) = h.split_once(':') else {
-            bail!("--header {h:?}: expected `Name: value`");
-        };
-        headers.insert(k.trim(), v.trim());
+/// A command that ran but whose answer was "no" (a check found problems, a webhook
+/// was refused) exits with this code; errors that stopped the command exit 1.
+#[derive(Debug)]
+pub(crate) struct Failed(pub(crate) i32, pub(crate) String);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
     }
-    // Stores send the topic in a header; --topic stands in for it when absent.
-    let topic_header = match kind {
-        ProviderKind::Shopify => Some("X-Shopify-Topic"),
-        ProviderKind::WooCommerce => Some("X-WC-Webhook-Topic"),
-        _ => None,
+}
+
+impl std::error::Error for Failed {}
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    e.downcast_ref::<Failed>().map_or(1, |f| f.0)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logs(config: &Config, format: Option<LogFormat>) {
+    storefold_runtime::telemetry::init(format.unwrap_or(config.log.format), &config.log.level);
+}
+
+/// The configuration: `--config`, else `./storefold.toml`, else the defaults; then
+/// the environment.
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    Ok(load_config_if_any(path)?.unwrap_or(Config::from_toml_str("", std::env::vars())?))
+}
+
+/// Like [`load_config`], but `None` when there is no file at all (for tools that
+/// work without one).
+fn load_config_if_any(path: Option<&Path>) -> Result<Option<Config>> {
+    let default = Path::new("storefold.toml");
+    let path = match path {
+        Some(p) => p,
+        None if default.is_file() => default,
+        None => return Ok(None),
     };
-    if let (Some(h), Some(t)) = (topic_header, &args.topic)
-        && headers.get(h).is_none()
-    {
-        headers.insert(h, t);
-    }
-    let received_at = match &args.received_at {
-        Some(s) => {
-            OffsetDateTime::parse(s, &Rfc3339).with_context(|| format!("--received-at {s:?}"))?
-        }
-        None => OffsetDateTime::now_utc(),
-    };
-    let req = WebhookRequest {
-        headers: &headers,
-        body: &body,
-        url_token: None,
-    };
-    // The topic and event id as the ingest would record them; a missing topic
-    // header can be supplied with --topic.
-    let (topic, event_id) = match kind.describe(&req) {
-        Ok(inbound) => (
-            args.topic.clone().unwrap_or(inbound.topic),
-            inbound.event_id,
-        ),
-        Err(e) => match &args.topic {
-            Some(t) => (
-                t.clone(),
-                format!("cli:{}", storefold_core::identity::content_hash(&body)),
-            ),
-            None => return Err(e).context("cannot tell the topic; pass --topic"),
-        },
-    };
-    let options = MapOptions {
-        order_metadata_key: args.order_metadata_key.clone(),
-        ..MapOptions::default()
-    };
-    let ctx = MapContext {
-        tenant: &args.tenant,
-        options: &options,
-    };
-    let input = RawInput {
-        topic: &topic,
-        event_id: &event_id,
-        headers: &headers,
-        body: &body,
-        received_at,
-    };
-    let events = kind
-        .map(&ctx, &input)
-        .with_context(|| format!("{kind} {topic}: the payload cannot be mapped"))?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for e in &events {
-        writeln!(out, "{}", serde_json::to_string(&to_versioned_json(e))?)?;
-    }
-    if events.is_empty() {
-        eprintln!("{kind} {topic}: accepted, no state change (no canonical events)");
-    }
-    if args.fold {
-        let store = MemStore::default();
-        let mut engine = Engine::new();
-        for e in &events {
-            let outcome = engine.apply(&store, e)?;
-            eprintln!("{} {}: {outcome:?}", e.event.type_name(), e.event_id);
-        }
-        let batch = engine.finish(&store);
-        for p in &batch.projections {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&serde_json::json!({"projection": p}))?
-            )?;
-        }
-        for m in &batch.merges {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&serde_json::json!({"merge": m}))?
-            )?;
-        }
-        for t in &batch.triggers {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&serde_json::json!({"trigger": t}))?
-            )?;
-        }
-    }
-    Ok(())
+    Config::load(path, std::env::vars())
+        .map(Some)
+        .with_context(|| format!("configuration {}", path.display()))
 }

@@ -614,7 +614,7 @@ async fn collect(
     let mut response = finish(&ingest, kind, result, &span);
     // The browser must be able to read errors too, but only for allowed origins.
     if let (Some(origin), Some(t)) = (origin, ingest.tenants.get(&tenant))
-        && t.origins.iter().any(|o| *o == origin)
+        && t.origins.contains(&origin)
     {
         add_cors(response.headers_mut(), &origin);
     }

@@ -499,13 +499,11 @@ fn substitute(
     env: &HashMap<String, String>,
 ) -> Result<(), ConfigError> {
     match value {
-        toml::Value::String(s) => {
-            if s.contains("${") {
-                *s = expand(s, env).map_err(|message| ConfigError::Key {
-                    key: path.join("."),
-                    message,
-                })?;
-            }
+        toml::Value::String(s) if s.contains("${") => {
+            *s = expand(s, env).map_err(|message| ConfigError::Key {
+                key: path.join("."),
+                message,
+            })?;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {

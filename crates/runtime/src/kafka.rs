@@ -455,7 +455,7 @@ mod tests {
         );
         assert_eq!(murmur2(b"abc") as i32, 479_470_107);
         // The partition is the positive hash modulo the partition count.
-        assert_eq!(java_partition(b"foobar", 7), (1_357_151_166 % 7) as i32);
+        assert_eq!(java_partition(b"foobar", 7), 1_357_151_166 % 7);
     }
 
     #[test]

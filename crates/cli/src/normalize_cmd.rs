@@ -1,0 +1,155 @@
+//! `storefold normalize`: what the fold sees for one provider payload.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use storefold_core::{Engine, MemStore, event::to_versioned_json};
+use storefold_providers::{
+    Headers, MapContext, MapOptions, ProviderKind, RawInput, WebhookRequest,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct NormalizeArgs {
+    /// Provider that sent the payload (e.g. shopify, stripe).
+    #[arg(long, env = "STOREFOLD_PROVIDER")]
+    provider: String,
+    /// Provider topic / event type (e.g. orders/create, charge.refunded). For
+    /// providers whose topic is in the body (stripe, paypal, adyen, ...) it may be
+    /// omitted and is read from the payload.
+    #[arg(long)]
+    topic: Option<String>,
+    /// A request header, `Name: value` (repeatable), e.g. the Shopify topic header.
+    #[arg(long = "header", value_name = "K:V")]
+    headers: Vec<String>,
+    /// Tenant the payload belongs to.
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    /// Time of receipt (RFC 3339), used only for payloads that carry no time.
+    /// Defaults to now.
+    #[arg(long)]
+    received_at: Option<String>,
+    /// Metadata key that holds the store's order id in payment provider payloads.
+    #[arg(long, default_value = "order_id")]
+    order_metadata_key: String,
+    /// Also fold the events and print the resulting projections (customer and
+    /// order views, merges, triggers) as JSON lines.
+    #[arg(long)]
+    fold: bool,
+    /// The payload file (`-` for standard input).
+    file: PathBuf,
+}
+
+pub(crate) fn run(args: NormalizeArgs) -> Result<()> {
+    let kind: ProviderKind = args.provider.parse()?;
+    let body = if args.file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let mut headers = Headers::new();
+    for h in &args.headers {
+        let Some((k, v)) = h.split_once(':') else {
+            bail!("--header {h:?}: expected `Name: value`");
+        };
+        headers.insert(k.trim(), v.trim());
+    }
+    // Stores send the topic in a header; --topic stands in for it when absent.
+    let topic_header = match kind {
+        ProviderKind::Shopify => Some("X-Shopify-Topic"),
+        ProviderKind::WooCommerce => Some("X-WC-Webhook-Topic"),
+        _ => None,
+    };
+    if let (Some(h), Some(t)) = (topic_header, &args.topic)
+        && headers.get(h).is_none()
+    {
+        headers.insert(h, t);
+    }
+    let received_at = match &args.received_at {
+        Some(s) => {
+            OffsetDateTime::parse(s, &Rfc3339).with_context(|| format!("--received-at {s:?}"))?
+        }
+        None => OffsetDateTime::now_utc(),
+    };
+    let req = WebhookRequest {
+        headers: &headers,
+        body: &body,
+        url_token: None,
+    };
+    // The topic and event id as the ingest would record them; a missing topic
+    // header can be supplied with --topic.
+    let (topic, event_id) = match kind.describe(&req) {
+        Ok(inbound) => (
+            args.topic.clone().unwrap_or(inbound.topic),
+            inbound.event_id,
+        ),
+        Err(e) => match &args.topic {
+            Some(t) => (
+                t.clone(),
+                format!("cli:{}", storefold_core::identity::content_hash(&body)),
+            ),
+            None => return Err(e).context("cannot tell the topic; pass --topic"),
+        },
+    };
+    let options = MapOptions {
+        order_metadata_key: args.order_metadata_key.clone(),
+        ..MapOptions::default()
+    };
+    let ctx = MapContext {
+        tenant: &args.tenant,
+        options: &options,
+    };
+    let input = RawInput {
+        topic: &topic,
+        event_id: &event_id,
+        headers: &headers,
+        body: &body,
+        received_at,
+    };
+    let events = kind
+        .map(&ctx, &input)
+        .with_context(|| format!("{kind} {topic}: the payload cannot be mapped"))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for e in &events {
+        writeln!(out, "{}", serde_json::to_string(&to_versioned_json(e))?)?;
+    }
+    if events.is_empty() {
+        eprintln!("{kind} {topic}: accepted, no state change (no canonical events)");
+    }
+    if args.fold {
+        let store = MemStore::default();
+        let mut engine = Engine::new();
+        for e in &events {
+            let outcome = engine.apply(&store, e)?;
+            eprintln!("{} {}: {outcome:?}", e.event.type_name(), e.event_id);
+        }
+        let batch = engine.finish(&store);
+        for p in &batch.projections {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&serde_json::json!({"projection": p}))?
+            )?;
+        }
+        for m in &batch.merges {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&serde_json::json!({"merge": m}))?
+            )?;
+        }
+        for t in &batch.triggers {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&serde_json::json!({"trigger": t}))?
+            )?;
+        }
+    }
+    Ok(())
+}
