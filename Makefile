@@ -5,7 +5,7 @@ CARGO ?= cargo
 # cmake build RocksDB and librdkafka; libssl, zlib and libcurl are what librdkafka links (TLS, SASL, OIDC).
 APT_PACKAGES := build-essential pkg-config cmake libclang-dev git libssl-dev zlib1g-dev libcurl4-openssl-dev
 
-.PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench normalize-demo
+.PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench loadgen normalize-demo
 
 ## deps: install missing system packages (idempotent, quiet when present)
 deps:
@@ -47,6 +47,10 @@ test: deps fmt-check clippy core-purity unit schemas-check
 ## bench: criterion benchmarks (figures are printed, never asserted)
 bench:
 	$(CARGO) bench -p storefold-benches
+
+## loadgen: ingest vs a bare handler under a mix of signed webhooks (figures printed)
+loadgen:
+	$(CARGO) run --release -q -p storefold-benches --bin loadgen -- --seconds 10
 
 ## normalize-demo: what the fold sees for a sample Shopify order
 normalize-demo:
