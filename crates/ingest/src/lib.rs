@@ -214,7 +214,11 @@ impl Ingest {
             return Err("shutting down".into());
         }
         let producer = self.publisher.producer().clone();
-        let topic = self.topics.raw(ProviderKind::Shopify);
+        let topic = self
+            .raw_topics()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.topics.raw(ProviderKind::Shopify));
         tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;
             producer
