@@ -203,6 +203,23 @@ impl Ingest {
         self.accepting.store(false, Ordering::SeqCst);
     }
 
+    /// 503 when more than `ingest.max_in_flight` requests are being handled (this
+    /// one included): a slow Kafka must not make the ingest hold bodies without
+    /// bound.
+    fn shed_load(&self) -> Option<Rejection> {
+        let in_flight = usize::try_from(self.metrics.in_flight.get()).unwrap_or(0);
+        if in_flight <= self.settings.max_in_flight {
+            return None;
+        }
+        let mut r = Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight; retry later",
+        );
+        r.retry_after = Some(self.settings.retry_after_secs);
+        Some(r)
+    }
+
     /// Drops rate-limiter state of clients not seen recently.
     pub fn prune_rate_limits(&self) {
         self.limiter.retain_recent();
@@ -393,9 +410,14 @@ async fn webhook(
         trace_id = %trace.trace_id(),
     );
     let _in_flight = metrics::InFlight::new(&ingest.metrics.in_flight);
-    let result = handle_webhook(&ingest, &tenant, kind, &trace, request)
-        .instrument(span.clone())
-        .await;
+    let result = match ingest.shed_load() {
+        Some(rejection) => Err(rejection),
+        None => {
+            handle_webhook(&ingest, &tenant, kind, &trace, request)
+                .instrument(span.clone())
+                .await
+        }
+    };
     finish(&ingest, kind, result, &span)
 }
 
@@ -612,9 +634,14 @@ async fn collect(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let result = handle_collect(&ingest, &tenant, &trace, request)
-        .instrument(span.clone())
-        .await;
+    let result = match ingest.shed_load() {
+        Some(rejection) => Err(rejection),
+        None => {
+            handle_collect(&ingest, &tenant, &trace, request)
+                .instrument(span.clone())
+                .await
+        }
+    };
     let mut response = finish(&ingest, kind, result, &span);
     // The browser must be able to read errors too, but only for allowed origins.
     if let (Some(origin), Some(t)) = (origin, ingest.tenants.get(&tenant))

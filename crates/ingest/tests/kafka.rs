@@ -105,7 +105,7 @@ async fn with_the_broker_down_requests_get_503_and_their_retries_are_stored_once
     let broker = MockBroker::start(1);
     let cfg = config(
         broker.bootstrap(),
-        "produce_timeout_ms = 1500\nretry_after_secs = 7",
+        "produce_timeout_ms = 1500\nretry_after_secs = 7\nmax_in_flight = 4",
     );
     create_topics(&broker, &cfg);
     let ing = Running::start(&cfg).await;
@@ -119,18 +119,32 @@ async fn with_the_broker_down_requests_get_503_and_their_retries_are_stored_once
 
     broker.down(1).unwrap();
     let mut set = tokio::task::JoinSet::new();
-    for req in &requests[1..] {
+    for req in &requests[1..5] {
         let (client, base, req) = (client.clone(), ing.base.clone(), req.clone());
         set.spawn(async move { send(&client, &base, &req).await });
     }
     let attempts = set.join_all().await;
-    assert_eq!(attempts.len(), 5);
+    assert_eq!(attempts.len(), 4);
     for resp in attempts {
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.headers()["retry-after"], "7");
         let body = common::json(resp).await;
         assert_eq!(body["reason"], "kafka_timeout", "{body}");
     }
+
+    // Beyond ingest.max_in_flight (4) requests, new ones are refused at once
+    // instead of piling up while Kafka is away.
+    let mut held = tokio::task::JoinSet::new();
+    for req in &requests[1..5] {
+        let (client, base, req) = (client.clone(), ing.base.clone(), req.clone());
+        held.spawn(async move { send(&client, &base, &req).await.status().as_u16() });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shed = send(&client, &ing.base, &requests[5]).await;
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.headers()["retry-after"], "7");
+    assert_eq!(common::json(shed).await["reason"], "overloaded");
+    assert_eq!(held.join_all().await, vec![503; 4]);
 
     broker.up(1).unwrap();
     // The provider retries each request (identical bytes and headers) until it is

@@ -161,6 +161,9 @@ pub struct IngestConfig {
     pub retry_after_secs: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
+    /// Requests handled at once; beyond it new requests get 503 at once (with
+    /// `Retry-After`) instead of queueing bodies in memory while Kafka is slow.
+    pub max_in_flight: usize,
     pub collect: CollectConfig,
 }
 
@@ -172,6 +175,7 @@ impl Default for IngestConfig {
             produce_timeout_ms: 5_000,
             retry_after_secs: 5,
             shutdown_timeout_secs: 30,
+            max_in_flight: 4096,
             collect: CollectConfig::default(),
         }
     }
@@ -364,6 +368,9 @@ impl Config {
         let i = &self.ingest;
         if i.max_body_bytes == 0 || i.collect.max_body_bytes == 0 {
             return Err(invalid("ingest body limits must be positive"));
+        }
+        if i.max_in_flight == 0 {
+            return Err(invalid("ingest.max_in_flight must be positive"));
         }
         if i.produce_timeout_ms == 0 {
             return Err(invalid("ingest.produce_timeout_ms must be positive"));
