@@ -66,6 +66,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// Joins client tasks that each return (latencies in µs, error count).
+    async fn collect(mut tasks: tokio::task::JoinSet<(Vec<u64>, u64)>, started: Instant) -> Report {
+        let mut latencies_us = Vec::new();
+        let mut errors = 0;
+        while let Some(r) = tasks.join_next().await {
+            let (lat, e) = r.expect("client task");
+            latencies_us.extend(lat);
+            errors += e;
+        }
+        let elapsed = started.elapsed();
+        latencies_us.sort_unstable();
+        Report {
+            completed: latencies_us.len() as u64 - errors,
+            errors,
+            elapsed,
+            latencies_us,
+        }
+    }
+
     pub fn rate(&self) -> f64 {
         self.completed as f64 / self.elapsed.as_secs_f64()
     }
@@ -164,21 +183,7 @@ pub async fn closed_loop(
             (lat, errors)
         });
     }
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    while let Some(r) = tasks.join_next().await {
-        let (lat, e) = r.expect("client task");
-        latencies_us.extend(lat);
-        errors += e;
-    }
-    let elapsed = started.elapsed();
-    latencies_us.sort_unstable();
-    Report {
-        completed: latencies_us.len() as u64 - errors,
-        errors,
-        elapsed,
-        latencies_us,
-    }
+    Report::collect(tasks, started).await
 }
 
 /// Requests arriving at `rate` per second for `duration`, sent by up to `workers`
@@ -219,19 +224,5 @@ pub async fn open_loop(
             (lat, errors)
         });
     }
-    let mut latencies_us = Vec::with_capacity(total as usize);
-    let mut errors = 0;
-    while let Some(r) = tasks.join_next().await {
-        let (lat, e) = r.expect("request task");
-        latencies_us.extend(lat);
-        errors += e;
-    }
-    let elapsed = started.elapsed();
-    latencies_us.sort_unstable();
-    Report {
-        completed: latencies_us.len() as u64 - errors,
-        errors,
-        elapsed,
-        latencies_us,
-    }
+    Report::collect(tasks, started).await
 }

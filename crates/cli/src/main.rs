@@ -153,6 +153,17 @@ fn init_logs(config: &Config, format: Option<LogFormat>) {
     storefold_runtime::telemetry::init(format.unwrap_or(config.log.format), &config.log.level);
 }
 
+/// The bytes of `path`, or of standard input for `-`.
+pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
 /// The configuration: `--config`, else `./storefold.toml`, else the defaults; then
 /// the environment.
 fn load_config(path: Option<&Path>) -> Result<Config> {

@@ -44,13 +44,7 @@ pub(crate) struct NormalizeArgs {
 
 pub(crate) fn run(args: NormalizeArgs) -> Result<()> {
     let kind: ProviderKind = args.provider.parse()?;
-    let body = if args.file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-        buf
-    } else {
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?
-    };
+    let body = crate::read_input(&args.file)?;
     let mut headers = Headers::new();
     for h in &args.headers {
         let Some((k, v)) = h.split_once(':') else {

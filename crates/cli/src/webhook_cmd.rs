@@ -52,13 +52,7 @@ pub(crate) struct SendArgs {
 
 pub(crate) async fn run(config: Option<&Config>, command: WebhookCommand) -> Result<()> {
     let WebhookCommand::Send(args) = command;
-    let body = if args.file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-        buf
-    } else {
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?
-    };
+    let body = crate::read_input(&args.file)?;
     let base = match (&args.url, config) {
         (Some(u), _) => u.trim_end_matches('/').to_string(),
         (None, Some(c)) => {

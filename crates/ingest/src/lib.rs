@@ -203,6 +203,12 @@ impl Ingest {
         self.accepting.store(false, Ordering::SeqCst);
     }
 
+    fn tenant(&self, id: &str) -> Result<&Tenant, Rejection> {
+        self.tenants.get(id).ok_or_else(|| {
+            Rejection::new(StatusCode::NOT_FOUND, "unknown_tenant", "unknown tenant")
+        })
+    }
+
     /// 503 when more than `ingest.max_in_flight` requests are being handled (this
     /// one included): a slow Kafka must not make the ingest hold bodies without
     /// bound.
@@ -458,10 +464,7 @@ async fn handle_webhook(
     trace: &trace::TraceContext,
     request: Request,
 ) -> Result<Response, Rejection> {
-    let tenant = ingest
-        .tenants
-        .get(tenant_id)
-        .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "unknown_tenant", "unknown tenant"))?;
+    let tenant = ingest.tenant(tenant_id)?;
     let kind = kind
         .filter(|k| *k != ProviderKind::Collect)
         .ok_or_else(|| {
@@ -515,12 +518,36 @@ async fn handle_webhook(
     let inbound = kind
         .describe(&req)
         .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    let raw = RawEvent {
+    let raw = raw_event(tenant_id, kind, inbound, &headers, &body, now, trace);
+    store(ingest, kind, raw, trace).await?;
+    Ok(match kind {
+        ProviderKind::Adyen => (
+            [(header::CONTENT_TYPE, "text/plain")],
+            storefold_providers::adyen::ACCEPTED_BODY,
+        )
+            .into_response(),
+        _ => StatusCode::OK.into_response(),
+    })
+}
+
+/// The raw event of a verified request: the exact body, the provider's own headers,
+/// its idempotency id and topic, the receive time, how it was verified and the
+/// trace context.
+fn raw_event(
+    tenant: &str,
+    kind: ProviderKind,
+    inbound: storefold_providers::Inbound,
+    headers: &Headers,
+    body: &[u8],
+    received: OffsetDateTime,
+    trace: &trace::TraceContext,
+) -> RawEvent {
+    RawEvent {
         event_id: inbound.event_id,
-        tenant: tenant_id.to_string(),
+        tenant: tenant.to_string(),
         provider: kind.name().to_string(),
         topic: inbound.topic,
-        received_at: unix_millis(now),
+        received_at: unix_millis(received),
         headers: headers
             .select(kind.kept_headers())
             .iter()
@@ -531,16 +558,7 @@ async fn handle_webhook(
             .scheme()
             .map_or_else(Verification::unsigned, Verification::verified),
         trace_context: Some(trace.header_value()),
-    };
-    store(ingest, kind, raw, trace).await?;
-    Ok(match kind {
-        ProviderKind::Adyen => (
-            [(header::CONTENT_TYPE, "text/plain")],
-            storefold_providers::adyen::ACCEPTED_BODY,
-        )
-            .into_response(),
-        _ => StatusCode::OK.into_response(),
-    })
+    }
 }
 
 /// Encodes and produces `raw`, waiting for Kafka's acknowledgement.
@@ -658,10 +676,7 @@ async fn handle_collect(
     trace: &trace::TraceContext,
     request: Request,
 ) -> Result<Response, Rejection> {
-    let tenant = ingest
-        .tenants
-        .get(tenant_id)
-        .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "unknown_tenant", "unknown tenant"))?;
+    let tenant = ingest.tenant(tenant_id)?;
     check_origin(tenant, request.headers())?;
     let client = client_addr(&request, ingest.settings.collect.trust_forwarded_for);
     let key: (Arc<str>, IpAddr) = (Arc::from(tenant_id), client);
@@ -687,21 +702,15 @@ async fn handle_collect(
         .describe(&req)
         .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let now = OffsetDateTime::now_utc();
-    let raw = RawEvent {
-        event_id: inbound.event_id,
-        tenant: tenant_id.to_string(),
-        provider: ProviderKind::Collect.name().to_string(),
-        topic: inbound.topic,
-        received_at: unix_millis(now),
-        headers: headers
-            .select(ProviderKind::Collect.kept_headers())
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body: body.to_vec(),
-        verification: Verification::unsigned(),
-        trace_context: Some(trace.header_value()),
-    };
+    let raw = raw_event(
+        tenant_id,
+        ProviderKind::Collect,
+        inbound,
+        &headers,
+        &body,
+        now,
+        trace,
+    );
     store(ingest, ProviderKind::Collect, raw, trace).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
