@@ -139,7 +139,8 @@ async fn with_the_broker_down_requests_get_503_and_their_retries_are_stored_once
         let (client, base, req) = (client.clone(), ing.base.clone(), req.clone());
         held.spawn(async move { send(&client, &base, &req).await.status().as_u16() });
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Well inside the 1.5 s the held requests wait for Kafka.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let shed = send(&client, &ing.base, &requests[5]).await;
     assert_eq!(shed.status(), 503);
     assert_eq!(shed.headers()["retry-after"], "7");
