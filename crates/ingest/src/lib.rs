@@ -273,7 +273,29 @@ pub fn app(ingest: Arc<Ingest>, registry: Registry) -> Router {
         let probe = probe.clone();
         Box::pin(async move { probe.ready().await })
     });
-    router(ingest).merge(storefold_runtime::server::ops_router(registry, ready))
+    router(ingest)
+        .merge(storefold_runtime::server::ops_router(registry, ready))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+}
+
+/// Unknown paths get the JSON error body too.
+async fn no_route() -> Response {
+    Rejection::new(
+        StatusCode::NOT_FOUND,
+        "no_such_endpoint",
+        "no such endpoint; webhooks go to POST /v1/webhooks/{tenant}/{provider}",
+    )
+    .into_response()
+}
+
+async fn wrong_method() -> Response {
+    Rejection::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint takes POST",
+    )
+    .into_response()
 }
 
 /// Runs the ingest of `config` until `shutdown` is cancelled: checks the raw topics,

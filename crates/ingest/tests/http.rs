@@ -129,6 +129,20 @@ async fn every_status_of_the_http_table() {
     )
     .await;
 
+    // Outside the table: unknown paths and wrong methods still answer JSON.
+    let resp = client
+        .get(format!("{}/v1/webhooks/{TENANT}/shopify", ing.base))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 405, "method_not_allowed").await;
+    let resp = client
+        .post(format!("{}/v1/webhooks/{TENANT}", ing.base))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 404, "no_such_endpoint").await;
+
     // 413: over the limit, with and without a Content-Length.
     let big = samples::Sample {
         provider: ProviderKind::Shopify,
