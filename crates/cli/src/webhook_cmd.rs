@@ -115,15 +115,12 @@ pub(crate) async fn run(config: Option<&Config>, command: WebhookCommand) -> Res
             .sign(&secret, &topic, &body, OffsetDateTime::now_utc())
             .context("signing")?;
         headers.extend(signed.headers);
-        let mut url = format!("{base}/v1/webhooks/{}/{}", args.tenant, args.provider);
-        if let Some(token) = signed.url_token {
-            let q: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", &token)
-                .finish();
-            url.push('?');
-            url.push_str(&q);
-        }
-        return post(&url, &headers, signed.body).await;
+        let path = storefold_providers::webhook_path(
+            &args.tenant,
+            args.provider.name(),
+            signed.url_token.as_deref(),
+        );
+        return post(&format!("{base}{path}"), &headers, signed.body).await;
     };
     post(&url, &headers, body).await
 }

@@ -163,6 +163,21 @@ pub struct Signed {
     pub body: Vec<u8>,
 }
 
+/// The ingest path a provider posts to for `tenant`: `/v1/webhooks/{tenant}/{provider}`,
+/// with `?token=` (URL-encoded) for the providers that sign nothing.
+pub fn webhook_path(tenant: &str, provider: &str, url_token: Option<&str>) -> String {
+    let mut path = format!("/v1/webhooks/{tenant}/{provider}");
+    if let Some(token) = url_token {
+        path.push('?');
+        path.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", token)
+                .finish(),
+        );
+    }
+    path
+}
+
 /// HMAC-SHA256 of `data` with `key`.
 pub fn hmac_sha256(key: &[u8], data: &[&[u8]]) -> Vec<u8> {
     let mut mac =
@@ -512,6 +527,18 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn webhook_paths_encode_the_token() {
+        assert_eq!(
+            webhook_path("acme", "stripe", None),
+            "/v1/webhooks/acme/stripe"
+        );
+        assert_eq!(
+            webhook_path("acme", "shippo", Some("a&b c")),
+            "/v1/webhooks/acme/shippo?token=a%26b+c"
+        );
     }
 
     #[test]

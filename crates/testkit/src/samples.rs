@@ -158,13 +158,12 @@ pub fn signed_with(
         .provider
         .sign(secret, sample.topic, &sample.body, now)?;
     headers.extend(signed.headers);
-    let mut path = format!("/v1/webhooks/{tenant}/{}", sample.provider.name());
-    if let Some(token) = signed.url_token {
-        path.push_str("?token=");
-        path.push_str(&token);
-    }
     Ok(SignedRequest {
-        path,
+        path: storefold_providers::webhook_path(
+            tenant,
+            sample.provider.name(),
+            signed.url_token.as_deref(),
+        ),
         headers,
         body: signed.body,
     })

@@ -349,6 +349,19 @@ fn charge_of_intent(pi: &PaymentIntent) -> Option<&Charge> {
     }
 }
 
+/// The payment intent a refund or dispute belongs to: its own reference, else the
+/// one of its charge when Stripe expanded it.
+fn payment_intent_id<'a>(
+    own: Option<&'a Expandable<PaymentIntent>>,
+    charge: Option<&'a Charge>,
+) -> Option<&'a str> {
+    own.map(Expandable::id).or_else(|| {
+        charge
+            .and_then(|c| c.payment_intent.as_ref())
+            .map(Expandable::id)
+    })
+}
+
 fn standalone_refund(
     opts: &MapOptions,
     refund: &Refund,
@@ -357,15 +370,7 @@ fn standalone_refund(
 ) -> Result<CanonRefund, MapError> {
     let charge = refund.charge.as_ref();
     let charge_obj = charge.and_then(Expandable::object);
-    let pi_id = refund
-        .payment_intent
-        .as_ref()
-        .map(Expandable::id)
-        .or_else(|| {
-            charge_obj
-                .and_then(|c| c.payment_intent.as_ref())
-                .map(Expandable::id)
-        });
+    let pi_id = payment_intent_id(refund.payment_intent.as_ref(), charge_obj);
     let payment_id = pi_id.or(charge.map(Expandable::id)).map(str::to_string);
     let pi_meta = refund
         .payment_intent
@@ -440,15 +445,7 @@ fn dispute_event(
     let status = dispute_status(&dispute.status)?;
     let charge = dispute.charge.as_ref();
     let charge_obj = charge.and_then(Expandable::object);
-    let pi = dispute
-        .payment_intent
-        .as_ref()
-        .map(Expandable::id)
-        .or_else(|| {
-            charge_obj
-                .and_then(|c| c.payment_intent.as_ref())
-                .map(Expandable::id)
-        });
+    let pi = payment_intent_id(dispute.payment_intent.as_ref(), charge_obj);
     // The balance transactions tell what already moved: a withdrawal is negative,
     // a reinstatement positive. The event type says it too, for its own move.
     let withdrawn = dispute
