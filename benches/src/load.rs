@@ -128,15 +128,6 @@ pub fn prepare(base: &str, pool: &[SignedRequest]) -> Arc<Vec<Prepared>> {
     )
 }
 
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
-}
-
 async fn post(client: &reqwest::Client, req: &Prepared) -> bool {
     let sent = client
         .post(req.url.clone())
@@ -161,7 +152,7 @@ pub async fn closed_loop(
     concurrency: usize,
     duration: Duration,
 ) -> Report {
-    let client = client();
+    let client = storefold_testkit::http_client();
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
@@ -195,7 +186,7 @@ pub async fn open_loop(
     duration: Duration,
     workers: usize,
 ) -> Report {
-    let client = client();
+    let client = storefold_testkit::http_client();
     let started = Instant::now();
     let total = (rate * duration.as_secs_f64()) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);

@@ -76,7 +76,10 @@ type Limiter = DefaultKeyedRateLimiter<(Arc<str>, IpAddr)>;
 pub struct Ingest {
     tenants: HashMap<String, Tenant>,
     publisher: Publisher,
-    topics: Topics,
+    /// `raw.<provider>` of every provider, named once.
+    raw_topic_names: HashMap<ProviderKind, String>,
+    /// The raw topics this configuration writes to (see [`Ingest::raw_topics`]).
+    used_raw_topics: Vec<String>,
     codec: AvroCodec,
     settings: IngestConfig,
     metrics: IngestMetrics,
@@ -88,7 +91,7 @@ impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ingest")
             .field("tenants", &self.tenants.keys().collect::<Vec<_>>())
-            .field("topics", &self.topics)
+            .field("raw_topics", &self.used_raw_topics)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -135,10 +138,20 @@ impl Ingest {
         let quota =
             Quota::per_second(NonZeroU32::new(c.requests_per_second).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(c.burst).unwrap_or(NonZeroU32::MIN));
+        let raw_topic_names: HashMap<ProviderKind, String> =
+            Topics::new(&config.kafka.topic_prefix)
+                .all_raw()
+                .into_iter()
+                .collect();
+        let used_raw_topics = used_providers(&tenants)
+            .into_iter()
+            .map(|k| raw_topic_names[&k].clone())
+            .collect();
         Ok(Arc::new(Self {
             tenants,
             publisher,
-            topics: Topics::new(&config.kafka.topic_prefix),
+            raw_topic_names,
+            used_raw_topics,
             codec: AvroCodec::embedded()?,
             metrics: IngestMetrics::new(registry),
             limiter: DefaultKeyedRateLimiter::keyed(quota),
@@ -157,18 +170,12 @@ impl Ingest {
 
     /// The raw topics this configuration writes to (configured providers, and
     /// `collect` when a tenant allows origins).
-    pub fn raw_topics(&self) -> Vec<String> {
-        let mut kinds: Vec<ProviderKind> = self
-            .tenants
-            .values()
-            .flat_map(|t| t.providers.keys().copied())
-            .collect();
-        if self.tenants.values().any(|t| !t.origins.is_empty()) {
-            kinds.push(ProviderKind::Collect);
-        }
-        kinds.sort();
-        kinds.dedup();
-        kinds.into_iter().map(|k| self.topics.raw(k)).collect()
+    pub fn raw_topics(&self) -> &[String] {
+        &self.used_raw_topics
+    }
+
+    fn raw_topic(&self, kind: ProviderKind) -> &str {
+        &self.raw_topic_names[&kind]
     }
 
     /// Refuses to start when a raw topic the configuration needs does not exist
@@ -183,10 +190,11 @@ impl Ingest {
         })
         .await
         .map_err(|e| IngestError::Topics(format!("metadata task failed: {e}")))??;
-        let missing: Vec<String> = self
+        let missing: Vec<&str> = self
             .raw_topics()
-            .into_iter()
-            .filter(|t| !view.topics.contains_key(t))
+            .iter()
+            .filter(|t| !view.topics.contains_key(*t))
+            .map(String::as_str)
             .collect();
         if missing.is_empty() {
             Ok(())
@@ -239,9 +247,9 @@ impl Ingest {
         let producer = self.publisher.producer().clone();
         let topic = self
             .raw_topics()
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| self.topics.raw(ProviderKind::Shopify));
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.raw_topic(ProviderKind::Shopify).to_string());
         tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;
             producer
@@ -253,6 +261,21 @@ impl Ingest {
         .await
         .map_err(|e| e.to_string())?
     }
+}
+
+/// Providers some tenant is configured for, plus `collect` when a tenant allows
+/// origins; sorted.
+fn used_providers(tenants: &HashMap<String, Tenant>) -> Vec<ProviderKind> {
+    let mut kinds: Vec<ProviderKind> = tenants
+        .values()
+        .flat_map(|t| t.providers.keys().copied())
+        .collect();
+    if tenants.values().any(|t| !t.origins.is_empty()) {
+        kinds.push(ProviderKind::Collect);
+    }
+    kinds.sort();
+    kinds.dedup();
+    kinds
 }
 
 /// The ingest's routes (without the ops endpoints).
@@ -541,7 +564,7 @@ async fn handle_webhook(
         .describe(&req)
         .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let raw = raw_event(tenant_id, kind, inbound, &headers, &body, now, trace);
-    store(ingest, kind, raw, trace).await?;
+    store(ingest, kind, raw).await?;
     Ok(match kind {
         ProviderKind::Adyen => (
             [(header::CONTENT_TYPE, "text/plain")],
@@ -584,12 +607,7 @@ fn raw_event(
 }
 
 /// Encodes and produces `raw`, waiting for Kafka's acknowledgement.
-async fn store(
-    ingest: &Ingest,
-    kind: ProviderKind,
-    raw: RawEvent,
-    trace: &trace::TraceContext,
-) -> Result<Stored, Rejection> {
+async fn store(ingest: &Ingest, kind: ProviderKind, raw: RawEvent) -> Result<Stored, Rejection> {
     ingest
         .metrics
         .body_bytes
@@ -605,17 +623,19 @@ async fn store(
                 format!("cannot encode the raw event: {e}"),
             )
         })?;
-    let topic = ingest.topics.raw(kind);
-    let traceparent = trace.header_value();
+    let topic = ingest.raw_topic(kind);
     let started = Instant::now();
     let result = ingest
         .publisher
         .publish(
-            &topic,
+            topic,
             &raw.tenant,
             &payload,
             &[
-                ("traceparent", traceparent.as_str()),
+                (
+                    "traceparent",
+                    raw.trace_context.as_deref().unwrap_or_default(),
+                ),
                 ("storefold-event-id", raw.event_id.as_str()),
             ],
         )
@@ -733,7 +753,7 @@ async fn handle_collect(
         now,
         trace,
     );
-    store(ingest, ProviderKind::Collect, raw, trace).await?;
+    store(ingest, ProviderKind::Collect, raw).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

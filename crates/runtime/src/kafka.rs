@@ -154,8 +154,9 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
 /// and the Java client's murmur2 partitioner so a key lands on the same partition
 /// number as with any Kafka client.
 pub fn producer_config(kafka: &KafkaConfig, delivery_timeout: Duration) -> ClientConfig {
-    let mut c = client_config(kafka);
-    c.set("acks", "all")
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("compression.type", "lz4")
@@ -166,6 +167,7 @@ pub fn producer_config(kafka: &KafkaConfig, delivery_timeout: Duration) -> Clien
             "message.timeout.ms",
             delivery_timeout.as_millis().max(1).to_string(),
         );
+    // The operator's properties (security, tuning) come last and win.
     for (k, v) in &kafka.properties {
         c.set(k, v);
     }
