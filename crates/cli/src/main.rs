@@ -11,6 +11,7 @@
 
 mod ingest_cmd;
 mod normalize_cmd;
+mod process_cmd;
 mod schemas_cmd;
 mod topics_cmd;
 mod webhook_cmd;
@@ -61,6 +62,20 @@ enum Command {
     /// SIGTERM or Ctrl-C: stops accepting, finishes in-flight requests and their
     /// produces, then exits.
     Ingest(ingest_cmd::IngestArgs),
+    /// Run a processor instance: fold the raw topics into customer and order
+    /// state (RocksDB per task under processor.state_dir), exactly once, and
+    /// publish projections, triggers and dead letters. Serves the query API
+    /// (/v1/tenants/{tenant}/customers/…, /orders/…) with /healthz, /readyz and
+    /// /metrics on processor.listen.
+    ///
+    /// Instances share the work through the consumer group processor.group_id.
+    /// Refuses to start when its state was built from another Kafka cluster or
+    /// when a raw topic was truncated under it. Stops gracefully on SIGTERM.
+    Process(process_cmd::ProcessArgs),
+    /// Rebuild all state from the raw topics with a new projection generation,
+    /// so the rebuilt history supersedes the old one in every sink. Owns every
+    /// partition: stop the processor instances first.
+    Replay(process_cmd::ReplayArgs),
     /// Create or check storefold's Kafka topics (raw.<provider>, changelog,
     /// customers, orders, triggers, dlq.processor).
     Topics {
@@ -108,6 +123,14 @@ fn main() {
         Command::Ingest(args) => load_config(cli.config.as_deref()).and_then(|config| {
             init_logs(&config, cli.log_format);
             runtime()?.block_on(ingest_cmd::run(config, args))
+        }),
+        Command::Process(args) => load_config(cli.config.as_deref()).and_then(|config| {
+            init_logs(&config, cli.log_format);
+            runtime()?.block_on(process_cmd::process(config, args))
+        }),
+        Command::Replay(args) => load_config(cli.config.as_deref()).and_then(|config| {
+            init_logs(&config, cli.log_format);
+            runtime()?.block_on(process_cmd::replay(config, args))
         }),
         Command::Topics { command } => load_config(cli.config.as_deref()).and_then(|config| {
             init_logs(&config, cli.log_format);

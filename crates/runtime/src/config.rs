@@ -65,6 +65,8 @@ pub struct Config {
     #[serde(default)]
     pub ingest: IngestConfig,
     #[serde(default)]
+    pub processor: ProcessorConfig,
+    #[serde(default)]
     pub log: LogConfig,
     /// Tenants by id. Ids are lower case (`[a-z0-9_-]`), as they appear in URLs.
     #[serde(default)]
@@ -177,6 +179,49 @@ impl Default for IngestConfig {
             shutdown_timeout_secs: 30,
             max_in_flight: 4096,
             collect: CollectConfig::default(),
+        }
+    }
+}
+
+/// The processor: state, batching and its HTTP port (query API and metrics).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    /// Address of the query API and /healthz, /readyz, /metrics.
+    pub listen: SocketAddr,
+    /// Where each task keeps its RocksDB (`task-<partition>`).
+    pub state_dir: PathBuf,
+    /// Consumer group of the processor instances.
+    pub group_id: String,
+    /// A batch is committed after this long at the latest.
+    pub commit_interval_ms: u64,
+    /// A batch is committed once it holds this many raw events.
+    pub batch_size: usize,
+    /// How long a provider event id is remembered to recognise retries (hours,
+    /// measured in the events' receive time, not the processor's clock).
+    pub idempotency_retention_hours: u64,
+    /// Records kept in memory between batches per task (a read cache in front of RocksDB).
+    pub cache_records: usize,
+    /// fsync RocksDB's write-ahead log on every commit (survives power loss, not
+    /// only process crashes).
+    pub sync_writes: bool,
+    /// How long a commit step waits for Kafka before the batch is abandoned and
+    /// the task restarts from its committed state.
+    pub produce_timeout_ms: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            state_dir: PathBuf::from("./.storefold/state"),
+            group_id: "storefold-processor".into(),
+            commit_interval_ms: 500,
+            batch_size: 2_000,
+            idempotency_retention_hours: 24 * 30,
+            cache_records: 200_000,
+            sync_writes: false,
+            produce_timeout_ms: 30_000,
         }
     }
 }
@@ -379,6 +424,15 @@ impl Config {
             return Err(invalid(
                 "ingest.collect.requests_per_second and burst must be positive",
             ));
+        }
+        let p = &self.processor;
+        if p.batch_size == 0 || p.commit_interval_ms == 0 || p.produce_timeout_ms == 0 {
+            return Err(invalid(
+                "processor.batch_size, commit_interval_ms and produce_timeout_ms must be positive",
+            ));
+        }
+        if p.group_id.trim().is_empty() {
+            return Err(invalid("processor.group_id is empty"));
         }
         for (id, tenant) in &self.tenants {
             if !valid_tenant_id(id) {

@@ -407,6 +407,11 @@ pub async fn create_topics(
             if let Some(r) = r {
                 t = t.set("retention.ms", r);
             }
+            if s.co_partitioned && s.cleanup == CleanupPolicy::Compact {
+                // The changelog: a superseded committed value must outlive any
+                // orphan record that still has to be repaired (ARCHITECTURE §5.5).
+                t = t.set("min.compaction.lag.ms", "3600000");
+            }
             t
         })
         .collect();

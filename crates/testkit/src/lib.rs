@@ -4,10 +4,14 @@
 //!   process ([`broker::MockBroker`]) or in its own process
 //!   ([`broker::BrokerProcess`], for restart and crash tests), and a reader that
 //!   returns everything a topic holds.
+//! - [`history`]: a seeded multi-tenant history of raw webhooks (Shopify, Stripe,
+//!   AfterShip, Zendesk, Gorgias, browser touches) in arrival order, late and
+//!   duplicated deliveries included, and the in-memory fold it must give.
 //! - [`samples`]: one real-looking webhook per provider, signed as the provider would
 //!   sign it, and a tenant configuration with every provider's secret.
 
 pub mod broker;
+pub mod history;
 pub mod samples;
 
 /// An HTTP client for tests (rustls with the ring provider, installed once).

@@ -1,0 +1,287 @@
+//! Processor throughput against a raw passthrough, on the same broker and the
+//! same input (ARCHITECTURE §5; figures printed, never asserted).
+//!
+//! The broker is librdkafka's mock cluster in its own process. It keeps only
+//! about 5 MiB per partition, so the topics get enough partitions for the
+//! input and the run checks at the end that no partition lost a record (every
+//! log start offset is still 0) — a figure from a truncated log would be void.
+//!
+//! 1. generate a multi-tenant history (default 1M distinct customers) and
+//!    produce it to the raw topics;
+//! 2. (a) passthrough: consume every raw record and produce it to another
+//!    topic with the processor's producer settings, waiting for the
+//!    acknowledgements and committing offsets every `batch` records;
+//! 3. (b) the processor (all partitions, one instance) folds the same input;
+//! 4. cold restore: a second instance with an empty state dir rebuilds every
+//!    task from the changelog;
+//! 5. peak RSS of (b) (the bench process, reset before the run).
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use prometheus::Registry;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+use storefold_codec::{AvroCodec, WireFormat};
+use storefold_processor::{Mode, Processor};
+use storefold_providers::ProviderKind;
+use storefold_runtime::config::Config;
+use storefold_runtime::kafka::{Topics, java_partition, producer_config, topic_specs};
+use storefold_testkit::broker::BrokerProcess;
+use storefold_testkit::history::{HistorySpec, history};
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn say(s: String) {
+    let _ = writeln!(std::io::stderr(), "{s}");
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let mut args = std::env::args();
+    while let Some(a) = args.next() {
+        if a == name {
+            return args.next().and_then(|v| v.parse().ok()).unwrap_or(default);
+        }
+    }
+    default
+}
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let customers = arg("--customers", 1_000_000);
+    let events_n = arg("--events", customers * 6 / 5);
+    let partitions = arg("--partitions", 128) as i32;
+    let batch = arg("--batch", 5_000);
+    let tenants = 100usize;
+
+    let mut broker = BrokerProcess::start(1);
+    let dir = tempfile::tempdir().expect("tmp");
+    let toml = format!(
+        "[kafka]\nbootstrap_servers = \"{}\"\npartitions = {partitions}\n\
+         [processor]\nstate_dir = \"{}\"\nbatch_size = {batch}\ncommit_interval_ms = 1000\ncache_records = 300000\n",
+        broker.bootstrap(),
+        dir.path().join("state").display()
+    );
+    let config = Config::from_toml_str(&toml, Vec::new()).expect("config");
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    for spec in topic_specs(&config.kafka) {
+        broker
+            .create_topic(&spec.name, spec.partitions)
+            .expect("topic");
+    }
+    let passthrough = format!("{}bench.passthrough", config.kafka.topic_prefix);
+    broker
+        .create_topic(&passthrough, partitions)
+        .expect("topic");
+
+    let t = Instant::now();
+    let events = history(&HistorySpec {
+        tenants,
+        customers_per_tenant: customers / tenants,
+        events: events_n,
+        duplicate_pct: 2,
+        seed: 42,
+    });
+    let total = events.len();
+    let bytes: usize = events.iter().map(|e| e.body.len()).sum();
+    say(format!(
+        "generated {total} raw events ({} distinct customers over {tenants} tenants, mean body {} B) in {:.1?}",
+        customers,
+        bytes / total.max(1),
+        t.elapsed()
+    ));
+    let t = Instant::now();
+    {
+        let codec = AvroCodec::embedded().expect("codec");
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("linger.ms", "20")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.messages", "500000")
+            .create()
+            .expect("producer");
+        for e in &events {
+            let kind: ProviderKind = e.provider.parse().expect("provider");
+            let topic = topics.raw(kind);
+            let payload = codec.encode(e, WireFormat::SingleObject).expect("encode");
+            let mut rec = BaseRecord::to(&topic)
+                .key(e.tenant.as_bytes())
+                .payload(&payload)
+                .partition(java_partition(e.tenant.as_bytes(), partitions));
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        rec = back;
+                        producer.poll(Duration::from_millis(5));
+                    }
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(120)).expect("flush");
+    }
+    drop(events);
+    say(format!("produced the raw topics in {:.1?}", t.elapsed()));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    // (a) passthrough.
+    let raw_topics: Vec<String> = topics.all_raw().into_iter().map(|(_, t)| t).collect();
+    let consumer: BaseConsumer = storefold_runtime::kafka::client_config(&config.kafka)
+        .set("group.id", "bench-passthrough")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let names: Vec<&str> = raw_topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).expect("subscribe");
+    let producer: FutureProducer = producer_config(&config.kafka, Duration::from_secs(30))
+        .create()
+        .expect("producer");
+    let t = Instant::now();
+    let mut moved = 0usize;
+    let mut pending = Vec::with_capacity(batch);
+    while moved < total {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.expect("consume");
+        let mut rec = FutureRecord::to(&passthrough)
+            .key(m.key().unwrap_or_default())
+            .payload(m.payload().unwrap_or_default())
+            .partition(m.partition());
+        loop {
+            match producer.send_result(rec) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((_, back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        moved += 1;
+        if pending.len() >= batch || moved == total {
+            rt.block_on(async {
+                for f in pending.drain(..) {
+                    f.await.expect("delivery").expect("acknowledged");
+                }
+            });
+            consumer
+                .commit_consumer_state(CommitMode::Sync)
+                .expect("commit");
+        }
+    }
+    let pass_secs = t.elapsed().as_secs_f64();
+    let pass_rate = total as f64 / pass_secs;
+    say(format!(
+        "(a) passthrough: {total} records in {pass_secs:.1} s = {pass_rate:.0} records/s"
+    ));
+    drop(consumer);
+
+    // (b) the processor.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = status_kb("VmRSS:");
+    let registry = Registry::new();
+    let p = Processor::new(&config, registry.clone(), rt.handle().clone()).expect("processor");
+    let mut opts = storefold_processor::options(&config, Mode::All);
+    opts.exit_when_caught_up = true;
+    let t = Instant::now();
+    let summary = p
+        .run_blocking(opts, CancellationToken::new())
+        .expect("processor run");
+    let proc_secs = t.elapsed().as_secs_f64();
+    let proc_rate = summary.events as f64 / proc_secs;
+    let peak = status_kb("VmHWM:");
+    drop(p);
+    say(format!(
+        "(b) processor: {} events in {} batches, {proc_secs:.1} s = {proc_rate:.0} events/s; peak RSS {} MiB (baseline before the run {} MiB)",
+        summary.events,
+        summary.batches,
+        peak / 1024,
+        rss_before / 1024
+    ));
+    say(format!(
+        "ratio processor / passthrough = {:.2} (target >= 0.5)",
+        proc_rate / pass_rate
+    ));
+
+    // Cold restore into an empty state dir.
+    let mut cold = config.clone();
+    cold.processor.state_dir = dir.path().join("cold");
+    let registry = Registry::new();
+    let p = Processor::new(&cold, registry.clone(), rt.handle().clone()).expect("processor");
+    let mut opts = storefold_processor::options(&cold, Mode::All);
+    opts.exit_when_caught_up = true;
+    opts.group_id = "bench-cold".into();
+    let t = Instant::now();
+    p.run_blocking(opts, CancellationToken::new())
+        .expect("restore run");
+    let secs = t.elapsed().as_secs_f64();
+    let restored: f64 = storefold_runtime::metrics::encode(&registry)
+        .lines()
+        .filter(|l| l.starts_with("storefold_processor_restore_records_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    say(format!(
+        "cold restore: {restored:.0} changelog records in {secs:.1} s = {:.0} records/s",
+        restored / secs
+    ));
+
+    // Nothing may have been dropped by the mock cluster.
+    let check: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("consumer");
+    let md = check
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let mut dropped = 0;
+    let mut biggest = 0i64;
+    for t in md.topics() {
+        for part in t.partitions() {
+            let (low, high) = check
+                .fetch_watermarks(t.name(), part.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            biggest = biggest.max(high);
+            if low != 0 {
+                dropped += 1;
+                say(format!(
+                    "DROPPED: {}/{} starts at {low}",
+                    t.name(),
+                    part.id()
+                ));
+            }
+        }
+    }
+    if dropped > 0 {
+        say(format!(
+            "{dropped} partitions lost records: the figures above are VOID; rerun with more --partitions"
+        ));
+        std::process::exit(1);
+    }
+    say(format!(
+        "no partition lost a record (largest partition: {biggest} records)"
+    ));
+}

@@ -1,0 +1,229 @@
+//! storefold-processor: folds the raw topics into customer and order state,
+//! exactly once, with RocksDB per task and the commit protocol of
+//! ARCHITECTURE §5.
+//!
+//! - [`task`]: a task owns partition p of every raw topic: decode → map →
+//!   dedupe → correlate and fold (storefold-core) → commit (changelog records,
+//!   marker, one RocksDB write batch, outbox → projections, triggers, dead
+//!   letters).
+//! - [`restore`]: the start protocol's reading of the changelog (pure).
+//! - [`runner`]: the consumer group loop and the rebalance callbacks.
+//! - [`query`]: the Customer 360 and order endpoints.
+
+pub mod db;
+mod failpoint;
+pub mod metrics;
+pub mod query;
+pub mod records;
+pub mod restore;
+pub mod runner;
+pub mod task;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus::Registry;
+use rdkafka::producer::FutureProducer;
+use storefold_codec::AvroCodec;
+use storefold_providers::MapOptions;
+use storefold_runtime::config::Config;
+use storefold_runtime::kafka::{Topics, describe_cluster, producer_config};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use runner::{Mode, Owned, RunOptions, RunSummary};
+pub use task::{Shared, TaskError};
+
+/// Why the processor could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("{0}")]
+    Config(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A processor instance: shared settings, the stores it owns, its metrics.
+#[derive(Debug)]
+pub struct Processor {
+    pub shared: Arc<Shared>,
+    pub owned: Owned,
+    pub registry: Registry,
+}
+
+impl Processor {
+    /// Checks the cluster and the topics and prepares the Kafka clients.
+    /// `rt` runs the producer's acknowledgement futures.
+    pub fn new(
+        config: &Config,
+        registry: Registry,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Processor, ProcessorError> {
+        if config.schema_registry.is_some() {
+            return Err(ProcessorError::Config(
+                "[schema_registry] is configured, but the processor does not speak the Confluent \
+                 wire format yet; remove the section to use Avro single-object encoding"
+                    .into(),
+            ));
+        }
+        let p = &config.processor;
+        let timeout = Duration::from_millis(p.produce_timeout_ms);
+        let topics = Topics::new(&config.kafka.topic_prefix);
+        let view = describe_cluster(&config.kafka, timeout)
+            .map_err(|e| ProcessorError::Kafka(format!("cannot reach the cluster: {e}")))?;
+        let cluster_id = view.cluster_id.clone().ok_or_else(|| {
+            ProcessorError::Kafka(
+                "the broker did not tell its cluster id; storefold stores it with the state to \
+                 never resume on a different log"
+                    .into(),
+            )
+        })?;
+        let raw_topics: Vec<String> = topics.all_raw().into_iter().map(|(_, t)| t).collect();
+        let changelog = topics.changelog();
+        let partitions = *view.topics.get(&changelog).ok_or_else(|| {
+            ProcessorError::Config(format!(
+                "topic {changelog} does not exist; run `storefold topics create`"
+            ))
+        })?;
+        let mut missing = Vec::new();
+        for t in raw_topics.iter().chain([
+            &topics.customers(),
+            &topics.orders(),
+            &topics.triggers(),
+            &topics.dlq_processor(),
+        ]) {
+            match view.topics.get(t) {
+                None => missing.push(t.clone()),
+                Some(n) if raw_topics.contains(t) && *n != partitions => {
+                    return Err(ProcessorError::Config(format!(
+                        "{t} has {n} partitions but {changelog} has {partitions}: the raw topics and \
+                         the changelog must be co-partitioned (`storefold topics check`)"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ProcessorError::Config(format!(
+                "missing topics: {}; run `storefold topics create`",
+                missing.join(", ")
+            )));
+        }
+        let producer: FutureProducer = producer_config(&config.kafka, timeout)
+            .create()
+            .map_err(|e| ProcessorError::Kafka(e.to_string()))?;
+        let codec = AvroCodec::embedded().map_err(|e| ProcessorError::Config(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            kafka: config.kafka.clone(),
+            topics,
+            codec,
+            producer,
+            rt,
+            metrics: metrics::ProcessorMetrics::new(&registry),
+            cluster_id,
+            raw_topics,
+            partitions,
+            state_dir: p.state_dir.clone(),
+            retention_ms: (p.idempotency_retention_hours as i64).saturating_mul(3_600_000),
+            sync_writes: p.sync_writes,
+            produce_timeout: timeout,
+            cache_records: p.cache_records,
+            map_options: MapOptions::default(),
+        });
+        Ok(Processor {
+            shared,
+            owned: Owned::default(),
+            registry,
+        })
+    }
+
+    /// Runs the consumer loop on the calling (blocking) thread.
+    pub fn run_blocking(
+        &self,
+        opts: RunOptions,
+        token: CancellationToken,
+    ) -> Result<RunSummary, TaskError> {
+        runner::run(self.shared.clone(), self.owned.clone(), opts, token)
+    }
+
+    /// Query API plus `/healthz`, `/readyz`, `/metrics`.
+    pub fn router(&self, running: Arc<AtomicBool>) -> axum::Router {
+        let ready: storefold_runtime::server::ReadyCheck = Arc::new(move || {
+            let running = running.clone();
+            Box::pin(async move {
+                if running.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("the processor loop is not running".to_string())
+                }
+            })
+        });
+        query::router(self.owned.clone(), self.shared.partitions).merge(
+            storefold_runtime::server::ops_router(self.registry.clone(), ready),
+        )
+    }
+}
+
+/// Run options from the configuration.
+pub fn options(config: &Config, mode: Mode) -> RunOptions {
+    RunOptions {
+        mode,
+        reset: false,
+        exit_when_caught_up: false,
+        batch_size: config.processor.batch_size,
+        commit_interval: Duration::from_millis(config.processor.commit_interval_ms),
+        group_id: config.processor.group_id.clone(),
+    }
+}
+
+/// `storefold process` / `storefold replay`: serves the HTTP port on `listener`
+/// and runs the loop until `shutdown` (or, with `exit_when_caught_up`, the end
+/// of the input).
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, ProcessorError> {
+    let registry = Registry::new();
+    let handle = tokio::runtime::Handle::current();
+    let cfg = config.clone();
+    let processor = tokio::task::spawn_blocking(move || Processor::new(&cfg, registry, handle))
+        .await
+        .map_err(|e| ProcessorError::Kafka(e.to_string()))??;
+    let processor = Arc::new(processor);
+    let running = Arc::new(AtomicBool::new(true));
+    let app = processor.router(running.clone());
+    let local = listener.local_addr().map_err(ProcessorError::Serve)?;
+    tracing::info!(%local, partitions = processor.shared.partitions, "processor listening");
+    let stop_http = CancellationToken::new();
+    let server = {
+        let stop = stop_http.clone();
+        tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .into_future(),
+        )
+    };
+    let p = processor.clone();
+    let token = shutdown.clone();
+    let result = tokio::task::spawn_blocking(move || p.run_blocking(opts, token))
+        .await
+        .map_err(|e| ProcessorError::Kafka(e.to_string()));
+    running.store(false, Ordering::SeqCst);
+    stop_http.cancel();
+    let _ = server.await;
+    Ok(result??)
+}

@@ -1,0 +1,145 @@
+//! The processor's Prometheus metrics (ARCHITECTURE §7). Labels are bounded:
+//! providers, outcomes, commit steps, reasons and task (partition) numbers.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use storefold_runtime::metrics::LATENCY_BUCKETS;
+use storefold_runtime::register;
+
+/// Batch sizes in events.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+#[derive(Clone, Debug)]
+pub struct ProcessorMetrics {
+    /// `storefold_processor_events_total{provider,outcome}`: applied, duplicate,
+    /// parked, released, rejected.
+    pub events: IntCounterVec,
+    /// `storefold_processor_batch_events`: raw events per committed batch.
+    pub batch_events: Histogram,
+    /// `storefold_processor_commit_duration_seconds{step}`: changelog, marker,
+    /// state, outbox, offsets, total.
+    pub commit_seconds: HistogramVec,
+    /// `storefold_processor_consumer_lag{task}`: raw records not yet folded.
+    pub lag: IntGaugeVec,
+    /// `storefold_processor_restore_records_total{task}`: changelog records read at start.
+    pub restore_records: IntCounterVec,
+    /// `storefold_processor_restore_remaining_records{task}`: still to read (0 when done).
+    pub restore_remaining: IntGaugeVec,
+    /// `storefold_processor_rocksdb_live_bytes{task}`
+    pub live_bytes: IntGaugeVec,
+    /// `storefold_processor_outbox_depth{task}`: outputs waiting to be produced.
+    pub outbox_depth: IntGaugeVec,
+    /// `storefold_processor_dlq_total{reason}`
+    pub dlq: IntCounterVec,
+    /// `storefold_processor_tasks`: tasks this instance owns.
+    pub tasks: IntGauge,
+    /// `storefold_processor_changelog_records_total{kind}`: restore findings
+    /// (zombie, orphan) and repairs.
+    pub changelog_findings: IntCounterVec,
+    /// `storefold_processor_task_failures_total{reason}`: batches abandoned.
+    pub task_failures: IntCounterVec,
+}
+
+impl ProcessorMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let task_gauge = |name: &str, help: &str| {
+            register!(registry, IntGaugeVec::new(Opts::new(name, help), &["task"]))
+        };
+        Self {
+            events: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "storefold_processor_events_total",
+                        "Events by provider and outcome (applied, duplicate, parked, released, rejected)"
+                    ),
+                    &["provider", "outcome"]
+                )
+            ),
+            batch_events: register!(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "storefold_processor_batch_events",
+                        "Raw events per committed batch"
+                    )
+                    .buckets(BATCH_BUCKETS.to_vec())
+                )
+            ),
+            commit_seconds: register!(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "storefold_processor_commit_duration_seconds",
+                        "Duration of each commit step (changelog, marker, state, outbox, offsets, total)"
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["step"]
+                )
+            ),
+            lag: task_gauge(
+                "storefold_processor_consumer_lag",
+                "Raw records not yet folded, per task",
+            ),
+            restore_records: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "storefold_processor_restore_records_total",
+                        "Changelog records read while starting tasks"
+                    ),
+                    &["task"]
+                )
+            ),
+            restore_remaining: task_gauge(
+                "storefold_processor_restore_remaining_records",
+                "Changelog records still to read before the task resumes",
+            ),
+            live_bytes: task_gauge(
+                "storefold_processor_rocksdb_live_bytes",
+                "RocksDB's estimate of live data per task",
+            ),
+            outbox_depth: task_gauge(
+                "storefold_processor_outbox_depth",
+                "Projections, triggers and dead letters waiting to be produced, per task",
+            ),
+            dlq: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "storefold_processor_dlq_total",
+                        "Raw events sent to the dead-letter topic, by reason"
+                    ),
+                    &["reason"]
+                )
+            ),
+            tasks: register!(
+                registry,
+                IntGauge::new("storefold_processor_tasks", "Tasks owned by this instance")
+            ),
+            changelog_findings: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "storefold_processor_changelog_records_total",
+                        "Changelog records found at start that were not applied (zombie, orphan)"
+                    ),
+                    &["kind"]
+                )
+            ),
+            task_failures: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "storefold_processor_task_failures_total",
+                        "Batches abandoned and tasks restarted from their committed state, by reason"
+                    ),
+                    &["reason"]
+                )
+            ),
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! How state, outbox entries and projections are laid out: keys, column
+//! families, value encodings, and the conversion of the fold's outputs into the
+//! Avro records of the projection and trigger topics.
+
+use std::collections::BTreeMap;
+
+use storefold_codec::{CustomerProjection, OrderProjection, StateKind};
+use storefold_core::engine::{Projection, StateValue, Trigger};
+use time::OffsetDateTime;
+
+/// RocksDB column families of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// Orders, customers, identity fragments, order metadata.
+    Aggregates,
+    /// Identity index entries and order references (correlation).
+    Indexes,
+    /// Provider event ids already applied, with their receive time.
+    Idempotency,
+    /// Events waiting for the order they refer to, and the per-reference lists.
+    Parked,
+    /// Projections, triggers and dead letters still to be produced.
+    Outbox,
+    /// Positions, epoch, generation, the log identity.
+    Meta,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Aggregates,
+        Family::Indexes,
+        Family::Idempotency,
+        Family::Parked,
+        Family::Outbox,
+        Family::Meta,
+    ];
+
+    /// Column family name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Aggregates => "aggregates",
+            Family::Indexes => "indexes",
+            Family::Idempotency => "idempotency",
+            Family::Parked => "parked",
+            Family::Outbox => "outbox",
+            Family::Meta => "meta",
+        }
+    }
+
+    /// The changelog kind of records of this family.
+    pub fn kind(self) -> StateKind {
+        match self {
+            Family::Aggregates => StateKind::Aggregate,
+            Family::Indexes => StateKind::Index,
+            Family::Idempotency => StateKind::Idempotency,
+            Family::Parked => StateKind::Parked,
+            Family::Outbox => StateKind::Other(OUTBOX_KIND.into()),
+            Family::Meta => StateKind::Meta,
+        }
+    }
+}
+
+/// Changelog kind of outbox records (a string kind the schema leaves open).
+pub const OUTBOX_KIND: &str = "outbox";
+/// Key prefix of outbox entries (`~outbox/<sequence>/<index>`).
+pub const OUTBOX_PREFIX: &str = "~outbox/";
+/// Key prefix of commit markers (`~marker/<epoch>`): one live marker per epoch.
+pub const MARKER_PREFIX: &str = "~marker/";
+/// Key prefix of fence records (`~fence/<epoch>`).
+pub const FENCE_PREFIX: &str = "~fence/";
+
+/// The family a state key belongs to, from its kind segment
+/// (`tenant/<kind>/id`, see `StateKey::encode`), `None` for keys that are not
+/// state (markers, fences) or unknown.
+pub fn family_of(key: &str) -> Option<Family> {
+    if key.starts_with(OUTBOX_PREFIX) {
+        return Some(Family::Outbox);
+    }
+    if key.starts_with('~') {
+        return None;
+    }
+    let (_, rest) = key.split_once('/')?;
+    let (kind, _) = rest.split_once('/')?;
+    Some(match kind {
+        "order" | "ordermeta" | "frag" | "cust" => Family::Aggregates,
+        "idx" | "ref" => Family::Indexes,
+        "parked" | "parkedby" => Family::Parked,
+        IDEM_KIND => Family::Idempotency,
+        _ => return None,
+    })
+}
+
+const IDEM_KIND: &str = "idem";
+
+/// Idempotency key of a raw event: `tenant/idem/provider:event_id`.
+pub fn idempotency_key(tenant: &str, provider: &str, event_id: &str) -> String {
+    format!("{tenant}/{IDEM_KIND}/{provider}:{event_id}")
+}
+
+/// Idempotency value: the raw event's receive time (ms), big-endian.
+pub fn idempotency_value(received_at_ms: i64) -> Vec<u8> {
+    received_at_ms.to_be_bytes().to_vec()
+}
+
+/// Receive time stored in an idempotency value.
+pub fn idempotency_stamp(value: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(value.get(..8)?.try_into().ok()?))
+}
+
+/// Outbox key of the `index`-th output of batch `sequence` (sorts by batch).
+pub fn outbox_key(sequence: i64, index: usize) -> String {
+    format!("{OUTBOX_PREFIX}{sequence:016}/{index:08}")
+}
+
+/// Batch sequence of an outbox key.
+pub fn outbox_sequence(key: &str) -> Option<i64> {
+    key.strip_prefix(OUTBOX_PREFIX)?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+pub fn marker_key(epoch: i64) -> String {
+    format!("{MARKER_PREFIX}{epoch:016}")
+}
+
+pub fn fence_key(epoch: i64) -> String {
+    format!("{FENCE_PREFIX}{epoch:016}")
+}
+
+/// Encodes a state value (JSON: self-describing, so records written by an older
+/// build stay readable when the shapes grow).
+pub fn encode_value(v: &StateValue) -> Vec<u8> {
+    // Serialising our own types to JSON cannot fail (string keys only).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+pub fn decode_value(bytes: &[u8]) -> Result<StateValue, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// The value of a fence record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fence {
+    /// Projection generation the epoch publishes.
+    pub generation: i64,
+    /// `storefold replay`: everything before this record is void.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+/// Something to produce after the commit: a projection, a trigger or a dead
+/// letter, with its topic, key, value and headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub topic: String,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = u32::from_be_bytes(input.get(..4)?.try_into().ok()?) as usize;
+    let rest = input.get(4..)?;
+    let (b, tail) = (rest.get(..len)?, rest.get(len..)?);
+    *input = tail;
+    Some(b)
+}
+
+impl OutboxEntry {
+    /// Length-prefixed fields: version 1, topic, key, value, header count, headers.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.value.len() + self.key.len() + 64);
+        out.push(1);
+        put_bytes(&mut out, self.topic.as_bytes());
+        put_bytes(&mut out, &self.key);
+        put_bytes(&mut out, &self.value);
+        out.extend_from_slice(&(self.headers.len() as u32).to_be_bytes());
+        for (k, v) in &self.headers {
+            put_bytes(&mut out, k.as_bytes());
+            put_bytes(&mut out, v);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<OutboxEntry> {
+        let (&version, mut input) = bytes.split_first()?;
+        if version != 1 {
+            return None;
+        }
+        let topic = String::from_utf8(take_bytes(&mut input)?.to_vec()).ok()?;
+        let key = take_bytes(&mut input)?.to_vec();
+        let value = take_bytes(&mut input)?.to_vec();
+        let n = u32::from_be_bytes(input.get(..4)?.try_into().ok()?);
+        input = input.get(4..)?;
+        let mut headers = Vec::new();
+        for _ in 0..n {
+            let k = String::from_utf8(take_bytes(&mut input)?.to_vec()).ok()?;
+            headers.push((k, take_bytes(&mut input)?.to_vec()));
+        }
+        Some(OutboxEntry {
+            topic,
+            key,
+            value,
+            headers,
+        })
+    }
+}
+
+fn millis(t: Option<OffsetDateTime>) -> i64 {
+    t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or(0)
+}
+
+/// Which projection topic a projection goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProjectionTopic {
+    Customers,
+    Orders,
+}
+
+/// The Avro record of a projection (generation from the task).
+#[derive(Debug)]
+pub enum ProjectionRecord {
+    Customer(CustomerProjection),
+    Order(OrderProjection),
+}
+
+/// Converts one of the fold's projections to its topic record.
+pub fn projection_record(p: &Projection, generation: i64) -> ProjectionRecord {
+    match p {
+        Projection::Customer { version, view } => ProjectionRecord::Customer(CustomerProjection {
+            tenant: view.tenant.clone(),
+            customer_id: view.customer_id.clone(),
+            generation,
+            version: *version as i64,
+            email: view.email.clone(),
+            phone: view.phone.clone(),
+            redacted: view.redacted,
+            merged_into: None,
+            updated_at: millis(view.last_event_at),
+            doc: serde_json::to_string(&**view).unwrap_or_default(),
+        }),
+        Projection::CustomerMerged {
+            tenant,
+            customer_id,
+            merged_into,
+            reason,
+            version,
+        } => ProjectionRecord::Customer(CustomerProjection {
+            tenant: tenant.clone(),
+            customer_id: customer_id.clone(),
+            generation,
+            version: *version as i64,
+            email: None,
+            phone: None,
+            redacted: false,
+            merged_into: Some(merged_into.clone()),
+            updated_at: 0,
+            doc: serde_json::json!({
+                "customer_id": customer_id,
+                "merged_into": merged_into,
+                "reason": reason,
+            })
+            .to_string(),
+        }),
+        Projection::Order { version, view } => {
+            let status = view
+                .order
+                .snapshot
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s.value.status).ok())
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "unknown".into());
+            ProjectionRecord::Order(OrderProjection {
+                tenant: view.tenant.clone(),
+                order_id: view.order_id.clone(),
+                customer_id: view.customer_id.clone(),
+                generation,
+                version: *version as i64,
+                status,
+                updated_at: millis(view.order.last_event_at),
+                doc: serde_json::to_string(&**view).unwrap_or_default(),
+            })
+        }
+    }
+}
+
+/// Converts a trigger of the fold to its topic record.
+pub fn trigger_record(t: &Trigger) -> storefold_codec::Trigger {
+    storefold_codec::Trigger {
+        trigger_id: t.trigger_id.clone(),
+        tenant: t.tenant.clone(),
+        customer_id: t.customer_id.clone().unwrap_or_default(),
+        order_id: t.order_id.clone(),
+        kind: t.kind.clone(),
+        occurred_at: millis(Some(t.occurred_at)),
+        source_event_id: t.source_event_id.clone(),
+        data: t.data.to_string(),
+    }
+}
+
+/// Positions as the marker carries them.
+pub fn input_positions(
+    positions: &BTreeMap<String, i64>,
+    partition: i32,
+) -> Vec<storefold_codec::InputPosition> {
+    positions
+        .iter()
+        .map(|(topic, next)| storefold_codec::InputPosition {
+            topic: topic.clone(),
+            partition,
+            next_offset: *next,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_follow_the_key_kind() {
+        assert_eq!(family_of("acme/order/shopify:1"), Some(Family::Aggregates));
+        assert_eq!(family_of("acme/cust/email:a@b.c"), Some(Family::Aggregates));
+        assert_eq!(
+            family_of("acme/ref/payment:stripe:pi_1"),
+            Some(Family::Indexes)
+        );
+        assert_eq!(family_of("acme/parkedby/tracking:1Z"), Some(Family::Parked));
+        assert_eq!(
+            family_of(&idempotency_key("acme", "stripe", "evt_1")),
+            Some(Family::Idempotency)
+        );
+        assert_eq!(family_of(&outbox_key(7, 3)), Some(Family::Outbox));
+        assert_eq!(family_of(&marker_key(2)), None);
+        assert_eq!(family_of("acme/nonsense/x"), None);
+    }
+
+    #[test]
+    fn outbox_entries_round_trip() {
+        let e = OutboxEntry {
+            topic: "storefold.customers".into(),
+            key: b"acme/c1".to_vec(),
+            value: vec![0xC3, 0x01, 9, 9],
+            headers: vec![("storefold-error".into(), b"x".to_vec())],
+        };
+        assert_eq!(OutboxEntry::decode(&e.encode()), Some(e.clone()));
+        assert_eq!(OutboxEntry::decode(&e.encode()[..10]), None);
+        assert_eq!(outbox_sequence(&outbox_key(42, 1)), Some(42));
+        assert!(outbox_key(9, 0) < outbox_key(10, 0));
+        assert_eq!(
+            idempotency_stamp(&idempotency_value(1_700_000_000_000)),
+            Some(1_700_000_000_000)
+        );
+    }
+}

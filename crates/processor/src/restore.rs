@@ -1,0 +1,394 @@
+//! The start protocol's reading of the changelog (ARCHITECTURE §5.3–5.4), kept
+//! free of I/O so it can be tested record by record.
+//!
+//! Records arrive in offset order. A record (epoch e, sequence s) is committed
+//! once a marker of epoch e with sequence ≥ s has been read; until then it is
+//! held back. Anything of a lower epoch that appears after a higher one is a
+//! zombie's and is ignored. What is committed comes out, in order, through
+//! [`Restorer::drain`]; at the end [`Restorer::finish`] tells the positions to
+//! resume from and which keys must be written again because their newest
+//! record was never committed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use storefold_codec::{CommitMarker, StateKind, StateRecord};
+
+use crate::records::{Fence, OUTBOX_PREFIX, outbox_sequence};
+
+/// What the last accepted commit marker (or the local state) says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Highest epoch known.
+    pub epoch: i64,
+    /// Sequence of the newest committed batch; -1 when none.
+    pub sequence: i64,
+    /// Newest batch whose outputs were produced; -1 when none.
+    pub flushed: i64,
+    /// Next offset per raw topic.
+    pub positions: BTreeMap<String, i64>,
+    /// Projection generation.
+    pub generation: i64,
+}
+
+/// A change to apply to the local state, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Put (`Some`) or delete (`None`) a state key.
+    Write(String, Option<Vec<u8>>),
+    /// A replay's reset fence: everything before is void; clear the state.
+    Reset,
+}
+
+/// Counters of one restore.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreStats {
+    pub records: u64,
+    pub applied: u64,
+    pub zombies: u64,
+    pub orphans: u64,
+    pub markers: u64,
+}
+
+/// The result of reading the changelog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub committed: Committed,
+    /// Offset just after the last accepted marker (where the next start may
+    /// begin reading), when one was read.
+    pub resume_offset: Option<i64>,
+    /// Keys whose newest changelog record was never committed: the first batch
+    /// writes them again with their committed value.
+    pub repair: Vec<String>,
+    pub stats: RestoreStats,
+}
+
+/// A record waiting for its marker: (sequence, offset, key, value).
+type Pending = (i64, i64, String, Option<Vec<u8>>);
+
+/// Reads changelog records; see the module docs.
+#[derive(Debug)]
+pub struct Restorer {
+    committed: Committed,
+    /// Highest epoch seen so far in this scan (fences, records, markers).
+    max_epoch: i64,
+    /// Newest marker sequence per epoch.
+    marker_seq: HashMap<i64, i64>,
+    /// Records not yet committed, per epoch, in offset order.
+    pending: BTreeMap<i64, Vec<Pending>>,
+    /// Keys whose newest record is not committed (yet), with that record's offset.
+    suspect: HashMap<String, i64>,
+    ready: Vec<Op>,
+    resume_offset: Option<i64>,
+    stats: RestoreStats,
+}
+
+/// Why a changelog record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("changelog offset {offset}: unreadable {what}: {detail}")]
+    Corrupt {
+        offset: i64,
+        what: &'static str,
+        detail: String,
+    },
+}
+
+impl Restorer {
+    /// Starts from what the local state already holds (default for an empty disk).
+    pub fn new(local: Committed) -> Self {
+        Self {
+            max_epoch: local.epoch,
+            committed: local,
+            marker_seq: HashMap::new(),
+            pending: BTreeMap::new(),
+            suspect: HashMap::new(),
+            ready: Vec::new(),
+            resume_offset: None,
+            stats: RestoreStats::default(),
+        }
+    }
+
+    /// Feeds the record at `offset`. `decode_marker` reads a marker's value.
+    pub fn feed(
+        &mut self,
+        offset: i64,
+        rec: StateRecord,
+        decode_marker: impl Fn(&[u8]) -> Option<CommitMarker>,
+    ) -> Result<(), RestoreError> {
+        self.stats.records += 1;
+        let e = rec.epoch;
+        let data = !matches!(rec.kind, StateKind::Marker | StateKind::Fence);
+        if e < self.max_epoch {
+            // Written by a task that had already been fenced off.
+            self.stats.zombies += 1;
+            if data {
+                self.suspect.insert(rec.key, offset);
+            }
+            return Ok(());
+        }
+        self.max_epoch = e;
+        self.committed.epoch = self.committed.epoch.max(e);
+        match rec.kind {
+            StateKind::Fence => {
+                let fence: Fence = rec
+                    .value
+                    .as_deref()
+                    .and_then(|v| serde_json::from_slice(v).ok())
+                    .ok_or_else(|| RestoreError::Corrupt {
+                        offset,
+                        what: "fence",
+                        detail: "no fence value".into(),
+                    })?;
+                if fence.reset {
+                    self.pending.clear();
+                    self.suspect.clear();
+                    self.marker_seq.clear();
+                    self.ready.clear();
+                    self.ready.push(Op::Reset);
+                    self.committed = Committed {
+                        epoch: e,
+                        sequence: self.committed.sequence,
+                        flushed: self.committed.sequence,
+                        positions: BTreeMap::new(),
+                        generation: fence.generation,
+                    };
+                    self.resume_offset = Some(offset + 1);
+                } else {
+                    self.committed.generation = fence.generation;
+                }
+            }
+            StateKind::Marker => {
+                let m = rec
+                    .value
+                    .as_deref()
+                    .and_then(&decode_marker)
+                    .ok_or_else(|| RestoreError::Corrupt {
+                        offset,
+                        what: "commit marker",
+                        detail: "undecodable value".into(),
+                    })?;
+                self.stats.markers += 1;
+                let s = m.sequence;
+                self.marker_seq.insert(e, s);
+                if let Some(list) = self.pending.get_mut(&e) {
+                    let keep = list.split_off(list.partition_point(|r| r.0 <= s));
+                    let done = std::mem::replace(list, keep);
+                    for (_seq, off, key, value) in done {
+                        if self.suspect.get(&key) == Some(&off) {
+                            self.suspect.remove(&key);
+                        }
+                        self.stats.applied += 1;
+                        self.ready.push(Op::Write(key, value));
+                    }
+                }
+                self.committed.sequence = s;
+                self.committed.flushed = m.flushed_batch;
+                self.committed.positions = m
+                    .input_positions
+                    .iter()
+                    .map(|p| (p.topic.clone(), p.next_offset))
+                    .collect();
+                self.resume_offset = Some(offset + 1);
+            }
+            _ => {
+                let s = rec.sequence;
+                if self.marker_seq.get(&e).is_some_and(|&m| m >= s) {
+                    // A record after its own batch's marker cannot be written by
+                    // the protocol; accept it as committed rather than lose it.
+                    self.suspect.remove(&rec.key);
+                    self.stats.applied += 1;
+                    self.ready.push(Op::Write(rec.key, rec.value));
+                } else {
+                    self.suspect.insert(rec.key.clone(), offset);
+                    // Pending records of one epoch are in sequence order
+                    // (batches commit one after the other).
+                    self.pending
+                        .entry(e)
+                        .or_default()
+                        .push((s, offset, rec.key, rec.value));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Committed changes read so far, in order.
+    pub fn drain(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Ends the scan.
+    pub fn finish(mut self) -> (Outcome, Vec<Op>) {
+        let mut repair: Vec<String> = self.suspect.into_keys().collect();
+        repair.sort();
+        self.stats.orphans = repair.len() as u64;
+        self.committed.epoch = self.committed.epoch.max(self.max_epoch);
+        let ops = self.ready;
+        (
+            Outcome {
+                committed: self.committed,
+                resume_offset: self.resume_offset,
+                repair,
+                stats: self.stats,
+            },
+            ops,
+        )
+    }
+}
+
+/// True when an outbox key belongs to a batch already produced.
+pub fn outbox_flushed(key: &str, flushed: i64) -> bool {
+    key.starts_with(OUTBOX_PREFIX) && outbox_sequence(key).is_some_and(|s| s <= flushed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{fence_key, marker_key};
+
+    fn rec(key: &str, epoch: i64, seq: i64, value: &str) -> StateRecord {
+        StateRecord {
+            key: key.into(),
+            kind: StateKind::Aggregate,
+            epoch,
+            sequence: seq,
+            value: Some(value.as_bytes().to_vec()),
+        }
+    }
+
+    fn marker(epoch: i64, seq: i64, pos: i64) -> StateRecord {
+        let m = CommitMarker {
+            epoch,
+            sequence: seq,
+            record_count: 0,
+            input_positions: vec![storefold_codec::InputPosition {
+                topic: "raw.shopify".into(),
+                partition: 0,
+                next_offset: pos,
+            }],
+            flushed_batch: seq - 1,
+        };
+        StateRecord {
+            key: marker_key(epoch),
+            kind: StateKind::Marker,
+            epoch,
+            sequence: seq,
+            value: Some(serde_json::to_vec(&m).unwrap()),
+        }
+    }
+
+    fn fence(epoch: i64, reset: bool) -> StateRecord {
+        StateRecord {
+            key: fence_key(epoch),
+            kind: StateKind::Fence,
+            epoch,
+            sequence: 0,
+            value: Some(
+                serde_json::to_vec(&Fence {
+                    generation: if reset { 2 } else { 1 },
+                    reset,
+                })
+                .unwrap(),
+            ),
+        }
+    }
+
+    fn run(records: Vec<StateRecord>) -> (Outcome, Vec<Op>) {
+        let mut r = Restorer::new(Committed {
+            sequence: -1,
+            flushed: -1,
+            generation: 1,
+            ..Committed::default()
+        });
+        let mut ops = Vec::new();
+        for (i, x) in records.into_iter().enumerate() {
+            r.feed(i as i64, x, |b| serde_json::from_slice(b).ok())
+                .unwrap();
+            ops.extend(r.drain());
+        }
+        let (out, rest) = r.finish();
+        ops.extend(rest);
+        (out, ops)
+    }
+
+    fn w(k: &str, v: &str) -> Op {
+        Op::Write(k.into(), Some(v.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn only_batches_with_a_marker_are_applied() {
+        let (out, ops) = run(vec![
+            fence(1, false),
+            rec("a", 1, 0, "a0"),
+            rec("b", 1, 0, "b0"),
+            marker(1, 0, 5),
+            rec("a", 1, 1, "a1"), // orphan: the task died before its marker
+        ]);
+        assert_eq!(ops, vec![w("a", "a0"), w("b", "b0")]);
+        assert_eq!(out.committed.positions["raw.shopify"], 5);
+        assert_eq!(out.committed.sequence, 0);
+        assert_eq!(out.repair, vec!["a".to_string()]);
+        assert_eq!(out.resume_offset, Some(4));
+    }
+
+    #[test]
+    fn zombies_after_a_higher_epoch_are_ignored() {
+        let (out, ops) = run(vec![
+            fence(1, false),
+            rec("a", 1, 0, "a0"),
+            marker(1, 0, 3),
+            fence(2, false),
+            rec("a", 1, 1, "zombie"),
+            marker(1, 1, 9),
+            rec("b", 2, 1, "b1"),
+            marker(2, 1, 4),
+        ]);
+        assert_eq!(ops, vec![w("a", "a0"), w("b", "b1")]);
+        assert_eq!(out.committed.epoch, 2);
+        assert_eq!(out.committed.positions["raw.shopify"], 4);
+        // The zombie's record is the newest of `a`: it is written again.
+        assert_eq!(out.repair, vec!["a".to_string()]);
+        assert_eq!(out.stats.zombies, 2);
+    }
+
+    #[test]
+    fn a_compacted_log_commits_through_the_newest_marker_of_each_epoch() {
+        // Markers of batches 0 and 1 were compacted away; the newest remains.
+        let (out, ops) = run(vec![
+            rec("a", 1, 0, "a0"),
+            rec("b", 1, 1, "b1"),
+            rec("c", 1, 2, "c2"),
+            marker(1, 2, 7),
+            fence(2, false),
+        ]);
+        assert_eq!(ops, vec![w("a", "a0"), w("b", "b1"), w("c", "c2")]);
+        assert!(out.repair.is_empty());
+        assert_eq!(out.committed.positions["raw.shopify"], 7);
+        assert_eq!(out.committed.epoch, 2);
+    }
+
+    #[test]
+    fn a_later_committed_record_clears_an_orphan() {
+        let (out, _) = run(vec![
+            rec("a", 1, 0, "orphan"),
+            fence(2, false),
+            rec("a", 2, 1, "a1"),
+            marker(2, 1, 2),
+        ]);
+        assert!(out.repair.is_empty());
+    }
+
+    #[test]
+    fn a_reset_fence_voids_everything_before_it() {
+        let (out, ops) = run(vec![
+            rec("a", 1, 0, "a0"),
+            marker(1, 0, 50),
+            fence(2, true),
+            rec("b", 2, 1, "b1"),
+            marker(2, 1, 3),
+        ]);
+        assert_eq!(ops, vec![w("a", "a0"), Op::Reset, w("b", "b1")]);
+        assert_eq!(out.committed.generation, 2);
+        assert_eq!(out.committed.positions["raw.shopify"], 3);
+    }
+}

@@ -1,0 +1,441 @@
+//! The consumer loop: one consumer in the processor group, tasks opened and
+//! closed by the rebalance callback, batches committed by size or interval.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers as _, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::TaskDb;
+use crate::task::{Input, Shared, Task, TaskError};
+
+/// The stores of the tasks this instance owns, for the query API.
+pub type Owned = Arc<RwLock<BTreeMap<i32, Arc<TaskDb>>>>;
+
+/// How partitions are taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Join the consumer group; tasks follow the group's assignment.
+    Group,
+    /// Own every partition without a group assignment (`storefold replay`).
+    All,
+}
+
+/// Run options.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub mode: Mode,
+    /// Start every task as a replay (clear state, new generation).
+    pub reset: bool,
+    /// Stop once every owned task has folded its partitions to their end.
+    pub exit_when_caught_up: bool,
+    pub batch_size: usize,
+    pub commit_interval: Duration,
+    pub group_id: String,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub events: u64,
+    pub batches: u64,
+    pub task_restarts: u64,
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    tasks: Mutex<BTreeMap<i32, Task>>,
+    owned: Owned,
+    reset: bool,
+    fatal: Mutex<Option<TaskError>>,
+}
+
+impl Ctx {
+    fn open(&self, p: i32) -> Result<Task, TaskError> {
+        let mut attempt = 0;
+        loop {
+            match Task::start(self.shared.clone(), p, self.reset) {
+                Ok(t) => return Ok(t),
+                Err(e) if !e.is_fatal() && attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(task = p, error = %e, attempt, "task start failed; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn install(&self, task: Task) {
+        self.owned
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task.partition, task.db().clone());
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.insert(task.partition, task);
+        self.shared.metrics.tasks.set(tasks.len() as i64);
+    }
+
+    fn remove(&self, p: i32) {
+        self.owned
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&p);
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tasks.remove(&p) {
+            t.retire();
+            tracing::info!(task = p, "task closed");
+        }
+        self.shared.metrics.tasks.set(tasks.len() as i64);
+    }
+
+    fn set_fatal(&self, e: TaskError) {
+        tracing::error!(error = %e, "processor cannot continue");
+        self.fatal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(e);
+    }
+
+    /// Opens the tasks of `partitions` and returns the assignment with the
+    /// offsets each task continues from.
+    fn open_all(&self, partitions: &BTreeSet<i32>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            let task = match self.open(p) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.set_fatal(e);
+                    continue;
+                }
+            };
+            for topic in &self.shared.raw_topics {
+                let next = task.positions().get(topic).copied().unwrap_or(0);
+                if let Err(e) = tpl.add_partition_offset(topic, p, Offset::Offset(next)) {
+                    tracing::error!(task = p, error = %e, "cannot assign");
+                }
+            }
+            self.install(task);
+        }
+        tpl
+    }
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                tracing::info!(?partitions, "partitions assigned");
+                let assign = self.open_all(&partitions);
+                if let Err(e) = consumer.assign(&assign) {
+                    self.set_fatal(TaskError::Kafka(format!("assign: {e}")));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(?partitions, "partitions revoked");
+                // An open batch is dropped: its input is not committed anywhere,
+                // so the next owner folds it from the committed positions.
+                for p in partitions {
+                    self.remove(p);
+                }
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign");
+                }
+            }
+            other => tracing::error!(error = ?other, "rebalance error"),
+        }
+    }
+}
+
+fn group_moved_on(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::FencedInstanceId
+        )
+    )
+}
+
+/// Runs the consumer loop until `token` is cancelled (or, with
+/// `exit_when_caught_up`, until every owned task reached the end of its input).
+pub fn run(
+    shared: Arc<Shared>,
+    owned: Owned,
+    opts: RunOptions,
+    token: CancellationToken,
+) -> Result<RunSummary, TaskError> {
+    let ctx = Ctx {
+        shared: shared.clone(),
+        tasks: Mutex::new(BTreeMap::new()),
+        owned,
+        reset: opts.reset,
+        fatal: Mutex::new(None),
+    };
+    let consumer: BaseConsumer<Ctx> = storefold_runtime::kafka::client_config(&shared.kafka)
+        .set("group.id", &opts.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A position that no longer exists is an error, never a silent skip.
+        .set("auto.offset.reset", "error")
+        .set("partition.assignment.strategy", "range")
+        // Restoring a task runs inside the rebalance callback.
+        .set("max.poll.interval.ms", "1800000")
+        .create_with_context(ctx)
+        .map_err(|e| TaskError::Kafka(e.to_string()))?;
+    let ctx = consumer.context();
+    match opts.mode {
+        Mode::Group => {
+            let names: Vec<&str> = shared.raw_topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&names)
+                .map_err(|e| TaskError::Kafka(e.to_string()))?;
+        }
+        Mode::All => {
+            let all: BTreeSet<i32> = (0..shared.partitions).collect();
+            let tpl = ctx.open_all(&all);
+            if let Some(e) = ctx.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Err(e);
+            }
+            consumer
+                .assign(&tpl)
+                .map_err(|e| TaskError::Kafka(e.to_string()))?;
+        }
+    }
+    let mut summary = RunSummary::default();
+    let mut last_check = Instant::now();
+    let result = loop {
+        if let Some(e) = ctx.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            break Err(e);
+        }
+        if token.is_cancelled() {
+            break Ok(());
+        }
+        let polled = consumer.poll(Duration::from_millis(50));
+        let idle = polled.is_none();
+        match polled {
+            None => {}
+            Some(Ok(m)) => {
+                let p = m.partition();
+                let mut tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(task) = tasks.get_mut(&p)
+                    && task.expects(m.topic(), m.offset())
+                {
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let input = Input {
+                        topic: m.topic(),
+                        partition: p,
+                        offset: m.offset(),
+                        key: m.key(),
+                        payload: m.payload(),
+                        headers,
+                    };
+                    if let Err(e) = task.process(&input) {
+                        drop(tasks);
+                        if e.is_fatal() {
+                            break Err(e);
+                        }
+                        restart(&consumer, p, &e, &mut summary);
+                    }
+                }
+            }
+            Some(Err(KafkaError::MessageConsumption(
+                code @ (RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange),
+            ))) => {
+                break Err(TaskError::WrongLog(format!(
+                    "a raw topic no longer holds the offset storefold must continue from ({code}): \
+                     the log was truncated under the state (retention, deletion, or an embedded \
+                     broker that dropped records). Refusing to skip data; `storefold replay` \
+                     rebuilds from what the raw topics hold"
+                )));
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+        }
+        // Commit due batches.
+        let due: Vec<i32> = {
+            let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            tasks
+                .iter()
+                .filter(|(_, t)| t.due(opts.batch_size, opts.commit_interval))
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        for p in due {
+            match commit_task(&consumer, p, &mut summary) {
+                Ok(()) => {}
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => restart(&consumer, p, &e, &mut summary),
+            }
+        }
+        let every = if opts.exit_when_caught_up {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
+        if (idle || !opts.exit_when_caught_up) && last_check.elapsed() >= every {
+            last_check = Instant::now();
+            let caught_up = update_lag(&consumer);
+            if opts.exit_when_caught_up && caught_up {
+                tracing::info!("every owned task has folded its input");
+                break Ok(());
+            }
+        }
+    };
+    // Graceful stop: commit what is open, then leave the group.
+    if result.is_ok() {
+        let open: Vec<i32> = ctx
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, t)| t.batch_events() > 0)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in open {
+            if let Err(e) = commit_task(&consumer, p, &mut summary) {
+                tracing::warn!(task = p, error = %e, "final commit failed; the batch will be folded again");
+            }
+        }
+    }
+    consumer.unsubscribe();
+    let parts: Vec<i32> = ctx
+        .tasks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .copied()
+        .collect();
+    for p in parts {
+        ctx.remove(p);
+    }
+    result.map(|()| summary)
+}
+
+/// Commits task `p`'s open batch and the consumer offsets (step d).
+fn commit_task(
+    consumer: &BaseConsumer<Ctx>,
+    p: i32,
+    summary: &mut RunSummary,
+) -> Result<(), TaskError> {
+    let ctx = consumer.context();
+    let mut tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(task) = tasks.get_mut(&p) else {
+        return Ok(());
+    };
+    let events = task.commit()?;
+    summary.events += events as u64;
+    summary.batches += 1;
+    let mut tpl = TopicPartitionList::new();
+    for (topic, next) in task.positions() {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(*next));
+    }
+    drop(tasks);
+    let step = Instant::now();
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => {}
+        Err(e) if group_moved_on(&e) => {
+            // The group gave the partition to another member: stop at once.
+            tracing::warn!(task = p, error = %e, "offset commit rejected: the group moved on; closing the task");
+            ctx.remove(p);
+        }
+        Err(e) => {
+            tracing::warn!(task = p, error = %e, "offset commit failed (the marker and local positions remain the truth)")
+        }
+    }
+    ctx.shared
+        .metrics
+        .commit_seconds
+        .with_label_values(&["offsets"])
+        .observe(step.elapsed().as_secs_f64());
+    crate::failpoint::hit("after_offsets");
+    Ok(())
+}
+
+/// Restarts task `p` from its committed state after a failed batch and seeks
+/// the consumer back to its positions.
+fn restart(consumer: &BaseConsumer<Ctx>, p: i32, e: &TaskError, summary: &mut RunSummary) {
+    let ctx = consumer.context();
+    tracing::warn!(task = p, error = %e, "batch abandoned; restarting the task from its committed state");
+    summary.task_restarts += 1;
+    let reason = match e {
+        TaskError::Kafka(_) => "kafka",
+        TaskError::Changelog(_) => "changelog",
+        TaskError::Db(_) => "state",
+        TaskError::WrongLog(_) => "wrong_log",
+    };
+    ctx.shared
+        .metrics
+        .task_failures
+        .with_label_values(&[reason])
+        .inc();
+    ctx.remove(p);
+    std::thread::sleep(Duration::from_millis(500));
+    match Task::start(ctx.shared.clone(), p, false) {
+        Ok(task) => {
+            for (topic, next) in task.positions() {
+                if let Err(e) =
+                    consumer.seek(topic, p, Offset::Offset(*next), Duration::from_secs(10))
+                {
+                    tracing::warn!(task = p, topic, error = %e, "seek after restart");
+                }
+            }
+            ctx.install(task);
+        }
+        Err(e) => ctx.set_fatal(e),
+    }
+}
+
+/// Publishes the lag per task (high watermarks asked from the broker); true
+/// when every owned task is at the end of every raw partition.
+fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
+    let ctx = consumer.context();
+    let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
+    let mut all = !tasks.is_empty();
+    for (p, task) in tasks.iter() {
+        let mut lag = 0i64;
+        for topic in &ctx.shared.raw_topics {
+            let next = task.positions().get(topic).copied().unwrap_or(0);
+            let high = consumer
+                .fetch_watermarks(topic, *p, Duration::from_secs(5))
+                .map(|(_, h)| h)
+                .unwrap_or(-1);
+            if high >= 0 {
+                lag += (high - next).max(0);
+            }
+            if high < 0 || high > next || task.batch_events() > 0 {
+                all = false;
+            }
+        }
+        ctx.shared
+            .metrics
+            .lag
+            .with_label_values(&[&p.to_string()])
+            .set(lag);
+        task.update_gauges();
+    }
+    all
+}

@@ -1,0 +1,998 @@
+//! A task: partition p of every raw topic, its RocksDB, and the commit protocol
+//! of ARCHITECTURE §5.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use rocksdb::WriteBatch;
+use storefold_codec::{AvroCodec, CommitMarker, RawEvent, StateKind, StateRecord, WireFormat};
+use storefold_core::engine::{Engine, Item, StateKey, StateValue};
+use storefold_core::{FoldError, Outcome};
+use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
+use storefold_runtime::config::KafkaConfig;
+use storefold_runtime::kafka::{Topics, client_config};
+use time::OffsetDateTime;
+
+use crate::db::{DbError, DbSource, Meta, TaskDb};
+use crate::failpoint;
+use crate::metrics::ProcessorMetrics;
+use crate::records::{
+    Family, Fence, OutboxEntry, ProjectionRecord, decode_value, family_of, fence_key,
+    idempotency_key, idempotency_value, input_positions, marker_key, outbox_key, projection_record,
+    trigger_record,
+};
+use crate::restore::{Committed, Op, Restorer, outbox_flushed};
+
+/// What every task of an instance shares.
+pub struct Shared {
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub codec: AvroCodec,
+    pub producer: FutureProducer,
+    pub rt: tokio::runtime::Handle,
+    pub metrics: ProcessorMetrics,
+    /// The broker's cluster id, stored with the state.
+    pub cluster_id: String,
+    /// Raw topics (name, provider) this processor folds.
+    pub raw_topics: Vec<String>,
+    /// Partition count of the raw topics and the changelog.
+    pub partitions: i32,
+    pub state_dir: PathBuf,
+    pub retention_ms: i64,
+    pub sync_writes: bool,
+    pub produce_timeout: Duration,
+    pub cache_records: usize,
+    pub map_options: MapOptions,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("cluster_id", &self.cluster_id)
+            .field("partitions", &self.partitions)
+            .finish()
+    }
+}
+
+/// Why a task stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The state does not belong to this log: refusing is the only safe answer.
+    #[error("{0}")]
+    WrongLog(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error("changelog: {0}")]
+    Changelog(String),
+}
+
+impl TaskError {
+    /// Errors that restarting the task cannot fix.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, TaskError::WrongLog(_) | TaskError::Db(_))
+    }
+}
+
+/// One record to produce.
+struct Out<'a> {
+    topic: &'a str,
+    partition: Option<i32>,
+    key: &'a [u8],
+    value: Option<&'a [u8]>,
+    headers: &'a [(String, Vec<u8>)],
+}
+
+impl Shared {
+    /// Produces the records and waits for every acknowledgement; returns their
+    /// offsets. Any failure fails the whole call.
+    fn produce_all(&self, records: &[Out<'_>]) -> Result<Vec<i64>, TaskError> {
+        let mut futures = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            let mut rec = FutureRecord::to(r.topic).key(r.key).headers(headers);
+            if let Some(v) = r.value {
+                rec = rec.payload(v);
+            }
+            if let Some(p) = r.partition {
+                rec = rec.partition(p);
+            }
+            let deadline = Instant::now() + self.produce_timeout;
+            loop {
+                match self.producer.send_result(rec) {
+                    Ok(f) => {
+                        futures.push(f);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if Instant::now() < deadline =>
+                    {
+                        rec = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => {
+                        return Err(TaskError::Kafka(format!("produce to {}: {e}", r.topic)));
+                    }
+                }
+            }
+        }
+        self.rt.block_on(async {
+            let mut offsets = Vec::with_capacity(futures.len());
+            for f in futures {
+                match f.await {
+                    Ok(Ok(d)) => offsets.push(d.offset),
+                    Ok(Err((e, _))) => {
+                        return Err(TaskError::Kafka(format!("not acknowledged: {e}")));
+                    }
+                    Err(_) => return Err(TaskError::Kafka("producer went away".into())),
+                }
+            }
+            Ok(offsets)
+        })
+    }
+
+    fn encode<T: storefold_codec::AvroRecord>(&self, v: &T) -> Vec<u8> {
+        // Our own records always match their schemas.
+        self.codec
+            .encode(v, WireFormat::SingleObject)
+            .unwrap_or_else(|e| unreachable!("encoding a {}: {e}", std::any::type_name::<T>()))
+    }
+}
+
+/// A raw record handed to a task.
+#[derive(Debug)]
+pub struct Input<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// How a start went (logged, and asserted on by tests).
+#[derive(Clone, Debug, Default)]
+pub struct StartReport {
+    pub restored_records: u64,
+    pub applied: u64,
+    pub zombies: u64,
+    pub orphans: u64,
+    pub from_offset: i64,
+    pub empty_disk: bool,
+}
+
+/// One task. See the module docs.
+pub struct Task {
+    pub partition: i32,
+    db: Arc<TaskDb>,
+    shared: Arc<Shared>,
+    epoch: i64,
+    /// Sequence the next batch gets.
+    next_seq: i64,
+    generation: i64,
+    /// Committed next offset per raw topic.
+    positions: BTreeMap<String, i64>,
+    /// Positions including the open batch.
+    batch_positions: BTreeMap<String, i64>,
+    meta: Meta,
+    engine: Engine,
+    watermark: Arc<AtomicI64>,
+    batch_events: usize,
+    batch_started: Option<Instant>,
+    batch_idem: Vec<(String, i64)>,
+    batch_idem_set: HashSet<String>,
+    batch_dlq: Vec<OutboxEntry>,
+    /// (provider, outcome) counts of the open batch, published at commit.
+    batch_outcomes: BTreeMap<(String, &'static str), u64>,
+    /// Keys to write again with their committed value in the next batch.
+    repair: Vec<String>,
+    /// Outbox keys produced and deleted locally, to tombstone in the changelog.
+    flushed_outbox: Vec<String>,
+    pub report: StartReport,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("partition", &self.partition)
+            .field("epoch", &self.epoch)
+            .field("next_seq", &self.next_seq)
+            .finish()
+    }
+}
+
+fn task_label(p: i32) -> String {
+    p.to_string()
+}
+
+impl Task {
+    /// Opens the task's store and runs the start protocol: reads the changelog
+    /// past the local position, applies committed batches, fences older epochs,
+    /// and produces what the outbox still holds. `reset` starts a replay: the
+    /// state is cleared and a new projection generation begins.
+    pub fn start(shared: Arc<Shared>, partition: i32, reset: bool) -> Result<Task, TaskError> {
+        let label = task_label(partition);
+        let path = shared.state_dir.join(format!("task-{partition}"));
+        std::fs::create_dir_all(&shared.state_dir).map_err(|e| {
+            TaskError::WrongLog(format!(
+                "cannot create state dir {}: {e}",
+                shared.state_dir.display()
+            ))
+        })?;
+        let watermark = Arc::new(AtomicI64::new(0));
+        let db = Arc::new(TaskDb::open(
+            &path,
+            shared.retention_ms,
+            watermark.clone(),
+            shared.sync_writes,
+        )?);
+        let stored = db.meta()?;
+        let empty_disk = stored.is_none();
+        let mut meta = stored.unwrap_or_else(Meta::fresh);
+        // Never apply state to a different log.
+        if let Some(id) = &meta.cluster_id
+            && *id != shared.cluster_id
+        {
+            return Err(TaskError::WrongLog(format!(
+                "the state in {} was built from Kafka cluster {id}, but the broker is cluster {}; \
+                 its positions mean nothing here. Point storefold at the original cluster, or move \
+                 the directory away to rebuild this task from the changelog",
+                path.display(),
+                shared.cluster_id
+            )));
+        }
+        for (topic, n) in &meta.raw_partitions {
+            if *n != shared.partitions {
+                return Err(TaskError::WrongLog(format!(
+                    "the state in {} was built when {topic} had {n} partitions; it has {} now, so \
+                     tenants moved between tasks. Rebuild with `storefold replay`",
+                    path.display(),
+                    shared.partitions
+                )));
+            }
+        }
+        let changelog = shared.topics.changelog();
+        let consumer: BaseConsumer = client_config(&shared.kafka)
+            .set("group.id", "storefold-restore")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "error")
+            .create()
+            .map_err(|e| TaskError::Kafka(e.to_string()))?;
+        let timeout = shared.produce_timeout;
+        let (low, high) = consumer
+            .fetch_watermarks(&changelog, partition, timeout)
+            .map_err(|e| TaskError::Kafka(format!("watermarks of {changelog}/{partition}: {e}")))?;
+        if meta.changelog_next > high {
+            return Err(TaskError::WrongLog(format!(
+                "the state in {} has read {changelog} partition {partition} up to offset {}, but \
+                 the partition ends at {high}: the changelog was deleted or recreated. Move the \
+                 directory away to rebuild from what the changelog holds, or `storefold replay`",
+                path.display(),
+                meta.changelog_next
+            )));
+        }
+        for (topic, next) in &meta.positions {
+            let (rlow, rhigh) = consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .map_err(|e| TaskError::Kafka(format!("watermarks of {topic}/{partition}: {e}")))?;
+            if *next > rhigh || *next < rlow {
+                return Err(TaskError::WrongLog(format!(
+                    "the state in {} continues {topic} partition {partition} at offset {next}, but \
+                     the partition holds offsets {rlow}..{rhigh}: the log was truncated or \
+                     recreated under the state. Refusing to skip or re-read data; `storefold \
+                     replay` rebuilds from what the raw topics hold",
+                    path.display()
+                )));
+            }
+        }
+        let from = meta.changelog_next.max(low);
+        let mut restorer = Restorer::new(Committed {
+            epoch: meta.epoch,
+            sequence: meta.sequence,
+            flushed: meta.flushed,
+            positions: meta.positions.clone(),
+            generation: meta.generation,
+        });
+        let remaining = shared
+            .metrics
+            .restore_remaining
+            .with_label_values(&[&label]);
+        let restored = shared.metrics.restore_records.with_label_values(&[&label]);
+        if from < high {
+            tracing::info!(
+                task = partition,
+                from,
+                to = high,
+                empty_disk,
+                "restoring from the changelog"
+            );
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&changelog, partition, Offset::Offset(from))
+                .map_err(|e| TaskError::Kafka(e.to_string()))?;
+            consumer
+                .assign(&tpl)
+                .map_err(|e| TaskError::Kafka(e.to_string()))?;
+            let started = Instant::now();
+            let mut last_log = Instant::now();
+            let mut last_progress = Instant::now();
+            let mut next = from;
+            let mut batch = WriteBatch::default();
+            while next < high {
+                match consumer.poll(Duration::from_millis(200)) {
+                    None => {
+                        if last_progress.elapsed() > timeout {
+                            return Err(TaskError::Kafka(format!(
+                                "restore of task {partition} made no progress for {timeout:?} at {changelog} offset {next}"
+                            )));
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        // Compaction may leave the last offsets empty.
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        return Err(TaskError::Kafka(format!(
+                            "reading {changelog}/{partition}: {e}"
+                        )));
+                    }
+                    Some(Ok(m)) => {
+                        last_progress = Instant::now();
+                        next = m.offset() + 1;
+                        restored.inc();
+                        remaining.set(high - next);
+                        let Some(payload) = m.payload() else {
+                            // A compaction tombstone of a key: nothing to restore.
+                            continue;
+                        };
+                        let rec: StateRecord = shared.codec.decode(payload).map_err(|e| {
+                            TaskError::Changelog(format!("offset {}: {e}", m.offset()))
+                        })?;
+                        restorer
+                            .feed(m.offset(), rec, |b| {
+                                shared.codec.decode::<CommitMarker>(b).ok()
+                            })
+                            .map_err(|e| TaskError::Changelog(e.to_string()))?;
+                        for op in restorer.drain() {
+                            apply_op(&db, &mut batch, op)?;
+                        }
+                        if batch.len() >= 10_000 {
+                            db.write(std::mem::take(&mut batch))?;
+                            failpoint::hit("mid_restore");
+                        }
+                        if last_log.elapsed() > Duration::from_secs(5) {
+                            last_log = Instant::now();
+                            tracing::info!(
+                                task = partition,
+                                offset = next,
+                                to = high,
+                                percent = (next - from) * 100 / (high - from).max(1),
+                                "restoring"
+                            );
+                        }
+                    }
+                }
+            }
+            db.write(batch)?;
+            let rate = (next - from) as f64 / started.elapsed().as_secs_f64().max(1e-6);
+            tracing::info!(
+                task = partition,
+                records = next - from,
+                per_second = rate as u64,
+                "changelog read"
+            );
+        }
+        remaining.set(0);
+        let (outcome, ops) = restorer.finish();
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            apply_op(&db, &mut batch, op)?;
+        }
+        db.write(batch)?;
+        let c = outcome.committed;
+        let metrics = &shared.metrics;
+        metrics
+            .changelog_findings
+            .with_label_values(&["zombie"])
+            .inc_by(outcome.stats.zombies);
+        metrics
+            .changelog_findings
+            .with_label_values(&["orphan"])
+            .inc_by(outcome.stats.orphans);
+
+        // A new epoch fences off any older owner still writing.
+        let epoch = c.epoch + 1;
+        let generation = if reset {
+            c.generation.max(1) + 1
+        } else {
+            c.generation.max(1)
+        };
+        let fence = Fence { generation, reset };
+        let fence_rec = StateRecord {
+            key: fence_key(epoch),
+            kind: StateKind::Fence,
+            epoch,
+            sequence: c.sequence + 1,
+            value: Some(serde_json::to_vec(&fence).unwrap_or_default()),
+        };
+        let payload = shared.encode(&fence_rec);
+        let offsets = shared.produce_all(&[Out {
+            topic: &changelog,
+            partition: Some(partition),
+            key: fence_rec.key.as_bytes(),
+            value: Some(&payload),
+            headers: &[],
+        }])?;
+        failpoint::hit("after_fence");
+
+        let mut repair = outcome.repair;
+        let mut positions = c.positions.clone();
+        let mut sequence = c.sequence;
+        let mut flushed = c.flushed;
+        if reset {
+            let mut batch = WriteBatch::default();
+            db.stage_clear(&mut batch)?;
+            db.write(batch)?;
+            positions.clear();
+            repair.clear();
+            flushed = sequence;
+        }
+        // Where the raw topics continue: the committed positions, or the start of
+        // each partition for a topic never read.
+        for topic in &shared.raw_topics {
+            if !positions.contains_key(topic) {
+                let (rlow, _) = consumer
+                    .fetch_watermarks(topic, partition, timeout)
+                    .map_err(|e| {
+                        TaskError::Kafka(format!("watermarks of {topic}/{partition}: {e}"))
+                    })?;
+                positions.insert(topic.clone(), rlow);
+            }
+        }
+        meta.cluster_id = Some(shared.cluster_id.clone());
+        meta.raw_partitions = shared
+            .raw_topics
+            .iter()
+            .map(|t| (t.clone(), shared.partitions))
+            .collect();
+        meta.epoch = epoch;
+        meta.generation = generation;
+        if reset {
+            meta.changelog_next = offsets.first().map_or(meta.changelog_next, |o| o + 1);
+            sequence = sequence.max(-1);
+        } else if let Some(o) = outcome.resume_offset {
+            meta.changelog_next = o;
+        }
+        meta.sequence = sequence;
+        meta.flushed = flushed;
+        meta.positions = positions.clone();
+        let mut batch = WriteBatch::default();
+        db.stage_meta(&mut batch, &meta);
+        db.write(batch)?;
+
+        let report = StartReport {
+            restored_records: outcome.stats.records,
+            applied: outcome.stats.applied,
+            zombies: outcome.stats.zombies,
+            orphans: outcome.stats.orphans,
+            from_offset: from,
+            empty_disk,
+        };
+        tracing::info!(
+            task = partition,
+            epoch,
+            generation,
+            sequence,
+            restored = report.restored_records,
+            zombies = report.zombies,
+            orphans = report.orphans,
+            "task started"
+        );
+        let mut task = Task {
+            partition,
+            db,
+            shared: shared.clone(),
+            epoch,
+            next_seq: sequence + 1,
+            generation,
+            batch_positions: positions.clone(),
+            positions,
+            meta,
+            engine: Engine::new(),
+            watermark,
+            batch_events: 0,
+            batch_started: None,
+            batch_idem: Vec::new(),
+            batch_idem_set: HashSet::new(),
+            batch_dlq: Vec::new(),
+            batch_outcomes: BTreeMap::new(),
+            repair,
+            flushed_outbox: Vec::new(),
+            report,
+        };
+        // Outputs of batches committed but not produced: drop those already
+        // produced (they will be tombstoned), produce the rest.
+        let outbox = task.db.outbox()?;
+        let mut drop = WriteBatch::default();
+        for (key, _) in &outbox {
+            if outbox_flushed(key, task.meta.flushed) {
+                task.db.stage(&mut drop, key, None);
+                task.flushed_outbox.push(key.clone());
+            }
+        }
+        task.db.write(drop)?;
+        task.flush_outbox()?;
+        task.update_gauges();
+        Ok(task)
+    }
+
+    pub fn db(&self) -> &Arc<TaskDb> {
+        &self.db
+    }
+
+    pub fn generation(&self) -> i64 {
+        self.generation
+    }
+
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    /// Committed next offsets per raw topic.
+    pub fn positions(&self) -> &BTreeMap<String, i64> {
+        &self.positions
+    }
+
+    /// Events in the open batch.
+    pub fn batch_events(&self) -> usize {
+        self.batch_events
+    }
+
+    /// True when the open batch is due (full, or older than `interval`).
+    pub fn due(&self, batch_size: usize, interval: Duration) -> bool {
+        self.batch_events >= batch_size
+            || (self.batch_events > 0
+                && self.batch_started.is_some_and(|t| t.elapsed() >= interval))
+            || (!self.repair.is_empty() && self.batch_started.is_none())
+    }
+
+    fn count(&mut self, provider: &str, outcome: &'static str) {
+        *self
+            .batch_outcomes
+            .entry((provider.to_string(), outcome))
+            .or_default() += 1;
+    }
+
+    /// The position a raw topic's next record must have; records below it were
+    /// folded already (a redelivery after a seek) and are skipped.
+    pub fn expects(&self, topic: &str, offset: i64) -> bool {
+        self.batch_positions.get(topic).is_none_or(|n| offset >= *n)
+    }
+
+    fn dead_letter(&mut self, input: &Input<'_>, code: &str, reason: String) {
+        tracing::warn!(
+            task = self.partition,
+            topic = input.topic,
+            offset = input.offset,
+            code,
+            reason = %reason,
+            "raw event sent to the dead-letter topic"
+        );
+        self.shared.metrics.dlq.with_label_values(&[code]).inc();
+        let mut headers = input.headers.clone();
+        headers.push(("storefold-error".into(), code.as_bytes().to_vec()));
+        headers.push(("storefold-error-reason".into(), reason.into_bytes()));
+        headers.push((
+            "storefold-source-topic".into(),
+            input.topic.as_bytes().to_vec(),
+        ));
+        headers.push((
+            "storefold-source-partition".into(),
+            input.partition.to_string().into_bytes(),
+        ));
+        headers.push((
+            "storefold-source-offset".into(),
+            input.offset.to_string().into_bytes(),
+        ));
+        self.batch_dlq.push(OutboxEntry {
+            topic: self.shared.topics.dlq_processor(),
+            key: input.key.unwrap_or_default().to_vec(),
+            value: input.payload.unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+
+    /// Folds one raw record into the open batch. Only a store that cannot be
+    /// read fails (the batch must then be abandoned); bad input goes to the
+    /// dead-letter topic.
+    pub fn process(&mut self, input: &Input<'_>) -> Result<(), TaskError> {
+        if self.batch_started.is_none() {
+            self.batch_started = Some(Instant::now());
+        }
+        self.batch_events += 1;
+        self.batch_positions
+            .insert(input.topic.to_string(), input.offset + 1);
+        let result = self.fold(input);
+        if let Err(TaskError::Db(_)) = &result {
+            return result;
+        }
+        Ok(())
+    }
+
+    fn fold(&mut self, input: &Input<'_>) -> Result<(), TaskError> {
+        let Some(payload) = input.payload else {
+            self.dead_letter(input, "empty", "the record has no value".into());
+            self.count("unknown", "rejected");
+            return Ok(());
+        };
+        let raw: RawEvent = match self.shared.codec.decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                self.dead_letter(input, "undecodable", format!("not a RawEvent: {e}"));
+                self.count("unknown", "rejected");
+                return Ok(());
+            }
+        };
+        let provider: ProviderKind = match raw.provider.parse() {
+            Ok(p) => p,
+            Err(e) => {
+                self.dead_letter(input, "unknown_provider", format!("{e}"));
+                self.count("unknown", "rejected");
+                return Ok(());
+            }
+        };
+        let pname = provider.name();
+        self.watermark.fetch_max(raw.received_at, Ordering::Relaxed);
+        let idem = idempotency_key(&raw.tenant, pname, &raw.event_id);
+        if self.batch_idem_set.contains(&idem) || self.db.get(&idem)?.is_some() {
+            self.count(pname, "duplicate");
+            return Ok(());
+        }
+        let headers =
+            Headers::from_pairs(raw.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let received_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(raw.received_at) * 1_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let ctx = MapContext {
+            tenant: &raw.tenant,
+            options: &self.shared.map_options,
+        };
+        let events = match provider.map(
+            &ctx,
+            &RawInput {
+                topic: &raw.topic,
+                event_id: &raw.event_id,
+                headers: &headers,
+                body: &raw.body,
+                received_at,
+            },
+        ) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.dead_letter(input, e.code(), e.to_string());
+                self.count(pname, "rejected");
+                return Ok(());
+            }
+        };
+        let src = DbSource::new(&self.db);
+        let mut rejected: Vec<FoldError> = Vec::new();
+        let mut outcomes: Vec<&'static str> = Vec::new();
+        for env in &events {
+            match self.engine.apply(&src, env) {
+                Ok(Outcome::Applied) => outcomes.push("applied"),
+                Ok(Outcome::Duplicate) => outcomes.push("duplicate"),
+                Ok(Outcome::Parked(_)) => outcomes.push("parked"),
+                Err(e) => rejected.push(e),
+            }
+            if let Some(e) = src.take_error() {
+                return Err(e.into());
+            }
+        }
+        for o in outcomes {
+            self.count(pname, o);
+        }
+        if let Some(e) = rejected.first() {
+            let code = match e {
+                FoldError::NoIdentity => "no_identity",
+                FoldError::NoOrderLink => "no_order_link",
+            };
+            self.dead_letter(input, code, e.to_string());
+            self.count(pname, "rejected");
+        }
+        self.batch_idem.push((idem.clone(), raw.received_at));
+        self.batch_idem_set.insert(idem);
+        Ok(())
+    }
+
+    /// Abandons the open batch: the engine's working set may hold its changes,
+    /// so it is dropped too. The caller seeks back to [`Task::positions`].
+    pub fn abandon(&mut self) {
+        self.engine = Engine::new();
+        self.batch_positions = self.positions.clone();
+        self.batch_events = 0;
+        self.batch_started = None;
+        self.batch_idem.clear();
+        self.batch_idem_set.clear();
+        self.batch_dlq.clear();
+        self.batch_outcomes.clear();
+    }
+
+    /// Commits the open batch (steps a–c of §5; the caller commits the
+    /// consumer offsets, step d). On error the batch is abandoned: the task
+    /// must be restarted from its committed state.
+    pub fn commit(&mut self) -> Result<usize, TaskError> {
+        let result = self.commit_inner();
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    fn commit_inner(&mut self) -> Result<usize, TaskError> {
+        let total = Instant::now();
+        let metrics = self.shared.metrics.clone();
+        let seq = self.next_seq;
+        let events = self.batch_events;
+        let src = DbSource::new(&self.db);
+        // The batch's changed state records, serialised once.
+        let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        let mut released: Vec<String> = Vec::new();
+        let db = self.db.clone();
+        let output = self.engine.finish_retaining(&src, |k, v| {
+            let key = k.encode();
+            if v.is_none()
+                && matches!(k.item, Item::Parked(_))
+                && let Ok(Some(bytes)) = db.get(&key)
+                && let Ok(StateValue::Parked(env)) = decode_value(&bytes)
+            {
+                released.push(env.provider.clone());
+            }
+            records.push((key, v.map(crate::records::encode_value)));
+        });
+        if let Some(e) = src.take_error() {
+            return Err(e.into());
+        }
+        self.engine.trim(self.shared.cache_records);
+        for p in released {
+            *self.batch_outcomes.entry((p, "released")).or_default() += 1;
+        }
+        for (k, at) in &self.batch_idem {
+            records.push((k.clone(), Some(idempotency_value(*at))));
+        }
+        // Orphans of a crashed batch: written again with their committed value.
+        for k in std::mem::take(&mut self.repair) {
+            let v = self.db.get(&k)?;
+            records.push((k, v));
+        }
+        // The outputs, through the outbox.
+        let mut outputs: Vec<OutboxEntry> = Vec::new();
+        let topics = &self.shared.topics;
+        for p in &output.projections {
+            let key = p.key().into_bytes();
+            let (topic, value) = match projection_record(p, self.generation) {
+                ProjectionRecord::Customer(c) => (topics.customers(), self.shared.encode(&c)),
+                ProjectionRecord::Order(o) => (topics.orders(), self.shared.encode(&o)),
+            };
+            outputs.push(OutboxEntry {
+                topic,
+                key,
+                value,
+                headers: Vec::new(),
+            });
+        }
+        for t in &output.triggers {
+            let rec = trigger_record(t);
+            outputs.push(OutboxEntry {
+                topic: topics.triggers(),
+                key: format!("{}/{}", rec.tenant, rec.customer_id).into_bytes(),
+                value: self.shared.encode(&rec),
+                headers: Vec::new(),
+            });
+        }
+        outputs.append(&mut self.batch_dlq);
+        let outbox: Vec<(String, Vec<u8>)> = outputs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (outbox_key(seq, i), e.encode()))
+            .collect();
+        for (k, v) in &outbox {
+            records.push((k.clone(), Some(v.clone())));
+        }
+        for k in std::mem::take(&mut self.flushed_outbox) {
+            records.push((k, None));
+        }
+
+        // (a) the changelog records, acknowledged, then the marker, acknowledged.
+        let changelog = topics.changelog();
+        let step = Instant::now();
+        let encoded: Vec<(String, Vec<u8>)> = records
+            .iter()
+            .map(|(k, v)| {
+                let kind = family_of(k).map_or(StateKind::Meta, Family::kind);
+                let rec = StateRecord {
+                    key: k.clone(),
+                    kind,
+                    epoch: self.epoch,
+                    sequence: seq,
+                    value: v.clone(),
+                };
+                (k.clone(), self.shared.encode(&rec))
+            })
+            .collect();
+        let outs: Vec<Out<'_>> = encoded
+            .iter()
+            .map(|(k, v)| Out {
+                topic: &changelog,
+                partition: Some(self.partition),
+                key: k.as_bytes(),
+                value: Some(v),
+                headers: &[],
+            })
+            .collect();
+        self.shared.produce_all(&outs)?;
+        metrics
+            .commit_seconds
+            .with_label_values(&["changelog"])
+            .observe(step.elapsed().as_secs_f64());
+        failpoint::hit("after_changelog");
+        let step = Instant::now();
+        let marker = CommitMarker {
+            epoch: self.epoch,
+            sequence: seq,
+            record_count: records.len() as i64,
+            input_positions: input_positions(&self.batch_positions, self.partition),
+            flushed_batch: self.meta.flushed,
+        };
+        let marker_rec = StateRecord {
+            key: marker_key(self.epoch),
+            kind: StateKind::Marker,
+            epoch: self.epoch,
+            sequence: seq,
+            value: Some(self.shared.encode(&marker)),
+        };
+        let payload = self.shared.encode(&marker_rec);
+        let offsets = self.shared.produce_all(&[Out {
+            topic: &changelog,
+            partition: Some(self.partition),
+            key: marker_rec.key.as_bytes(),
+            value: Some(&payload),
+            headers: &[],
+        }])?;
+        metrics
+            .commit_seconds
+            .with_label_values(&["marker"])
+            .observe(step.elapsed().as_secs_f64());
+        failpoint::hit("after_marker");
+
+        // (b) one RocksDB write: records, outbox, positions, changelog position.
+        let step = Instant::now();
+        let mut batch = WriteBatch::default();
+        for (k, v) in &records {
+            self.db.stage(&mut batch, k, v.as_deref());
+        }
+        self.meta.sequence = seq;
+        self.meta.positions = self.batch_positions.clone();
+        self.meta.changelog_next = offsets.first().map_or(self.meta.changelog_next, |o| o + 1);
+        self.db.stage_meta(&mut batch, &self.meta);
+        self.db.write(batch)?;
+        metrics
+            .commit_seconds
+            .with_label_values(&["state"])
+            .observe(step.elapsed().as_secs_f64());
+        failpoint::hit("after_state");
+        self.positions = self.batch_positions.clone();
+        self.next_seq = seq + 1;
+        for ((provider, outcome), n) in std::mem::take(&mut self.batch_outcomes) {
+            metrics
+                .events
+                .with_label_values(&[provider.as_str(), outcome])
+                .inc_by(n);
+        }
+        metrics.batch_events.observe(events as f64);
+        self.batch_events = 0;
+        self.batch_started = None;
+        self.batch_idem.clear();
+        self.batch_idem_set.clear();
+
+        // (c) the outputs, then their outbox entries deleted.
+        let step = Instant::now();
+        self.flush_outbox()?;
+        metrics
+            .commit_seconds
+            .with_label_values(&["outbox"])
+            .observe(step.elapsed().as_secs_f64());
+        metrics
+            .commit_seconds
+            .with_label_values(&["total"])
+            .observe(total.elapsed().as_secs_f64());
+        self.update_gauges();
+        Ok(events)
+    }
+
+    /// Produces every outbox entry and deletes them once acknowledged.
+    fn flush_outbox(&mut self) -> Result<(), TaskError> {
+        let outbox = self.db.outbox()?;
+        let depth = self
+            .shared
+            .metrics
+            .outbox_depth
+            .with_label_values(&[&task_label(self.partition)]);
+        depth.set(outbox.len() as i64);
+        if !outbox.is_empty() {
+            let outs: Vec<Out<'_>> = outbox
+                .iter()
+                .map(|(_, e)| Out {
+                    topic: &e.topic,
+                    partition: None,
+                    key: &e.key,
+                    value: Some(&e.value),
+                    headers: &e.headers,
+                })
+                .collect();
+            self.shared.produce_all(&outs)?;
+            failpoint::hit("after_outbox");
+        }
+        let mut batch = WriteBatch::default();
+        for (k, _) in &outbox {
+            self.db.stage(&mut batch, k, None);
+            self.flushed_outbox.push(k.clone());
+        }
+        self.meta.flushed = self.meta.sequence;
+        self.db.stage_meta(&mut batch, &self.meta);
+        self.db.write(batch)?;
+        depth.set(0);
+        failpoint::hit("after_outbox_deleted");
+        Ok(())
+    }
+
+    /// Refreshes the per-task gauges.
+    pub fn update_gauges(&self) {
+        let label = task_label(self.partition);
+        let m = &self.shared.metrics;
+        m.live_bytes
+            .with_label_values(&[&label])
+            .set(self.db.live_bytes() as i64);
+    }
+
+    /// Clears the per-task gauges when the task goes away.
+    pub fn retire(&self) {
+        let label = task_label(self.partition);
+        let m = &self.shared.metrics;
+        for g in [&m.live_bytes, &m.outbox_depth, &m.lag, &m.restore_remaining] {
+            let _ = g.remove_label_values(&[&label]);
+        }
+    }
+}
+
+fn apply_op(db: &TaskDb, batch: &mut WriteBatch, op: Op) -> Result<(), TaskError> {
+    match op {
+        Op::Write(k, v) => db.stage(batch, &k, v.as_deref()),
+        Op::Reset => {
+            db.write(std::mem::take(batch))?;
+            let mut clear = WriteBatch::default();
+            db.stage_clear(&mut clear)?;
+            db.write(clear)?;
+        }
+    }
+    Ok(())
+}
+
+/// The state key of a customer, for the query API.
+pub fn customer_key(tenant: &str, id: &storefold_core::IdentityKey) -> StateKey {
+    StateKey::new(tenant, Item::Customer(id.clone()))
+}
