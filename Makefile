@@ -5,7 +5,7 @@ CARGO ?= cargo
 # cmake build RocksDB and librdkafka; libssl, zlib and libcurl are what librdkafka links (TLS, SASL, OIDC).
 APT_PACKAGES := build-essential pkg-config cmake libclang-dev git libssl-dev zlib1g-dev libcurl4-openssl-dev
 
-.PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench loadgen normalize-demo
+.PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench loadgen procbench normalize-demo
 
 ## deps: install missing system packages (idempotent, quiet when present)
 deps:
@@ -51,6 +51,12 @@ bench:
 ## loadgen: ingest vs a bare handler under a mix of signed webhooks (figures printed)
 loadgen:
 	$(CARGO) run --release -q -p storefold-benches --bin loadgen -- --seconds 10
+
+## procbench: processor vs a raw passthrough on the same broker (figures printed).
+## Built with the test profile (opt-level 1): a release RocksDB build takes ~40 min here.
+procbench:
+	$(CARGO) build -q --profile test -p storefold-testkit --bin storefold-testkit-broker
+	$(CARGO) run -q --profile test -p storefold-benches --bin procbench -- $(PROCBENCH_ARGS)
 
 ## normalize-demo: what the fold sees for a sample Shopify order
 normalize-demo:

@@ -28,7 +28,7 @@ use storefold_testkit::history::{HistorySpec, history, pure_fold};
 
 /// Enough partitions that no partition of any topic passes the mock cluster's
 /// ~5 MiB cap (checked at the end: every log start offset is still 0).
-const PARTITIONS: i32 = 24;
+const PARTITIONS: i32 = 48;
 const FAILPOINTS: [&str; 8] = [
     "after_fence",
     "mid_restore",
@@ -50,8 +50,11 @@ impl Cluster {
         let path = self.dir.path().join(format!("{prefix}{state}.toml"));
         let toml = format!(
             "[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\n\
-             [processor]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nbatch_size = 400\ncommit_interval_ms = 100\n\
-             idempotency_retention_hours = 1000000\n[log]\nlevel = \"warn\"\n",
+             [processor]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nbatch_size = 2000\ncommit_interval_ms = 1000\n\
+             idempotency_retention_hours = 1000000\n[log]\nlevel = \"warn,librdkafka=error,rdkafka=error\"\n\
+             [kafka.properties]\n# a killed member leaves the group quickly\n\
+             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+             \"max.poll.interval.ms\" = \"20000\"\n",
             self.broker.bootstrap(),
             self.dir.path().join(format!("{prefix}{state}")).display()
         );
@@ -81,7 +84,30 @@ impl Cluster {
     }
 }
 
-fn spawn(config: &Path, failpoint: Option<String>, exit_when_caught_up: bool) -> Child {
+/// Kills a spawned processor when dropped (also when the test fails midway).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(config: &Path, failpoint: Option<String>, exit_when_caught_up: bool) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_storefold"));
     cmd.arg("--config").arg(config).arg("process");
     if exit_when_caught_up {
@@ -91,10 +117,12 @@ fn spawn(config: &Path, failpoint: Option<String>, exit_when_caught_up: bool) ->
     if let Some(f) = failpoint {
         cmd.env("STOREFOLD_FAILPOINT", f);
     }
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn storefold process")
+    Proc(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn storefold process"),
+    )
 }
 
 fn produce(bootstrap: &str, prefix: &str, events: &[RawEvent]) {
@@ -228,8 +256,8 @@ fn sigkill_at_any_moment_loses_nothing_and_applies_nothing_twice() {
     };
     let bootstrap = cluster.broker.bootstrap().to_string();
     let events = history(&HistorySpec {
-        tenants: 60,
-        customers_per_tenant: 150,
+        tenants: 240,
+        customers_per_tenant: 40,
         events: 50_000,
         duplicate_pct: 3,
         seed: 2026,
@@ -244,15 +272,19 @@ fn sigkill_at_any_moment_loses_nothing_and_applies_nothing_twice() {
     cluster.create_topics("crash.");
     let a = cluster.config("crash.", "state-a");
     let b = cluster.config("crash.", "state-b");
-    let chunks: Vec<&[RawEvent]> = events.chunks(events.len() / 4 + 1).collect();
+    let c = cluster.config("crash.", "state-c");
+    // New input before every restart, so that every crash meets work to do.
+    let chunks: Vec<&[RawEvent]> = events.chunks(events.len() / 26 + 1).collect();
     let mut rng = Rng::new(7);
     let mut kills = 0;
     let mut failpoint_crashes = 0;
+    let mut attempts = 0usize;
+    let mut fired: BTreeSet<&str> = BTreeSet::new();
     let mut produced = 0;
     let mut took_over = false;
     let started = Instant::now();
     while kills < 24 {
-        if produced < chunks.len() && kills % 6 == 0 {
+        if produced < chunks.len() {
             produce(&bootstrap, "crash.", chunks[produced]);
             produced += 1;
         }
@@ -271,23 +303,38 @@ fn sigkill_at_any_moment_loses_nothing_and_applies_nothing_twice() {
         }
         if kills % 2 == 0 {
             // A crash between two steps of the protocol.
-            let point = FAILPOINTS[(failpoint_crashes as usize) % FAILPOINTS.len()];
-            let nth = 1 + rng.below(4);
-            let mut child = spawn(&a, Some(format!("{point}:{nth}")), false);
-            match wait_exit(&mut child, Duration::from_secs(20)) {
+            let point = FAILPOINTS[attempts % FAILPOINTS.len()];
+            attempts += 1;
+            // A restore long enough to be interrupted needs an empty disk: a
+            // third instance starts from nothing, dies mid-restore, and is
+            // then started again on what it left.
+            let config = if point == "mid_restore" { &c } else { &a };
+            let nth = if point == "mid_restore" {
+                1
+            } else {
+                1 + rng.below(4)
+            };
+            let mut child = spawn(config, Some(format!("{point}:{nth}")), false);
+            match wait_exit(&mut child, Duration::from_secs(25)) {
                 Some(status) => {
                     assert!(
                         !status.success(),
                         "{point}: the process should have aborted"
                     );
                     failpoint_crashes += 1;
+                    fired.insert(point);
                 }
                 None => {
-                    // The point was not reached often enough (e.g. no restore to
-                    // interrupt): kill it anyway.
                     child.kill().expect("kill");
                     child.wait().expect("wait");
                 }
+            }
+            if point == "mid_restore" {
+                let mut again = spawn(&c, None, false);
+                std::thread::sleep(Duration::from_millis(3000 + rng.below(3000)));
+                again.kill().expect("kill");
+                again.wait().expect("wait");
+                kills += 1;
             }
         } else {
             let mut child = spawn(&a, None, false);
@@ -296,6 +343,10 @@ fn sigkill_at_any_moment_loses_nothing_and_applies_nothing_twice() {
             child.wait().expect("wait");
         }
         kills += 1;
+        eprintln!(
+            "[{:>5.1?}] kill {kills}: {failpoint_crashes} at failpoints so far",
+            started.elapsed()
+        );
     }
     while produced < chunks.len() {
         produce(&bootstrap, "crash.", chunks[produced]);
@@ -305,8 +356,13 @@ fn sigkill_at_any_moment_loses_nothing_and_applies_nothing_twice() {
     let status = wait_exit(&mut last, Duration::from_secs(900)).expect("final run ends");
     assert!(status.success(), "final run: {status}");
     eprintln!(
-        "interrupted run: {kills} kills ({failpoint_crashes} at failpoints) in {:?}",
+        "interrupted run: {kills} kills ({failpoint_crashes} at failpoints: {fired:?}) in {:?}",
         started.elapsed()
+    );
+    assert!(kills >= 20);
+    assert!(
+        fired.len() >= 6,
+        "crashes between the protocol's steps: {fired:?}"
     );
 
     // The uninterrupted run on the same raw events.

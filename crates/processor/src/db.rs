@@ -96,9 +96,18 @@ impl TaskDb {
         opts.create_missing_column_families(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
+        // A process runs one store per task: keep each one's footprint small.
+        // RocksDB preallocates each WAL file at 1.1× the largest write buffer
+        // (~70 MB with the 64 MB default), so the buffers are small; memtables
+        // are bounded for the whole store; the info log is short.
+        opts.set_db_write_buffer_size(32 << 20);
+        opts.set_max_total_wal_size(64 << 20);
+        opts.set_keep_log_file_num(2);
+        opts.set_max_log_file_size(1 << 20);
         let cfs = Family::ALL.iter().map(|f| {
             let mut o = Options::default();
             o.set_compression_type(DBCompressionType::Lz4);
+            o.set_write_buffer_size(8 << 20);
             if *f == Family::Idempotency {
                 let watermark = watermark.clone();
                 o.set_compaction_filter(

@@ -189,15 +189,19 @@ pub fn run(
         reset: opts.reset,
         fatal: Mutex::new(None),
     };
-    let consumer: BaseConsumer<Ctx> = storefold_runtime::kafka::client_config(&shared.kafka)
-        .set("group.id", &opts.group_id)
+    let mut cc = storefold_runtime::kafka::client_config(&shared.kafka);
+    cc.set("group.id", &opts.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         // A position that no longer exists is an error, never a silent skip.
         .set("auto.offset.reset", "error")
-        .set("partition.assignment.strategy", "range")
-        // Restoring a task runs inside the rebalance callback.
-        .set("max.poll.interval.ms", "1800000")
+        .set("partition.assignment.strategy", "range");
+    if !shared.kafka.properties.contains_key("max.poll.interval.ms") {
+        // Restoring a task runs inside the rebalance callback: allow a long
+        // restore (the operator may choose otherwise in [kafka.properties]).
+        cc.set("max.poll.interval.ms", "1800000");
+    }
+    let consumer: BaseConsumer<Ctx> = cc
         .create_with_context(ctx)
         .map_err(|e| TaskError::Kafka(e.to_string()))?;
     let ctx = consumer.context();
@@ -299,6 +303,7 @@ pub fn run(
         if (idle || !opts.exit_when_caught_up) && last_check.elapsed() >= every {
             last_check = Instant::now();
             let caught_up = update_lag(&consumer);
+            tracing::debug!(elapsed = ?last_check.elapsed(), caught_up, "lag checked");
             if opts.exit_when_caught_up && caught_up {
                 tracing::info!("every owned task has folded its input");
                 break Ok(());
@@ -371,6 +376,7 @@ fn commit_task(
         .commit_seconds
         .with_label_values(&["offsets"])
         .observe(step.elapsed().as_secs_f64());
+    tracing::debug!(task = p, events, offsets = ?step.elapsed(), "batch committed");
     crate::failpoint::hit("after_offsets");
     Ok(())
 }
@@ -414,15 +420,26 @@ fn restart(consumer: &BaseConsumer<Ctx>, p: i32, e: &TaskError, summary: &mut Ru
 fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
     let ctx = consumer.context();
     let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
-    let mut all = !tasks.is_empty();
+    if tasks.is_empty() {
+        return false;
+    }
+    let wanted: Vec<(String, i32)> = tasks
+        .keys()
+        .flat_map(|p| ctx.shared.raw_topics.iter().map(move |t| (t.clone(), *p)))
+        .collect();
+    let marks = match crate::task::watermarks(consumer, &wanted, Duration::from_secs(10)) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot measure the lag");
+            return false;
+        }
+    };
+    let mut all = true;
     for (p, task) in tasks.iter() {
         let mut lag = 0i64;
         for topic in &ctx.shared.raw_topics {
             let next = task.positions().get(topic).copied().unwrap_or(0);
-            let high = consumer
-                .fetch_watermarks(topic, *p, Duration::from_secs(5))
-                .map(|(_, h)| h)
-                .unwrap_or(-1);
+            let high = marks.get(&(topic.clone(), *p)).map_or(-1, |m| m.1);
             if high >= 0 {
                 lag += (high - next).max(0);
             }

@@ -154,6 +154,54 @@ impl Shared {
     }
 }
 
+/// Low and high watermarks of many partitions in two ListOffsets requests
+/// (timestamp -2 = earliest, -1 = latest), instead of a round trip each.
+pub fn watermarks<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    partitions: &[(String, i32)],
+    timeout: Duration,
+) -> Result<BTreeMap<(String, i32), (i64, i64)>, TaskError> {
+    // `Beginning`/`End` carry the raw values -2/-1, which ListOffsets reads as
+    // the earliest/latest timestamps.
+    let ask = |ts: Offset| -> Result<BTreeMap<(String, i32), i64>, TaskError> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            tpl.add_partition_offset(t, *p, ts)
+                .map_err(|e| TaskError::Kafka(e.to_string()))?;
+        }
+        let out = consumer
+            .offsets_for_times(tpl, timeout)
+            .map_err(|e| TaskError::Kafka(format!("list offsets: {e}")))?;
+        let mut m = BTreeMap::new();
+        for e in out.elements() {
+            if let Some(err) = e.error().err() {
+                return Err(TaskError::Kafka(format!(
+                    "list offsets of {}/{}: {err}",
+                    e.topic(),
+                    e.partition()
+                )));
+            }
+            let v = match e.offset() {
+                Offset::Offset(n) => n,
+                other => other.to_raw().unwrap_or(-1),
+            };
+            m.insert((e.topic().to_string(), e.partition()), v);
+        }
+        Ok(m)
+    };
+    let low = ask(Offset::Beginning)?;
+    let high = ask(Offset::End)?;
+    Ok(partitions
+        .iter()
+        .map(|k| {
+            let key = (k.0.clone(), k.1);
+            let l = low.get(&key).copied().unwrap_or(0);
+            let h = high.get(&key).copied().unwrap_or(-1);
+            (key, (l, h))
+        })
+        .collect())
+}
+
 /// A raw record handed to a task.
 #[derive(Debug)]
 pub struct Input<'a> {
@@ -270,14 +318,14 @@ impl Task {
         let consumer: BaseConsumer = client_config(&shared.kafka)
             .set("group.id", "storefold-restore")
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "error")
             .create()
             .map_err(|e| TaskError::Kafka(e.to_string()))?;
         let timeout = shared.produce_timeout;
-        let (low, high) = consumer
-            .fetch_watermarks(&changelog, partition, timeout)
-            .map_err(|e| TaskError::Kafka(format!("watermarks of {changelog}/{partition}: {e}")))?;
+        let mut wanted: Vec<(String, i32)> = vec![(changelog.clone(), partition)];
+        wanted.extend(shared.raw_topics.iter().map(|t| (t.clone(), partition)));
+        let marks = watermarks(&consumer, &wanted, timeout)?;
+        let (low, high) = marks[&(changelog.clone(), partition)];
         if meta.changelog_next > high {
             return Err(TaskError::WrongLog(format!(
                 "the state in {} has read {changelog} partition {partition} up to offset {}, but \
@@ -288,9 +336,9 @@ impl Task {
             )));
         }
         for (topic, next) in &meta.positions {
-            let (rlow, rhigh) = consumer
-                .fetch_watermarks(topic, partition, timeout)
-                .map_err(|e| TaskError::Kafka(format!("watermarks of {topic}/{partition}: {e}")))?;
+            let Some(&(rlow, rhigh)) = marks.get(&(topic.clone(), partition)) else {
+                continue;
+            };
             if *next > rhigh || *next < rlow {
                 return Err(TaskError::WrongLog(format!(
                     "the state in {} continues {topic} partition {partition} at offset {next}, but \
@@ -336,15 +384,22 @@ impl Task {
             while next < high {
                 match consumer.poll(Duration::from_millis(200)) {
                     None => {
+                        // Compaction may leave the last offsets empty: the
+                        // fetch position still reaches the end.
+                        let at = consumer
+                            .position()
+                            .ok()
+                            .and_then(|tpl| tpl.elements().first().map(|e| e.offset()));
+                        if let Some(Offset::Offset(o)) = at
+                            && o >= high
+                        {
+                            break;
+                        }
                         if last_progress.elapsed() > timeout {
                             return Err(TaskError::Kafka(format!(
                                 "restore of task {partition} made no progress for {timeout:?} at {changelog} offset {next}"
                             )));
                         }
-                    }
-                    Some(Err(KafkaError::PartitionEOF(_))) => {
-                        // Compaction may leave the last offsets empty.
-                        break;
                     }
                     Some(Err(e)) => {
                         return Err(TaskError::Kafka(format!(
@@ -371,7 +426,7 @@ impl Task {
                         for op in restorer.drain() {
                             apply_op(&db, &mut batch, op)?;
                         }
-                        if batch.len() >= 10_000 {
+                        if batch.len() >= 2_000 {
                             db.write(std::mem::take(&mut batch))?;
                             failpoint::hit("mid_restore");
                         }
@@ -431,6 +486,7 @@ impl Task {
             value: Some(serde_json::to_vec(&fence).unwrap_or_default()),
         };
         let payload = shared.encode(&fence_rec);
+        let fence_started = Instant::now();
         let offsets = shared.produce_all(&[Out {
             topic: &changelog,
             partition: Some(partition),
@@ -439,6 +495,7 @@ impl Task {
             headers: &[],
         }])?;
         failpoint::hit("after_fence");
+        tracing::debug!(task = partition, elapsed = ?fence_started.elapsed(), "fence acknowledged");
 
         let mut repair = outcome.repair;
         let mut positions = c.positions.clone();
@@ -456,11 +513,7 @@ impl Task {
         // each partition for a topic never read.
         for topic in &shared.raw_topics {
             if !positions.contains_key(topic) {
-                let (rlow, _) = consumer
-                    .fetch_watermarks(topic, partition, timeout)
-                    .map_err(|e| {
-                        TaskError::Kafka(format!("watermarks of {topic}/{partition}: {e}"))
-                    })?;
+                let rlow = marks.get(&(topic.clone(), partition)).map_or(0, |m| m.0);
                 positions.insert(topic.clone(), rlow);
             }
         }

@@ -120,10 +120,14 @@ fn a_stopped_instance_hands_its_tasks_over_and_nothing_is_lost() {
     });
 
     let b = start(&env, "state-b");
-    wait("the group to split the tasks", Duration::from_secs(60), || {
-        let (oa, ob) = (owned(&a), owned(&b));
-        !oa.is_empty() && !ob.is_empty() && oa.len() + ob.len() == PARTITIONS as usize
-    });
+    wait(
+        "the group to split the tasks",
+        Duration::from_secs(60),
+        || {
+            let (oa, ob) = (owned(&a), owned(&b));
+            !oa.is_empty() && !ob.is_empty() && oa.len() + ob.len() == PARTITIONS as usize
+        },
+    );
     let b_tasks = owned(&b);
     assert!(
         metrics(&b).contains("storefold_processor_restore_records_total"),
@@ -136,8 +140,7 @@ fn a_stopped_instance_hands_its_tasks_over_and_nothing_is_lost() {
     let on_b = want_customers
         .values()
         .find(|c| {
-            c.email.is_some()
-                && b_tasks.contains(&java_partition(c.tenant.as_bytes(), PARTITIONS))
+            c.email.is_some() && b_tasks.contains(&java_partition(c.tenant.as_bytes(), PARTITIONS))
         })
         .expect("a customer with an email on one of b's tasks");
     let client = storefold_testkit::http_client();

@@ -37,6 +37,11 @@ pub struct Env {
 /// A mock cluster with every storefold topic of `partitions` partitions and a
 /// configuration pointing at it, state under a temporary directory.
 pub fn env(partitions: i32) -> Env {
+    // `RUST_LOG=storefold_processor=debug cargo test …` shows what the tasks do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let broker = MockBroker::start(1);
     let dir = tempfile::tempdir().expect("temp dir");
     let toml = format!(
