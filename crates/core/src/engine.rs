@@ -1107,6 +1107,14 @@ impl Engine {
                 if any_redacted && !redacted {
                     redacted_orders.push((tenant.to_string(), oid.clone()));
                 }
+                // Published under another customer id before (a merge moved it
+                // here): publish it again, whatever batch the merge came in.
+                let meta = StateKey::new(tenant, Item::OrderMeta(oid.clone()));
+                if let Some(StateValue::OrderMeta(m)) = self.get(src, &meta)
+                    && m.customer_id.as_deref() != Some(root.customer_id().0.as_str())
+                {
+                    self.dirty_orders.insert((tenant.to_string(), oid.clone()));
+                }
                 order_keys.push(okey);
             }
         }

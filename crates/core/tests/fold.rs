@@ -750,3 +750,46 @@ fn store_fulfillment_events_join_their_tracked_parcel_in_any_order() {
     let other = v.iter().find(|s| s.tracking_number == "1Z2").unwrap();
     assert_eq!(other.status, Some(ShipmentStatus::LabelCreated));
 }
+
+#[test]
+fn an_order_is_republished_when_a_later_merge_moves_it_to_another_customer() {
+    // A guest order known only by phone, then (in a later batch) a profile that
+    // ties that phone to an email: the order now belongs to the email's customer,
+    // and its newest projection must say so, whatever the batch boundaries.
+    let mut placed = order("shopify:77", "x@example.com", 1000, T0, "paid");
+    if let Event::OrderUpserted(o) = &mut placed {
+        o.customer = Identity::default().with_phone(Some("+14155550123"), None);
+    }
+    let events = vec![
+        env("o77", T0, placed),
+        env(
+            "p1",
+            T0 + time::Duration::hours(1),
+            profile(
+                Identity::default()
+                    .with_email(Some("ann@example.com"))
+                    .with_phone(Some("+14155550123"), None),
+                "Ann",
+                T0 + time::Duration::hours(1),
+            ),
+        ),
+    ];
+    let want = IdentityKey::new("acme", IdentityKind::Email, "ann@example.com")
+        .customer_id()
+        .0;
+    for batch in [1, 2] {
+        let run = fold_batched(&events, batch);
+        let newest = run
+            .projections
+            .iter()
+            .rev()
+            .find_map(|p| match p {
+                Projection::Order { view, .. } if view.order_id == "shopify:77" => {
+                    Some(view.customer_id.clone())
+                }
+                _ => None,
+            })
+            .expect("the order was published");
+        assert_eq!(newest.as_deref(), Some(want.as_str()), "batch size {batch}");
+    }
+}
