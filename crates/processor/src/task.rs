@@ -154,13 +154,16 @@ impl Shared {
     }
 }
 
+/// (low, high) offsets per (topic, partition).
+pub type Watermarks = BTreeMap<(String, i32), (i64, i64)>;
+
 /// Low and high watermarks of many partitions in two ListOffsets requests
 /// (timestamp -2 = earliest, -1 = latest), instead of a round trip each.
 pub fn watermarks<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     consumer: &C,
     partitions: &[(String, i32)],
     timeout: Duration,
-) -> Result<BTreeMap<(String, i32), (i64, i64)>, TaskError> {
+) -> Result<Watermarks, TaskError> {
     // `Beginning`/`End` carry the raw values -2/-1, which ListOffsets reads as
     // the earliest/latest timestamps.
     let ask = |ts: Offset| -> Result<BTreeMap<(String, i32), i64>, TaskError> {
