@@ -160,10 +160,18 @@ fn main() {
     let t = Instant::now();
     let mut moved = 0usize;
     let mut pending = Vec::with_capacity(batch);
+    let mut idle_since = Instant::now();
     while moved < total {
         let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            if idle_since.elapsed() > Duration::from_secs(30) {
+                say(format!(
+                    "passthrough: nothing to read for 30 s after {moved} of {total} records; stopping"
+                ));
+                std::process::exit(1);
+            }
             continue;
         };
+        idle_since = Instant::now();
         let m = m.expect("consume");
         let mut rec = FutureRecord::to(&passthrough)
             .key(m.key().unwrap_or_default())
@@ -182,6 +190,12 @@ fn main() {
             }
         }
         moved += 1;
+        if moved % 100_000 == 0 {
+            say(format!(
+                "  passthrough: {moved} records after {:.1?}",
+                t.elapsed()
+            ));
+        }
         if pending.len() >= batch || moved == total {
             rt.block_on(async {
                 for f in pending.drain(..) {

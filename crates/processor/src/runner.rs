@@ -289,7 +289,7 @@ pub fn run(
                 .collect()
         };
         for p in due {
-            match commit_task(&consumer, p, &mut summary) {
+            match commit_task(&consumer, p, &opts.mode, &mut summary) {
                 Ok(()) => {}
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => restart(&consumer, p, &e, &mut summary),
@@ -321,7 +321,7 @@ pub fn run(
             .map(|(p, _)| *p)
             .collect();
         for p in open {
-            if let Err(e) = commit_task(&consumer, p, &mut summary) {
+            if let Err(e) = commit_task(&consumer, p, &opts.mode, &mut summary) {
                 tracing::warn!(task = p, error = %e, "final commit failed; the batch will be folded again");
             }
         }
@@ -344,6 +344,7 @@ pub fn run(
 fn commit_task(
     consumer: &BaseConsumer<Ctx>,
     p: i32,
+    mode: &Mode,
     summary: &mut RunSummary,
 ) -> Result<(), TaskError> {
     let ctx = consumer.context();
@@ -362,7 +363,7 @@ fn commit_task(
     let step = Instant::now();
     match consumer.commit(&tpl, CommitMode::Sync) {
         Ok(()) => {}
-        Err(e) if group_moved_on(&e) => {
+        Err(e) if *mode == Mode::Group && group_moved_on(&e) => {
             // The group gave the partition to another member: stop at once.
             tracing::warn!(task = p, error = %e, "offset commit rejected: the group moved on; closing the task");
             ctx.remove(p);
