@@ -190,7 +190,7 @@ fn main() {
             }
         }
         moved += 1;
-        if moved % 100_000 == 0 {
+        if moved.is_multiple_of(100_000) {
             say(format!(
                 "  passthrough: {moved} records after {:.1?}",
                 t.elapsed()
