@@ -248,6 +248,9 @@ pub struct Task {
     batch_idem: Vec<(String, i64)>,
     batch_idem_set: HashSet<String>,
     batch_dlq: Vec<OutboxEntry>,
+    /// Provider of each event parked in the open batch (a release in the same
+    /// batch never reaches the store, but is counted).
+    batch_parked: std::collections::HashMap<String, String>,
     /// (provider, outcome) counts of the open batch, published at commit.
     batch_outcomes: BTreeMap<(String, &'static str), u64>,
     /// Keys to write again with their committed value in the next batch.
@@ -576,6 +579,7 @@ impl Task {
             batch_idem: Vec::new(),
             batch_idem_set: HashSet::new(),
             batch_dlq: Vec::new(),
+            batch_parked: std::collections::HashMap::new(),
             batch_outcomes: BTreeMap::new(),
             repair,
             flushed_outbox: Vec::new(),
@@ -752,7 +756,11 @@ impl Task {
             match self.engine.apply(&src, env) {
                 Ok(Outcome::Applied) => outcomes.push("applied"),
                 Ok(Outcome::Duplicate) => outcomes.push("duplicate"),
-                Ok(Outcome::Parked(_)) => outcomes.push("parked"),
+                Ok(Outcome::Parked(_)) => {
+                    self.batch_parked
+                        .insert(env.event_id.clone(), pname.to_string());
+                    outcomes.push("parked");
+                }
                 Err(e) => rejected.push(e),
             }
             if let Some(e) = src.take_error() {
@@ -785,6 +793,7 @@ impl Task {
         self.batch_idem.clear();
         self.batch_idem_set.clear();
         self.batch_dlq.clear();
+        self.batch_parked.clear();
         self.batch_outcomes.clear();
     }
 
@@ -809,14 +818,20 @@ impl Task {
         let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         let mut released: Vec<String> = Vec::new();
         let db = self.db.clone();
+        let parked_now = std::mem::take(&mut self.batch_parked);
         let output = self.engine.finish_retaining(&src, |k, v| {
             let key = k.encode();
             if v.is_none()
-                && matches!(k.item, Item::Parked(_))
-                && let Ok(Some(bytes)) = db.get(&key)
-                && let Ok(StateValue::Parked(env)) = decode_value(&bytes)
+                && let Item::Parked(id) = &k.item
             {
-                released.push(env.provider.clone());
+                let provider = match db.get(&key) {
+                    Ok(Some(bytes)) => match decode_value(&bytes) {
+                        Ok(StateValue::Parked(env)) => Some(env.provider.clone()),
+                        _ => None,
+                    },
+                    _ => parked_now.get(id).cloned(),
+                };
+                released.push(provider.unwrap_or_else(|| "unknown".into()));
             }
             records.push((key, v.map(crate::records::encode_value)));
         });
