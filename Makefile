@@ -33,10 +33,11 @@ unit:
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 
-# The test profile (opt-level 1) shares the test build's RocksDB; the dev profile
-# would compile RocksDB's C++ once more (~35 min on 2 cores).
+# Runs the CLI as the test build made it: building it alone (another profile or
+# another feature set) would compile RocksDB's C++ once more (~35 min on 2 cores).
 schemas-check:
-	$(CARGO) run -q --profile test -p storefold -- schemas check --dir schemas
+	$(CARGO) build -q --profile test --workspace --all-targets
+	"$${CARGO_TARGET_DIR:-target}/debug/storefold" schemas check --dir schemas
 
 ## core-purity: storefold-core must not depend on runtime crates (ARCHITECTURE §2)
 core-purity:
