@@ -287,12 +287,6 @@ impl TaskDb {
             })
             .sum()
     }
-
-    /// Compacts the idempotency keys now (tests of the retention).
-    pub fn compact_idempotency(&self) {
-        self.db
-            .compact_range_cf(self.cf(Family::Idempotency), None::<&[u8]>, None::<&[u8]>);
-    }
 }
 
 /// The fold's view of a task's store. A value that cannot be read stops the

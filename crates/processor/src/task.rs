@@ -14,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use rocksdb::WriteBatch;
 use storefold_codec::{AvroCodec, CommitMarker, RawEvent, StateKind, StateRecord, WireFormat};
-use storefold_core::engine::{Engine, Item, StateKey, StateValue};
+use storefold_core::engine::{Engine, Item, StateValue};
 use storefold_core::{FoldError, Outcome};
 use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
 use storefold_runtime::config::KafkaConfig;
@@ -605,14 +605,6 @@ impl Task {
         &self.db
     }
 
-    pub fn generation(&self) -> i64 {
-        self.generation
-    }
-
-    pub fn epoch(&self) -> i64 {
-        self.epoch
-    }
-
     /// Committed next offsets per raw topic.
     pub fn positions(&self) -> &BTreeMap<String, i64> {
         &self.positions
@@ -891,18 +883,27 @@ impl Task {
         // (a) the changelog records, acknowledged, then the marker, acknowledged.
         let changelog = topics.changelog();
         let step = Instant::now();
+        // The local write batch is staged now (step b writes it only after the
+        // marker is acknowledged), so the records can move into the changelog
+        // records without copying their values.
+        let mut batch = WriteBatch::default();
+        for (k, v) in &records {
+            self.db.stage(&mut batch, k, v.as_deref());
+        }
+        let record_count = records.len() as i64;
         let encoded: Vec<(String, Vec<u8>)> = records
-            .iter()
-            .map(|(k, v)| {
-                let kind = family_of(k).map_or(StateKind::Meta, Family::kind);
+            .into_iter()
+            .map(|(key, value)| {
+                let kind = family_of(&key).map_or(StateKind::Meta, Family::kind);
                 let rec = StateRecord {
-                    key: k.clone(),
+                    key,
                     kind,
                     epoch: self.epoch,
                     sequence: seq,
-                    value: v.clone(),
+                    value,
                 };
-                (k.clone(), self.shared.encode(&rec))
+                let bytes = self.shared.encode(&rec);
+                (rec.key, bytes)
             })
             .collect();
         let outs: Vec<Out<'_>> = encoded
@@ -925,7 +926,7 @@ impl Task {
         let marker = CommitMarker {
             epoch: self.epoch,
             sequence: seq,
-            record_count: records.len() as i64,
+            record_count,
             input_positions: input_positions(&self.batch_positions, self.partition),
             flushed_batch: self.meta.flushed,
         };
@@ -952,10 +953,6 @@ impl Task {
 
         // (b) one RocksDB write: records, outbox, positions, changelog position.
         let step = Instant::now();
-        let mut batch = WriteBatch::default();
-        for (k, v) in &records {
-            self.db.stage(&mut batch, k, v.as_deref());
-        }
         self.meta.sequence = seq;
         self.meta.positions = self.batch_positions.clone();
         self.meta.changelog_next = offsets.first().map_or(self.meta.changelog_next, |o| o + 1);
@@ -1061,9 +1058,4 @@ fn apply_op(db: &TaskDb, batch: &mut WriteBatch, op: Op) -> Result<(), TaskError
         }
     }
     Ok(())
-}
-
-/// The state key of a customer, for the query API.
-pub fn customer_key(tenant: &str, id: &storefold_core::IdentityKey) -> StateKey {
-    StateKey::new(tenant, Item::Customer(id.clone()))
 }
