@@ -716,9 +716,10 @@ impl Engine {
         }
     }
 
-    /// Applies an event that names its order through links: the first link that
-    /// resolves wins; the others are learned as references of that order. With no
-    /// resolvable link the event is parked under every reference it names.
+    /// Applies an event that names its order through links: an explicit order id
+    /// wins, else the first reference that resolves; every reference is learned
+    /// for that order. With no resolvable link the event is parked under every
+    /// reference it names.
     fn apply_linked(
         &mut self,
         src: &dyn Source,
@@ -729,32 +730,26 @@ impl Engine {
         if links.is_empty() {
             return Err(FoldError::NoOrderLink);
         }
-        let mut target: Option<OrderId> = None;
-        for l in links {
-            match l {
-                OrderLink::Order { order_id } => {
-                    target = Some(order_id.clone());
-                    break;
-                }
-                other => {
-                    if let Some(r) = ref_key(other)
-                        && let Some(o) = self.resolve_ref(src, tenant, &r)
-                    {
-                        target = Some(o);
-                        break;
-                    }
-                }
-            }
-        }
+        // An order the event names outright wins over any reference, whatever
+        // the references resolve to by now: otherwise the target would depend on
+        // which other events happened to arrive first.
         let refs: Vec<String> = links.iter().filter_map(ref_key).collect();
+        let explicit = links.iter().find_map(|l| match l {
+            OrderLink::Order { order_id } => Some(order_id.clone()),
+            _ => None,
+        });
+        let target = match explicit {
+            Some(o) => Some(o),
+            None => refs.iter().find_map(|r| self.resolve_ref(src, tenant, r)),
+        };
         let Some(order_id) = target else {
             return Ok(self.park(src, env, refs));
         };
         let changed = self.apply_to_order(src, env, &order_id);
+        // Every reference the event names is learned for its order (a set per
+        // reference), so the index holds the same entries in any arrival order.
         for r in refs {
-            if self.resolve_ref(src, tenant, &r).is_none() {
-                self.learn_ref(src, tenant, &r, &order_id);
-            }
+            self.learn_ref(src, tenant, &r, &order_id);
         }
         Ok(if changed {
             Outcome::Applied

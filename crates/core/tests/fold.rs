@@ -793,3 +793,83 @@ fn an_order_is_republished_when_a_later_merge_moves_it_to_another_customer() {
         assert_eq!(newest.as_deref(), Some(want.as_str()), "batch size {batch}");
     }
 }
+
+#[test]
+fn an_explicit_order_id_wins_over_a_reference_in_any_arrival_order() {
+    // The tracking number is known for shopify:1 (a store fulfillment), while a
+    // carrier update names the same tracking number *and* shopify:2 outright.
+    // The carrier's explicit order id wins whatever arrived first.
+    let ship = |id: &str, links: Vec<OrderLink>, at: OffsetDateTime| {
+        env(
+            id,
+            at,
+            Event::ShipmentUpdated(Shipment {
+                provider: "test".into(),
+                tracking_number: "1Z999".into(),
+                carrier: Some("UPS".into()),
+                links,
+                fulfillment_id: None,
+                status: ShipmentStatus::InTransit,
+                checkpoints: vec![],
+                line_item_ids: vec![],
+                estimated_delivery: None,
+                at,
+            }),
+        )
+    };
+    let events = vec![
+        env(
+            "o1",
+            T0,
+            order("shopify:1", "bob@example.com", 1500, T0, "paid"),
+        ),
+        ship(
+            "s-store",
+            vec![
+                OrderLink::Order {
+                    order_id: "shopify:1".into(),
+                },
+                OrderLink::Tracking {
+                    number: "1Z999".into(),
+                },
+            ],
+            T0 + Duration::days(1),
+        ),
+        ship(
+            "s-carrier",
+            vec![
+                OrderLink::Tracking {
+                    number: "1Z999".into(),
+                },
+                OrderLink::Order {
+                    order_id: "shopify:2".into(),
+                },
+            ],
+            T0 + Duration::days(2),
+        ),
+    ];
+    let reference = folded(&fold_batched(&events, events.len()));
+    assert!(
+        reference.orders["shopify:2"]
+            .shipments
+            .contains_key("1Z999"),
+        "the carrier update lands on the order it names"
+    );
+    for perm in [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ] {
+        let evs: Vec<Envelope> = perm.iter().map(|&i| events[i].clone()).collect();
+        for batch in [1, 2, 3] {
+            assert_eq!(
+                folded(&fold_batched(&evs, batch)),
+                reference,
+                "order {perm:?}, batch {batch}"
+            );
+        }
+    }
+}
