@@ -66,7 +66,7 @@ fn main() {
     let events_n = arg("--events", customers * 6 / 5);
     let partitions = arg("--partitions", 128) as i32;
     let batch = arg("--batch", 5_000);
-    let tenants = 100usize;
+    let tenants = arg("--tenants", 1000);
 
     let mut broker = BrokerProcess::start(1);
     let dir = tempfile::tempdir().expect("tmp");
@@ -227,6 +227,20 @@ fn main() {
         .expect("processor run");
     let proc_secs = t.elapsed().as_secs_f64();
     let proc_rate = summary.events as f64 / proc_secs;
+    say(format!(
+        "  processor wall time: idle {:.1?}, folding {:.1?}, committing {:.1?}, lag checks {:.1?}",
+        summary.idle, summary.folding, summary.committing, summary.lag_checks
+    ));
+    // Where the processor's time went: total seconds per commit step.
+    let text = storefold_runtime::metrics::encode(&registry);
+    for line in text.lines().filter(|l| {
+        l.starts_with("storefold_processor_commit_duration_seconds_sum")
+            || l.starts_with("storefold_processor_commit_duration_seconds_count")
+            || l.starts_with("storefold_processor_batch_events_sum")
+            || l.starts_with("storefold_processor_batch_events_count")
+    }) {
+        say(format!("  {line}"));
+    }
     let peak = status_kb("VmHWM:");
     drop(p);
     say(format!(
@@ -236,6 +250,54 @@ fn main() {
         peak / 1024,
         rss_before / 1024
     ));
+    // What the processor wrote per raw event, by kind of record.
+    {
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut written = 0usize;
+        for topic in [
+            topics.changelog(),
+            topics.customers(),
+            topics.orders(),
+            topics.triggers(),
+            topics.dlq_processor(),
+        ] {
+            for r in storefold_testkit::broker::read_topic(
+                broker.bootstrap(),
+                &topic,
+                Duration::from_secs(5),
+            ) {
+                written += 1;
+                let key =
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+                let kind = if topic == topics.changelog() {
+                    let k = if key.starts_with('~') {
+                        key.split('/').next().unwrap_or_default().to_string()
+                    } else {
+                        key.split('/').nth(1).unwrap_or_default().to_string()
+                    };
+                    let tomb = if r.payload.as_deref().is_some_and(|p| p.len() > 60) {
+                        ""
+                    } else {
+                        "(small/tombstone)"
+                    };
+                    format!("changelog {k}{tomb}")
+                } else {
+                    topic.clone()
+                };
+                *kinds.entry(kind).or_default() += 1;
+            }
+        }
+        say(format!(
+            "records written: {written} = {:.2} per raw event",
+            written as f64 / summary.events.max(1) as f64
+        ));
+        for (k, n) in kinds {
+            say(format!(
+                "  {k}: {n} ({:.2} per event)",
+                n as f64 / summary.events.max(1) as f64
+            ));
+        }
+    }
     say(format!(
         "ratio processor / passthrough = {:.2} (target >= 0.5)",
         proc_rate / pass_rate

@@ -26,8 +26,9 @@ pub use compat::{
 };
 pub use error::{Error, Result};
 pub use records::{
-    AvroRecord, CommitMarker, CustomerProjection, InputPosition, OrderProjection, RawEvent,
-    StateKind, StateRecord, Trigger, Verification, VerificationStatus,
+    AvroRecord, CommitMarker, CustomerProjection, InputPosition, OrderProjection,
+    RECEIVED_AT_HEADER, RawEvent, StateKind, StateRecord, Trigger, Verification,
+    VerificationStatus,
 };
 pub use schema::{Fingerprint, NAMESPACE, RecordKind, crc64_avro, parsing_canonical_form};
 

@@ -287,3 +287,8 @@ pub struct InputPosition {
     /// Next offset to consume.
     pub next_offset: i64,
 }
+
+/// Kafka header on projection and trigger records: the receive time (decimal
+/// milliseconds since the Unix epoch) of the oldest raw event folded in the batch
+/// that produced the record. Sinks measure the end-to-end latency from it.
+pub const RECEIVED_AT_HEADER: &str = "storefold-received-at";

@@ -47,6 +47,14 @@ pub struct RunSummary {
     pub events: u64,
     pub batches: u64,
     pub task_restarts: u64,
+    /// Wall time spent waiting for input (polls that returned nothing).
+    pub idle: Duration,
+    /// Wall time spent decoding and folding events.
+    pub folding: Duration,
+    /// Wall time spent committing batches (all protocol steps).
+    pub committing: Duration,
+    /// Wall time spent checking the consumer lag.
+    pub lag_checks: Duration,
 }
 
 struct Ctx {
@@ -232,8 +240,13 @@ pub fn run(
         if token.is_cancelled() {
             break Ok(());
         }
+        let polled_at = Instant::now();
         let polled = consumer.poll(Duration::from_millis(50));
         let idle = polled.is_none();
+        if idle {
+            summary.idle += polled_at.elapsed();
+        }
+        let folding = Instant::now();
         match polled {
             None => {}
             Some(Ok(m)) => {
@@ -279,7 +292,9 @@ pub fn run(
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
         }
+        summary.folding += folding.elapsed();
         // Commit due batches.
+        let committing = Instant::now();
         let due: Vec<i32> = {
             let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
             tasks
@@ -288,13 +303,13 @@ pub fn run(
                 .map(|(p, _)| *p)
                 .collect()
         };
-        for p in due {
-            match commit_task(&consumer, p, &opts.mode, &mut summary) {
-                Ok(()) => {}
-                Err(e) if e.is_fatal() => return Err(e),
-                Err(e) => restart(&consumer, p, &e, &mut summary),
+        for (p, e) in commit_tasks(&consumer, &due, &opts.mode, &mut summary) {
+            if e.is_fatal() {
+                return Err(e);
             }
+            restart(&consumer, p, &e, &mut summary);
         }
+        summary.committing += committing.elapsed();
         let every = if opts.exit_when_caught_up {
             Duration::from_millis(500)
         } else {
@@ -303,6 +318,7 @@ pub fn run(
         if (idle || !opts.exit_when_caught_up) && last_check.elapsed() >= every {
             last_check = Instant::now();
             let caught_up = update_lag(&consumer);
+            summary.lag_checks += last_check.elapsed();
             tracing::debug!(elapsed = ?last_check.elapsed(), caught_up, "lag checked");
             if opts.exit_when_caught_up && caught_up {
                 tracing::info!("every owned task has folded its input");
@@ -320,10 +336,8 @@ pub fn run(
             .filter(|(_, t)| t.batch_events() > 0)
             .map(|(p, _)| *p)
             .collect();
-        for p in open {
-            if let Err(e) = commit_task(&consumer, p, &opts.mode, &mut summary) {
-                tracing::warn!(task = p, error = %e, "final commit failed; the batch will be folded again");
-            }
+        for (p, e) in commit_tasks(&consumer, &open, &opts.mode, &mut summary) {
+            tracing::warn!(task = p, error = %e, "final commit failed; the batch will be folded again");
         }
     }
     consumer.unsubscribe();
@@ -340,36 +354,86 @@ pub fn run(
     result.map(|()| summary)
 }
 
-/// Commits task `p`'s open batch and the consumer offsets (step d).
-fn commit_task(
+/// Most commits that run at once. Each waits on Kafka acknowledgements most of
+/// the time, so committing the due tasks side by side turns one round trip per
+/// task and protocol step into one per step.
+const PARALLEL_COMMITS: usize = 64;
+
+/// Commits the open batches of tasks `due` (steps a–c of each, side by side),
+/// then the consumer offsets of every committed task in one request (step d).
+/// Returns the tasks whose batch failed, with the error.
+fn commit_tasks(
     consumer: &BaseConsumer<Ctx>,
-    p: i32,
+    due: &[i32],
     mode: &Mode,
     summary: &mut RunSummary,
-) -> Result<(), TaskError> {
+) -> Vec<(i32, TaskError)> {
+    if due.is_empty() {
+        return Vec::new();
+    }
     let ctx = consumer.context();
     let mut tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(task) = tasks.get_mut(&p) else {
-        return Ok(());
-    };
-    let events = task.commit()?;
-    summary.events += events as u64;
-    summary.batches += 1;
+    let mut work: Vec<(i32, &mut Task)> = tasks
+        .iter_mut()
+        .filter(|(p, _)| due.contains(p))
+        .map(|(p, t)| (*p, t))
+        .collect();
+    let lanes = work.len().min(PARALLEL_COMMITS);
+    let mut per_lane: Vec<Vec<(i32, &mut Task)>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (i, w) in work.drain(..).enumerate() {
+        per_lane[i % lanes].push(w);
+    }
+    let results: Vec<(i32, Result<usize, TaskError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = per_lane
+            .into_iter()
+            .map(|lane| {
+                scope.spawn(move || {
+                    lane.into_iter()
+                        .map(|(p, task)| (p, task.commit()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut failed = Vec::new();
     let mut tpl = TopicPartitionList::new();
-    for (topic, next) in task.positions() {
-        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(*next));
+    let mut committed = Vec::new();
+    for (p, r) in results {
+        match r {
+            Ok(events) => {
+                summary.events += events as u64;
+                summary.batches += 1;
+                committed.push(p);
+                if let Some(task) = tasks.get(&p) {
+                    for (topic, next) in task.positions() {
+                        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(*next));
+                    }
+                }
+            }
+            Err(e) => failed.push((p, e)),
+        }
     }
     drop(tasks);
+    if committed.is_empty() {
+        return failed;
+    }
     let step = Instant::now();
     match consumer.commit(&tpl, CommitMode::Sync) {
         Ok(()) => {}
         Err(e) if *mode == Mode::Group && group_moved_on(&e) => {
-            // The group gave the partition to another member: stop at once.
-            tracing::warn!(task = p, error = %e, "offset commit rejected: the group moved on; closing the task");
-            ctx.remove(p);
+            // The group gave partitions to another member: stop those at once
+            // (the ones still ours are committed again with the next batch).
+            tracing::warn!(tasks = ?committed, error = %e, "offset commit rejected: the group moved on; closing the tasks");
+            for p in &committed {
+                ctx.remove(*p);
+            }
         }
         Err(e) => {
-            tracing::warn!(task = p, error = %e, "offset commit failed (the marker and local positions remain the truth)")
+            tracing::warn!(tasks = ?committed, error = %e, "offset commit failed (the marker and local positions remain the truth)")
         }
     }
     ctx.shared
@@ -377,9 +441,9 @@ fn commit_task(
         .commit_seconds
         .with_label_values(&["offsets"])
         .observe(step.elapsed().as_secs_f64());
-    tracing::debug!(task = p, events, offsets = ?step.elapsed(), "batch committed");
+    tracing::debug!(tasks = committed.len(), offsets = ?step.elapsed(), "batches committed");
     crate::failpoint::hit("after_offsets");
-    Ok(())
+    failed
 }
 
 /// Restarts task `p` from its committed state after a failed batch and seeks

@@ -13,7 +13,9 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use rocksdb::WriteBatch;
-use storefold_codec::{AvroCodec, CommitMarker, RawEvent, StateKind, StateRecord, WireFormat};
+use storefold_codec::{
+    AvroCodec, CommitMarker, RECEIVED_AT_HEADER, RawEvent, StateKind, StateRecord, WireFormat,
+};
 use storefold_core::engine::{Engine, Item, StateValue};
 use storefold_core::{FoldError, Outcome};
 use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
@@ -842,7 +844,16 @@ impl Task {
             let v = self.db.get(&k)?;
             records.push((k, v));
         }
-        // The outputs, through the outbox.
+        // The outputs, through the outbox. Each carries the receive time of the
+        // oldest raw event folded in this batch, so sinks can measure the
+        // end-to-end latency (webhook received → CRM written).
+        let received: Vec<(String, Vec<u8>)> = self
+            .batch_idem
+            .iter()
+            .map(|(_, at)| *at)
+            .min()
+            .map(|at| vec![(RECEIVED_AT_HEADER.to_string(), at.to_string().into_bytes())])
+            .unwrap_or_default();
         let mut outputs: Vec<OutboxEntry> = Vec::new();
         let topics = &self.shared.topics;
         for p in &output.projections {
@@ -855,7 +866,7 @@ impl Task {
                 topic,
                 key,
                 value,
-                headers: Vec::new(),
+                headers: received.clone(),
             });
         }
         for t in &output.triggers {
@@ -864,7 +875,7 @@ impl Task {
                 topic: topics.triggers(),
                 key: format!("{}/{}", rec.tenant, rec.customer_id).into_bytes(),
                 value: self.shared.encode(&rec),
-                headers: Vec::new(),
+                headers: received.clone(),
             });
         }
         outputs.append(&mut self.batch_dlq);
