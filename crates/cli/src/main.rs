@@ -1,10 +1,10 @@
 //! The `storefold` command line.
 //!
 //! Roles that exist today: `ingest` (signed webhooks in, raw events durably in
-//! Kafka), `topics create|check`, `webhook send` (sign and post a payload as the
+//! Kafka), `process` and `replay` (the fold), `sink <name>` (PostgreSQL, HubSpot,
+//! webhook), `topics create|check`, `webhook send` (sign and post a payload as the
 //! provider would), `normalize` (what the fold sees for a payload) and `schemas
-//! check`. The processor and sink roles arrive with their crates and are not listed
-//! until they work.
+//! check`.
 
 // The CLI's job is to print.
 #![allow(clippy::print_stdout)]
@@ -13,6 +13,7 @@ mod ingest_cmd;
 mod normalize_cmd;
 mod process_cmd;
 mod schemas_cmd;
+mod sink_cmd;
 mod topics_cmd;
 mod webhook_cmd;
 
@@ -76,8 +77,19 @@ enum Command {
     /// so the rebuilt history supersedes the old one in every sink. Owns every
     /// partition: stop the processor instances first.
     Replay(process_cmd::ReplayArgs),
+    /// Run a sink: keep a destination in step with the projection topics
+    /// (customers, orders, triggers), consumed in the sink's own consumer group.
+    ///
+    /// postgres upserts into the tables of its schema (migrations run at start);
+    /// hubspot upserts contacts and deals; webhook POSTs signed JSON. Writes never
+    /// move a row backwards ((generation, version) guard); failed writes are
+    /// retried with backoff and a circuit breaker; a record the destination
+    /// refuses goes to dlq.sink.<name> with the reason. Offsets are committed
+    /// only after the write. Serves /healthz, /readyz, /metrics on sinks.listen.
+    /// Refuses to start when [sinks.<name>] is missing. Stops gracefully on SIGTERM.
+    Sink(sink_cmd::SinkArgs),
     /// Create or check storefold's Kafka topics (raw.<provider>, changelog,
-    /// customers, orders, triggers, dlq.processor).
+    /// customers, orders, triggers, dlq.processor, dlq.sink.<name>).
     Topics {
         #[command(subcommand)]
         command: topics_cmd::TopicsCommand,
@@ -131,6 +143,10 @@ fn main() {
         Command::Replay(args) => load_config(cli.config.as_deref()).and_then(|config| {
             init_logs(&config, cli.log_format);
             runtime()?.block_on(process_cmd::replay(config, args))
+        }),
+        Command::Sink(args) => load_config(cli.config.as_deref()).and_then(|config| {
+            init_logs(&config, cli.log_format);
+            runtime()?.block_on(sink_cmd::run_sink(config, args))
         }),
         Command::Topics { command } => load_config(cli.config.as_deref()).and_then(|config| {
             init_logs(&config, cli.log_format);

@@ -387,6 +387,9 @@ fn the_example_configuration_loads() {
     let demo = &config.tenants["demo"];
     assert!(demo.providers.len() >= 9);
     assert_eq!(config.kafka.topic_prefix, "storefold.");
+    let pg = config.sinks.postgres.as_ref().expect("[sinks.postgres]");
+    assert_eq!(pg.schema, "storefold");
+    assert_eq!(pg.batch_size, 1000);
     // --help of every subcommand works (the docs an operator reads first).
     for args in [
         vec!["--help"],
@@ -394,6 +397,7 @@ fn the_example_configuration_loads() {
         vec!["topics", "check", "--help"],
         vec!["topics", "create", "--help"],
         vec!["webhook", "send", "--help"],
+        vec!["sink", "--help"],
     ] {
         let out = storefold().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -67,6 +67,9 @@ impl Topics {
     }
 }
 
+/// The sinks, each with its dead-letter topic `dlq.sink.<name>`.
+pub const SINKS: [&str; 3] = ["postgres", "hubspot", "webhook"];
+
 /// How a topic is cleaned up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CleanupPolicy {
@@ -127,7 +130,11 @@ pub fn topic_specs(kafka: &KafkaConfig) -> Vec<TopicSpec> {
             co_partitioned: false,
         });
     }
-    for name in [topics.triggers(), topics.dlq_processor()] {
+    let dlqs = SINKS.iter().map(|s| topics.dlq_sink(s));
+    for name in [topics.triggers(), topics.dlq_processor()]
+        .into_iter()
+        .chain(dlqs)
+    {
         specs.push(TopicSpec {
             name,
             partitions: p,
@@ -475,7 +482,13 @@ mod tests {
             ..KafkaConfig::default()
         };
         let specs = topic_specs(&kafka);
-        assert_eq!(specs.len(), 11 + 1 + 2 + 2);
+        assert_eq!(specs.len(), 11 + 1 + 2 + 2 + 3);
+        let dlq = specs
+            .iter()
+            .find(|s| s.name == "sf.dlq.sink.hubspot")
+            .unwrap();
+        assert_eq!(dlq.cleanup, CleanupPolicy::Delete);
+        assert!(!dlq.co_partitioned);
         assert!(
             specs
                 .iter()

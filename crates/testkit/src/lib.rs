@@ -12,6 +12,8 @@
 
 pub mod broker;
 pub mod history;
+pub mod hubspot;
+pub mod postgres;
 pub mod samples;
 
 /// An HTTP client for tests (rustls with the ring provider, installed once).

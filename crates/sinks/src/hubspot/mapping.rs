@@ -1,0 +1,561 @@
+//! storefold's projections as HubSpot property values.
+//!
+//! The customer projection's `doc` is the Customer 360 that storefold-core
+//! serialises; the order projection's `doc` is its order view. Both are read as
+//! JSON, tolerantly: a field missing from an older doc is simply not sent.
+//!
+//! HubSpot takes every property value as a string (CRM v3 objects API):
+//! - number properties: a decimal string. Money is integer minor units in
+//!   storefold; it is written with the currency's exponent (USD 2, JPY 0, KWD 3),
+//!   never through a float: 40994 USD is `"409.94"`.
+//! - date properties: "must be set to midnight UTC for the date you want", as
+//!   milliseconds since the epoch (HubSpot, "How should timestamps be formatted
+//!   for HubSpot's APIs?"). storefold's order dates become the UTC midnight of
+//!   their UTC day.
+//! - datetime properties: any millisecond timestamp.
+//! - multiple-checkbox enumerations: the options separated by `;`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use storefold_codec::{CustomerProjection, OrderProjection, Trigger};
+use storefold_core::{Currency, Money};
+use storefold_runtime::config::HubSpotSinkConfig;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// How a storefold field's value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A string as it is.
+    Text,
+    /// A decimal number (money with its currency's exponent).
+    Number,
+    /// Midnight UTC of the day, milliseconds since the epoch.
+    Date,
+    /// Milliseconds since the epoch.
+    DateTime,
+    /// A multiple-checkbox enumeration: options joined with `;`.
+    Multi,
+}
+
+/// The storefold fields a contact property can be mapped from (the keys of
+/// `[sinks.hubspot.contact_properties]`), with their kind and default property.
+///
+/// Money fields are in the customer's primary currency: the one most of the
+/// customer's paid orders are in (ties: the larger gross, then the code), since
+/// a HubSpot number property holds one amount and currencies are never summed.
+pub const CONTACT_FIELDS: &[(&str, FieldKind, Option<&str>)] = &[
+    ("first_name", FieldKind::Text, Some("firstname")),
+    ("last_name", FieldKind::Text, Some("lastname")),
+    ("phone", FieldKind::Text, Some("phone")),
+    (
+        "customer_id",
+        FieldKind::Text,
+        Some("storefold_customer_id"),
+    ),
+    ("tenant", FieldKind::Text, None),
+    (
+        "lifetime_value",
+        FieldKind::Number,
+        Some("storefold_lifetime_value"),
+    ),
+    ("gross_revenue", FieldKind::Number, None),
+    ("refunded_amount", FieldKind::Number, None),
+    ("average_order_value", FieldKind::Number, None),
+    ("currency", FieldKind::Text, Some("storefold_currency")),
+    (
+        "orders_count",
+        FieldKind::Number,
+        Some("storefold_orders_count"),
+    ),
+    ("first_order_date", FieldKind::Date, None),
+    (
+        "last_order_date",
+        FieldKind::Date,
+        Some("storefold_last_order_date"),
+    ),
+    (
+        "first_utm_source",
+        FieldKind::Text,
+        Some("storefold_first_utm_source"),
+    ),
+    ("first_utm_medium", FieldKind::Text, None),
+    ("first_utm_campaign", FieldKind::Text, None),
+    (
+        "last_utm_source",
+        FieldKind::Text,
+        Some("storefold_last_utm_source"),
+    ),
+    ("last_utm_medium", FieldKind::Text, None),
+    ("last_utm_campaign", FieldKind::Text, None),
+    (
+        "open_tickets",
+        FieldKind::Number,
+        Some("storefold_open_tickets"),
+    ),
+    (
+        "chargebacks",
+        FieldKind::Number,
+        Some("storefold_chargebacks"),
+    ),
+    ("returns", FieldKind::Number, None),
+    ("csat", FieldKind::Number, None),
+    ("segments", FieldKind::Multi, Some("storefold_segments")),
+    (
+        "last_trigger",
+        FieldKind::Text,
+        Some("storefold_last_trigger"),
+    ),
+    ("last_trigger_at", FieldKind::DateTime, None),
+];
+
+/// The storefold fields a deal property can be mapped from (the keys of
+/// `[sinks.hubspot.deal_properties]`), with their kind and default property.
+/// `stage` is the order status translated by `deal_stages`; `pipeline` is
+/// `deal_pipeline`. Amounts are in the order's currency.
+pub const DEAL_FIELDS: &[(&str, FieldKind, Option<&str>)] = &[
+    ("name", FieldKind::Text, Some("dealname")),
+    ("amount", FieldKind::Number, Some("amount")),
+    ("currency", FieldKind::Text, Some("storefold_currency")),
+    ("stage", FieldKind::Text, Some("dealstage")),
+    ("pipeline", FieldKind::Text, Some("pipeline")),
+    ("close_date", FieldKind::DateTime, Some("closedate")),
+    ("status", FieldKind::Text, Some("storefold_order_status")),
+    ("order_number", FieldKind::Text, None),
+    ("customer_id", FieldKind::Text, None),
+    ("tenant", FieldKind::Text, None),
+    ("net_amount", FieldKind::Number, None),
+    ("refunded_amount", FieldKind::Number, None),
+];
+
+/// Default stages of HubSpot's default sales pipeline (internal ids).
+const DEFAULT_STAGES: &[(&str, &str)] = &[
+    ("pending", "contractsent"),
+    ("on_hold", "contractsent"),
+    ("open", "closedwon"),
+    ("completed", "closedwon"),
+    ("cancelled", "closedlost"),
+    ("refunded", "closedlost"),
+    ("failed", "closedlost"),
+];
+/// Stage of an order whose status is not known yet (no store snapshot).
+const FALLBACK_STAGE: &str = "appointmentscheduled";
+
+/// Which storefold field goes to which HubSpot property.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    contact: Vec<(&'static str, FieldKind, String)>,
+    deal: Vec<(&'static str, FieldKind, String)>,
+    stages: BTreeMap<String, String>,
+    pipeline: String,
+}
+
+fn resolve(
+    table: &'static [(&'static str, FieldKind, Option<&'static str>)],
+    configured: &BTreeMap<String, String>,
+    section: &str,
+) -> Result<Vec<(&'static str, FieldKind, String)>, String> {
+    if configured.is_empty() {
+        return Ok(table
+            .iter()
+            .filter_map(|(f, k, d)| d.map(|d| (*f, *k, d.to_string())))
+            .collect());
+    }
+    let mut out = Vec::new();
+    for (field, property) in configured {
+        let Some((f, k, _)) = table.iter().find(|(f, _, _)| *f == field.as_str()) else {
+            let known: Vec<&str> = table.iter().map(|(f, _, _)| *f).collect();
+            return Err(format!(
+                "sinks.hubspot.{section}: unknown storefold field {field:?} (known: {})",
+                known.join(", ")
+            ));
+        };
+        if property.trim().is_empty() {
+            return Err(format!(
+                "sinks.hubspot.{section}.{field}: empty HubSpot property name"
+            ));
+        }
+        out.push((*f, *k, property.clone()));
+    }
+    Ok(out)
+}
+
+impl Mapping {
+    /// The mapping of `cfg`: its `contact_properties` and `deal_properties`, or
+    /// the defaults of [`CONTACT_FIELDS`] and [`DEAL_FIELDS`] where a map is empty.
+    pub fn new(cfg: &HubSpotSinkConfig) -> Result<Self, String> {
+        let contact = resolve(
+            CONTACT_FIELDS,
+            &cfg.contact_properties,
+            "contact_properties",
+        )?;
+        let deal = resolve(DEAL_FIELDS, &cfg.deal_properties, "deal_properties")?;
+        if deal.iter().any(|(_, _, p)| *p == cfg.order_id_property) {
+            return Err(format!(
+                "sinks.hubspot.deal_properties maps a field to {:?}, the order id property",
+                cfg.order_id_property
+            ));
+        }
+        if contact.iter().any(|(_, _, p)| p == "email") {
+            return Err(
+                "sinks.hubspot.contact_properties: `email` is the contact's id, not a mapped field"
+                    .into(),
+            );
+        }
+        let mut stages: BTreeMap<String, String> = DEFAULT_STAGES
+            .iter()
+            .map(|(s, d)| (s.to_string(), d.to_string()))
+            .collect();
+        stages.extend(cfg.deal_stages.clone());
+        Ok(Self {
+            contact,
+            deal,
+            stages,
+            pipeline: cfg.deal_pipeline.clone(),
+        })
+    }
+
+    /// The HubSpot property a contact field is mapped to, if any.
+    pub fn contact_property(&self, field: &str) -> Option<&str> {
+        self.contact
+            .iter()
+            .find(|(f, _, _)| *f == field)
+            .map(|(_, _, p)| p.as_str())
+    }
+
+    /// Contact properties of a customer projection (without the trigger fields).
+    pub fn contact(&self, c: &CustomerProjection) -> BTreeMap<String, String> {
+        let doc: Value = serde_json::from_str(&c.doc).unwrap_or(Value::Null);
+        let primary = primary_revenue(&doc);
+        let mut out = BTreeMap::new();
+        for (field, kind, property) in &self.contact {
+            let value = match *field {
+                "first_name" => text(&doc, "/first_name"),
+                "last_name" => text(&doc, "/last_name"),
+                "phone" => c.phone.clone().or_else(|| text(&doc, "/phone")),
+                "customer_id" => Some(c.customer_id.clone()),
+                "tenant" => Some(c.tenant.clone()),
+                "lifetime_value" => primary.as_ref().and_then(|r| r.amount("net")),
+                "gross_revenue" => primary.as_ref().and_then(|r| r.amount("gross")),
+                "refunded_amount" => primary.as_ref().and_then(|r| r.amount("refunded")),
+                "average_order_value" => primary.as_ref().and_then(|r| r.amount("aov")),
+                "currency" => primary.as_ref().map(|r| r.currency.code().to_string()),
+                "orders_count" => count(&doc, "/orders_count"),
+                "first_order_date" => rfc3339(&doc, "/first_order_at").map(midnight_ms),
+                "last_order_date" => rfc3339(&doc, "/last_order_at").map(midnight_ms),
+                "first_utm_source" => text(&doc, "/first_touch/utm/source"),
+                "first_utm_medium" => text(&doc, "/first_touch/utm/medium"),
+                "first_utm_campaign" => text(&doc, "/first_touch/utm/campaign"),
+                "last_utm_source" => text(&doc, "/last_touch/utm/source"),
+                "last_utm_medium" => text(&doc, "/last_touch/utm/medium"),
+                "last_utm_campaign" => text(&doc, "/last_touch/utm/campaign"),
+                "open_tickets" => count(&doc, "/open_tickets"),
+                "chargebacks" => count(&doc, "/chargebacks"),
+                "returns" => count(&doc, "/returns"),
+                "csat" => doc
+                    .pointer("/csat_avg_x100")
+                    .and_then(Value::as_i64)
+                    .map(|x| decimal(x, 2)),
+                // The full current set: an empty string clears the property.
+                "segments" => doc.pointer("/segments").and_then(Value::as_array).map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(";")
+                }),
+                // Filled from triggers, see `trigger`.
+                _ => None,
+            };
+            debug_assert!(*kind != FieldKind::Date || value.as_deref().is_none_or(is_digits));
+            if let Some(v) = value {
+                out.insert(property.clone(), v);
+            }
+        }
+        out
+    }
+
+    /// Contact properties set by a trigger (`last_trigger`, `last_trigger_at`).
+    pub fn trigger(&self, t: &Trigger) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (field, _, property) in &self.contact {
+            match *field {
+                "last_trigger" => {
+                    out.insert(property.clone(), t.kind.clone());
+                }
+                "last_trigger_at" => {
+                    out.insert(property.clone(), t.occurred_at.to_string());
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Deal properties of an order projection.
+    pub fn deal(&self, o: &OrderProjection) -> BTreeMap<String, String> {
+        let doc: Value = serde_json::from_str(&o.doc).unwrap_or(Value::Null);
+        let snapshot = doc.pointer("/order/snapshot/value");
+        let total = snapshot.and_then(|s| money(s.pointer("/totals/total")?));
+        let number = snapshot
+            .and_then(|s| s.pointer("/number"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut out = BTreeMap::new();
+        for (field, _, property) in &self.deal {
+            let value = match *field {
+                "name" => Some(format!(
+                    "Order {}",
+                    number.as_deref().unwrap_or(&o.order_id)
+                )),
+                "amount" => total.map(|m| m.to_decimal_string()),
+                "currency" => total.map(|m| m.currency.code().to_string()),
+                "stage" => Some(
+                    self.stages
+                        .get(&o.status)
+                        .cloned()
+                        .unwrap_or_else(|| FALLBACK_STAGE.to_string()),
+                ),
+                "pipeline" => Some(self.pipeline.clone()),
+                "close_date" => snapshot
+                    .and_then(|s| s.pointer("/created_at"))
+                    .and_then(Value::as_str)
+                    .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+                    .map(datetime_ms),
+                "status" => Some(o.status.clone()),
+                "order_number" => number.clone(),
+                "customer_id" => o.customer_id.clone(),
+                "tenant" => Some(o.tenant.clone()),
+                "net_amount" => total.and_then(|t| bag(&doc, "/figures/net", t.currency)),
+                "refunded_amount" => total.and_then(|t| bag(&doc, "/figures/refunded", t.currency)),
+                _ => None,
+            };
+            if let Some(v) = value {
+                out.insert(property.clone(), v);
+            }
+        }
+        out
+    }
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+}
+
+fn text(doc: &Value, pointer: &str) -> Option<String> {
+    doc.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn count(doc: &Value, pointer: &str) -> Option<String> {
+    doc.pointer(pointer)
+        .and_then(Value::as_u64)
+        .map(|n| n.to_string())
+}
+
+fn rfc3339(doc: &Value, pointer: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(doc.pointer(pointer)?.as_str()?, &Rfc3339).ok()
+}
+
+/// Milliseconds since the epoch of the UTC midnight starting `t`'s UTC day.
+pub fn midnight_ms(t: OffsetDateTime) -> String {
+    let day = t.to_offset(time::UtcOffset::UTC).date();
+    let midnight = day.midnight().assume_utc();
+    (midnight.unix_timestamp() * 1000).to_string()
+}
+
+/// Milliseconds since the epoch.
+pub fn datetime_ms(t: OffsetDateTime) -> String {
+    ((t.unix_timestamp_nanos() / 1_000_000) as i64).to_string()
+}
+
+/// `minor` units with `exponent` decimals, exactly (`decimal(-1230, 2)` is `-12.30`).
+pub fn decimal(minor: i64, exponent: u32) -> String {
+    let mut out = String::new();
+    if minor < 0 {
+        out.push('-');
+    }
+    let abs = minor.unsigned_abs();
+    if exponent == 0 {
+        out.push_str(&abs.to_string());
+        return out;
+    }
+    let scale = 10u64.pow(exponent);
+    out.push_str(&format!(
+        "{}.{:0width$}",
+        abs / scale,
+        abs % scale,
+        width = exponent as usize
+    ));
+    out
+}
+
+fn money(v: &Value) -> Option<Money> {
+    let minor = v.get("minor")?.as_i64()?;
+    let currency = Currency::from_code(v.get("currency")?.as_str()?).ok()?;
+    Some(Money::new(minor, currency))
+}
+
+/// The amount of `currency` in a money bag (`{"USD": 1234}`), zero when absent.
+fn bag(doc: &Value, pointer: &str, currency: Currency) -> Option<String> {
+    let b = doc.pointer(pointer)?.as_object()?;
+    let minor = b.get(currency.code()).and_then(Value::as_i64).unwrap_or(0);
+    Some(Money::new(minor, currency).to_decimal_string())
+}
+
+/// One currency's revenue figures of a customer.
+#[derive(Debug, Clone)]
+struct Revenue {
+    currency: Currency,
+    row: Value,
+}
+
+impl Revenue {
+    fn amount(&self, key: &str) -> Option<String> {
+        let minor = self.row.get(key)?.as_i64()?;
+        Some(Money::new(minor, self.currency).to_decimal_string())
+    }
+}
+
+/// The currency most of the customer's orders were paid in.
+fn primary_revenue(doc: &Value) -> Option<Revenue> {
+    let rows = doc.pointer("/revenue")?.as_array()?;
+    rows.iter()
+        .filter_map(|row| {
+            let currency = Currency::from_code(row.get("currency")?.as_str()?).ok()?;
+            Some(Revenue {
+                currency,
+                row: row.clone(),
+            })
+        })
+        .max_by(|a, b| {
+            let key = |r: &Revenue| {
+                (
+                    r.row.get("orders").and_then(Value::as_u64).unwrap_or(0),
+                    r.row.get("gross").and_then(Value::as_i64).unwrap_or(0),
+                )
+            };
+            key(a)
+                .cmp(&key(b))
+                // Ties: the alphabetically first code wins.
+                .then_with(|| b.currency.code().cmp(a.currency.code()))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg(toml_contact: &[(&str, &str)]) -> HubSpotSinkConfig {
+        let mut c: HubSpotSinkConfig = serde_json::from_value(json!({"token": "t"})).unwrap();
+        c.contact_properties = toml_contact
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        c
+    }
+
+    fn customer(doc: Value) -> CustomerProjection {
+        CustomerProjection {
+            tenant: "acme".into(),
+            customer_id: "cus_em_1".into(),
+            generation: 1,
+            version: 3,
+            email: Some("a@example.com".into()),
+            phone: None,
+            redacted: false,
+            merged_into: None,
+            updated_at: 0,
+            doc: doc.to_string(),
+        }
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(decimal(40994, 2), "409.94");
+        assert_eq!(decimal(-1230, 2), "-12.30");
+        assert_eq!(decimal(5, 2), "0.05");
+        assert_eq!(decimal(1000, 0), "1000");
+        assert_eq!(decimal(1250, 3), "1.250");
+        assert_eq!(decimal(i64::MIN, 2), "-92233720368547758.08");
+    }
+
+    #[test]
+    fn dates_are_utc_midnight_milliseconds() {
+        let t = OffsetDateTime::parse("2015-05-01T23:30:00-02:00", &Rfc3339).unwrap();
+        // 2015-05-02T01:30Z: its UTC day is May 2.
+        assert_eq!(midnight_ms(t), "1430524800000");
+        let t = OffsetDateTime::parse("2015-04-02T18:02:46Z", &Rfc3339).unwrap();
+        assert_eq!(datetime_ms(t), "1427997766000");
+    }
+
+    #[test]
+    fn customer_fields_use_the_primary_currency() {
+        let m = Mapping::new(&cfg(&[])).unwrap();
+        let doc = json!({
+            "first_name": "Ada", "last_name": null, "orders_count": 3,
+            "revenue": [
+                {"currency": "JPY", "gross": 5000, "refunded": 0, "chargeback_lost": 0, "net": 5000, "orders": 1, "aov": 5000},
+                {"currency": "KWD", "gross": 12500, "refunded": 250, "chargeback_lost": 0, "net": 12250, "orders": 2, "aov": 6250}
+            ],
+            "last_order_at": "2024-03-05T10:00:00Z",
+            "first_touch": {"utm": {"source": "google"}},
+            "last_touch": {"utm": {"source": "newsletter"}},
+            "open_tickets": 1, "chargebacks": 0, "segments": ["vip", "repeat"]
+        });
+        let p = m.contact(&customer(doc));
+        assert_eq!(p["firstname"], "Ada");
+        assert!(!p.contains_key("lastname"));
+        assert_eq!(p["storefold_lifetime_value"], "12.250");
+        assert_eq!(p["storefold_currency"], "KWD");
+        assert_eq!(p["storefold_orders_count"], "3");
+        assert_eq!(p["storefold_last_order_date"], "1709596800000");
+        assert_eq!(p["storefold_first_utm_source"], "google");
+        assert_eq!(p["storefold_last_utm_source"], "newsletter");
+        assert_eq!(p["storefold_segments"], "vip;repeat");
+        assert_eq!(p["storefold_customer_id"], "cus_em_1");
+    }
+
+    #[test]
+    fn configured_maps_send_only_their_fields_and_refuse_unknown_ones() {
+        let m = Mapping::new(&cfg(&[("orders_count", "n_orders")])).unwrap();
+        let p = m.contact(&customer(json!({"orders_count": 2, "first_name": "Ada"})));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p["n_orders"], "2");
+        assert!(
+            Mapping::new(&cfg(&[("ltv", "x")]))
+                .unwrap_err()
+                .contains("unknown")
+        );
+    }
+
+    #[test]
+    fn deals_map_status_to_stage_and_total_to_amount() {
+        let m = Mapping::new(&cfg(&[])).unwrap();
+        let o = OrderProjection {
+            tenant: "acme".into(),
+            order_id: "shopify:1".into(),
+            customer_id: Some("cus_em_1".into()),
+            generation: 1,
+            version: 2,
+            status: "refunded".into(),
+            updated_at: 0,
+            doc: json!({"order": {"snapshot": {"value": {
+                "number": "#1001",
+                "totals": {"total": {"minor": 40994, "currency": "USD"}},
+                "created_at": "2015-04-02T18:02:46Z"
+            }}}, "figures": {"net": {"USD": 0}}})
+            .to_string(),
+        };
+        let p = m.deal(&o);
+        assert_eq!(p["dealname"], "Order #1001");
+        assert_eq!(p["amount"], "409.94");
+        assert_eq!(p["dealstage"], "closedlost");
+        assert_eq!(p["pipeline"], "default");
+        assert_eq!(p["closedate"], "1427997766000");
+        assert_eq!(p["storefold_order_status"], "refunded");
+    }
+}

@@ -1,0 +1,144 @@
+//! storefold sinks: keep a CRM in step with the projection topics.
+//!
+//! A sink consumes `customers`, `orders` and/or `triggers` in its own consumer
+//! group, writes batches, and commits offsets only after a write succeeded.
+//! Every write is an idempotent upsert guarded by `(generation, version)`, so
+//! redeliveries and replays never move the CRM backwards.
+//!
+//! The pieces: [`Sink`] is what a destination implements (PostgreSQL, HubSpot,
+//! webhook); the runner owns Kafka, batching, "newest per key", retries with
+//! backoff and `Retry-After`, the circuit breaker, the dead-letter topic and
+//! the metrics.
+
+use std::future::Future;
+use std::time::Duration;
+
+use storefold_codec::{CustomerProjection, OrderProjection, Trigger};
+
+/// A projection topic a sink can consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    Customers,
+    Orders,
+    Triggers,
+}
+
+impl Stream {
+    /// The topic name without prefix, as used in config (`customers`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Customers => "customers",
+            Stream::Orders => "orders",
+            Stream::Triggers => "triggers",
+        }
+    }
+}
+
+/// A decoded projection or trigger.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Customer(CustomerProjection),
+    Order(OrderProjection),
+    Trigger(Trigger),
+}
+
+impl Item {
+    pub fn stream(&self) -> Stream {
+        match self {
+            Item::Customer(_) => Stream::Customers,
+            Item::Order(_) => Stream::Orders,
+            Item::Trigger(_) => Stream::Triggers,
+        }
+    }
+
+    /// `(generation, version)` of a projection; triggers have none (each is
+    /// written once, deduplicated by `trigger_id`).
+    pub fn generation_version(&self) -> Option<(i64, i64)> {
+        match self {
+            Item::Customer(c) => Some((c.generation, c.version)),
+            Item::Order(o) => Some((o.generation, o.version)),
+            Item::Trigger(_) => None,
+        }
+    }
+}
+
+/// Where a record came from: for the dead-letter topic and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One record handed to a sink.
+#[derive(Debug, Clone)]
+pub struct SinkRecord {
+    pub item: Item,
+    /// The Kafka key (`{tenant}/{id}`).
+    pub key: Vec<u8>,
+    /// The original value bytes and headers, copied to the DLQ on rejection.
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub source: SourcePosition,
+    /// Receive time (ms since the epoch) of the raw event behind this record,
+    /// from the `storefold-received-at` header, for the end-to-end latency.
+    pub received_at_ms: Option<i64>,
+}
+
+/// A record the destination refused for a reason a retry cannot fix. The
+/// runner sends it to `dlq.sink.<name>` with `code` and `reason` and moves on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Index into the batch passed to [`Sink::write`].
+    pub index: usize,
+    /// Short machine-readable code, e.g. `invalid_property_value`.
+    pub code: String,
+    /// The destination's own message.
+    pub reason: String,
+}
+
+/// Why a whole write failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// Try the same batch again later (timeouts, 5xx, 429, connection loss).
+    #[error("retryable: {message}")]
+    Retryable {
+        message: String,
+        /// The destination said when to come back (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help and no single record is to blame (bad credentials,
+    /// missing permission, misconfiguration): the sink stops with this error
+    /// rather than dead-lettering everything.
+    #[error("fatal: {message}")]
+    Fatal { message: String },
+}
+
+/// A destination.
+///
+/// `write` receives at most one record per key (the newest `(generation,
+/// version)` of the batch) and must be idempotent: the runner may hand the same
+/// records again after a crash or a retry. It returns the records it rejected
+/// for good; everything else counts as written.
+pub trait Sink: Send {
+    /// `postgres`, `hubspot`, `webhook`: the name in metrics, the DLQ topic and logs.
+    fn name(&self) -> &'static str;
+    /// The topics this sink consumes.
+    fn streams(&self) -> Vec<Stream>;
+    /// Runs once before consuming (migrations, connectivity checks).
+    fn prepare(&mut self) -> impl Future<Output = Result<(), WriteError>> + Send {
+        async { Ok(()) }
+    }
+    /// Writes a batch.
+    fn write(
+        &mut self,
+        batch: &[SinkRecord],
+    ) -> impl Future<Output = Result<Vec<Rejection>, WriteError>> + Send;
+}
+
+pub mod hubspot;
+pub mod postgres;
+pub mod runner;
+pub mod webhook;
+
+pub use runner::{RunOptions, RunSummary, SinkError};
