@@ -2,10 +2,15 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages a fresh machine with a Rust toolchain lacks. libclang-dev and
-# cmake build RocksDB and librdkafka; libssl, zlib and libcurl are what librdkafka links (TLS, SASL, OIDC).
-APT_PACKAGES := build-essential pkg-config cmake libclang-dev git libssl-dev zlib1g-dev libcurl4-openssl-dev
+# cmake build RocksDB and librdkafka; libssl, zlib and libcurl are what librdkafka links (TLS, SASL, OIDC);
+# postgresql is the server the PostgreSQL sink's tests start (initdb in a temp dir).
+APT_PACKAGES := build-essential pkg-config cmake libclang-dev git libssl-dev zlib1g-dev libcurl4-openssl-dev \
+  postgresql postgresql-client prometheus
+# prometheus brings promtool, which checks deploy/prometheus (tests/tests/ops.rs); the
+# Python tools of the other deploy/ checks (Helm's SDK, Kubernetes and compose schemas):
+PIP_REQUIREMENTS := deploy/requirements-test.txt
 
-.PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench loadgen procbench normalize-demo
+.PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench loadgen procbench pgbench normalize-demo
 
 ## deps: install missing system packages (idempotent, quiet when present)
 deps:
@@ -18,6 +23,8 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest >/dev/null
+	@python3 -c 'import helm_python, kubernetes_validate, check_jsonschema' 2>/dev/null || \
+	  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r $(PIP_REQUIREMENTS)
 
 fmt:
 	$(CARGO) fmt --all
@@ -60,6 +67,11 @@ loadgen:
 procbench:
 	$(CARGO) build -q --profile test -p storefold-testkit --bin storefold-testkit-broker
 	$(CARGO) run -q --profile test -p storefold-benches --bin procbench -- $(PROCBENCH_ARGS)
+
+## pgbench: the PostgreSQL sink's batched upsert vs single-row upserts of the same
+## rows (figures printed). Test profile for the same reason as procbench.
+pgbench:
+	$(CARGO) run -q --profile test -p storefold-benches --bin pgbench -- $(PGBENCH_ARGS)
 
 ## normalize-demo: what the fold sees for a sample Shopify order
 normalize-demo:
