@@ -5,12 +5,19 @@ CARGO ?= cargo
 # cmake build RocksDB and librdkafka; libssl, zlib and libcurl are what librdkafka links (TLS, SASL, OIDC);
 # postgresql is the server the PostgreSQL sink's tests start (initdb in a temp dir).
 APT_PACKAGES := build-essential pkg-config cmake libclang-dev git libssl-dev zlib1g-dev libcurl4-openssl-dev \
-  postgresql postgresql-client prometheus
+  postgresql postgresql-client prometheus chromium
+# chromium is the headless browser of the Inspector's end-to-end test (crates/processor/tests/ui.rs).
 # prometheus brings promtool, which checks deploy/prometheus (tests/tests/ops.rs); the
 # Python tools of the other deploy/ checks (Helm's SDK, Kubernetes and compose schemas):
 PIP_REQUIREMENTS := deploy/requirements-test.txt
 
-.PHONY: deps fmt fmt-check clippy test unit schemas-check core-purity bench loadgen procbench pgbench normalize-demo
+.PHONY: dev deps fmt fmt-check clippy test unit schemas-check core-purity bench loadgen procbench pgbench normalize-demo
+
+## dev: see it work: every role in one process around an embedded broker, a sample
+## history through the real ingest, a Customer 360 summary (README "First steps").
+## Built with the test profile, so it shares `make test`'s RocksDB build (~35 min on 2 cores).
+dev: deps
+	$(CARGO) run --profile test -p storefold -- dev $(DEV_ARGS)
 
 ## deps: install missing system packages (idempotent, quiet when present)
 deps:

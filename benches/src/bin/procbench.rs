@@ -264,7 +264,7 @@ fn main() {
             for r in storefold_testkit::broker::read_topic(
                 broker.bootstrap(),
                 &topic,
-                Duration::from_secs(5),
+                Duration::from_secs(300),
             ) {
                 written += 1;
                 let key =
@@ -303,7 +303,9 @@ fn main() {
         proc_rate / pass_rate
     ));
 
-    // Cold restore into an empty state dir.
+    // Cold restore into an empty state dir (the first one is removed: the
+    // disk holds one full copy of the state at a time).
+    let _ = std::fs::remove_dir_all(dir.path().join("state"));
     let mut cold = config.clone();
     cold.processor.state_dir = dir.path().join("cold");
     let registry = Registry::new();

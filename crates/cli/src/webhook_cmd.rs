@@ -110,19 +110,53 @@ pub(crate) async fn run(config: Option<&Config>, command: WebhookCommand) -> Res
             }
             (None, _) => String::new(),
         };
-        let signed = args
-            .provider
-            .sign(&secret, &topic, &body, OffsetDateTime::now_utc())
-            .context("signing")?;
-        headers.extend(signed.headers);
-        let path = storefold_providers::webhook_path(
+        let signed = sign_webhook(
+            args.provider,
             &args.tenant,
-            args.provider.name(),
-            signed.url_token.as_deref(),
-        );
-        return post(&format!("{base}{path}"), &headers, signed.body).await;
+            &secret,
+            &topic,
+            &body,
+            OffsetDateTime::now_utc(),
+        )?;
+        return post(
+            &format!("{base}{}", signed.path),
+            &signed.headers,
+            signed.body,
+        )
+        .await;
     };
     post(&url, &headers, body).await
+}
+
+/// A webhook request signed exactly as the provider signs it.
+pub(crate) struct SignedWebhook {
+    /// The URL path, with the token in the query for providers that sign nothing.
+    pub(crate) path: String,
+    /// Content type and the provider's signature headers.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Signs `body` as `provider` would for `tenant` with `secret` at `now`.
+pub(crate) fn sign_webhook(
+    provider: ProviderKind,
+    tenant: &str,
+    secret: &str,
+    topic: &str,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<SignedWebhook> {
+    let signed = provider.sign(secret, topic, body, now).context("signing")?;
+    let mut headers: Vec<(String, String)> =
+        vec![("content-type".into(), "application/json".into())];
+    headers.extend(signed.headers);
+    let path =
+        storefold_providers::webhook_path(tenant, provider.name(), signed.url_token.as_deref());
+    Ok(SignedWebhook {
+        path,
+        headers,
+        body: signed.body,
+    })
 }
 
 async fn post(url: &str, headers: &[(String, String)], body: Vec<u8>) -> Result<()> {

@@ -101,9 +101,23 @@ impl TaskDb {
         // (~70 MB with the 64 MB default), so the buffers are small; memtables
         // are bounded for the whole store; the info log is short.
         opts.set_db_write_buffer_size(32 << 20);
+        // The default column family holds nothing, but its write buffer size
+        // (64 MiB by default) sizes the WAL preallocation of the whole store.
+        opts.set_write_buffer_size(4 << 20);
         opts.set_max_total_wal_size(64 << 20);
         opts.set_keep_log_file_num(2);
+        // The manifest is preallocated at 4 MiB by default: a lot on disk for
+        // hundreds of small stores, and it grows by itself when needed.
+        opts.set_manifest_preallocation_size(256 << 10);
         opts.set_max_log_file_size(1 << 20);
+        // No fallocate: RocksDB would reserve tens of MB of WAL per store up
+        // front, which hundreds of tasks on one disk cannot afford.
+        let opts = opts
+            .get_options_from_string("allow_fallocate=false")
+            .map_err(|source| DbError::Rocks {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let cfs = Family::ALL.iter().map(|f| {
             let mut o = Options::default();
             o.set_compression_type(DBCompressionType::Lz4);

@@ -9,6 +9,7 @@
 //! - [`restore`]: the start protocol's reading of the changelog (pure).
 //! - [`runner`]: the consumer group loop and the rebalance callbacks.
 //! - [`query`]: the Customer 360 and order endpoints.
+//! - [`ui`]: the Inspector page over them (`/ui`).
 
 pub mod db;
 mod failpoint;
@@ -18,6 +19,7 @@ pub mod records;
 pub mod restore;
 pub mod runner;
 pub mod task;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +63,8 @@ pub struct Processor {
     pub shared: Arc<Shared>,
     pub owned: Owned,
     pub registry: Registry,
+    /// The configured tenant ids (`GET /v1/tenants`, the Inspector's choices).
+    pub tenants: Vec<String>,
 }
 
 impl Processor {
@@ -146,6 +150,7 @@ impl Processor {
             shared,
             owned: Owned::default(),
             registry,
+            tenants: config.tenants.keys().cloned().collect(),
         })
     }
 
@@ -158,7 +163,8 @@ impl Processor {
         runner::run(self.shared.clone(), self.owned.clone(), opts, token)
     }
 
-    /// Query API plus `/healthz`, `/readyz`, `/metrics`.
+    /// Query API, the Inspector (`/ui`, `/v1/tenants`) plus `/healthz`,
+    /// `/readyz`, `/metrics`.
     pub fn router(&self, running: Arc<AtomicBool>) -> axum::Router {
         let ready: storefold_runtime::server::ReadyCheck = Arc::new(move || {
             let running = running.clone();
@@ -170,9 +176,12 @@ impl Processor {
                 }
             })
         });
-        query::router(self.owned.clone(), self.shared.partitions).merge(
-            storefold_runtime::server::ops_router(self.registry.clone(), ready),
-        )
+        query::router(self.owned.clone(), self.shared.partitions)
+            .merge(ui::router(self.tenants.clone()))
+            .merge(storefold_runtime::server::ops_router(
+                self.registry.clone(),
+                ready,
+            ))
     }
 }
 

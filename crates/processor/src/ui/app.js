@@ -1,0 +1,345 @@
+// storefold inspector: reads the processor's query API and renders it.
+// Every piece of data goes into the page through textContent or attribute
+// setters, never as HTML.
+"use strict";
+
+// ISO 4217 minor-unit digits that are not 2 (as storefold-core's Currency).
+const EXPONENTS = {
+  BIF: 0, CLP: 0, DJF: 0, GNF: 0, ISK: 0, JPY: 0, KMF: 0, KRW: 0, PYG: 0,
+  RWF: 0, UGX: 0, UYI: 0, VND: 0, VUV: 0, XAF: 0, XOF: 0, XPF: 0,
+  BHD: 3, IQD: 3, JOD: 3, KWD: 3, LYD: 3, OMR: 3, TND: 3,
+  CLF: 4, UYW: 4,
+};
+
+// Minor units to "409.94 USD" with string arithmetic only (no floats).
+function money(minor, currency) {
+  if (minor === null || minor === undefined || !currency) return "";
+  const exp = Object.prototype.hasOwnProperty.call(EXPONENTS, currency) ? EXPONENTS[currency] : 2;
+  let digits = String(minor);
+  let sign = "";
+  if (digits.startsWith("-")) { sign = "-"; digits = digits.slice(1); }
+  if (exp === 0) return sign + digits + " " + currency;
+  digits = digits.padStart(exp + 1, "0");
+  return sign + digits.slice(0, digits.length - exp) + "." + digits.slice(digits.length - exp) + " " + currency;
+}
+const m = (v) => (v ? money(v.minor, v.currency) : "");
+// A MoneyBag ({"USD": 1234, "EUR": 5}) as "12.34 USD, 0.05 EUR".
+const bag = (b) => (b ? Object.keys(b).map((c) => money(b[c], c)).join(", ") || "0" : "");
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+  }
+  return e;
+}
+const $ = (id) => document.getElementById(id);
+const num = (n) => (n ? " (" + (n.startsWith("#") ? n : "#" + n) + ")" : "");
+const when = (iso) => (iso ? iso.replace("T", " ").replace(/Z$/, " UTC") : "");
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+function row(tbody, cells) {
+  const tr = el("tr");
+  for (const c of cells) tr.append(c instanceof Node ? el("td", {}, c) : el("td", { text: c === undefined || c === null ? "" : String(c) }));
+  tbody.append(tr);
+  return tr;
+}
+function fact(dl, name, value) {
+  if (value === null || value === undefined || value === "") return;
+  dl.append(el("dt", { text: name }), value instanceof Node ? el("dd", {}, value) : el("dd", { text: String(value) }));
+}
+
+function setState(state, message, isError) {
+  document.body.dataset.state = state;
+  const s = $("status");
+  s.textContent = message || "";
+  s.className = isError ? "error" : "";
+}
+
+function link(params, text) {
+  const q = new URLSearchParams(params).toString();
+  const a = el("a", { href: "?" + q, text });
+  a.addEventListener("click", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+    ev.preventDefault();
+    history.pushState(null, "", "?" + q);
+    route();
+  });
+  return a;
+}
+
+async function api(path) {
+  let res;
+  try {
+    res = await fetch(path, { headers: { accept: "application/json" } });
+  } catch (e) {
+    return { status: 0, body: { error: "the processor did not answer: " + e } };
+  }
+  let body = null;
+  try { body = await res.json(); } catch (e) { body = { error: "unreadable answer (" + res.status + ")" }; }
+  return { status: res.status, body };
+}
+
+// A failed answer as a state and message; true when it was one.
+function failed(res, tenant, what) {
+  if (res.status === 200) return false;
+  if (res.status === 404) {
+    setState("not_found", "No " + what + " in tenant " + tenant + ".", true);
+  } else if (res.status === 421) {
+    const p = res.body && res.body.partition;
+    setState("not_owner", "Tenant " + tenant + " lives on partition " + p +
+      ", which this processor instance does not own. Open the Inspector on the instance that owns partition " + p + ".", true);
+  } else {
+    const why = (res.body && (res.body.error || res.body.reason)) || "unknown error";
+    setState("error", "The query API answered " + res.status + ": " + why, true);
+  }
+  return true;
+}
+
+const tenantPath = (t) => "/v1/tenants/" + encodeURIComponent(t);
+
+async function showCustomer(tenant, params, label) {
+  $("order").hidden = true;
+  $("customer").hidden = true;
+  setState("loading", "Looking up " + label + " in " + tenant + "…");
+  const res = await api(tenantPath(tenant) + "/customers" + params);
+  if (failed(res, tenant, "customer with " + label)) return;
+  const c = res.body;
+  const name = [c.first_name, c.last_name].filter(Boolean).join(" ");
+  $("customer-name").textContent = name || c.email || c.phone || c.customer_id;
+  const p = $("profile");
+  clear(p);
+  fact(p, "Customer id", c.customer_id);
+  if (c.resolved_from) fact(p, "Found through", c.resolved_from);
+  fact(p, "Name", name);
+  fact(p, "Email", c.email);
+  fact(p, "Phone", c.phone);
+  const segs = el("span");
+  for (const s of c.segments || []) segs.append(el("span", { class: "tag", text: s }));
+  fact(p, "Segments", (c.segments || []).length ? segs : "none");
+  if ((c.tags || []).length) fact(p, "Tags", c.tags.join(", "));
+  fact(p, "Orders", c.orders_count);
+  fact(p, "Touches", c.touches);
+  fact(p, "Returns", c.returns);
+  fact(p, "Tickets", (c.tickets || []).length + " (" + (c.open_tickets || 0) + " open)");
+  if (c.csat_avg_x100 !== null && c.csat_avg_x100 !== undefined) {
+    fact(p, "CSAT", Math.floor(c.csat_avg_x100 / 100) + "." + String(c.csat_avg_x100 % 100).padStart(2, "0") + " (" + c.csat_count + " ratings)");
+  }
+  fact(p, "Chargebacks", c.chargebacks + " (" + c.chargebacks_lost + " lost)");
+  fact(p, "First seen", when(c.first_seen_at));
+  fact(p, "Last event", when(c.last_event_at));
+  if (c.redacted) fact(p, "Redacted", "yes");
+
+  const rev = $("revenue").tBodies[0];
+  clear(rev);
+  for (const r of c.revenue || []) {
+    const tr = row(rev, [r.currency, money(r.gross, r.currency), money(r.refunded, r.currency),
+      money(r.chargeback_lost, r.currency), money(r.net, r.currency), r.orders, money(r.aov, r.currency)]);
+    tr.cells[4].setAttribute("data-net", money(r.net, r.currency));
+    for (let i = 1; i < tr.cells.length; i++) tr.cells[i].className = "num";
+  }
+  if (!(c.revenue || []).length) row(rev, ["no paid orders"]);
+
+  const ids = $("identities").tBodies[0];
+  clear(ids);
+  for (const i of c.identities || []) row(ids, [i.kind, i.value]);
+  const merges = $("merges").tBodies[0];
+  clear(merges);
+  for (const mr of c.merged || []) row(merges, [link({ tenant, customer: mr.merged_id }, mr.merged_id), mr.reason]);
+  if (!(c.merged || []).length) row(merges, ["none"]);
+
+  $("customer").hidden = false;
+  setState("loading", "Loading the journey of " + (c.email || c.customer_id) + "…");
+  await timeline(tenant, c);
+  setState("customer", "");
+}
+
+async function timeline(tenant, c) {
+  const items = [];
+  const add = (at, kind, ...parts) => items.push({ at, kind, parts });
+  const touchText = (t) => {
+    const u = t.utm || {};
+    const bits = [];
+    for (const k of ["source", "medium", "campaign", "term", "content"]) if (u[k]) bits.push("utm_" + k + "=" + u[k]);
+    if (t.landing_page) bits.push("landing " + t.landing_page);
+    if (t.referrer) bits.push("from " + t.referrer);
+    if (t.gclid) bits.push("gclid");
+    if (t.fbclid) bits.push("fbclid");
+    return bits.join(" · ") || "direct";
+  };
+  if (c.first_touch) add(c.first_touch.at, "touch", (c.last_touch && c.last_touch.touch_id === c.first_touch.touch_id ? "first & last touch: " : "first touch: ") + touchText(c.first_touch));
+  if (c.last_touch && (!c.first_touch || c.last_touch.touch_id !== c.first_touch.touch_id)) add(c.last_touch.at, "touch", "last touch: " + touchText(c.last_touch));
+  for (const t of c.tickets || []) {
+    add(t.created_at, "ticket", t.provider + " ticket " + t.ticket_id + " " + t.status +
+      ((t.reasons || []).length ? " (" + t.reasons.join(", ") + ")" : "") + (t.csat ? " · CSAT " + t.csat : ""));
+  }
+  const orders = c.orders || [];
+  const details = await Promise.all(orders.map((o) => api(tenantPath(tenant) + "/orders/" + encodeURIComponent(o.order_id))));
+  orders.forEach((o, i) => {
+    add(o.created_at, "order", "order ", link({ tenant, order: o.order_id }, o.order_id),
+      num(o.number) + " placed: " + m(o.total) + ", " + o.status);
+    const d = details[i];
+    if (d.status !== 200) {
+      add(o.created_at, "order", "details of " + o.order_id + " unavailable (" + d.status + ")");
+      return;
+    }
+    const ord = d.body.order || {};
+    for (const p of Object.values(ord.payments || {})) {
+      const v = p.state.value;
+      add(v.at, "payment", v.provider + " payment " + v.payment_id + " " + v.status + ": " + m(v.amount) + " · " + o.order_id);
+    }
+    for (const sh of d.body.shipments || []) {
+      for (const cp of sh.checkpoints || []) {
+        add(cp.at, "shipment", (sh.carrier ? sh.carrier + " " : "") + sh.tracking_number + " " + cp.status +
+          (cp.location ? " at " + cp.location : "") + (cp.message ? " — " + cp.message : "") + " · " + o.order_id);
+      }
+    }
+    for (const r of Object.values(ord.refunds || {})) {
+      const v = r.state.value;
+      add(v.at, "refund", v.provider + " refund " + v.refund_id + " " + v.status + ": " + m(v.amount) + (v.reason ? " (" + v.reason + ")" : "") + " · " + o.order_id);
+    }
+    for (const ds of Object.values(ord.disputes || {})) {
+      const v = ds.state.value;
+      add(ds.opened_at, "dispute", v.provider + " dispute " + v.dispute_id + " " + v.status + ": " + m(v.amount) + " · " + o.order_id);
+    }
+    for (const rt of Object.values(ord.returns || {})) {
+      const v = (rt.resolved || rt.requested || {}).value;
+      if (v) add(v.at, "return", v.provider + " return " + v.return_id + " (" + v.reason + (v.resolution ? ", " + v.resolution : "") + ") · " + o.order_id);
+    }
+  });
+  const rank = { touch: 0, order: 1, payment: 2, shipment: 3, ticket: 4, return: 5, refund: 6, dispute: 7 };
+  items.sort((a, b) => (Date.parse(a.at) - Date.parse(b.at)) || (rank[a.kind] - rank[b.kind]));
+  const ol = $("timeline");
+  clear(ol);
+  for (const it of items) {
+    ol.append(el("li", { "data-kind": it.kind },
+      el("time", { dateTime: it.at || "", text: when(it.at) }),
+      el("span", { class: "kind kind-" + it.kind, text: it.kind }),
+      el("span", {}, ...it.parts)));
+  }
+  if (!items.length) ol.append(el("li", { text: "nothing yet" }));
+}
+
+async function showOrder(tenant, id) {
+  $("customer").hidden = true;
+  $("order").hidden = true;
+  setState("loading", "Loading order " + id + " of " + tenant + "…");
+  const res = await api(tenantPath(tenant) + "/orders/" + encodeURIComponent(id));
+  if (failed(res, tenant, "order " + id)) return;
+  const d = res.body;
+  const ord = d.order || {};
+  const snap = ord.snapshot ? ord.snapshot.value : null;
+  $("order-title").textContent = "Order " + d.order_id + num(snap && snap.number);
+  const who = $("order-customer");
+  clear(who);
+  if (d.customer_id) who.append("Customer ", link({ tenant, customer: d.customer_id }, d.customer_id));
+  else who.append("No customer known for this order.");
+  const f = $("order-facts");
+  clear(f);
+  if (snap) {
+    fact(f, "Placed", when(snap.created_at));
+    fact(f, "Status", snap.status + (snap.financial_status ? " · financial " + snap.financial_status : "") +
+      (snap.fulfillment_status ? " · fulfillment " + snap.fulfillment_status : ""));
+    fact(f, "Total", m(snap.totals && snap.totals.total));
+    if (snap.cancelled_at) fact(f, "Cancelled", when(snap.cancelled_at) + (snap.cancel_reason ? " (" + snap.cancel_reason + ")" : ""));
+  }
+  const fig = d.figures || {};
+  fact(f, "Paid", bag(fig.paid) + (fig.paid_source ? " (from " + fig.paid_source + ")" : ""));
+  fact(f, "Refunded", bag(fig.refunded));
+  fact(f, "Disputed", bag(fig.disputed));
+  fact(f, "Chargebacks lost", bag(fig.chargeback_lost));
+  fact(f, "Net", bag(fig.net));
+  fact(f, "Fees", fig.fees_known ? bag(fig.fees) : "not all known");
+  fact(f, "Net after fees", fig.net_after_fees ? bag(fig.net_after_fees) : "unknown");
+
+  const byAt = (a, b) => Date.parse(a.at) - Date.parse(b.at);
+  const pays = $("payments").tBodies[0];
+  clear(pays);
+  for (const p of Object.values(ord.payments || {}).map((x) => Object.assign({ fee: x.fee }, x.state.value)).sort(byAt)) {
+    row(pays, [when(p.at), p.provider, p.payment_id, p.status + (p.failure_reason ? " (" + p.failure_reason + ")" : ""), m(p.amount),
+      p.fee ? m(p.fee.value[0]) : "", p.method || ""]);
+  }
+  const refs = $("refunds").tBodies[0];
+  clear(refs);
+  for (const r of Object.values(ord.refunds || {}).map((x) => x.state.value).sort(byAt)) {
+    row(refs, [when(r.at), r.provider, r.refund_id, r.status, m(r.amount), r.reason || ""]);
+  }
+  const disp = $("disputes").tBodies[0];
+  clear(disp);
+  for (const x of Object.values(ord.disputes || {})) {
+    const v = x.state.value;
+    row(disp, [when(x.opened_at), v.provider, v.dispute_id, v.status, m(v.amount), v.reason || ""]);
+  }
+  const ships = $("shipments");
+  clear(ships);
+  for (const s of d.shipments || []) {
+    const box = el("div", { class: "shipment" },
+      el("p", {}, el("strong", { text: s.tracking_number }), " " + (s.carrier || "") + " · " + (s.status || "no checkpoint yet") +
+        (s.estimated_delivery ? " · expected " + when(s.estimated_delivery) : "")));
+    const t = el("table", {}, el("thead", {}, el("tr", {}, el("th", { text: "When" }), el("th", { text: "Status" }),
+      el("th", { text: "Location" }), el("th", { text: "Message" }))), el("tbody"));
+    for (const cp of s.checkpoints || []) row(t.tBodies[0], [when(cp.at), cp.status, cp.location || "", cp.message || ""]);
+    box.append(t);
+    ships.append(box);
+  }
+  if (!(d.shipments || []).length) ships.append(el("p", { text: "none" }));
+  const rets = $("returns").tBodies[0];
+  clear(rets);
+  for (const x of Object.values(ord.returns || {})) {
+    const v = (x.resolved || x.requested || {}).value;
+    if (v) row(rets, [when(v.at), v.provider, v.return_id, v.reason, v.resolution || (x.resolved ? "" : "requested")]);
+  }
+  $("order").hidden = false;
+  setState("order", "");
+}
+
+// Reads the page's address and shows what it names.
+async function route() {
+  const q = new URLSearchParams(location.search);
+  const tenant = (q.get("tenant") || $("tenant").value || "").trim();
+  if (tenant) $("tenant").value = tenant;
+  const email = q.get("email"), phone = q.get("phone");
+  if (email || phone) $("who").value = email || phone;
+  if (!tenant) {
+    $("customer").hidden = true;
+    $("order").hidden = true;
+    setState("idle", "Choose a tenant and look a customer up by email or phone.");
+    return;
+  }
+  if (q.get("order")) return showOrder(tenant, q.get("order"));
+  if (q.get("customer")) return showCustomer(tenant, "/" + encodeURIComponent(q.get("customer")), "id " + q.get("customer"));
+  if (email) return showCustomer(tenant, "?email=" + encodeURIComponent(email), "email " + email);
+  if (phone) return showCustomer(tenant, "?phone=" + encodeURIComponent(phone), "phone " + phone);
+  $("customer").hidden = true;
+  $("order").hidden = true;
+  setState("idle", "Look a customer up by email or phone.");
+}
+
+async function start() {
+  $("search").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const tenant = $("tenant").value.trim();
+    const who = $("who").value.trim();
+    const params = { tenant };
+    params[who.includes("@") ? "email" : "phone"] = who;
+    history.pushState(null, "", "?" + new URLSearchParams(params).toString());
+    route();
+  });
+  window.addEventListener("popstate", route);
+  const q = new URLSearchParams(location.search);
+  const res = await api("/v1/tenants");
+  const list = (res.status === 200 && res.body && res.body.tenants) || [];
+  const dl = $("tenants");
+  for (const t of list) dl.append(el("option", { value: t }));
+  if (!q.get("tenant") && list.length) $("tenant").value = list[0];
+  await route();
+}
+
+start();
