@@ -154,25 +154,7 @@ impl Money {
 
     /// The decimal form, e.g. `409.94`, `1000` (JPY), `1.250` (KWD).
     pub fn to_decimal_string(&self) -> String {
-        let exp = self.currency.exponent() as u32;
-        let neg = self.minor < 0;
-        let abs = self.minor.unsigned_abs();
-        let mut out = String::new();
-        if neg {
-            out.push('-');
-        }
-        if exp == 0 {
-            out.push_str(&abs.to_string());
-            return out;
-        }
-        let scale = 10u64.pow(exp);
-        out.push_str(&format!(
-            "{}.{:0width$}",
-            abs / scale,
-            abs % scale,
-            width = exp as usize
-        ));
-        out
+        decimal_string(self.minor, self.currency.exponent() as u32)
     }
 }
 
@@ -268,6 +250,28 @@ impl MoneyBag {
         }
         out
     }
+}
+
+/// `minor` units with `exponent` decimals, exactly, without floats:
+/// `decimal_string(-1230, 2)` is `-12.30`, `decimal_string(1000, 0)` is `1000`.
+pub fn decimal_string(minor: i64, exponent: u32) -> String {
+    let mut out = String::new();
+    if minor < 0 {
+        out.push('-');
+    }
+    let abs = minor.unsigned_abs();
+    if exponent == 0 {
+        out.push_str(&abs.to_string());
+        return out;
+    }
+    let scale = 10u64.pow(exponent);
+    out.push_str(&format!(
+        "{}.{:0width$}",
+        abs / scale,
+        abs % scale,
+        width = exponent as usize
+    ));
+    out
 }
 
 #[cfg(test)]

@@ -372,25 +372,7 @@ pub fn datetime_ms(t: OffsetDateTime) -> String {
 }
 
 /// `minor` units with `exponent` decimals, exactly (`decimal(-1230, 2)` is `-12.30`).
-pub fn decimal(minor: i64, exponent: u32) -> String {
-    let mut out = String::new();
-    if minor < 0 {
-        out.push('-');
-    }
-    let abs = minor.unsigned_abs();
-    if exponent == 0 {
-        out.push_str(&abs.to_string());
-        return out;
-    }
-    let scale = 10u64.pow(exponent);
-    out.push_str(&format!(
-        "{}.{:0width$}",
-        abs / scale,
-        abs % scale,
-        width = exponent as usize
-    ));
-    out
-}
+pub use storefold_core::money::decimal_string as decimal;
 
 fn money(v: &Value) -> Option<Money> {
     let minor = v.get("minor")?.as_i64()?;
