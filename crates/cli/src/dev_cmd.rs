@@ -6,26 +6,24 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use prometheus::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
-use storefold_processor::{Mode, Processor};
+use storefold_processor::Mode;
 use storefold_providers::ProviderKind;
 use storefold_runtime::config::{Config, PostgresSinkConfig};
 use storefold_runtime::kafka::{Topics, client_config, topic_specs};
-use storefold_sinks::postgres::PostgresSink;
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::dev_sample::{self, Expected, Sample, TENANT, format_money};
+use crate::roles::{Roles, Sinks};
 use crate::webhook_cmd::sign_webhook;
 
 /// Partitions of every topic on the embedded broker.
@@ -211,69 +209,18 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     let stop = shutdown.child_token();
     tokio::spawn(forward(forwarder, broker.bootstrap.clone(), stop.clone()));
 
-    // One registry: /metrics shows the ingest, the processor and the sink.
-    let registry = Registry::new();
-    let processor = {
-        let cfg = config.clone();
-        let registry = registry.clone();
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || Processor::new(&cfg, registry, handle))
-            .await
-            .context("starting the processor")??
-    };
-    let processor = Arc::new(processor);
-    let ingest = storefold_ingest::Ingest::new(&config, &registry)?;
-    let app = storefold_ingest::app(ingest.clone(), registry.clone())
-        .merge(storefold_processor::query::router(
-            processor.owned.clone(),
-            processor.shared.partitions,
-        ))
-        .merge(storefold_processor::ui::router(processor.tenants.clone()));
-    let server = {
-        let stop = stop.clone();
-        tokio::spawn(
-            axum::serve(
-                http,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .into_future(),
-        )
-    };
-    let mut folding = {
-        let p = processor.clone();
-        let token = stop.clone();
-        let opts = storefold_processor::options(&config, Mode::All);
-        tokio::task::spawn_blocking(move || p.run_blocking(opts, token))
-    };
-    let sink = match &args.postgres_url {
-        Some(url) => {
-            let mut cfg = match config.sinks.postgres.clone() {
-                Some(c) => c,
-                None => {
-                    serde_json::from_value::<PostgresSinkConfig>(serde_json::json!({ "url": url }))
-                        .context("PostgreSQL sink settings")?
-                }
-            };
-            cfg.url = url.clone();
-            let sink = PostgresSink::connect(&cfg, &registry)
-                .await
-                .context("the PostgreSQL sink")?;
-            let opts = storefold_sinks::runner::RunOptions {
-                group_id: cfg.group_id.clone(),
-                batch_size: cfg.batch_size,
-                linger: Duration::from_millis(cfg.linger_ms),
-                exit_when_idle: None,
-            };
-            let cfg = config.clone();
-            let registry = registry.clone();
-            let token = stop.clone();
-            Some(tokio::spawn(async move {
-                storefold_sinks::runner::run(sink, &cfg, opts, &registry, token).await
-            }))
-        }
-        None => None,
-    };
+    let mut sinks = Sinks::default();
+    if let Some(url) = &args.postgres_url {
+        let mut cfg = match config.sinks.postgres.clone() {
+            Some(c) => c,
+            None => serde_json::from_value::<PostgresSinkConfig>(serde_json::json!({ "url": url }))
+                .context("PostgreSQL sink settings")?,
+        };
+        cfg.url = url.clone();
+        sinks.postgres = Some(cfg);
+    }
+    let pg_group = sinks.postgres.as_ref().map(|c| c.group_id.clone());
+    let roles = Roles::start(&config, http, Mode::All, sinks).await?;
 
     banner(
         &config,
@@ -287,51 +234,33 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     let mut outcome: Result<()> = Ok(());
     if let Some(sample) = &sample {
         let sent = tokio::select! {
-            r = send_and_summarise(&config, local, sample, &processor, &mut folding) => r,
+            r = send_and_summarise(&config, local, sample, &roles, pg_group.as_deref()) => r,
             _ = shutdown.cancelled() => Ok(()),
         };
         if let Err(e) = sent {
             outcome = Err(e);
         }
     }
-    if outcome.is_ok() && !args.exit_after_sample && !folding.is_finished() {
+    let mut ended = None;
+    if outcome.is_ok() && !args.exit_after_sample {
         println!("Running; Ctrl-C stops everything (the embedded broker's data goes with it).");
         let _ = std::io::stdout().flush();
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = &mut folding => {}
-        }
+        ended = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            who = roles.stopped() => Some(who),
+        };
     }
 
-    // Stop: the HTTP server and the processor loop, the sink, then the broker.
+    // Stop: the ingest (draining), the processor loop and the sink, then the
+    // forwarder and the broker.
+    let stopped = roles
+        .shutdown(Duration::from_secs(config.ingest.shutdown_timeout_secs))
+        .await;
+    outcome = outcome.and(stopped);
+    if let (Some(who), Ok(())) = (&ended, &outcome) {
+        outcome = Err(anyhow!("{who} stopped unexpectedly"));
+    }
     stop.cancel();
-    let folded = if folding.is_finished() {
-        Some(folding.await)
-    } else {
-        tokio::time::timeout(Duration::from_secs(30), folding)
-            .await
-            .ok()
-    };
-    match folded {
-        Some(Ok(Ok(summary))) => tracing::info!(events = summary.events, "processor stopped"),
-        Some(Ok(Err(e))) => {
-            outcome = outcome.and(Err(anyhow!(e).context("the processor stopped")));
-        }
-        Some(Err(e)) => outcome = outcome.and(Err(anyhow!("the processor panicked: {e}"))),
-        None => tracing::warn!("the processor did not stop within 30 s"),
-    }
-    if let Some(s) = sink {
-        match tokio::time::timeout(Duration::from_secs(15), s).await {
-            Ok(Ok(Err(e))) => outcome = outcome.and(Err(anyhow!(e).context("the sink stopped"))),
-            Ok(_) => {}
-            Err(_) => tracing::warn!("the sink did not stop within 15 s"),
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-    let publisher = ingest.publisher().clone();
-    let _ = tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(5))).await;
-    drop(ingest);
-    drop(processor);
     let _ = tokio::task::spawn_blocking(move || drop(broker)).await;
     outcome
 }
@@ -397,9 +326,8 @@ offset-out-of-range error instead of skipping them. Its data dies with this proc
 For a real Kafka, put its address in a configuration file
 ([kafka] bootstrap_servers = \"broker:9092\", see storefold.example.toml) and run the roles:
   storefold --config storefold.toml topics create
-  storefold --config storefold.toml ingest
-  storefold --config storefold.toml process
-  storefold --config storefold.toml sink postgres
+  storefold --config storefold.toml run        (every role in one process; or apart:
+  storefold --config storefold.toml ingest      ingest, process and sink <name>)
 ",
         sink = if args.postgres_url.is_some() {
             ", the PostgreSQL sink"
@@ -420,10 +348,8 @@ async fn send_and_summarise(
     config: &Config,
     http: SocketAddr,
     sample: &Sample,
-    processor: &Processor,
-    folding: &mut tokio::task::JoinHandle<
-        Result<storefold_processor::RunSummary, storefold_processor::TaskError>,
-    >,
+    roles: &Roles,
+    pg_group: Option<&str>,
 ) -> Result<()> {
     let base = format!("http://{http}");
     let client = reqwest::Client::builder()
@@ -440,7 +366,7 @@ async fn send_and_summarise(
     let _ = std::io::stdout().flush();
     let started = Instant::now();
     for post in &sample.posts {
-        if folding.is_finished() {
+        if roles.folding.is_finished() {
             bail!("the processor stopped while the sample was being sent");
         }
         send(config, &client, &base, post).await?;
@@ -450,11 +376,19 @@ async fn send_and_summarise(
         started.elapsed().as_secs_f64()
     );
     let _ = std::io::stdout().flush();
-    wait_folded(config, processor, folding).await?;
+    wait_folded(config, roles).await?;
     println!(
-        "Folded {:.1} s after the first request.\n",
+        "Folded {:.1} s after the first request.",
         started.elapsed().as_secs_f64()
     );
+    if let Some(group) = pg_group {
+        wait_sink_caught_up(config, group).await?;
+        println!(
+            "The PostgreSQL sink wrote every projection {:.1} s after the first request.",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    println!();
     summarise(&client, &base, sample).await
 }
 
@@ -533,13 +467,8 @@ async fn send(
 
 /// Waits until every task's committed position reached the end of every raw
 /// partition as it was after the last acknowledged request.
-async fn wait_folded(
-    config: &Config,
-    processor: &Processor,
-    folding: &mut tokio::task::JoinHandle<
-        Result<storefold_processor::RunSummary, storefold_processor::TaskError>,
-    >,
-) -> Result<()> {
+async fn wait_folded(config: &Config, roles: &Roles) -> Result<()> {
+    let processor = &roles.processor;
     let kafka = config.kafka.clone();
     let raw: Vec<String> = Topics::new(&kafka.topic_prefix)
         .all_raw()
@@ -570,7 +499,7 @@ async fn wait_folded(
     .context("reading the raw topics' ends")??;
     let deadline = Instant::now() + FOLD_TIMEOUT;
     loop {
-        if folding.is_finished() {
+        if roles.folding.is_finished() {
             bail!("the processor stopped before the sample was folded");
         }
         let done = {
@@ -594,6 +523,59 @@ async fn wait_folded(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until the sink's consumer group committed the end of every projection
+/// partition (the processor has folded everything, so those ends are final).
+async fn wait_sink_caught_up(config: &Config, group: &str) -> Result<()> {
+    let kafka = config.kafka.clone();
+    let group = group.to_string();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let topics = Topics::new(&kafka.topic_prefix);
+        let consumer: BaseConsumer = client_config(&kafka)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("a Kafka client")?;
+        let mut ends: Vec<(String, i32, i64)> = Vec::new();
+        let mut wanted = rdkafka::TopicPartitionList::new();
+        for topic in [topics.customers(), topics.orders(), topics.triggers()] {
+            for p in 0..kafka.partitions {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .with_context(|| format!("the end of {topic}/{p}"))?;
+                if high > 0 {
+                    wanted.add_partition(&topic, p);
+                    ends.push((topic.clone(), p, high));
+                }
+            }
+        }
+        let deadline = Instant::now() + FOLD_TIMEOUT;
+        loop {
+            let committed = consumer
+                .committed_offsets(wanted.clone(), Duration::from_secs(10))
+                .context("the PostgreSQL sink's committed offsets")?;
+            let behind = ends.iter().any(|(topic, p, high)| {
+                let at = committed
+                    .find_partition(topic, *p)
+                    .and_then(|c| c.offset().to_raw());
+                at.unwrap_or(-1) < *high
+            });
+            if !behind {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the PostgreSQL sink did not write the sample within {} s (see its log \
+                     lines and storefold_sink_* on /metrics)",
+                    FOLD_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .context("waiting for the PostgreSQL sink")?
 }
 
 /// Net revenue per currency of a Customer 360 document.

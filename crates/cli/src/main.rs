@@ -1,7 +1,8 @@
 //! The `storefold` command line.
 //!
-//! Roles that exist today: `dev` (everything in one process around an embedded
-//! broker, with a sample history), `ingest` (signed webhooks in, raw events durably in
+//! Roles: `run` (everything in one process against the configured Kafka), `dev`
+//! (everything in one process around an embedded broker, with a sample history),
+//! `ingest` (signed webhooks in, raw events durably in
 //! Kafka), `process` and `replay` (the fold), `sink <name>` (PostgreSQL, HubSpot,
 //! webhook), `topics create|check`, `webhook send` (sign and post a payload as the
 //! provider would), `normalize` (what the fold sees for a payload) and `schemas
@@ -15,6 +16,8 @@ mod dev_sample;
 mod ingest_cmd;
 mod normalize_cmd;
 mod process_cmd;
+mod roles;
+mod run_cmd;
 mod schemas_cmd;
 mod sink_cmd;
 mod topics_cmd;
@@ -68,7 +71,7 @@ enum Command {
     /// ./.storefold/dev-state is wiped at every start. Without --config the bundled
     /// example configuration (tenant `demo` and its demo secrets) is used; with it,
     /// its tenants and settings, but always the embedded broker (for a real Kafka
-    /// run `ingest`, `process` and `sink`).
+    /// run `storefold run`, or `ingest`, `process` and `sink` apart).
     Dev(dev_cmd::DevArgs),
     /// Run the HTTP ingest: verify webhooks and touches, store them as raw events in
     /// Kafka (200 only after Kafka acknowledged), serve /healthz, /readyz, /metrics.
@@ -88,6 +91,18 @@ enum Command {
     /// Refuses to start when its state was built from another Kafka cluster or
     /// when a raw topic was truncated under it. Stops gracefully on SIGTERM.
     Process(process_cmd::ProcessArgs),
+    /// Run every role in one process against the configured Kafka: the ingest,
+    /// a processor instance and the configured sinks, all HTTP (webhooks,
+    /// touches, the query API, /ui, /healthz, /readyz, /metrics) on one address.
+    ///
+    /// For a small installation, or several identical instances that share the
+    /// work: processors through the consumer group processor.group_id, each
+    /// sink through its own group. Refuses to start when a raw topic is missing,
+    /// the state was built from another cluster, or a chosen sink is not
+    /// configured. On SIGTERM the ingest drains first, then the processor and the
+    /// sinks stop; if any role stops by itself, everything stops and the exit
+    /// code is 1.
+    Run(run_cmd::RunArgs),
     /// Rebuild all state from the raw topics with a new projection generation,
     /// so the rebuilt history supersedes the old one in every sink. Owns every
     /// partition: stop the processor instances first.
@@ -154,6 +169,10 @@ fn main() {
             }
             init_logs(&config, cli.log_format);
             runtime()?.block_on(dev_cmd::run(config, args))
+        }),
+        Command::Run(args) => load_config(cli.config.as_deref()).and_then(|config| {
+            init_logs(&config, cli.log_format);
+            runtime()?.block_on(run_cmd::run(config, args))
         }),
         Command::Ingest(args) => load_config(cli.config.as_deref()).and_then(|config| {
             init_logs(&config, cli.log_format);

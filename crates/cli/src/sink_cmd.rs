@@ -27,7 +27,7 @@ pub(crate) enum SinkName {
 }
 
 impl SinkName {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SinkName::Postgres => "postgres",
             SinkName::Hubspot => "hubspot",

@@ -27,6 +27,70 @@ fn help_and_version_work() {
     );
 }
 
+/// Every command of the CLI contract has help, and every option and argument of
+/// every command says what it does (`-h` puts the description on the flag's line).
+#[test]
+fn every_command_and_option_is_described() {
+    let out = storefold().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let commands: &[&[&str]] = &[
+        &["dev"],
+        &["run"],
+        &["ingest"],
+        &["process"],
+        &["replay"],
+        &["sink"],
+        &["topics", "create"],
+        &["topics", "check"],
+        &["webhook", "send"],
+        &["normalize"],
+        &["schemas", "check"],
+    ];
+    for command in commands {
+        assert!(
+            help.contains(&format!("\n  {} ", command[0])),
+            "`storefold --help` lists {}:\n{help}",
+            command[0]
+        );
+        let out = storefold().args(*command).arg("-h").output().unwrap();
+        assert!(out.status.success(), "{command:?} -h");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let about = text.lines().next().unwrap_or("");
+        assert!(
+            about.split_whitespace().count() >= 3,
+            "{command:?} has a description:\n{text}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let mut section = "";
+        for (i, line) in lines.iter().enumerate() {
+            if !line.starts_with(' ') {
+                section = line;
+                continue;
+            }
+            if !(section.starts_with("Options") || section.starts_with("Arguments")) {
+                continue;
+            }
+            // An item starts at a small indent; its description follows on the
+            // same line after two spaces, or on the next, further indented line.
+            if indent(line) > 6 {
+                continue;
+            }
+            let item = line.trim_start();
+            let same_line = item
+                .split_once("  ")
+                .is_some_and(|(_, rest)| !rest.trim().is_empty());
+            let next_line = lines
+                .get(i + 1)
+                .is_some_and(|n| indent(n) > indent(line) + 2 && !n.trim().is_empty());
+            assert!(
+                same_line || next_line,
+                "{command:?}: `{item}` has no description:\n{text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn normalize_prints_versioned_canonical_events() {
     let out = storefold()

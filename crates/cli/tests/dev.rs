@@ -1,10 +1,16 @@
 //! `storefold dev --exit-after-sample`: the embedded broker, the ingest and the
 //! processor in one process fold the bundled sample (sent through the HTTP ingest
-//! with real signatures) and print the Customer 360 summary.
+//! with real signatures) and print the Customer 360 summary. With
+//! `--postgres-url`: the sample also lands in PostgreSQL, and the Inspector the
+//! summary points to shows it in headless Chromium.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use storefold_testkit::browser::{chromium, dump_dom, text_between};
+use storefold_testkit::postgres::PgServer;
 
 #[test]
 fn dev_folds_the_sample_and_prints_the_summary() {
@@ -106,4 +112,137 @@ fn dev_folds_the_sample_and_prints_the_summary() {
             .join(".storefold/dev-state/task-0/stale")
             .exists()
     );
+}
+
+/// A `storefold dev` that keeps running, killed when dropped.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_with_postgres_fills_the_database_and_the_inspector_shows_the_sample() {
+    let browser = chromium();
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut dev = Dev(Command::new(env!("CARGO_BIN_EXE_storefold"))
+        .args(["dev", "--broker-port", "0", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--postgres-url")
+        .arg(pg.url())
+        .current_dir(dir.path())
+        .env_remove("STOREFOLD_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap());
+    // Everything it prints, read as it comes.
+    let out = Arc::new(Mutex::new(String::new()));
+    {
+        let out = out.clone();
+        let stdout = dev.0.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut o = out.lock().unwrap();
+                o.push_str(&line);
+                o.push('\n');
+            }
+        });
+    }
+    let started = Instant::now();
+    loop {
+        if out.lock().unwrap().contains("Running; Ctrl-C") {
+            break;
+        }
+        if let Some(s) = dev.0.try_wait().unwrap() {
+            panic!("storefold dev exited ({s}):\n{}", out.lock().unwrap());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "storefold dev did not finish the sample within 180 s:\n{}",
+            out.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let printed = out.lock().unwrap().clone();
+    for needle in [
+        "the PostgreSQL sink",
+        "The PostgreSQL sink wrote every projection",
+        "Customer 360 of tenant demo (30 customers)",
+    ] {
+        assert!(printed.contains(needle), "{needle:?} missing:\n{printed}");
+    }
+
+    // The sink had written the sample before the summary was printed.
+    let client = pg.client().await;
+    let row = client
+        .query_one(
+            "SELECT c.doc->>'orders_count', count(o.order_id) \
+             FROM storefold.customers c LEFT JOIN storefold.orders o \
+               ON o.tenant = c.tenant AND o.customer_id = c.customer_id \
+             WHERE c.tenant = 'demo' AND c.email = 'ben.berg@demo.example' \
+             GROUP BY c.doc",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("2"));
+    assert_eq!(row.get::<_, i64>(1), 2, "Ben's two orders");
+    let live: i64 = client
+        .query_one(
+            "SELECT count(*) FROM storefold.customers \
+             WHERE tenant = 'demo' AND merged_into IS NULL AND email LIKE '%@demo.example'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(live, 30, "one row per sample customer");
+
+    // The Inspector the summary points to: Ben, his net revenue after the return.
+    let url = format!("http://127.0.0.1:{port}/ui?tenant=demo&email=ben.berg%40demo.example");
+    assert!(printed.contains(&format!("http://127.0.0.1:{port}/ui")));
+    let profile = tempfile::tempdir().unwrap();
+    let dom = {
+        let profile = profile.path().to_path_buf();
+        tokio::task::spawn_blocking(move || dump_dom(&browser, &profile, &url))
+            .await
+            .unwrap()
+    };
+    assert!(
+        dom.contains("data-state=\"customer\""),
+        "the page should have loaded Ben:\n{dom}"
+    );
+    assert!(text_between(&dom, "profile", "revenue").contains("ben.berg@demo.example"));
+    assert!(
+        dom.contains("data-net=\"82.90 USD\""),
+        "Ben's net revenue 82.90 USD:\n{dom}"
+    );
+
+    // Ctrl-C (SIGINT): everything stops, exit 0.
+    let status = Command::new("kill")
+        .args(["-INT", &dev.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(s) = dev.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "dev did not stop within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "exit {exit}:\n{}", out.lock().unwrap());
 }

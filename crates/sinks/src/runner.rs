@@ -623,16 +623,30 @@ fn stream_topic(topics: &Topics, s: Stream) -> String {
 /// an error on a [`WriteError::Fatal`], on a consumer position that no longer
 /// exists, or when its topics are missing.
 ///
-/// Registers [`SinkMetrics`] in `registry`: one run per registry.
+/// Registers [`SinkMetrics`] in `registry`: one run per registry (several sinks in
+/// one process share one set through [`run_with_metrics`]).
 pub async fn run<S: Sink>(
-    mut sink: S,
+    sink: S,
     config: &Config,
     opts: RunOptions,
     registry: &Registry,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, SinkError> {
+    run_with_metrics(sink, config, opts, &SinkMetrics::new(registry), shutdown).await
+}
+
+/// [`run`] with metrics registered once by the caller, so that several sinks of
+/// one process (`storefold run`) export into one registry, told apart by the
+/// `sink` label.
+pub async fn run_with_metrics<S: Sink>(
+    mut sink: S,
+    config: &Config,
+    opts: RunOptions,
+    metrics: &SinkMetrics,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, SinkError> {
     let name = sink.name();
-    let metrics = SinkMetrics::new(registry).for_sink(name);
+    let metrics = metrics.for_sink(name);
     let topics = Topics::new(&config.kafka.topic_prefix);
     let streams: HashMap<String, Stream> = sink
         .streams()
@@ -643,6 +657,14 @@ pub async fn run<S: Sink>(
         return Err(SinkError::Config {
             sink: name,
             message: "the sink consumes no topic".into(),
+        });
+    }
+    if config.schema_registry.is_some() {
+        return Err(SinkError::Config {
+            sink: name,
+            message: "[schema_registry] is configured, but the sinks do not read the Confluent \
+                      wire format yet; remove the section to use Avro single-object encoding"
+                .into(),
         });
     }
     let dlq_topic = topics.dlq_sink(name);

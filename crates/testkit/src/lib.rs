@@ -4,6 +4,7 @@
 //!   process ([`broker::MockBroker`]) or in its own process
 //!   ([`broker::BrokerProcess`], for restart and crash tests), and a reader that
 //!   returns everything a topic holds.
+//! - [`browser`]: headless Chromium's DOM of a page, for the Inspector's tests.
 //! - [`history`]: a seeded multi-tenant history of raw webhooks (Shopify, Stripe,
 //!   AfterShip, Zendesk, Gorgias, browser touches) in arrival order, late and
 //!   duplicated deliveries included, and the in-memory fold it must give.
@@ -11,6 +12,7 @@
 //!   sign it, and a tenant configuration with every provider's secret.
 
 pub mod broker;
+pub mod browser;
 pub mod history;
 pub mod hubspot;
 pub mod postgres;

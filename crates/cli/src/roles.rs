@@ -1,0 +1,259 @@
+//! Every role in one process: the ingest, the processor (with its query API and
+//! the Inspector) and the chosen sinks, all HTTP on one listener and all metrics
+//! in one registry. `storefold run` starts them against the configured Kafka,
+//! `storefold dev` against its embedded broker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use prometheus::Registry;
+use storefold_ingest::Ingest;
+use storefold_processor::{Mode, Processor, RunSummary, TaskError};
+use storefold_runtime::config::{Config, HubSpotSinkConfig, PostgresSinkConfig, WebhookSinkConfig};
+use storefold_sinks::Sink;
+use storefold_sinks::hubspot::HubSpotSink;
+use storefold_sinks::postgres::PostgresSink;
+use storefold_sinks::runner::{RunOptions, SinkError, SinkMetrics, run_with_metrics};
+use storefold_sinks::webhook::WebhookSink;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The processor loop's task.
+pub(crate) type Folding = JoinHandle<Result<RunSummary, TaskError>>;
+
+/// A sink's task: its name and how its run ended.
+type SinkTask = (
+    &'static str,
+    JoinHandle<Result<storefold_sinks::runner::RunSummary, SinkError>>,
+);
+
+/// The sinks to run beside the processor (each with its settings).
+#[derive(Debug, Default)]
+pub(crate) struct Sinks {
+    pub(crate) postgres: Option<PostgresSinkConfig>,
+    pub(crate) hubspot: Option<HubSpotSinkConfig>,
+    pub(crate) webhook: Option<WebhookSinkConfig>,
+}
+
+impl Sinks {
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.postgres.is_some() {
+            names.push("postgres");
+        }
+        if self.hubspot.is_some() {
+            names.push("hubspot");
+        }
+        if self.webhook.is_some() {
+            names.push("webhook");
+        }
+        names
+    }
+}
+
+/// The running roles. [`Roles::shutdown`] stops them in order.
+pub(crate) struct Roles {
+    pub(crate) processor: Arc<Processor>,
+    pub(crate) folding: Folding,
+    ingest: Arc<Ingest>,
+    sinks: Vec<SinkTask>,
+    server: JoinHandle<std::io::Result<()>>,
+    /// Stops the HTTP server (after the ingest stopped accepting).
+    stop_http: CancellationToken,
+    /// Stops the processor loop and the sinks.
+    stop_roles: CancellationToken,
+}
+
+impl Roles {
+    /// Starts the processor (`mode`), the ingest and `sinks` on `config`'s Kafka
+    /// and serves the ingest, the query API, `/ui`, `/healthz`, `/readyz` (the
+    /// ingest's: Kafka reachable and not shutting down) and `/metrics` on `http`.
+    pub(crate) async fn start(
+        config: &Config,
+        http: TcpListener,
+        mode: Mode,
+        sinks: Sinks,
+    ) -> Result<Roles> {
+        let registry = Registry::new();
+        let ingest = Ingest::new(config, &registry).context("the ingest")?;
+        ingest
+            .check_topics(&config.kafka)
+            .await
+            .context("the ingest")?;
+        let processor = {
+            let cfg = config.clone();
+            let registry = registry.clone();
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || Processor::new(&cfg, registry, handle))
+                .await
+                .context("starting the processor")?
+                .context("the processor")?
+        };
+        let processor = Arc::new(processor);
+
+        // Sinks connect before anything is served: a wrong URL or token stops
+        // the start with its reason.
+        let stop_roles = CancellationToken::new();
+        let metrics = (!sinks.names().is_empty()).then(|| SinkMetrics::new(&registry));
+        let mut tasks: Vec<SinkTask> = Vec::new();
+        if let (Some(cfg), Some(m)) = (&sinks.postgres, &metrics) {
+            let sink = PostgresSink::connect(cfg, &registry)
+                .await
+                .context("the PostgreSQL sink")?;
+            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms);
+            tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
+        }
+        if let (Some(cfg), Some(m)) = (&sinks.hubspot, &metrics) {
+            let sink =
+                HubSpotSink::new(cfg, &registry).map_err(|e| anyhow!("the HubSpot sink: {e}"))?;
+            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms);
+            tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
+        }
+        if let (Some(cfg), Some(m)) = (&sinks.webhook, &metrics) {
+            let sink =
+                WebhookSink::new(cfg, &registry).map_err(|e| anyhow!("the webhook sink: {e}"))?;
+            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms);
+            tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
+        }
+
+        let app = storefold_ingest::app(ingest.clone(), registry.clone())
+            .merge(storefold_processor::query::router(
+                processor.owned.clone(),
+                processor.shared.partitions,
+            ))
+            .merge(storefold_processor::ui::router(processor.tenants.clone()));
+        let stop_http = CancellationToken::new();
+        let server = {
+            let stop = stop_http.clone();
+            let draining = ingest.clone();
+            tokio::spawn(
+                axum::serve(
+                    http,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    stop.cancelled().await;
+                    draining.stop_accepting();
+                })
+                .into_future(),
+            )
+        };
+        let folding = {
+            let p = processor.clone();
+            let token = stop_roles.clone();
+            let opts = storefold_processor::options(config, mode);
+            tokio::task::spawn_blocking(move || p.run_blocking(opts, token))
+        };
+        Ok(Roles {
+            processor,
+            folding,
+            ingest,
+            sinks: tasks,
+            server,
+            stop_http,
+            stop_roles,
+        })
+    }
+
+    /// Waits until a role stops by itself (the processor or a sink failed, the
+    /// HTTP server ended) and names it; [`Roles::shutdown`] then reports why.
+    pub(crate) async fn stopped(&self) -> String {
+        loop {
+            if self.folding.is_finished() {
+                return "the processor".into();
+            }
+            if self.server.is_finished() {
+                return "the HTTP server".into();
+            }
+            if let Some((name, _)) = self.sinks.iter().find(|(_, t)| t.is_finished()) {
+                return format!("the {name} sink");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops in order: the ingest stops accepting and finishes its in-flight
+    /// requests (up to `ingest.shutdown_timeout_secs`) and its produces, then the
+    /// processor loop and the sinks. Returns the first error a role stopped with.
+    pub(crate) async fn shutdown(self, grace: Duration) -> Result<()> {
+        let Roles {
+            processor,
+            folding,
+            ingest,
+            sinks,
+            server,
+            stop_http,
+            stop_roles,
+        } = self;
+        let mut outcome: Result<()> = Ok(());
+        stop_http.cancel();
+        match tokio::time::timeout(grace, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => outcome = Err(anyhow!(e).context("the HTTP server")),
+            Ok(Err(e)) => outcome = Err(anyhow!("the HTTP server panicked: {e}")),
+            Err(_) => tracing::warn!(?grace, "in-flight requests did not finish; closing"),
+        }
+        let publisher = ingest.publisher().clone();
+        let _ = tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(10))).await;
+        drop(ingest);
+
+        stop_roles.cancel();
+        match tokio::time::timeout(Duration::from_secs(30), folding).await {
+            Ok(Ok(Ok(summary))) => tracing::info!(
+                events = summary.events,
+                batches = summary.batches,
+                "processor stopped"
+            ),
+            Ok(Ok(Err(e))) => outcome = outcome.and(Err(anyhow!(e).context("the processor"))),
+            Ok(Err(e)) => outcome = outcome.and(Err(anyhow!("the processor panicked: {e}"))),
+            Err(_) => tracing::warn!("the processor did not stop within 30 s"),
+        }
+        for (name, task) in sinks {
+            match tokio::time::timeout(Duration::from_secs(15), task).await {
+                Ok(Ok(Ok(summary))) => tracing::info!(
+                    sink = name,
+                    written = summary.written,
+                    rejected = summary.rejected,
+                    "sink stopped"
+                ),
+                Ok(Ok(Err(e))) => {
+                    outcome = outcome.and(Err(anyhow!(e).context(format!("the {name} sink"))));
+                }
+                Ok(Err(e)) => {
+                    outcome = outcome.and(Err(anyhow!("the {name} sink panicked: {e}")));
+                }
+                Err(_) => tracing::warn!(sink = name, "the sink did not stop within 15 s"),
+            }
+        }
+        drop(processor);
+        outcome
+    }
+}
+
+fn options(group_id: &str, batch_size: usize, linger_ms: u64) -> RunOptions {
+    RunOptions {
+        group_id: group_id.to_string(),
+        batch_size,
+        linger: Duration::from_millis(linger_ms),
+        exit_when_idle: None,
+    }
+}
+
+fn spawn_sink<S: Sink + Sync + 'static>(
+    sink: S,
+    config: &Config,
+    opts: RunOptions,
+    metrics: &SinkMetrics,
+    stop: &CancellationToken,
+) -> SinkTask {
+    let name = sink.name();
+    let config = config.clone();
+    let metrics = metrics.clone();
+    let token = stop.clone();
+    let task =
+        tokio::spawn(async move { run_with_metrics(sink, &config, opts, &metrics, token).await });
+    (name, task)
+}

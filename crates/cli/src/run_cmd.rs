@@ -1,0 +1,114 @@
+//! `storefold run`: every role in one process against the configured Kafka.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use storefold_processor::Mode;
+use storefold_runtime::config::Config;
+use tokio::net::TcpListener;
+
+use crate::roles::{Roles, Sinks};
+use crate::sink_cmd::SinkName;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Address of all HTTP: webhooks and touches, the query API, /ui, /healthz,
+    /// /readyz and /metrics (default: ingest.listen).
+    #[arg(long, env = "STOREFOLD_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Where the processor's tasks keep their RocksDB (overrides processor.state_dir).
+    #[arg(long, env = "STOREFOLD_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Run only these sinks (repeatable; each needs its [sinks.<name>] section).
+    /// Default: every sink the configuration has a section for.
+    #[arg(
+        long = "sink",
+        value_enum,
+        value_name = "NAME",
+        conflicts_with = "no_sinks"
+    )]
+    sinks: Vec<SinkName>,
+    /// Run no sink (the projection topics are still written).
+    #[arg(long)]
+    no_sinks: bool,
+}
+
+/// The sinks `run` starts: the ones named, else every configured one.
+fn chosen(config: &Config, args: &RunArgs) -> Result<Sinks> {
+    if args.no_sinks {
+        return Ok(Sinks::default());
+    }
+    let s = &config.sinks;
+    if args.sinks.is_empty() {
+        return Ok(Sinks {
+            postgres: s.postgres.clone(),
+            hubspot: s.hubspot.clone(),
+            webhook: s.webhook.clone(),
+        });
+    }
+    let mut out = Sinks::default();
+    for name in &args.sinks {
+        let missing = || {
+            anyhow!(
+                "--sink {0}: sink {0} is not configured: add a [sinks.{0}] section to the \
+                 configuration (see storefold.example.toml)",
+                name.as_str()
+            )
+        };
+        match name {
+            SinkName::Postgres => out.postgres = Some(s.postgres.clone().ok_or_else(missing)?),
+            SinkName::Hubspot => out.hubspot = Some(s.hubspot.clone().ok_or_else(missing)?),
+            SinkName::Webhook => out.webhook = Some(s.webhook.clone().ok_or_else(missing)?),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if config.tenants.is_empty() {
+        bail!(
+            "no tenants are configured: add a [tenants.<id>] section with provider secrets to \
+             the configuration"
+        );
+    }
+    let sinks = chosen(&config, &args)?;
+    if let Some(l) = args.listen {
+        config.ingest.listen = l;
+    }
+    if let Some(d) = &args.state_dir {
+        config.processor.state_dir = d.clone();
+    }
+    let addr = config.ingest.listen;
+    let http = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = http.local_addr().context("listen address")?;
+    let names = sinks.names();
+    let roles = Roles::start(&config, http, Mode::Group, sinks).await?;
+    tracing::info!(
+        %local,
+        group = %config.processor.group_id,
+        state_dir = %config.processor.state_dir.display(),
+        sinks = ?names,
+        "storefold run: ingest, processor and sinks serving"
+    );
+    let shutdown = storefold_runtime::shutdown::on_signal();
+    let ended = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        who = roles.stopped() => Some(who),
+    };
+    if ended.is_none() {
+        tracing::info!("stopping: draining the ingest, then the processor and the sinks");
+    }
+    let grace = Duration::from_secs(config.ingest.shutdown_timeout_secs);
+    let result = roles.shutdown(grace).await;
+    match ended {
+        None => result,
+        Some(who) => Err(result
+            .err()
+            .unwrap_or_else(|| anyhow!("{who} stopped unexpectedly"))),
+    }
+}

@@ -1,0 +1,385 @@
+//! `storefold run` as a process: the ingest, the processor and the PostgreSQL sink
+//! in one process against a broker and a PostgreSQL server — signed webhooks in
+//! through HTTP, the Customer 360 out of the query API and in PostgreSQL, one
+//! `/metrics` for all roles, a clean exit on SIGTERM. A role that stops by itself
+//! stops the process with its reason; a chosen sink without its section is refused.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use storefold_runtime::config::Config;
+use storefold_runtime::kafka::topic_specs;
+use storefold_testkit::broker::MockBroker;
+use storefold_testkit::http_client;
+use storefold_testkit::postgres::PgServer;
+use storefold_testkit::samples::{self, shopify_order};
+use time::OffsetDateTime;
+
+const TENANT: &str = "acme";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `storefold run`, killed when dropped.
+struct Run {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Run {
+    fn start(config: &Path, log: PathBuf, extra: &[&str]) -> Run {
+        let child = Command::new(env!("CARGO_BIN_EXE_storefold"))
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json", "run"])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start storefold run");
+        Run { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the exit (at most `limit`).
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "storefold run did not exit within {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn write_config(dir: &Path, bootstrap: &str, port: u16, sinks: &str) -> PathBuf {
+    let toml = format!(
+        "[kafka]\nbootstrap_servers = \"{bootstrap}\"\npartitions = 3\n\
+         [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         [ingest]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout_secs = 10\n\
+         [processor]\nstate_dir = \"{state}\"\ncommit_interval_ms = 100\n\
+         [sinks]\nretry_initial_ms = 50\nretry_max_ms = 500\ncircuit_failure_threshold = 3\n\
+         {sinks}\n\
+         [log]\nlevel = \"info,librdkafka=error,rdkafka=error\"\n{tenant}",
+        state = dir.join("state").display(),
+        tenant = samples::tenant_toml(TENANT),
+    );
+    let path = dir.join("storefold.toml");
+    std::fs::write(&path, &toml).unwrap();
+    path
+}
+
+fn create_topics(broker: &MockBroker, config: &Path) {
+    let config = Config::load(config, Vec::<(String, String)>::new()).unwrap();
+    for spec in topic_specs(&config.kafka) {
+        broker.create_topic(&spec.name, spec.partitions).unwrap();
+    }
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str, run: &mut Run) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        if let Some(s) = run.child.try_wait().unwrap() {
+            panic!(
+                "storefold run exited ({s}) before it was ready:\n{}",
+                run.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready within 90 s:\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Order `n` of a Shopify customer of its own (`customer` id and email).
+fn order(n: u64, customer: u64, email: &str) -> samples::Sample {
+    let mut s = shopify_order(n, email);
+    let mut v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+    v["customer"]["id"] = serde_json::json!(customer);
+    v["customer"]["email"] = serde_json::json!(email);
+    s.body = serde_json::to_vec(&v).unwrap();
+    s
+}
+
+async fn post(client: &reqwest::Client, base: &str, sample: &samples::Sample) -> u16 {
+    let req = samples::signed(TENANT, sample, OffsetDateTime::now_utc());
+    let mut r = client.post(format!("{base}{}", req.path));
+    for (k, v) in &req.headers {
+        r = r.header(k, v);
+    }
+    r.body(req.body).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_takes_webhooks_to_the_query_api_and_postgresql_and_stops_cleanly() {
+    let broker = MockBroker::start(1);
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        broker.bootstrap(),
+        port,
+        &format!(
+            "[sinks.postgres]\nurl = \"{}\"\nbatch_size = 50\nlinger_ms = 20\n",
+            pg.url()
+        ),
+    );
+    create_topics(&broker, &config);
+    let mut run = Run::start(&config, dir.path().join("run.log"), &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = http_client();
+    wait_ready(&client, &base, &mut run).await;
+
+    // Five orders of one customer, one of another, one delivered twice; a
+    // request with a wrong signature is refused and changes nothing.
+    for n in 1..=5 {
+        let s = order(n, 71, "ada@run.example");
+        assert_eq!(post(&client, &base, &s).await, 200);
+        if n == 3 {
+            assert_eq!(post(&client, &base, &s).await, 200, "the duplicate");
+        }
+    }
+    assert_eq!(
+        post(&client, &base, &order(6, 72, "bob@run.example")).await,
+        200
+    );
+    let forged = samples::signed_with(
+        TENANT,
+        &order(7, 73, "mallory@run.example"),
+        "not the secret",
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let mut r = client.post(format!("{base}{}", forged.path));
+    for (k, v) in &forged.headers {
+        r = r.header(k, v);
+    }
+    assert_eq!(r.body(forged.body).send().await.unwrap().status(), 401);
+
+    // The query API of the same address answers the folded customer.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let doc = loop {
+        let r = client
+            .get(format!(
+                "{base}/v1/tenants/{TENANT}/customers?email=ada@run.example"
+            ))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            let doc: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            if doc["orders_count"] == 5 {
+                break doc;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the customer was not folded within 120 s:\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(doc["email"], "ada@run.example", "{doc}");
+
+    // The PostgreSQL sink of the same process wrote both customers and the six
+    // orders (the duplicate counted once, the forged order absent).
+    let pgc = pg.client().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = pgc
+            .query_one(
+                "SELECT (SELECT count(*) FROM storefold.customers WHERE tenant = 'acme'), \
+                        (SELECT count(*) FROM storefold.orders WHERE tenant = 'acme')",
+                &[],
+            )
+            .await
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+        if counts.as_ref().is_ok_and(|c| *c == (2, 6)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL rows {counts:?} (want 2 customers, 6 orders):\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let emails: Vec<String> = pgc
+        .query(
+            "SELECT email FROM storefold.customers WHERE tenant = 'acme' ORDER BY email",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(emails, ["ada@run.example", "bob@run.example"]);
+
+    // One /metrics for the three roles; the Inspector on the same address.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "storefold_ingest_requests_total{provider=\"shopify\",status=\"200\"} 7",
+        "storefold_ingest_signature_failures_total{provider=\"shopify\"",
+        "storefold_processor_",
+        "storefold_sink_writes_total{outcome=\"written\",sink=\"postgres\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
+    }
+    let ui = client.get(format!("{base}/ui")).send().await.unwrap();
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.unwrap().contains("<html"));
+
+    // SIGTERM: drains and exits 0.
+    let status = Command::new("kill")
+        .args(["-TERM", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = run.wait_exit(Duration::from_secs(60));
+    assert!(exit.success(), "exit {exit}:\n{}", run.log());
+}
+
+/// A webhook receiver that refuses every delivery with 401 (a wrong signing
+/// secret at the receiver): a fatal error for the webhook sink.
+fn refusing_receiver() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 65536];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 13\r\nconnection: close\r\n\r\nbad signature",
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_stops_stops_the_process_with_its_reason() {
+    let broker = MockBroker::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver = refusing_receiver();
+    let config = write_config(
+        dir.path(),
+        broker.bootstrap(),
+        port,
+        &format!(
+            "[sinks.webhook]\nurl = \"http://127.0.0.1:{receiver}/hook\"\nsecret = \"s\"\n\
+             linger_ms = 20\n"
+        ),
+    );
+    create_topics(&broker, &config);
+    let mut run = Run::start(&config, dir.path().join("run.log"), &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = http_client();
+    wait_ready(&client, &base, &mut run).await;
+    assert_eq!(
+        post(&client, &base, &order(1, 74, "eve@run.example")).await,
+        200
+    );
+    let exit = run.wait_exit(Duration::from_secs(120));
+    assert_eq!(exit.code(), Some(1), "{}", run.log());
+    let log = run.log();
+    assert!(
+        log.contains("webhook sink") && log.contains("401"),
+        "the reason is missing:\n{log}"
+    );
+}
+
+#[test]
+fn a_chosen_sink_without_its_section_a_config_without_tenants_and_a_schema_registry_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "127.0.0.1:1", free_port(), "");
+    let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--sink", "hubspot"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sink hubspot is not configured") && err.contains("[sinks.hubspot]"),
+        "{err}"
+    );
+
+    // The Confluent wire format is not read by any role yet: a sink refuses too.
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(
+        &registry,
+        "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n\
+         [schema_registry]\nurl = \"http://127.0.0.1:1\"\n\
+         [sinks]\nlisten = \"127.0.0.1:0\"\n\
+         [sinks.webhook]\nurl = \"http://127.0.0.1:1/hook\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
+        .arg("--config")
+        .arg(&registry)
+        .args(["sink", "webhook"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[schema_registry] is configured"), "{err}");
+
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
+        .arg("--config")
+        .arg(&bare)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no tenants are configured"), "{err}");
+}
