@@ -11,13 +11,19 @@ APT_PACKAGES := build-essential pkg-config cmake libclang-dev git libssl-dev zli
 # Python tools of the other deploy/ checks (Helm's SDK, Kubernetes and compose schemas):
 PIP_REQUIREMENTS := deploy/requirements-test.txt
 
+# Where cargo puts builds (CARGO_TARGET_DIR, build.target-dir or ./target).
+TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+
 .PHONY: dev deps fmt fmt-check clippy test unit schemas-check core-purity bench loadgen procbench pgbench normalize-demo
 
 ## dev: see it work: every role in one process around an embedded broker, a sample
 ## history through the real ingest, a Customer 360 summary (README "First steps").
 ## Built with the test profile, so it shares `make test`'s RocksDB build (~35 min on 2 cores).
+## The binary is built with the package's tests: building it alone resolves other
+## dependency features and compiles RocksDB's C++ once more.
 dev: deps
-	$(CARGO) run --profile test -p storefold -- dev $(DEV_ARGS)
+	$(CARGO) build -q --profile test -p storefold --all-targets
+	"$(TARGET_DIR)/debug/storefold" dev $(DEV_ARGS)
 
 ## deps: install missing system packages (idempotent, quiet when present)
 deps:
@@ -51,7 +57,7 @@ unit:
 # another feature set) would compile RocksDB's C++ once more (~35 min on 2 cores).
 schemas-check:
 	$(CARGO) build -q --profile test --workspace --all-targets
-	"$${CARGO_TARGET_DIR:-target}/debug/storefold" schemas check --dir schemas
+	"$(TARGET_DIR)/debug/storefold" schemas check --dir schemas
 
 ## core-purity: storefold-core must not depend on runtime crates (ARCHITECTURE §2)
 core-purity:
