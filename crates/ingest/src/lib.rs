@@ -499,6 +499,17 @@ fn finish(
         .requests
         .with_label_values(&[provider_label(kind), response.status().as_str()])
         .inc();
+    if response.status().is_success() {
+        // Operators' clock, not the fold's: when did this provider last get through.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        ingest
+            .metrics
+            .last_accepted
+            .with_label_values(&[provider_label(kind)])
+            .set(now);
+    }
     response
 }
 

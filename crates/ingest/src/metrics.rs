@@ -1,6 +1,6 @@
 //! The ingest's Prometheus metrics (ARCHITECTURE §7).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use storefold_runtime::metrics::{LATENCY_BUCKETS, SIZE_BUCKETS};
 use storefold_runtime::register;
 
@@ -19,6 +19,9 @@ pub struct IngestMetrics {
     pub publish_seconds: HistogramVec,
     /// `storefold_ingest_in_flight_requests`
     pub in_flight: IntGauge,
+    /// `storefold_ingest_last_accepted_timestamp_seconds{provider}`: Unix time of
+    /// the last request this instance stored (answered 2xx).
+    pub last_accepted: GaugeVec,
 }
 
 impl IngestMetrics {
@@ -71,6 +74,16 @@ impl IngestMetrics {
                 IntGauge::new(
                     "storefold_ingest_in_flight_requests",
                     "Requests being handled now"
+                )
+            ),
+            last_accepted: register!(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "storefold_ingest_last_accepted_timestamp_seconds",
+                        "Unix time of the last request of a provider this instance stored (2xx)"
+                    ),
+                    &["provider"]
                 )
             ),
         }

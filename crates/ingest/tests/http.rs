@@ -181,6 +181,29 @@ async fn every_status_of_the_http_table() {
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
+    // When Shopify last got through (Unix seconds); no other provider did.
+    let last: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "storefold_ingest_last_accepted_timestamp_seconds{provider=\"shopify\"} ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no last-accepted time for shopify in\n{metrics}"))
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(last > now - 600.0 && last <= now, "{last} vs now {now}");
+    assert_eq!(
+        metrics
+            .matches("storefold_ingest_last_accepted_timestamp_seconds{")
+            .count(),
+        1,
+        "{metrics}"
+    );
     assert!(!metrics.contains(samples::verify_secret(ProviderKind::Shopify).as_str()));
     ing.stop().await;
 }

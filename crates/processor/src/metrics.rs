@@ -34,6 +34,10 @@ pub struct ProcessorMetrics {
     pub outbox_depth: IntGaugeVec,
     /// `storefold_processor_dlq_total{reason}`
     pub dlq: IntCounterVec,
+    /// `storefold_processor_dlq_records{topic}`: records a dead-letter topic holds
+    /// in the partitions whose numbers this instance's tasks own (the sum over
+    /// the instances is the topic's).
+    pub dlq_records: IntGaugeVec,
     /// `storefold_processor_tasks`: tasks this instance owns.
     pub tasks: IntGauge,
     /// `storefold_processor_changelog_records_total{kind}`: restore findings
@@ -114,6 +118,16 @@ impl ProcessorMetrics {
                         "Raw events sent to the dead-letter topic, by reason"
                     ),
                     &["reason"]
+                )
+            ),
+            dlq_records: register!(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "storefold_processor_dlq_records",
+                        "Records held by a dead-letter topic (dlq.processor, dlq.sink.*) in the partitions of this instance's tasks"
+                    ),
+                    &["topic"]
                 )
             ),
             tasks: register!(

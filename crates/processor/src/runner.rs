@@ -519,5 +519,34 @@ fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
             .set(lag);
         task.update_gauges();
     }
+    let owned: Vec<i32> = tasks.keys().copied().collect();
+    drop(tasks);
+    update_dlq_records(consumer, &owned);
     all
+}
+
+/// Publishes how many records each dead-letter topic holds (low to high
+/// watermark) in the partitions of the owned tasks: what is left to look at.
+fn update_dlq_records(consumer: &BaseConsumer<Ctx>, owned: &[i32]) {
+    let shared = &consumer.context().shared;
+    let topics = std::iter::once(shared.topics.dlq_processor()).chain(
+        storefold_runtime::kafka::SINKS
+            .iter()
+            .map(|s| shared.topics.dlq_sink(s)),
+    );
+    for topic in topics {
+        let wanted: Vec<(String, i32)> = owned.iter().map(|p| (topic.clone(), *p)).collect();
+        match crate::task::watermarks(consumer, &wanted, Duration::from_secs(10)) {
+            Ok(marks) => {
+                let held: i64 = marks.values().map(|(low, high)| (high - low).max(0)).sum();
+                shared
+                    .metrics
+                    .dlq_records
+                    .with_label_values(&[&topic])
+                    .set(held);
+            }
+            // A dead-letter topic with fewer partitions, or none: nothing to count.
+            Err(e) => tracing::debug!(%topic, error = %e, "dead-letter records not measured"),
+        }
+    }
 }

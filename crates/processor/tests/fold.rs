@@ -383,6 +383,17 @@ fn bad_input_goes_to_the_dead_letter_topic_and_the_task_keeps_going() {
         ),
         1.0
     );
+    // What the topic holds, measured from its watermarks at the last lag check.
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "storefold_processor_dlq_records{{topic=\"{}\"}}",
+                topics.dlq_processor()
+            )
+        ),
+        2.0
+    );
 }
 
 #[test]
