@@ -41,7 +41,7 @@ use storefold_providers::ProviderKind;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::topic_specs;
 use storefold_testkit::broker::BrokerProcess;
-use storefold_testkit::samples;
+use storefold_testkit::{free_port, samples};
 
 // ------------------------------------------------------------------ files, tools
 
@@ -601,13 +601,6 @@ impl Drop for Role {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// GET over HTTP/1.0: (status, body), or None when nothing answers.

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+use storefold_core::money::{Currency, decimal_string};
+use storefold_core::scenario::{CAMPAIGNS, FIRST_NAMES, LAST_NAMES, PRODUCTS};
 use storefold_providers::ProviderKind;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -20,30 +22,6 @@ const EPOCH: i64 = 1_740_960_000;
 const DAY: i64 = 86_400;
 const CUSTOMERS: usize = 30;
 const SHIPPING: i64 = 495;
-
-const FIRST: [&str; 12] = [
-    "Ana", "Ben", "Chloe", "Dev", "Emma", "Felix", "Hana", "Ivan", "Jun", "Lea", "Omar", "Sofia",
-];
-const LAST: [&str; 10] = [
-    "Ito", "Berg", "Costa", "Dubois", "Khan", "Lopez", "Meyer", "Novak", "Sato", "Walsh",
-];
-/// (sku, title, price in minor units).
-const PRODUCTS: [(&str, &str, i64); 6] = [
-    ("TEE", "Organic Tee", 2500),
-    ("MUG", "Stoneware Mug", 1800),
-    ("HOOD", "Zip Hoodie", 6400),
-    ("CAP", "Canvas Cap", 2200),
-    ("SOCK", "Wool Socks", 1200),
-    ("BAG", "Tote Bag", 3000),
-];
-/// (utm_source, utm_medium, utm_campaign, referrer).
-const CAMPAIGNS: [(&str, &str, &str, &str); 5] = [
-    ("google", "cpc", "spring", "https://www.google.com/"),
-    ("newsletter", "email", "drop", "https://mail.example.com/"),
-    ("instagram", "social", "reels", "https://l.instagram.com/"),
-    ("tiktok", "social", "ugc", "https://www.tiktok.com/"),
-    ("bing", "cpc", "brand", "https://www.bing.com/"),
-];
 
 /// One request to send: a provider webhook, or a browser touch
 /// (`ProviderKind::Collect`).
@@ -95,8 +73,10 @@ fn rfc3339(secs: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A two-decimal amount (the sample's currencies, USD and EUR) as the stores
+/// write it in their payloads.
 fn decimal(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
+    decimal_string(minor, 2)
 }
 
 struct Builder {
@@ -177,8 +157,8 @@ pub(crate) fn sample() -> Sample {
     };
     let mut customers = Vec::with_capacity(CUSTOMERS);
     for i in 0..CUSTOMERS {
-        let first = FIRST[i % FIRST.len()];
-        let last = LAST[(i + i / FIRST.len()) % LAST.len()];
+        let first = FIRST_NAMES[i % FIRST_NAMES.len()];
+        let last = LAST_NAMES[(i + i / FIRST_NAMES.len()) % LAST_NAMES.len()];
         let email = format!(
             "{}.{}@demo.example",
             first.to_ascii_lowercase(),
@@ -505,32 +485,34 @@ pub(crate) fn sample() -> Sample {
     }
 }
 
-/// `minor` units of `currency` as people write them: `$1,234.50`, `€12.00`.
+/// `minor` units of `currency` as people write them: `$1,234.50`, `€12.00`,
+/// `12.345 KWD` (the digits are the currency's ISO 4217 exponent).
 pub(crate) fn format_money(minor: i64, currency: &str) -> String {
-    let (symbol, digits) = match currency {
-        "USD" => ("$", 2),
-        "EUR" => ("€", 2),
-        "GBP" => ("£", 2),
-        "JPY" => ("¥", 0),
-        "KWD" | "BHD" | "OMR" | "JOD" | "TND" => ("", 3),
-        _ => ("", 2),
+    let exponent = Currency::from_code(currency).map_or(2, |c| u32::from(c.exponent()));
+    let symbol = match currency {
+        "USD" => "$",
+        "EUR" => "€",
+        "GBP" => "£",
+        "JPY" => "¥",
+        _ => "",
     };
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.unsigned_abs();
-    let scale = 10u64.pow(digits);
-    let whole = (abs / scale).to_string();
-    let mut grouped = String::new();
+    let exact = decimal_string(minor.unsigned_abs().min(i64::MAX as u64) as i64, exponent);
+    let (whole, fraction) = match exact.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (exact.as_str(), None),
+    };
+    let mut amount = String::new();
     for (n, c) in whole.chars().enumerate() {
         if n > 0 && (whole.len() - n).is_multiple_of(3) {
-            grouped.push(',');
+            amount.push(',');
         }
-        grouped.push(c);
+        amount.push(c);
     }
-    let amount = if digits == 0 {
-        grouped
-    } else {
-        format!("{grouped}.{:0width$}", abs % scale, width = digits as usize)
-    };
+    if let Some(f) = fraction {
+        amount.push('.');
+        amount.push_str(f);
+    }
+    let sign = if minor < 0 { "-" } else { "" };
     if symbol.is_empty() {
         format!("{sign}{amount} {currency}")
     } else {
@@ -564,5 +546,6 @@ mod tests {
         assert_eq!(format_money(-5, "USD"), "-$0.05");
         assert_eq!(format_money(1500, "JPY"), "¥1,500");
         assert_eq!(format_money(1500, "CHF"), "15.00 CHF");
+        assert_eq!(format_money(12_345, "KWD"), "12.345 KWD");
     }
 }

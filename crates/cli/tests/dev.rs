@@ -129,11 +129,7 @@ async fn dev_with_postgres_fills_the_database_and_the_inspector_shows_the_sample
     let browser = chromium();
     let pg = PgServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = storefold_testkit::free_port();
     let mut dev = Dev(Command::new(env!("CARGO_BIN_EXE_storefold"))
         .args(["dev", "--broker-port", "0", "--listen"])
         .arg(format!("127.0.0.1:{port}"))

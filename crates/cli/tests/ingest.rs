@@ -3,7 +3,6 @@
 //! SIGKILL between requests lose nothing that was acknowledged.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,20 +11,13 @@ use storefold_codec::{AvroCodec, RawEvent};
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::topic_specs;
 use storefold_testkit::broker::{BrokerProcess, read_topic};
+use storefold_testkit::free_port;
 use storefold_testkit::samples::{self, shopify_order};
 
 const TENANT: &str = "acme";
 
 fn storefold() -> Command {
     Command::new(env!("CARGO_BIN_EXE_storefold"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Setup {

@@ -13,20 +13,12 @@ use std::time::{Duration, Instant};
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::topic_specs;
 use storefold_testkit::broker::MockBroker;
-use storefold_testkit::http_client;
 use storefold_testkit::postgres::PgServer;
 use storefold_testkit::samples::{self, shopify_order};
+use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
 const TENANT: &str = "acme";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running `storefold run`, killed when dropped.
 struct Run {

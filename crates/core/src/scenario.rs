@@ -8,6 +8,34 @@ use crate::event::*;
 use crate::identity::Identity;
 use crate::money::{Currency, Money};
 
+/// A small demo shop shared by the generated histories (tests, benchmarks) and
+/// `storefold dev`'s sample: customers' first and last names.
+pub const FIRST_NAMES: [&str; 12] = [
+    "Ana", "Ben", "Chloe", "Dev", "Emma", "Felix", "Hana", "Ivan", "Jun", "Lea", "Omar", "Sofia",
+];
+pub const LAST_NAMES: [&str; 10] = [
+    "Ito", "Berg", "Costa", "Dubois", "Khan", "Lopez", "Meyer", "Novak", "Sato", "Walsh",
+];
+/// The demo shop's products: (sku, title, price in minor units of a two-decimal
+/// currency).
+pub const PRODUCTS: [(&str, &str, i64); 6] = [
+    ("TEE", "Organic Tee", 2500),
+    ("MUG", "Stoneware Mug", 1800),
+    ("HOOD", "Zip Hoodie", 6400),
+    ("CAP", "Canvas Cap", 2200),
+    ("SOCK", "Wool Socks", 1200),
+    ("BAG", "Tote Bag", 3000),
+];
+/// Where the demo shop's visitors come from: (utm_source, utm_medium,
+/// utm_campaign, referrer).
+pub const CAMPAIGNS: [(&str, &str, &str, &str); 5] = [
+    ("google", "cpc", "spring", "https://www.google.com/"),
+    ("newsletter", "email", "drop", "https://mail.example.com/"),
+    ("instagram", "social", "reels", "https://l.instagram.com/"),
+    ("tiktok", "social", "ugc", "https://www.tiktok.com/"),
+    ("bing", "cpc", "brand", "https://www.bing.com/"),
+];
+
 /// SplitMix64: tiny, fast, and good enough for test data.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

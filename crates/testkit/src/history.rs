@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use storefold_codec::{RawEvent, Verification};
 use storefold_core::engine::{Item, StateValue};
 use storefold_core::identity::normalize_phone;
-use storefold_core::scenario::Rng;
+use storefold_core::scenario::{CAMPAIGNS, FIRST_NAMES, LAST_NAMES, PRODUCTS, Rng};
 use storefold_core::{Engine, MemStore, Outcome};
 use storefold_providers::{
     Headers, MapContext, MapOptions, ProviderKind, RawInput, WebhookRequest,
@@ -227,29 +227,6 @@ const STRIPE_SECRET: &str = "whsec_history";
 const EPOCH: i64 = 1_740_960_000;
 const DAY: i64 = 86_400;
 
-const FIRST: [&str; 12] = [
-    "Ana", "Ben", "Chloe", "Dev", "Emma", "Felix", "Hana", "Ivan", "Jun", "Lea", "Omar", "Sofia",
-];
-const LAST: [&str; 10] = [
-    "Ito", "Berg", "Costa", "Dubois", "Khan", "Lopez", "Meyer", "Novak", "Sato", "Walsh",
-];
-/// (sku, title, price in cents or yen/100).
-const PRODUCTS: [(&str, &str, i64); 6] = [
-    ("TEE", "Organic Tee", 2500),
-    ("MUG", "Stoneware Mug", 1800),
-    ("HOOD", "Zip Hoodie", 6400),
-    ("CAP", "Canvas Cap", 2200),
-    ("SOCK", "Wool Socks", 1200),
-    ("BAG", "Tote Bag", 3000),
-];
-/// (utm_source, utm_medium, campaign, referrer).
-const CAMPAIGNS: [(&str, &str, &str, &str); 5] = [
-    ("google", "cpc", "spring", "https://www.google.com/"),
-    ("newsletter", "email", "drop", "https://mail.example.com/"),
-    ("instagram", "social", "reels", "https://l.instagram.com/"),
-    ("tiktok", "social", "ugc", "https://www.tiktok.com/"),
-    ("bing", "cpc", "brand", "https://www.bing.com/"),
-];
 const PAGES: [&str; 4] = ["/", "/products/tee", "/collections/new", "/products/hoodie"];
 
 /// A tenant's shop.
@@ -376,8 +353,8 @@ impl Gen {
                 custs.push(Cust {
                     email: format!("c{c}.{}@{name}.example", base36(g.uid() % 1296, 2)),
                     phone,
-                    first: FIRST[g.rng.below(FIRST.len() as u64) as usize],
-                    last: LAST[g.rng.below(LAST.len() as u64) as usize],
+                    first: FIRST_NAMES[g.rng.below(FIRST_NAMES.len() as u64) as usize],
+                    last: LAST_NAMES[g.rng.below(LAST_NAMES.len() as u64) as usize],
                     shopify_id: 7_000_000_000 + t as u64 * 1_000_000 + c as u64,
                     helpdesk_id: 380_000_000 + t as u64 * 1_000_000 + c as u64,
                     visitor,

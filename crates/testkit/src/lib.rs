@@ -18,6 +18,14 @@ pub mod hubspot;
 pub mod postgres;
 pub mod samples;
 
+/// A local TCP port nothing listens on right now (for a process the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// An HTTP client for tests (rustls with the ring provider, installed once).
 pub fn http_client() -> reqwest::Client {
     static INSTALL: std::sync::Once = std::sync::Once::new();

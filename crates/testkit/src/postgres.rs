@@ -6,7 +6,6 @@
 //! PostgreSQL refuses to run as root; tests (and CI) run as root, so the server then
 //! runs as the `postgres` system user the package creates.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -43,7 +42,7 @@ impl PgServer {
             .prefix("storefold-pg-")
             .tempdir()
             .expect("temp dir for PostgreSQL");
-        let port = free_port();
+        let port = crate::free_port();
         let server = PgServer {
             bindir,
             dir,
@@ -273,9 +272,4 @@ pub fn bindir() -> PathBuf {
              (Debian package postgresql) or set STOREFOLD_PG_BINDIR"
         )
     })
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
 }
