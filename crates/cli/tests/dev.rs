@@ -180,6 +180,31 @@ async fn dev_with_postgres_fills_the_database_and_the_inspector_shows_the_sample
         assert!(printed.contains(needle), "{needle:?} missing:\n{printed}");
     }
 
+    // Other Kafka clients reach the embedded broker on the port the banner names:
+    // the sample's Shopify webhooks are in the raw topic, exact bytes and all.
+    let broker = printed
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Embedded broker"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the banner names the broker's address:\n{printed}"))
+        .to_string();
+    let raw = tokio::task::spawn_blocking(move || {
+        storefold_testkit::broker::read_topic(
+            &broker,
+            "storefold.raw.shopify",
+            Duration::from_secs(20),
+        )
+    })
+    .await
+    .unwrap();
+    let shopify = printed
+        .lines()
+        .find_map(|l| l.split("shopify ").nth(1))
+        .and_then(|rest| rest.split([',', ')']).next())
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("the sample line counts the Shopify requests:\n{printed}"));
+    assert_eq!(raw.len(), shopify, "every Shopify request of the sample");
+
     // The sink had written the sample before the summary was printed.
     let client = pg.client().await;
     let row = client
