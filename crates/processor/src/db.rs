@@ -335,3 +335,60 @@ impl Source for DbSource<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{idempotency_key, idempotency_value};
+
+    fn compact(db: &TaskDb, f: Family) {
+        db.db
+            .compact_range_cf(db.cf(f), None::<&[u8]>, None::<&[u8]>);
+    }
+
+    /// Idempotency keys live `retention_ms` of receive time behind the newest
+    /// event the task folded (the watermark), not of wall-clock time; other
+    /// families are never filtered.
+    #[test]
+    fn compaction_drops_idempotency_keys_older_than_the_retention_behind_the_watermark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let watermark = Arc::new(AtomicI64::new(0));
+        let db = TaskDb::open(dir.path(), 1_000, watermark.clone(), false).expect("open");
+        let old = idempotency_key("acme", "shopify", "old");
+        let edge = idempotency_key("acme", "shopify", "edge");
+        let new = idempotency_key("acme", "stripe", "new");
+        let odd = idempotency_key("acme", "stripe", "short-value");
+        let state = "acme/cust/c1";
+        let mut batch = WriteBatch::default();
+        db.stage(&mut batch, &old, Some(&idempotency_value(5_000)));
+        db.stage(&mut batch, &edge, Some(&idempotency_value(9_000)));
+        db.stage(&mut batch, &new, Some(&idempotency_value(10_000)));
+        db.stage(&mut batch, &odd, Some(b"x"));
+        db.stage(&mut batch, state, Some(&idempotency_value(1)));
+        db.write(batch).expect("write");
+        let present = |k: &str| db.get(k).expect("get").is_some();
+
+        // Nothing folded yet (watermark 0): nothing is old.
+        compact(&db, Family::Idempotency);
+        assert!(present(&old) && present(&edge) && present(&new) && present(&odd));
+
+        // Newest event received at 10 000: keys received before 9 000 go.
+        watermark.store(10_000, Ordering::Relaxed);
+        compact(&db, Family::Idempotency);
+        compact(&db, Family::Aggregates);
+        assert!(!present(&old), "received 5 000, older than 10 000 - 1 000");
+        assert!(present(&edge), "received exactly at the retention's edge");
+        assert!(present(&new));
+        assert!(
+            present(&odd),
+            "a value without a stamp is kept, not guessed"
+        );
+        assert!(present(state), "state keys are never filtered");
+
+        // The retention follows the events, not the clock: later events move it.
+        watermark.store(10_500, Ordering::Relaxed);
+        compact(&db, Family::Idempotency);
+        assert!(!present(&edge));
+        assert!(present(&new));
+    }
+}
