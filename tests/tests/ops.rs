@@ -733,41 +733,7 @@ fn answer(mut s: TcpStream) -> std::io::Result<()> {
 /// --workspace` builds it for crates/cli's tests), else built now with the same
 /// profile, so that RocksDB is not compiled a second time.
 fn storefold_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| {
-            if d.ends_with("deps") {
-                d.parent()
-            } else {
-                Some(d)
-            }
-        })
-        .expect("test binary directory")
-        .to_path_buf();
-    let bin = profile_dir.join("storefold");
-    if !bin.is_file() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "--profile",
-                "test",
-                "-p",
-                "storefold",
-                "--bin",
-                "storefold",
-            ])
-            .arg("--target-dir")
-            .arg(profile_dir.parent().expect("target dir"))
-            .current_dir(repo())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the storefold binary failed");
-    }
-    assert!(bin.is_file(), "{} was not built", bin.display());
-    bin
+    storefold_testkit::workspace_binary("storefold", "storefold")
 }
 
 #[test]

@@ -16,8 +16,8 @@
 //!
 //! `make pgbench` (`PGBENCH_ARGS="--rows 50000 --batch 1000 [--fast]"`).
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
+use storefold_benches::{arg, say};
 
 use prometheus::Registry;
 use storefold_codec::CustomerProjection;
@@ -25,20 +25,6 @@ use storefold_runtime::config::Config;
 use storefold_sinks::postgres::PostgresSink;
 use storefold_sinks::{Item, Sink, SinkRecord, SourcePosition};
 use storefold_testkit::postgres::PgServer;
-
-fn say(s: String) {
-    let _ = writeln!(std::io::stderr(), "{s}");
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let mut args = std::env::args();
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next().and_then(|v| v.parse().ok()).unwrap_or(default);
-        }
-    }
-    default
-}
 
 fn record(i: usize, version: i64) -> SinkRecord {
     let id = format!("c{i:07}");

@@ -16,8 +16,8 @@
 //!    task from the changelog;
 //! 5. peak RSS of (b) (the bench process, reset before the run).
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
+use storefold_benches::{arg, say};
 
 use prometheus::Registry;
 use rdkafka::ClientConfig;
@@ -29,26 +29,12 @@ use storefold_processor::{Mode, Processor};
 use storefold_providers::ProviderKind;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, java_partition, producer_config, topic_specs};
-use storefold_testkit::broker::BrokerProcess;
+use storefold_testkit::broker::{BrokerProcess, send_waiting};
 use storefold_testkit::history::{HistorySpec, history};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn say(s: String) {
-    let _ = writeln!(std::io::stderr(), "{s}");
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let mut args = std::env::args();
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next().and_then(|v| v.parse().ok()).unwrap_or(default);
-        }
-    }
-    default
-}
 
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -118,20 +104,11 @@ fn main() {
             let kind: ProviderKind = e.provider.parse().expect("provider");
             let topic = topics.raw(kind);
             let payload = codec.encode(e, WireFormat::SingleObject).expect("encode");
-            let mut rec = BaseRecord::to(&topic)
+            let rec = BaseRecord::to(&topic)
                 .key(e.tenant.as_bytes())
                 .payload(&payload)
                 .partition(java_partition(e.tenant.as_bytes(), partitions));
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        rec = back;
-                        producer.poll(Duration::from_millis(5));
-                    }
-                }
-            }
-            producer.poll(Duration::ZERO);
+            send_waiting(&producer, rec);
         }
         producer.flush(Duration::from_secs(120)).expect("flush");
     }

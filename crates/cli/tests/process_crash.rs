@@ -23,7 +23,7 @@ use storefold_processor::db::TaskDb;
 use storefold_processor::records::{Family, decode_value};
 use storefold_providers::ProviderKind;
 use storefold_runtime::kafka::{Topics, java_partition};
-use storefold_testkit::broker::{BrokerProcess, read_topic};
+use storefold_testkit::broker::{BrokerProcess, read_topic, send_waiting};
 use storefold_testkit::history::{HistorySpec, history, pure_fold};
 
 /// Enough partitions that no partition of any topic passes the mock cluster's
@@ -140,20 +140,11 @@ fn produce(bootstrap: &str, prefix: &str, events: &[RawEvent]) {
         let kind: ProviderKind = e.provider.parse().expect("provider");
         let topic = topics.raw(kind);
         let payload = codec.encode(e, WireFormat::SingleObject).expect("encode");
-        let mut rec = BaseRecord::to(&topic)
+        let rec = BaseRecord::to(&topic)
             .key(e.tenant.as_bytes())
             .payload(&payload)
             .partition(java_partition(e.tenant.as_bytes(), PARTITIONS));
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting(&producer, rec);
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
 }

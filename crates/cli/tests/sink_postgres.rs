@@ -13,7 +13,7 @@ use storefold_codec::{AvroCodec, CustomerProjection, OrderProjection, Trigger, W
 use storefold_core::scenario::Rng;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, producer_config, topic_specs};
-use storefold_testkit::broker::MockBroker;
+use storefold_testkit::broker::{MockBroker, send_waiting};
 use storefold_testkit::postgres::PgServer;
 
 /// A running sink, killed when dropped.
@@ -179,17 +179,8 @@ fn produce(config: &Config, records: &[(String, String, Vec<u8>)]) {
         .create()
         .expect("producer");
     for (topic, key, value) in records {
-        let mut rec = BaseRecord::to(topic).key(key.as_bytes()).payload(value);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        let rec = BaseRecord::to(topic).key(key.as_bytes()).payload(value);
+        send_waiting(&producer, rec);
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
 }

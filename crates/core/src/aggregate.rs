@@ -1201,6 +1201,21 @@ impl Customer {
     }
 }
 
+/// Every segment [`segments`] can give, in the order it gives them (a CRM's
+/// options for the segments property).
+pub const SEGMENTS: [&str; 10] = [
+    "prospect",
+    "new",
+    "repeat",
+    "vip",
+    "lapsed",
+    "refund_heavy",
+    "chargeback",
+    "support_heavy",
+    "unhappy",
+    "engaged_prospect",
+];
+
 /// Segments from the customer's own figures and event times (never the clock).
 pub fn segments(c: &Customer) -> Vec<String> {
     let mut s = Vec::new();
@@ -1239,5 +1254,6 @@ pub fn segments(c: &Customer) -> Vec<String> {
     if c.touches > 0 && c.orders_count == 0 {
         s.push("engaged_prospect");
     }
+    debug_assert!(s.iter().all(|x| SEGMENTS.contains(x)), "{s:?}");
     s.into_iter().map(str::to_string).collect()
 }

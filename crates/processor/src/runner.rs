@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -255,14 +255,7 @@ pub fn run(
                 if let Some(task) = tasks.get_mut(&p)
                     && task.expects(m.topic(), m.offset())
                 {
-                    let headers = m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let headers = storefold_runtime::kafka::owned_headers(&m);
                     let input = Input {
                         topic: m.topic(),
                         partition: p,
@@ -527,26 +520,46 @@ fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
 
 /// Publishes how many records each dead-letter topic holds (low to high
 /// watermark) in the partitions of the owned tasks: what is left to look at.
+/// One ListOffsets round for every topic; only when that fails (a dead-letter
+/// topic missing or with fewer partitions) is each topic asked alone.
 fn update_dlq_records(consumer: &BaseConsumer<Ctx>, owned: &[i32]) {
     let shared = &consumer.context().shared;
-    let topics = std::iter::once(shared.topics.dlq_processor()).chain(
-        storefold_runtime::kafka::SINKS
+    let topics: Vec<String> = std::iter::once(shared.topics.dlq_processor())
+        .chain(
+            storefold_runtime::kafka::SINKS
+                .iter()
+                .map(|s| shared.topics.dlq_sink(s)),
+        )
+        .collect();
+    let wanted = |topics: &[String]| -> Vec<(String, i32)> {
+        topics
             .iter()
-            .map(|s| shared.topics.dlq_sink(s)),
-    );
-    for topic in topics {
-        let wanted: Vec<(String, i32)> = owned.iter().map(|p| (topic.clone(), *p)).collect();
-        match crate::task::watermarks(consumer, &wanted, Duration::from_secs(10)) {
-            Ok(marks) => {
-                let held: i64 = marks.values().map(|(low, high)| (high - low).max(0)).sum();
-                shared
-                    .metrics
-                    .dlq_records
-                    .with_label_values(&[&topic])
-                    .set(held);
-            }
-            // A dead-letter topic with fewer partitions, or none: nothing to count.
-            Err(e) => tracing::debug!(%topic, error = %e, "dead-letter records not measured"),
+            .flat_map(|t| owned.iter().map(move |p| (t.clone(), *p)))
+            .collect()
+    };
+    let publish = |topic: &str, marks: &crate::task::Watermarks| {
+        let held: i64 = marks
+            .iter()
+            .filter(|((t, _), _)| t == topic)
+            .map(|(_, (low, high))| (high - low).max(0))
+            .sum();
+        shared
+            .metrics
+            .dlq_records
+            .with_label_values(&[topic])
+            .set(held);
+    };
+    let timeout = Duration::from_secs(10);
+    if let Ok(marks) = crate::task::watermarks(consumer, &wanted(&topics), timeout) {
+        for t in &topics {
+            publish(t, &marks);
+        }
+        return;
+    }
+    for t in &topics {
+        match crate::task::watermarks(consumer, &wanted(std::slice::from_ref(t)), timeout) {
+            Ok(marks) => publish(t, &marks),
+            Err(e) => tracing::debug!(topic = %t, error = %e, "dead-letter records not measured"),
         }
     }
 }

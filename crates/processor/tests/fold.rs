@@ -16,7 +16,7 @@ use storefold_processor::Mode;
 use storefold_providers::ProviderKind;
 use storefold_testkit::broker::read_topic;
 use storefold_testkit::history::{HistorySpec, history};
-use storefold_testkit::samples::{Sample, sample, shopify_order};
+use storefold_testkit::samples::{Sample, shopify_order};
 use time::macros::datetime;
 
 const PARTITIONS: i32 = 4;
@@ -29,30 +29,10 @@ fn conformance_dir() -> PathBuf {
 /// and a generated multi-tenant history with correlated events.
 fn corpus() -> Vec<RawEvent> {
     let at = datetime!(2026-03-01 10:00 UTC);
-    let mut out = Vec::new();
     // AfterShip's sample names both an order id and a tracking number another
     // sample's fulfillment carries: the explicit order id must win in any
     // arrival order (it once depended on which arrived first).
-    for (i, p) in ProviderKind::WEBHOOK
-        .iter()
-        .chain([ProviderKind::Collect].iter())
-        .enumerate()
-    {
-        out.push(raw_event(
-            "acme",
-            &sample(*p),
-            at + time::Duration::minutes(i as i64),
-        ));
-    }
-    // Signed at distinct times: the test signer derives Shopify's event id from
-    // the signing time, and two different webhooks must not share an id.
-    for n in 0..5 {
-        out.push(raw_event(
-            "acme",
-            &shopify_order(n, &format!("buyer{n}@example.com")),
-            at + time::Duration::hours(n as i64 + 1),
-        ));
-    }
+    let mut out = provider_samples("acme", at, 5);
     let dir = conformance_dir();
     let real: [(ProviderKind, &str, &str); 5] = [
         (

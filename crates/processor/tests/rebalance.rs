@@ -7,7 +7,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -33,15 +32,7 @@ fn start(env: &Env, state: &str) -> Instance {
         Processor::new(&config, Registry::new(), env.rt.handle().clone()).expect("processor"),
     );
     let token = CancellationToken::new();
-    let listener = env
-        .rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = processor.router(Arc::new(AtomicBool::new(true)));
-    env.rt.spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let base = serve_http(env, &processor);
     let thread = {
         let p = processor.clone();
         let t = token.clone();

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::AtomicI64;
 
 use common::*;
 use prometheus::Registry;
@@ -17,11 +17,9 @@ use storefold_core::aggregate::{Customer, Order};
 use storefold_core::money::Money;
 use storefold_processor::db::TaskDb;
 use storefold_processor::{Mode, Processor};
-use storefold_providers::ProviderKind;
 use storefold_runtime::kafka::java_partition;
 use storefold_testkit::browser::{assert_has, chromium, dump_dom, text_between, url_component};
 use storefold_testkit::history::{HistorySpec, history};
-use storefold_testkit::samples::{sample, shopify_order};
 use time::macros::datetime;
 use tokio_util::sync::CancellationToken;
 
@@ -30,26 +28,7 @@ const PARTITIONS: i32 = 4;
 /// Every provider's sample and a few more orders for `acme`, and a generated
 /// history for acme and another tenant.
 fn corpus() -> Vec<RawEvent> {
-    let at = datetime!(2026-03-01 10:00 UTC);
-    let mut out = Vec::new();
-    for (i, p) in ProviderKind::WEBHOOK
-        .iter()
-        .chain([ProviderKind::Collect].iter())
-        .enumerate()
-    {
-        out.push(raw_event(
-            "acme",
-            &sample(*p),
-            at + time::Duration::minutes(i as i64),
-        ));
-    }
-    for n in 0..3 {
-        out.push(raw_event(
-            "acme",
-            &shopify_order(n, &format!("buyer{n}@example.com")),
-            at + time::Duration::hours(n as i64 + 1),
-        ));
-    }
+    let mut out = provider_samples("acme", datetime!(2026-03-01 10:00 UTC), 3);
     // The generated history's first tenant becomes acme: customers with touches,
     // orders, payments, refunds, shipments and tickets that correlate.
     out.extend(
@@ -100,15 +79,7 @@ fn fold_and_serve(env: &Env, events: &[RawEvent], serve: &[i32]) -> Served {
             owned.insert(*p, Arc::new(db));
         }
     }
-    let listener = env
-        .rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = processor.router(Arc::new(AtomicBool::new(true)));
-    env.rt.spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let base = serve_http(env, &processor);
     Served {
         base,
         processor,

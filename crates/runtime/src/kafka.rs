@@ -451,6 +451,19 @@ pub async fn create_topics(
     Ok(out)
 }
 
+/// A consumed record's headers as owned (name, value) pairs (a header without a
+/// value gives an empty one), as dead letters and tests carry them on.
+pub fn owned_headers<M: rdkafka::message::Message>(m: &M) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::Headers as _;
+    m.headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ use rand::Rng as _;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -893,14 +893,7 @@ impl<S: Sink> Runner<'_, S> {
             .entry((source.topic.clone(), source.partition))
             .or_insert(0);
         *next = (*next).max(source.offset + 1);
-        let headers: Vec<(String, Vec<u8>)> = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = storefold_runtime::kafka::owned_headers(m);
         let key = m.key().map(<[u8]>::to_vec);
         let Some(stream) = self.streams.get(&source.topic).copied() else {
             // Only subscribed topics are delivered.

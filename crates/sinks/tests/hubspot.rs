@@ -237,17 +237,10 @@ fn without_repeat(cfg: &mut StandInConfig) {
     cfg.contact_properties.insert(
         "storefold_segments".into(),
         PropertyType::options(
-            &[
-                "prospect",
-                "new",
-                "vip",
-                "lapsed",
-                "refund_heavy",
-                "chargeback",
-                "support_heavy",
-                "unhappy",
-                "engaged_prospect",
-            ],
+            &storefold_core::aggregate::SEGMENTS
+                .into_iter()
+                .filter(|s| *s != "repeat")
+                .collect::<Vec<_>>(),
             true,
         ),
     );

@@ -194,6 +194,22 @@ fn identity_of(item: &Item) -> (String, String, String) {
     identity(&r)
 }
 
+/// Runs the webhook sink of `env`'s configuration until it went idle.
+async fn run_webhook_sink(env: &KafkaEnv) -> runner::RunSummary {
+    let registry = Registry::new();
+    let sink = WebhookSink::new(env.config.sinks.webhook.as_ref().unwrap(), &registry).unwrap();
+    assert_eq!(sink.name(), "webhook");
+    runner::run(
+        sink,
+        &env.config,
+        options(),
+        &registry,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("run")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_delivery_verifies_with_the_readme_recipe() {
     init_tracing();
@@ -202,18 +218,7 @@ async fn every_delivery_verifies_with_the_readme_recipe() {
     let env = kafka_env(2, &webhook_toml(addr, ""));
     let items = fixture();
     produce(&env.config, &items);
-    let registry = Registry::new();
-    let sink = WebhookSink::new(env.config.sinks.webhook.as_ref().unwrap(), &registry).unwrap();
-    assert_eq!(sink.name(), "webhook");
-    let summary = runner::run(
-        sink,
-        &env.config,
-        options(),
-        &registry,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run");
+    let summary = run_webhook_sink(&env).await;
     assert_eq!(summary.rejected, 0);
 
     let deliveries = rx.lock().unwrap().deliveries.clone();
@@ -267,17 +272,7 @@ async fn server_errors_are_retried_until_everything_arrives() {
     let env = kafka_env(2, &webhook_toml(addr, ""));
     let items = fixture();
     produce(&env.config, &items);
-    let registry = Registry::new();
-    let sink = WebhookSink::new(env.config.sinks.webhook.as_ref().unwrap(), &registry).unwrap();
-    let summary = runner::run(
-        sink,
-        &env.config,
-        options(),
-        &registry,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run");
+    let summary = run_webhook_sink(&env).await;
     assert_eq!(summary.rejected, 0);
 
     let deliveries = rx.lock().unwrap().deliveries.clone();
@@ -323,17 +318,7 @@ async fn a_refused_record_goes_to_the_dlq_with_the_receivers_status() {
     let addr = start_receiver(rx.clone()).await;
     let env = kafka_env(2, &webhook_toml(addr, ""));
     produce(&env.config, &items);
-    let registry = Registry::new();
-    let sink = WebhookSink::new(env.config.sinks.webhook.as_ref().unwrap(), &registry).unwrap();
-    let summary = runner::run(
-        sink,
-        &env.config,
-        options(),
-        &registry,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run");
+    let summary = run_webhook_sink(&env).await;
     assert_eq!(summary.rejected, 1);
 
     let dlq = read_topic(

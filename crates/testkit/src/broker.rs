@@ -9,8 +9,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, ToBytes};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 type Reply = mpsc::Sender<Result<(), String>>;
@@ -207,42 +210,7 @@ pub fn broker_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("STOREFOLD_TESTKIT_BROKER") {
         return PathBuf::from(p);
     }
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| {
-            if d.ends_with("deps") {
-                d.parent()
-            } else {
-                Some(d)
-            }
-        })
-        .expect("test binary directory")
-        .to_path_buf();
-    let candidate = profile_dir.join("storefold-testkit-broker");
-    if candidate.is_file() {
-        return candidate;
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "storefold-testkit",
-            "--bin",
-            "storefold-testkit-broker",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .expect("run cargo build for the broker binary");
-    assert!(status.success(), "building storefold-testkit-broker failed");
-    let built = target_dir.join("debug").join("storefold-testkit-broker");
-    assert!(built.is_file(), "{} was not built", built.display());
-    built
+    crate::workspace_binary("storefold-testkit", "storefold-testkit-broker")
 }
 
 /// One record as a topic holds it.
@@ -308,14 +276,7 @@ pub fn read_topic(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<Record
             }
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let headers = storefold_runtime::kafka::owned_headers(&m);
                 out.push(Record {
                     partition: m.partition(),
                     offset: m.offset(),
@@ -328,4 +289,23 @@ pub fn read_topic(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<Record
     }
     out.sort_by_key(|r| (r.partition, r.offset));
     out
+}
+
+/// Sends `rec`, waiting (while serving the producer's callbacks) as long as the
+/// producer's queue is full; any other error is a failure of the test.
+pub fn send_waiting<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &BaseProducer,
+    mut rec: BaseRecord<'_, K, P>,
+) {
+    loop {
+        match producer.send(rec) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("producing a record: {e}"),
+        }
+    }
+    producer.poll(Duration::ZERO);
 }

@@ -138,21 +138,7 @@ impl StandInConfig {
             ("storefold_chargebacks", Number),
             (
                 "storefold_segments",
-                PropertyType::options(
-                    &[
-                        "prospect",
-                        "new",
-                        "repeat",
-                        "vip",
-                        "lapsed",
-                        "refund_heavy",
-                        "chargeback",
-                        "support_heavy",
-                        "unhappy",
-                        "engaged_prospect",
-                    ],
-                    true,
-                ),
+                PropertyType::options(&storefold_core::aggregate::SEGMENTS, true),
             ),
             ("storefold_last_trigger", Text),
         ];

@@ -18,6 +18,51 @@ pub mod hubspot;
 pub mod postgres;
 pub mod samples;
 
+/// A binary of this workspace as the running test's build made it (in
+/// `target/<profile>/`, beside the test's `deps/`), else built now with the test
+/// profile and its package's test targets: the dependency features, and with them
+/// the RocksDB and librdkafka builds, are then those of `make test`, not a second
+/// set that would compile their C/C++ again.
+pub fn workspace_binary(package: &str, name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("test binary directory")
+        .to_path_buf();
+    let bin = profile_dir.join(name);
+    if bin.is_file() {
+        return bin;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "--profile",
+            "test",
+            "-p",
+            package,
+            "--all-targets",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {package}'s {name} failed");
+    let built = target_dir.join("debug").join(name);
+    assert!(built.is_file(), "{} was not built", built.display());
+    built
+}
+
 /// A local TCP port nothing listens on right now (for a process the test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -22,7 +22,7 @@ use storefold_processor::{Mode, Processor, RunOptions, RunSummary};
 use storefold_providers::{Headers, ProviderKind, WebhookRequest};
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{java_partition, topic_specs};
-use storefold_testkit::broker::MockBroker;
+use storefold_testkit::broker::{MockBroker, send_waiting};
 use storefold_testkit::samples::{Sample, signed};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -121,20 +121,11 @@ pub fn produce(config: &Config, events: &[RawEvent]) {
         let topic = topics.raw(kind);
         let payload = codec.encode(e, WireFormat::SingleObject).expect("encode");
         let p = java_partition(e.tenant.as_bytes(), config.kafka.partitions);
-        let mut rec = BaseRecord::to(&topic)
+        let rec = BaseRecord::to(&topic)
             .key(e.tenant.as_bytes())
             .payload(&payload)
             .partition(p);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting(&producer, rec);
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
@@ -232,4 +223,46 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Every provider's sample for `tenant` a minute apart from `at` (browser touch
+/// included), then `orders` Shopify orders of their own buyers an hour apart.
+/// Signed at distinct times: the test signer derives Shopify's event id from the
+/// signing time, and two different webhooks must not share an id.
+pub fn provider_samples(tenant: &str, at: OffsetDateTime, orders: u64) -> Vec<RawEvent> {
+    let mut out = Vec::new();
+    for (i, p) in ProviderKind::WEBHOOK
+        .iter()
+        .chain([ProviderKind::Collect].iter())
+        .enumerate()
+    {
+        out.push(raw_event(
+            tenant,
+            &storefold_testkit::samples::sample(*p),
+            at + time::Duration::minutes(i as i64),
+        ));
+    }
+    for n in 0..orders {
+        out.push(raw_event(
+            tenant,
+            &storefold_testkit::samples::shopify_order(n, &format!("buyer{n}@example.com")),
+            at + time::Duration::hours(n as i64 + 1),
+        ));
+    }
+    out
+}
+
+/// Serves `processor`'s HTTP (query API, `/ui`, ops endpoints) on a free local
+/// port from the environment's runtime; returns its base URL.
+pub fn serve_http(env: &Env, processor: &Processor) -> String {
+    let listener = env
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = processor.router(Arc::new(std::sync::atomic::AtomicBool::new(true)));
+    env.rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
 }

@@ -212,6 +212,20 @@ struct ContactOp {
 }
 
 impl ContactOp {
+    /// Nothing to send yet; `seq` orders it among the queued upserts.
+    fn empty(seq: u64) -> Self {
+        ContactOp {
+            customer: None,
+            trigger_props: BTreeMap::new(),
+            trigger_at: i64::MIN,
+            also: Vec::new(),
+            priority: false,
+            seq,
+        }
+    }
+}
+
+impl ContactOp {
     fn sources(&self) -> Vec<SourceId> {
         let mut out: Vec<SourceId> = self.customer.iter().map(|c| c.source.clone()).collect();
         out.extend(self.also.iter().cloned());
@@ -423,14 +437,7 @@ impl HubSpotSink {
             .queue
             .contacts
             .entry(email)
-            .or_insert_with(|| ContactOp {
-                customer: None,
-                trigger_props: BTreeMap::new(),
-                trigger_at: i64::MIN,
-                also: Vec::new(),
-                priority: false,
-                seq,
-            });
+            .or_insert_with(|| ContactOp::empty(seq));
         let Some(cur) = op.customer.as_mut() else {
             op.customer = Some(part);
             return;
@@ -483,14 +490,7 @@ impl HubSpotSink {
             .queue
             .contacts
             .entry(email)
-            .or_insert_with(|| ContactOp {
-                customer: None,
-                trigger_props: BTreeMap::new(),
-                trigger_at: i64::MIN,
-                also: Vec::new(),
-                priority: false,
-                seq,
-            });
+            .or_insert_with(|| ContactOp::empty(seq));
         op.priority |= priority;
         if !props.is_empty() && t.occurred_at > op.trigger_at {
             op.trigger_props = props;

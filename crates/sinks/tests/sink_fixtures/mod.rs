@@ -15,7 +15,7 @@ use storefold_core::engine::{Item as StateItem, OrderView, StateValue};
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, topic_specs};
 use storefold_sinks::{Item, SinkRecord, SourcePosition};
-use storefold_testkit::broker::MockBroker;
+use storefold_testkit::broker::{MockBroker, send_waiting};
 use storefold_testkit::history::{HistorySpec, history, pure_fold};
 
 pub fn init_tracing() {
@@ -215,17 +215,8 @@ pub fn produce(config: &Config, items: &[Item]) {
         };
         let key = key_of(item);
         let payload = encode(item);
-        let mut rec = BaseRecord::to(&topic).key(key.as_bytes()).payload(&payload);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        let rec = BaseRecord::to(&topic).key(key.as_bytes()).payload(&payload);
+        send_waiting(&producer, rec);
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
