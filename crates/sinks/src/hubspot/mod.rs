@@ -307,6 +307,21 @@ struct Memory {
     rejected: HashMap<SourceId, (String, String)>,
 }
 
+impl Memory {
+    /// Whether `(generation, version)` `stamp` or a newer one of the customer
+    /// (`'c'`) or order (`'o'`) `key` was written already.
+    fn written_at_least(&self, kind: char, key: &str, stamp: (i64, i64)) -> bool {
+        self.written
+            .get(&format!("{kind}:{key}"))
+            .is_some_and(|w| *w >= stamp)
+    }
+
+    fn mark_written(&mut self, kind: char, key: &str, stamp: (i64, i64)) {
+        bounded(&mut self.written);
+        self.written.insert(format!("{kind}:{key}"), stamp);
+    }
+}
+
 fn bounded<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
     if map.len() >= MEMORY_CAP {
         map.clear();
@@ -405,12 +420,7 @@ impl HubSpotSink {
         bounded(&mut self.memory.emails);
         self.memory.emails.insert(key.clone(), email.clone());
         let stamp = (c.generation, c.version);
-        if self
-            .memory
-            .written
-            .get(&format!("c:{key}"))
-            .is_some_and(|w| *w >= stamp)
-        {
+        if self.memory.written_at_least('c', &key, stamp) {
             return;
         }
         let doc: Value = serde_json::from_str(&c.doc).unwrap_or(Value::Null);
@@ -504,12 +514,7 @@ impl HubSpotSink {
     fn enqueue_order(&mut self, o: &OrderProjection) {
         let key = order_key(&o.tenant, &o.order_id);
         let stamp = (o.generation, o.version);
-        if self
-            .memory
-            .written
-            .get(&format!("o:{key}"))
-            .is_some_and(|w| *w >= stamp)
-        {
+        if self.memory.written_at_least('o', &key, stamp) {
             return;
         }
         let source = SourceId::of(&Item::Order(o.clone()));
@@ -862,8 +867,7 @@ impl HubSpotSink {
                     self.memory.not_found.remove(id);
                 }
                 if let Some(c) = &op.customer {
-                    bounded(&mut self.memory.written);
-                    self.memory.written.insert(format!("c:{}", c.key), c.stamp);
+                    self.memory.mark_written('c', &c.key, c.stamp);
                     for order_id in &c.orders {
                         if self.memory.deal_ids.contains_key(order_id) {
                             self.queue.wants.insert(Want {
@@ -893,10 +897,7 @@ impl HubSpotSink {
                 let Some(op) = self.queue.deals.remove(id) else {
                     return;
                 };
-                bounded(&mut self.memory.written);
-                self.memory
-                    .written
-                    .insert(format!("o:{}", op.key), op.stamp);
+                self.memory.mark_written('o', &op.key, op.stamp);
                 if let Some(hs) = hs_id {
                     bounded(&mut self.memory.deal_ids);
                     self.memory.deal_ids.insert(id.to_string(), hs);
