@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::sink_cmd::options;
+
 /// The processor loop's task.
 pub(crate) type Folding = JoinHandle<Result<RunSummary, TaskError>>;
 
@@ -103,19 +105,19 @@ impl Roles {
             let sink = PostgresSink::connect(cfg, &registry)
                 .await
                 .context("the PostgreSQL sink")?;
-            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms);
+            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
             tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
         }
         if let (Some(cfg), Some(m)) = (&sinks.hubspot, &metrics) {
             let sink =
                 HubSpotSink::new(cfg, &registry).map_err(|e| anyhow!("the HubSpot sink: {e}"))?;
-            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms);
+            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
             tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
         }
         if let (Some(cfg), Some(m)) = (&sinks.webhook, &metrics) {
             let sink =
                 WebhookSink::new(cfg, &registry).map_err(|e| anyhow!("the webhook sink: {e}"))?;
-            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms);
+            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
             tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
         }
 
@@ -230,15 +232,6 @@ impl Roles {
         }
         drop(processor);
         outcome
-    }
-}
-
-fn options(group_id: &str, batch_size: usize, linger_ms: u64) -> RunOptions {
-    RunOptions {
-        group_id: group_id.to_string(),
-        batch_size,
-        linger: Duration::from_millis(linger_ms),
-        exit_when_idle: None,
     }
 }
 

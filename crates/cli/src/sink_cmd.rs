@@ -58,7 +58,13 @@ fn missing(name: SinkName) -> anyhow::Error {
     )
 }
 
-fn options(group_id: &str, batch_size: usize, linger_ms: u64, idle: Option<u64>) -> RunOptions {
+/// Runner options of a sink's settings (`idle`: stop after that many ms idle).
+pub(crate) fn options(
+    group_id: &str,
+    batch_size: usize,
+    linger_ms: u64,
+    idle: Option<u64>,
+) -> RunOptions {
     RunOptions {
         group_id: group_id.to_string(),
         batch_size,
