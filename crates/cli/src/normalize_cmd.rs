@@ -89,10 +89,8 @@ pub(crate) fn run(args: NormalizeArgs) -> Result<()> {
             None => return Err(e).context("cannot tell the topic; pass --topic"),
         },
     };
-    let options = MapOptions {
-        order_metadata_key: args.order_metadata_key.clone(),
-        ..MapOptions::default()
-    };
+    let mut options = MapOptions::default();
+    options.stripe.fields = vec![args.order_metadata_key.clone()];
     let ctx = MapContext {
         tenant: &args.tenant,
         options: &options,

@@ -90,6 +90,7 @@ fn payment_rank(s: PaymentStatus) -> u8 {
         PaymentStatus::Authorized => 1,
         PaymentStatus::Cancelled => 2,
         PaymentStatus::Succeeded => 3,
+        PaymentStatus::Reversed => 4,
     }
 }
 
@@ -101,6 +102,7 @@ fn dispute_rank(s: DisputeStatus) -> u8 {
         DisputeStatus::WarningClosed => 3,
         DisputeStatus::Won => 4,
         DisputeStatus::Lost => 5,
+        DisputeStatus::MerchantRefunded => 3,
     }
 }
 

@@ -373,6 +373,34 @@ pub struct OrderUpserted {
     pub cancelled_at: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
+    /// What the store itself says about the order's money, when its payload lets
+    /// that be worked out. The store's word counts only where no payment provider
+    /// reports the same money (see the order ledger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_money: Option<StoreMoney>,
+}
+
+/// The store's own account of an order's money, in the currency the customer paid
+/// in (the presentment currency), worked out by the store's mapper from one
+/// snapshot so that the figures of one snapshot always agree with each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreMoney {
+    /// Money the store says it received for the order, refunds not deducted
+    /// (Shopify: current total + refunded − outstanding; WooCommerce: the total
+    /// of an order in a paid status).
+    pub received: Money,
+    /// Authorised by the customer but not captured yet (Shopify `authorized`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorized: Option<Money>,
+    /// Still owed by the customer (positive) or to the customer (negative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outstanding: Option<Money>,
+    /// `received` in the shop's own currency, when the store converted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop_received: Option<Money>,
+    /// How `received` was worked out, for the ledger's explanation
+    /// (`current_total+refunds-outstanding`, `status:processing`, ...).
+    pub basis: String,
 }
 
 /// How a provider event finds its order. The processor resolves the first link it
@@ -390,14 +418,22 @@ pub enum OrderLink {
     Number { number: String },
 }
 
-/// Payment status of a payment attempt.
+/// What a payment event says happened to the payment (or, with a
+/// `capture_id`, to one capture of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
+    /// The attempt (or, with a `capture_id`, that capture) failed: no money moved.
     Failed,
+    /// Authorised, not captured: no money yet.
     Authorized,
+    /// Captured: `amount` (or `captured`) was taken.
     Succeeded,
+    /// The authorisation was voided or released: what was not captured never will be.
     Cancelled,
+    /// The provider took captured money back outside a dispute flow (PayPal
+    /// PAYMENT.CAPTURE.REVERSED): `amount` left the merchant.
+    Reversed,
 }
 
 /// A payment (Stripe payment intent/charge, Adyen PSP reference, PayPal capture).
@@ -418,9 +454,25 @@ pub struct Payment {
     /// Net after fee, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<Money>,
-    /// Cumulative refunded amount the provider reports for this payment, when it does.
+    /// Cumulative amount refunded of the captured money, as of this event, when
+    /// the provider reports it (Stripe `amount_refunded`, less the uncaptured
+    /// remainder a partial capture released).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_refunded: Option<Money>,
+    /// Cumulative amount captured of the whole payment as of this event, when the
+    /// provider reports it (Stripe `amount_captured`, a payment intent's
+    /// `amount_received`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<Money>,
+    /// The capture this event is about, when a payment is captured in parts that
+    /// have ids of their own (Adyen CAPTURE / CAPTURE_FAILED, a Shopify capture
+    /// transaction); `amount` is then that capture's amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_id: Option<String>,
+    /// An authorisation the provider captures by itself (Adyen with automatic
+    /// capture): it counts as captured unless captures of the payment are reported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_capture: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -474,6 +526,18 @@ pub struct Refund {
     /// Order adjustments (shipping refunds, refund discrepancies) included in `amount`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adjustments: Option<Money>,
+    /// When the provider created the refund (Stripe's refund `created`), which
+    /// can be long before this event (a refund that fails days later).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub created_at: Option<OffsetDateTime>,
+    /// A store's refund: the gateway that moved the money, as the store names it
+    /// (`stripe`, `paypal`, `shopify_payments`, `manual`, `gift_card`, `cash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
 }
@@ -492,15 +556,37 @@ pub enum DisputeStatus {
     Lost,
     /// Inquiry closed without a chargeback.
     WarningClosed,
+    /// Closed because the merchant refunded the payment (Stripe `charge_refunded`,
+    /// PayPal `ACCEPTED`): the money went back as a refund, which the provider
+    /// reports as one; the dispute itself is not a loss.
+    MerchantRefunded,
 }
 
 impl DisputeStatus {
     pub fn is_closed(self) -> bool {
         matches!(
             self,
-            DisputeStatus::Won | DisputeStatus::Lost | DisputeStatus::WarningClosed
+            DisputeStatus::Won
+                | DisputeStatus::Lost
+                | DisputeStatus::WarningClosed
+                | DisputeStatus::MerchantRefunded
         )
     }
+}
+
+/// One movement of money a dispute caused, with the provider's own id for it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DisputeMovement {
+    /// Stripe balance transaction id, Adyen notification id.
+    pub id: String,
+    /// Negative: taken from the merchant (withdrawn); positive: given back (reinstated).
+    pub amount: Money,
+    /// The provider's dispute fee for this movement, in its settlement currency
+    /// (negative when the fee is given back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<Money>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// A dispute / chargeback.
@@ -521,6 +607,10 @@ pub struct Dispute {
     /// Funds given back (Stripe funds_reinstated, Adyen CHARGEBACK_REVERSED).
     #[serde(default)]
     pub funds_reinstated: bool,
+    /// The money movements the dispute caused so far, when the provider itemises
+    /// them (Stripe's balance transactions; one per Adyen chargeback notification).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub movements: Vec<DisputeMovement>,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
 }

@@ -293,6 +293,7 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                         updated_at: updated,
                         cancelled_at: None,
                         cancel_reason: None,
+                        store_money: None,
                     }))
                 };
             cx.push(
@@ -336,6 +337,9 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                     failure_reason: None,
                     payer: Identity::default(),
                     at: placed + Duration::minutes(1),
+                    captured: None,
+                    capture_id: None,
+                    auto_capture: false,
                 }),
             );
             if rng.chance(15) {
@@ -357,6 +361,9 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                         failure_reason: Some("card_declined".into()),
                         payer: Identity::default(),
                         at: placed,
+                        captured: None,
+                        capture_id: None,
+                        auto_capture: false,
                     }),
                 );
             }
@@ -451,6 +458,8 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                             lines: vec![],
                             adjustments: None,
                             at: placed + Duration::days(10),
+                            created_at: None,
+                            gateway: None,
                         }),
                     );
                 }
@@ -505,6 +514,7 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                     funds_withdrawn: withdrawn,
                     funds_reinstated: won && status == DisputeStatus::Won,
                     at,
+                    movements: vec![],
                 };
                 let d0 = placed + Duration::days(20);
                 cx.push(

@@ -140,6 +140,7 @@ fn order(id: &str, email: &str, total: i64, updated: OffsetDateTime, fs: &str) -
         updated_at: updated,
         cancelled_at: None,
         cancel_reason: None,
+        store_money: None,
     }))
 }
 
@@ -160,6 +161,9 @@ fn payment(order_id: &str, amount: i64, fee: Option<i64>) -> Event {
         failure_reason: None,
         payer: Identity::default(),
         at: T0,
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
     })
 }
 
@@ -178,6 +182,8 @@ fn refund(order_id: &str, id: &str, amount: i64) -> Event {
         lines: vec![],
         adjustments: None,
         at: T0,
+        created_at: None,
+        gateway: None,
     })
 }
 
@@ -530,6 +536,7 @@ fn lost_dispute_reduces_net_and_counts_a_chargeback() {
             funds_withdrawn: true,
             funds_reinstated: false,
             at: T0,
+            movements: vec![],
         };
         env(
             id,

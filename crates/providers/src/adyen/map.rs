@@ -190,6 +190,9 @@ fn payment(
         failure_reason: None,
         payer: payer(item),
         at,
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
     })
 }
 
@@ -215,6 +218,8 @@ fn refund(
         lines: vec![],
         adjustments: None,
         at,
+        created_at: None,
+        gateway: None,
     })
 }
 
@@ -264,6 +269,7 @@ fn dispute(
         funds_withdrawn: withdrawn,
         funds_reinstated: reinstated,
         at,
+        movements: vec![],
     };
     Ok(if status.is_closed() {
         Event::DisputeClosed(d)

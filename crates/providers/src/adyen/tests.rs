@@ -131,6 +131,9 @@ fn payment(psp: &str, status: PaymentStatus, minor: i64, at: &str) -> Payment {
         failure_reason: None,
         payer: Identity::default(),
         at: time(at),
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
     }
 }
 
@@ -334,6 +337,9 @@ fn refused_authorisation_is_a_failed_payment_with_the_reason() {
                 failure_reason: Some("Not enough balance".into()),
                 payer: Identity::default().with_email(Some("hana@example.jp")),
                 at: time("2026-03-02T11:00:00+09:00"),
+                captured: None,
+                capture_id: None,
+                auto_capture: false,
             })
         )]
     );
@@ -368,6 +374,8 @@ fn refund_3() -> Refund {
         lines: vec![],
         adjustments: None,
         at: time("2026-03-05T09:30:00+01:00"),
+        created_at: None,
+        gateway: None,
     }
 }
 
@@ -424,6 +432,7 @@ fn dispute(status: DisputeStatus, at: &str) -> Dispute {
         funds_withdrawn: false,
         funds_reinstated: false,
         at: time(at),
+        movements: vec![],
     }
 }
 
@@ -546,6 +555,9 @@ fn conformance_authorisation_true() {
                 failure_reason: None,
                 payer: Identity::default(),
                 at: time("2017-01-19T16:42:03+01:00"),
+                captured: None,
+                capture_id: None,
+                auto_capture: false,
             })
         )]
     );
@@ -575,6 +587,8 @@ fn conformance_refund_true() {
                 lines: vec![],
                 adjustments: None,
                 at: time("2017-02-17T11:11:44+01:00"),
+                created_at: None,
+                gateway: None,
             })
         )]
     );

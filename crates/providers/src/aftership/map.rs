@@ -124,7 +124,7 @@ fn tracker(
         let order_id = if id.contains(':') {
             id
         } else {
-            format!("{}:{id}", ctx.options.default_store)
+            format!("{}:{id}", ctx.options.store_for("aftership"))
         };
         order_links.push(OrderLink::Order { order_id });
     }

@@ -108,6 +108,9 @@ fn payment(
         // A capture does not name its payer.
         payer: Identity::default(),
         at,
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
     })
 }
 
@@ -161,6 +164,8 @@ fn refund_of(
         lines: vec![],
         adjustments: None,
         at,
+        created_at: None,
+        gateway: None,
     })
 }
 
@@ -237,6 +242,7 @@ fn dispute_of(
         funds_withdrawn: withdrawn,
         funds_reinstated: withdrawn && status == DisputeStatus::Won,
         at,
+        movements: vec![],
     };
     Ok(if resolved {
         CanonEvent::DisputeClosed(d)

@@ -492,6 +492,9 @@ fn capture_completed_is_a_payment_with_fee_and_net() {
                 failure_reason: None,
                 payer: Identity::default(),
                 at: time(at),
+                captured: None,
+                capture_id: None,
+                auto_capture: false,
             })
         )]
     );
@@ -534,6 +537,9 @@ fn capture_denied_is_a_failed_payment() {
                 failure_reason: Some("DECLINED".into()),
                 payer: Identity::default(),
                 at: time(at),
+                captured: None,
+                capture_id: None,
+                auto_capture: false,
             })
         )]
     );
@@ -558,6 +564,8 @@ fn capture_refunded_refers_to_the_capture_by_its_up_link() {
                 lines: vec![],
                 adjustments: None,
                 at: time(at),
+                created_at: None,
+                gateway: None,
             })
         )]
     );
@@ -575,6 +583,7 @@ fn dispute(status: DisputeStatus, at: &str) -> Dispute {
         funds_withdrawn: false,
         funds_reinstated: false,
         at: time(at),
+        movements: vec![],
     }
 }
 

@@ -154,6 +154,7 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
         updated_at,
         cancelled_at: opt_time("cancelled_at", o.cancelled_at.as_deref())?,
         cancel_reason: non_empty(o.cancel_reason.as_deref()),
+        store_money: None,
     };
     events.push(out.envelope(None, updated_at, Event::OrderUpserted(Box::new(order))));
     Ok(events)
@@ -576,6 +577,8 @@ pub(crate) fn refund(
             lines,
             adjustments,
             at,
+            created_at: None,
+            gateway: None,
         }),
     )];
     if !returned.is_empty() {

@@ -441,6 +441,7 @@ fn expected_order() -> OrderUpserted {
         updated_at: datetime!(2025-03-14 10:02:11 -4),
         cancelled_at: None,
         cancel_reason: None,
+        store_money: None,
     }
 }
 
@@ -566,6 +567,7 @@ fn orders_cancelled_guest_order_in_jpy() {
             updated_at: datetime!(2025-04-01 09:15:00 UTC),
             cancelled_at: Some(datetime!(2025-04-01 09:14:59 UTC)),
             cancel_reason: Some("customer".into()),
+            store_money: None,
         }
     );
 }
@@ -675,6 +677,8 @@ fn refunds_create_maps_refund_and_resolved_return() {
             ],
             adjustments: Some(usd(700)),
             at,
+            created_at: None,
+            gateway: None,
         })
     );
     assert_eq!(events[1].event_id, format!("{}#return", inbound.event_id));
@@ -1211,6 +1215,8 @@ fn conformance_refunds_create() {
             ],
             adjustments: None,
             at,
+            created_at: None,
+            gateway: None,
         })
     );
 }

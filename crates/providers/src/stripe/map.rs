@@ -186,6 +186,8 @@ fn charge_refunded(out: &Out<'_>, charge: &Charge) -> Result<Vec<Envelope>, MapE
             lines: vec![],
             adjustments: None,
             at: out.at,
+            created_at: None,
+            gateway: None,
         };
         events.push(out.part(
             &format!("refund:{}", refund.id),
@@ -236,6 +238,9 @@ pub(crate) fn payment_from_charge(
         failure_reason,
         payer: payer_of_charge(charge, pi_obj),
         at,
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
     })
 }
 
@@ -331,6 +336,9 @@ fn payment_from_intent(
         failure_reason,
         payer,
         at,
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
     })
 }
 
@@ -398,6 +406,8 @@ fn standalone_refund(
         lines: vec![],
         adjustments: None,
         at,
+        created_at: None,
+        gateway: None,
     })
 }
 
@@ -480,6 +490,7 @@ fn dispute_event(
         funds_withdrawn: withdrawn || kind == "charge.dispute.funds_withdrawn",
         funds_reinstated: reinstated || kind == "charge.dispute.funds_reinstated",
         at,
+        movements: vec![],
     };
     let closed = match kind {
         "charge.dispute.closed" => true,
@@ -563,10 +574,12 @@ fn links(
     payment_intent: Option<&str>,
     charge: Option<&str>,
 ) -> Vec<OrderLink> {
-    let order = metadata
-        .iter()
-        .flatten()
-        .find_map(|m| metadata_str(m, &opts.order_metadata_key));
+    let order = metadata.iter().flatten().find_map(|m| {
+        opts.stripe
+            .fields
+            .iter()
+            .find_map(|key| metadata_str(m, key))
+    });
     let payments = [payment_intent, charge].into_iter().flatten();
     payment_order_links(opts, PROVIDER, order, payments)
 }

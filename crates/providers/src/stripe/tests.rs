@@ -137,6 +137,9 @@ fn payment_1(status: PaymentStatus, secs: i64) -> Payment {
         failure_reason: None,
         payer: jane(),
         at: at(secs),
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
     }
 }
 
@@ -391,6 +394,9 @@ fn charge_failed_is_a_failed_payment_with_its_reason() {
                 failure_reason: Some("card_declined".into()),
                 payer: Identity::default().with_email(Some("buyer2@example.net")),
                 at: at(1_767_100_000),
+                captured: None,
+                capture_id: None,
+                auto_capture: false,
             })
         )]
     );
@@ -416,6 +422,9 @@ fn payment_intent_payment_failed_matches_the_failed_charge() {
                 failure_reason: Some("card_declined".into()),
                 payer: Identity::default().with_email(Some("buyer2@example.net")),
                 at: at(1_767_100_001),
+                captured: None,
+                capture_id: None,
+                auto_capture: false,
             })
         )]
     );
@@ -447,6 +456,8 @@ fn charge_refunded_yields_the_payment_and_each_refund() {
                     lines: vec![],
                     adjustments: None,
                     at: at(1_767_200_000),
+                    created_at: None,
+                    gateway: None,
                 })
             ),
         ]
@@ -465,6 +476,8 @@ fn refund(id: &str, minor: i64, status: RefundStatus, secs: i64) -> Refund {
         lines: vec![],
         adjustments: None,
         at: at(secs),
+        created_at: None,
+        gateway: None,
     }
 }
 
@@ -538,6 +551,7 @@ fn dispute(id: &str, status: DisputeStatus, secs: i64) -> Dispute {
         funds_withdrawn: false,
         funds_reinstated: false,
         at: at(secs),
+        movements: vec![],
     }
 }
 
@@ -670,10 +684,8 @@ fn metadata_order_ids_are_namespaced_once_and_use_the_configured_key() {
     assert_eq!(p.links[0], order_link("shopify:77"));
 
     let body = fixture("charge.succeeded");
-    let options = MapOptions {
-        order_metadata_key: "wc_order".into(),
-        default_store: "woocommerce".into(),
-    };
+    let mut options = MapOptions::for_stores(["woocommerce"]);
+    options.stripe.fields = vec!["wc_order".into()];
     let mut v: Value = serde_json::from_slice(&body).unwrap();
     v["data"]["object"]["metadata"] = json!({"wc_order": "727"});
     let body = v.to_string().into_bytes();

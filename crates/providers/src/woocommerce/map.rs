@@ -172,6 +172,7 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
         updated_at,
         cancelled_at: None,
         cancel_reason: None,
+        store_money: None,
     };
     events.push(envelope(
         ctx,
@@ -204,6 +205,8 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
                 lines: Vec::new(),
                 adjustments: None,
                 at: updated_at,
+                created_at: None,
+                gateway: None,
             }),
         ));
     }
@@ -403,6 +406,8 @@ pub fn map_refund_resource(
             lines,
             adjustments: None,
             at,
+            created_at: None,
+            gateway: None,
         }),
     ))
 }

@@ -468,6 +468,7 @@ fn expected_order_4101() -> OrderUpserted {
         updated_at: datetime!(2025-05-02 14:14:09 UTC),
         cancelled_at: None,
         cancel_reason: None,
+        store_money: None,
     }
 }
 
@@ -575,6 +576,7 @@ fn order_updated_maps_refunds_paypal_and_tracking() {
             updated_at: at,
             cancelled_at: None,
             cancel_reason: None,
+            store_money: None,
         }
     );
     assert_eq!(
@@ -602,6 +604,8 @@ fn order_updated_maps_refunds_paypal_and_tracking() {
                 lines: vec![],
                 adjustments: None,
                 at,
+                created_at: None,
+                gateway: None,
             },
             &Refund {
                 provider: "woocommerce".into(),
@@ -614,6 +618,8 @@ fn order_updated_maps_refunds_paypal_and_tracking() {
                 lines: vec![],
                 adjustments: None,
                 at,
+                created_at: None,
+                gateway: None,
             },
         ]
     );
@@ -946,6 +952,8 @@ fn conformance_refund_resource_and_the_orders_refund_list_agree() {
         lines: vec![],
         adjustments: None,
         at: datetime!(2017-03-21 20:07:11 UTC),
+        created_at: None,
+        gateway: None,
     };
     assert_eq!(env.event, Event::RefundIssued(expected.clone()));
     assert_eq!(env.event_id, "backfill:refund:726");
