@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::event::*;
 use crate::identity::{Identity, IdentityKey};
+use crate::ledger::OrderFigures;
 use crate::money::{Currency, Money, MoneyBag};
 
 /// A total order over observations: rank first (a lifecycle position), then the
@@ -649,31 +650,14 @@ impl Order {
             f.chargeback_lost = MoneyBag::new();
         }
         f.net = f.paid.minus(&f.refunded).minus(&f.chargeback_lost);
+        if f.paid_source.is_empty() {
+            f.paid_source = "none".into();
+        }
         if f.fees_known {
             f.net_after_fees = Some(f.net.minus(&f.fees));
         }
         f
     }
-}
-
-/// Money figures of one order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderFigures {
-    /// Captured payments (provider's), else the store's recorded payments, else the
-    /// store total when its status says paid.
-    pub paid: MoneyBag,
-    /// Where `paid` came from: `provider`, `store`, `store_status`.
-    pub paid_source: String,
-    pub refunded: MoneyBag,
-    pub disputed: MoneyBag,
-    pub chargeback_lost: MoneyBag,
-    pub net: MoneyBag,
-    /// Sum of provider fees (meaningful only when `fees_known`).
-    pub fees: MoneyBag,
-    /// Whether every successful payment's fee is known.
-    pub fees_known: bool,
-    /// Net minus fees, when every fee is known; `None` is unknown, not zero.
-    pub net_after_fees: Option<MoneyBag>,
 }
 
 /// Profile facts from a store's customer record.

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::aggregate::{Customer, Fragment, MergeRecord, Order, OrderChange, OrderFigures};
+use crate::aggregate::{Customer, Fragment, MergeRecord, Order, OrderChange};
 use crate::event::*;
 use crate::identity::{IdentityKey, IdentityKind, content_hash};
+use crate::ledger::{LedgerEntry, OrderFigures};
 
 /// Identity index entry: who claims this identity, what it claims, its orders.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +248,9 @@ pub struct OrderView {
     pub order_id: OrderId,
     pub customer_id: Option<String>,
     pub figures: OrderFigures,
+    /// The order's books: every amount, counted or not, and why.
+    #[serde(default)]
+    pub ledger: Vec<LedgerEntry>,
     /// Shipments with store fulfillment events merged into their tracked parcels.
     pub shipments: Vec<crate::aggregate::ShipmentView>,
     pub order: Arc<Order>,
@@ -1203,6 +1207,7 @@ impl Engine {
                 order_id: oid.to_string(),
                 customer_id,
                 figures,
+                ledger: Vec::new(),
                 shipments,
                 order,
             }),

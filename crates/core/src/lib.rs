@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod engine;
 pub mod event;
 pub mod identity;
+pub mod ledger;
 pub mod money;
 pub mod scenario;
 

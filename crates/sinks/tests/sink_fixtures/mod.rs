@@ -87,6 +87,7 @@ pub fn fold(spec: &HistorySpec, percent: usize) -> Projections {
                     order_id: order.order_id.clone(),
                     customer_id: meta.customer_id.clone(),
                     figures: order.figures(),
+                    ledger: Vec::new(),
                     shipments: order.shipment_views(),
                     order: Arc::clone(order),
                 };
