@@ -182,6 +182,40 @@ impl MemStore {
             })
             .collect()
     }
+
+    /// Every order as the CRM sees it (figures, ledger, shipments, customer id),
+    /// by order id: what the newest order projection of each holds.
+    pub fn order_views(&self) -> BTreeMap<String, OrderView> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.records {
+            let (Item::Order(id), StateValue::Order(o)) = (&k.item, v) else {
+                continue;
+            };
+            if o.snapshot.is_none() {
+                continue;
+            }
+            let customer_id = match self
+                .records
+                .get(&StateKey::new(&k.tenant, Item::OrderMeta(id.clone())))
+            {
+                Some(StateValue::OrderMeta(m)) => m.customer_id.clone(),
+                _ => None,
+            };
+            out.insert(
+                id.clone(),
+                OrderView {
+                    tenant: k.tenant.clone(),
+                    order_id: id.clone(),
+                    customer_id,
+                    figures: o.figures(),
+                    ledger: Vec::new(),
+                    shipments: o.shipment_views(),
+                    order: Arc::clone(o),
+                },
+            );
+        }
+        out
+    }
 }
 
 /// How an event was handled.
