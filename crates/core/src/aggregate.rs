@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 
 use crate::event::*;
 use crate::identity::{Identity, IdentityKey};
-use crate::ledger::OrderFigures;
-use crate::money::{Currency, Money, MoneyBag};
+use crate::ledger::{Books, EntryKind, OrderFigures, ReportingRevenue};
+use crate::money::{Currency, Money};
 
 /// A total order over observations: rank first (a lifecycle position), then the
 /// event time, then the event id, so two different observations never tie.
@@ -85,59 +85,64 @@ impl Seen {
     }
 }
 
-fn payment_rank(s: PaymentStatus) -> u8 {
-    match s {
-        PaymentStatus::Failed => 0,
-        PaymentStatus::Authorized => 1,
-        PaymentStatus::Cancelled => 2,
-        PaymentStatus::Succeeded => 3,
-        PaymentStatus::Reversed => 4,
-    }
-}
-
-fn dispute_rank(s: DisputeStatus) -> u8 {
-    match s {
-        DisputeStatus::Inquiry => 0,
-        DisputeStatus::NeedsResponse => 1,
-        DisputeStatus::UnderReview => 2,
-        DisputeStatus::WarningClosed => 3,
-        DisputeStatus::Won => 4,
-        DisputeStatus::Lost => 5,
-        DisputeStatus::MerchantRefunded => 3,
-    }
-}
-
 /// The providers whose word on money is final (the store's is kept but yields).
 pub fn is_payment_provider(provider: &str) -> bool {
     matches!(provider, "stripe" | "adyen" | "paypal")
 }
 
-/// One payment in an order's ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaymentEntry {
-    /// The dominant observation (succeeded beats failed; then the newest).
-    pub state: Reg<Payment>,
-    /// Fee and net as soon as any observation knows them.
-    pub fee: Option<Reg<(Money, Option<Money>)>>,
-    /// Largest cumulative refunded amount the provider reported.
-    pub amount_refunded: Option<Money>,
+/// Every observation of one payment, by canonical event id: the ledger reads
+/// them all (see `docs/books.md`), so nothing depends on which came first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PaymentRecord {
+    pub observations: BTreeMap<String, Payment>,
 }
 
-/// One refund in an order's ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundEntry {
-    pub state: Reg<Refund>,
+/// Every observation of one refund, by canonical event id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RefundRecord {
+    pub observations: BTreeMap<String, Refund>,
 }
 
-/// One dispute.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DisputeEntry {
-    pub state: Reg<Dispute>,
-    pub funds_withdrawn: bool,
-    pub funds_reinstated: bool,
-    #[serde(with = "time::serde::rfc3339")]
-    pub opened_at: OffsetDateTime,
+/// Every observation of one dispute, by canonical event id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DisputeRecord {
+    pub observations: BTreeMap<String, Dispute>,
 }
+
+/// State written before the ledger kept every observation held only the
+/// dominant one (`{"state": {"stamp": .., "value": ..}, ..}`): it reads as a
+/// record of that one observation. `storefold replay` rebuilds the rest.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RecordRepr<T> {
+    Current { observations: BTreeMap<String, T> },
+    Legacy { state: Reg<T> },
+}
+
+impl<T> RecordRepr<T> {
+    fn into_map(self) -> BTreeMap<String, T> {
+        match self {
+            RecordRepr::Current { observations } => observations,
+            RecordRepr::Legacy { state } => BTreeMap::from([(state.stamp.event_id, state.value)]),
+        }
+    }
+}
+
+macro_rules! record_deserialize {
+    ($record:ident, $value:ty) => {
+        impl<'de> Deserialize<'de> for $record {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                RecordRepr::<$value>::deserialize(d).map(|r| $record {
+                    observations: r.into_map(),
+                })
+            }
+        }
+    };
+}
+
+record_deserialize!(PaymentRecord, Payment);
+record_deserialize!(RefundRecord, Refund);
+record_deserialize!(DisputeRecord, Dispute);
 
 /// One shipment (a tracking number) with its merged timeline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,12 +157,92 @@ pub struct ShipmentEntry {
 }
 
 impl ShipmentEntry {
+    pub fn new(tracking_number: &str) -> Self {
+        ShipmentEntry {
+            tracking_number: tracking_number.to_string(),
+            carrier: None,
+            fulfillment_id: None,
+            checkpoints: BTreeSet::new(),
+            line_item_ids: BTreeSet::new(),
+            estimated_delivery: None,
+            providers: BTreeSet::new(),
+        }
+    }
+
     /// The status of the latest checkpoint (by time, then lifecycle order).
     pub fn status(&self) -> Option<ShipmentStatus> {
         self.checkpoints
             .iter()
             .max_by(|a, b| (a.at, a.status).cmp(&(b.at, b.status)))
             .map(|c| c.status)
+    }
+
+    /// Joins one tracking observation into the entry.
+    pub fn absorb(&mut self, s: &Shipment, env: &Envelope) {
+        let id = env.event_id.as_str();
+        if let Some(c) = &s.carrier {
+            Reg::join(
+                &mut self.carrier,
+                Stamp::new(0, env.occurred_at, id),
+                c.clone(),
+            );
+        }
+        if let Some(f) = &s.fulfillment_id {
+            self.fulfillment_id = self.fulfillment_id.clone().max(Some(f.clone()));
+        }
+        if let Some(eta) = s.estimated_delivery {
+            Reg::join(
+                &mut self.estimated_delivery,
+                Stamp::new(0, env.occurred_at, id),
+                eta,
+            );
+        }
+        self.providers.insert(s.provider.clone());
+        self.line_item_ids.extend(s.line_item_ids.iter().cloned());
+        self.checkpoints.extend(s.checkpoints.iter().cloned());
+        let covered = s
+            .checkpoints
+            .iter()
+            .any(|c| c.status == s.status && c.at >= s.at);
+        if !covered {
+            self.checkpoints.insert(Checkpoint {
+                at: s.at,
+                status: s.status,
+                message: None,
+                location: None,
+            });
+        }
+    }
+
+    /// The join of two entries of one parcel (a store's fulfillment and the
+    /// carrier's tracking): commutative, so the view does not depend on which
+    /// source spoke first.
+    pub fn merge(&mut self, other: &ShipmentEntry) {
+        if let Some(c) = &other.carrier {
+            Reg::join(&mut self.carrier, c.stamp.clone(), c.value.clone());
+        }
+        self.fulfillment_id = self
+            .fulfillment_id
+            .clone()
+            .max(other.fulfillment_id.clone());
+        if let Some(e) = &other.estimated_delivery {
+            Reg::join(&mut self.estimated_delivery, e.stamp.clone(), e.value);
+        }
+        self.providers.extend(other.providers.iter().cloned());
+        self.line_item_ids
+            .extend(other.line_item_ids.iter().cloned());
+        self.checkpoints.extend(other.checkpoints.iter().cloned());
+    }
+
+    /// Removes what could identify a person (checkpoint locations).
+    pub fn scrub(&mut self) {
+        self.checkpoints = std::mem::take(&mut self.checkpoints)
+            .into_iter()
+            .map(|mut c| {
+                c.location = None;
+                c
+            })
+            .collect();
     }
 }
 
@@ -174,8 +259,8 @@ pub struct ShipmentView {
 }
 
 impl ShipmentView {
-    fn new(s: &ShipmentEntry, checkpoints: BTreeSet<Checkpoint>) -> Self {
-        let mut checkpoints: Vec<Checkpoint> = checkpoints.into_iter().collect();
+    fn new(s: &ShipmentEntry) -> Self {
+        let mut checkpoints: Vec<Checkpoint> = s.checkpoints.iter().cloned().collect();
         checkpoints.sort_by_key(|a| (a.at, a.status));
         ShipmentView {
             tracking_number: s.tracking_number.clone(),
@@ -205,16 +290,28 @@ impl ReturnEntry {
     }
 }
 
-/// The Order aggregate: the store's snapshot and the providers' ledger.
+/// The Order aggregate: the store's snapshot, every money observation of its
+/// providers (the ledger is computed from them), and its store shipments.
+/// Carrier tracking lives in parcels of its own (see [`Parcel`]): an order
+/// holds the tracking numbers of its parcels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub order_id: OrderId,
     /// The newest store snapshot (by `updated_at`).
     pub snapshot: Option<Reg<Box<OrderUpserted>>>,
-    pub payments: BTreeMap<String, PaymentEntry>,
-    pub refunds: BTreeMap<String, RefundEntry>,
-    pub disputes: BTreeMap<String, DisputeEntry>,
+    /// By `provider:payment_id`.
+    pub payments: BTreeMap<String, PaymentRecord>,
+    /// By `provider:refund_id`.
+    pub refunds: BTreeMap<String, RefundRecord>,
+    /// By `provider:dispute_id`.
+    pub disputes: BTreeMap<String, DisputeRecord>,
+    /// The store's own shipment events (fulfillments), by tracking number
+    /// (`fulfillment:<id>` for a fulfillment without one).
     pub shipments: BTreeMap<String, ShipmentEntry>,
+    /// Every tracking number the order holds (its snapshot's, its store
+    /// shipments', and those a carrier tied to its order number).
+    #[serde(default)]
+    pub parcels: BTreeSet<String>,
     pub returns: BTreeMap<String, ReturnEntry>,
     pub redacted: bool,
     /// The customer key kept when an erasure removed the snapshot's identity, so
@@ -227,28 +324,38 @@ pub struct Order {
     pub last_event_at: Option<OffsetDateTime>,
 }
 
-/// What changed in an order that automations care about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OrderChange {
-    Placed,
-    ShipmentStatus {
-        tracking_number: String,
-        status: ShipmentStatus,
-    },
-    PaymentFailed {
-        payment_id: String,
-    },
-    RefundIssued {
-        refund_id: String,
-        amount: Money,
-    },
-    DisputeOpened {
-        dispute_id: String,
-        amount: Money,
-    },
-    ReturnRequested {
-        return_id: String,
-    },
+/// A carrier's parcel, by tracking number: every tracking event that named it,
+/// whichever order (or orders, for a combined parcel) holds the number, and
+/// whenever that order learned it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    pub entry: ShipmentEntry,
+    pub seen: Seen,
+    /// Personal data (checkpoint locations) removed: an order holding it was erased.
+    #[serde(default)]
+    pub redacted: bool,
+}
+
+impl Parcel {
+    pub fn new(tracking_number: &str) -> Self {
+        Parcel {
+            entry: ShipmentEntry::new(tracking_number),
+            seen: Seen::default(),
+            redacted: false,
+        }
+    }
+
+    /// Folds one tracking event; `false` for a duplicate.
+    pub fn apply(&mut self, s: &Shipment, env: &Envelope) -> bool {
+        if !self.seen.insert(&env.event_id) {
+            return false;
+        }
+        self.entry.absorb(s, env);
+        if self.redacted {
+            self.entry.scrub();
+        }
+        true
+    }
 }
 
 impl Order {
@@ -260,6 +367,7 @@ impl Order {
             refunds: BTreeMap::new(),
             disputes: BTreeMap::new(),
             shipments: BTreeMap::new(),
+            parcels: BTreeSet::new(),
             returns: BTreeMap::new(),
             redacted: false,
             erased_customer: None,
@@ -268,176 +376,52 @@ impl Order {
         }
     }
 
-    /// Folds one event into the order. Returns `None` for a duplicate (nothing
-    /// changed), else the changes worth a trigger. Events that do not concern
-    /// orders are refused by the caller, not here: they are ignored.
-    pub fn apply(&mut self, env: &Envelope) -> Option<Vec<OrderChange>> {
+    /// Folds one event into the order; `false` for a duplicate. Events that do
+    /// not concern orders are ignored.
+    pub fn apply(&mut self, env: &Envelope) -> bool {
         if !self.seen.insert(&env.event_id) {
-            return None;
+            return false;
         }
         self.last_event_at = self.last_event_at.max(Some(env.occurred_at));
-        let mut changes = Vec::new();
         let id = env.event_id.as_str();
         match &env.event {
             Event::OrderUpserted(o) => {
-                let was_placed = self.snapshot.is_some();
                 let stamp = Stamp::new(0, o.updated_at, id);
+                self.parcels.extend(o.tracking_numbers.iter().cloned());
                 Reg::join(&mut self.snapshot, stamp, o.clone());
-                if !was_placed {
-                    changes.push(OrderChange::Placed);
-                }
             }
             Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => {
                 let key = format!("{}:{}", p.provider, p.payment_id);
-                let stamp = Stamp::new(payment_rank(p.status), env.occurred_at, id);
-                let is_new = !self.payments.contains_key(&key);
-                let entry = self.payments.entry(key).or_insert_with(|| PaymentEntry {
-                    state: Reg {
-                        stamp: stamp.clone(),
-                        value: p.clone(),
-                    },
-                    fee: None,
-                    amount_refunded: None,
-                });
-                if entry.state.stamp < stamp {
-                    entry.state = Reg {
-                        stamp: stamp.clone(),
-                        value: p.clone(),
-                    };
-                }
-                if let Some(fee) = p.fee {
-                    Reg::join(
-                        &mut entry.fee,
-                        Stamp::new(0, env.occurred_at, id),
-                        (fee, p.net),
-                    );
-                }
-                if let Some(r) = p.amount_refunded {
-                    // Cumulative: the largest report wins, whatever the arrival order.
-                    entry.amount_refunded = entry.amount_refunded.max(Some(r));
-                }
-                if is_new && p.status == PaymentStatus::Failed {
-                    changes.push(OrderChange::PaymentFailed {
-                        payment_id: p.payment_id.clone(),
-                    });
-                }
+                self.payments
+                    .entry(key)
+                    .or_default()
+                    .observations
+                    .insert(id.to_string(), p.clone());
             }
             Event::RefundIssued(r) => {
                 let key = format!("{}:{}", r.provider, r.refund_id);
-                let stamp = Stamp::new(0, env.occurred_at, id);
-                let before = self.refunds.get(&key).map(|e| e.state.value.status);
-                match self.refunds.get_mut(&key) {
-                    Some(e) => {
-                        if e.state.stamp < stamp {
-                            e.state = Reg {
-                                stamp,
-                                value: r.clone(),
-                            };
-                        }
-                    }
-                    None => {
-                        self.refunds.insert(
-                            key.clone(),
-                            RefundEntry {
-                                state: Reg {
-                                    stamp,
-                                    value: r.clone(),
-                                },
-                            },
-                        );
-                    }
-                }
-                let after = self.refunds.get(&key).map(|e| e.state.value.status);
-                if before != Some(RefundStatus::Succeeded) && after == Some(RefundStatus::Succeeded)
-                {
-                    changes.push(OrderChange::RefundIssued {
-                        refund_id: r.refund_id.clone(),
-                        amount: r.amount,
-                    });
-                }
+                self.refunds
+                    .entry(key)
+                    .or_default()
+                    .observations
+                    .insert(id.to_string(), r.clone());
             }
             Event::DisputeOpened(d) | Event::DisputeClosed(d) => {
                 let key = format!("{}:{}", d.provider, d.dispute_id);
-                let stamp = Stamp::new(dispute_rank(d.status), env.occurred_at, id);
-                let is_new = !self.disputes.contains_key(&key);
-                let entry = self.disputes.entry(key).or_insert_with(|| DisputeEntry {
-                    state: Reg {
-                        stamp: stamp.clone(),
-                        value: d.clone(),
-                    },
-                    funds_withdrawn: false,
-                    funds_reinstated: false,
-                    opened_at: d.at,
-                });
-                if entry.state.stamp < stamp {
-                    entry.state = Reg {
-                        stamp,
-                        value: d.clone(),
-                    };
-                }
-                entry.funds_withdrawn |= d.funds_withdrawn;
-                entry.funds_reinstated |= d.funds_reinstated;
-                entry.opened_at = entry.opened_at.min(d.at);
-                if is_new {
-                    changes.push(OrderChange::DisputeOpened {
-                        dispute_id: d.dispute_id.clone(),
-                        amount: d.amount,
-                    });
-                }
+                self.disputes
+                    .entry(key)
+                    .or_default()
+                    .observations
+                    .insert(id.to_string(), d.clone());
             }
             Event::ShipmentUpdated(s) => {
-                let entry = self
-                    .shipments
+                if !s.tracking_number.starts_with("fulfillment:") {
+                    self.parcels.insert(s.tracking_number.clone());
+                }
+                self.shipments
                     .entry(s.tracking_number.clone())
-                    .or_insert_with(|| ShipmentEntry {
-                        tracking_number: s.tracking_number.clone(),
-                        carrier: None,
-                        fulfillment_id: None,
-                        checkpoints: BTreeSet::new(),
-                        line_item_ids: BTreeSet::new(),
-                        estimated_delivery: None,
-                        providers: BTreeSet::new(),
-                    });
-                let before = entry.status();
-                if let Some(c) = &s.carrier {
-                    Reg::join(
-                        &mut entry.carrier,
-                        Stamp::new(0, env.occurred_at, id),
-                        c.clone(),
-                    );
-                }
-                if let Some(f) = &s.fulfillment_id {
-                    entry.fulfillment_id = entry.fulfillment_id.clone().max(Some(f.clone()));
-                }
-                if let Some(eta) = s.estimated_delivery {
-                    Reg::join(
-                        &mut entry.estimated_delivery,
-                        Stamp::new(0, env.occurred_at, id),
-                        eta,
-                    );
-                }
-                entry.providers.insert(s.provider.clone());
-                entry.line_item_ids.extend(s.line_item_ids.iter().cloned());
-                entry.checkpoints.extend(s.checkpoints.iter().cloned());
-                let covered = s
-                    .checkpoints
-                    .iter()
-                    .any(|c| c.status == s.status && c.at >= s.at);
-                if !covered {
-                    entry.checkpoints.insert(Checkpoint {
-                        at: s.at,
-                        status: s.status,
-                        message: None,
-                        location: None,
-                    });
-                }
-                let after = entry.status();
-                if let Some(status) = after.filter(|a| Some(*a) != before) {
-                    changes.push(OrderChange::ShipmentStatus {
-                        tracking_number: s.tracking_number.clone(),
-                        status,
-                    });
-                }
+                    .or_insert_with(|| ShipmentEntry::new(&s.tracking_number))
+                    .absorb(s, env);
             }
             Event::ReturnRequested(r) | Event::ReturnResolved(r) => {
                 let resolved = matches!(env.event, Event::ReturnResolved(_));
@@ -448,17 +432,11 @@ impl Order {
                         requested: None,
                         resolved: None,
                     });
-                let was_known = entry.requested.is_some() || entry.resolved.is_some();
                 let stamp = Stamp::new(0, env.occurred_at, id);
                 if resolved {
                     Reg::join(&mut entry.resolved, stamp, r.clone());
                 } else {
                     Reg::join(&mut entry.requested, stamp, r.clone());
-                }
-                if !was_known {
-                    changes.push(OrderChange::ReturnRequested {
-                        return_id: r.return_id.clone(),
-                    });
                 }
             }
             Event::CustomerRedacted(_) => self.redacted = true,
@@ -467,7 +445,7 @@ impl Order {
         if self.redacted {
             self.scrub(&env.tenant);
         }
-        Some(changes)
+        true
     }
 
     /// Removes personal data, keeping the figures and the (hashed) customer key.
@@ -489,42 +467,67 @@ impl Order {
             o.note = None;
             o.attribution.note_attributes.clear();
         }
-        for p in self.payments.values_mut() {
-            p.state.value.payer = Identity::default();
+        for rec in self.payments.values_mut() {
+            for p in rec.observations.values_mut() {
+                p.payer = Identity::default();
+            }
+        }
+        for rec in self.refunds.values_mut() {
+            for r in rec.observations.values_mut() {
+                r.reason = None;
+            }
         }
         for r in self.returns.values_mut() {
             for reg in [&mut r.requested, &mut r.resolved].into_iter().flatten() {
                 reg.value.note = None;
             }
         }
+        for s in self.shipments.values_mut() {
+            s.scrub();
+        }
     }
 
-    /// Shipments as a customer should see them: one per tracking number, with the
-    /// store's fulfillment events (which name only a fulfillment, keyed
-    /// `fulfillment:<id>`) merged into the tracked shipments of that fulfillment.
-    /// Derived at read time, so arrival order does not matter.
-    pub fn shipment_views(&self) -> Vec<ShipmentView> {
+    /// Shipments as a customer should see them: one per tracking number, the
+    /// store's fulfillment events merged with the carrier's parcel of the same
+    /// number, and fulfillment events that name only a fulfillment (keyed
+    /// `fulfillment:<id>`) merged into the tracked shipments of that
+    /// fulfillment. Derived at read time, so arrival order does not matter.
+    pub fn shipment_views(&self, parcels: &BTreeMap<String, &Parcel>) -> Vec<ShipmentView> {
         let pseudo = |k: &str| k.strip_prefix("fulfillment:").map(str::to_string);
+        let mut numbers: BTreeSet<&str> = self.parcels.iter().map(String::as_str).collect();
+        numbers.extend(
+            self.shipments
+                .keys()
+                .filter(|k| pseudo(k).is_none())
+                .map(String::as_str),
+        );
         let mut claimed: BTreeSet<String> = BTreeSet::new();
         let mut views = Vec::new();
-        for (key, s) in &self.shipments {
-            if pseudo(key).is_some() {
-                continue;
+        for number in numbers {
+            let mut entry = match self.shipments.get(number) {
+                Some(s) => s.clone(),
+                None => ShipmentEntry::new(number),
+            };
+            if let Some(p) = parcels.get(number) {
+                entry.merge(&p.entry);
             }
-            let mut checkpoints = s.checkpoints.clone();
-            if let Some(fid) = &s.fulfillment_id
+            if let Some(fid) = &entry.fulfillment_id
                 && let Some(p) = self.shipments.get(&format!("fulfillment:{fid}"))
             {
-                checkpoints.extend(p.checkpoints.iter().cloned());
+                entry.checkpoints.extend(p.checkpoints.iter().cloned());
                 claimed.insert(fid.clone());
             }
-            views.push(ShipmentView::new(s, checkpoints));
+            if entry.checkpoints.is_empty() {
+                // A number the store recorded that nothing tracked yet.
+                continue;
+            }
+            views.push(ShipmentView::new(&entry));
         }
         for (key, s) in &self.shipments {
             if let Some(fid) = pseudo(key)
                 && !claimed.contains(&fid)
             {
-                views.push(ShipmentView::new(s, s.checkpoints.clone()));
+                views.push(ShipmentView::new(s));
             }
         }
         views
@@ -547,116 +550,15 @@ impl Order {
         self.snapshot.as_ref().map(|s| s.value.created_at)
     }
 
-    /// Money figures, with the payment provider as the source of truth.
+    /// The order's books (every entry) and the figures counted from them,
+    /// without a reporting currency.
+    pub fn books(&self) -> crate::ledger::Books {
+        crate::ledger::books(self, None)
+    }
+
+    /// The figures of [`Order::books`].
     pub fn figures(&self) -> OrderFigures {
-        let mut f = OrderFigures::default();
-        let test = self.snapshot.as_ref().is_some_and(|s| s.value.test);
-        let provider_payments: Vec<&PaymentEntry> = self
-            .payments
-            .values()
-            .filter(|p| is_payment_provider(&p.state.value.provider))
-            .collect();
-        let store_payments: Vec<&PaymentEntry> = self
-            .payments
-            .values()
-            .filter(|p| !is_payment_provider(&p.state.value.provider))
-            .collect();
-        let ledger = if provider_payments.is_empty() {
-            f.paid_source = "store".into();
-            store_payments
-        } else {
-            f.paid_source = "provider".into();
-            provider_payments
-        };
-        let mut fees_known = true;
-        let mut any_succeeded = false;
-        for p in &ledger {
-            if p.state.value.status == PaymentStatus::Succeeded {
-                any_succeeded = true;
-                f.paid.add(p.state.value.amount);
-                match &p.fee {
-                    Some(fee) => {
-                        f.fees.add(fee.value.0);
-                    }
-                    None => fees_known = false,
-                }
-            }
-        }
-        if ledger.is_empty() {
-            // No payment observed at all: trust the store's own word that it was paid.
-            if let Some(s) = &self.snapshot {
-                let paid = match s.value.financial_status.as_deref() {
-                    Some(fs) => matches!(
-                        fs,
-                        "paid" | "partially_refunded" | "refunded" | "partially_paid"
-                    ),
-                    None => matches!(
-                        s.value.status,
-                        OrderStatus::Open | OrderStatus::Completed | OrderStatus::Refunded
-                    ),
-                };
-                if paid {
-                    f.paid.add(s.value.totals.total);
-                    f.paid_source = "store_status".into();
-                }
-            }
-        }
-        f.fees_known = fees_known && any_succeeded;
-        // Refunds: the payment provider's if it reported any, else the store's.
-        let mut provider_refunds = MoneyBag::new();
-        let mut store_refunds = MoneyBag::new();
-        let mut provider_reported = false;
-        for r in self.refunds.values() {
-            let v = &r.state.value;
-            if is_payment_provider(&v.provider) {
-                provider_reported = true;
-                if v.status == RefundStatus::Succeeded {
-                    provider_refunds.add(v.amount);
-                }
-            } else if v.status == RefundStatus::Succeeded {
-                store_refunds.add(v.amount);
-            }
-        }
-        let mut cumulative = MoneyBag::new();
-        for p in self.payments.values() {
-            if is_payment_provider(&p.state.value.provider)
-                && let Some(r) = p.amount_refunded
-            {
-                provider_reported = true;
-                cumulative.add(r);
-            }
-        }
-        if provider_reported {
-            for (c, m) in &cumulative.0 {
-                let cur = provider_refunds.get(*c);
-                if *m > cur {
-                    provider_refunds.add(Money::new(m - cur, *c));
-                }
-            }
-            f.refunded = provider_refunds;
-        } else {
-            f.refunded = store_refunds;
-        }
-        for d in self.disputes.values() {
-            let v = &d.state.value;
-            f.disputed.add(v.amount);
-            if v.status == DisputeStatus::Lost {
-                f.chargeback_lost.add(v.amount);
-            }
-        }
-        if test {
-            f.paid = MoneyBag::new();
-            f.refunded = MoneyBag::new();
-            f.chargeback_lost = MoneyBag::new();
-        }
-        f.net = f.paid.minus(&f.refunded).minus(&f.chargeback_lost);
-        if f.paid_source.is_empty() {
-            f.paid_source = "none".into();
-        }
-        if f.fees_known {
-            f.net_after_fees = Some(f.net.minus(&f.fees));
-        }
-        f
+        self.books().figures
     }
 }
 
@@ -704,7 +606,11 @@ pub struct Fragment {
     pub identities: BTreeSet<IdentityValue>,
     pub touches: BTreeMap<String, TouchEntry>,
     pub tickets: BTreeMap<String, Reg<Ticket>>,
+    /// Personal data removed (asked for, or claimed by an email that asked).
     pub redacted: bool,
+    /// A redaction named this identity itself: its claims are erased too.
+    #[serde(default)]
+    pub erasure_requested: bool,
     pub seen: Seen,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub first_event_at: Option<OffsetDateTime>,
@@ -721,6 +627,7 @@ impl Fragment {
             touches: BTreeMap::new(),
             tickets: BTreeMap::new(),
             redacted: false,
+            erasure_requested: false,
             seen: Seen::default(),
             first_event_at: None,
             last_event_at: None,
@@ -787,18 +694,23 @@ impl Fragment {
             Event::OrderUpserted(o) => self.add_identity(&o.customer),
             Event::Touch(t) => {
                 self.add_identity(&t.identity);
-                self.touches.insert(
-                    t.touch_id.clone(),
-                    TouchEntry {
-                        at: t.at,
-                        touch_id: t.touch_id.clone(),
-                        utm: t.utm.clone(),
-                        landing_page: t.landing_page.clone(),
-                        referrer: t.referrer.clone(),
-                        gclid: t.gclid.clone(),
-                        fbclid: t.fbclid.clone(),
-                    },
-                );
+                let entry = TouchEntry {
+                    at: t.at,
+                    touch_id: t.touch_id.clone(),
+                    utm: t.utm.clone(),
+                    landing_page: t.landing_page.clone(),
+                    referrer: t.referrer.clone(),
+                    gclid: t.gclid.clone(),
+                    fbclid: t.fbclid.clone(),
+                };
+                // Two touches with one id: the later one (by its own time, then
+                // content) is the touch, whichever arrived last.
+                match self.touches.get(&t.touch_id) {
+                    Some(cur) if *cur >= entry => {}
+                    _ => {
+                        self.touches.insert(t.touch_id.clone(), entry);
+                    }
+                }
             }
             Event::Identify(i) => self.add_identity(&i.identity),
             Event::TicketUpdated(t) => {
@@ -824,7 +736,10 @@ impl Fragment {
                 }
             }
             Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => self.add_identity(&p.payer),
-            Event::CustomerRedacted(_) => self.redacted = true,
+            Event::CustomerRedacted(_) => {
+                self.redacted = true;
+                self.erasure_requested = true;
+            }
             _ => {}
         }
         if self.redacted {
@@ -923,6 +838,9 @@ pub struct Customer {
     pub orders_count: u64,
     pub orders: Vec<OrderSummary>,
     pub revenue: Vec<CurrencyRevenue>,
+    /// Revenue in the tenant's reporting currency, when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revenue_reporting: Option<ReportingRevenue>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub first_order_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", default)]
@@ -957,15 +875,18 @@ fn reason_name(r: ReasonCode) -> String {
 
 impl Customer {
     /// Builds the 360 view from the fragments that resolve to one customer and
-    /// the orders placed by it. Pure and order-independent: inputs are sorted.
+    /// the orders placed by it with their books. Pure and order-independent:
+    /// inputs are sorted and joined.
     pub fn build(
         tenant: &str,
         anchor: &IdentityKey,
         fragments: &[&Fragment],
-        orders: &[&Order],
+        orders: &[(&Order, &Books)],
         merged: Vec<MergeRecord>,
     ) -> Customer {
-        let redacted = fragments.iter().any(|f| f.redacted);
+        // The customer is erased when its anchor is: a member erased on its own
+        // (a phone named in a redaction) loses its data, not the customer's.
+        let redacted = fragments.iter().any(|f| f.key == *anchor && f.redacted);
         let mut identities: BTreeSet<IdentityValue> = BTreeSet::new();
         let mut profile: Option<&Reg<Profile>> = None;
         let mut touches: BTreeMap<&str, &TouchEntry> = BTreeMap::new();
@@ -980,7 +901,12 @@ impl Customer {
                 profile = Some(p);
             }
             for (k, t) in &f.touches {
-                touches.insert(k, t);
+                match touches.get(k.as_str()) {
+                    Some(cur) if *cur >= t => {}
+                    _ => {
+                        touches.insert(k, t);
+                    }
+                }
             }
             for (k, t) in &f.tickets {
                 match tickets.get(k.as_str()) {
@@ -996,24 +922,24 @@ impl Customer {
             };
             last_event = last_event.max(f.last_event_at);
         }
-        let mut sorted_orders: Vec<&Order> =
-            orders.iter().copied().filter(|o| o.counts()).collect();
-        sorted_orders
-            .sort_by(|a, b| (a.created_at(), &a.order_id).cmp(&(b.created_at(), &b.order_id)));
+        let mut sorted_orders: Vec<(&Order, &Books)> =
+            orders.iter().copied().filter(|(o, _)| o.counts()).collect();
+        sorted_orders.sort_by(|a, b| {
+            (a.0.created_at(), &a.0.order_id).cmp(&(b.0.created_at(), &b.0.order_id))
+        });
         let mut revenue: BTreeMap<Currency, CurrencyRevenue> = BTreeMap::new();
+        let mut reporting: Option<ReportingRevenue> = None;
         let mut summaries = Vec::new();
         let mut counted: Vec<&Order> = Vec::new();
         let mut returns = 0u64;
         let mut return_reasons: BTreeMap<String, u64> = BTreeMap::new();
         let mut chargebacks = 0u64;
         let mut chargebacks_lost = 0u64;
-        for o in &sorted_orders {
+        for (o, books) in &sorted_orders {
             let Some(snap) = &o.snapshot else { continue };
             let s = &snap.value;
             last_event = last_event.max(o.last_event_at);
-            let figures = o.figures();
-            let cancelled_unpaid = matches!(s.status, OrderStatus::Cancelled | OrderStatus::Failed)
-                && figures.paid.is_empty();
+            let figures = &books.figures;
             summaries.push(OrderSummary {
                 order_id: o.order_id.clone(),
                 number: s.number.clone(),
@@ -1025,41 +951,72 @@ impl Customer {
                 returns += 1;
                 *return_reasons.entry(reason_name(r.reason())).or_default() += 1;
             }
-            for d in o.disputes.values() {
-                chargebacks += 1;
-                if d.state.value.status == DisputeStatus::Lost {
-                    chargebacks_lost += 1;
+            for e in &books.entries {
+                match e.kind {
+                    EntryKind::DisputeOpened => chargebacks += 1,
+                    EntryKind::DisputeLost => chargebacks_lost += 1,
+                    _ => {}
                 }
             }
+            let cancelled_unpaid = matches!(s.status, OrderStatus::Cancelled | OrderStatus::Failed)
+                && figures.paid.is_empty();
             if cancelled_unpaid {
                 continue;
             }
             counted.push(o);
-            for m in figures.paid.iter() {
-                let e = revenue.entry(m.currency).or_insert(CurrencyRevenue {
-                    currency: m.currency,
+            fn slot(
+                revenue: &mut BTreeMap<Currency, CurrencyRevenue>,
+                c: Currency,
+            ) -> &mut CurrencyRevenue {
+                revenue.entry(c).or_insert(CurrencyRevenue {
+                    currency: c,
                     gross: 0,
                     refunded: 0,
                     chargeback_lost: 0,
                     net: 0,
                     orders: 0,
                     aov: 0,
-                });
+                })
+            }
+            for m in figures.paid.iter() {
+                let e = slot(&mut revenue, m.currency);
                 e.gross = e.gross.saturating_add(m.minor);
                 if m.minor > 0 {
                     e.orders += 1;
                 }
             }
             for m in figures.refunded.iter() {
-                if let Some(e) = revenue.get_mut(&m.currency) {
-                    e.refunded = e.refunded.saturating_add(m.minor);
-                }
+                let e = slot(&mut revenue, m.currency);
+                e.refunded = e.refunded.saturating_add(m.minor);
             }
             for m in figures.chargeback_lost.iter() {
-                if let Some(e) = revenue.get_mut(&m.currency) {
-                    e.chargeback_lost = e.chargeback_lost.saturating_add(m.minor);
+                let e = slot(&mut revenue, m.currency);
+                e.chargeback_lost = e.chargeback_lost.saturating_add(m.minor);
+            }
+            if let Some(rf) = &figures.reporting {
+                let r = reporting.get_or_insert_with(|| ReportingRevenue {
+                    currency: rf.currency,
+                    gross: 0,
+                    refunded: 0,
+                    chargeback_lost: 0,
+                    net: 0,
+                    fees: 0,
+                    unconverted: BTreeMap::new(),
+                });
+                r.gross = r.gross.saturating_add(rf.paid);
+                r.refunded = r.refunded.saturating_add(rf.refunded);
+                r.chargeback_lost = r.chargeback_lost.saturating_add(rf.chargeback_lost);
+                r.fees = r.fees.saturating_add(rf.fees);
+                for (fig, bag) in &rf.unconverted {
+                    let slot = r.unconverted.entry(fig.clone()).or_default();
+                    for m in bag.iter() {
+                        slot.add(m);
+                    }
                 }
             }
+        }
+        if let Some(r) = &mut reporting {
+            r.net = r.gross - r.refunded - r.chargeback_lost;
         }
         let revenue: Vec<CurrencyRevenue> = revenue
             .into_values()
@@ -1124,7 +1081,7 @@ impl Customer {
                 let name = sorted_orders
                     .iter()
                     .rev()
-                    .find_map(|o| o.snapshot.as_ref()?.value.customer_name.clone());
+                    .find_map(|(o, _)| o.snapshot.as_ref()?.value.customer_name.clone());
                 match name {
                     Some(n) => match n.split_once(' ') {
                         Some((f, l)) => (Some(f.to_string()), Some(l.to_string())),
@@ -1154,6 +1111,7 @@ impl Customer {
             orders_count: counted.len() as u64,
             orders: summaries,
             revenue,
+            revenue_reporting: reporting,
             first_order_at: first.and_then(|o| o.created_at()),
             last_order_at: last.and_then(|o| o.created_at()),
             first_order_id: first.map(|o| o.order_id.clone()),

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::aggregate::{Customer, Fragment, MergeRecord, Order, OrderChange};
+use crate::aggregate::{Customer, Fragment, MergeRecord, Order, Parcel, TouchEntry};
 use crate::event::*;
 use crate::identity::{IdentityKey, IdentityKind, content_hash};
-use crate::ledger::{LedgerEntry, OrderFigures};
+use crate::ledger::{self, Books, LedgerEntry, OrderFigures, Reporting};
+use crate::money::Currency;
+use crate::rates::Rates;
 
 /// Identity index entry: who claims this identity, what it claims, its orders.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,13 +39,60 @@ pub struct CustomerRecord {
     pub version: u64,
     /// Shared with the batch's projection of it.
     pub view: Arc<Customer>,
+    /// The first/repeat order triggers last published for this customer: trigger
+    /// id → content hash, so one is published again only when it changes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub triggers: BTreeMap<String, String>,
 }
 
 /// Last published order projection state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderMeta {
     pub version: u64,
     pub customer_id: Option<String>,
+    /// The order's triggers last published: trigger id → content hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub triggers: BTreeMap<String, String>,
+    /// The customer's first and last touch as of the order's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touches: Option<OrderTouches>,
+}
+
+/// The campaign touches an order is attributed to: the customer's first touch
+/// and its last touch before the order was placed (the order's own landing
+/// page UTM is in its snapshot's attribution).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTouches {
+    pub first: Option<TouchEntry>,
+    pub last: Option<TouchEntry>,
+}
+
+/// A parked event and when the ingest received it (milliseconds since the
+/// epoch), so that the processor can give up on it after a bounded time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedEvent {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<i64>,
+}
+
+/// What the fold needs to know about tenants beyond their events.
+#[derive(Clone, Debug, Default)]
+pub struct FoldConfig {
+    /// Reporting currency per tenant (see `docs/books.md`).
+    pub reporting: BTreeMap<String, Currency>,
+    /// The operator's exchange rates.
+    pub rates: Rates,
+}
+
+impl FoldConfig {
+    pub fn reporting(&self, tenant: &str) -> Option<Reporting<'_>> {
+        self.reporting.get(tenant).map(|c| Reporting {
+            currency: *c,
+            rates: &self.rates,
+        })
+    }
 }
 
 /// What a state record is about. `encode()` gives the byte key the processor
@@ -65,6 +114,8 @@ pub enum Item {
     Customer(IdentityKey),
     /// Order reference (`payment:stripe:pi_1`, `tracking:1Z…`, `number:#1001`) → orders.
     Ref(String),
+    /// A carrier's parcel, by tracking number.
+    Parcel(String),
     /// A parked event, by event id.
     Parked(String),
     /// Event ids parked under one order reference.
@@ -88,6 +139,7 @@ impl StateKey {
             Item::Index(k) => ("idx", k.to_string()),
             Item::Customer(k) => ("cust", k.to_string()),
             Item::Ref(r) => ("ref", r.clone()),
+            Item::Parcel(t) => ("parcel", t.clone()),
             Item::Parked(e) => ("parked", e.clone()),
             Item::ParkedBy(r) => ("parkedby", r.clone()),
         };
@@ -105,6 +157,7 @@ impl StateKey {
             "idx" => Item::Index(IdentityKey::parse(id)?),
             "cust" => Item::Customer(IdentityKey::parse(id)?),
             "ref" => Item::Ref(id.to_string()),
+            "parcel" => Item::Parcel(id.to_string()),
             "parked" => Item::Parked(id.to_string()),
             "parkedby" => Item::ParkedBy(id.to_string()),
             _ => return None,
@@ -125,7 +178,8 @@ pub enum StateValue {
     Index(IndexNode),
     Customer(Box<CustomerRecord>),
     Ref(BTreeSet<OrderId>),
-    Parked(Box<Envelope>),
+    Parcel(Box<Parcel>),
+    Parked(Box<ParkedEvent>),
     ParkedBy(BTreeSet<String>),
 }
 
@@ -186,35 +240,18 @@ impl MemStore {
     /// Every order as the CRM sees it (figures, ledger, shipments, customer id),
     /// by order id: what the newest order projection of each holds.
     pub fn order_views(&self) -> BTreeMap<String, OrderView> {
-        let mut out = BTreeMap::new();
-        for (k, v) in &self.records {
-            let (Item::Order(id), StateValue::Order(o)) = (&k.item, v) else {
-                continue;
-            };
-            if o.snapshot.is_none() {
-                continue;
-            }
-            let customer_id = match self
-                .records
-                .get(&StateKey::new(&k.tenant, Item::OrderMeta(id.clone())))
-            {
-                Some(StateValue::OrderMeta(m)) => m.customer_id.clone(),
+        self.order_views_with(&FoldConfig::default())
+    }
+
+    /// [`MemStore::order_views`] with a tenant configuration (reporting currency).
+    pub fn order_views_with(&self, config: &FoldConfig) -> BTreeMap<String, OrderView> {
+        self.records
+            .keys()
+            .filter_map(|k| match &k.item {
+                Item::Order(id) => order_view(self, config, &k.tenant, id).map(|v| (id.clone(), v)),
                 _ => None,
-            };
-            out.insert(
-                id.clone(),
-                OrderView {
-                    tenant: k.tenant.clone(),
-                    order_id: id.clone(),
-                    customer_id,
-                    figures: o.figures(),
-                    ledger: Vec::new(),
-                    shipments: o.shipment_views(),
-                    order: Arc::clone(o),
-                },
-            );
-        }
-        out
+            })
+            .collect()
     }
 }
 
@@ -287,6 +324,9 @@ pub struct OrderView {
     pub ledger: Vec<LedgerEntry>,
     /// Shipments with store fulfillment events merged into their tracked parcels.
     pub shipments: Vec<crate::aggregate::ShipmentView>,
+    /// The customer's first and last touch as of the order's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touches: Option<OrderTouches>,
     pub order: Arc<Order>,
 }
 
@@ -299,10 +339,13 @@ pub struct Merge {
     pub reason: String,
 }
 
-/// A lifecycle event for automations.
+/// A lifecycle event for automations. Triggers are derived from state: each
+/// has a stable id (the same fact gives the same id in any arrival order and
+/// across a replay), and one is published again, with the same id, only when
+/// its content changes (a correction: consumers keep the newest per id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
-    /// Deterministic: the same source event gives the same id.
+    /// Stable: derived from the fact (order, subject), never from arrival.
     pub trigger_id: String,
     pub tenant: String,
     pub kind: String,
@@ -322,16 +365,6 @@ pub struct BatchOutput {
     pub projections: Vec<Projection>,
     pub merges: Vec<Merge>,
     pub triggers: Vec<Trigger>,
-}
-
-struct PendingTrigger {
-    tenant: String,
-    kind: &'static str,
-    order_id: Option<OrderId>,
-    customer: Option<IdentityKey>,
-    at: OffsetDateTime,
-    source_event_id: String,
-    data: serde_json::Value,
 }
 
 /// A fast, deterministic hasher for the working set (keys are our own, not
@@ -381,11 +414,12 @@ struct Slot {
 /// The fold over one batch. See the module docs.
 #[derive(Default)]
 pub struct Engine {
+    config: Arc<FoldConfig>,
     cache: HashMap<StateKey, Slot, FxBuild>,
     dirty_keys: BTreeSet<(String, IdentityKey)>,
     dirty_orders: BTreeSet<(String, OrderId)>,
-    placed_orders: BTreeSet<(String, OrderId)>,
-    triggers: Vec<PendingTrigger>,
+    /// When the event being applied was received (for parking), if known.
+    received_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -396,15 +430,22 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn ref_key(link: &OrderLink) -> Option<String> {
+/// The store platforms, whose shipment events are their own fulfillments.
+fn is_store(provider: &str) -> bool {
+    matches!(provider, "shopify" | "woocommerce")
+}
+
+/// The parking and reference key of a link (`order:shopify:1`,
+/// `payment:stripe:pi_1`, `tracking:1Z…`, `number:#1001`).
+fn link_key(link: &OrderLink) -> String {
     match link {
-        OrderLink::Order { .. } => None,
+        OrderLink::Order { order_id } => format!("order:{order_id}"),
         OrderLink::Payment {
             provider,
             reference,
-        } => Some(format!("payment:{provider}:{reference}")),
-        OrderLink::Tracking { number } => Some(format!("tracking:{number}")),
-        OrderLink::Number { number } => Some(format!("number:{number}")),
+        } => format!("payment:{provider}:{reference}"),
+        OrderLink::Tracking { number } => format!("tracking:{number}"),
+        OrderLink::Number { number } => format!("number:{number}"),
     }
 }
 
@@ -413,9 +454,57 @@ fn trigger_id(kind: &str, subject: &str, source: &str) -> String {
     format!("trg_{}", &h[..24])
 }
 
+/// A trigger's content hash (what a republish compares).
+fn trigger_hash(t: &Trigger) -> String {
+    let v = serde_json::json!([
+        t.kind,
+        t.customer_id,
+        t.order_id,
+        t.occurred_at.unix_timestamp_nanos().to_string(),
+        t.source_event_id,
+        t.data
+    ]);
+    content_hash(v.to_string().as_bytes())[..16].to_string()
+}
+
+/// The links of an event that needs an order, if it is one.
+fn links_of(event: &Event) -> Option<&[OrderLink]> {
+    match event {
+        Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => Some(&p.links),
+        Event::RefundIssued(r) => Some(&r.links),
+        Event::DisputeOpened(d) | Event::DisputeClosed(d) => Some(&d.links),
+        Event::ShipmentUpdated(s) => Some(&s.links),
+        Event::ReturnRequested(r) | Event::ReturnResolved(r) => Some(&r.links),
+        _ => None,
+    }
+}
+
+/// Every key a parked event may be filed under.
+fn parking_keys(env: &Envelope) -> Vec<String> {
+    let mut keys: Vec<String> = links_of(&env.event)
+        .unwrap_or_default()
+        .iter()
+        .map(link_key)
+        .collect();
+    if let Event::ShipmentUpdated(s) = &env.event {
+        keys.push(format!("tracking:{}", s.tracking_number));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 impl Engine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An engine that knows the tenants' reporting currencies and rates.
+    pub fn with_config(config: Arc<FoldConfig>) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
     }
 
     /// Number of records in the working set.
@@ -424,17 +513,7 @@ impl Engine {
     }
 
     fn get<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> Option<&'a StateValue> {
-        if !self.cache.contains_key(key) {
-            let v = src.load(key);
-            self.cache.insert(
-                key.clone(),
-                Slot {
-                    value: v,
-                    dirty: false,
-                },
-            );
-        }
-        self.cache.get(key).and_then(|s| s.value.as_ref())
+        self.slot(src, key).value.as_ref()
     }
 
     fn get_mut<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> &'a mut Option<StateValue> {
@@ -518,6 +597,22 @@ impl Engine {
         }
     }
 
+    fn fragment_mut<'a>(
+        &'a mut self,
+        src: &dyn Source,
+        tenant: &str,
+        k: &IdentityKey,
+    ) -> &'a mut Fragment {
+        let slot = self.get_mut(src, &StateKey::new(tenant, Item::Fragment(k.clone())));
+        if !matches!(slot, Some(StateValue::Fragment(_))) {
+            *slot = Some(StateValue::Fragment(Box::new(Fragment::new(k.clone()))));
+        }
+        match slot {
+            Some(StateValue::Fragment(f)) => f,
+            _ => unreachable!("just set"),
+        }
+    }
+
     fn with_fragment(
         &mut self,
         src: &dyn Source,
@@ -525,18 +620,7 @@ impl Engine {
         k: &IdentityKey,
         env: &Envelope,
     ) -> bool {
-        let slot = self.get_mut(src, &StateKey::new(tenant, Item::Fragment(k.clone())));
-        let frag = match slot {
-            Some(StateValue::Fragment(f)) => f,
-            _ => {
-                *slot = Some(StateValue::Fragment(Box::new(Fragment::new(k.clone()))));
-                match slot {
-                    Some(StateValue::Fragment(f)) => f,
-                    _ => unreachable!("just set"),
-                }
-            }
-        };
-        let changed = frag.apply(env);
+        let changed = self.fragment_mut(src, tenant, k).apply(env);
         self.dirty_keys.insert((tenant.to_string(), k.clone()));
         changed
     }
@@ -556,6 +640,25 @@ impl Engine {
 
     /// Folds one event into the working set.
     pub fn apply(&mut self, src: &dyn Source, env: &Envelope) -> Result<Outcome, FoldError> {
+        self.apply_received(src, env, None)
+    }
+
+    /// [`Engine::apply`] for an event the ingest received at `received_at`
+    /// (milliseconds since the epoch): a parked event keeps that time, so the
+    /// processor can give up on it after a bounded wait.
+    pub fn apply_received(
+        &mut self,
+        src: &dyn Source,
+        env: &Envelope,
+        received_at: Option<i64>,
+    ) -> Result<Outcome, FoldError> {
+        let before = std::mem::replace(&mut self.received_at, received_at);
+        let out = self.apply_event(src, env);
+        self.received_at = before;
+        out
+    }
+
+    fn apply_event(&mut self, src: &dyn Source, env: &Envelope) -> Result<Outcome, FoldError> {
         let tenant = env.tenant.as_str();
         match &env.event {
             Event::CustomerUpserted(c) => self.apply_to_customer(src, env, &c.identity),
@@ -577,6 +680,8 @@ impl Engine {
                 for k in &keys {
                     any |= self.with_fragment(src, tenant, k, env);
                 }
+                // An order named here is erased whenever it arrives: its
+                // redaction is kept on a record that has no snapshot yet.
                 for o in &r.orders {
                     any |= self.apply_to_order(src, env, o);
                 }
@@ -588,7 +693,8 @@ impl Engine {
             }
             Event::OrderUpserted(o) => {
                 let changed = self.apply_to_order(src, env, &o.order_id);
-                // The order teaches the index its references, releasing parked events.
+                // The store's own references are the order's: they release
+                // events parked under them.
                 let mut refs: Vec<String> = o
                     .payment_refs
                     .iter()
@@ -601,6 +707,8 @@ impl Engine {
                 for r in refs {
                     self.learn_ref(src, tenant, &r, &o.order_id);
                 }
+                // Events that named this order before it existed.
+                self.release(src, tenant, &format!("order:{}", o.order_id));
                 // The customer side: identities, claims, and the order in the index.
                 let mut id = o.customer.clone();
                 if id.anonymous_id.is_none() {
@@ -620,18 +728,20 @@ impl Engine {
                     Outcome::Duplicate
                 })
             }
-            Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => {
-                // The order decides who the customer is; the payer's details stay
+            // A carrier's tracking (a store's own fulfillments go to the order).
+            Event::ShipmentUpdated(s) if !is_store(&s.provider) => self.apply_parcel(src, env, s),
+            Event::PaymentSucceeded(_)
+            | Event::PaymentFailed(_)
+            | Event::RefundIssued(_)
+            | Event::DisputeOpened(_)
+            | Event::DisputeClosed(_)
+            | Event::ShipmentUpdated(_)
+            | Event::ReturnRequested(_)
+            | Event::ReturnResolved(_) => {
+                // The order decides who the customer is; a payer's details stay
                 // on the payment (a gift or a company card is not a new customer).
-                self.apply_linked(src, env, &p.links)
-            }
-            Event::RefundIssued(r) => self.apply_linked(src, env, &r.links),
-            Event::DisputeOpened(d) | Event::DisputeClosed(d) => {
-                self.apply_linked(src, env, &d.links)
-            }
-            Event::ShipmentUpdated(s) => self.apply_linked(src, env, &s.links),
-            Event::ReturnRequested(r) | Event::ReturnResolved(r) => {
-                self.apply_linked(src, env, &r.links)
+                let links = links_of(&env.event).unwrap_or_default();
+                self.apply_linked(src, env, links)
             }
         }
     }
@@ -656,108 +766,107 @@ impl Engine {
         })
     }
 
-    /// Applies to the order; true when it changed.
-    fn apply_to_order(&mut self, src: &dyn Source, env: &Envelope, order_id: &str) -> bool {
-        let tenant = env.tenant.clone();
+    fn order_mut<'a>(
+        &'a mut self,
+        src: &dyn Source,
+        tenant: &str,
+        order_id: &str,
+    ) -> &'a mut Order {
         let slot = self.get_mut(
             src,
-            &StateKey::new(&tenant, Item::Order(order_id.to_string())),
+            &StateKey::new(tenant, Item::Order(order_id.to_string())),
         );
-        let order = match slot {
+        if !matches!(slot, Some(StateValue::Order(_))) {
+            *slot = Some(StateValue::Order(Arc::new(Order::new(order_id))));
+        }
+        match slot {
             Some(StateValue::Order(o)) => Arc::make_mut(o),
-            _ => {
-                *slot = Some(StateValue::Order(Arc::new(Order::new(order_id))));
-                match slot {
-                    Some(StateValue::Order(o)) => Arc::make_mut(o),
-                    _ => unreachable!("just set"),
-                }
+            _ => unreachable!("just set"),
+        }
+    }
+
+    /// Applies to the order; true when it changed.
+    fn apply_to_order(&mut self, src: &dyn Source, env: &Envelope, order_id: &str) -> bool {
+        let tenant = env.tenant.as_str();
+        let order = self.order_mut(src, tenant, order_id);
+        let tracking = match &env.event {
+            Event::ShipmentUpdated(s) if !s.tracking_number.starts_with("fulfillment:") => {
+                Some(s.tracking_number.clone())
             }
+            _ => None,
         };
-        let Some(changes) = order.apply(env) else {
+        if !order.apply(env) {
             return false;
-        };
-        let customer = order.customer_key(&tenant);
+        }
         self.dirty_orders
-            .insert((tenant.clone(), order_id.to_string()));
-        for ch in changes {
-            let (kind, data) = match ch {
-                OrderChange::Placed => {
-                    self.placed_orders
-                        .insert((tenant.clone(), order_id.to_string()));
-                    continue;
-                }
-                OrderChange::ShipmentStatus {
-                    tracking_number,
-                    status,
-                } => {
-                    let kind = match status {
-                        ShipmentStatus::Delivered => "delivered",
-                        ShipmentStatus::Exception => "shipment_exception",
-                        ShipmentStatus::Returned => "returned",
-                        _ => continue,
-                    };
-                    (
-                        kind,
-                        serde_json::json!({"tracking_number": tracking_number, "status": status.as_str()}),
-                    )
-                }
-                OrderChange::PaymentFailed { payment_id } => (
-                    "payment_failed",
-                    serde_json::json!({"payment_id": payment_id}),
-                ),
-                OrderChange::RefundIssued { refund_id, amount } => (
-                    "refund_issued",
-                    serde_json::json!({"refund_id": refund_id, "amount": amount}),
-                ),
-                OrderChange::DisputeOpened { dispute_id, amount } => (
-                    "chargeback_opened",
-                    serde_json::json!({"dispute_id": dispute_id, "amount": amount}),
-                ),
-                OrderChange::ReturnRequested { return_id } => {
-                    ("returned", serde_json::json!({"return_id": return_id}))
-                }
-            };
-            self.triggers.push(PendingTrigger {
-                tenant: tenant.clone(),
-                kind,
-                order_id: Some(order_id.to_string()),
-                customer: customer.clone(),
-                at: env.occurred_at,
-                source_event_id: env.event_id.clone(),
-                data,
-            });
+            .insert((tenant.to_string(), order_id.to_string()));
+        if let Some(t) = tracking {
+            // A store's fulfillment names its parcel: the carrier's events of
+            // that number belong to this order too.
+            self.learn_ref(src, tenant, &format!("tracking:{t}"), order_id);
         }
         true
     }
 
-    fn learn_ref(&mut self, src: &dyn Source, tenant: &str, reference: &str, order_id: &str) {
-        let key = StateKey::new(tenant, Item::Ref(reference.to_string()));
-        let mut set = match self.get(src, &key) {
-            Some(StateValue::Ref(s)) => s.clone(),
-            _ => BTreeSet::new(),
-        };
-        // Only a reference learned now can have events parked under it: an event
-        // naming a known reference resolves instead of parking.
-        if set.insert(order_id.to_string()) {
-            self.put(key, Some(StateValue::Ref(set)));
-            self.release(src, tenant, reference);
-        }
+    /// Whether the order exists (the store's snapshot of it has arrived).
+    fn order_exists(&mut self, src: &dyn Source, tenant: &str, order_id: &str) -> bool {
+        matches!(
+            self.get(src, &StateKey::new(tenant, Item::Order(order_id.to_string()))),
+            Some(StateValue::Order(o)) if o.snapshot.is_some()
+        )
     }
 
-    fn resolve_ref(&mut self, src: &dyn Source, tenant: &str, reference: &str) -> Option<OrderId> {
+    fn learn_ref(&mut self, src: &dyn Source, tenant: &str, reference: &str, order_id: &str) {
+        let key = StateKey::new(tenant, Item::Ref(reference.to_string()));
+        let slot = self.slot(src, &key);
+        let added = match &mut slot.value {
+            Some(StateValue::Ref(set)) => set.insert(order_id.to_string()),
+            other => {
+                *other = Some(StateValue::Ref(BTreeSet::from([order_id.to_string()])));
+                true
+            }
+        };
+        if !added {
+            return;
+        }
+        slot.dirty = true;
+        if let Some(t) = reference.strip_prefix("tracking:") {
+            // The order holds the parcel: its view shows the carrier's events.
+            let t = t.to_string();
+            let order = self.order_mut(src, tenant, order_id);
+            order.parcels.insert(t);
+            self.dirty_orders
+                .insert((tenant.to_string(), order_id.to_string()));
+        }
+        self.release(src, tenant, reference);
+    }
+
+    /// The orders a reference names.
+    fn ref_orders(&mut self, src: &dyn Source, tenant: &str, reference: &str) -> BTreeSet<OrderId> {
         match self.get(
             src,
             &StateKey::new(tenant, Item::Ref(reference.to_string())),
         ) {
-            Some(StateValue::Ref(s)) => s.iter().next().cloned(),
-            _ => None,
+            Some(StateValue::Ref(s)) => s.clone(),
+            _ => BTreeSet::new(),
         }
     }
 
-    /// Applies an event that names its order through links: an explicit order id
-    /// wins, else the first reference that resolves; every reference is learned
-    /// for that order. With no resolvable link the event is parked under every
-    /// reference it names.
+    /// The order a reference resolves to: the one it names, or, when a
+    /// reference names several (which the providers' data should not do), the
+    /// smallest id, so the choice does not depend on arrival.
+    fn resolve_ref(&mut self, src: &dyn Source, tenant: &str, reference: &str) -> Option<OrderId> {
+        self.ref_orders(src, tenant, reference).into_iter().next()
+    }
+
+    /// Applies an event that names its order through links.
+    ///
+    /// An order named outright (`OrderLink::Order`) wins over any reference;
+    /// the event waits (parked under `order:<id>`) until that order exists and
+    /// never makes an order of its own. Otherwise the first reference that
+    /// resolves decides; with none, the event waits under every reference it
+    /// names. A payment event that found its order teaches it the payment
+    /// references it carries (the provider's own word that they belong to it).
     fn apply_linked(
         &mut self,
         src: &dyn Source,
@@ -768,26 +877,39 @@ impl Engine {
         if links.is_empty() {
             return Err(FoldError::NoOrderLink);
         }
-        // An order the event names outright wins over any reference, whatever
-        // the references resolve to by now: otherwise the target would depend on
-        // which other events happened to arrive first.
-        let refs: Vec<String> = links.iter().filter_map(ref_key).collect();
-        let explicit = links.iter().find_map(|l| match l {
-            OrderLink::Order { order_id } => Some(order_id.clone()),
-            _ => None,
-        });
-        let target = match explicit {
-            Some(o) => Some(o),
-            None => refs.iter().find_map(|r| self.resolve_ref(src, tenant, r)),
+        let explicit: Vec<&OrderId> = links
+            .iter()
+            .filter_map(|l| match l {
+                OrderLink::Order { order_id } => Some(order_id),
+                _ => None,
+            })
+            .collect();
+        let refs: Vec<String> = links
+            .iter()
+            .filter(|l| !matches!(l, OrderLink::Order { .. }))
+            .map(link_key)
+            .collect();
+        let target = if explicit.is_empty() {
+            match refs.iter().find_map(|r| self.resolve_ref(src, tenant, r)) {
+                Some(o) => o,
+                None => return Ok(self.park(src, env, refs)),
+            }
+        } else {
+            match explicit
+                .iter()
+                .find(|o| self.order_exists(src, tenant, o))
+                .map(|o| (*o).clone())
+            {
+                Some(o) => o,
+                None => {
+                    let keys = explicit.iter().map(|o| format!("order:{o}")).collect();
+                    return Ok(self.park(src, env, keys));
+                }
+            }
         };
-        let Some(order_id) = target else {
-            return Ok(self.park(src, env, refs));
-        };
-        let changed = self.apply_to_order(src, env, &order_id);
-        // Every reference the event names is learned for its order (a set per
-        // reference), so the index holds the same entries in any arrival order.
-        for r in refs {
-            self.learn_ref(src, tenant, &r, &order_id);
+        let changed = self.apply_to_order(src, env, &target);
+        for r in refs.iter().filter(|r| r.starts_with("payment:")) {
+            self.learn_ref(src, tenant, r, &target);
         }
         Ok(if changed {
             Outcome::Applied
@@ -796,13 +918,89 @@ impl Engine {
         })
     }
 
+    /// A carrier's tracking event: it belongs to the parcel of its tracking
+    /// number, which every order holding the number shows (a combined parcel
+    /// shows on each). An order the carrier names (outright or by its number)
+    /// comes to hold the parcel once it exists. With no order holding the
+    /// number yet, the event also waits (parked) so that an order that never
+    /// comes is noticed.
+    fn apply_parcel(
+        &mut self,
+        src: &dyn Source,
+        env: &Envelope,
+        s: &Shipment,
+    ) -> Result<Outcome, FoldError> {
+        let tenant = env.tenant.as_str();
+        let number = s.tracking_number.clone();
+        let key = StateKey::new(tenant, Item::Parcel(number.clone()));
+        let changed = {
+            let slot = self.slot(src, &key);
+            let changed = match &mut slot.value {
+                Some(StateValue::Parcel(p)) => p.apply(s, env),
+                other => {
+                    let mut p = Parcel::new(&number);
+                    let changed = p.apply(s, env);
+                    *other = Some(StateValue::Parcel(Box::new(p)));
+                    changed
+                }
+            };
+            slot.dirty |= changed;
+            changed
+        };
+        let tracking_ref = format!("tracking:{number}");
+        // Orders the carrier names: they hold the parcel once they exist.
+        let mut unresolved = Vec::new();
+        for l in &s.links {
+            let claimed = match l {
+                OrderLink::Order { order_id } => self
+                    .order_exists(src, tenant, order_id)
+                    .then(|| order_id.clone()),
+                OrderLink::Number { .. } => self.resolve_ref(src, tenant, &link_key(l)),
+                _ => continue,
+            };
+            match claimed {
+                Some(o) => self.learn_ref(src, tenant, &tracking_ref, &o),
+                None => unresolved.push(link_key(l)),
+            }
+        }
+        let holders = self.ref_orders(src, tenant, &tracking_ref);
+        let mut waiting = unresolved;
+        if holders.is_empty() {
+            waiting.push(tracking_ref);
+        }
+        let outcome = if changed {
+            Outcome::Applied
+        } else {
+            Outcome::Duplicate
+        };
+        if !waiting.is_empty() {
+            let parked = self.park(src, env, waiting);
+            if holders.is_empty() {
+                return Ok(match parked {
+                    Outcome::Duplicate => outcome,
+                    p => p,
+                });
+            }
+        }
+        for o in holders {
+            self.dirty_orders.insert((tenant.to_string(), o));
+        }
+        Ok(outcome)
+    }
+
     fn park(&mut self, src: &dyn Source, env: &Envelope, refs: Vec<String>) -> Outcome {
         let tenant = env.tenant.as_str();
         let pkey = StateKey::new(tenant, Item::Parked(env.event_id.clone()));
         if self.get(src, &pkey).is_some() {
             return Outcome::Duplicate;
         }
-        self.put(pkey, Some(StateValue::Parked(Box::new(env.clone()))));
+        self.put(
+            pkey,
+            Some(StateValue::Parked(Box::new(ParkedEvent {
+                envelope: env.clone(),
+                received_at: self.received_at,
+            }))),
+        );
         for r in &refs {
             let key = StateKey::new(tenant, Item::ParkedBy(r.clone()));
             let mut set = match self.get(src, &key) {
@@ -825,15 +1023,49 @@ impl Engine {
         self.put(key, None);
         for id in ids {
             let pkey = StateKey::new(tenant, Item::Parked(id));
-            let env = match self.get(src, &pkey) {
+            let parked = match self.get(src, &pkey) {
                 Some(StateValue::Parked(e)) => (**e).clone(),
                 _ => continue, // released through another reference already
             };
             self.put(pkey, None);
-            // It resolves now. It cannot fail: only events with links are parked,
-            // and the link error is the only one `apply_linked` returns.
-            let _ = self.apply(src, &env);
+            // It resolves now (or parks again under what it still waits for, with
+            // its original receive time). It cannot fail: only events with links
+            // are parked, and the link error is the only one linking returns.
+            let _ = self.apply_received(src, &parked.envelope, parked.received_at);
         }
+    }
+
+    /// Gives up on a parked event: removes it (and its entries under the
+    /// references it waited for) and returns it, for the dead-letter topic.
+    /// `None` when it is no longer parked (it was released meanwhile).
+    pub fn expire_parked(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        event_id: &str,
+    ) -> Option<ParkedEvent> {
+        let pkey = StateKey::new(tenant, Item::Parked(event_id.to_string()));
+        let parked = match self.get(src, &pkey) {
+            Some(StateValue::Parked(p)) => (**p).clone(),
+            _ => return None,
+        };
+        self.put(pkey, None);
+        for r in parking_keys(&parked.envelope) {
+            let key = StateKey::new(tenant, Item::ParkedBy(r));
+            let next = match self.get(src, &key) {
+                Some(StateValue::ParkedBy(s)) if s.contains(event_id) => {
+                    let mut s = s.clone();
+                    s.remove(event_id);
+                    Some(s)
+                }
+                _ => None,
+            };
+            if let Some(s) = next {
+                let value = (!s.is_empty()).then_some(StateValue::ParkedBy(s));
+                self.put(key, value);
+            }
+        }
+        Some(parked)
     }
 
     fn has_fragment(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) -> bool {
@@ -841,15 +1073,10 @@ impl Engine {
             .is_some()
     }
 
-    /// The customer key and creation time of an order, without copying it.
-    fn order_facts(
-        &mut self,
-        src: &dyn Source,
-        tenant: &str,
-        id: &str,
-    ) -> Option<(Option<IdentityKey>, Option<OffsetDateTime>)> {
+    /// The customer key of an order, without copying it.
+    fn order_customer(&mut self, src: &dyn Source, tenant: &str, id: &str) -> Option<IdentityKey> {
         match self.get(src, &StateKey::new(tenant, Item::Order(id.to_string()))) {
-            Some(StateValue::Order(o)) => Some((o.customer_key(tenant), o.created_at())),
+            Some(StateValue::Order(o)) => o.customer_key(tenant),
             _ => None,
         }
     }
@@ -918,16 +1145,69 @@ impl Engine {
         }
     }
 
+    /// Erasure, derived from state so that arrival order does not matter: an
+    /// identity is erased when a redaction named it, or when an email that a
+    /// redaction named claims it; an order is erased when a redaction named it
+    /// or it was placed under an erased identity (with the parcels it holds).
+    fn settle_erasure(&mut self, src: &dyn Source) {
+        let keys: Vec<(String, IdentityKey)> = self.dirty_keys.iter().cloned().collect();
+        let mut erased: Vec<(String, IdentityKey)> = Vec::new();
+        for (tenant, k) in keys {
+            let (redacted, requested) =
+                match self.get(src, &StateKey::new(&tenant, Item::Fragment(k.clone()))) {
+                    Some(StateValue::Fragment(f)) => (f.redacted, f.erasure_requested),
+                    _ => (false, false),
+                };
+            if !redacted {
+                continue;
+            }
+            if requested && k.kind == IdentityKind::Email {
+                for c in self.index(src, &tenant, &k).claims {
+                    let f = self.fragment_mut(src, &tenant, &c);
+                    if !f.redacted {
+                        f.scrub();
+                    }
+                    erased.push((tenant.clone(), c.clone()));
+                    self.dirty_keys.insert((tenant.clone(), c));
+                }
+            }
+            erased.push((tenant, k));
+        }
+        for (tenant, k) in erased {
+            for oid in self.index(src, &tenant, &k).orders {
+                self.erase_order(src, &tenant, &oid);
+            }
+        }
+    }
+
+    fn erase_order(&mut self, src: &dyn Source, tenant: &str, oid: &str) {
+        let key = StateKey::new(tenant, Item::Order(oid.to_string()));
+        let parcels = match self.get(src, &key) {
+            Some(StateValue::Order(o)) if !o.redacted => o.parcels.clone(),
+            _ => return,
+        };
+        self.order_mut(src, tenant, oid).scrub(tenant);
+        for t in parcels {
+            if let Some(StateValue::Parcel(p)) = self
+                .get_mut(src, &StateKey::new(tenant, Item::Parcel(t)))
+                .as_mut()
+            {
+                p.redacted = true;
+                p.entry.scrub();
+            }
+        }
+        self.dirty_orders
+            .insert((tenant.to_string(), oid.to_string()));
+    }
+
     /// Recomputes the views touched by the batch and collects the outputs.
     fn settle(&mut self, src: &dyn Source) -> BatchOutput {
         let mut out = BatchOutput::default();
+        self.settle_erasure(src);
         // Orders whose customer may have changed mark their customers dirty.
-        let dirty_orders: Vec<(String, OrderId)> =
-            std::mem::take(&mut self.dirty_orders).into_iter().collect();
+        let dirty_orders: Vec<(String, OrderId)> = self.dirty_orders.iter().cloned().collect();
         for (tenant, oid) in &dirty_orders {
-            if let Some((ck, _)) = self.order_facts(src, tenant, oid)
-                && let Some(k) = ck
-            {
+            if let Some(k) = self.order_customer(src, tenant, oid) {
                 self.dirty_keys.insert((tenant.clone(), k));
             }
             if let Some(StateValue::OrderMeta(m)) =
@@ -953,7 +1233,6 @@ impl Engine {
             }
             roots.insert((tenant.clone(), k.clone()));
         }
-        let mut redacted_orders: Vec<(String, OrderId)> = Vec::new();
         for (tenant, root) in roots {
             let node = self.index(src, &tenant, &root);
             if node.merged_into.is_some() && self.root(src, &tenant, &root) == root {
@@ -994,74 +1273,11 @@ impl Engine {
                 }
                 continue;
             }
-            if let Some(v) = self.recompute_customer(src, &tenant, &root, &mut redacted_orders) {
-                out.projections.push(v);
-            }
+            self.recompute_customer(src, &tenant, &root, &mut out);
         }
-        for (tenant, oid) in redacted_orders {
-            if let Some(StateValue::Order(o)) = self
-                .get_mut(src, &StateKey::new(&tenant, Item::Order(oid.clone())))
-                .as_mut()
-                && !o.redacted
-            {
-                Arc::make_mut(o).scrub(&tenant);
-            }
-            if !dirty_orders.contains(&(tenant.clone(), oid.clone())) {
-                // Published below like any changed order.
-                self.dirty_orders.insert((tenant, oid));
-            }
-        }
-        let mut all_orders: BTreeSet<(String, OrderId)> = dirty_orders.into_iter().collect();
-        all_orders.extend(std::mem::take(&mut self.dirty_orders));
+        let all_orders: BTreeSet<(String, OrderId)> = std::mem::take(&mut self.dirty_orders);
         for (tenant, oid) in &all_orders {
-            if let Some(p) = self.recompute_order(src, tenant, oid) {
-                out.projections.push(p);
-            }
-        }
-        // Triggers, with the customer ids as resolved now.
-        let placed = std::mem::take(&mut self.placed_orders);
-        for (tenant, oid) in placed {
-            let Some((Some(ck), created_at)) = self.order_facts(src, &tenant, &oid) else {
-                continue;
-            };
-            let root = self.root(src, &tenant, &ck);
-            let count = match self.get(src, &StateKey::new(&tenant, Item::Customer(root.clone()))) {
-                Some(StateValue::Customer(c)) => c.view.orders.len(),
-                _ => 1,
-            };
-            let kind = if count <= 1 {
-                "first_order"
-            } else {
-                "repeat_order"
-            };
-            let at = created_at.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            out.triggers.push(Trigger {
-                trigger_id: trigger_id(kind, &oid, ""),
-                tenant: tenant.clone(),
-                kind: kind.to_string(),
-                customer_id: Some(root.customer_id().0),
-                order_id: Some(oid.clone()),
-                occurred_at: at,
-                source_event_id: oid.clone(),
-                data: serde_json::json!({"orders_count": count}),
-            });
-        }
-        for t in std::mem::take(&mut self.triggers) {
-            let customer_id = t
-                .customer
-                .as_ref()
-                .map(|k| self.root(src, &t.tenant, k).customer_id().0);
-            let subject = t.order_id.clone().unwrap_or_default();
-            out.triggers.push(Trigger {
-                trigger_id: trigger_id(t.kind, &subject, &t.source_event_id),
-                tenant: t.tenant,
-                kind: t.kind.to_string(),
-                customer_id,
-                order_id: t.order_id,
-                occurred_at: t.at,
-                source_event_id: t.source_event_id,
-                data: t.data,
-            });
+            self.recompute_order(src, tenant, oid, &mut out);
         }
         out
     }
@@ -1086,19 +1302,35 @@ impl Engine {
         }
     }
 
+    /// The parcels an order holds, from the working set.
+    fn load_parcels(&mut self, src: &dyn Source, tenant: &str, order: &Order) -> Vec<StateKey> {
+        let keys: Vec<StateKey> = order
+            .parcels
+            .iter()
+            .map(|t| StateKey::new(tenant, Item::Parcel(t.clone())))
+            .collect();
+        for k in &keys {
+            self.get(src, k);
+        }
+        keys
+    }
+
+    fn books_of(&self, tenant: &str, order: &Order) -> Books {
+        ledger::books(order, self.config.reporting(tenant))
+    }
+
     fn recompute_customer(
         &mut self,
         src: &dyn Source,
         tenant: &str,
         root: &IdentityKey,
-        redacted_orders: &mut Vec<(String, OrderId)>,
-    ) -> Option<Projection> {
+        out: &mut BatchOutput,
+    ) {
         let members = self.members(src, tenant, root);
         let mut order_ids: BTreeSet<OrderId> = BTreeSet::new();
         let mut merged = Vec::new();
         let mut version: u64 = 0;
         let mut present: Vec<StateKey> = Vec::new();
-        let mut any_redacted = false;
         for m in &members {
             let node_key = StateKey::new(tenant, Item::Index(m.clone()));
             let (claimed, has_orders) = match self.get(src, &node_key) {
@@ -1113,7 +1345,6 @@ impl Engine {
             let has_fragment = match self.get(src, &fkey) {
                 Some(StateValue::Fragment(f)) => {
                     version += f.seen.count();
-                    any_redacted |= f.redacted;
                     true
                 }
                 _ => false,
@@ -1128,43 +1359,36 @@ impl Engine {
                 });
             }
         }
-        let mut order_keys: Vec<StateKey> = Vec::new();
+        let root_id = root.customer_id().0;
+        let mut orders: Vec<Arc<Order>> = Vec::new();
         for oid in &order_ids {
             let okey = StateKey::new(tenant, Item::Order(oid.clone()));
-            let (ck, seen, redacted) = match self.get(src, &okey) {
-                Some(StateValue::Order(o)) => (o.customer_key(tenant), o.seen.count(), o.redacted),
+            let order = match self.get(src, &okey) {
+                Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
                 _ => continue,
             };
-            if ck.is_some_and(|k| self.root(src, tenant, &k) == *root) {
-                version += seen;
-                if any_redacted && !redacted {
-                    redacted_orders.push((tenant.to_string(), oid.clone()));
-                }
-                // Published under another customer id before (a merge moved it
-                // here): publish it again, whatever batch the merge came in.
-                let meta = StateKey::new(tenant, Item::OrderMeta(oid.clone()));
-                if let Some(StateValue::OrderMeta(m)) = self.get(src, &meta)
-                    && m.customer_id.as_deref() != Some(root.customer_id().0.as_str())
-                {
-                    self.dirty_orders.insert((tenant.to_string(), oid.clone()));
-                }
-                order_keys.push(okey);
+            let Some(ck) = order.customer_key(tenant) else {
+                continue;
+            };
+            if self.root(src, tenant, &ck) != *root {
+                continue;
             }
-        }
-        if present.is_empty() && order_keys.is_empty() {
-            return None;
-        }
-        // Erasure spreads to every member and every order of the customer.
-        if any_redacted {
-            for key in &present {
-                if let Some(StateValue::Fragment(f)) = self.get_mut(src, key).as_mut()
-                    && !f.redacted
-                {
-                    f.scrub();
-                }
+            version += order.seen.count();
+            // Published under another customer id before (a merge moved it
+            // here): publish it again, whatever batch the merge came in.
+            let meta = StateKey::new(tenant, Item::OrderMeta(oid.clone()));
+            if let Some(StateValue::OrderMeta(m)) = self.get(src, &meta)
+                && m.customer_id.as_deref() != Some(root_id.as_str())
+            {
+                self.dirty_orders.insert((tenant.to_string(), oid.clone()));
             }
+            orders.push(order);
+        }
+        if present.is_empty() && orders.is_empty() {
+            return;
         }
         merged.sort();
+        let books: Vec<Books> = orders.iter().map(|o| self.books_of(tenant, o)).collect();
         let frag_refs: Vec<&Fragment> = present
             .iter()
             .filter_map(|k| match self.peek(k) {
@@ -1172,13 +1396,8 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let order_refs: Vec<&Order> = order_keys
-            .iter()
-            .filter_map(|k| match self.peek(k) {
-                Some(StateValue::Order(o)) => Some(&**o),
-                _ => None,
-            })
-            .collect();
+        let order_refs: Vec<(&Order, &Books)> =
+            orders.iter().map(|o| &**o).zip(books.iter()).collect();
         let view = Arc::new(Customer::build(
             tenant,
             root,
@@ -1186,11 +1405,94 @@ impl Engine {
             &order_refs,
             merged,
         ));
+        // Each order's touches as of its time, from the customer's touches.
+        let mut touch_list: Vec<TouchEntry> = frag_refs
+            .iter()
+            .flat_map(|f| f.touches.values().cloned())
+            .collect();
+        touch_list.sort();
+        touch_list.dedup_by(|a, b| a.touch_id == b.touch_id && a == b);
+        let mut order_touches: Vec<(OrderId, Option<OrderTouches>)> = Vec::new();
+        for o in &orders {
+            let Some(created) = o.created_at() else {
+                continue;
+            };
+            let before: Vec<&TouchEntry> = touch_list.iter().filter(|t| t.at <= created).collect();
+            let touches = (!before.is_empty()).then(|| OrderTouches {
+                first: before.first().map(|t| (*t).clone()),
+                last: before.last().map(|t| (*t).clone()),
+            });
+            order_touches.push((o.order_id.clone(), touches));
+        }
+        // First and repeat orders, by when they were placed.
+        let mut placed: Vec<(&Order, &Books)> = order_refs
+            .iter()
+            .copied()
+            .filter(|(o, b)| {
+                o.counts()
+                    && !(o.snapshot.as_ref().is_some_and(|s| {
+                        matches!(s.value.status, OrderStatus::Cancelled | OrderStatus::Failed)
+                    }) && b.figures.paid.is_empty())
+            })
+            .collect();
+        placed.sort_by(|a, b| {
+            (a.0.created_at(), &a.0.order_id).cmp(&(b.0.created_at(), &b.0.order_id))
+        });
+        let mut placed_triggers: BTreeMap<String, Trigger> = BTreeMap::new();
+        for (i, (o, _)) in placed.iter().enumerate() {
+            let kind = if i == 0 {
+                "first_order"
+            } else {
+                "repeat_order"
+            };
+            let t = Trigger {
+                trigger_id: trigger_id("placed", &o.order_id, ""),
+                tenant: tenant.to_string(),
+                kind: kind.to_string(),
+                customer_id: Some(root_id.clone()),
+                order_id: Some(o.order_id.clone()),
+                occurred_at: o.created_at().unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                source_event_id: format!("order:{}", o.order_id),
+                data: serde_json::json!({"orders_count": i + 1}),
+            };
+            placed_triggers.insert(t.trigger_id.clone(), t);
+        }
+        let placed_hashes: BTreeMap<String, String> = placed_triggers
+            .iter()
+            .map(|(id, t)| (id.clone(), trigger_hash(t)))
+            .collect();
+        drop(order_refs);
+        drop(frag_refs);
+        for (oid, touches) in order_touches {
+            let meta_key = StateKey::new(tenant, Item::OrderMeta(oid.clone()));
+            let current = match self.get(src, &meta_key) {
+                Some(StateValue::OrderMeta(m)) => Some(m.touches.clone()),
+                _ => None,
+            };
+            if current.as_ref() != Some(&touches) {
+                let mut meta = match self.get(src, &meta_key) {
+                    Some(StateValue::OrderMeta(m)) => m.clone(),
+                    _ => OrderMeta::default(),
+                };
+                meta.touches = touches;
+                self.put(meta_key, Some(StateValue::OrderMeta(meta)));
+                self.dirty_orders.insert((tenant.to_string(), oid));
+            }
+        }
         let key = StateKey::new(tenant, Item::Customer(root.clone()));
-        if let Some(StateValue::Customer(c)) = self.get(src, &key)
-            && c.view == view
-        {
-            return None;
+        let prev_triggers = match self.get(src, &key) {
+            Some(StateValue::Customer(c)) => {
+                if c.view == view && c.triggers == placed_hashes {
+                    return;
+                }
+                c.triggers.clone()
+            }
+            _ => BTreeMap::new(),
+        };
+        for (id, t) in placed_triggers {
+            if prev_triggers.get(&id) != placed_hashes.get(&id) {
+                out.triggers.push(t);
+            }
         }
         let version = self.bump_customer_version(src, tenant, root, Some(version));
         self.put(
@@ -1198,25 +1500,44 @@ impl Engine {
             Some(StateValue::Customer(Box::new(CustomerRecord {
                 version,
                 view: Arc::clone(&view),
+                triggers: placed_hashes,
             }))),
         );
-        Some(Projection::Customer { version, view })
+        out.projections.push(Projection::Customer { version, view });
     }
 
-    fn recompute_order(&mut self, src: &dyn Source, tenant: &str, oid: &str) -> Option<Projection> {
+    fn recompute_order(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        oid: &str,
+        out: &mut BatchOutput,
+    ) {
         let order = match self.get(src, &StateKey::new(tenant, Item::Order(oid.to_string()))) {
-            Some(StateValue::Order(o)) => Arc::clone(o),
-            _ => return None,
+            Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
+            _ => return,
         };
         let customer_id = order
             .customer_key(tenant)
             .map(|k| self.root(src, tenant, &k).customer_id().0);
+        let parcel_keys = self.load_parcels(src, tenant, &order);
+        let books = self.books_of(tenant, &order);
+        let parcels: BTreeMap<String, &Parcel> = parcel_keys
+            .iter()
+            .filter_map(|k| match (self.peek(k), &k.item) {
+                (Some(StateValue::Parcel(p)), Item::Parcel(t)) => Some((t.clone(), &**p)),
+                _ => None,
+            })
+            .collect();
+        let parcel_events: u64 = parcels.values().map(|p| p.seen.count()).sum();
+        let shipments = order.shipment_views(&parcels);
+        drop(parcels);
         let meta_key = StateKey::new(tenant, Item::OrderMeta(oid.to_string()));
         let prev = match self.get(src, &meta_key) {
             Some(StateValue::OrderMeta(m)) => Some(m.clone()),
             _ => None,
         };
-        let computed = order.seen.count();
+        let computed = order.seen.count() + parcel_events;
         // The version follows the set of events folded in; a republish without a
         // new event (the customer id moved after a merge, an erasure) still moves
         // it forward so that sinks accept it.
@@ -1225,26 +1546,198 @@ impl Engine {
             Some(p) if computed > p.version => computed,
             Some(p) => p.version + 1,
         };
+        let triggers = order_triggers(tenant, &order, &shipments, customer_id.as_deref());
+        let hashes: BTreeMap<String, String> = triggers
+            .iter()
+            .map(|(id, t)| (id.clone(), trigger_hash(t)))
+            .collect();
+        let prev_hashes = prev.as_ref().map(|p| &p.triggers);
+        for (id, t) in triggers {
+            if prev_hashes.and_then(|h| h.get(&id)) != hashes.get(&id) {
+                out.triggers.push(t);
+            }
+        }
+        let touches = prev.as_ref().and_then(|p| p.touches.clone());
         self.put(
             meta_key,
             Some(StateValue::OrderMeta(OrderMeta {
                 version,
                 customer_id: customer_id.clone(),
+                triggers: hashes,
+                touches: touches.clone(),
             })),
         );
-        let figures = order.figures();
-        let shipments = order.shipment_views();
-        Some(Projection::Order {
+        out.projections.push(Projection::Order {
             version,
             view: Box::new(OrderView {
                 tenant: tenant.to_string(),
                 order_id: oid.to_string(),
                 customer_id,
-                figures,
-                ledger: Vec::new(),
+                figures: books.figures,
+                ledger: books.entries,
                 shipments,
+                touches,
                 order,
             }),
-        })
+        });
     }
+}
+
+/// An order's triggers, derived from its state: one per fact, with an id from
+/// the fact, so that every arrival order gives the same set.
+fn order_triggers(
+    tenant: &str,
+    order: &Order,
+    shipments: &[crate::aggregate::ShipmentView],
+    customer_id: Option<&str>,
+) -> BTreeMap<String, Trigger> {
+    let oid = order.order_id.as_str();
+    let mut out = BTreeMap::new();
+    let mut add = |kind: &str, subject: &str, at: OffsetDateTime, source: &str, data| {
+        let t = Trigger {
+            trigger_id: trigger_id(kind, oid, subject),
+            tenant: tenant.to_string(),
+            kind: kind.to_string(),
+            customer_id: customer_id.map(str::to_string),
+            order_id: Some(oid.to_string()),
+            occurred_at: at,
+            source_event_id: source.to_string(),
+            data,
+        };
+        out.insert(t.trigger_id.clone(), t);
+    };
+    // Every delivery, exception and return a parcel's timeline shows.
+    for s in shipments {
+        for c in &s.checkpoints {
+            let kind = match c.status {
+                ShipmentStatus::Delivered => "delivered",
+                ShipmentStatus::Exception => "shipment_exception",
+                ShipmentStatus::Returned => "returned",
+                _ => continue,
+            };
+            let subject = format!("{}@{}", s.tracking_number, c.at.unix_timestamp_nanos());
+            add(
+                kind,
+                &subject,
+                c.at,
+                &format!("shipment:{subject}"),
+                serde_json::json!({"tracking_number": s.tracking_number, "status": c.status.as_str()}),
+            );
+        }
+    }
+    // Every failed payment attempt or capture.
+    for rec in order.payments.values() {
+        for (ev, p) in &rec.observations {
+            if p.status == PaymentStatus::Failed {
+                add(
+                    "payment_failed",
+                    ev,
+                    p.at,
+                    ev,
+                    serde_json::json!({
+                        "payment_id": p.payment_id,
+                        "provider": p.provider,
+                        "capture_id": p.capture_id,
+                        "reason": p.failure_reason,
+                    }),
+                );
+            }
+        }
+    }
+    // Every refund that went through, once, at its first report.
+    for (key, rec) in &order.refunds {
+        let first = rec
+            .observations
+            .iter()
+            .filter(|(_, r)| r.status == RefundStatus::Succeeded)
+            .min_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
+        if let Some((ev, r)) = first {
+            add(
+                "refund_issued",
+                key,
+                r.at,
+                ev,
+                serde_json::json!({"refund_id": r.refund_id, "amount": r.amount}),
+            );
+        }
+    }
+    // Every dispute, at its first report.
+    for (key, rec) in &order.disputes {
+        let first = rec
+            .observations
+            .iter()
+            .min_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
+        if let Some((ev, d)) = first {
+            add(
+                "chargeback_opened",
+                key,
+                d.at,
+                ev,
+                serde_json::json!({"dispute_id": d.dispute_id, "amount": d.amount}),
+            );
+        }
+    }
+    // Every return asked for or settled.
+    for (id, r) in &order.returns {
+        let first = [&r.requested, &r.resolved]
+            .into_iter()
+            .flatten()
+            .min_by(|a, b| (a.value.at, &a.stamp.event_id).cmp(&(b.value.at, &b.stamp.event_id)));
+        if let Some(reg) = first {
+            add(
+                "returned",
+                &format!("return:{id}"),
+                reg.value.at,
+                &reg.stamp.event_id,
+                serde_json::json!({"return_id": id}),
+            );
+        }
+    }
+    out
+}
+
+/// An order as the CRM sees it, read from `src` (what the order projection
+/// holds, and what the query API answers).
+pub fn order_view(
+    src: &dyn Source,
+    config: &FoldConfig,
+    tenant: &str,
+    order_id: &str,
+) -> Option<OrderView> {
+    let order = match src.load(&StateKey::new(tenant, Item::Order(order_id.to_string()))) {
+        Some(StateValue::Order(o)) if o.snapshot.is_some() => o,
+        _ => return None,
+    };
+    let meta = match src.load(&StateKey::new(
+        tenant,
+        Item::OrderMeta(order_id.to_string()),
+    )) {
+        Some(StateValue::OrderMeta(m)) => m,
+        _ => OrderMeta::default(),
+    };
+    let parcels_owned: Vec<(String, Box<Parcel>)> = order
+        .parcels
+        .iter()
+        .filter_map(
+            |t| match src.load(&StateKey::new(tenant, Item::Parcel(t.clone()))) {
+                Some(StateValue::Parcel(p)) => Some((t.clone(), p)),
+                _ => None,
+            },
+        )
+        .collect();
+    let parcels: BTreeMap<String, &Parcel> = parcels_owned
+        .iter()
+        .map(|(t, p)| (t.clone(), &**p))
+        .collect();
+    let books = ledger::books(&order, config.reporting(tenant));
+    Some(OrderView {
+        tenant: tenant.to_string(),
+        order_id: order_id.to_string(),
+        customer_id: meta.customer_id,
+        figures: books.figures,
+        ledger: books.entries,
+        shipments: order.shipment_views(&parcels),
+        touches: meta.touches,
+        order,
+    })
 }

@@ -10,6 +10,7 @@ pub mod event;
 pub mod identity;
 pub mod ledger;
 pub mod money;
+pub mod rates;
 pub mod scenario;
 
 pub use engine::{BatchOutput, Engine, FoldError, MemStore, Outcome, Projection, Source};

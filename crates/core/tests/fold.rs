@@ -140,7 +140,14 @@ fn order(id: &str, email: &str, total: i64, updated: OffsetDateTime, fs: &str) -
         updated_at: updated,
         cancelled_at: None,
         cancel_reason: None,
-        store_money: None,
+        // What a store mapper reports for a paid snapshot: it received the total.
+        store_money: matches!(fs, "paid" | "partially_refunded" | "refunded").then(|| StoreMoney {
+            received: usd(total),
+            authorized: None,
+            outstanding: None,
+            shop_received: None,
+            basis: "test: financial_status".into(),
+        }),
     }))
 }
 
@@ -338,6 +345,7 @@ fn currencies_are_never_summed() {
     let mut eur_order = order("shopify:2", "bob@example.com", 999, T0, "paid");
     if let Event::OrderUpserted(o) = &mut eur_order {
         o.totals.total = Money::new(999, Currency::from_code("EUR").unwrap());
+        o.store_money.as_mut().unwrap().received = o.totals.total;
         o.payment_refs.clear();
     }
     let run = given(vec![
@@ -511,10 +519,11 @@ fn shipments_merge_store_and_carrier_timelines_and_trigger() {
         ],
         1,
     );
-    let o = &run.store.orders()["shopify:1"];
-    let s = &o.shipments["1Z999"];
-    assert_eq!(s.checkpoints.len(), 3);
-    assert_eq!(s.status(), Some(ShipmentStatus::Delivered));
+    let views = run.store.order_views();
+    let s = &views["shopify:1"].shipments;
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].checkpoints.len(), 3);
+    assert_eq!(s[0].status, Some(ShipmentStatus::Delivered));
     let kinds: Vec<&str> = run.triggers.iter().map(|t| t.kind.as_str()).collect();
     assert!(kinds.contains(&"first_order"));
     assert!(kinds.contains(&"delivered"), "{kinds:?}");
@@ -742,7 +751,7 @@ fn store_fulfillment_events_join_their_tracked_parcel_in_any_order() {
     for perm in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
         let evs: Vec<Envelope> = perm.iter().map(|i| events[*i].clone()).collect();
         let run = fold_batched(&evs, 1);
-        views.push(run.store.orders()["shopify:1"].shipment_views());
+        views.push(run.store.order_views()["shopify:1"].shipments.clone());
     }
     assert!(views.windows(2).all(|w| w[0] == w[1]));
     let v = &views[0];
@@ -802,16 +811,17 @@ fn an_order_is_republished_when_a_later_merge_moves_it_to_another_customer() {
 }
 
 #[test]
-fn an_explicit_order_id_wins_over_a_reference_in_any_arrival_order() {
-    // The tracking number is known for shopify:1 (a store fulfillment), while a
-    // carrier update names the same tracking number *and* shopify:2 outright.
-    // The carrier's explicit order id wins whatever arrived first.
-    let ship = |id: &str, links: Vec<OrderLink>, at: OffsetDateTime| {
+fn a_carrier_naming_another_order_makes_a_combined_parcel_in_any_arrival_order() {
+    // The store's fulfillment gives tracking number 1Z999 to shopify:1; the
+    // carrier's update names the same number *and* shopify:2 outright (one box
+    // for two orders). Both orders show the parcel, whatever arrived first, and
+    // shopify:2 exists only once its own snapshot came (never as a phantom).
+    let ship = |id: &str, provider: &str, links: Vec<OrderLink>, at: OffsetDateTime| {
         env(
             id,
             at,
             Event::ShipmentUpdated(Shipment {
-                provider: "test".into(),
+                provider: provider.into(),
                 tracking_number: "1Z999".into(),
                 carrier: Some("UPS".into()),
                 links,
@@ -830,20 +840,22 @@ fn an_explicit_order_id_wins_over_a_reference_in_any_arrival_order() {
             T0,
             order("shopify:1", "bob@example.com", 1500, T0, "paid"),
         ),
+        env(
+            "o2",
+            T0,
+            order("shopify:2", "bob@example.com", 900, T0, "paid"),
+        ),
         ship(
             "s-store",
-            vec![
-                OrderLink::Order {
-                    order_id: "shopify:1".into(),
-                },
-                OrderLink::Tracking {
-                    number: "1Z999".into(),
-                },
-            ],
+            "shopify",
+            vec![OrderLink::Order {
+                order_id: "shopify:1".into(),
+            }],
             T0 + Duration::days(1),
         ),
         ship(
             "s-carrier",
+            "aftership",
             vec![
                 OrderLink::Tracking {
                     number: "1Z999".into(),
@@ -855,21 +867,30 @@ fn an_explicit_order_id_wins_over_a_reference_in_any_arrival_order() {
             T0 + Duration::days(2),
         ),
     ];
-    let reference = folded(&fold_batched(&events, events.len()));
-    assert!(
-        reference.orders["shopify:2"]
-            .shipments
-            .contains_key("1Z999"),
-        "the carrier update lands on the order it names"
-    );
-    for perm in [
-        [0, 1, 2],
-        [0, 2, 1],
-        [1, 0, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-    ] {
+    let reference = fold_batched(&events, events.len());
+    let views = reference.store.order_views();
+    for id in ["shopify:1", "shopify:2"] {
+        let s = &views[id].shipments;
+        assert_eq!(s.len(), 1, "{id}: {s:?}");
+        assert!(
+            s[0].checkpoints
+                .iter()
+                .any(|c| c.status == ShipmentStatus::InTransit && c.at == T0 + Duration::days(2)),
+            "{id} shows the carrier's update: {s:?}"
+        );
+    }
+    let reference = folded(&reference);
+    let mut perms = vec![vec![0usize, 1, 2, 3]];
+    for a in 0..4 {
+        for b in 0..4 {
+            if a != b {
+                let mut p: Vec<usize> = vec![a, b];
+                p.extend((0..4).filter(|i| *i != a && *i != b));
+                perms.push(p);
+            }
+        }
+    }
+    for perm in perms {
         let evs: Vec<Envelope> = perm.iter().map(|&i| events[i].clone()).collect();
         for batch in [1, 2, 3] {
             assert_eq!(
@@ -879,4 +900,17 @@ fn an_explicit_order_id_wins_over_a_reference_in_any_arrival_order() {
             );
         }
     }
+    // Without shopify:2's snapshot, the carrier's claim waits: no phantom order.
+    let run = fold_batched(
+        &[events[0].clone(), events[2].clone(), events[3].clone()],
+        1,
+    );
+    assert!(!run.store.order_views().contains_key("shopify:2"));
+    assert!(
+        run.store
+            .records
+            .keys()
+            .any(|k| k.encode() == "acme/parked/s-carrier"),
+        "the claim on shopify:2 waits for it"
+    );
 }
