@@ -4,11 +4,17 @@
 //! else the charge id, so `payment_intent.succeeded` and `charge.succeeded` of one
 //! payment fold into the same payment. Fees and net come only from an expanded
 //! balance transaction; without one they are unknown (`None`), never zero.
+//!
+//! Money is reported as Stripe defines it: a captured charge brought
+//! `amount_captured` (less than `amount` after a partial capture, whose
+//! uncaptured rest Stripe releases as a refund), so its `amount_refunded` is
+//! reported without that release; an uncaptured charge is only authorised, and
+//! releasing it (`charge.refunded`, `charge.expired`) cancels it.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use storefold_core::event::{
-    Dispute as CanonDispute, DisputeStatus, OrderLink, Payment, PaymentStatus,
+    Dispute as CanonDispute, DisputeMovement, DisputeStatus, OrderLink, Payment, PaymentStatus,
     Refund as CanonRefund, RefundStatus,
 };
 use storefold_core::{Envelope, Event as CanonEvent, Identity, Money};
@@ -19,7 +25,8 @@ use super::model::{
     BalanceTransaction, Charge, CustomerRef, Dispute, Event, Expandable, PaymentIntent, Refund,
 };
 use crate::{
-    MapContext, MapError, MapOptions, from_unix, money_minor, non_empty, payment_order_links,
+    MapContext, MapError, MapOptions, from_unix, money_minor, non_empty, payment_order_id,
+    payment_order_links,
 };
 
 /// Maps one verified Stripe event. Event types storefold does not read (plans,
@@ -52,9 +59,15 @@ pub(crate) fn map_event(ctx: &MapContext<'_>, event: &Event) -> Result<Vec<Envel
             let p = payment_from_intent(ctx.options, &pi, PaymentStatus::Cancelled, at)?;
             Ok(vec![out.one(CanonEvent::PaymentFailed(p))])
         }
+        // Manual capture: what the customer authorised and can still be captured.
+        "payment_intent.amount_capturable_updated" => {
+            let pi: PaymentIntent = object_as(object)?;
+            let p = payment_from_intent(ctx.options, &pi, PaymentStatus::Authorized, at)?;
+            Ok(vec![out.one(CanonEvent::PaymentSucceeded(p))])
+        }
         "charge.succeeded" | "charge.captured" => {
             let charge: Charge = object_as(object)?;
-            Ok(vec![out.one(succeeded_charge(ctx.options, &charge, at)?)])
+            succeeded_charge(&out, &charge)
         }
         "charge.updated" => {
             // An update of a paid charge restates the payment (its balance transaction
@@ -62,9 +75,7 @@ pub(crate) fn map_event(ctx: &MapContext<'_>, event: &Event) -> Result<Vec<Envel
             // one says nothing yet.
             let charge: Charge = object_as(object)?;
             match charge.status.as_deref() {
-                Some("succeeded") if charge.paid != Some(false) => {
-                    Ok(vec![out.one(succeeded_charge(ctx.options, &charge, at)?)])
-                }
+                Some("succeeded") if charge.paid != Some(false) => succeeded_charge(&out, &charge),
                 Some("failed") => {
                     let p = payment_from_charge(ctx.options, &charge, PaymentStatus::Failed, at)?;
                     Ok(vec![out.one(CanonEvent::PaymentFailed(p))])
@@ -80,6 +91,12 @@ pub(crate) fn map_event(ctx: &MapContext<'_>, event: &Event) -> Result<Vec<Envel
         "charge.refunded" => {
             let charge: Charge = object_as(object)?;
             charge_refunded(&out, &charge)
+        }
+        // An uncaptured charge that was not captured in time: the hold is gone.
+        "charge.expired" => {
+            let charge: Charge = object_as(object)?;
+            let p = payment_from_charge(ctx.options, &charge, PaymentStatus::Cancelled, at)?;
+            Ok(vec![out.one(CanonEvent::PaymentFailed(p))])
         }
         "charge.refund.updated" | "refund.created" | "refund.updated" | "refund.failed" => {
             let refund: Refund = object_as(object)?;
@@ -141,20 +158,21 @@ fn object_as<T: DeserializeOwned>(object: &Value) -> Result<T, MapError> {
     T::deserialize(object).map_err(|e| MapError::Json(format!("data.object: {e}")))
 }
 
-/// `charge.succeeded`: an uncaptured charge (manual capture) is only authorised.
-fn succeeded_charge(
-    opts: &MapOptions,
-    charge: &Charge,
-    at: OffsetDateTime,
-) -> Result<CanonEvent, MapError> {
-    let status = if charge.captured == Some(false) {
-        PaymentStatus::Authorized
-    } else {
-        PaymentStatus::Succeeded
-    };
-    Ok(CanonEvent::PaymentSucceeded(payment_from_charge(
-        opts, charge, status, at,
-    )?))
+/// `charge.succeeded`, `charge.captured`, a paid `charge.updated`: an uncaptured
+/// charge (manual capture) is only authorised; a captured one brought its
+/// captured amount. The refunds the charge lists (after a partial capture, the
+/// release of the uncaptured rest) follow, each with its own id.
+fn succeeded_charge(out: &Out<'_>, charge: &Charge) -> Result<Vec<Envelope>, MapError> {
+    let opts = out.ctx.options;
+    if charge.captured == Some(false) {
+        let p = payment_from_charge(opts, charge, PaymentStatus::Authorized, out.at)?;
+        return Ok(vec![out.one(CanonEvent::PaymentSucceeded(p))]);
+    }
+    let p = payment_from_charge(opts, charge, PaymentStatus::Succeeded, out.at)?;
+    let refunds = refunds_of_charge(out, charge, &p)?;
+    let mut events = vec![out.one(CanonEvent::PaymentSucceeded(p))];
+    events.extend(refunds);
+    Ok(events)
 }
 
 /// `charge.refunded`: the payment (with its cumulative refunded amount), then one
@@ -170,23 +188,35 @@ fn charge_refunded(out: &Out<'_>, charge: &Charge) -> Result<Vec<Envelope>, MapE
         ]);
     }
     let payment = payment_from_charge(opts, charge, PaymentStatus::Succeeded, out.at)?;
-    let payment_id = payment.payment_id.clone();
-    let links = payment.links.clone();
+    let refunds = refunds_of_charge(out, charge, &payment)?;
     let mut events = vec![out.part("payment", CanonEvent::PaymentSucceeded(payment))];
+    events.extend(refunds);
+    Ok(events)
+}
+
+/// The refunds a captured charge lists (`refunds.data`, when the payload
+/// includes it), as refunds of `payment`.
+fn refunds_of_charge(
+    out: &Out<'_>,
+    charge: &Charge,
+    payment: &Payment,
+) -> Result<Vec<Envelope>, MapError> {
     let refunds = charge.refunds.as_ref().map(|l| l.data.as_slice());
+    let mut events = Vec::new();
     for refund in refunds.unwrap_or_default() {
         let r = CanonRefund {
             provider: PROVIDER.to_string(),
             refund_id: refund.id.clone(),
-            payment_id: Some(payment_id.clone()),
-            links: links.clone(),
+            payment_id: Some(payment.payment_id.clone()),
+            links: payment.links.clone(),
             amount: money_minor("refunds.data.amount", refund.amount, &refund.currency)?,
             status: refund_status(refund.status.as_deref(), RefundStatus::Succeeded)?,
-            reason: non_empty(refund.reason.as_deref()),
+            reason: non_empty(refund.reason.as_deref())
+                .or_else(|| non_empty(refund.failure_reason.as_deref())),
             lines: vec![],
             adjustments: None,
             at: out.at,
-            created_at: None,
+            created_at: created_at("refunds.data.created", refund.created)?,
             gateway: None,
         };
         events.push(out.part(
@@ -195,6 +225,33 @@ fn charge_refunded(out: &Out<'_>, charge: &Charge) -> Result<Vec<Envelope>, MapE
         ));
     }
     Ok(events)
+}
+
+/// What a charge captured, `None` while it is uncaptured. Payloads of API
+/// versions before `amount_captured` existed (absent, or left at 0 on a
+/// captured charge, which Stripe never captures for nothing) captured `amount`.
+fn captured_of_charge(charge: &Charge) -> Option<i64> {
+    if charge.captured == Some(false) {
+        return None;
+    }
+    Some(match charge.amount_captured {
+        Some(c) if c > 0 => c,
+        _ => charge.amount,
+    })
+}
+
+/// The refunded part of the captured money: Stripe's `amount_refunded` less the
+/// uncaptured rest it released itself (`amount − amount_captured` after a
+/// partial capture; the whole amount of a charge never captured), floor 0.
+fn refunded_of_captured(charge: &Charge) -> Option<i64> {
+    let refunded = charge.amount_refunded?;
+    let released = (charge.amount - captured_of_charge(charge).unwrap_or(0)).max(0);
+    Some((refunded - released).max(0))
+}
+
+/// A unix time of the payload, when present.
+fn created_at(field: &str, secs: Option<i64>) -> Result<Option<OffsetDateTime>, MapError> {
+    secs.map(|s| from_unix(field, s)).transpose()
 }
 
 pub(crate) fn payment_from_charge(
@@ -211,6 +268,12 @@ pub(crate) fn payment_from_charge(
     } else {
         None
     };
+    // A captured charge brought what it captured; anything else is about what
+    // was authorised (or attempted).
+    let captured = match status {
+        PaymentStatus::Succeeded => captured_of_charge(charge),
+        _ => None,
+    };
     Ok(Payment {
         provider: PROVIDER.to_string(),
         payment_id: pi.map_or(charge.id.as_str(), Expandable::id).to_string(),
@@ -224,11 +287,14 @@ pub(crate) fn payment_from_charge(
             Some(&charge.id),
         ),
         status,
-        amount: money_minor("amount", charge.amount, &charge.currency)?,
+        amount: money_minor(
+            "amount",
+            captured.unwrap_or(charge.amount),
+            &charge.currency,
+        )?,
         fee,
         net,
-        amount_refunded: charge
-            .amount_refunded
+        amount_refunded: refunded_of_captured(charge)
             .map(|r| money_minor("amount_refunded", r, &charge.currency))
             .transpose()?,
         method: charge
@@ -238,7 +304,9 @@ pub(crate) fn payment_from_charge(
         failure_reason,
         payer: payer_of_charge(charge, pi_obj),
         at,
-        captured: None,
+        captured: captured
+            .map(|c| money_minor("amount_captured", c, &charge.currency))
+            .transpose()?,
         capture_id: None,
         auto_capture: false,
     })
@@ -265,13 +333,17 @@ fn payment_from_intent(
                 .as_ref()
                 .and_then(|e| e.charge.clone())
         });
-    // What was received once it succeeded; what was asked for otherwise.
-    let minor = match (status, pi.amount_received, pi.amount) {
-        (PaymentStatus::Succeeded, Some(received), _) if received > 0 => received,
-        (_, _, Some(amount)) => amount,
-        (_, Some(received), None) => received,
-        (_, None, None) => return Err(MapError::MissingField("data.object.amount".into())),
-    };
+    // What was received once it succeeded (less than asked after a partial
+    // capture); what can be captured while it is held; what was asked for otherwise.
+    let positive = |v: Option<i64>| v.filter(|v| *v > 0);
+    let minor = match status {
+        PaymentStatus::Succeeded => positive(pi.amount_received),
+        PaymentStatus::Authorized => positive(pi.amount_capturable),
+        _ => None,
+    }
+    .or(pi.amount)
+    .or(pi.amount_received)
+    .ok_or_else(|| MapError::MissingField("data.object.amount".into()))?;
     let (fee, net) = match charge {
         Some(c) => fees(c.balance_transaction.as_ref())?,
         None => (None, None),
@@ -329,14 +401,16 @@ fn payment_from_intent(
         fee,
         net,
         amount_refunded: charge
-            .and_then(|c| c.amount_refunded.map(|r| (r, c.currency.as_str())))
+            .and_then(|c| refunded_of_captured(c).map(|r| (r, c.currency.as_str())))
             .map(|(r, cur)| money_minor("amount_refunded", r, cur))
             .transpose()?,
         method,
         failure_reason,
         payer,
         at,
-        captured: None,
+        captured: (status == PaymentStatus::Succeeded)
+            .then(|| money_minor("amount_received", minor, currency))
+            .transpose()?,
         capture_id: None,
         auto_capture: false,
     })
@@ -406,7 +480,7 @@ fn standalone_refund(
         lines: vec![],
         adjustments: None,
         at,
-        created_at: None,
+        created_at: created_at("created", refund.created)?,
         gateway: None,
     })
 }
@@ -435,8 +509,10 @@ pub(crate) fn dispute_status(status: &str) -> Result<DisputeStatus, MapError> {
         "needs_response" => DisputeStatus::NeedsResponse,
         "under_review" => DisputeStatus::UnderReview,
         "won" => DisputeStatus::Won,
-        // The merchant refunded the charge instead of contesting: the money went back.
-        "lost" | "charge_refunded" => DisputeStatus::Lost,
+        "lost" => DisputeStatus::Lost,
+        // The merchant refunded the charge instead of contesting: the money went
+        // back as the refund Stripe reports, not as a lost dispute.
+        "charge_refunded" => DisputeStatus::MerchantRefunded,
         other => {
             return Err(MapError::InvalidField {
                 field: "dispute.status".into(),
@@ -466,6 +542,11 @@ fn dispute_event(
         .balance_transactions
         .iter()
         .any(|b| b.amount.is_some_and(|a| a > 0));
+    let movements = dispute
+        .balance_transactions
+        .iter()
+        .filter_map(|bt| movement(dispute, bt, at).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
     let d = CanonDispute {
         provider: PROVIDER.to_string(),
         dispute_id: dispute.id.clone(),
@@ -490,7 +571,7 @@ fn dispute_event(
         funds_withdrawn: withdrawn || kind == "charge.dispute.funds_withdrawn",
         funds_reinstated: reinstated || kind == "charge.dispute.funds_reinstated",
         at,
-        movements: vec![],
+        movements,
     };
     let closed = match kind {
         "charge.dispute.closed" => true,
@@ -502,6 +583,33 @@ fn dispute_event(
     } else {
         CanonEvent::DisputeOpened(d)
     })
+}
+
+/// One balance transaction of a dispute as the money it moved: its signed amount
+/// and signed dispute fee in its own (settlement) currency, at its creation (else
+/// the dispute's, else the event's: the same for every event of the dispute).
+fn movement(
+    dispute: &Dispute,
+    bt: &BalanceTransaction,
+    event_at: OffsetDateTime,
+) -> Result<Option<DisputeMovement>, MapError> {
+    let Some(amount) = bt.amount else {
+        return Ok(None);
+    };
+    let currency = bt.currency.as_deref().unwrap_or(&dispute.currency);
+    let at = match created_at("balance_transactions.created", bt.created)? {
+        Some(t) => t,
+        None => created_at("created", dispute.created)?.unwrap_or(event_at),
+    };
+    Ok(Some(DisputeMovement {
+        id: bt.id.clone(),
+        amount: money_minor("balance_transactions.amount", amount, currency)?,
+        fee: bt
+            .fee
+            .map(|f| money_minor("balance_transactions.fee", f, currency))
+            .transpose()?,
+        at,
+    }))
 }
 
 /// Fee and net of an expanded balance transaction, in its (settlement) currency.
@@ -567,19 +675,25 @@ fn with_customer(mut id: Identity, customer: &Expandable<CustomerRef>) -> Identi
 }
 
 /// Order links in the order the processor tries them: the order named in the
-/// metadata (first metadata that has it), then the payment intent, then the charge.
+/// metadata (the first configured key of the first metadata that names an
+/// order, through the configured pattern), then the payment intent, then the
+/// charge.
 fn links(
     opts: &MapOptions,
     metadata: &[Option<&Value>],
     payment_intent: Option<&str>,
     charge: Option<&str>,
 ) -> Vec<OrderLink> {
-    let order = metadata.iter().flatten().find_map(|m| {
-        opts.stripe
-            .fields
-            .iter()
-            .find_map(|key| metadata_str(m, key))
-    });
+    let order = metadata
+        .iter()
+        .flatten()
+        .flat_map(|m| {
+            opts.stripe
+                .fields
+                .iter()
+                .filter_map(|key| metadata_str(m, key))
+        })
+        .find(|v| payment_order_id(opts, PROVIDER, v).is_some());
     let payments = [payment_intent, charge].into_iter().flatten();
     payment_order_links(opts, PROVIDER, order, payments)
 }

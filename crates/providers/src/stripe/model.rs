@@ -71,7 +71,9 @@ pub(crate) struct BalanceTransaction {
     pub(crate) currency: Option<String>,
     pub(crate) fee: Option<i64>,
     pub(crate) net: Option<i64>,
+    /// Signed, in `currency`: negative when money left the merchant.
     pub(crate) amount: Option<i64>,
+    pub(crate) created: Option<i64>,
 }
 
 impl HasId for BalanceTransaction {
@@ -120,8 +122,14 @@ impl HasId for CustomerRef {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Charge {
     pub(crate) id: String,
+    /// What was authorised (or charged at once).
     pub(crate) amount: i64,
     pub(crate) currency: String,
+    /// What was captured, less than `amount` after a partial capture; absent
+    /// from payloads of API versions before it existed.
+    pub(crate) amount_captured: Option<i64>,
+    /// Cumulative refunded, including the uncaptured rest a partial capture
+    /// released.
     pub(crate) amount_refunded: Option<i64>,
     pub(crate) captured: Option<bool>,
     pub(crate) paid: Option<bool>,
@@ -170,6 +178,8 @@ pub(crate) struct PaymentIntent {
     pub(crate) id: String,
     pub(crate) amount: Option<i64>,
     pub(crate) amount_received: Option<i64>,
+    /// Authorised and not captured yet (manual capture).
+    pub(crate) amount_capturable: Option<i64>,
     pub(crate) currency: Option<String>,
     pub(crate) metadata: Option<Value>,
     pub(crate) receipt_email: Option<String>,
@@ -192,6 +202,8 @@ pub(crate) struct Refund {
     pub(crate) id: String,
     pub(crate) amount: i64,
     pub(crate) currency: String,
+    /// When Stripe created it (unix seconds): a refund can fail days later.
+    pub(crate) created: Option<i64>,
     pub(crate) status: Option<String>,
     pub(crate) reason: Option<String>,
     pub(crate) failure_reason: Option<String>,
@@ -205,6 +217,7 @@ pub(crate) struct Dispute {
     pub(crate) id: String,
     pub(crate) amount: i64,
     pub(crate) currency: String,
+    pub(crate) created: Option<i64>,
     pub(crate) status: String,
     pub(crate) reason: Option<String>,
     pub(crate) charge: Option<Expandable<Charge>>,

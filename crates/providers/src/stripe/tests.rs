@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 use storefold_core::event::{
-    Dispute, DisputeStatus, OrderLink, Payment, PaymentStatus, Refund, RefundStatus,
+    Dispute, DisputeMovement, DisputeStatus, OrderLink, Payment, PaymentStatus, Refund,
+    RefundStatus,
 };
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
@@ -123,6 +124,7 @@ fn links_1() -> Vec<OrderLink> {
     ]
 }
 
+/// The payment of `pi_3QsfPi0001` (12999 USD, captured in full when it succeeded).
 fn payment_1(status: PaymentStatus, secs: i64) -> Payment {
     Payment {
         provider: "stripe".into(),
@@ -137,7 +139,7 @@ fn payment_1(status: PaymentStatus, secs: i64) -> Payment {
         failure_reason: None,
         payer: jane(),
         at: at(secs),
-        captured: None,
+        captured: (status == PaymentStatus::Succeeded).then(|| usd(12999)),
         capture_id: None,
         auto_capture: false,
     }
@@ -456,7 +458,8 @@ fn charge_refunded_yields_the_payment_and_each_refund() {
                     lines: vec![],
                     adjustments: None,
                     at: at(1_767_200_000),
-                    created_at: None,
+                    // Stripe's `created` of the refund, before the event.
+                    created_at: Some(at(1_767_199_990)),
                     gateway: None,
                 })
             ),
@@ -464,7 +467,8 @@ fn charge_refunded_yields_the_payment_and_each_refund() {
     );
 }
 
-fn refund(id: &str, minor: i64, status: RefundStatus, secs: i64) -> Refund {
+/// A refund of `pi_3QsfPi0001`; `created` is Stripe's creation time of it.
+fn refund(id: &str, minor: i64, status: RefundStatus, secs: i64, created: i64) -> Refund {
     Refund {
         provider: "stripe".into(),
         refund_id: id.into(),
@@ -476,7 +480,7 @@ fn refund(id: &str, minor: i64, status: RefundStatus, secs: i64) -> Refund {
         lines: vec![],
         adjustments: None,
         at: at(secs),
-        created_at: None,
+        created_at: Some(at(created)),
         gateway: None,
     }
 }
@@ -488,6 +492,7 @@ fn refund_events_map_to_refunds_with_their_status() {
         3000,
         RefundStatus::Succeeded,
         1_767_200_100,
+        1_767_199_990,
     );
     r.reason = Some("requested_by_customer".into());
     assert_eq!(
@@ -500,7 +505,13 @@ fn refund_events_map_to_refunds_with_their_status() {
     );
 
     // Expanded charge: its metadata names the order, its payment intent the payment.
-    let mut r = refund("re_3QsfRe0002", 9999, RefundStatus::Pending, 1_767_300_000);
+    let mut r = refund(
+        "re_3QsfRe0002",
+        9999,
+        RefundStatus::Pending,
+        1_767_300_000,
+        1_767_300_000,
+    );
     r.links = links_1();
     assert_eq!(
         map_fixture("refund.created"),
@@ -516,6 +527,7 @@ fn refund_events_map_to_refunds_with_their_status() {
         9999,
         RefundStatus::Succeeded,
         1_767_300_500,
+        1_767_300_000,
     );
     r.reason = Some("duplicate".into());
     assert_eq!(
@@ -527,7 +539,14 @@ fn refund_events_map_to_refunds_with_their_status() {
         )]
     );
 
-    let mut r = refund("re_3QsfRe0002", 9999, RefundStatus::Failed, 1_767_400_000);
+    // Failed a day after it was created: still created then.
+    let mut r = refund(
+        "re_3QsfRe0002",
+        9999,
+        RefundStatus::Failed,
+        1_767_400_000,
+        1_767_300_000,
+    );
     r.reason = Some("expired_or_canceled_card".into());
     assert_eq!(
         map_fixture("refund.failed"),
@@ -577,8 +596,17 @@ fn dispute_lifecycle_maps_statuses_and_fund_moves() {
         )]
     );
 
+    // The withdrawal's balance transaction: the disputed amount taken, with
+    // Stripe's dispute fee, in the settlement currency.
+    let withdrawal = DisputeMovement {
+        id: "txn_3QsfBt0003".into(),
+        amount: usd(-12999),
+        fee: Some(usd(1500)),
+        at: at(1_767_700_000),
+    };
     let mut d = dispute("du_3QsfDu0002", DisputeStatus::NeedsResponse, 1_767_700_000);
     d.funds_withdrawn = true;
+    d.movements = vec![withdrawal.clone()];
     assert_eq!(
         map_fixture("charge.dispute.funds_withdrawn"),
         vec![envelope(
@@ -604,6 +632,15 @@ fn dispute_lifecycle_maps_statuses_and_fund_moves() {
     d.links = vec![pay_link("ch_3QsfCh0009")];
     d.funds_withdrawn = true;
     d.funds_reinstated = true;
+    d.movements = vec![
+        withdrawal,
+        DisputeMovement {
+            id: "txn_3QsfBt0004".into(),
+            amount: usd(12999),
+            fee: Some(usd(-1500)),
+            at: at(1_768_500_000),
+        },
+    ];
     assert_eq!(
         map_fixture("charge.dispute.funds_reinstated"),
         vec![envelope(
@@ -625,6 +662,9 @@ fn every_stripe_dispute_status_has_a_place() {
         ("under_review", DisputeStatus::UnderReview),
         ("won", DisputeStatus::Won),
         ("lost", DisputeStatus::Lost),
+        ("prevented", DisputeStatus::WarningClosed),
+        // Closed by the merchant's refund: the refund is the money, not a loss.
+        ("charge_refunded", DisputeStatus::MerchantRefunded),
     ];
     for (stripe, ours) in cases {
         assert_eq!(dispute_status(stripe), Ok(ours), "{stripe}");
@@ -649,6 +689,7 @@ fn funds_reinstated_on_an_open_dispute_stays_open() {
 fn an_uncaptured_charge_is_only_authorised() {
     let mut body: Value = serde_json::from_slice(&fixture("charge.succeeded")).unwrap();
     body["data"]["object"]["captured"] = json!(false);
+    body["data"]["object"]["amount_captured"] = json!(0);
     let envs = signed_map(body.to_string().as_bytes());
     assert_eq!(
         envs[0].event,
@@ -660,9 +701,11 @@ fn an_uncaptured_charge_is_only_authorised() {
 fn releasing_an_uncaptured_charge_cancels_it_without_refunds() {
     let mut body: Value = serde_json::from_slice(&fixture("charge.refunded")).unwrap();
     body["data"]["object"]["captured"] = json!(false);
+    body["data"]["object"]["amount_captured"] = json!(0);
     body["data"]["object"]["amount_refunded"] = json!(12999);
-    let mut p = payment_1(PaymentStatus::Cancelled, 1_767_200_000);
-    p.amount_refunded = Some(usd(12999));
+    // Stripe reports the release as refunded, but none of it was captured: the
+    // refunded part of the captured money is 0.
+    let p = payment_1(PaymentStatus::Cancelled, 1_767_200_000);
     assert_eq!(
         signed_map(body.to_string().as_bytes()),
         vec![envelope(
@@ -670,6 +713,314 @@ fn releasing_an_uncaptured_charge_cancels_it_without_refunds() {
             1_767_200_000,
             Event::PaymentFailed(p)
         )]
+    );
+}
+
+#[test]
+fn an_expired_uncaptured_charge_is_cancelled() {
+    let mut body: Value = serde_json::from_slice(&fixture("charge.succeeded")).unwrap();
+    body["type"] = json!("charge.expired");
+    let charge = &mut body["data"]["object"];
+    charge["captured"] = json!(false);
+    charge["amount_captured"] = json!(0);
+    charge["amount_refunded"] = json!(12999);
+    charge["refunded"] = json!(true);
+    assert_eq!(
+        signed_map(body.to_string().as_bytes()),
+        vec![envelope(
+            "evt_3QsfEv0002",
+            1_767_000_004,
+            Event::PaymentFailed(payment_1(PaymentStatus::Cancelled, 1_767_000_004))
+        )]
+    );
+}
+
+fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::from_code("EUR").unwrap())
+}
+
+fn links_3() -> Vec<OrderLink> {
+    vec![
+        order_link("shopify:5123000003"),
+        pay_link("pi_3QsfPi0003"),
+        pay_link("ch_3QsfCh0003"),
+    ]
+}
+
+/// A payment of `pi_3QsfPi0003`: 1000 EUR authorised (manual capture).
+fn payment_3(status: PaymentStatus, minor: i64, secs: i64) -> Payment {
+    Payment {
+        provider: "stripe".into(),
+        payment_id: "pi_3QsfPi0003".into(),
+        links: links_3(),
+        status,
+        amount: eur(minor),
+        fee: None,
+        net: None,
+        amount_refunded: None,
+        method: Some("card".into()),
+        failure_reason: None,
+        payer: Identity::default().with_email(Some("paul.martin@example.fr")),
+        at: at(secs),
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
+    }
+}
+
+fn refund_3(id: &str, minor: i64, secs: i64, created: i64) -> Refund {
+    Refund {
+        provider: "stripe".into(),
+        refund_id: id.into(),
+        payment_id: Some("pi_3QsfPi0003".into()),
+        links: links_3(),
+        amount: eur(minor),
+        status: RefundStatus::Succeeded,
+        reason: None,
+        lines: vec![],
+        adjustments: None,
+        at: at(secs),
+        created_at: Some(at(created)),
+        gateway: None,
+    }
+}
+
+#[test]
+fn a_partial_capture_brings_what_was_captured_and_releases_the_rest() {
+    // 1000 EUR authorised with manual capture.
+    let mut held = payment_3(PaymentStatus::Authorized, 1000, 1_767_800_000);
+    held.payer = Identity::default();
+    assert_eq!(
+        map_fixture("partial_capture.amount_capturable_updated"),
+        vec![envelope(
+            "evt_3QsfEv0020",
+            1_767_800_000,
+            Event::PaymentSucceeded(held)
+        )]
+    );
+
+    // 600 captured; Stripe refunds the uncaptured 400 by itself, which is in
+    // amount_refunded and listed as a refund created at the capture.
+    let mut captured = payment_3(PaymentStatus::Succeeded, 600, 1_767_900_000);
+    captured.captured = Some(eur(600));
+    captured.amount_refunded = Some(eur(0));
+    let mut release = refund_3("re_3QsfRe0003", 400, 1_767_900_000, 1_767_900_000);
+    assert_eq!(
+        map_fixture("partial_capture.charge.captured"),
+        vec![
+            envelope(
+                "evt_3QsfEv0021",
+                1_767_900_000,
+                Event::PaymentSucceeded(captured)
+            ),
+            envelope(
+                "evt_3QsfEv0021#refund:re_3QsfRe0003",
+                1_767_900_000,
+                Event::RefundIssued(release.clone())
+            ),
+        ]
+    );
+
+    // The payment intent received 600.
+    let mut received = payment_3(PaymentStatus::Succeeded, 600, 1_767_900_001);
+    received.payer = Identity::default();
+    received.captured = Some(eur(600));
+    assert_eq!(
+        map_fixture("partial_capture.payment_intent.succeeded"),
+        vec![envelope(
+            "evt_3QsfEv0022",
+            1_767_900_001,
+            Event::PaymentSucceeded(received)
+        )]
+    );
+
+    // The release's own refund object: the same refund, created at the capture.
+    release.at = at(1_767_900_001);
+    release.links = vec![pay_link("pi_3QsfPi0003"), pay_link("ch_3QsfCh0003")];
+    assert_eq!(
+        map_fixture("partial_capture.refund.created"),
+        vec![envelope(
+            "evt_3QsfEv0023",
+            1_767_900_001,
+            Event::RefundIssued(release)
+        )]
+    );
+
+    // A real refund of 100 later: amount_refunded 500 is 100 of the captured money.
+    let mut refunded = payment_3(PaymentStatus::Succeeded, 600, 1_768_000_000);
+    refunded.captured = Some(eur(600));
+    refunded.amount_refunded = Some(eur(100));
+    let mut later = refund_3("re_3QsfRe0005", 100, 1_768_000_000, 1_768_000_000);
+    later.reason = Some("requested_by_customer".into());
+    assert_eq!(
+        map_fixture("partial_capture.charge.refunded"),
+        vec![
+            envelope(
+                "evt_3QsfEv0024#payment",
+                1_768_000_000,
+                Event::PaymentSucceeded(refunded)
+            ),
+            envelope(
+                "evt_3QsfEv0024#refund:re_3QsfRe0005",
+                1_768_000_000,
+                Event::RefundIssued(later)
+            ),
+            envelope(
+                "evt_3QsfEv0024#refund:re_3QsfRe0003",
+                1_768_000_000,
+                Event::RefundIssued(refund_3("re_3QsfRe0003", 400, 1_768_000_000, 1_767_900_000))
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_refund_that_fails_keeps_its_creation_time() {
+    // Created pending, succeeded, then failed a day later (refund.failed and
+    // charge.refund.updated both say so): one refund, created once.
+    let seen: Vec<(RefundStatus, OffsetDateTime, Option<OffsetDateTime>)> = [
+        "refund.created",
+        "refund.updated",
+        "refund.failed",
+        "refund_failed.charge.refund.updated",
+    ]
+    .into_iter()
+    .map(|name| {
+        let envs = map_fixture(name);
+        let Event::RefundIssued(r) = only(&envs) else {
+            panic!("not a refund: {envs:?}")
+        };
+        assert_eq!(r.refund_id, "re_3QsfRe0002");
+        assert_eq!(r.payment_id.as_deref(), Some("pi_3QsfPi0001"));
+        assert_eq!(r.amount, usd(9999));
+        (r.status, r.at, r.created_at)
+    })
+    .collect();
+    let created = Some(at(1_767_300_000));
+    assert_eq!(
+        seen,
+        vec![
+            (RefundStatus::Pending, at(1_767_300_000), created),
+            (RefundStatus::Succeeded, at(1_767_300_500), created),
+            (RefundStatus::Failed, at(1_767_400_000), created),
+            (RefundStatus::Failed, at(1_767_400_001), created),
+        ]
+    );
+    let Event::RefundIssued(r) = only(&map_fixture("refund_failed.charge.refund.updated")).clone()
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.reason.as_deref(), Some("lost_or_stolen_card"));
+}
+
+#[test]
+fn an_inquiry_closed_by_the_merchants_refund_is_not_a_loss() {
+    let links = vec![pay_link("pi_3QsfPi0004"), pay_link("ch_3QsfCh0004")];
+    let inquiry = |status, secs| Dispute {
+        provider: "stripe".into(),
+        dispute_id: "du_3QsfDu0004".into(),
+        payment_id: Some("pi_3QsfPi0004".into()),
+        links: links.clone(),
+        amount: usd(4200),
+        status,
+        reason: Some("product_unacceptable".into()),
+        funds_withdrawn: false,
+        funds_reinstated: false,
+        at: at(secs),
+        movements: vec![],
+    };
+    assert_eq!(
+        map_fixture("inquiry_refunded.charge.dispute.created"),
+        vec![envelope(
+            "evt_3QsfEv0030",
+            1_768_100_000,
+            Event::DisputeOpened(inquiry(DisputeStatus::Inquiry, 1_768_100_000))
+        )]
+    );
+
+    // The merchant refunds the whole charge: the refund is the money that went back.
+    let envs = map_fixture("inquiry_refunded.charge.refunded");
+    assert_eq!(envs.len(), 2);
+    let p = payment_of(&envs[0].event);
+    assert_eq!(
+        (p.status, p.amount, p.captured, p.amount_refunded),
+        (
+            PaymentStatus::Succeeded,
+            usd(4200),
+            Some(usd(4200)),
+            Some(usd(4200))
+        )
+    );
+    let Event::RefundIssued(r) = &envs[1].event else {
+        panic!("not a refund: {envs:?}")
+    };
+    assert_eq!(
+        (r.refund_id.as_str(), r.amount, r.status, r.created_at),
+        (
+            "re_3QsfRe0004",
+            usd(4200),
+            RefundStatus::Succeeded,
+            Some(at(1_768_150_000))
+        )
+    );
+    assert_eq!(r.links[0], order_link("shopify:5123000004"));
+
+    // The dispute closes as charge_refunded: merchant-refunded, not lost.
+    assert_eq!(
+        map_fixture("inquiry_refunded.charge.dispute.closed"),
+        vec![envelope(
+            "evt_3QsfEv0032",
+            1_768_160_000,
+            Event::DisputeClosed(inquiry(DisputeStatus::MerchantRefunded, 1_768_160_000))
+        )]
+    );
+}
+
+#[test]
+fn dispute_movements_without_their_creation_time_use_the_disputes() {
+    let mut body: Value =
+        serde_json::from_slice(&fixture("charge.dispute.funds_withdrawn")).unwrap();
+    body["data"]["object"]["balance_transactions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("created");
+    let envs = signed_map(body.to_string().as_bytes());
+    let (d, _) = dispute_of(only(&envs));
+    assert_eq!(
+        d.movements,
+        vec![DisputeMovement {
+            id: "txn_3QsfBt0003".into(),
+            amount: usd(-12999),
+            fee: Some(usd(1500)),
+            at: at(1_767_500_000),
+        }]
+    );
+}
+
+#[test]
+fn the_order_reference_goes_through_the_configured_pattern_and_store() {
+    let mut options = MapOptions::for_stores(["shopify", "woocommerce"]);
+    options.stripe.fields = vec!["order_ref".into(), "order_id".into()];
+    options.stripe.store = Some("woocommerce".into());
+    options.stripe.pattern = Some(crate::ReferencePattern::new(r"^WC-(?P<order>\d+)$").unwrap());
+    let mut v: Value = serde_json::from_slice(&fixture("charge.succeeded")).unwrap();
+    // The first key's value does not match the pattern; the second one does.
+    v["data"]["object"]["metadata"] = json!({"order_ref": "cart-91", "order_id": "WC-727"});
+    let envs = map_with(&options, v.to_string().as_bytes());
+    assert_eq!(
+        payment_of(&envs[0].event).links,
+        vec![
+            order_link("woocommerce:727"),
+            pay_link("pi_3QsfPi0001"),
+            pay_link("ch_3QsfCh0001")
+        ]
+    );
+    // Nothing matches: only the payment references.
+    v["data"]["object"]["metadata"] = json!({"order_id": "727"});
+    let envs = map_with(&options, v.to_string().as_bytes());
+    assert_eq!(
+        payment_of(&envs[0].event).links,
+        vec![pay_link("pi_3QsfPi0001"), pay_link("ch_3QsfCh0001")]
     );
 }
 
@@ -826,7 +1177,10 @@ fn conformance_djstripe_charge_and_its_balance_transaction() {
     let p = payment_of(only(&envs));
     assert_eq!(p.payment_id, "pi_fakefakefakefakefake0001");
     assert_eq!(p.status, PaymentStatus::Succeeded);
+    // captured: true with amount_captured 0 (a payload older than the field):
+    // the whole amount was captured.
     assert_eq!(p.amount, usd(2000));
+    assert_eq!(p.captured, Some(usd(2000)));
     assert_eq!(p.amount_refunded, Some(usd(0)));
     // The balance transaction is only an id here: the fee is unknown, not zero.
     assert_eq!((p.fee, p.net), (None, None));
@@ -865,7 +1219,9 @@ fn conformance_djstripe_payment_intent_finds_its_charge() {
     let p = payment_of(only(&envs));
     assert!(matches!(only(&envs), Event::PaymentSucceeded(_)));
     assert_eq!(p.payment_id, "pi_fakefakefakefakefake0001");
+    // amount_received 2000.
     assert_eq!(p.amount, usd(2000));
+    assert_eq!(p.captured, Some(usd(2000)));
     assert_eq!(p.amount_refunded, Some(usd(0)));
     assert_eq!((p.fee, p.net), (None, None));
     assert_eq!(
@@ -918,6 +1274,14 @@ fn conformance_djstripe_disputes() {
     assert_eq!(d.amount, usd(1000));
     assert_eq!(d.reason.as_deref(), Some("fraudulent"));
     assert!(d.funds_withdrawn && !d.funds_reinstated);
+    // The withdrawal: −1000 with Stripe's 1500 dispute fee.
+    let withdrawal = DisputeMovement {
+        id: "txn_16g5h62eZvKYlo2CQ2AHA89s".into(),
+        amount: usd(-1000),
+        fee: Some(usd(1500)),
+        at: at(1_625_755_540),
+    };
+    assert_eq!(d.movements, vec![withdrawal.clone()]);
 
     // dp_…02: the same dispute on another charge.
     let envs = signed_map(&wrap(
@@ -940,6 +1304,19 @@ fn conformance_djstripe_disputes() {
     assert!(!closed);
     assert_eq!(d.status, DisputeStatus::UnderReview);
     assert!(d.funds_withdrawn && d.funds_reinstated);
+    // Withdrawn, then reinstated with the dispute fee given back.
+    assert_eq!(
+        d.movements,
+        vec![
+            withdrawal,
+            DisputeMovement {
+                id: "txn_1JAyV2JSZQVUcJYgETKXUN9k".into(),
+                amount: usd(1000),
+                fee: Some(usd(-1500)),
+                at: at(1_625_755_608),
+            }
+        ]
+    );
 
     // The dispute's balance transaction (bare) put into a dispute: a withdrawal.
     let txn = read_json(&dir, CORPUS[5]);
@@ -951,6 +1328,15 @@ fn conformance_djstripe_disputes() {
     let (d, _) = dispute_of(only(&envs));
     assert_eq!(d.status, DisputeStatus::Inquiry);
     assert!(d.funds_withdrawn && !d.funds_reinstated);
+    assert_eq!(
+        d.movements,
+        vec![DisputeMovement {
+            id: "txn_1JHRCWJSZQVUcJYgYwW8XpF4".into(),
+            amount: usd(-1000),
+            fee: Some(usd(1500)),
+            at: at(1_557_995_177),
+        }]
+    );
 
     // Whole events.
     let envs = signed_map(&std::fs::read(dir.join(CORPUS[7])).unwrap());
@@ -969,6 +1355,24 @@ fn conformance_djstripe_disputes() {
     assert_eq!(d.amount, usd(1000));
     assert_eq!(d.payment_id.as_deref(), Some("pi_1JAyTwJSZQVUcJYgBbsz0NuH"));
     assert_eq!(d.links, dp_links("ch_1JHRCWJSZQVUcJYgOCavbxio"));
+    assert_eq!(
+        d.movements,
+        vec![DisputeMovement {
+            id: "txn_1JHRCWJSZQVUcJYgYwW8XpF4".into(),
+            amount: usd(-1000),
+            fee: Some(usd(1500)),
+            at: at(1_625_755_540),
+        }]
+    );
+
+    // The same dispute closed by the merchant's refund (API versions that have
+    // charge_refunded): merchant-refunded, not lost.
+    let mut dp = read_json(&dir, CORPUS[3]);
+    dp["status"] = json!("charge_refunded");
+    let envs = signed_map(&wrap("evt_conf_dp5", "charge.dispute.closed", dp));
+    let (d, closed) = dispute_of(only(&envs));
+    assert!(closed);
+    assert_eq!(d.status, DisputeStatus::MerchantRefunded);
 }
 
 #[test]
@@ -984,7 +1388,22 @@ fn conformance_openapi_charge_and_balance_transaction() {
     assert_eq!(p.links, vec![pay_link("ch_1PgafuB7WZ01zgkWXYmPNZs8")]);
     assert_eq!(p.status, PaymentStatus::Authorized);
     assert_eq!(p.amount, usd(100));
+    assert_eq!((p.captured, p.amount_refunded), (None, Some(usd(0))));
     assert_eq!(p.payer, Identity::default());
+
+    // The same uncaptured charge expiring (Stripe marks it refunded): the hold
+    // is cancelled, and nothing captured was refunded.
+    let mut expired = charge.clone();
+    expired["refunded"] = json!(true);
+    expired["amount_refunded"] = json!(100);
+    let envs = signed_map(&wrap("evt_conf_oce", "charge.expired", expired));
+    let Event::PaymentFailed(p) = only(&envs) else {
+        panic!("not a cancelled payment: {envs:?}")
+    };
+    assert_eq!(
+        (p.status, p.amount, p.captured, p.amount_refunded),
+        (PaymentStatus::Cancelled, usd(100), None, Some(usd(0)))
+    );
 
     let bt = read_json(&dir, CORPUS[10]);
     assert_eq!(bt["source"], charge["id"]);
@@ -1030,6 +1449,7 @@ fn conformance_openapi_dispute_refund_and_payment_intent() {
     assert_eq!(r.amount, usd(100));
     assert_eq!(r.status, RefundStatus::Succeeded);
     assert_eq!(r.reason, None);
+    assert_eq!(r.created_at, Some(at(1_234_567_890)));
 
     let envs = signed_map(&wrap(
         "evt_conf_opi",
@@ -1040,7 +1460,8 @@ fn conformance_openapi_dispute_refund_and_payment_intent() {
         panic!("not a failed payment")
     };
     assert_eq!(p.payment_id, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
-    assert_eq!(p.amount, usd(1099));
+    assert_eq!(p.status, PaymentStatus::Failed);
+    assert_eq!((p.amount, p.captured), (usd(1099), None));
     assert_eq!(p.failure_reason.as_deref(), Some("idempotency_error"));
     assert_eq!(p.links, vec![pay_link("pi_1PgafyB7WZ01zgkWSjxsAJo3")]);
     assert_eq!(p.method.as_deref(), Some("card"));
@@ -1086,6 +1507,7 @@ fn conformance_pay_rails_charges() {
     let p = payment_of(&envs[0].event);
     assert_eq!(p.payment_id, "pm_1234");
     assert_eq!(p.amount, usd(1500));
+    assert_eq!(p.captured, Some(usd(1500)));
     assert_eq!(p.amount_refunded, Some(usd(500)));
     assert_eq!(p.status, PaymentStatus::Succeeded);
     assert_eq!(
@@ -1099,6 +1521,7 @@ fn conformance_pay_rails_charges() {
     assert_eq!(r.payment_id.as_deref(), Some("pm_1234"));
     assert_eq!(r.status, RefundStatus::Succeeded);
     assert_eq!(r.reason.as_deref(), Some("requested_by_customer"));
+    assert_eq!(r.created_at, Some(at(1_658_982_465)));
     assert_eq!(r.links, vec![pay_link("pm_1234"), pay_link("ch_chargeid")]);
 
     let envs = signed_map(&wrap_data(
@@ -1108,6 +1531,7 @@ fn conformance_pay_rails_charges() {
     ));
     let p = payment_of(only(&envs));
     assert_eq!(p.amount, usd(500));
+    assert_eq!(p.captured, Some(usd(500)));
     assert_eq!(p.amount_refunded, Some(usd(0)));
     assert_eq!((p.fee, p.net), (None, None));
     assert_eq!(
@@ -1124,6 +1548,7 @@ fn conformance_pay_rails_charges() {
     assert!(matches!(only(&envs), Event::PaymentSucceeded(_)));
     assert_eq!(p.payment_id, "pi_1234");
     assert_eq!(p.amount, usd(24900));
+    assert_eq!(p.captured, Some(usd(24900)));
     assert_eq!(
         p.payer,
         Identity::default()
