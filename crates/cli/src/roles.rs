@@ -125,6 +125,7 @@ impl Roles {
             .merge(storefold_processor::query::router(
                 processor.owned.clone(),
                 processor.shared.partitions,
+                processor.shared.fold.clone(),
             ))
             .merge(storefold_processor::ui::router(processor.tenants.clone()));
         let stop_http = CancellationToken::new();

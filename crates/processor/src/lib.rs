@@ -29,6 +29,7 @@ use std::time::Duration;
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
 use storefold_codec::AvroCodec;
+use storefold_core::engine::FoldConfig;
 use storefold_providers::MapOptions;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, describe_cluster, producer_config};
@@ -145,6 +146,7 @@ impl Processor {
             produce_timeout: timeout,
             cache_records: p.cache_records,
             map_options: MapOptions::default(),
+            fold: Arc::new(FoldConfig::default()),
         });
         Ok(Processor {
             shared,
@@ -176,12 +178,16 @@ impl Processor {
                 }
             })
         });
-        query::router(self.owned.clone(), self.shared.partitions)
-            .merge(ui::router(self.tenants.clone()))
-            .merge(storefold_runtime::server::ops_router(
-                self.registry.clone(),
-                ready,
-            ))
+        query::router(
+            self.owned.clone(),
+            self.shared.partitions,
+            self.shared.fold.clone(),
+        )
+        .merge(ui::router(self.tenants.clone()))
+        .merge(storefold_runtime::server::ops_router(
+            self.registry.clone(),
+            ready,
+        ))
     }
 }
 

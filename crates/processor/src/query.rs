@@ -9,23 +9,26 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
-use storefold_core::engine::{Item, OrderMeta, StateKey, StateValue};
+use std::sync::Arc;
+
+use storefold_core::engine::{FoldConfig, Item, StateKey, StateValue, order_view};
 use storefold_core::identity::{normalize_email, normalize_phone};
 use storefold_core::{CustomerId, IdentityKey, IdentityKind};
 use storefold_runtime::kafka::java_partition;
 
-use crate::db::TaskDb;
+use crate::db::{DbSource, TaskDb};
 use crate::runner::Owned;
 
 #[derive(Clone)]
 struct Api {
     owned: Owned,
     partitions: i32,
+    fold: Arc<FoldConfig>,
 }
 
 /// `GET /v1/tenants/{tenant}/customers/{id}`, `…/customers?email=|phone=`,
 /// `…/orders/{id}`.
-pub fn router(owned: Owned, partitions: i32) -> Router {
+pub fn router(owned: Owned, partitions: i32, fold: Arc<FoldConfig>) -> Router {
     Router::new()
         .route(
             "/v1/tenants/{tenant}/customers/{customer_id}",
@@ -33,7 +36,11 @@ pub fn router(owned: Owned, partitions: i32) -> Router {
         )
         .route("/v1/tenants/{tenant}/customers", get(find_customer))
         .route("/v1/tenants/{tenant}/orders/{order_id}", get(order))
-        .with_state(Api { owned, partitions })
+        .with_state(Api {
+            owned,
+            partitions,
+            fold,
+        })
 }
 
 /// A non-2xx answer: `{"error", "reason"}` (and the partition for `not_owner`).
@@ -218,33 +225,37 @@ async fn order(State(api): State<Api>, Path((tenant, id)): Path<(String, String)
         Ok(db) => db,
         Err(r) => return r.into_response(),
     };
-    let order = match load(&db, &StateKey::new(&tenant, Item::Order(id.clone()))) {
-        Ok(Some(StateValue::Order(o))) => o,
-        Ok(_) => {
+    let src = DbSource::new(&db);
+    let view = order_view(&src, &api.fold, &tenant, &id);
+    if let Some(e) = src.take_error() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "state_unreadable",
+            format!("order {id}: {e}"),
+        );
+    }
+    let Some(view) = view else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_such_order",
+            format!("no order {id}"),
+        );
+    };
+    let version = match load(&db, &StateKey::new(&tenant, Item::OrderMeta(id.clone()))) {
+        Ok(Some(StateValue::OrderMeta(m))) => m.version,
+        Ok(_) => 0,
+        Err(r) => return r.into_response(),
+    };
+    let mut body = match serde_json::to_value(&view) {
+        Ok(v) => v,
+        Err(e) => {
             return error(
-                StatusCode::NOT_FOUND,
-                "no_such_order",
-                format!("no order {id}"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unserialisable",
+                e.to_string(),
             );
         }
-        Err(r) => return r.into_response(),
     };
-    let meta = match load(&db, &StateKey::new(&tenant, Item::OrderMeta(id.clone()))) {
-        Ok(Some(StateValue::OrderMeta(m))) => m,
-        Ok(_) => OrderMeta {
-            version: 0,
-            customer_id: None,
-        },
-        Err(r) => return r.into_response(),
-    };
-    Json(json!({
-        "tenant": tenant,
-        "order_id": id,
-        "customer_id": meta.customer_id,
-        "version": meta.version,
-        "figures": order.figures(),
-        "shipments": order.shipment_views(),
-        "order": &*order,
-    }))
-    .into_response()
+    body["version"] = json!(version);
+    Json(body).into_response()
 }

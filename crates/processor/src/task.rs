@@ -16,7 +16,7 @@ use rocksdb::WriteBatch;
 use storefold_codec::{
     AvroCodec, CommitMarker, RECEIVED_AT_HEADER, RawEvent, StateKind, StateRecord, WireFormat,
 };
-use storefold_core::engine::{Engine, Item, StateValue};
+use storefold_core::engine::{Engine, FoldConfig, Item, StateValue};
 use storefold_core::{FoldError, Outcome};
 use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
 use storefold_runtime::config::KafkaConfig;
@@ -53,6 +53,8 @@ pub struct Shared {
     pub produce_timeout: Duration,
     pub cache_records: usize,
     pub map_options: MapOptions,
+    /// Reporting currencies and rates for the fold.
+    pub fold: Arc<FoldConfig>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -574,7 +576,7 @@ impl Task {
             batch_positions: positions.clone(),
             positions,
             meta,
-            engine: Engine::new(),
+            engine: Engine::with_config(shared.fold.clone()),
             watermark,
             batch_events: 0,
             batch_started: None,
@@ -780,7 +782,7 @@ impl Task {
     /// Abandons the open batch: the engine's working set may hold its changes,
     /// so it is dropped too. The caller seeks back to [`Task::positions`].
     pub fn abandon(&mut self) {
-        self.engine = Engine::new();
+        self.engine = Engine::with_config(self.shared.fold.clone());
         self.batch_positions = self.positions.clone();
         self.batch_events = 0;
         self.batch_started = None;
@@ -820,7 +822,7 @@ impl Task {
             {
                 let provider = match db.get(&key) {
                     Ok(Some(bytes)) => match decode_value(&bytes) {
-                        Ok(StateValue::Parked(env)) => Some(env.provider.clone()),
+                        Ok(StateValue::Parked(p)) => Some(p.envelope.provider.clone()),
                         _ => None,
                     },
                     _ => parked_now.get(id).cloned(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use storefold_codec::{AvroCodec, CustomerProjection, OrderProjection, Trigger, WireFormat};
-use storefold_core::engine::{Item as StateItem, OrderView, StateValue};
+use storefold_core::engine::{FoldConfig, Item as StateItem, StateValue, order_view};
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, topic_specs};
 use storefold_sinks::{Item, SinkRecord, SourcePosition};
@@ -82,14 +82,10 @@ pub fn fold(spec: &HistorySpec, percent: usize) -> Projections {
                     .and_then(|s| serde_json::to_value(s.value.status).ok())
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_else(|| "unknown".into());
-                let view = OrderView {
-                    tenant: k.tenant.clone(),
-                    order_id: order.order_id.clone(),
-                    customer_id: meta.customer_id.clone(),
-                    figures: order.figures(),
-                    ledger: Vec::new(),
-                    shipments: order.shipment_views(),
-                    order: Arc::clone(order),
+                let Some(view) =
+                    order_view(&store, &FoldConfig::default(), &k.tenant, &order.order_id)
+                else {
+                    continue;
                 };
                 orders.push(OrderProjection {
                     tenant: view.tenant.clone(),
