@@ -55,7 +55,7 @@ pub struct OrderMeta {
     pub triggers: BTreeMap<String, String>,
     /// The customer's first and last touch as of the order's time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub touches: Option<OrderTouches>,
+    pub touches: Option<Box<OrderTouches>>,
 }
 
 /// The campaign touches an order is attributed to: the customer's first touch
@@ -326,7 +326,7 @@ pub struct OrderView {
     pub shipments: Vec<crate::aggregate::ShipmentView>,
     /// The customer's first and last touch as of the order's time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub touches: Option<OrderTouches>,
+    pub touches: Option<Box<OrderTouches>>,
     pub order: Arc<Order>,
 }
 
@@ -1412,15 +1412,17 @@ impl Engine {
             .collect();
         touch_list.sort();
         touch_list.dedup_by(|a, b| a.touch_id == b.touch_id && a == b);
-        let mut order_touches: Vec<(OrderId, Option<OrderTouches>)> = Vec::new();
+        let mut order_touches: Vec<(OrderId, Option<Box<OrderTouches>>)> = Vec::new();
         for o in &orders {
             let Some(created) = o.created_at() else {
                 continue;
             };
             let before: Vec<&TouchEntry> = touch_list.iter().filter(|t| t.at <= created).collect();
-            let touches = (!before.is_empty()).then(|| OrderTouches {
-                first: before.first().map(|t| (*t).clone()),
-                last: before.last().map(|t| (*t).clone()),
+            let touches = (!before.is_empty()).then(|| {
+                Box::new(OrderTouches {
+                    first: before.first().map(|t| (*t).clone()),
+                    last: before.last().map(|t| (*t).clone()),
+                })
             });
             order_touches.push((o.order_id.clone(), touches));
         }

@@ -1046,31 +1046,16 @@ fn analyse_payment(rec: &PaymentRecord) -> Vec<PaymentCalc> {
                 })
             })
             .collect();
-        let authorised_obs = newest(
-            plain()
-                .filter(|(_, p)| {
-                    matches!(
-                        p.status,
-                        PaymentStatus::Authorized
-                            | PaymentStatus::Succeeded
-                            | PaymentStatus::Cancelled
-                    )
-                })
-                .filter(|(_, p)| {
-                    // The largest authorised amount; ties by time.
-                    true && p.amount.minor >= 0
-                }),
-            |p| p.at,
-        );
-        let authorised_max = plain()
+        // The largest authorised amount (newest among equals).
+        let authorised_obs = plain()
             .filter(|(_, p)| {
                 matches!(
                     p.status,
                     PaymentStatus::Authorized | PaymentStatus::Succeeded | PaymentStatus::Cancelled
                 )
             })
-            .map(|(_, p)| p.amount.minor)
-            .max();
+            .max_by(|a, b| (a.1.amount.minor, a.1.at, a.0).cmp(&(b.1.amount.minor, b.1.at, b.0)));
+        let authorised_max = authorised_obs.map(|(_, p)| p.amount.minor);
         let cumulative = obs
             .iter()
             .filter_map(|(ev, p)| p.captured.map(|c| (c.minor, *ev, p.at)))

@@ -914,3 +914,332 @@ fn a_carrier_naming_another_order_makes_a_combined_parcel_in_any_arrival_order()
         "the claim on shopify:2 waits for it"
     );
 }
+
+/// Every permutation of `n` items (n ≤ 6).
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    fn go(rest: Vec<usize>, acc: Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if rest.is_empty() {
+            out.push(acc);
+            return;
+        }
+        for (i, x) in rest.iter().enumerate() {
+            let mut r = rest.clone();
+            r.remove(i);
+            let mut a = acc.clone();
+            a.push(*x);
+            go(r, a, out);
+        }
+    }
+    let mut out = Vec::new();
+    go((0..n).collect(), Vec::new(), &mut out);
+    out
+}
+
+/// The newest trigger per trigger id (what a consumer keeping the newest keeps).
+fn final_triggers(run: &Run) -> BTreeMap<String, (String, Option<String>, OffsetDateTime)> {
+    let mut out = BTreeMap::new();
+    for t in &run.triggers {
+        out.insert(
+            t.trigger_id.clone(),
+            (t.kind.clone(), t.order_id.clone(), t.occurred_at),
+        );
+    }
+    out
+}
+
+fn touch(id: &str, touch_id: &str, email: &str, campaign: &str, at: OffsetDateTime) -> Envelope {
+    env(
+        id,
+        at,
+        Event::Touch(Touch {
+            touch_id: touch_id.into(),
+            identity: Identity::default().with_email(Some(email)),
+            utm: Utm {
+                source: Some("newsletter".into()),
+                campaign: Some(campaign.into()),
+                ..Utm::default()
+            },
+            landing_page: None,
+            referrer: None,
+            gclid: None,
+            fbclid: None,
+            cart_token: None,
+            at,
+        }),
+    )
+}
+
+#[test]
+fn two_touches_with_one_id_keep_the_later_by_its_own_time_in_any_order() {
+    let events = [
+        touch(
+            "t-late",
+            "tch_1",
+            "ann@example.com",
+            "late",
+            T0 + Duration::days(2),
+        ),
+        touch("t-early", "tch_1", "ann@example.com", "early", T0),
+    ];
+    for perm in permutations(2) {
+        let evs: Vec<Envelope> = perm.iter().map(|&i| events[i].clone()).collect();
+        let c = customer_of(&fold_batched(&evs, 1), "ann@example.com");
+        assert_eq!(c.touches, 1);
+        let last = c.last_touch.expect("a touch");
+        assert_eq!(last.utm.campaign.as_deref(), Some("late"), "{perm:?}");
+    }
+}
+
+#[test]
+fn first_and_repeat_orders_follow_creation_time_with_stable_trigger_ids() {
+    let mut late = order("shopify:2", "ann@example.com", 900, T0, "paid");
+    if let Event::OrderUpserted(o) = &mut late {
+        o.created_at = T0 + Duration::days(10);
+        o.updated_at = T0 + Duration::days(10);
+    }
+    let events = [
+        env("o2", T0 + Duration::days(10), late),
+        env(
+            "o1",
+            T0,
+            order("shopify:1", "ann@example.com", 1500, T0, "paid"),
+        ),
+    ];
+    let mut seen = None;
+    for perm in permutations(2) {
+        for batch in [1, 2] {
+            let evs: Vec<Envelope> = perm.iter().map(|&i| events[i].clone()).collect();
+            let run = fold_batched(&evs, batch);
+            let t = final_triggers(&run);
+            let kinds: BTreeMap<String, String> = t
+                .values()
+                .filter_map(|(k, o, _)| o.clone().map(|o| (o, k.clone())))
+                .collect();
+            assert_eq!(kinds["shopify:1"], "first_order", "{perm:?}/{batch}");
+            assert_eq!(kinds["shopify:2"], "repeat_order", "{perm:?}/{batch}");
+            match &seen {
+                None => seen = Some(t),
+                Some(s) => assert_eq!(s, &t, "{perm:?}/{batch}: the same triggers, the same ids"),
+            }
+        }
+    }
+}
+
+#[test]
+fn shipment_triggers_are_the_same_in_any_arrival_order() {
+    let ship = |id: &str, status: ShipmentStatus, day: i64| {
+        env(
+            id,
+            T0 + Duration::days(day),
+            Event::ShipmentUpdated(Shipment {
+                provider: "aftership".into(),
+                tracking_number: "1Z7".into(),
+                carrier: Some("ups".into()),
+                links: vec![OrderLink::Tracking {
+                    number: "1Z7".into(),
+                }],
+                fulfillment_id: None,
+                status,
+                checkpoints: vec![],
+                line_item_ids: vec![],
+                estimated_delivery: None,
+                at: T0 + Duration::days(day),
+            }),
+        )
+    };
+    let mut o = order("shopify:1", "ann@example.com", 1500, T0, "paid");
+    if let Event::OrderUpserted(u) = &mut o {
+        u.tracking_numbers = vec!["1Z7".into()];
+    }
+    let events = [
+        env("o1", T0, o),
+        ship("s1", ShipmentStatus::Exception, 2),
+        ship("s2", ShipmentStatus::Delivered, 3),
+    ];
+    let reference = final_triggers(&fold_batched(&events, 1));
+    let kinds: Vec<&str> = reference.values().map(|(k, _, _)| k.as_str()).collect();
+    assert!(
+        kinds.contains(&"shipment_exception") && kinds.contains(&"delivered"),
+        "{kinds:?}"
+    );
+    for perm in permutations(3) {
+        for batch in [1, 2, 3] {
+            let evs: Vec<Envelope> = perm.iter().map(|&i| events[i].clone()).collect();
+            assert_eq!(
+                final_triggers(&fold_batched(&evs, batch)),
+                reference,
+                "{perm:?}/{batch}"
+            );
+        }
+    }
+}
+
+#[test]
+fn erasing_a_customer_erases_its_claimed_phone_whenever_another_email_claims_it() {
+    // Ann (email a, phone p) asks to be erased; a guest order was placed with p
+    // alone; Bob later also gives p. Whether Bob's claim came before or after the
+    // redaction, p's data (the guest order's) is erased and Bob's own is not.
+    let phone = "+14155550123";
+    let ann = Identity::default()
+        .with_email(Some("ann@example.com"))
+        .with_phone(Some(phone), None);
+    let bob = Identity::default()
+        .with_email(Some("bob@example.com"))
+        .with_phone(Some(phone), None);
+    let guest = {
+        let mut o = order("shopify:9", "x@x.x", 700, T0, "paid");
+        if let Event::OrderUpserted(u) = &mut o {
+            u.customer = Identity::default().with_phone(Some(phone), None);
+            u.customer_name = Some("Guest Person".into());
+        }
+        o
+    };
+    let events = [
+        env("c-ann", T0, profile(ann.clone(), "Ann", T0)),
+        env("o-guest", T0, guest),
+        env(
+            "x-ann",
+            T0 + Duration::days(2),
+            Event::CustomerRedacted(CustomerRedacted {
+                identity: Identity::default().with_email(Some("ann@example.com")),
+                orders: vec![],
+                requested_by: "shopify".into(),
+            }),
+        ),
+        env(
+            "c-bob",
+            T0 + Duration::days(3),
+            profile(bob, "Bob", T0 + Duration::days(3)),
+        ),
+    ];
+    let mut reference = None;
+    for perm in permutations(4) {
+        let evs: Vec<Envelope> = perm.iter().map(|&i| events[i].clone()).collect();
+        let run = fold_batched(&evs, 1);
+        let guest = &run.store.orders()["shopify:9"];
+        assert!(
+            guest.redacted,
+            "{perm:?}: the guest order under Ann's phone is erased"
+        );
+        let bob = customer_of(&run, "bob@example.com");
+        assert_eq!(bob.first_name.as_deref(), Some("Bob"), "{perm:?}");
+        assert!(!bob.redacted);
+        let dump = serde_json::to_string(&run.store.orders()).unwrap();
+        assert!(!dump.contains("Guest Person"), "{perm:?}");
+        let f = folded(&run);
+        match &reference {
+            None => reference = Some(f),
+            Some(r) => assert_eq!(r, &f, "{perm:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_order_carries_the_customers_touches_as_of_its_time() {
+    let events = [
+        touch(
+            "t1",
+            "tch_a",
+            "ann@example.com",
+            "spring",
+            T0 - Duration::days(5),
+        ),
+        touch(
+            "t2",
+            "tch_b",
+            "ann@example.com",
+            "retarget",
+            T0 - Duration::days(1),
+        ),
+        touch(
+            "t3",
+            "tch_c",
+            "ann@example.com",
+            "after",
+            T0 + Duration::days(1),
+        ),
+        env(
+            "o1",
+            T0,
+            order("shopify:1", "ann@example.com", 1500, T0, "paid"),
+        ),
+    ];
+    for perm in permutations(4) {
+        for batch in [1, 4] {
+            let evs: Vec<Envelope> = perm.iter().map(|&i| events[i].clone()).collect();
+            let run = fold_batched(&evs, batch);
+            let v = &run.store.order_views()["shopify:1"];
+            let t = v.touches.as_ref().expect("touches before the order");
+            let campaign = |e: &Option<storefold_core::aggregate::TouchEntry>| {
+                e.as_ref().and_then(|e| e.utm.campaign.clone())
+            };
+            assert_eq!(
+                campaign(&t.first).as_deref(),
+                Some("spring"),
+                "{perm:?}/{batch}"
+            );
+            assert_eq!(
+                campaign(&t.last).as_deref(),
+                Some("retarget"),
+                "{perm:?}/{batch}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_payment_naming_an_order_that_never_comes_waits_and_can_be_given_up() {
+    let pay = env(
+        "p1",
+        T0,
+        Event::PaymentSucceeded(Payment {
+            provider: "stripe".into(),
+            payment_id: "pi_9".into(),
+            links: vec![
+                OrderLink::Order {
+                    order_id: "woocommerce:727".into(),
+                },
+                OrderLink::Payment {
+                    provider: "stripe".into(),
+                    reference: "pi_9".into(),
+                },
+            ],
+            status: PaymentStatus::Succeeded,
+            amount: usd(4200),
+            fee: None,
+            net: None,
+            amount_refunded: None,
+            method: None,
+            failure_reason: None,
+            payer: Identity::default().with_email(Some("ann@example.com")),
+            at: T0,
+            captured: Some(usd(4200)),
+            capture_id: None,
+            auto_capture: false,
+        }),
+    );
+    let mut store = MemStore::default();
+    let mut engine = Engine::new();
+    let outcome = engine.apply_received(&store, &pay, Some(1_000)).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Parked(ref keys) if keys == &vec!["order:woocommerce:727".to_string()]),
+        "{outcome:?}"
+    );
+    store.commit(engine.finish(&store).changes);
+    assert!(store.orders().is_empty(), "no order is made from a payment");
+    assert!(store.customers().is_empty());
+    let mut engine = Engine::new();
+    let parked = engine
+        .expire_parked(&store, "acme", "p1")
+        .expect("it was parked");
+    assert_eq!(parked.received_at, Some(1_000));
+    assert_eq!(parked.envelope, pay);
+    store.commit(engine.finish(&store).changes);
+    assert!(
+        store.records.keys().all(|k| !k.encode().contains("park")),
+        "nothing of it is left: {:?}",
+        store.records.keys().map(|k| k.encode()).collect::<Vec<_>>()
+    );
+    // Given up once, it is gone: a second expiry finds nothing.
+    assert!(Engine::new().expire_parked(&store, "acme", "p1").is_none());
+}
