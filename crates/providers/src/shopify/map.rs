@@ -1,9 +1,12 @@
 //! Shopify payloads to canonical events.
 
+use std::collections::BTreeSet;
+
 use storefold_core::event::{
     Address, Attribution, Checkpoint, Consent, CustomerRedacted, CustomerUpserted, LineItem,
-    OrderLink, OrderStatus, OrderTotals, OrderUpserted, ReasonCode, Refund, RefundLine,
-    RefundStatus, Return, ReturnResolution, Shipment, ShipmentStatus, Touch, Utm,
+    OrderLink, OrderStatus, OrderTotals, OrderUpserted, Payment, PaymentStatus, ReasonCode, Refund,
+    RefundLine, RefundStatus, Return, ReturnResolution, Shipment, ShipmentStatus, StoreMoney,
+    Touch, Utm,
 };
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
@@ -50,11 +53,14 @@ impl Out<'_> {
 }
 
 /// orders/create, orders/updated, orders/paid, orders/cancelled, orders/fulfilled,
-/// orders/partially_fulfilled: the customer (when there is one) and the order snapshot.
+/// orders/partially_fulfilled: the customer (when there is one), the order
+/// snapshot with the store's account of its money, and one refund (and the return
+/// it settles) per entry of the snapshot's `refunds`.
 pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Envelope>, MapError> {
     let out = Out { ctx, input };
     let o: model::Order = parse_json(input.body)?;
     let currency = order_currency(&o)?;
+    let presentment = presentment_currency(&o, currency)?;
     let updated_at = opt_time("updated_at", o.updated_at.as_deref())?;
     let created_at = opt_time("created_at", o.created_at.as_deref())?;
     let processed_at = opt_time("processed_at", o.processed_at.as_deref())?;
@@ -154,10 +160,285 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
         updated_at,
         cancelled_at: opt_time("cancelled_at", o.cancelled_at.as_deref())?,
         cancel_reason: non_empty(o.cancel_reason.as_deref()),
-        store_money: None,
+        store_money: store_money(&o, currency, presentment)?,
     };
     events.push(out.envelope(None, updated_at, Event::OrderUpserted(Box::new(order))));
+
+    // The refunds the snapshot lists, like refunds/create reports them: the same
+    // refund id from either source is one refund in the fold, so a missed
+    // refunds/create delivery is made good by the next order snapshot.
+    for r in &o.refunds {
+        let suffix = format!("refund:{}", r.id.0);
+        events.extend(refund_events(
+            &out,
+            r,
+            &o.id,
+            Some(presentment),
+            updated_at,
+            Some(&suffix),
+        )?);
+    }
     Ok(events)
+}
+
+/// The currency the customer saw and paid in: `presentment_currency`, else the
+/// presentment side of the total's money bag, else (payloads from before
+/// multi-currency selling) the shop currency.
+fn presentment_currency(o: &model::Order, shop: Currency) -> Result<Currency, MapError> {
+    let code = non_empty(o.presentment_currency.as_deref()).or_else(|| {
+        [&o.current_total_price_set, &o.total_price_set]
+            .into_iter()
+            .flatten()
+            .find_map(|s| {
+                s.presentment_money
+                    .as_ref()
+                    .map(|m| m.currency_code.clone())
+            })
+    });
+    match code {
+        Some(code) => currency_of("presentment_currency", &code),
+        None => Ok(shop),
+    }
+}
+
+/// `total_outstanding` (shop currency) in the presentment currency.
+enum Outstanding {
+    /// The payload has no `total_outstanding` (REST payloads before it existed).
+    Absent,
+    /// In the presentment currency, and the same amount in the shop currency.
+    Known {
+        presentment: Money,
+        shop: Money,
+        /// Converted at the order's own shop/presentment ratio (inexact by up
+        /// to half a minor unit), not the same currency and not zero.
+        converted: bool,
+    },
+    /// Not zero, in another currency, and no money bag gives the order's ratio.
+    Unconvertible,
+}
+
+impl Outstanding {
+    fn presentment(&self) -> Option<Money> {
+        match self {
+            Outstanding::Known { presentment, .. } => Some(*presentment),
+            _ => None,
+        }
+    }
+}
+
+/// Shopify reports `total_outstanding` in the shop currency only. Zero needs no
+/// conversion and the same currency none either; otherwise it is converted at
+/// the ratio Shopify itself used for this order, the presentment over the shop
+/// side of `current_total_price_set` (else `total_price_set`), rounded half away
+/// from zero to the presentment currency's minor unit.
+fn outstanding(
+    o: &model::Order,
+    shop: Currency,
+    presentment: Currency,
+) -> Result<Outstanding, MapError> {
+    let Some(raw) = o.total_outstanding.as_ref().filter(|a| !a.0.is_empty()) else {
+        return Ok(Outstanding::Absent);
+    };
+    let in_shop = money_in("total_outstanding", raw, shop)?;
+    if presentment == shop {
+        return Ok(Outstanding::Known {
+            presentment: in_shop,
+            shop: in_shop,
+            converted: false,
+        });
+    }
+    if in_shop.minor == 0 {
+        return Ok(Outstanding::Known {
+            presentment: Money::zero(presentment),
+            shop: in_shop,
+            converted: false,
+        });
+    }
+    let mut ratio = None;
+    for set in [&o.current_total_price_set, &o.total_price_set]
+        .into_iter()
+        .flatten()
+    {
+        let (Some(s), Some(p)) = (&set.shop_money, &set.presentment_money) else {
+            continue;
+        };
+        let s = crate::money("total_price_set.shop_money", &s.amount.0, &s.currency_code)?;
+        let p = crate::money(
+            "total_price_set.presentment_money",
+            &p.amount.0,
+            &p.currency_code,
+        )?;
+        if s.currency == shop && p.currency == presentment && s.minor != 0 {
+            ratio = Some((p.minor, s.minor));
+            break;
+        }
+    }
+    let Some((p, s)) = ratio else {
+        return Ok(Outstanding::Unconvertible);
+    };
+    let minor = div_round_half_away(i128::from(in_shop.minor) * i128::from(p), i128::from(s));
+    let minor = i64::try_from(minor).map_err(|_| MapError::InvalidField {
+        field: "total_outstanding".into(),
+        reason: "out of range once converted to the presentment currency".into(),
+    })?;
+    Ok(Outstanding::Known {
+        presentment: Money::new(minor, presentment),
+        shop: in_shop,
+        converted: true,
+    })
+}
+
+/// `n / d` rounded half away from zero (`d` is never zero here).
+fn div_round_half_away(n: i128, d: i128) -> i128 {
+    let q = n / d;
+    let r = n % d;
+    if 2 * r.abs() >= d.abs() {
+        q + n.signum() * d.signum()
+    } else {
+        q
+    }
+}
+
+/// Σ of the successful refund transactions of the snapshot's own `refunds`, in
+/// the presentment currency (Shopify refunds in the presentment currency; a
+/// transaction without `currency` is taken to be in it). `None` when one is in
+/// another currency: the sum could not be exact.
+fn refunded_in(o: &model::Order, presentment: Currency) -> Result<Option<Money>, MapError> {
+    let mut sum = Money::zero(presentment);
+    for t in o.refunds.iter().flat_map(|r| &r.transactions) {
+        if t.kind.as_deref() != Some("refund") || t.status.as_deref() != Some("success") {
+            continue;
+        }
+        let Some(a) = t.amount.as_ref().filter(|a| !a.0.is_empty()) else {
+            continue;
+        };
+        let m = match non_empty(t.currency.as_deref()) {
+            Some(code) => crate::money("refunds.transactions.amount", &a.0, &code)?,
+            None => money_in("refunds.transactions.amount", a, presentment)?,
+        };
+        if m.currency != presentment {
+            return Ok(None);
+        }
+        sum = sum.checked_add(m)?;
+    }
+    Ok(Some(sum))
+}
+
+/// The snapshot's own account of the money the shop received for the order, in
+/// the presentment currency (docs/books.md: counted only when no payment
+/// provider reports the order's payments). Every figure comes from this one
+/// snapshot, so they agree with each other:
+///
+/// - `authorized`: nothing received; the current total (else the total) is held.
+///   `pending`, `voided`, `expired`: nothing received.
+/// - with `current_total_price` and `total_outstanding` (API 2019-10 and later):
+///   received = current total + Σ successful refund transactions of the snapshot's
+///   `refunds` − outstanding. `current_total_price` already has refunds and
+///   removed items taken off, and Shopify defines the outstanding amount as the
+///   current total less what was received net of refunds, so this gives back what
+///   the customer paid before refunds: refunds come off once, in the fold.
+/// - without them (older payloads): `paid`, `partially_refunded`, `refunded`
+///   received `total_price`, what the checkout charged. `partially_paid` says
+///   that some money came but not how much: no account (`None`).
+fn store_money(
+    o: &model::Order,
+    shop: Currency,
+    presentment: Currency,
+) -> Result<Option<StoreMoney>, MapError> {
+    let financial = o.financial_status.as_deref().map(str::trim).unwrap_or("");
+    let current = amount_in(
+        "current_total_price",
+        o.current_total_price.as_ref(),
+        o.current_total_price_set.as_ref(),
+        presentment,
+        shop,
+    )?;
+    let original = amount_in(
+        "total_price",
+        o.total_price.as_ref(),
+        o.total_price_set.as_ref(),
+        presentment,
+        shop,
+    )?;
+    let outstanding = outstanding(o, shop, presentment)?;
+    let multi_currency = presentment != shop;
+    // `received` in the shop currency, when the payload gives it without a rate.
+    let shop_side = |m: Option<Money>| m.filter(|_| multi_currency);
+    let nothing_received = |authorized: Option<Money>| StoreMoney {
+        received: Money::zero(presentment),
+        authorized,
+        outstanding: outstanding.presentment(),
+        shop_received: shop_side(Some(Money::zero(shop))),
+        basis: format!("financial_status:{financial}"),
+    };
+    match financial {
+        "authorized" => {
+            let held = current.or(original);
+            return Ok(held.map(|h| nothing_received(Some(h))));
+        }
+        "pending" | "voided" | "expired" => return Ok(Some(nothing_received(None))),
+        _ => {}
+    }
+    if let (
+        Some(current),
+        Outstanding::Known {
+            presentment: owed,
+            shop: owed_in_shop,
+            converted,
+        },
+    ) = (current, &outstanding)
+    {
+        let Some(refunded) = refunded_in(o, presentment)? else {
+            return Ok(None);
+        };
+        let received = current.checked_add(refunded)?.checked_sub(*owed)?;
+        // The refund transactions carry no shop-currency amount: the shop side is
+        // exact only while nothing was refunded.
+        let current_in_shop = amount_in(
+            "current_total_price",
+            o.current_total_price.as_ref(),
+            o.current_total_price_set.as_ref(),
+            shop,
+            shop,
+        )?;
+        let shop_received = match current_in_shop {
+            Some(c) if refunded.minor == 0 => shop_side(Some(c.checked_sub(*owed_in_shop)?)),
+            _ => None,
+        };
+        return Ok(Some(StoreMoney {
+            received,
+            authorized: None,
+            outstanding: Some(*owed),
+            shop_received,
+            basis: if *converted {
+                "current_total+refunds-outstanding, outstanding converted at the order's own rate"
+                    .to_string()
+            } else {
+                "current_total+refunds-outstanding".to_string()
+            },
+        }));
+    }
+    match (financial, original) {
+        ("paid" | "partially_refunded" | "refunded", Some(total)) => {
+            let total_in_shop = amount_in(
+                "total_price",
+                o.total_price.as_ref(),
+                o.total_price_set.as_ref(),
+                shop,
+                shop,
+            )?;
+            Ok(Some(StoreMoney {
+                received: total,
+                authorized: None,
+                outstanding: None,
+                shop_received: shop_side(total_in_shop),
+                basis: format!("financial_status:{financial}, total_price"),
+            }))
+        }
+        // partially_paid without `total_outstanding`: some money came, the payload
+        // does not say how much. Unknown statuses say nothing either.
+        _ => Ok(None),
+    }
 }
 
 /// The shop currency of an order: `currency`, else the shop side of a money bag.
@@ -474,23 +755,49 @@ pub(crate) fn refund(
 ) -> Result<Vec<Envelope>, MapError> {
     let out = Out { ctx, input };
     let r: model::Refund = parse_json(input.body)?;
-    let currency = refund_currency(&r)?;
-    let at = match opt_time("created_at", r.created_at.as_deref())? {
-        Some(t) => t,
-        None => opt_time("processed_at", r.processed_at.as_deref())?
-            .unwrap_or_else(|| out.fallback_time()),
+    let order_id = r
+        .order_id
+        .clone()
+        .ok_or_else(|| MapError::MissingField("order_id".into()))?;
+    refund_events(&out, &r, &order_id, None, out.fallback_time(), None)
+}
+
+/// One refund (a refunds/create body or an entry of an order's `refunds`) as a
+/// [`Refund`], plus the return it settles when goods came back. The amount is
+/// the sum of its successful refund transactions, in their currency (Shopify
+/// refunds in the presentment currency); lines and adjustments are given in the
+/// same currency, from their money bags.
+///
+/// `suffix` names the events of an order snapshot's refunds (`refund:<id>`);
+/// refunds/create has one refund and needs none. `presentment` is the order's
+/// currency when known, for refunds whose transactions name none.
+fn refund_events(
+    out: &Out<'_>,
+    r: &model::Refund,
+    order_id: &model::Id,
+    presentment: Option<Currency>,
+    fallback_at: OffsetDateTime,
+    suffix: Option<&str>,
+) -> Result<Vec<Envelope>, MapError> {
+    let currency = refund_currency(r, presentment)?;
+    let created_at = match opt_time("created_at", r.created_at.as_deref())? {
+        Some(t) => Some(t),
+        None => opt_time("processed_at", r.processed_at.as_deref())?,
     };
+    let at = created_at.unwrap_or(fallback_at);
 
     let refunds: Vec<&model::Transaction> = r
         .transactions
         .iter()
         .filter(|t| t.kind.as_deref() == Some("refund"))
         .collect();
-    let mut amount = Money::zero(currency);
-    for t in refunds
+    let succeeded: Vec<&model::Transaction> = refunds
         .iter()
+        .copied()
         .filter(|t| t.status.as_deref() == Some("success"))
-    {
+        .collect();
+    let mut amount = Money::zero(currency);
+    for t in &succeeded {
         let m = match (&t.amount, non_empty(t.currency.as_deref())) {
             (Some(a), Some(code)) => crate::money("transactions.amount", &a.0, &code)?,
             (Some(a), None) => money_in("transactions.amount", a, currency)?,
@@ -508,6 +815,23 @@ pub(crate) fn refund(
     } else {
         // No money moved (a restock-only refund): nothing is outstanding.
         RefundStatus::Succeeded
+    };
+    // The gateway that moved the money: that of the successful refund
+    // transactions (else of any). A refund split over several gateways (part to
+    // a gift card, part to the card) names none: the ledger then counts it only
+    // beyond what the payment provider refunded, which is the gift card part.
+    let considered = if succeeded.is_empty() {
+        &refunds
+    } else {
+        &succeeded
+    };
+    let gateways: BTreeSet<String> = considered
+        .iter()
+        .filter_map(|t| non_empty(t.gateway.as_deref()))
+        .collect();
+    let gateway = match gateways.len() {
+        1 => gateways.into_iter().next(),
+        _ => None,
     };
 
     let mut lines = Vec::new();
@@ -530,7 +854,7 @@ pub(crate) fn refund(
         lines.push(RefundLine {
             line_item_id,
             quantity: l.quantity,
-            amount: money_of(
+            amount: money_in_currency(
                 "refund_line_items.subtotal",
                 l.subtotal.as_ref(),
                 l.subtotal_set.as_ref(),
@@ -541,30 +865,32 @@ pub(crate) fn refund(
     }
 
     // Shopify records shipping refunds and discrepancies as negative adjustments
-    // of the order; as part of the refund they count positive.
-    let adjustments = if r.order_adjustments.is_empty() {
-        None
-    } else {
-        let mut sum = Money::zero(currency);
+    // of the order; as part of the refund they count positive. Unknown when one
+    // of them has no amount in the refund's currency.
+    let mut adjustments = None;
+    if !r.order_adjustments.is_empty() {
+        let mut sum = Some(Money::zero(currency));
         for a in &r.order_adjustments {
-            if let Some(m) = money_of(
+            let m = money_in_currency(
                 "order_adjustments.amount",
                 a.amount.as_ref(),
                 a.amount_set.as_ref(),
                 currency,
-            )? {
-                sum = sum.checked_sub(m)?;
-            }
+            )?;
+            sum = match (sum, m) {
+                (Some(s), Some(m)) => Some(s.checked_sub(m)?),
+                _ => None,
+            };
         }
-        Some(sum)
-    };
+        adjustments = sum;
+    }
 
     let links = vec![OrderLink::Order {
-        order_id: format!("{PROVIDER}:{}", r.order_id.0),
+        order_id: format!("{PROVIDER}:{}", order_id.0),
     }];
     let note = non_empty(r.note.as_deref());
     let mut events = vec![out.envelope(
-        None,
+        suffix,
         at,
         Event::RefundIssued(Refund {
             provider: PROVIDER.to_string(),
@@ -577,14 +903,18 @@ pub(crate) fn refund(
             lines,
             adjustments,
             at,
-            created_at: None,
-            gateway: None,
+            created_at,
+            gateway,
         }),
     )];
     if !returned.is_empty() {
+        let return_suffix = match suffix {
+            Some(s) => format!("{s}:return"),
+            None => "return".to_string(),
+        };
         events.push(
             out.envelope(
-                Some("return"),
+                Some(&return_suffix),
                 at,
                 Event::ReturnResolved(Return {
                     provider: PROVIDER.to_string(),
@@ -605,25 +935,154 @@ pub(crate) fn refund(
     Ok(events)
 }
 
-/// The currency a refund is in: its transactions', else its lines' or adjustments'.
-fn refund_currency(r: &model::Refund) -> Result<Currency, MapError> {
-    let code = r
+/// The currency a refund is in: its transactions' (Shopify refunds in the
+/// presentment currency), else the order's presentment currency when the caller
+/// knows it, else the presentment side of its lines' or adjustments' money bags
+/// (the shop side when there is no other).
+fn refund_currency(r: &model::Refund, presentment: Option<Currency>) -> Result<Currency, MapError> {
+    if let Some(code) = r
         .transactions
         .iter()
         .find_map(|t| non_empty(t.currency.as_deref()))
-        .or_else(|| {
-            r.refund_line_items
+    {
+        return currency_of("transactions.currency", &code);
+    }
+    if let Some(c) = presentment {
+        return Ok(c);
+    }
+    let bags: Vec<&model::MoneySet> = r
+        .refund_line_items
+        .iter()
+        .filter_map(|l| l.subtotal_set.as_ref())
+        .chain(
+            r.order_adjustments
                 .iter()
-                .filter_map(|l| l.subtotal_set.as_ref())
-                .chain(
-                    r.order_adjustments
-                        .iter()
-                        .filter_map(|a| a.amount_set.as_ref()),
-                )
-                .find_map(|s| s.shop_money.as_ref().map(|m| m.currency_code.clone()))
-        })
+                .filter_map(|a| a.amount_set.as_ref()),
+        )
+        .collect();
+    let code = bags
+        .iter()
+        .find_map(|s| s.presentment_money.as_ref())
+        .or_else(|| bags.iter().find_map(|s| s.shop_money.as_ref()))
+        .map(|m| m.currency_code.clone())
         .ok_or_else(|| MapError::MissingField("transactions.currency".into()))?;
     currency_of("currency", &code)
+}
+
+/// order_transactions/create: a payment as the store recorded it. Shopify sends
+/// it when a transaction is created or its status changes, and only for the
+/// statuses success, failure and error. One payment per authorisation or sale
+/// (payment id = transaction id); a capture is one capture of its authorisation
+/// (payment id = `parent_id`, capture id = transaction id); a void cancels its
+/// authorisation. These are store-recorded payments: the ledger counts them only
+/// when neither a payment provider nor the order snapshot accounts for the money.
+///
+/// Refund transactions give no event: refunds/create (and the order's `refunds`)
+/// report the same refund with its lines, under the refund's id; mapping the
+/// transaction too would count the money twice. A void that failed changed
+/// nothing (the authorisation stands), and pending transactions (never sent) or
+/// other kinds (`change`, `suggested_refund`, `emv_authorization`) move no money
+/// of the order's own: no event either.
+pub(crate) fn order_transaction(
+    ctx: &MapContext<'_>,
+    input: &RawInput<'_>,
+) -> Result<Vec<Envelope>, MapError> {
+    let out = Out { ctx, input };
+    let t: model::Transaction = parse_json(input.body)?;
+    let kind = t.kind.as_deref().map(str::trim).unwrap_or("");
+    let failed = match t.status.as_deref().map(str::trim) {
+        Some("success") => false,
+        Some("failure" | "error") => true,
+        _ => return Ok(Vec::new()),
+    };
+    let id =
+        t.id.as_ref()
+            .ok_or_else(|| MapError::MissingField("id".into()))?
+            .0
+            .clone();
+    let parent = || {
+        t.parent_id
+            .as_ref()
+            .map(|p| p.0.clone())
+            .ok_or_else(|| MapError::MissingField("parent_id".into()))
+    };
+    let (payment_id, capture_id, status) = match (kind, failed) {
+        ("authorization", false) => (id, None, PaymentStatus::Authorized),
+        ("sale", false) => (id, None, PaymentStatus::Succeeded),
+        ("authorization" | "sale", true) => (id, None, PaymentStatus::Failed),
+        ("capture", false) => (parent()?, Some(id), PaymentStatus::Succeeded),
+        ("capture", true) => (parent()?, Some(id), PaymentStatus::Failed),
+        ("void", false) => (parent()?, None, PaymentStatus::Cancelled),
+        _ => return Ok(Vec::new()),
+    };
+    let order_id = t
+        .order_id
+        .as_ref()
+        .ok_or_else(|| MapError::MissingField("order_id".into()))?;
+    let amount = t
+        .amount
+        .as_ref()
+        .filter(|a| !a.0.is_empty())
+        .ok_or_else(|| MapError::MissingField("amount".into()))?;
+    // No currency, no money: Shopify names it on every transaction it sends; a
+    // payload without one is not guessed at (the shop currency and the
+    // presentment currency can differ).
+    let code = non_empty(t.currency.as_deref())
+        .ok_or_else(|| MapError::MissingField("currency".into()))?;
+    let amount = crate::money("amount", &amount.0, &code)?;
+    let at = match opt_time("processed_at", t.processed_at.as_deref())? {
+        Some(at) => at,
+        None => {
+            opt_time("created_at", t.created_at.as_deref())?.unwrap_or_else(|| out.fallback_time())
+        }
+    };
+    let failure_reason = if failed {
+        non_empty(t.message.as_deref()).or_else(|| non_empty(t.error_code.as_deref()))
+    } else {
+        None
+    };
+    let payment = Payment {
+        provider: PROVIDER.to_string(),
+        payment_id,
+        links: vec![OrderLink::Order {
+            order_id: format!("{PROVIDER}:{}", order_id.0),
+        }],
+        status,
+        amount,
+        fee: None,
+        net: None,
+        amount_refunded: None,
+        captured: None,
+        capture_id,
+        auto_capture: false,
+        method: non_empty(t.gateway.as_deref()),
+        failure_reason,
+        payer: Identity::default(),
+        at,
+    };
+    let event = match status {
+        PaymentStatus::Authorized | PaymentStatus::Succeeded => Event::PaymentSucceeded(payment),
+        _ => Event::PaymentFailed(payment),
+    };
+    Ok(vec![out.envelope(None, at, event)])
+}
+
+/// orders/edited: the body is an order edit (which line items were added or
+/// removed, and by how much), not the order. It carries no totals, no
+/// outstanding amount and no financial status, so it says nothing exact about
+/// the money; the orders/updated that Shopify sends for the same change carries
+/// the edited `current_*` totals and `total_outstanding`, and the order
+/// snapshot accounts for them. The body is read (a malformed one, or one that
+/// names no order, is an error) and accepted without an event.
+pub(crate) fn order_edited(
+    _ctx: &MapContext<'_>,
+    input: &RawInput<'_>,
+) -> Result<Vec<Envelope>, MapError> {
+    let edited: model::OrderEdited = parse_json(input.body)?;
+    if edited.order_edit.order_id.0.trim().is_empty() {
+        return Err(MapError::MissingField("order_edit.order_id".into()));
+    }
+    Ok(Vec::new())
 }
 
 /// A coarse reason from the merchant's refund note.
@@ -917,6 +1376,64 @@ fn money_of(
 ) -> Result<Option<Money>, MapError> {
     if let Some(shop) = set.and_then(|s| s.shop_money.as_ref()) {
         return crate::money(field, &shop.amount.0, &shop.currency_code).map(Some);
+    }
+    match rest.filter(|a| !a.0.is_empty()) {
+        Some(a) => money_in(field, a, currency).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// An amount in `currency`: the side of its money bag in that currency, else,
+/// when `currency` is the shop's, the REST string (always in the shop currency).
+fn amount_in(
+    field: &str,
+    rest: Option<&model::Amount>,
+    set: Option<&model::MoneySet>,
+    currency: Currency,
+    shop: Currency,
+) -> Result<Option<Money>, MapError> {
+    if let Some(m) = bag_side(field, set, currency)? {
+        return Ok(Some(m));
+    }
+    match rest.filter(|a| !a.0.is_empty()) {
+        Some(a) if currency == shop => money_in(field, a, shop).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The side of a money bag in `currency`, if it has one.
+fn bag_side(
+    field: &str,
+    set: Option<&model::MoneySet>,
+    currency: Currency,
+) -> Result<Option<Money>, MapError> {
+    let Some(set) = set else {
+        return Ok(None);
+    };
+    for side in [&set.presentment_money, &set.shop_money]
+        .into_iter()
+        .flatten()
+    {
+        let m = crate::money(field, &side.amount.0, &side.currency_code)?;
+        if m.currency == currency {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
+/// A refund's amount in the refund's currency: from the money bag when there is
+/// one (`None` when neither side is in that currency), else the REST string,
+/// which only payloads from before multi-currency selling lack a bag for (one
+/// currency throughout).
+fn money_in_currency(
+    field: &str,
+    rest: Option<&model::Amount>,
+    set: Option<&model::MoneySet>,
+    currency: Currency,
+) -> Result<Option<Money>, MapError> {
+    if set.is_some_and(|s| s.shop_money.is_some() || s.presentment_money.is_some()) {
+        return bag_side(field, set, currency);
     }
     match rest.filter(|a| !a.0.is_empty()) {
         Some(a) => money_in(field, a, currency).map(Some),

@@ -1,4 +1,5 @@
-//! Shopify: orders, refunds, fulfillments, customers, checkouts and the
+//! Shopify: orders (with the store's own account of their money), order edits,
+//! refunds, order transactions, fulfillments, customers, checkouts and the
 //! mandatory compliance webhooks.
 //!
 //! Shopify signs the exact body with the app's client secret: the header
@@ -92,7 +93,9 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
         | "orders/cancelled"
         | "orders/fulfilled"
         | "orders/partially_fulfilled" => map::order(ctx, input),
+        "orders/edited" => map::order_edited(ctx, input),
         "refunds/create" => map::refund(ctx, input),
+        "order_transactions/create" => map::order_transaction(ctx, input),
         "fulfillments/create" | "fulfillments/update" => map::fulfillment(ctx, input),
         "fulfillment_events/create" => map::fulfillment_event(ctx, input),
         "customers/create" | "customers/update" => map::customer(ctx, input),

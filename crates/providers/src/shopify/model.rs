@@ -184,6 +184,9 @@ pub(crate) struct Order {
     /// Shop currency.
     #[serde(default)]
     pub(crate) currency: Option<String>,
+    /// The currency the customer saw and paid in (multi-currency orders).
+    #[serde(default)]
+    pub(crate) presentment_currency: Option<String>,
     #[serde(default)]
     pub(crate) financial_status: Option<String>,
     #[serde(default)]
@@ -196,6 +199,10 @@ pub(crate) struct Order {
     pub(crate) current_total_price: Option<Amount>,
     #[serde(default)]
     pub(crate) current_total_price_set: Option<MoneySet>,
+    /// Still owed by the customer (negative: owed to the customer), in the shop
+    /// currency only; REST payloads carry no money bag for it.
+    #[serde(default)]
+    pub(crate) total_outstanding: Option<Amount>,
     #[serde(default)]
     pub(crate) subtotal_price: Option<Amount>,
     #[serde(default)]
@@ -230,6 +237,9 @@ pub(crate) struct Order {
     pub(crate) discount_codes: Vec<DiscountCode>,
     #[serde(default)]
     pub(crate) fulfillments: Vec<Fulfillment>,
+    /// The order's refunds so far (same shape as a refunds/create body).
+    #[serde(default)]
+    pub(crate) refunds: Vec<Refund>,
     #[serde(default)]
     pub(crate) landing_site: Option<String>,
     #[serde(default)]
@@ -291,16 +301,40 @@ pub(crate) struct LineItemRef {
     pub(crate) id: Id,
 }
 
+/// An order transaction: the body of order_transactions/create and an entry of a
+/// refund's `transactions`.
 #[derive(Clone, Debug, Deserialize)]
 pub(crate) struct Transaction {
     #[serde(default)]
+    pub(crate) id: Option<Id>,
+    #[serde(default)]
+    pub(crate) order_id: Option<Id>,
+    /// authorization, capture, sale, void, refund (and change, suggested_refund, ...).
+    #[serde(default)]
     pub(crate) kind: Option<String>,
+    /// pending, failure, success, error.
     #[serde(default)]
     pub(crate) status: Option<String>,
+    /// In the order's presentment currency (`currency`).
     #[serde(default)]
     pub(crate) amount: Option<Amount>,
     #[serde(default)]
     pub(crate) currency: Option<String>,
+    /// The gateway as Shopify names it: shopify_payments, paypal, manual, gift_card, ...
+    #[serde(default)]
+    pub(crate) gateway: Option<String>,
+    /// The transaction this one acts on (the authorisation a capture or void
+    /// belongs to, the capture or sale a refund gives back).
+    #[serde(default)]
+    pub(crate) parent_id: Option<Id>,
+    #[serde(default)]
+    pub(crate) message: Option<String>,
+    #[serde(default)]
+    pub(crate) error_code: Option<String>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) processed_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -314,7 +348,9 @@ pub(crate) struct OrderAdjustment {
 #[derive(Clone, Debug, Deserialize)]
 pub(crate) struct Refund {
     pub(crate) id: Id,
-    pub(crate) order_id: Id,
+    /// Always in a refunds/create body; an entry of `order.refunds` may omit it.
+    #[serde(default)]
+    pub(crate) order_id: Option<Id>,
     #[serde(default)]
     pub(crate) note: Option<String>,
     /// Pre-2017 refunds say only this, for every line.
@@ -377,6 +413,17 @@ pub(crate) struct Checkout {
     pub(crate) created_at: Option<String>,
     #[serde(default)]
     pub(crate) updated_at: Option<String>,
+}
+
+/// orders/edited: what an order edit changed, not the order itself (no totals).
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct OrderEdited {
+    pub(crate) order_edit: OrderEdit,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct OrderEdit {
+    pub(crate) order_id: Id,
 }
 
 /// customers/delete: Shopify sends little more than the id.

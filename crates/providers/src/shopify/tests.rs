@@ -3,8 +3,9 @@
 
 use storefold_core::event::{
     Address, Attribution, Checkpoint, Consent, CustomerRedacted, CustomerUpserted, LineItem,
-    OrderLink, OrderStatus, OrderTotals, OrderUpserted, ReasonCode, Refund, RefundLine,
-    RefundStatus, Return, ReturnResolution, Shipment, ShipmentStatus, Touch, Utm,
+    OrderLink, OrderStatus, OrderTotals, OrderUpserted, Payment, PaymentStatus, ReasonCode, Refund,
+    RefundLine, RefundStatus, Return, ReturnResolution, Shipment, ShipmentStatus, StoreMoney,
+    Touch, Utm,
 };
 use storefold_core::identity::ExternalId;
 use storefold_core::{Envelope, Event, Identity, Money};
@@ -27,6 +28,14 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn usd(minor: i64) -> Money {
     money(minor, "USD")
+}
+
+fn eur(minor: i64) -> Money {
+    money(minor, "EUR")
+}
+
+fn cad(minor: i64) -> Money {
+    money(minor, "CAD")
 }
 
 fn money(minor: i64, code: &str) -> Money {
@@ -441,7 +450,16 @@ fn expected_order() -> OrderUpserted {
         updated_at: datetime!(2025-03-14 10:02:11 -4),
         cancelled_at: None,
         cancel_reason: None,
-        store_money: None,
+        // Paid, and no `total_outstanding` to work the received money out from
+        // the current total: what the checkout charged, in the customer's euros
+        // (total_price_set), and in the shop's dollars.
+        store_money: Some(StoreMoney {
+            received: money(6999, "EUR"),
+            authorized: None,
+            outstanding: None,
+            shop_received: Some(usd(7608)),
+            basis: "financial_status:paid, total_price".into(),
+        }),
     }
 }
 
@@ -567,7 +585,15 @@ fn orders_cancelled_guest_order_in_jpy() {
             updated_at: datetime!(2025-04-01 09:15:00 UTC),
             cancelled_at: Some(datetime!(2025-04-01 09:14:59 UTC)),
             cancel_reason: Some("customer".into()),
-            store_money: None,
+            // An old shape: refunded, so the total was received (the refund that
+            // gave it back is its own event).
+            store_money: Some(StoreMoney {
+                received: jpy(4500),
+                authorized: None,
+                outstanding: None,
+                shop_received: None,
+                basis: "financial_status:refunded, total_price".into(),
+            }),
         }
     );
 }
@@ -657,28 +683,30 @@ fn refunds_create_maps_refund_and_resolved_return() {
             payment_id: None,
             links: order_link("5012345678901"),
             // Only the successful refund transaction counts; the failed one and
-            // the sale do not.
-            amount: usd(4980),
+            // the sale do not. In euros, the currency the customer paid in and
+            // the refund transactions are in; lines and the shipping adjustment
+            // from the euro side of their money bags.
+            amount: eur(4582),
             status: RefundStatus::Succeeded,
             reason: Some("Customer returned the tee: wrong size".into()),
             lines: vec![
                 RefundLine {
                     line_item_id: "13001".into(),
                     quantity: 1,
-                    amount: Some(usd(2250)),
+                    amount: Some(eur(2070)),
                     restock: true,
                 },
                 RefundLine {
                     line_item_id: "13002".into(),
                     quantity: 1,
-                    amount: Some(usd(1850)),
+                    amount: Some(eur(1702)),
                     restock: false,
                 },
             ],
-            adjustments: Some(usd(700)),
+            adjustments: Some(eur(644)),
             at,
-            created_at: None,
-            gateway: None,
+            created_at: Some(at),
+            gateway: Some("shopify_payments".into()),
         })
     );
     assert_eq!(events[1].event_id, format!("{}#return", inbound.event_id));
@@ -703,14 +731,14 @@ fn refund_status_and_return_reason_variants() {
 
     let mut pending = base.clone();
     pending["transactions"] = serde_json::json!([
-        {"kind": "refund", "status": "pending", "amount": "49.80", "currency": "USD"}
+        {"kind": "refund", "status": "pending", "amount": "45.82", "currency": "EUR"}
     ]);
     pending["note"] = "Arrived broken".into();
     let (_, events) = map_ok("refunds/create", &serde_json::to_vec(&pending).unwrap());
     match &events[0].event {
         Event::RefundIssued(r) => {
             assert_eq!(r.status, RefundStatus::Pending);
-            assert_eq!(r.amount, usd(0));
+            assert_eq!(r.amount, eur(0));
         }
         other => panic!("{other:?}"),
     }
@@ -721,7 +749,7 @@ fn refund_status_and_return_reason_variants() {
 
     let mut failed = base.clone();
     failed["transactions"] = serde_json::json!([
-        {"kind": "refund", "status": "failure", "amount": "49.80", "currency": "USD"}
+        {"kind": "refund", "status": "failure", "amount": "45.82", "currency": "EUR"}
     ]);
     failed["note"] = serde_json::Value::Null;
     failed["refund_line_items"][0]["restock_type"] = "cancel".into();
@@ -744,6 +772,714 @@ fn refund_status_and_return_reason_variants() {
         super::map::reason_from_note("changed my mind"),
         ReasonCode::Other
     );
+}
+
+// ------------------------------------------------------- the store's money
+//
+// Order #3101: a shop in Canadian dollars, a customer paying in euros.
+// Authorised at checkout, captured the next day, the gloves sent back and
+// refunded. Every amount of the store's account is in euros, the currency the
+// customer paid and was refunded in.
+
+fn lines_3101() -> Vec<LineItem> {
+    vec![
+        LineItem {
+            id: "21001".into(),
+            sku: Some("SCARF-MER".into()),
+            title: "Merino Scarf".into(),
+            quantity: 1,
+            unit_price: cad(5920),
+            total_discount: Some(cad(0)),
+        },
+        LineItem {
+            id: "21002".into(),
+            sku: Some("GLOVE-LND".into()),
+            title: "Lined Gloves".into(),
+            quantity: 1,
+            unit_price: cad(4440),
+            total_discount: Some(cad(0)),
+        },
+    ]
+}
+
+/// A guest order of the small fixtures: an email, no addresses, from the web.
+fn guest_order(id: &str, number: &str, email: &str) -> OrderUpserted {
+    OrderUpserted {
+        order_id: format!("shopify:{id}"),
+        number: Some(number.into()),
+        customer: Identity {
+            email: Some(email.into()),
+            ..Identity::default()
+        },
+        customer_name: None,
+        status: OrderStatus::Open,
+        financial_status: None,
+        fulfillment_status: None,
+        totals: OrderTotals {
+            total: usd(0),
+            subtotal: None,
+            discounts: None,
+            shipping: None,
+            tax: None,
+            presentment_total: None,
+        },
+        line_items: vec![],
+        discount_codes: vec![],
+        payment_refs: vec![],
+        tracking_numbers: vec![],
+        attribution: Attribution {
+            source_name: Some("web".into()),
+            ..Attribution::default()
+        },
+        cart_token: None,
+        shipping_address: None,
+        billing_address: None,
+        note: None,
+        tags: vec![],
+        test: false,
+        created_at: datetime!(2000-01-01 0:00 UTC),
+        updated_at: datetime!(2000-01-01 0:00 UTC),
+        cancelled_at: None,
+        cancel_reason: None,
+        store_money: None,
+    }
+}
+
+fn order_3101(financial: &str, updated_at: OffsetDateTime) -> OrderUpserted {
+    OrderUpserted {
+        financial_status: Some(financial.into()),
+        totals: OrderTotals {
+            total: cad(11840),
+            subtotal: Some(cad(10360)),
+            discounts: Some(cad(0)),
+            shipping: Some(cad(1480)),
+            tax: Some(cad(0)),
+            presentment_total: Some(eur(8000)),
+        },
+        line_items: lines_3101(),
+        created_at: datetime!(2025-06-10 09:00:00 +2),
+        updated_at,
+        ..guest_order("6200000000101", "#3101", "grace.h@example.net")
+    }
+}
+
+fn the_only_order(topic: &str, fixture_name: &str) -> (Inbound, OrderUpserted) {
+    let (inbound, events) = map_ok(topic, &fixture(fixture_name));
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event_id, inbound.event_id);
+    match &events[0].event {
+        Event::OrderUpserted(o) => {
+            assert_eq!(events[0].occurred_at, o.updated_at);
+            (inbound, (**o).clone())
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn authorized_order_received_nothing_and_holds_the_total() {
+    let (_, order) = the_only_order("orders/create", "orders_create_authorized.json");
+    assert_eq!(
+        order,
+        OrderUpserted {
+            // Nothing captured: the whole total is held, and still outstanding
+            // (118.40 CAD at the order's own rate, 80.00 EUR for 118.40 CAD).
+            store_money: Some(StoreMoney {
+                received: eur(0),
+                authorized: Some(eur(8000)),
+                outstanding: Some(eur(8000)),
+                shop_received: Some(cad(0)),
+                basis: "financial_status:authorized".into(),
+            }),
+            ..order_3101("authorized", datetime!(2025-06-10 09:00:07 +2))
+        }
+    );
+}
+
+#[test]
+fn paid_order_received_its_current_total() {
+    let (_, order) = the_only_order("orders/paid", "orders_paid.json");
+    assert_eq!(
+        order,
+        OrderUpserted {
+            // 80.00 + no refunds − 0 outstanding; the shop side from the
+            // dollar side of the same money bags.
+            store_money: Some(StoreMoney {
+                received: eur(8000),
+                authorized: None,
+                outstanding: Some(eur(0)),
+                shop_received: Some(cad(11840)),
+                basis: "current_total+refunds-outstanding".into(),
+            }),
+            ..order_3101("paid", datetime!(2025-06-11 08:30:02 +2))
+        }
+    );
+}
+
+fn refund_3101() -> Refund {
+    let at = datetime!(2025-06-12 15:20:00 +2);
+    Refund {
+        provider: "shopify".into(),
+        refund_id: "9400000201".into(),
+        payment_id: None,
+        links: order_link("6200000000101"),
+        amount: eur(3000),
+        status: RefundStatus::Succeeded,
+        reason: Some("Gloves too small, sent back".into()),
+        lines: vec![RefundLine {
+            line_item_id: "21002".into(),
+            quantity: 1,
+            amount: Some(eur(3000)),
+            restock: true,
+        }],
+        adjustments: None,
+        created_at: Some(at),
+        gateway: Some("shopify_payments".into()),
+        at,
+    }
+}
+
+fn return_3101() -> Return {
+    Return {
+        provider: "shopify".into(),
+        return_id: "refund:9400000201".into(),
+        links: order_link("6200000000101"),
+        reason: ReasonCode::Size,
+        resolution: Some(ReturnResolution::Refund),
+        line_item_ids: vec!["21002".into()],
+        note: Some("Gloves too small, sent back".into()),
+        at: datetime!(2025-06-12 15:20:00 +2),
+    }
+}
+
+#[test]
+fn partial_refund_is_in_the_presentment_currency_with_its_gateway() {
+    let (inbound, events) = map_ok("refunds/create", &fixture("refunds_create_partial.json"));
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].event_id, inbound.event_id);
+    assert_eq!(events[0].occurred_at, datetime!(2025-06-12 15:20:00 +2));
+    assert_eq!(events[0].event, Event::RefundIssued(refund_3101()));
+    assert_eq!(events[1].event_id, format!("{}#return", inbound.event_id));
+    assert_eq!(events[1].event, Event::ReturnResolved(return_3101()));
+}
+
+#[test]
+fn updated_after_a_partial_refund_still_received_the_full_amount() {
+    let (inbound, events) = map_ok(
+        "orders/updated",
+        &fixture("orders_updated_partially_refunded.json"),
+    );
+    assert_eq!(events.len(), 3);
+    let order = match &events[0].event {
+        Event::OrderUpserted(o) => o.as_ref(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(events[0].event_id, inbound.event_id);
+    assert_eq!(
+        order,
+        &OrderUpserted {
+            totals: OrderTotals {
+                total: cad(7400),
+                subtotal: Some(cad(5920)),
+                presentment_total: Some(eur(5000)),
+                ..order_3101("x", datetime!(2025-06-12 15:20:04 +2)).totals
+            },
+            // The current total (50.00 EUR) already has the gloves taken off:
+            // 50.00 + the 30.00 refunded − 0 outstanding = the 80.00 the
+            // customer paid. The refund comes off once, in the fold: net 50.00.
+            // No shop-currency figure: the refund transaction has only euros.
+            store_money: Some(StoreMoney {
+                received: eur(8000),
+                authorized: None,
+                outstanding: Some(eur(0)),
+                shop_received: None,
+                basis: "current_total+refunds-outstanding".into(),
+            }),
+            ..order_3101("partially_refunded", datetime!(2025-06-12 15:20:04 +2))
+        }
+    );
+    let received = order.store_money.as_ref().unwrap().received;
+    assert_eq!(
+        received.checked_sub(refund_3101().amount).unwrap(),
+        order.totals.presentment_total.unwrap(),
+        "net of the refund is the current total, never negative"
+    );
+
+    // The snapshot's refund is the refund refunds/create reported: same id,
+    // same amount, currency, gateway and time. The fold sees one refund.
+    assert_eq!(
+        events[1].event_id,
+        format!("{}#refund:9400000201", inbound.event_id)
+    );
+    assert_eq!(events[1].occurred_at, datetime!(2025-06-12 15:20:00 +2));
+    assert_eq!(events[1].event, Event::RefundIssued(refund_3101()));
+    assert_eq!(
+        events[2].event_id,
+        format!("{}#refund:9400000201:return", inbound.event_id)
+    );
+    assert_eq!(events[2].event, Event::ReturnResolved(return_3101()));
+}
+
+fn payment_3101(status: PaymentStatus, at: OffsetDateTime) -> Payment {
+    Payment {
+        provider: "shopify".into(),
+        payment_id: "7800000201".into(),
+        links: order_link("6200000000101"),
+        status,
+        amount: eur(8000),
+        fee: None,
+        net: None,
+        amount_refunded: None,
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
+        method: Some("shopify_payments".into()),
+        failure_reason: None,
+        payer: Identity::default(),
+        at,
+    }
+}
+
+fn one_event(topic: &str, body: &[u8]) -> Envelope {
+    let (inbound, mut events) = map_ok(topic, body);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = events.remove(0);
+    assert_eq!(e.event_id, inbound.event_id);
+    e
+}
+
+#[test]
+fn order_transactions_authorise_then_capture() {
+    let auth_at = datetime!(2025-06-10 09:00:04 +2);
+    let e = one_event(
+        "order_transactions/create",
+        &fixture("order_transactions_authorization.json"),
+    );
+    assert_eq!(e.occurred_at, auth_at);
+    assert_eq!(
+        e.event,
+        Event::PaymentSucceeded(payment_3101(PaymentStatus::Authorized, auth_at))
+    );
+
+    // The capture is one capture of the authorisation it names as its parent.
+    let capture_at = datetime!(2025-06-11 08:30:00 +2);
+    let e = one_event(
+        "order_transactions/create",
+        &fixture("order_transactions_capture.json"),
+    );
+    assert_eq!(e.occurred_at, capture_at);
+    assert_eq!(
+        e.event,
+        Event::PaymentSucceeded(Payment {
+            capture_id: Some("7800000202".into()),
+            ..payment_3101(PaymentStatus::Succeeded, capture_at)
+        })
+    );
+}
+
+#[test]
+fn order_transaction_kinds_and_failures() {
+    let capture: serde_json::Value =
+        serde_json::from_slice(&fixture("order_transactions_capture.json")).unwrap();
+    let at = datetime!(2025-06-11 08:30:00 +2);
+    let with = |changes: serde_json::Value| {
+        let mut t = capture.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        serde_json::to_vec(&t).unwrap()
+    };
+
+    // A void ends the authorisation it names.
+    let e = one_event(
+        "order_transactions/create",
+        &with(serde_json::json!({"id": 7_800_000_209_u64, "kind": "void", "message": "Voided"})),
+    );
+    assert_eq!(
+        e.event,
+        Event::PaymentFailed(payment_3101(PaymentStatus::Cancelled, at))
+    );
+
+    // A capture that failed: that capture brought nothing; the reason is the
+    // gateway's message.
+    let e = one_event(
+        "order_transactions/create",
+        &with(serde_json::json!({"status": "failure", "message": "Capture declined"})),
+    );
+    assert_eq!(
+        e.event,
+        Event::PaymentFailed(Payment {
+            capture_id: Some("7800000202".into()),
+            failure_reason: Some("Capture declined".into()),
+            ..payment_3101(PaymentStatus::Failed, at)
+        })
+    );
+
+    // A sale is a payment of its own, captured at once.
+    let e = one_event(
+        "order_transactions/create",
+        &with(serde_json::json!({"kind": "sale", "parent_id": null})),
+    );
+    assert_eq!(
+        e.event,
+        Event::PaymentSucceeded(Payment {
+            payment_id: "7800000202".into(),
+            ..payment_3101(PaymentStatus::Succeeded, at)
+        })
+    );
+
+    // An authorisation that errored, with only an error code to say why.
+    let e = one_event(
+        "order_transactions/create",
+        &with(serde_json::json!({
+            "kind": "authorization", "status": "error", "parent_id": null,
+            "message": null, "error_code": "card_declined"
+        })),
+    );
+    assert_eq!(
+        e.event,
+        Event::PaymentFailed(Payment {
+            payment_id: "7800000202".into(),
+            failure_reason: Some("card_declined".into()),
+            ..payment_3101(PaymentStatus::Failed, at)
+        })
+    );
+
+    // No event: a refund (refunds/create reports it, with its lines), a void
+    // that failed (the authorisation stands), a pending transaction, a
+    // suggested refund.
+    for changes in [
+        serde_json::json!({"kind": "refund"}),
+        serde_json::json!({"kind": "void", "status": "failure"}),
+        serde_json::json!({"status": "pending"}),
+        serde_json::json!({"kind": "suggested_refund"}),
+    ] {
+        let (_, events) = map_ok("order_transactions/create", &with(changes.clone()));
+        assert!(events.is_empty(), "{changes}");
+    }
+
+    // A capture must name its authorisation; money must name its currency.
+    let (_, mapped) = deliver(
+        "order_transactions/create",
+        &with(serde_json::json!({"parent_id": null})),
+    );
+    assert_eq!(mapped, Err(MapError::MissingField("parent_id".into())));
+    let (_, mapped) = deliver(
+        "order_transactions/create",
+        &with(serde_json::json!({"currency": null})),
+    );
+    assert_eq!(mapped, Err(MapError::MissingField("currency".into())));
+}
+
+// Order #3102: an edit adds a line to a paid order (shop CAD, customer EUR).
+
+#[test]
+fn order_edit_maps_nothing_and_the_following_update_says_what_is_owed() {
+    // orders/edited names the lines an edit added or removed, no totals: no event.
+    let (_, events) = map_ok("orders/edited", &fixture("orders_edited.json"));
+    assert!(events.is_empty());
+    let (_, mapped) = deliver("orders/edited", br#"{"order_edit": {"id": 1}}"#);
+    assert!(matches!(mapped, Err(MapError::Json(_))), "{mapped:?}");
+    let (_, mapped) = deliver("orders/edited", br#"{"id": 1, "total_price": "1.00"}"#);
+    assert!(matches!(mapped, Err(MapError::Json(_))), "{mapped:?}");
+
+    let (_, order) = the_only_order("orders/updated", "orders_updated_after_edit.json");
+    assert_eq!(
+        order,
+        OrderUpserted {
+            status: OrderStatus::Open,
+            financial_status: Some("partially_paid".into()),
+            totals: OrderTotals {
+                total: cad(5551),
+                subtotal: Some(cad(4811)),
+                discounts: Some(cad(0)),
+                shipping: Some(cad(740)),
+                tax: Some(cad(0)),
+                presentment_total: Some(eur(3750)),
+            },
+            line_items: vec![
+                LineItem {
+                    id: "21011".into(),
+                    sku: Some("SOCK-WL".into()),
+                    title: "Wool Socks".into(),
+                    quantity: 1,
+                    unit_price: cad(2960),
+                    total_discount: Some(cad(0)),
+                },
+                LineItem {
+                    id: "21012".into(),
+                    sku: Some("SOCK-BOX".into()),
+                    title: "Sock Gift Box".into(),
+                    quantity: 1,
+                    unit_price: cad(1851),
+                    total_discount: Some(cad(0)),
+                },
+            ],
+            created_at: datetime!(2025-06-19 18:40:00 -4),
+            updated_at: datetime!(2025-06-20 10:02:03 -4),
+            // 18.51 CAD still owed is 12.50 EUR at the order's own rate
+            // (37.50 EUR for 55.51 CAD: 1851 × 3750 / 5551 = 1250.45, rounded
+            // to 1250): received 37.50 − 12.50 = 25.00 EUR, what was paid
+            // before the edit; 55.51 − 18.51 = 37.00 CAD in the shop's money.
+            store_money: Some(StoreMoney {
+                received: eur(2500),
+                authorized: None,
+                outstanding: Some(eur(1250)),
+                shop_received: Some(cad(3700)),
+                basis: "current_total+refunds-outstanding, outstanding converted at the order's own rate"
+                    .into(),
+            }),
+            ..guest_order("6200000000102", "#3102", "ken.t@example.net")
+        }
+    );
+}
+
+// Order #3103: an edit removes two pins from a paid order (dollars only): a
+// refund is owed, then made.
+
+fn order_3103(financial: &str, updated_at: OffsetDateTime, outstanding: i64) -> OrderUpserted {
+    OrderUpserted {
+        financial_status: Some(financial.into()),
+        totals: OrderTotals {
+            total: usd(2900),
+            subtotal: Some(usd(2400)),
+            discounts: Some(usd(0)),
+            shipping: Some(usd(500)),
+            tax: Some(usd(0)),
+            presentment_total: None,
+        },
+        line_items: vec![
+            LineItem {
+                id: "21021".into(),
+                sku: Some("TOTE-CNV".into()),
+                title: "Canvas Tote".into(),
+                quantity: 1,
+                unit_price: usd(2400),
+                total_discount: Some(usd(0)),
+            },
+            LineItem {
+                id: "21022".into(),
+                sku: Some("PIN-ENM".into()),
+                title: "Enamel Pin".into(),
+                quantity: 2,
+                unit_price: usd(600),
+                total_discount: Some(usd(0)),
+            },
+        ],
+        created_at: datetime!(2025-07-01 12:00:00 UTC),
+        updated_at,
+        // The 41.00 paid, before and after the refund of the removed pins.
+        store_money: Some(StoreMoney {
+            received: usd(4100),
+            authorized: None,
+            outstanding: Some(usd(outstanding)),
+            shop_received: None,
+            basis: "current_total+refunds-outstanding".into(),
+        }),
+        ..guest_order("6200000000103", "#3103", "ada.b@example.com")
+    }
+}
+
+#[test]
+fn removed_item_owes_a_refund_then_the_refund_is_made() {
+    // 29.00 current − (−12.00 owed to the customer) = 41.00 received.
+    let (_, order) = the_only_order("orders/updated", "orders_updated_item_removed.json");
+    assert_eq!(
+        order,
+        order_3103("paid", datetime!(2025-07-02 09:15:00 UTC), -1200)
+    );
+
+    // 29.00 current + 12.00 refunded − 0 = 41.00 received; the refund (through
+    // PayPal, no lines: the pins were already off the order) comes off once.
+    let (inbound, events) = map_ok(
+        "orders/updated",
+        &fixture("orders_updated_removed_refunded.json"),
+    );
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0].event,
+        Event::OrderUpserted(Box::new(order_3103(
+            "partially_refunded",
+            datetime!(2025-07-02 11:40:01 UTC),
+            0
+        )))
+    );
+    let at = datetime!(2025-07-02 11:40:00 UTC);
+    assert_eq!(
+        events[1].event_id,
+        format!("{}#refund:9400000301", inbound.event_id)
+    );
+    assert_eq!(events[1].occurred_at, at);
+    assert_eq!(
+        events[1].event,
+        Event::RefundIssued(Refund {
+            provider: "shopify".into(),
+            refund_id: "9400000301".into(),
+            payment_id: None,
+            links: order_link("6200000000103"),
+            amount: usd(1200),
+            status: RefundStatus::Succeeded,
+            reason: None,
+            lines: vec![],
+            adjustments: None,
+            created_at: Some(at),
+            gateway: Some("paypal".into()),
+            at,
+        })
+    );
+}
+
+#[test]
+fn cancelled_order_with_everything_refunded() {
+    let gbp = |m| money(m, "GBP");
+    let (inbound, events) = map_ok(
+        "orders/cancelled",
+        &fixture("orders_cancelled_refunded.json"),
+    );
+    assert_eq!(events.len(), 2);
+    let at = datetime!(2025-07-05 18:10:00 +1);
+    assert_eq!(
+        events[0].event,
+        Event::OrderUpserted(Box::new(OrderUpserted {
+            status: OrderStatus::Cancelled,
+            financial_status: Some("refunded".into()),
+            totals: OrderTotals {
+                total: gbp(0),
+                subtotal: Some(gbp(0)),
+                discounts: Some(gbp(0)),
+                shipping: Some(gbp(495)),
+                tax: Some(gbp(0)),
+                presentment_total: None,
+            },
+            line_items: vec![LineItem {
+                id: "21031".into(),
+                sku: Some("SHIRT-LIN".into()),
+                title: "Linen Shirt".into(),
+                quantity: 1,
+                unit_price: gbp(4500),
+                total_discount: Some(gbp(0)),
+            }],
+            created_at: datetime!(2025-07-05 16:00:00 +1),
+            updated_at: datetime!(2025-07-05 18:10:02 +1),
+            cancelled_at: Some(at),
+            cancel_reason: Some("customer".into()),
+            // Nothing is left of the order (current total 0.00), the 49.95
+            // refunded was received first: received 49.95, refunded 49.95, net 0.
+            store_money: Some(StoreMoney {
+                received: gbp(4995),
+                authorized: None,
+                outstanding: Some(gbp(0)),
+                shop_received: None,
+                basis: "current_total+refunds-outstanding".into(),
+            }),
+            ..guest_order("6200000000104", "#3104", "mary.s@example.co.uk")
+        }))
+    );
+    // The cancellation's refund: the shirt (back to stock, not a return) and
+    // the shipping, through Shopify Payments.
+    assert_eq!(
+        events[1].event_id,
+        format!("{}#refund:9400000401", inbound.event_id)
+    );
+    assert_eq!(
+        events[1].event,
+        Event::RefundIssued(Refund {
+            provider: "shopify".into(),
+            refund_id: "9400000401".into(),
+            payment_id: None,
+            links: order_link("6200000000104"),
+            amount: gbp(4995),
+            status: RefundStatus::Succeeded,
+            reason: Some("Order cancelled by the customer".into()),
+            lines: vec![RefundLine {
+                line_item_id: "21031".into(),
+                quantity: 1,
+                amount: Some(gbp(4500)),
+                restock: true,
+            }],
+            adjustments: Some(gbp(495)),
+            created_at: Some(at),
+            gateway: Some("shopify_payments".into()),
+            at,
+        })
+    );
+}
+
+#[test]
+fn store_money_by_financial_status_and_shape() {
+    let base: serde_json::Value = serde_json::from_slice(&fixture("orders_paid.json")).unwrap();
+    let money_of = |o: &serde_json::Value| {
+        let (_, events) = map_ok("orders/updated", &serde_json::to_vec(o).unwrap());
+        the_order(&events).store_money.clone()
+    };
+
+    // Pending, voided, expired: nothing received, nothing held.
+    for status in ["pending", "voided", "expired"] {
+        let mut o = base.clone();
+        o["financial_status"] = status.into();
+        o["total_outstanding"] = "118.40".into();
+        assert_eq!(
+            money_of(&o),
+            Some(StoreMoney {
+                received: eur(0),
+                authorized: None,
+                outstanding: Some(eur(8000)),
+                shop_received: Some(cad(0)),
+                basis: format!("financial_status:{status}"),
+            }),
+            "{status}"
+        );
+    }
+
+    // Without `total_outstanding`, paid means the total the checkout charged;
+    // partially paid says some money came but not how much: no account.
+    let mut old = base.clone();
+    old.as_object_mut().unwrap().remove("total_outstanding");
+    assert_eq!(
+        money_of(&old),
+        Some(StoreMoney {
+            received: eur(8000),
+            authorized: None,
+            outstanding: None,
+            shop_received: Some(cad(11840)),
+            basis: "financial_status:paid, total_price".into(),
+        })
+    );
+    old["financial_status"] = "partially_paid".into();
+    assert_eq!(money_of(&old), None);
+
+    // An outstanding amount in dollars with no bag giving both sides of the
+    // order's rate cannot be put in euros: the status rule applies instead
+    // (paid: the euro total; the dollar total from the REST string).
+    let mut no_rate = base.clone();
+    no_rate["total_outstanding"] = "10.00".into();
+    for key in ["total_price_set", "current_total_price_set"] {
+        no_rate[key].as_object_mut().unwrap().remove("shop_money");
+    }
+    assert_eq!(
+        money_of(&no_rate),
+        Some(StoreMoney {
+            received: eur(8000),
+            authorized: None,
+            outstanding: None,
+            shop_received: Some(cad(11840)),
+            basis: "financial_status:paid, total_price".into(),
+        })
+    );
+    // Without any euro figure there is nothing to account in euros.
+    for key in ["total_price_set", "current_total_price_set"] {
+        no_rate.as_object_mut().unwrap().remove(key);
+    }
+    assert_eq!(money_of(&no_rate), None);
+
+    // A refund in a currency other than the customer's cannot be added to the
+    // euro totals exactly: no account rather than a wrong one.
+    let mut mixed: serde_json::Value =
+        serde_json::from_slice(&fixture("orders_updated_partially_refunded.json")).unwrap();
+    mixed["refunds"][0]["transactions"][0]["currency"] = "CAD".into();
+    mixed["refunds"][0]["transactions"][0]["amount"] = "44.40".into();
+    let (_, events) = map_ok("orders/updated", &serde_json::to_vec(&mixed).unwrap());
+    assert_eq!(the_order(&events).store_money, None);
 }
 
 // --------------------------------------------------------------- fulfillments
@@ -1163,6 +1899,18 @@ fn conformance_orders_create() {
     assert_eq!(order.created_at, datetime!(2008-01-10 11:00:00 -5));
     assert_eq!(order.updated_at, datetime!(2008-01-10 11:00:00 -5));
     assert_eq!(order.cancelled_at, None);
+    // An old shape (no `current_*`, no `total_outstanding`, one currency):
+    // authorised, so nothing received yet and the total held.
+    assert_eq!(
+        order.store_money,
+        Some(StoreMoney {
+            received: usd(0),
+            authorized: Some(usd(40994)),
+            outstanding: None,
+            shop_received: None,
+            basis: "financial_status:authorized".into(),
+        })
+    );
 
     let customer = the_customer(&events);
     assert_eq!(
@@ -1215,8 +1963,8 @@ fn conformance_refunds_create() {
             ],
             adjustments: None,
             at,
-            created_at: None,
-            gateway: None,
+            created_at: Some(at),
+            gateway: Some("bogus".into()),
         })
     );
 }
@@ -1375,22 +2123,48 @@ fn conformance_compliance_webhooks() {
 }
 
 #[test]
-fn conformance_order_transaction_is_not_a_mapped_topic() {
+fn conformance_order_transaction_needs_its_currency() {
     let Some(dir) = conformance_dir("shopify") else {
         return;
     };
-    // order_transactions/create is not subscribed: the payment provider is the
-    // source of truth for payments. It verifies, describes, and is refused by map.
+    // This old transaction names no currency. An amount without one is not
+    // money: it is refused, not guessed (the shop's and the customer's currency
+    // can differ).
     let body = read_file(&dir, "order_transactions_create__transaction.json");
     let (inbound, mapped) = deliver("order_transactions/create", &body);
     assert_eq!(inbound.topic, "order_transactions/create");
-    assert_eq!(
-        mapped,
-        Err(MapError::UnsupportedTopic(
-            "order_transactions/create".into()
-        ))
+    assert_eq!(mapped, Err(MapError::MissingField("currency".into())));
+
+    // The same transaction as Shopify sends it today, with its currency: a
+    // successful authorisation of the order, by the `bogus` test gateway.
+    let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["currency"] = "USD".into();
+    let (inbound, events) = map_ok(
+        "order_transactions/create",
+        &serde_json::to_vec(&v).unwrap(),
     );
-    // Its amount would parse exactly, should the topic ever be mapped.
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["amount"], "409.94");
+    let at = datetime!(2005-08-01 11:57:11 -4);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_id, inbound.event_id);
+    assert_eq!(events[0].occurred_at, at);
+    assert_eq!(
+        events[0].event,
+        Event::PaymentSucceeded(Payment {
+            provider: "shopify".into(),
+            payment_id: "389404469".into(),
+            links: order_link("450789469"),
+            status: PaymentStatus::Authorized,
+            amount: usd(40994),
+            fee: None,
+            net: None,
+            amount_refunded: None,
+            captured: None,
+            capture_id: None,
+            auto_capture: false,
+            method: Some("bogus".into()),
+            failure_reason: None,
+            payer: Identity::default(),
+            at,
+        })
+    );
 }
