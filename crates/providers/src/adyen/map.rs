@@ -4,16 +4,27 @@
 //! (Adyen's documented uniqueness key), so an item redelivered in another batch is
 //! still recognised as the same event.
 //!
-//! `AUTHORISATION` with `success=true` is mapped as a **succeeded** payment: card
-//! payments on Adyen are captured automatically unless the merchant configured a
-//! capture delay, and with automatic capture Adyen sends no `CAPTURE` notification
-//! by default, so waiting for one would leave most paid orders unpaid. Merchants on
-//! manual capture also get `CAPTURE` (same payment id, also succeeded) and, when
-//! they release the authorisation instead, `CANCELLATION` (a cancelled payment,
-//! later in time, which the fold lets win).
+//! One payment is one authorisation: its pspReference, which every modification
+//! (capture, cancellation, refund, adjustment) names as `originalReference`.
+//!
+//! - `AUTHORISATION` with `success=true` is an **authorised** payment. With the
+//!   tenant's automatic capture (Adyen's default, [`AdyenCapture::Automatic`])
+//!   it says so (`auto_capture`): Adyen captures it by itself and sends no
+//!   `CAPTURE` by default, so the fold counts it captured unless it is cancelled
+//!   or captures are itemised. With manual capture it is only a hold.
+//! - Each `CAPTURE` is one capture with its own pspReference (`capture_id`), so
+//!   partial captures add up; `CAPTURE_FAILED` carries the pspReference of the
+//!   capture the scheme rejected, which fails that capture after it succeeded.
+//! - `REFUND_FAILED` and `REFUNDED_REVERSED` carry the pspReference of the
+//!   refund: the same refund, failed after it succeeded.
+//! - All notifications of one dispute share the dispute's pspReference (its
+//!   id); `originalReference` is the disputed payment. Each chargeback
+//!   notification that moves money is one movement, identified by the
+//!   notification's own id.
 
 use storefold_core::event::{
-    Dispute, DisputeStatus, OrderLink, Payment, PaymentStatus, Refund, RefundStatus,
+    Dispute, DisputeMovement, DisputeStatus, OrderLink, Payment, PaymentStatus, Refund,
+    RefundStatus,
 };
 use storefold_core::{Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
@@ -21,7 +32,8 @@ use time::OffsetDateTime;
 use super::PROVIDER;
 use super::model::{Item, Notification};
 use crate::{
-    MapContext, MapError, MapOptions, money_minor, non_empty, parse_time, payment_order_links,
+    AdyenCapture, MapContext, MapError, MapOptions, money_minor, non_empty, parse_time,
+    payment_order_links,
 };
 
 /// Maps every item Storefold understands; items with other event codes (reports,
@@ -82,47 +94,55 @@ fn map_item(
         original.clone()
     };
     let success = item.succeeded();
+    let auto_capture = opts.adyen_capture == AdyenCapture::Automatic;
     let event = match code.as_str() {
         "AUTHORISATION" if success => {
-            Event::PaymentSucceeded(payment(opts, item, &psp, PaymentStatus::Succeeded, at)?)
+            let mut p = payment(opts, item, &psp, PaymentStatus::Authorized, at)?;
+            p.auto_capture = auto_capture;
+            Event::PaymentSucceeded(p)
         }
         "AUTHORISATION" => {
             let mut p = payment(opts, item, &psp, PaymentStatus::Failed, at)?;
             p.failure_reason = non_empty(Some(&item.reason()));
             Event::PaymentFailed(p)
         }
-        "CAPTURE" if success => Event::PaymentSucceeded(payment(
-            opts,
-            item,
-            &modified,
-            PaymentStatus::Succeeded,
-            at,
-        )?),
-        // The scheme rejected a capture Adyen had accepted: the money never came.
-        "CAPTURE_FAILED" => {
+        // The authorised amount changed (pre-authorisation): the new amount holds.
+        "AUTHORISATION_ADJUSTMENT" if success => {
+            let mut p = payment(opts, item, &modified, PaymentStatus::Authorized, at)?;
+            p.auto_capture = auto_capture;
+            Event::PaymentSucceeded(p)
+        }
+        // One capture of the authorisation, with its own pspReference.
+        "CAPTURE" if success => {
+            let mut p = payment(opts, item, &modified, PaymentStatus::Succeeded, at)?;
+            p.capture_id = Some(psp.clone());
+            Event::PaymentSucceeded(p)
+        }
+        // Adyen refused the capture request, or the scheme rejected a capture
+        // Adyen had accepted (CAPTURE_FAILED, same pspReference as the CAPTURE):
+        // that capture brought no money.
+        "CAPTURE" | "CAPTURE_FAILED" => {
             let mut p = payment(opts, item, &modified, PaymentStatus::Failed, at)?;
-            p.failure_reason = non_empty(Some(&item.reason())).or(Some("capture_failed".into()));
+            p.capture_id = Some(psp.clone());
+            p.failure_reason = non_empty(Some(&item.reason()))
+                .or_else(|| (code == "CAPTURE_FAILED").then(|| "capture_failed".to_string()));
             Event::PaymentFailed(p)
         }
-        "CANCELLATION" if success => Event::PaymentFailed(payment(
-            opts,
-            item,
-            &modified,
-            PaymentStatus::Cancelled,
-            at,
-        )?),
-        "CANCEL_OR_REFUND" if success => match item.extra("modification.action").as_deref() {
-            Some("refund") => {
-                Event::RefundIssued(refund(opts, item, &modified, RefundStatus::Succeeded, at)?)
+        // The authorisation was cancelled (by the merchant, or by Adyen after a
+        // timeout): what was not captured never will be.
+        "CANCELLATION" | "TECHNICAL_CANCEL" if success => {
+            let p = payment(opts, item, &modified, PaymentStatus::Cancelled, at)?;
+            Event::PaymentFailed(p)
+        }
+        "CANCEL_OR_REFUND" if success => {
+            if item.extra("modification.action").as_deref() == Some("refund") {
+                let r = refund(opts, item, &modified, RefundStatus::Succeeded, at)?;
+                Event::RefundIssued(r)
+            } else {
+                let p = payment(opts, item, &modified, PaymentStatus::Cancelled, at)?;
+                Event::PaymentFailed(p)
             }
-            _ => Event::PaymentFailed(payment(
-                opts,
-                item,
-                &modified,
-                PaymentStatus::Cancelled,
-                at,
-            )?),
-        },
+        }
         "REFUND" => {
             let status = if success {
                 RefundStatus::Succeeded
@@ -131,7 +151,9 @@ fn map_item(
             };
             Event::RefundIssued(refund(opts, item, &modified, status, at)?)
         }
-        // The refund was sent but bounced (REFUND_FAILED) or came back (REFUNDED_REVERSED).
+        // The refund was rejected by the scheme (REFUND_FAILED) or came back
+        // (REFUNDED_REVERSED): both carry the REFUND's pspReference, so the same
+        // refund fails after it succeeded.
         "REFUND_FAILED" | "REFUNDED_REVERSED" => {
             Event::RefundIssued(refund(opts, item, &modified, RefundStatus::Failed, at)?)
         }
@@ -141,8 +163,8 @@ fn map_item(
         | "SECOND_CHARGEBACK"
         | "CHARGEBACK_REVERSED"
         | "PREARBITRATION_WON"
-        | "PREARBITRATION_LOST" => dispute(opts, item, &code, &modified, at)?,
-        // Unknown codes, and failed cancellations/captures that change nothing.
+        | "PREARBITRATION_LOST" => dispute(opts, item, &code, &original, at)?,
+        // Unknown codes, and failed cancellations that change nothing.
         _ => return Ok(None),
     };
     Ok(Some(event))
@@ -223,17 +245,19 @@ fn refund(
     })
 }
 
-/// Adyen's `additionalData.disputeStatus`, when it says where the dispute stands.
-fn dispute_status(s: &str) -> Option<DisputeStatus> {
-    Some(match s {
-        "Undefended" | "Unresponded" => DisputeStatus::NeedsResponse,
-        "Pending" | "Responded" => DisputeStatus::UnderReview,
-        "Won" => DisputeStatus::Won,
-        "Lost" | "Accepted" | "Expired" => DisputeStatus::Lost,
-        _ => return None,
-    })
+/// Adyen's `additionalData.disputeStatus` of a `CHARGEBACK`: where the dispute
+/// stands after the money was taken. Absent or unknown: a response is due.
+fn chargeback_status(s: Option<&str>) -> DisputeStatus {
+    match s.map(str::trim) {
+        Some("Lost" | "Accepted" | "Expired") => DisputeStatus::Lost,
+        Some("Won") => DisputeStatus::Won,
+        Some("Pending" | "Responded") => DisputeStatus::UnderReview,
+        _ => DisputeStatus::NeedsResponse,
+    }
 }
 
+/// A dispute notification. `payment_id` is the disputed payment
+/// (`originalReference`, empty when Adyen did not send it).
 fn dispute(
     opts: &MapOptions,
     item: &Item,
@@ -241,35 +265,48 @@ fn dispute(
     payment_id: &str,
     at: OffsetDateTime,
 ) -> Result<Event, MapError> {
-    let reported = item
-        .extra("disputeStatus")
-        .and_then(|s| dispute_status(s.trim()));
-    let (status, withdrawn, reinstated) = match code {
-        "NOTIFICATION_OF_CHARGEBACK" | "REQUEST_FOR_INFORMATION" => {
-            (reported.unwrap_or(DisputeStatus::Inquiry), false, false)
-        }
-        "CHARGEBACK" | "SECOND_CHARGEBACK" => (
-            reported.unwrap_or(DisputeStatus::NeedsResponse),
-            true,
-            false,
+    let amount = amount(item)?;
+    // What the notification did to the money: taken (−) or given back (+).
+    let (status, moved) = match code {
+        "NOTIFICATION_OF_CHARGEBACK" | "REQUEST_FOR_INFORMATION" => (DisputeStatus::Inquiry, None),
+        "CHARGEBACK" => (
+            chargeback_status(item.extra("disputeStatus").as_deref()),
+            Some(-amount.minor),
         ),
-        "CHARGEBACK_REVERSED" | "PREARBITRATION_WON" => (DisputeStatus::Won, true, true),
-        _ => (DisputeStatus::Lost, true, false),
+        "SECOND_CHARGEBACK" => (DisputeStatus::Lost, Some(-amount.minor)),
+        "CHARGEBACK_REVERSED" | "PREARBITRATION_WON" => (DisputeStatus::Won, Some(amount.minor)),
+        // The second chargeback already took the money.
+        _ => (DisputeStatus::Lost, None),
+    };
+    let movements = moved
+        .map(|minor| DisputeMovement {
+            id: item_event_id(item),
+            amount: Money::new(minor, amount.currency),
+            // Adyen's chargeback fees come with the settlement reports.
+            fee: None,
+            at,
+        })
+        .into_iter()
+        .collect();
+    let (withdrawn, reinstated) = match code {
+        "NOTIFICATION_OF_CHARGEBACK" | "REQUEST_FOR_INFORMATION" => (false, false),
+        "CHARGEBACK_REVERSED" | "PREARBITRATION_WON" => (true, true),
+        _ => (true, false),
     };
     let d = Dispute {
         provider: PROVIDER.to_string(),
-        // All events of one dispute share its pspReference.
+        // All notifications of one dispute share its pspReference.
         dispute_id: item.psp(),
         payment_id: non_empty(Some(payment_id)),
         links: links(opts, item, payment_id),
-        amount: amount(item)?,
+        amount,
         status,
         reason: non_empty(Some(&item.reason()))
             .or_else(|| non_empty(item.extra("chargebackReasonCode").as_deref())),
         funds_withdrawn: withdrawn,
         funds_reinstated: reinstated,
         at,
-        movements: vec![],
+        movements,
     };
     Ok(if status.is_closed() {
         Event::DisputeClosed(d)
@@ -286,8 +323,8 @@ fn payer(item: &Item) -> Identity {
     }
 }
 
-/// The order by its merchant reference (the shop's order reference), then the
-/// payment by its PSP reference.
+/// The order by its merchant reference (the shop's order reference, through the
+/// tenant's pattern), then the payment by its PSP reference.
 fn links(opts: &MapOptions, item: &Item, payment_id: &str) -> Vec<OrderLink> {
     let order = non_empty(Some(&item.merchant_reference()));
     payment_order_links(opts, PROVIDER, order, [payment_id])

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 use storefold_core::event::{
-    Dispute, DisputeStatus, OrderLink, Payment, PaymentStatus, Refund, RefundStatus,
+    Dispute, DisputeMovement, DisputeStatus, OrderLink, Payment, PaymentStatus, Refund,
+    RefundStatus,
 };
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
@@ -11,8 +12,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::test_support::{self, conformance_dir, json_file_names, read_json};
 use crate::{
-    Credentials, Headers, MapContext, MapOptions, ProviderKind, RawInput, VerifyError,
-    WebhookRequest,
+    AdyenCapture, Credentials, Headers, MapContext, MapOptions, ProviderKind, RawInput,
+    ReferencePattern, VerifyError, WebhookRequest,
 };
 
 /// A test HMAC key (hex), as the Customer Area shows it.
@@ -64,14 +65,17 @@ fn describe(body: &[u8]) -> crate::Inbound {
 }
 
 fn map(body: &[u8]) -> Vec<Envelope> {
+    map_with(&MapOptions::default(), body)
+}
+
+fn map_with(options: &MapOptions, body: &[u8]) -> Vec<Envelope> {
     let headers = Headers::new();
-    let options = MapOptions::default();
     let inbound = describe(body);
     ProviderKind::Adyen
         .map(
             &MapContext {
                 tenant: "acme",
-                options: &options,
+                options,
             },
             &RawInput {
                 topic: &inbound.topic,
@@ -297,13 +301,15 @@ fn describe_names_single_items_and_batches() {
 // ---------------------------------------------------------------- our fixtures
 
 #[test]
-fn authorisation_success_is_a_succeeded_payment() {
+fn authorisation_success_is_an_authorised_payment_adyen_captures_itself() {
+    // The tenant's default: Adyen captures authorisations automatically.
     let mut p = payment(
         "Q8K2PSP000000001",
-        PaymentStatus::Succeeded,
+        PaymentStatus::Authorized,
         12999,
         "2026-03-02T10:15:00+01:00",
     );
+    p.auto_capture = true;
     p.payer = Identity::default()
         .with_email(Some("max.mustermann@example.de"))
         .with_external("adyen", "shopper-4711");
@@ -346,18 +352,20 @@ fn refused_authorisation_is_a_failed_payment_with_the_reason() {
 }
 
 #[test]
-fn capture_is_the_same_payment_succeeded() {
+fn capture_is_one_capture_of_the_same_payment() {
+    let mut p = payment(
+        "Q8K2PSP000000001",
+        PaymentStatus::Succeeded,
+        12999,
+        "2026-03-02T12:00:00+01:00",
+    );
+    p.capture_id = Some("Q8K2PSP000000002".into());
     assert_eq!(
         map_fixture("capture"),
         vec![envelope(
             "adyen:Q8K2PSP000000002:CAPTURE:true",
             "2026-03-02T12:00:00+01:00",
-            Event::PaymentSucceeded(payment(
-                "Q8K2PSP000000001",
-                PaymentStatus::Succeeded,
-                12999,
-                "2026-03-02T12:00:00+01:00"
-            ))
+            Event::PaymentSucceeded(p)
         )]
     );
 }
@@ -438,19 +446,29 @@ fn dispute(status: DisputeStatus, at: &str) -> Dispute {
 
 #[test]
 fn dispute_lifecycle() {
+    // A notice of an incoming chargeback moves no money yet, whatever its
+    // disputeStatus says.
     let at = "2026-04-01T10:00:00+02:00";
     assert_eq!(
         map_fixture("notification_of_chargeback"),
         vec![envelope(
             "adyen:Q8K2DSP000000001:NOTIFICATION_OF_CHARGEBACK:true",
             at,
-            Event::DisputeOpened(dispute(DisputeStatus::NeedsResponse, at))
+            Event::DisputeOpened(dispute(DisputeStatus::Inquiry, at))
         )]
     );
 
+    // The chargeback takes the money; disputeStatus Pending: under review.
     let at = "2026-04-03T10:00:00+02:00";
     let mut d = dispute(DisputeStatus::UnderReview, at);
     d.funds_withdrawn = true;
+    let taken = DisputeMovement {
+        id: "adyen:Q8K2DSP000000001:CHARGEBACK:true".into(),
+        amount: money(-12999, "EUR"),
+        fee: None,
+        at: time(at),
+    };
+    d.movements = vec![taken];
     assert_eq!(
         map_fixture("chargeback"),
         vec![envelope(
@@ -460,10 +478,17 @@ fn dispute_lifecycle() {
         )]
     );
 
+    // Defended: the money comes back.
     let at = "2026-05-10T10:00:00+02:00";
     let mut d = dispute(DisputeStatus::Won, at);
     d.funds_withdrawn = true;
     d.funds_reinstated = true;
+    d.movements = vec![DisputeMovement {
+        id: "adyen:Q8K2DSP000000001:CHARGEBACK_REVERSED:true".into(),
+        amount: money(12999, "EUR"),
+        fee: None,
+        at: time(at),
+    }];
     assert_eq!(
         map_fixture("chargeback_reversed"),
         vec![envelope(
@@ -491,6 +516,413 @@ fn dispute_status_defaults_without_dispute_status() {
         };
         assert_eq!(d.status, status, "{name}");
     }
+}
+
+/// A tenant that captures Adyen payments itself, whose merchant references are
+/// `<woocommerce order>-<attempt>`.
+fn manual_woocommerce() -> MapOptions {
+    let mut options = MapOptions::for_stores(["shopify", "woocommerce"]);
+    options.adyen_capture = AdyenCapture::Manual;
+    options.adyen.store = Some("woocommerce".into());
+    options.adyen.pattern = Some(ReferencePattern::new(r"^(?P<order>\d+)-\d+$").unwrap());
+    options
+}
+
+fn signed_map_with(options: &MapOptions, name: &str) -> Vec<Envelope> {
+    let signed = sign(KEY, &fixture(name));
+    assert_eq!(verify(KEY, &signed), Ok(()));
+    map_with(options, &signed)
+}
+
+const AUTH_20: &str = "Q8K2PSP000000020";
+
+fn links_20() -> Vec<OrderLink> {
+    vec![
+        OrderLink::Order {
+            order_id: "woocommerce:7301000050".into(),
+        },
+        OrderLink::Payment {
+            provider: "adyen".into(),
+            reference: AUTH_20.into(),
+        },
+    ]
+}
+
+fn payment_20(status: PaymentStatus, minor: i64, at: &str) -> Payment {
+    let mut p = payment(AUTH_20, status, minor, at);
+    p.links = links_20();
+    p.method = Some("visa".into());
+    p
+}
+
+#[test]
+fn two_partial_captures_and_a_capture_the_scheme_rejected() {
+    let options = manual_woocommerce();
+    // Manual capture: the authorisation is a hold of 100.00.
+    let at = "2026-06-01T09:00:00+02:00";
+    let mut held = payment_20(PaymentStatus::Authorized, 10000, at);
+    held.payer = Identity::default().with_email(Some("lena.koch@example.de"));
+    assert_eq!(
+        signed_map_with(&options, "partial_captures.authorisation"),
+        vec![envelope(
+            "adyen:Q8K2PSP000000020:AUTHORISATION:true",
+            at,
+            Event::PaymentSucceeded(held)
+        )]
+    );
+
+    // Two captures, each its own pspReference and amount.
+    for (name, psp, minor, at) in [
+        (
+            "partial_captures.capture_1",
+            "Q8K2PSP000000021",
+            6000,
+            "2026-06-02T09:00:00+02:00",
+        ),
+        (
+            "partial_captures.capture_2",
+            "Q8K2PSP000000022",
+            4000,
+            "2026-06-03T09:00:00+02:00",
+        ),
+    ] {
+        let mut p = payment_20(PaymentStatus::Succeeded, minor, at);
+        p.capture_id = Some(psp.into());
+        assert_eq!(
+            signed_map_with(&options, name),
+            vec![envelope(
+                &format!("adyen:{psp}:CAPTURE:true"),
+                at,
+                Event::PaymentSucceeded(p)
+            )]
+        );
+    }
+
+    // The scheme rejected the second capture: same pspReference, failed.
+    let at = "2026-06-05T09:00:00+02:00";
+    let mut p = payment_20(PaymentStatus::Failed, 4000, at);
+    p.capture_id = Some("Q8K2PSP000000022".into());
+    p.failure_reason = Some("Capture rejected by the card scheme: authorisation expired".into());
+    assert_eq!(
+        signed_map_with(&options, "partial_captures.capture_failed"),
+        vec![envelope(
+            "adyen:Q8K2PSP000000022:CAPTURE_FAILED:true",
+            at,
+            Event::PaymentFailed(p)
+        )]
+    );
+
+    // Without a reason it still says why.
+    let mut v: Value = serde_json::from_slice(&fixture("partial_captures.capture_failed")).unwrap();
+    v["notificationItems"][0]["NotificationRequestItem"]["reason"] = json!("");
+    let envs = map_with(&options, &sign(KEY, v.to_string().as_bytes()));
+    let Event::PaymentFailed(p) = &envs[0].event else {
+        panic!("{envs:?}")
+    };
+    assert_eq!(p.failure_reason.as_deref(), Some("capture_failed"));
+}
+
+#[test]
+fn a_capture_adyen_refused_fails_that_capture() {
+    let mut v: Value = serde_json::from_slice(&fixture("partial_captures.capture_2")).unwrap();
+    let item = &mut v["notificationItems"][0]["NotificationRequestItem"];
+    item["success"] = json!("false");
+    item["reason"] = json!("Insufficient balance on payment");
+    let envs = map_with(&manual_woocommerce(), &sign(KEY, v.to_string().as_bytes()));
+    let at = "2026-06-03T09:00:00+02:00";
+    let mut p = payment_20(PaymentStatus::Failed, 4000, at);
+    p.capture_id = Some("Q8K2PSP000000022".into());
+    p.failure_reason = Some("Insufficient balance on payment".into());
+    assert_eq!(
+        envs,
+        vec![envelope(
+            "adyen:Q8K2PSP000000022:CAPTURE:false",
+            at,
+            Event::PaymentFailed(p)
+        )]
+    );
+}
+
+fn refund_20(psp: &str, minor: i64, status: RefundStatus, at: &str) -> Refund {
+    Refund {
+        provider: "adyen".into(),
+        refund_id: psp.into(),
+        payment_id: Some(AUTH_20.into()),
+        links: links_20(),
+        amount: money(minor, "EUR"),
+        status,
+        reason: None,
+        lines: vec![],
+        adjustments: None,
+        at: time(at),
+        created_at: None,
+        gateway: None,
+    }
+}
+
+#[test]
+fn refunds_that_fail_after_they_succeeded_are_the_same_refund() {
+    let options = manual_woocommerce();
+    let at = "2026-06-10T09:00:00+02:00";
+    assert_eq!(
+        signed_map_with(&options, "refund_failed.refund"),
+        vec![envelope(
+            "adyen:Q8K2PSP000000023:REFUND:true",
+            at,
+            Event::RefundIssued(refund_20(
+                "Q8K2PSP000000023",
+                1500,
+                RefundStatus::Succeeded,
+                at
+            ))
+        )]
+    );
+    let at = "2026-06-12T09:00:00+02:00";
+    let mut r = refund_20("Q8K2PSP000000023", 1500, RefundStatus::Failed, at);
+    r.reason = Some("Refund rejected by the card scheme".into());
+    assert_eq!(
+        signed_map_with(&options, "refund_failed.refund_failed"),
+        vec![envelope(
+            "adyen:Q8K2PSP000000023:REFUND_FAILED:true",
+            at,
+            Event::RefundIssued(r)
+        )]
+    );
+    let at = "2026-06-20T09:00:00+02:00";
+    let mut r = refund_20("Q8K2PSP000000024", 2500, RefundStatus::Failed, at);
+    r.reason = Some("Account closed".into());
+    assert_eq!(
+        signed_map_with(&options, "refund_failed.refunded_reversed"),
+        vec![envelope(
+            "adyen:Q8K2PSP000000024:REFUNDED_REVERSED:true",
+            at,
+            Event::RefundIssued(r)
+        )]
+    );
+}
+
+/// The capture fixture turned into another modification of the same payment.
+fn modification(code: &str, psp: &str, success: &str, extra: Value) -> Vec<Envelope> {
+    let mut v: Value = serde_json::from_slice(&fixture("capture")).unwrap();
+    let item = &mut v["notificationItems"][0]["NotificationRequestItem"];
+    item["eventCode"] = json!(code);
+    item["pspReference"] = json!(psp);
+    item["success"] = json!(success);
+    item["additionalData"] = extra;
+    signed_map(v.to_string().as_bytes())
+}
+
+#[test]
+fn cancellations_adjustments_and_cancel_or_refund() {
+    let at = "2026-03-02T12:00:00+01:00";
+    let cancelled = Event::PaymentFailed(payment(
+        "Q8K2PSP000000001",
+        PaymentStatus::Cancelled,
+        12999,
+        at,
+    ));
+    for code in ["CANCELLATION", "TECHNICAL_CANCEL"] {
+        assert_eq!(
+            modification(code, "Q8K2PSP000000030", "true", json!({})),
+            vec![envelope(
+                &format!("adyen:Q8K2PSP000000030:{code}:true"),
+                at,
+                cancelled.clone()
+            )],
+            "{code}"
+        );
+        // A cancellation that did not happen changes nothing.
+        assert_eq!(
+            modification(code, "Q8K2PSP000000030", "false", json!({})),
+            vec![],
+            "{code}"
+        );
+    }
+    assert_eq!(
+        modification(
+            "CANCEL_OR_REFUND",
+            "Q8K2PSP000000031",
+            "true",
+            json!({"modification.action": "cancel"})
+        )[0]
+        .event,
+        cancelled
+    );
+    // Cancel-or-refund of a captured payment is a refund with its own reference.
+    let envs = modification(
+        "CANCEL_OR_REFUND",
+        "Q8K2PSP000000032",
+        "true",
+        json!({"modification.action": "refund"}),
+    );
+    let mut r = refund_3();
+    r.refund_id = "Q8K2PSP000000032".into();
+    r.amount = money(12999, "EUR");
+    r.at = time(at);
+    assert_eq!(envs[0].event, Event::RefundIssued(r));
+
+    // A new authorised amount (automatic capture, the default): still authorised.
+    let mut p = payment("Q8K2PSP000000001", PaymentStatus::Authorized, 12999, at);
+    p.auto_capture = true;
+    assert_eq!(
+        modification(
+            "AUTHORISATION_ADJUSTMENT",
+            "Q8K2PSP000000033",
+            "true",
+            json!({})
+        )[0]
+        .event,
+        Event::PaymentSucceeded(p)
+    );
+}
+
+#[test]
+fn every_dispute_notification_moves_money_once_under_the_disputes_reference() {
+    let notify = |code: &str, status: Option<&str>, at: &str| {
+        let mut v: Value = serde_json::from_slice(&fixture("chargeback")).unwrap();
+        let item = &mut v["notificationItems"][0]["NotificationRequestItem"];
+        item["eventCode"] = json!(code);
+        item["eventDate"] = json!(at);
+        match status {
+            Some(s) => item["additionalData"]["disputeStatus"] = json!(s),
+            None => {
+                item["additionalData"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("disputeStatus");
+            }
+        }
+        let envs = signed_map(v.to_string().as_bytes());
+        assert_eq!(envs.len(), 1);
+        envs.into_iter().next().unwrap()
+    };
+    let moved = |code: &str, minor: i64, at: &str| DisputeMovement {
+        id: format!("adyen:Q8K2DSP000000001:{code}:true"),
+        amount: money(minor, "EUR"),
+        fee: None,
+        at: time(at),
+    };
+    type Case<'a> = (&'a str, Option<&'a str>, DisputeStatus, Option<i64>, bool);
+    let cases: [Case<'_>; 12] = [
+        (
+            "REQUEST_FOR_INFORMATION",
+            Some("Unresponded"),
+            DisputeStatus::Inquiry,
+            None,
+            false,
+        ),
+        (
+            "NOTIFICATION_OF_CHARGEBACK",
+            Some("Undefended"),
+            DisputeStatus::Inquiry,
+            None,
+            false,
+        ),
+        (
+            "CHARGEBACK",
+            None,
+            DisputeStatus::NeedsResponse,
+            Some(-12999),
+            false,
+        ),
+        (
+            "CHARGEBACK",
+            Some("Undefended"),
+            DisputeStatus::NeedsResponse,
+            Some(-12999),
+            false,
+        ),
+        (
+            "CHARGEBACK",
+            Some("Unresponded"),
+            DisputeStatus::NeedsResponse,
+            Some(-12999),
+            false,
+        ),
+        (
+            "CHARGEBACK",
+            Some("Responded"),
+            DisputeStatus::UnderReview,
+            Some(-12999),
+            false,
+        ),
+        (
+            "CHARGEBACK",
+            Some("Accepted"),
+            DisputeStatus::Lost,
+            Some(-12999),
+            true,
+        ),
+        (
+            "CHARGEBACK",
+            Some("Expired"),
+            DisputeStatus::Lost,
+            Some(-12999),
+            true,
+        ),
+        (
+            "CHARGEBACK_REVERSED",
+            Some("Won"),
+            DisputeStatus::Won,
+            Some(12999),
+            true,
+        ),
+        (
+            "SECOND_CHARGEBACK",
+            Some("Lost"),
+            DisputeStatus::Lost,
+            Some(-12999),
+            true,
+        ),
+        (
+            "PREARBITRATION_WON",
+            None,
+            DisputeStatus::Won,
+            Some(12999),
+            true,
+        ),
+        ("PREARBITRATION_LOST", None, DisputeStatus::Lost, None, true),
+    ];
+    let at = "2026-05-20T10:00:00+02:00";
+    for (code, status, want, minor, closed) in cases {
+        let env = notify(code, status, at);
+        let (d, is_closed) = match &env.event {
+            Event::DisputeOpened(d) => (d, false),
+            Event::DisputeClosed(d) => (d, true),
+            other => panic!("{code}: {other:?}"),
+        };
+        assert_eq!(d.dispute_id, "Q8K2DSP000000001", "{code}");
+        assert_eq!(d.payment_id.as_deref(), Some("Q8K2PSP000000001"), "{code}");
+        assert_eq!(d.status, want, "{code} {status:?}");
+        assert_eq!(is_closed, closed, "{code} {status:?}");
+        assert_eq!(
+            d.movements,
+            minor
+                .map(|m| moved(code, m, at))
+                .into_iter()
+                .collect::<Vec<_>>(),
+            "{code}"
+        );
+        assert_eq!(d.at, time(at));
+    }
+
+    // Adyen's samples send pre-arbitration outcomes without an originalReference:
+    // the dispute then names no payment (its own reference is not one).
+    let mut v: Value = serde_json::from_slice(&fixture("chargeback")).unwrap();
+    let item = &mut v["notificationItems"][0]["NotificationRequestItem"];
+    item["eventCode"] = json!("PREARBITRATION_WON");
+    item.as_object_mut().unwrap().remove("originalReference");
+    let envs = signed_map(v.to_string().as_bytes());
+    let Event::DisputeClosed(d) = &envs[0].event else {
+        panic!("{envs:?}")
+    };
+    assert_eq!(d.payment_id, None);
+    assert_eq!(
+        d.links,
+        vec![OrderLink::Order {
+            order_id: "shopify:7301000042".into()
+        }]
+    );
 }
 
 #[test]
@@ -546,7 +978,7 @@ fn conformance_authorisation_true() {
                 provider: "adyen".into(),
                 payment_id: "123456789".into(),
                 links: links("8313842560770001", "123456789"),
-                status: PaymentStatus::Succeeded,
+                status: PaymentStatus::Authorized,
                 amount: money(10100, "EUR"),
                 fee: None,
                 net: None,
@@ -557,9 +989,24 @@ fn conformance_authorisation_true() {
                 at: time("2017-01-19T16:42:03+01:00"),
                 captured: None,
                 capture_id: None,
-                auto_capture: false,
+                // Automatic capture (the default): Adyen captures it itself.
+                auto_capture: true,
             })
         )]
+    );
+
+    // A tenant that captures by itself: the same authorisation is only a hold.
+    let manual = MapOptions {
+        adyen_capture: AdyenCapture::Manual,
+        ..MapOptions::default()
+    };
+    let envs = map_with(&manual, &sign(KEY, &body));
+    let Event::PaymentSucceeded(p) = &envs[0].event else {
+        panic!("{envs:?}")
+    };
+    assert_eq!(
+        (p.status, p.auto_capture),
+        (PaymentStatus::Authorized, false)
     );
 }
 
@@ -592,4 +1039,26 @@ fn conformance_refund_true() {
             })
         )]
     );
+
+    // The same refund rejected by the scheme, or reversed, later: REFUND_FAILED
+    // and REFUNDED_REVERSED carry the REFUND's pspReference, so it is the same
+    // refund, failed.
+    for code in ["REFUND_FAILED", "REFUNDED_REVERSED"] {
+        let mut v: Value = serde_json::from_slice(&body).unwrap();
+        let item = &mut v["notificationItems"][0]["NotificationRequestItem"];
+        item["eventCode"] = json!(code);
+        item["eventDate"] = json!("2017-02-20T09:00:00+01:00");
+        item["reason"] = json!("Refund Failed");
+        let envs = signed_map(v.to_string().as_bytes());
+        let Event::RefundIssued(r) = &envs[0].event else {
+            panic!("{envs:?}")
+        };
+        assert_eq!(envs[0].event_id, format!("adyen:PSP_REFERENCE:{code}:true"));
+        assert_eq!(
+            (r.refund_id.as_str(), r.payment_id.as_deref(), r.status),
+            ("PSP_REFERENCE", Some("ORIGINAL_PSP"), RefundStatus::Failed)
+        );
+        assert_eq!(r.amount, money(1500, "EUR"));
+        assert_eq!(r.reason.as_deref(), Some("Refund Failed"));
+    }
 }
