@@ -1,8 +1,12 @@
 //! PayPal events to canonical events.
 //!
-//! A capture is the payment (its id is the payment id); a refund names its capture
-//! through its `up` link; a dispute names it as the seller transaction id. Amounts
-//! are decimal strings, parsed exactly in the currency's exponent.
+//! A payment is an authorization (its captures are captures of it, each with its
+//! own id) or, for an order captured at once, the capture itself. A capture
+//! names its authorization through its `up` link
+//! (`…/v2/payments/authorizations/<id>`); a refund, and the reversal PayPal
+//! reports as a refund, name their capture through theirs; a dispute names it as
+//! the seller transaction id. Amounts are decimal strings, parsed exactly in the
+//! currency's exponent.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -14,7 +18,7 @@ use storefold_core::{Envelope, Event as CanonEvent, Identity, Money};
 use time::OffsetDateTime;
 
 use super::PROVIDER;
-use super::model::{Amount, Capture, Dispute, Event, Refund};
+use super::model::{Amount, Authorization, Capture, Dispute, Event, Link, Refund};
 use crate::{MapContext, MapError, MapOptions, money, non_empty, parse_time, payment_order_links};
 
 /// Maps one verified event; event types storefold does not read map to nothing.
@@ -31,11 +35,25 @@ pub(crate) fn map_event(
     };
     let opts = ctx.options;
     let mapped = match kind {
+        "PAYMENT.AUTHORIZATION.CREATED" => {
+            let auth: Authorization = resource_as(&event.resource)?;
+            CanonEvent::PaymentSucceeded(authorization(opts, &auth, PaymentStatus::Authorized, at)?)
+        }
+        "PAYMENT.AUTHORIZATION.VOIDED" => {
+            let auth: Authorization = resource_as(&event.resource)?;
+            CanonEvent::PaymentFailed(authorization(opts, &auth, PaymentStatus::Cancelled, at)?)
+        }
         "PAYMENT.CAPTURE.COMPLETED" => {
             let capture: Capture = resource_as(&event.resource)?;
             CanonEvent::PaymentSucceeded(payment(opts, &capture, PaymentStatus::Succeeded, at)?)
         }
-        "PAYMENT.CAPTURE.DENIED" => {
+        // Captured, but the money is not the merchant's yet (e.g. an eCheck
+        // clearing, a review): no more than authorised.
+        "PAYMENT.CAPTURE.PENDING" => {
+            let capture: Capture = resource_as(&event.resource)?;
+            CanonEvent::PaymentSucceeded(payment(opts, &capture, PaymentStatus::Authorized, at)?)
+        }
+        "PAYMENT.CAPTURE.DENIED" | "PAYMENT.CAPTURE.DECLINED" => {
             let capture: Capture = resource_as(&event.resource)?;
             let mut p = payment(opts, &capture, PaymentStatus::Failed, at)?;
             p.failure_reason = capture
@@ -48,6 +66,13 @@ pub(crate) fn map_event(
         "PAYMENT.CAPTURE.REFUNDED" => {
             let refund: Refund = resource_as(&event.resource)?;
             CanonEvent::RefundIssued(refund_of(opts, &refund, at)?)
+        }
+        "PAYMENT.CAPTURE.REVERSED" => {
+            let reversal: Refund = resource_as(&event.resource)?;
+            match reversal_of(opts, &reversal, at)? {
+                Some(p) => CanonEvent::PaymentSucceeded(p),
+                None => return Ok(vec![]),
+            }
         }
         "CUSTOMER.DISPUTE.CREATED" | "CUSTOMER.DISPUTE.UPDATED" | "CUSTOMER.DISPUTE.RESOLVED" => {
             let dispute: Dispute = resource_as(&event.resource)?;
@@ -75,6 +100,61 @@ fn amount(field: &str, a: &Amount) -> Result<Money, MapError> {
     money(field, a.value.trim(), &a.currency_code)
 }
 
+/// A payment observation with what every PayPal payment shares.
+fn base_payment(
+    payment_id: String,
+    links: Vec<OrderLink>,
+    status: PaymentStatus,
+    amount: Money,
+    at: OffsetDateTime,
+) -> Payment {
+    Payment {
+        provider: PROVIDER.to_string(),
+        payment_id,
+        links,
+        status,
+        amount,
+        fee: None,
+        net: None,
+        amount_refunded: None,
+        method: Some("paypal".into()),
+        failure_reason: None,
+        // PayPal's payment resources do not name the payer.
+        payer: Identity::default(),
+        at,
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
+    }
+}
+
+/// `PAYMENT.AUTHORIZATION.*`: the authorization is the payment.
+fn authorization(
+    opts: &MapOptions,
+    auth: &Authorization,
+    status: PaymentStatus,
+    at: OffsetDateTime,
+) -> Result<Payment, MapError> {
+    let links = links(
+        opts,
+        &[
+            ("custom_id", &auth.custom_id),
+            ("invoice_id", &auth.invoice_id),
+        ],
+        &[Some(&auth.id)],
+    );
+    Ok(base_payment(
+        auth.id.clone(),
+        links,
+        status,
+        amount("amount", &auth.amount)?,
+        at,
+    ))
+}
+
+/// `PAYMENT.CAPTURE.*`: a capture of an authorization is that authorization's
+/// payment, about this capture (`capture_id`); a capture of an order captured
+/// at once is the payment itself.
 fn payment(
     opts: &MapOptions,
     capture: &Capture,
@@ -90,40 +170,62 @@ fn payment(
         .and_then(|b| b.net_amount.as_ref())
         .map(|a| amount("seller_receivable_breakdown.net_amount", a))
         .transpose()?;
-    Ok(Payment {
-        provider: PROVIDER.to_string(),
-        payment_id: capture.id.clone(),
-        links: links(
-            opts,
-            &[capture.custom_id.as_deref(), capture.invoice_id.as_deref()],
-            Some(&capture.id),
-        ),
+    let auth = authorization_of(&capture.links);
+    let links = links(
+        opts,
+        &[
+            ("custom_id", &capture.custom_id),
+            ("invoice_id", &capture.invoice_id),
+        ],
+        &[auth.as_ref(), Some(&capture.id)],
+    );
+    let mut p = base_payment(
+        auth.clone().unwrap_or_else(|| capture.id.clone()),
+        links,
         status,
-        amount: amount("amount", &capture.amount)?,
-        fee,
-        net,
-        amount_refunded: None,
-        method: Some("paypal".into()),
-        failure_reason: None,
-        // A capture does not name its payer.
-        payer: Identity::default(),
+        amount("amount", &capture.amount)?,
         at,
-        captured: None,
-        capture_id: None,
-        auto_capture: false,
-    })
+    );
+    p.capture_id = auth.map(|_| capture.id.clone());
+    // The fee is known once the money is the merchant's.
+    if status == PaymentStatus::Succeeded {
+        p.fee = fee;
+        p.net = net;
+    }
+    Ok(p)
 }
 
-/// The capture a refund belongs to: the last path segment of its `up` link
-/// (`…/v2/payments/captures/<id>`).
-fn capture_of_refund(refund: &Refund) -> Option<String> {
-    refund
-        .links
+/// The `up` link of a resource.
+fn up_link(links: &[Link]) -> Option<&str> {
+    links
         .iter()
         .find(|l| l.rel.as_deref() == Some("up"))
         .and_then(|l| l.href.as_deref())
-        .and_then(|href| href.trim_end_matches('/').rsplit('/').next())
-        .and_then(|id| non_empty(Some(id)))
+}
+
+/// The last path segment of a link (`…/captures/<id>` → `<id>`).
+fn last_segment(href: &str) -> Option<String> {
+    let path = href.split(['?', '#']).next().unwrap_or_default();
+    non_empty(path.trim_end_matches('/').rsplit('/').next())
+}
+
+/// The authorization a capture captured, when its `up` link names one
+/// (`…/v2/payments/authorizations/<id>`; v1: `…/v1/payments/authorization/<id>`).
+fn authorization_of(links: &[Link]) -> Option<String> {
+    let href = up_link(links)?;
+    let path = href.split(['?', '#']).next().unwrap_or_default();
+    let parent = path.trim_end_matches('/').rsplit('/').nth(1)?;
+    if parent == "authorizations" || parent == "authorization" {
+        last_segment(path)
+    } else {
+        None
+    }
+}
+
+/// The capture a refund (or reversal) belongs to: the last path segment of its
+/// `up` link (`…/v2/payments/captures/<id>`).
+fn capture_of_refund(refund: &Refund) -> Option<String> {
+    up_link(&refund.links).and_then(last_segment)
 }
 
 fn refund_of(
@@ -150,8 +252,11 @@ fn refund_of(
         payment_id: capture.clone(),
         links: links(
             opts,
-            &[refund.custom_id.as_deref(), refund.invoice_id.as_deref()],
-            capture.as_deref(),
+            &[
+                ("custom_id", &refund.custom_id),
+                ("invoice_id", &refund.invoice_id),
+            ],
+            &[capture.as_ref()],
         ),
         amount: amount("amount", &refund.amount)?,
         status,
@@ -164,9 +269,51 @@ fn refund_of(
         lines: vec![],
         adjustments: None,
         at,
-        created_at: None,
+        created_at: refund
+            .create_time
+            .as_deref()
+            .map(|t| parse_time("resource.create_time", t.trim()))
+            .transpose()?,
         gateway: None,
     })
+}
+
+/// `PAYMENT.CAPTURE.REVERSED`: PayPal took the captured money back (its resource
+/// is a refund of the capture that PayPal issued). A reversed observation of the
+/// capture, for the reversed amount; a reversal that failed or was cancelled
+/// took nothing. The resource names only the capture, not an authorization it
+/// may belong to, so the capture is the payment here (as a dispute names it).
+fn reversal_of(
+    opts: &MapOptions,
+    reversal: &Refund,
+    at: OffsetDateTime,
+) -> Result<Option<Payment>, MapError> {
+    if matches!(reversal.status.as_deref(), Some("FAILED" | "CANCELLED")) {
+        return Ok(None);
+    }
+    let capture = capture_of_refund(reversal)
+        .ok_or_else(|| MapError::MissingField("resource.links[rel=up]".into()))?;
+    let links = links(
+        opts,
+        &[
+            ("custom_id", &reversal.custom_id),
+            ("invoice_id", &reversal.invoice_id),
+        ],
+        &[Some(&capture)],
+    );
+    let mut p = base_payment(
+        capture,
+        links,
+        PaymentStatus::Reversed,
+        amount("amount", &reversal.amount)?,
+        at,
+    );
+    p.failure_reason = reversal
+        .status_details
+        .as_ref()
+        .and_then(|d| non_empty(d.reason.as_deref()))
+        .or_else(|| non_empty(reversal.note_to_payer.as_deref()));
+    Ok(Some(p))
 }
 
 /// Where a PayPal dispute stands. A resolved dispute is won or lost per its outcome;
@@ -180,7 +327,10 @@ pub(crate) fn dispute_status(
     let inquiry = matches!(stage, None | Some("INQUIRY"));
     if resolved {
         return match outcome {
-            Some("RESOLVED_BUYER_FAVOUR" | "ACCEPTED") => DisputeStatus::Lost,
+            Some("RESOLVED_BUYER_FAVOUR") => DisputeStatus::Lost,
+            // The merchant accepted the claim and refunded the buyer: the money
+            // went back as a refund PayPal reports, not as a lost dispute.
+            Some("ACCEPTED") => DisputeStatus::MerchantRefunded,
             // PayPal covered the buyer itself, or denied the claim: the merchant keeps the money.
             Some("RESOLVED_SELLER_FAVOUR" | "RESOLVED_WITH_PAYOUT" | "DENIED") => {
                 DisputeStatus::Won
@@ -231,10 +381,10 @@ fn dispute_of(
         links: links(
             opts,
             &[
-                txn.and_then(|t| t.custom.as_deref()),
-                txn.and_then(|t| t.invoice_number.as_deref()),
+                ("custom_id", &txn.and_then(|t| t.custom.clone())),
+                ("invoice_id", &txn.and_then(|t| t.invoice_number.clone())),
             ],
-            capture.as_deref(),
+            &[capture.as_ref()],
         ),
         amount: self::amount("dispute_amount", amount)?,
         status,
@@ -251,9 +401,20 @@ fn dispute_of(
     })
 }
 
-/// The order (custom id, then invoice id, each once), then the capture.
-fn links(opts: &MapOptions, orders: &[Option<&str>], capture: Option<&str>) -> Vec<OrderLink> {
-    let orders = orders.iter().filter_map(|o| non_empty(*o));
-    let capture = capture.and_then(|c| non_empty(Some(c)));
-    payment_order_links(opts, PROVIDER, orders, capture.as_deref())
+/// The order named in the fields the tenant configured (`custom_id`,
+/// `invoice_id`, in the configured order, through the configured pattern, each
+/// once), then the payment references.
+fn links(
+    opts: &MapOptions,
+    fields: &[(&str, &Option<String>)],
+    payments: &[Option<&String>],
+) -> Vec<OrderLink> {
+    let orders = opts.paypal.fields.iter().filter_map(|wanted| {
+        fields
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .and_then(|(_, v)| non_empty(v.as_deref()))
+    });
+    let payments = payments.iter().flatten().map(|p| p.as_str());
+    payment_order_links(opts, PROVIDER, orders, payments)
 }

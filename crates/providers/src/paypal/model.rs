@@ -14,10 +14,14 @@ pub(crate) struct Event {
     pub(crate) resource: Value,
 }
 
-/// PayPal money: a decimal string and a currency code.
+/// PayPal money: a decimal string and a currency code (`value`/`currency_code`
+/// in v2 resources, `total`/`currency` in the v1 resources some events still
+/// carry).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Amount {
+    #[serde(alias = "currency")]
     pub(crate) currency_code: String,
+    #[serde(alias = "total")]
     pub(crate) value: String,
 }
 
@@ -38,7 +42,16 @@ pub(crate) struct SellerReceivableBreakdown {
     pub(crate) net_amount: Option<Amount>,
 }
 
-/// `resource` of `PAYMENT.CAPTURE.*`.
+/// `resource` of `PAYMENT.AUTHORIZATION.*`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Authorization {
+    pub(crate) id: String,
+    pub(crate) amount: Amount,
+    pub(crate) custom_id: Option<String>,
+    pub(crate) invoice_id: Option<String>,
+}
+
+/// `resource` of `PAYMENT.CAPTURE.COMPLETED|PENDING|DENIED|DECLINED`.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Capture {
     pub(crate) id: String,
@@ -48,9 +61,14 @@ pub(crate) struct Capture {
     pub(crate) custom_id: Option<String>,
     pub(crate) invoice_id: Option<String>,
     pub(crate) seller_receivable_breakdown: Option<SellerReceivableBreakdown>,
+    /// `up` names what was captured: an authorization
+    /// (`…/v2/payments/authorizations/<id>`) or an order.
+    #[serde(default)]
+    pub(crate) links: Vec<Link>,
 }
 
-/// `resource` of `PAYMENT.CAPTURE.REFUNDED`.
+/// `resource` of `PAYMENT.CAPTURE.REFUNDED` and of `PAYMENT.CAPTURE.REVERSED`
+/// (a reversal is reported as a refund of the capture, issued by PayPal).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Refund {
     pub(crate) id: String,
@@ -60,6 +78,8 @@ pub(crate) struct Refund {
     pub(crate) custom_id: Option<String>,
     pub(crate) invoice_id: Option<String>,
     pub(crate) note_to_payer: Option<String>,
+    pub(crate) create_time: Option<String>,
+    /// `up` is the refunded capture (`…/v2/payments/captures/<id>`).
     #[serde(default)]
     pub(crate) links: Vec<Link>,
 }

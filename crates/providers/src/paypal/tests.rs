@@ -205,6 +205,10 @@ fn with_header(headers: &Headers, name: &str, value: Option<&str>) -> Headers {
 
 /// Signs, verifies with the pinned certificate, describes and maps.
 fn signed_map(body: &[u8]) -> Vec<Envelope> {
+    signed_map_with(&MapOptions::default(), body)
+}
+
+fn signed_map_with(options: &MapOptions, body: &[u8]) -> Vec<Envelope> {
     let headers = sign(body, now());
     assert_eq!(
         verify(&creds(&ours().cert_pem, WEBHOOK_ID), &headers, body, now()),
@@ -218,12 +222,11 @@ fn signed_map(body: &[u8]) -> Vec<Envelope> {
     let inbound = ProviderKind::Paypal.describe(&req).unwrap();
     let kept = headers.select(ProviderKind::Paypal.kept_headers());
     assert_eq!(kept.iter().count(), 5);
-    let options = MapOptions::default();
     ProviderKind::Paypal
         .map(
             &MapContext {
                 tenant: "acme",
-                options: &options,
+                options,
             },
             &RawInput {
                 topic: &inbound.topic,
@@ -564,7 +567,8 @@ fn capture_refunded_refers_to_the_capture_by_its_up_link() {
                 lines: vec![],
                 adjustments: None,
                 at: time(at),
-                created_at: None,
+                // The refund's own create_time.
+                created_at: Some(time("2026-03-15T01:45:10-07:00")),
                 gateway: None,
             })
         )]
@@ -633,7 +637,8 @@ fn dispute_outcomes_and_statuses() {
             Some("RESOLVED_BUYER_FAVOUR"),
             Lost,
         ),
-        (true, Some("CHARGEBACK"), Some("ACCEPTED"), Lost),
+        // The merchant accepted the claim and refunded: not a loss.
+        (true, Some("CHARGEBACK"), Some("ACCEPTED"), MerchantRefunded),
         (
             true,
             Some("CHARGEBACK"),
@@ -685,6 +690,268 @@ fn dispute_outcomes_and_statuses() {
     };
     assert_eq!(d.status, Lost);
     assert!(d.funds_withdrawn && !d.funds_reinstated);
+}
+
+const AUTH: &str = "8AU51278JL6410457";
+
+fn auth_links(capture: Option<&str>) -> Vec<OrderLink> {
+    let mut l = links(&["5123000090", "INV-1090"], AUTH);
+    if let Some(c) = capture {
+        l.push(OrderLink::Payment {
+            provider: "paypal".into(),
+            reference: c.into(),
+        });
+    }
+    l
+}
+
+fn paypal_payment(
+    id: &str,
+    links: Vec<OrderLink>,
+    status: PaymentStatus,
+    amount: Money,
+    at: &str,
+) -> Payment {
+    Payment {
+        provider: "paypal".into(),
+        payment_id: id.into(),
+        links,
+        status,
+        amount,
+        fee: None,
+        net: None,
+        amount_refunded: None,
+        method: Some("paypal".into()),
+        failure_reason: None,
+        payer: Identity::default(),
+        at: time(at),
+        captured: None,
+        capture_id: None,
+        auto_capture: false,
+    }
+}
+
+#[test]
+fn an_authorization_captured_twice_then_voided() {
+    // The authorization is the payment: 200.00 held.
+    let at = "2026-07-03T12:00:04.000Z";
+    assert_eq!(
+        map_fixture("auth_capture.authorization.created"),
+        vec![envelope(
+            "WH-1AB23456CD789012E-3FG45678HJ901234K",
+            at,
+            Event::PaymentSucceeded(paypal_payment(
+                AUTH,
+                auth_links(None),
+                PaymentStatus::Authorized,
+                money(20000, "USD"),
+                at
+            ))
+        )]
+    );
+
+    // Each capture names the authorization in its `up` link: a capture of that
+    // payment, with its own id and, once completed, its own fee.
+    let c1 = "3CA31270KY4471221";
+    let at = "2026-07-05T09:30:03.000Z";
+    let mut p = paypal_payment(
+        AUTH,
+        auth_links(Some(c1)),
+        PaymentStatus::Succeeded,
+        money(12000, "USD"),
+        at,
+    );
+    p.capture_id = Some(c1.into());
+    p.fee = Some(money(418, "USD"));
+    p.net = Some(money(11582, "USD"));
+    assert_eq!(
+        map_fixture("auth_capture.capture_1.completed"),
+        vec![envelope(
+            "WH-2BC34567DE890123F-4GH56789JK012345L",
+            at,
+            Event::PaymentSucceeded(p)
+        )]
+    );
+
+    // The second capture is pending (no money yet, no fee), then completes.
+    let c2 = "3CA31270KY4471222";
+    let at = "2026-07-07T15:10:02.000Z";
+    let mut p = paypal_payment(
+        AUTH,
+        auth_links(Some(c2)),
+        PaymentStatus::Authorized,
+        money(5000, "USD"),
+        at,
+    );
+    p.capture_id = Some(c2.into());
+    assert_eq!(
+        map_fixture("auth_capture.capture_2.pending"),
+        vec![envelope(
+            "WH-3CD45678EF901234G-5HJ67890KL123456M",
+            at,
+            Event::PaymentSucceeded(p.clone())
+        )]
+    );
+    let at = "2026-07-08T08:00:02.000Z";
+    p.status = PaymentStatus::Succeeded;
+    p.at = time(at);
+    p.fee = Some(money(224, "USD"));
+    p.net = Some(money(4776, "USD"));
+    assert_eq!(
+        map_fixture("auth_capture.capture_2.completed"),
+        vec![envelope(
+            "WH-4DE56789FG012345H-6JK78901LM234567N",
+            at,
+            Event::PaymentSucceeded(p)
+        )]
+    );
+
+    // The rest of the authorization is voided: the payment is cancelled (the
+    // fold voids only what was not captured).
+    let at = "2026-07-09T10:00:02.000Z";
+    assert_eq!(
+        map_fixture("auth_capture.authorization.voided"),
+        vec![envelope(
+            "WH-5EF67890GH123456J-7KL89012MN345678P",
+            at,
+            Event::PaymentFailed(paypal_payment(
+                AUTH,
+                auth_links(None),
+                PaymentStatus::Cancelled,
+                money(20000, "USD"),
+                at
+            ))
+        )]
+    );
+
+    // A capture of this authorization that is denied fails that capture only.
+    let mut v: Value = serde_json::from_slice(&fixture("auth_capture.capture_2.pending")).unwrap();
+    v["event_type"] = json!("PAYMENT.CAPTURE.DECLINED");
+    v["resource"]["status"] = json!("DECLINED");
+    v["resource"]["status_details"] = json!({"reason": "BUYER_COMPLAINT"});
+    let envs = signed_map(v.to_string().as_bytes());
+    let Event::PaymentFailed(p) = &envs[0].event else {
+        panic!("{envs:?}")
+    };
+    assert_eq!(
+        (p.payment_id.as_str(), p.capture_id.as_deref(), p.status),
+        (AUTH, Some(c2), PaymentStatus::Failed)
+    );
+    assert_eq!(p.failure_reason.as_deref(), Some("BUYER_COMPLAINT"));
+}
+
+#[test]
+fn a_v1_authorization_resource_is_read_too() {
+    // Some events still carry v1 resources: `total`/`currency` money.
+    let body = json!({
+        "id": "WH-7GH89012JK345678L-9MN01234PQ567890R",
+        "create_time": "2026-07-03T12:00:04Z",
+        "resource_type": "authorization",
+        "event_type": "PAYMENT.AUTHORIZATION.CREATED",
+        "resource": {
+            "id": "4BV90318XT2265839",
+            "state": "authorized",
+            "amount": {"total": "42.50", "currency": "GBP", "details": {"subtotal": "42.50"}},
+            "parent_payment": "PAY-4FS12345AB678901CDEF2345",
+            "links": [{"href": "https://api.sandbox.paypal.example/v1/payments/authorization/4BV90318XT2265839", "rel": "self", "method": "GET"}]
+        }
+    })
+    .to_string();
+    let envs = signed_map(body.as_bytes());
+    let Event::PaymentSucceeded(p) = &envs[0].event else {
+        panic!("{envs:?}")
+    };
+    assert_eq!(
+        (p.payment_id.as_str(), p.status, p.amount),
+        (
+            "4BV90318XT2265839",
+            PaymentStatus::Authorized,
+            money(4250, "GBP")
+        )
+    );
+}
+
+#[test]
+fn a_reversed_capture_is_a_reversal_of_that_payment() {
+    let at = "2026-04-25T16:05:09.000Z";
+    let mut p = paypal_payment(
+        CAPTURE,
+        links(&[], CAPTURE),
+        PaymentStatus::Reversed,
+        money(12999, "USD"),
+        at,
+    );
+    p.failure_reason = Some("Payment reversed".into());
+    assert_eq!(
+        map_fixture("payment.capture.reversed"),
+        vec![envelope(
+            "WH-6FG78901HJ234567K-8LM90123NP456789Q",
+            at,
+            Event::PaymentSucceeded(p)
+        )]
+    );
+    // A reversal that failed took nothing back.
+    let mut v: Value = serde_json::from_slice(&fixture("payment.capture.reversed")).unwrap();
+    v["resource"]["status"] = json!("FAILED");
+    assert_eq!(signed_map(v.to_string().as_bytes()), vec![]);
+    // One without the capture it reverses cannot be placed.
+    let mut v: Value = serde_json::from_slice(&fixture("payment.capture.reversed")).unwrap();
+    v["resource"]["links"] = json!([]);
+    let headers = Headers::new();
+    let options = MapOptions::default();
+    assert!(
+        ProviderKind::Paypal
+            .map(
+                &MapContext {
+                    tenant: "acme",
+                    options: &options,
+                },
+                &RawInput {
+                    topic: "PAYMENT.CAPTURE.REVERSED",
+                    event_id: "x",
+                    headers: &headers,
+                    body: v.to_string().as_bytes(),
+                    received_at: now(),
+                },
+            )
+            .is_err()
+    );
+}
+
+#[test]
+fn the_order_reference_follows_the_configured_fields_pattern_and_store() {
+    let mut options = MapOptions::for_stores(["shopify", "woocommerce"]);
+    options.paypal.fields = vec!["invoice_id".into(), "custom_id".into()];
+    options.paypal.store = Some("woocommerce".into());
+    options.paypal.pattern = Some(crate::ReferencePattern::new(r"^INV-(?P<order>\d+)$").unwrap());
+    // invoice_id first, through the pattern; custom_id does not match it.
+    let envs = signed_map_with(&options, &fixture("payment.capture.completed"));
+    let Event::PaymentSucceeded(p) = &envs[0].event else {
+        panic!("{envs:?}")
+    };
+    assert_eq!(
+        p.links,
+        vec![
+            OrderLink::Order {
+                order_id: "woocommerce:1077".into()
+            },
+            OrderLink::Payment {
+                provider: "paypal".into(),
+                reference: CAPTURE.into()
+            }
+        ]
+    );
+    // Disputes name the same fields as `invoice_number` and `custom`.
+    let envs = signed_map_with(&options, &fixture("customer.dispute.created"));
+    let Event::DisputeOpened(d) = &envs[0].event else {
+        panic!("{envs:?}")
+    };
+    assert_eq!(
+        d.links[0],
+        OrderLink::Order {
+            order_id: "woocommerce:1077".into()
+        }
+    );
 }
 
 #[test]
