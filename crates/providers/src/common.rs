@@ -135,7 +135,7 @@ pub struct MapOptions {
 }
 
 /// Where a payment provider's payload names the store's order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrderReference {
     /// Stripe: metadata keys, tried in order (`order_id`). PayPal: `custom_id`
     /// and/or `invoice_id`, tried in order. Adyen: unused (the merchant
@@ -197,16 +197,6 @@ pub enum AdyenCapture {
     Automatic,
     /// Only CAPTURE notifications move money; an AUTHORISATION is a hold.
     Manual,
-}
-
-impl Default for OrderReference {
-    fn default() -> Self {
-        Self {
-            fields: Vec::new(),
-            store: None,
-            pattern: None,
-        }
-    }
 }
 
 impl Default for MapOptions {
