@@ -2,7 +2,7 @@
 
 use storefold_core::event::{
     Address, Attribution, Consent, CustomerUpserted, LineItem, OrderLink, OrderStatus, OrderTotals,
-    OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, Utm,
+    OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, StoreMoney, Utm,
 };
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::format_description::well_known::Rfc3339;
@@ -172,7 +172,7 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
         updated_at,
         cancelled_at: None,
         cancel_reason: None,
-        store_money: None,
+        store_money: Some(store_money(&o, total)?),
     };
     events.push(envelope(
         ctx,
@@ -211,6 +211,71 @@ pub(crate) fn order(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
         ));
     }
     Ok(events)
+}
+
+/// The order's own account of the money it received, in the order currency (the
+/// one the customer paid in; WooCommerce keeps no second currency).
+///
+/// WooCommerce never changes an order's `total` when it refunds: a refund is an
+/// order of its own, listed in `refunds`, and the shop shows the total struck
+/// through next to `total − refunded` (`WC_Order::get_formatted_order_total`).
+/// So a paid order received its `total`, and its refunds come off once, in the
+/// fold. Paid means:
+///
+/// - `processing`, `completed`: the statuses an order reaches when its payment
+///   is complete (`wc_get_is_paid_statuses`); `refunded`: all of it went back,
+///   so it had been received;
+/// - else `date_paid_gmt` set, which WooCommerce sets once on payment and never
+///   clears, unless the status is `failed`, `pending` or a draft (no money now):
+///   a paid order put on hold or cancelled without a refund kept the money.
+///
+/// `on-hold` with a card payment only authorised: the Stripe gateway
+/// (`_stripe_charge_captured` = `no`) and WooPayments (`_intention_status` =
+/// `requires_capture`) put such orders on hold until the merchant captures;
+/// then the total is held (`authorized`), nothing received. Anything else
+/// received nothing.
+fn store_money(o: &model::Order, total: Money) -> Result<StoreMoney, MapError> {
+    let status = o.status.as_deref().map(str::trim).unwrap_or("");
+    let zero = Money::zero(total.currency);
+    let paid_date = gmt("date_paid_gmt", o.date_paid_gmt.as_deref())?;
+    let meta = |key: &str| meta_str(&o.meta_data, key);
+    let received = |basis: String| StoreMoney {
+        received: total,
+        authorized: None,
+        outstanding: None,
+        shop_received: None,
+        basis,
+    };
+    let nothing = |authorized: Option<Money>, basis: String| StoreMoney {
+        received: zero,
+        authorized,
+        outstanding: None,
+        shop_received: None,
+        basis,
+    };
+    if matches!(status, "processing" | "completed" | "refunded") {
+        return Ok(received(format!("status:{status}")));
+    }
+    if status == "on-hold" {
+        let authorised_only = if meta("_stripe_charge_captured").as_deref() == Some("no") {
+            Some("_stripe_charge_captured=no")
+        } else if meta("_intention_status").as_deref() == Some("requires_capture") {
+            Some("_intention_status=requires_capture")
+        } else {
+            None
+        };
+        if let Some(evidence) = authorised_only {
+            return Ok(nothing(Some(total), format!("status:on-hold, {evidence}")));
+        }
+    }
+    let unpaid = matches!(
+        status,
+        "failed" | "pending" | "checkout-draft" | "draft" | "auto-draft"
+    );
+    if paid_date.is_some() && !unpaid {
+        return Ok(received(format!("date_paid_gmt, status:{status}")));
+    }
+    Ok(nothing(None, format!("status:{status}")))
 }
 
 /// WooCommerce order statuses; unknown (plugin) statuses count as open.
@@ -347,11 +412,20 @@ pub(crate) fn customer(
 /// because the refund id is the same, the fold sees one refund either way. The
 /// resource names no currency (it is the order's) and names its order only in
 /// `_links.up`, so `order_id` may be passed when the caller knows it.
+///
+/// The resource does not name the gateway either, only whether WooCommerce had
+/// the gateway send the money back (`refunded_payment`). When it did and the
+/// caller passes the order's `payment_method`, that is the refund's gateway. A
+/// refund only recorded in the shop names none: it may be money given back by
+/// hand, or a refund made in the gateway's own dashboard and copied into the
+/// shop by the gateway's plugin (the Stripe and PayPal plugins do that), so the
+/// ledger counts it only beyond what the payment provider itself refunded.
 pub fn map_refund_resource(
     ctx: &MapContext<'_>,
     event_id: &str,
     order_id: Option<&str>,
     currency: &str,
+    payment_method: Option<&str>,
     body: &[u8],
 ) -> Result<Envelope, MapError> {
     let r: model::RefundResource = parse_json(body)?;
@@ -406,8 +480,11 @@ pub fn map_refund_resource(
             lines,
             adjustments: None,
             at,
-            created_at: None,
-            gateway: None,
+            created_at: Some(at),
+            gateway: match r.refunded_payment {
+                Some(true) => non_empty(payment_method),
+                _ => None,
+            },
         }),
     ))
 }

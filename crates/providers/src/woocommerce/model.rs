@@ -89,6 +89,11 @@ pub(crate) struct Order {
     pub(crate) date_created_gmt: Option<String>,
     #[serde(default)]
     pub(crate) date_modified_gmt: Option<String>,
+    /// Set once, when the order first reaches a paid status or its gateway
+    /// reports the payment complete (`WC_Order::payment_complete`,
+    /// `maybe_set_date_paid`); never cleared afterwards (not by a refund either).
+    #[serde(default)]
+    pub(crate) date_paid_gmt: Option<String>,
     #[serde(default)]
     pub(crate) discount_total: Option<Amount>,
     #[serde(default)]
@@ -186,6 +191,10 @@ pub(crate) struct RefundResource {
     pub(crate) amount: Option<Amount>,
     #[serde(default)]
     pub(crate) reason: Option<String>,
+    /// Whether WooCommerce had the gateway send the money back (an API refund);
+    /// `false` for a refund only recorded in the shop.
+    #[serde(default)]
+    pub(crate) refunded_payment: Option<bool>,
     #[serde(default)]
     pub(crate) line_items: Vec<RefundLineItem>,
     #[serde(default, rename = "_links")]

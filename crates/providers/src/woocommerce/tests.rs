@@ -3,7 +3,7 @@
 
 use storefold_core::event::{
     Address, Attribution, Consent, CustomerUpserted, LineItem, OrderLink, OrderStatus, OrderTotals,
-    OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, Utm,
+    OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, StoreMoney, Utm,
 };
 use storefold_core::identity::ExternalId;
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
@@ -34,6 +34,14 @@ fn usd(minor: i64) -> Money {
 
 fn eur(minor: i64) -> Money {
     money(minor, "EUR")
+}
+
+fn jpy(minor: i64) -> Money {
+    money(minor, "JPY")
+}
+
+fn gbp(minor: i64) -> Money {
+    money(minor, "GBP")
 }
 
 fn ext(id: &str) -> ExternalId {
@@ -468,7 +476,30 @@ fn expected_order_4101() -> OrderUpserted {
         updated_at: datetime!(2025-05-02 14:14:09 UTC),
         cancelled_at: None,
         cancel_reason: None,
-        store_money: None,
+        // Processing: the payment is complete, the total received.
+        store_money: Some(received(usd(3818), "status:processing")),
+    }
+}
+
+/// The store's account of an order that received `total`.
+fn received(total: Money, basis: &str) -> StoreMoney {
+    StoreMoney {
+        received: total,
+        authorized: None,
+        outstanding: None,
+        shop_received: None,
+        basis: basis.into(),
+    }
+}
+
+/// The store's account of an order that received nothing (holding `authorized`).
+fn nothing_received(zero: Money, authorized: Option<Money>, basis: &str) -> StoreMoney {
+    StoreMoney {
+        received: zero,
+        authorized,
+        outstanding: None,
+        shop_received: None,
+        basis: basis.into(),
     }
 }
 
@@ -576,7 +607,10 @@ fn order_updated_maps_refunds_paypal_and_tracking() {
             updated_at: at,
             cancelled_at: None,
             cancel_reason: None,
-            store_money: None,
+            // Completed: the whole 59.90 received; the two refunds below are
+            // their own events and come off in the fold (WooCommerce leaves the
+            // order total as it was).
+            store_money: Some(received(eur(5990), "status:completed")),
         }
     );
     assert_eq!(
@@ -630,7 +664,6 @@ fn order_restored_without_email_or_payment_reference() {
     let (_, events) = map_ok("order.restored", &fixture("order_restored.json"));
     // No billing email: no customer event, the order alone.
     assert_eq!(events.len(), 1);
-    let jpy = |m| money(m, "JPY");
     let order = the_order(&events);
     assert_eq!(order.status, OrderStatus::OnHold);
     assert_eq!(
@@ -650,6 +683,12 @@ fn order_restored_without_email_or_payment_reference() {
         Some("JP")
     );
     assert_eq!(order.updated_at, datetime!(2025-06-02 09:00:00 UTC));
+    // On hold for a bank transfer that has not come (no payment date): nothing
+    // received, and no card authorisation held either.
+    assert_eq!(
+        order.store_money,
+        Some(nothing_received(jpy(0), None, "status:on-hold"))
+    );
 }
 
 #[test]
@@ -708,6 +747,343 @@ fn order_amounts_are_exact_or_refused() {
     o["currency"] = "ZZZ".into();
     let (_, mapped) = deliver("order.updated", &serde_json::to_vec(&o).unwrap());
     assert!(matches!(mapped, Err(MapError::InvalidField { .. })));
+}
+
+// ------------------------------------------------------- the store's money
+
+/// A guest order of the small fixtures: a billing name, email and country, one
+/// line, shipping, no tax, no discount, from the checkout.
+#[allow(clippy::too_many_arguments)]
+fn guest_order(
+    id: &str,
+    (first, last, email, country): (&str, &str, &str, &str),
+    status: OrderStatus,
+    (line, subtotal): (LineItem, Money),
+    shipping: Money,
+    total: Money,
+    payment_refs: Vec<PaymentRef>,
+    (created_at, updated_at): (OffsetDateTime, OffsetDateTime),
+    store_money: StoreMoney,
+) -> OrderUpserted {
+    let zero = Money::zero(total.currency);
+    OrderUpserted {
+        order_id: format!("woocommerce:{id}"),
+        number: Some(id.into()),
+        customer: Identity {
+            email: Some(email.into()),
+            ..Identity::default()
+        },
+        customer_name: Some(format!("{first} {last}")),
+        status,
+        financial_status: None,
+        fulfillment_status: None,
+        totals: OrderTotals {
+            total,
+            subtotal: Some(subtotal),
+            discounts: Some(zero),
+            shipping: Some(shipping),
+            tax: Some(zero),
+            presentment_total: None,
+        },
+        line_items: vec![line],
+        discount_codes: vec![],
+        payment_refs,
+        tracking_numbers: vec![],
+        attribution: Attribution {
+            source_name: Some("checkout".into()),
+            ..Attribution::default()
+        },
+        cart_token: None,
+        shipping_address: None,
+        billing_address: Some(Address {
+            name: Some(format!("{first} {last}")),
+            country: Some(country.into()),
+            ..Address::default()
+        }),
+        note: None,
+        tags: vec![],
+        test: false,
+        created_at,
+        updated_at,
+        cancelled_at: None,
+        cancel_reason: None,
+        store_money: Some(store_money),
+    }
+}
+
+/// Every event of a guest order delivery: the customer, the order, then its refunds.
+fn assert_guest_delivery(
+    topic: &str,
+    fixture_name: &str,
+    order: &OrderUpserted,
+    refunds: &[Refund],
+) {
+    let (inbound, events) = map_ok(topic, &fixture(fixture_name));
+    let billing = order.billing_address.clone().unwrap();
+    let (first, last) = order
+        .customer_name
+        .as_deref()
+        .unwrap()
+        .split_once(' ')
+        .unwrap();
+    let mut expected = vec![
+        (
+            format!("{}#customer", inbound.event_id),
+            Event::CustomerUpserted(CustomerUpserted {
+                identity: order.customer.clone(),
+                first_name: Some(first.into()),
+                last_name: Some(last.into()),
+                addresses: vec![billing],
+                consent: Consent::default(),
+                tags: vec![],
+                note: None,
+                deleted: false,
+                created_at: None,
+                updated_at: order.updated_at,
+            }),
+        ),
+        (
+            inbound.event_id.clone(),
+            Event::OrderUpserted(Box::new(order.clone())),
+        ),
+    ];
+    for r in refunds {
+        expected.push((
+            format!("{}#refund:{}", inbound.event_id, r.refund_id),
+            Event::RefundIssued(r.clone()),
+        ));
+    }
+    let got: Vec<(String, Event)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.occurred_at, order.updated_at);
+            (e.event_id.clone(), e.event.clone())
+        })
+        .collect();
+    assert_eq!(got, expected);
+}
+
+fn order_4120(status: OrderStatus, updated_at: OffsetDateTime, basis: &str) -> OrderUpserted {
+    guest_order(
+        "4120",
+        ("Joan", "Clarke", "joan.c@example.co.uk", "GB"),
+        status,
+        (
+            LineItem {
+                id: "701".into(),
+                sku: Some("TEAPOT-CER".into()),
+                title: "Ceramic Teapot".into(),
+                quantity: 1,
+                unit_price: gbp(3750),
+                total_discount: Some(gbp(0)),
+            },
+            gbp(3750),
+        ),
+        gbp(750),
+        gbp(4500),
+        vec![PaymentRef {
+            provider: "stripe".into(),
+            reference: "pi_3Fx4120aBcDeF".into(),
+        }],
+        (datetime!(2025-08-04 10:00:00 UTC), updated_at),
+        // WooCommerce keeps the total after refunds: received stays 45.00.
+        received(gbp(4500), basis),
+    )
+}
+
+fn refund_4120(id: &str, reason: &str, minor: i64, at: OffsetDateTime) -> Refund {
+    Refund {
+        provider: "woocommerce".into(),
+        refund_id: id.into(),
+        payment_id: None,
+        links: order_link("4120"),
+        amount: gbp(minor),
+        status: RefundStatus::Succeeded,
+        reason: Some(reason.into()),
+        lines: vec![],
+        adjustments: None,
+        at,
+        created_at: None,
+        // The order's list does not say whether the gateway moved the money.
+        gateway: None,
+    }
+}
+
+#[test]
+fn processing_then_partly_then_fully_refunded_keeps_the_total_received() {
+    let paid = datetime!(2025-08-04 10:00:05 UTC);
+    assert_guest_delivery(
+        "order.created",
+        "order_4120_processing.json",
+        &order_4120(OrderStatus::Open, paid, "status:processing"),
+        &[],
+    );
+
+    let part = datetime!(2025-08-06 14:30:00 UTC);
+    assert_guest_delivery(
+        "order.updated",
+        "order_4120_partially_refunded.json",
+        &order_4120(OrderStatus::Open, part, "status:processing"),
+        &[refund_4120("4121", "Lid arrived chipped", 1000, part)],
+    );
+
+    // Refunded: both refunds listed (newest first), the total still 45.00 and
+    // received; 45.00 − 35.00 − 10.00 nets to zero in the fold.
+    let all = datetime!(2025-08-09 09:12:00 UTC);
+    assert_guest_delivery(
+        "order.updated",
+        "order_4120_refunded.json",
+        &order_4120(OrderStatus::Refunded, all, "status:refunded"),
+        &[
+            refund_4120("4122", "Teapot sent back", 3500, all),
+            refund_4120("4121", "Lid arrived chipped", 1000, all),
+        ],
+    );
+}
+
+fn order_4130(status: OrderStatus, updated_at: OffsetDateTime, money: StoreMoney) -> OrderUpserted {
+    guest_order(
+        "4130",
+        ("Hedy", "Lamarr", "hedy.l@example.at", "AT"),
+        status,
+        (
+            LineItem {
+                id: "702".into(),
+                sku: Some("LAMP-BRS".into()),
+                title: "Brass Lamp".into(),
+                quantity: 1,
+                unit_price: eur(5990),
+                total_discount: Some(eur(0)),
+            },
+            eur(5990),
+        ),
+        eur(500),
+        eur(6490),
+        vec![PaymentRef {
+            provider: "stripe".into(),
+            reference: "ch_3Fx4130gHiJkL".into(),
+        }],
+        (datetime!(2025-08-11 19:45:00 UTC), updated_at),
+        money,
+    )
+}
+
+#[test]
+fn on_hold_card_authorisation_then_captured() {
+    // The Stripe gateway puts an order whose charge it only authorised on hold,
+    // with `_stripe_charge_captured: no`: the total is held, nothing received.
+    assert_guest_delivery(
+        "order.created",
+        "order_4130_on_hold_authorized.json",
+        &order_4130(
+            OrderStatus::OnHold,
+            datetime!(2025-08-11 19:45:03 UTC),
+            nothing_received(
+                eur(0),
+                Some(eur(6490)),
+                "status:on-hold, _stripe_charge_captured=no",
+            ),
+        ),
+        &[],
+    );
+    // Captured: processing, paid.
+    assert_guest_delivery(
+        "order.updated",
+        "order_4130_captured.json",
+        &order_4130(
+            OrderStatus::Open,
+            datetime!(2025-08-12 08:05:00 UTC),
+            received(eur(6490), "status:processing"),
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn cancelled_before_payment_received_nothing() {
+    let sek = |m| money(m, "SEK");
+    assert_guest_delivery(
+        "order.updated",
+        "order_4140_cancelled_unpaid.json",
+        &guest_order(
+            "4140",
+            ("Lise", "Meitner", "lise.m@example.se", "SE"),
+            OrderStatus::Cancelled,
+            (
+                LineItem {
+                    id: "703".into(),
+                    sku: Some("NOTE-SET3".into()),
+                    title: "Notebook Set".into(),
+                    quantity: 3,
+                    // 219.00 for three.
+                    unit_price: sek(7300),
+                    total_discount: Some(sek(0)),
+                },
+                sek(21900),
+            ),
+            sek(3000),
+            sek(24900),
+            // A bank transfer never made: no transaction id to link.
+            vec![],
+            (
+                datetime!(2025-08-14 07:30:00 UTC),
+                datetime!(2025-08-21 07:30:00 UTC),
+            ),
+            nothing_received(sek(0), None, "status:cancelled"),
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn store_money_by_status_payment_date_and_authorisation() {
+    let base: serde_json::Value =
+        serde_json::from_slice(&fixture("order_4130_captured.json")).unwrap();
+    let money_of = |changes: serde_json::Value| {
+        let mut o = base.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            o[k] = v.clone();
+        }
+        let (_, events) = map_ok("order.updated", &serde_json::to_vec(&o).unwrap());
+        the_order(&events).store_money.clone().unwrap()
+    };
+    let paid = received(eur(6490), "status:completed");
+    assert_eq!(money_of(serde_json::json!({"status": "completed"})), paid);
+
+    // Paid (a payment date), then put on hold or cancelled without a refund:
+    // the money stayed.
+    for status in ["on-hold", "cancelled", "awaiting-shipment"] {
+        assert_eq!(
+            money_of(serde_json::json!({"status": status})),
+            received(eur(6490), &format!("date_paid_gmt, status:{status}")),
+            "{status}"
+        );
+    }
+    // Failed or pending: no money now, whatever the payment date says.
+    for status in ["failed", "pending"] {
+        assert_eq!(
+            money_of(serde_json::json!({"status": status})),
+            nothing_received(eur(0), None, &format!("status:{status}")),
+            "{status}"
+        );
+    }
+    // No payment date, not a paid status: nothing.
+    assert_eq!(
+        money_of(serde_json::json!({"status": "on-hold", "date_paid_gmt": null})),
+        nothing_received(eur(0), None, "status:on-hold")
+    );
+    // WooPayments marks an authorised-only card payment with its intent status.
+    assert_eq!(
+        money_of(serde_json::json!({
+            "status": "on-hold", "date_paid_gmt": null, "payment_method": "woocommerce_payments",
+            "meta_data": [{"id": 1, "key": "_intention_status", "value": "requires_capture"}]
+        })),
+        nothing_received(
+            eur(0),
+            Some(eur(6490)),
+            "status:on-hold, _intention_status=requires_capture"
+        )
+    );
 }
 
 // ----------------------------------------------------------------- customers
@@ -821,7 +1197,12 @@ fn conformance_every_woocommerce_file_is_checked() {
 }
 
 /// What both real order payloads share (they are the same order, 727).
-fn assert_order_727(events: &[Envelope], status: OrderStatus, modified: OffsetDateTime) {
+fn assert_order_727(
+    events: &[Envelope],
+    status: OrderStatus,
+    modified: OffsetDateTime,
+    store_money: StoreMoney,
+) {
     assert_eq!(events.len(), 2, "customer + order");
     let order = the_order(events);
     assert_eq!(order.order_id, "woocommerce:727");
@@ -883,6 +1264,7 @@ fn assert_order_727(events: &[Envelope], status: OrderStatus, modified: OffsetDa
     assert_eq!(order.note, None);
     assert_eq!(order.created_at, datetime!(2017-03-22 19:28:02 UTC));
     assert_eq!(order.updated_at, modified);
+    assert_eq!(order.store_money.as_ref(), Some(&store_money));
     assert!(refunds(events).is_empty());
 
     match &events[0].event {
@@ -904,10 +1286,12 @@ fn conformance_order_retrieve_as_order_created() {
     };
     let (inbound, events) = map_ok("order.created", &read_file(&dir, "order_retrieve.json"));
     assert_eq!(inbound.event_id, "order:727:2017-03-22T19:28:08");
+    // Processing, paid by bank transfer (date_paid set): 29.35 received.
     assert_order_727(
         &events,
         OrderStatus::Open,
         datetime!(2017-03-22 19:28:08 UTC),
+        received(usd(2935), "status:processing"),
     );
 }
 
@@ -925,6 +1309,7 @@ fn conformance_order_update_completed() {
         &events,
         OrderStatus::Completed,
         datetime!(2017-03-22 19:30:35 UTC),
+        received(usd(2935), "status:completed"),
     );
 }
 
@@ -940,7 +1325,8 @@ fn conformance_refund_resource_and_the_orders_refund_list_agree() {
     };
     let body = read_file(&dir, "order_refund_create.json");
     // The resource names its order only in `_links.up` (orders/723).
-    let env = super::map_refund_resource(&ctx, "backfill:refund:726", None, "USD", &body).unwrap();
+    let env =
+        super::map_refund_resource(&ctx, "backfill:refund:726", None, "USD", None, &body).unwrap();
     let expected = Refund {
         provider: "woocommerce".into(),
         refund_id: "726".into(),
@@ -952,14 +1338,18 @@ fn conformance_refund_resource_and_the_orders_refund_list_agree() {
         lines: vec![],
         adjustments: None,
         at: datetime!(2017-03-21 20:07:11 UTC),
-        created_at: None,
+        created_at: Some(datetime!(2017-03-21 20:07:11 UTC)),
+        // `refunded_payment: false`: recorded in the shop, not sent through a
+        // gateway, so it names none.
         gateway: None,
     };
     assert_eq!(env.event, Event::RefundIssued(expected.clone()));
     assert_eq!(env.event_id, "backfill:refund:726");
     assert_eq!(env.provider, "woocommerce");
     assert_eq!(env.occurred_at, datetime!(2017-03-21 20:07:11 UTC));
-    let explicit = super::map_refund_resource(&ctx, "e", Some("723"), "USD", &body).unwrap();
+    // Even with the order's payment method known: the gateway did not move it.
+    let explicit =
+        super::map_refund_resource(&ctx, "e", Some("723"), "USD", Some("bacs"), &body).unwrap();
     assert_eq!(explicit.event, env.event);
 
     // The same refund as a webhook sees it: an entry of order 723's `refunds`,
@@ -976,8 +1366,10 @@ fn conformance_refund_resource_and_the_orders_refund_list_agree() {
     assert_eq!(
         listed[0],
         &Refund {
-            // The list has no refund date: the order's modification time stands in.
+            // The list has no refund date: the order's modification time stands
+            // in, and the creation time is unknown.
             at: datetime!(2017-03-22 19:30:35 UTC),
+            created_at: None,
             ..expected
         }
     );
@@ -997,27 +1389,41 @@ fn refund_resource_lines_point_at_the_order_lines() {
             "meta_data": [{"id": 1, "key": "_refunded_item_id", "value": "601"}]}],
         "_links": {"up": [{"href": "https://shop.example.com/wp-json/wc/v3/orders/4102"}]}
     }"#;
-    let env = super::map_refund_resource(&ctx, "e", None, "EUR", body).unwrap();
-    match env.event {
-        Event::RefundIssued(r) => {
-            assert_eq!(r.links, order_link("4102"));
-            assert_eq!(r.amount, eur(1234));
-            assert_eq!(r.reason.as_deref(), Some("Too small"));
-            assert_eq!(
-                r.lines,
-                vec![RefundLine {
-                    line_item_id: "601".into(),
-                    quantity: 1,
-                    amount: Some(eur(1234)),
-                    restock: false,
-                }]
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    let env = super::map_refund_resource(&ctx, "e", None, "EUR", Some("stripe"), body).unwrap();
+    let at = datetime!(2025-05-10 09:00:00 UTC);
+    let expected = Refund {
+        provider: "woocommerce".into(),
+        refund_id: "4112".into(),
+        payment_id: None,
+        links: order_link("4102"),
+        amount: eur(1234),
+        status: RefundStatus::Succeeded,
+        reason: Some("Too small".into()),
+        lines: vec![RefundLine {
+            line_item_id: "601".into(),
+            quantity: 1,
+            amount: Some(eur(1234)),
+            restock: false,
+        }],
+        adjustments: None,
+        at,
+        created_at: Some(at),
+        // `refunded_payment: true`: the order's gateway sent the money back.
+        gateway: Some("stripe".into()),
+    };
+    assert_eq!(env.event, Event::RefundIssued(expected.clone()));
+    // Without the order's payment method the gateway stays unknown.
+    let env = super::map_refund_resource(&ctx, "e", None, "EUR", None, body).unwrap();
+    assert_eq!(
+        env.event,
+        Event::RefundIssued(Refund {
+            gateway: None,
+            ..expected
+        })
+    );
     let no_order = br#"{"id": 1, "date_created_gmt": "2025-05-10T09:00:00", "amount": "1.00"}"#;
     assert_eq!(
-        super::map_refund_resource(&ctx, "e", None, "EUR", no_order).unwrap_err(),
+        super::map_refund_resource(&ctx, "e", None, "EUR", None, no_order).unwrap_err(),
         MapError::MissingField("_links.up".into())
     );
 }
