@@ -296,7 +296,7 @@ impl Mapping {
     pub fn deal(&self, o: &OrderProjection) -> BTreeMap<String, String> {
         let doc: Value = serde_json::from_str(&o.doc).unwrap_or(Value::Null);
         let snapshot = doc.pointer("/order/snapshot/value");
-        let total = snapshot.and_then(|s| money(s.pointer("/totals/total")?));
+        let total = deal_total(&doc);
         let number = snapshot
             .and_then(|s| s.pointer("/number"))
             .and_then(Value::as_str)
@@ -377,6 +377,43 @@ pub use storefold_core::money::decimal_string as decimal;
 fn money(v: &Value) -> Option<Money> {
     let minor = v.get("minor")?.as_i64()?;
     let currency = Currency::from_code(v.get("currency")?.as_str()?).ok()?;
+    Some(Money::new(minor, currency))
+}
+
+/// The deal's amount: the order total in the currency its money is counted in.
+/// A Shopify order placed in another currency than the shop's has its money in
+/// the customer's (presentment) currency: the deal follows the money, so that
+/// its net and refunded amounts are in the same currency as its amount.
+fn deal_total(doc: &Value) -> Option<Money> {
+    let snapshot = doc.pointer("/order/snapshot/value")?;
+    let shop = money(snapshot.pointer("/totals/total")?);
+    let presentment = snapshot
+        .pointer("/totals/presentment_total")
+        .and_then(money);
+    // The currency with the most money paid, else the one with any figure.
+    let paid = doc
+        .pointer("/figures/paid")
+        .and_then(Value::as_object)
+        .and_then(|b| {
+            b.iter()
+                .filter_map(|(c, m)| Some((m.as_i64()?, Currency::from_code(c).ok()?)))
+                .max()
+                .map(|(_, c)| c)
+        });
+    match (paid, presentment, shop) {
+        (Some(c), Some(p), _) if p.currency == c => Some(p),
+        (Some(c), _, Some(s)) if s.currency == c => Some(s),
+        (Some(c), _, _) => bag_money(doc, "/figures/paid", c),
+        (None, _, s) => s,
+    }
+}
+
+fn bag_money(doc: &Value, pointer: &str, currency: Currency) -> Option<Money> {
+    let minor = doc
+        .pointer(pointer)?
+        .as_object()?
+        .get(currency.code())?
+        .as_i64()?;
     Some(Money::new(minor, currency))
 }
 
@@ -535,9 +572,48 @@ mod tests {
         let p = m.deal(&o);
         assert_eq!(p["dealname"], "Order #1001");
         assert_eq!(p["amount"], "409.94");
+        assert_eq!(p["storefold_currency"], "USD");
         assert_eq!(p["dealstage"], "closedlost");
         assert_eq!(p["pipeline"], "default");
         assert_eq!(p["closedate"], "1427997766000");
         assert_eq!(p["storefold_order_status"], "refunded");
+    }
+
+    #[test]
+    fn a_deal_follows_the_currency_its_money_was_paid_in() {
+        // A EUR shop; the customer paid 110.00 USD (the presentment total) and
+        // got 30.00 USD back: the deal is 110.00 USD with net 80.00 USD, not a
+        // EUR amount with a zero EUR net.
+        let mut c = cfg(&[]);
+        c.deal_properties = [
+            ("net_amount", "net"),
+            ("refunded_amount", "refunded"),
+            ("amount", "amount"),
+            ("currency", "deal_currency_code"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let m = Mapping::new(&c).unwrap();
+        let o = OrderProjection {
+            tenant: "acme".into(),
+            order_id: "shopify:2".into(),
+            customer_id: None,
+            generation: 1,
+            version: 3,
+            status: "open".into(),
+            updated_at: 0,
+            doc: json!({"order": {"snapshot": {"value": {
+                "totals": {"total": {"minor": 10000, "currency": "EUR"},
+                           "presentment_total": {"minor": 11000, "currency": "USD"}},
+                "created_at": "2025-03-01T10:00:00Z"
+            }}}, "figures": {"paid": {"USD": 11000}, "refunded": {"USD": 3000}, "net": {"USD": 8000}}})
+            .to_string(),
+        };
+        let p = m.deal(&o);
+        assert_eq!(p["amount"], "110.00");
+        assert_eq!(p["deal_currency_code"], "USD");
+        assert_eq!(p["net"], "80.00");
+        assert_eq!(p["refunded"], "30.00");
     }
 }
