@@ -331,12 +331,14 @@ fn refunded_in(o: &model::Order, presentment: Currency) -> Result<Option<Money>,
 ///
 /// - `authorized`: nothing received; the current total (else the total) is held.
 ///   `pending`, `voided`, `expired`: nothing received.
-/// - with `current_total_price` and `total_outstanding` (API 2019-10 and later):
+/// - with `current_total_price` and `total_outstanding` (newer payloads):
 ///   received = current total + Σ successful refund transactions of the snapshot's
-///   `refunds` − outstanding. `current_total_price` already has refunds and
-///   removed items taken off, and Shopify defines the outstanding amount as the
-///   current total less what was received net of refunds, so this gives back what
-///   the customer paid before refunds: refunds come off once, in the fold.
+///   `refunds` − outstanding. `current_total_price` already has edits, refunds
+///   and returns taken into account, and the outstanding amount is what is not
+///   yet transacted (positive: owed by the customer, negative: owed to them),
+///   that is the current total less what was received net of refunds; so this
+///   gives back what the customer paid before refunds, and refunds come off
+///   once, in the fold.
 /// - without them (older payloads): `paid`, `partially_refunded`, `refunded`
 ///   received `total_price`, what the checkout charged. `partially_paid` says
 ///   that some money came but not how much: no account (`None`).
