@@ -196,7 +196,7 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
     // Payments, by class.
     let mut provider_payments: Vec<PaymentCalc> = Vec::new();
     let mut store_payments: Vec<PaymentCalc> = Vec::new();
-    for rec in order.payments.values() {
+    for rec in payments_by_authorisation(order).values() {
         for calc in analyse_payment(rec) {
             if is_payment_provider(&calc.provider) {
                 provider_payments.push(calc);
@@ -621,6 +621,51 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
     Books { entries, figures }
 }
 
+/// The order's payments with every observation under the payment it belongs
+/// to: an event that names only a capture (PayPal's reversal of a capture of an
+/// authorisation names the capture) joins the authorisation that capture is of.
+fn payments_by_authorisation(order: &Order) -> BTreeMap<String, PaymentRecord> {
+    let mut owner: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (key, rec) in &order.payments {
+        for p in rec.observations.values() {
+            if let Some(c) = &p.capture_id
+                && c != &p.payment_id
+            {
+                owner.insert((p.provider.clone(), c.clone()), key.clone());
+            }
+        }
+    }
+    let mut out: BTreeMap<String, PaymentRecord> = BTreeMap::new();
+    for (key, rec) in &order.payments {
+        for (ev, p) in &rec.observations {
+            match owner.get(&(p.provider.clone(), p.payment_id.clone())) {
+                Some(target) if target != key => {
+                    let owner_id = order.payments[target]
+                        .observations
+                        .values()
+                        .next()
+                        .map(|o| o.payment_id.clone())
+                        .unwrap_or_default();
+                    let mut moved = p.clone();
+                    moved.capture_id = Some(p.payment_id.clone());
+                    moved.payment_id = owner_id;
+                    out.entry(target.clone())
+                        .or_default()
+                        .observations
+                        .insert(ev.clone(), moved);
+                }
+                _ => {
+                    out.entry(key.clone())
+                        .or_default()
+                        .observations
+                        .insert(ev.clone(), p.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Sums the counted entries into the figures.
 fn figures_of(
     entries: &[LedgerEntry],
@@ -653,7 +698,7 @@ fn figures_of(
     f.fees_known = !test
         && paid_source == "provider"
         && !captured.is_empty()
-        && captured.iter().all(|p| p.fee.is_some());
+        && captured.iter().all(|p| !p.fees.is_empty());
     let net_currencies: BTreeSet<Currency> = f.net.0.keys().copied().collect();
     if f.fees_known && f.fees.0.keys().all(|c| net_currencies.contains(c)) {
         f.net_after_fees = Some(f.net.minus(&f.fees));
@@ -830,7 +875,9 @@ struct PaymentCalc {
     cancelled: Option<(String, OffsetDateTime)>,
     failures: Vec<(String, Money, OffsetDateTime)>,
     reversals: Vec<Reversal>,
-    fee: Option<(Money, String, OffsetDateTime)>,
+    /// Fees: the payment's own (newest report) and each capture's (newest
+    /// report per capture): (fee, reference, event, time).
+    fees: Vec<(Money, String, String, OffsetDateTime)>,
     cumulative_refunded: Option<(Money, OffsetDateTime, String)>,
 }
 
@@ -843,9 +890,17 @@ impl PaymentCalc {
     /// Stripe's release of the uncaptured rest of a partial capture, reported
     /// as a refund of exactly that rest created no later than the capture.
     fn is_release(&self, r: &RefundCalc) -> bool {
+        if r.amount.currency != self.currency {
+            return false;
+        }
+        // A refund of a payment that captured nothing gives nothing back: it is
+        // the provider releasing the authorisation (Stripe reports releasing an
+        // uncaptured charge as a refund).
+        if self.captured == 0 && self.authorised > 0 && r.amount.minor <= self.authorised {
+            return true;
+        }
         self.ended_by_capture
             && self.captured < self.authorised
-            && r.amount.currency == self.currency
             && r.amount.minor == self.authorised - self.captured
             && self.latest_capture_at.is_some_and(|t| r.created <= t)
     }
@@ -966,20 +1021,20 @@ impl PaymentCalc {
                 "the attempt failed: no money moved".into(),
             );
         }
-        if let Some((fee, ev, at)) = &self.fee
-            && self.captured > 0
-        {
-            l.push(
-                EntryKind::Fee,
-                &self.provider,
-                &self.payment_id,
-                ev,
-                *fee,
-                *at,
-                count,
-                Figure::Fees,
-                "processing fee, in the currency it was charged in".into(),
-            );
+        if self.captured > 0 {
+            for (fee, reference, ev, at) in &self.fees {
+                l.push(
+                    EntryKind::Fee,
+                    &self.provider,
+                    reference,
+                    ev,
+                    *fee,
+                    *at,
+                    count,
+                    Figure::Fees,
+                    "processing fee, in the currency it was charged in".into(),
+                );
+            }
         }
     }
 }
@@ -1060,8 +1115,10 @@ fn analyse_payment(rec: &PaymentRecord) -> Vec<PaymentCalc> {
             .iter()
             .filter_map(|(ev, p)| p.captured.map(|c| (c.minor, *ev, p.at)))
             .max_by(|a, b| (a.0, a.2, a.1).cmp(&(b.0, b.2, b.1)));
+        // A succeeded observation that reports what it captured says so in
+        // `captured` (its `amount` is then what was authorised).
         let succeeded_plain = plain()
-            .filter(|(_, p)| p.status == PaymentStatus::Succeeded)
+            .filter(|(_, p)| p.status == PaymentStatus::Succeeded && p.captured.is_none())
             .map(|(ev, p)| (p.amount.minor, ev, p.at))
             .max_by(|a, b| (a.0, a.2, a.1).cmp(&(b.0, b.2, b.1)));
         let auto = plain()
@@ -1148,10 +1205,20 @@ fn analyse_payment(rec: &PaymentRecord) -> Vec<PaymentCalc> {
                 at: p.at,
             })
             .collect();
-        let fee = newest(obs.iter().copied().filter(|(_, p)| p.fee.is_some()), |p| {
-            p.at
-        })
-        .and_then(|(ev, p)| p.fee.map(|f| (f, ev.to_string(), p.at)));
+        let mut fee_reports: BTreeMap<String, Obs<'_, Payment>> = BTreeMap::new();
+        for (ev, p) in obs.iter().copied().filter(|(_, p)| p.fee.is_some()) {
+            let key = p.capture_id.clone().unwrap_or_else(|| p.payment_id.clone());
+            match fee_reports.get(&key) {
+                Some((cur_ev, cur)) if (cur.at, *cur_ev) >= (p.at, ev) => {}
+                _ => {
+                    fee_reports.insert(key, (ev, p));
+                }
+            }
+        }
+        let fees = fee_reports
+            .into_iter()
+            .filter_map(|(reference, (ev, p))| p.fee.map(|f| (f, reference, ev.to_string(), p.at)))
+            .collect();
         let cumulative_refunded = newest(
             obs.iter()
                 .copied()
@@ -1175,7 +1242,7 @@ fn analyse_payment(rec: &PaymentRecord) -> Vec<PaymentCalc> {
             cancelled,
             failures,
             reversals,
-            fee,
+            fees,
             cumulative_refunded,
         });
     }

@@ -808,3 +808,63 @@ fn test_orders_count_nothing() {
     assert!(entries.iter().all(|e| !e.2));
     let _ = Order::new("x");
 }
+
+#[test]
+fn captures_of_one_paypal_authorisation_add_their_fees_and_a_reversal_joins_its_capture() {
+    // Authorisation AUTH 100.00; captures CAP1 60.00 (fee 2.10) and CAP2 40.00
+    // (fee 1.50); PayPal then reverses CAP2 — its event names only the capture.
+    let cap = |id: &'static str, minor, fee, day| Pay {
+        capture_id: Some(id),
+        fee: Some(usd(fee)),
+        day,
+        ..pay("paypal", "AUTH", PaymentStatus::Succeeded, usd(minor))
+    };
+    let (f, entries) = fold(&[
+        order(usd(10000), None, false),
+        pay("paypal", "AUTH", PaymentStatus::Authorized, usd(10000)).ev("auth"),
+        cap("CAP1", 6000, 210, 2).ev("cap1"),
+        cap("CAP2", 4000, 150, 3).ev("cap2"),
+        Pay {
+            day: 9,
+            ..pay("paypal", "CAP2", PaymentStatus::Reversed, usd(4000))
+        }
+        .ev("reversed"),
+    ]);
+    assert_eq!(nz(&f.paid), nz(&bag(&[("USD", 10000)])));
+    assert_eq!(nz(&f.fees), nz(&bag(&[("USD", 360)])));
+    assert_eq!(nz(&f.chargeback_lost), nz(&bag(&[("USD", 4000)])));
+    assert_eq!(nz(&f.net), nz(&bag(&[("USD", 6000)])));
+    assert!(f.fees_known);
+    assert!(
+        entries.contains(&(EntryKind::Reversed, 4000, true)),
+        "{entries:?}"
+    );
+}
+
+#[test]
+fn a_refund_of_an_uncaptured_charge_is_its_release() {
+    // Stripe reports releasing an uncaptured charge as a refund of it.
+    let (f, entries) = fold(&[
+        order(usd(5000), None, false),
+        pay("stripe", "ch_1", PaymentStatus::Authorized, usd(5000)).ev("auth"),
+        Pay {
+            day: 3,
+            ..pay("stripe", "ch_1", PaymentStatus::Cancelled, usd(5000))
+        }
+        .ev("released"),
+        refund(
+            "re",
+            "stripe",
+            "re_1",
+            Some("ch_1"),
+            RefundStatus::Succeeded,
+            usd(5000),
+            3,
+            Some(3),
+            None,
+        ),
+    ]);
+    assert!(f.paid.is_empty() && f.refunded.is_empty(), "{f:?}");
+    assert!(entries.contains(&(EntryKind::Released, 5000, false)));
+    assert!(entries.contains(&(EntryKind::Voided, 5000, false)));
+}

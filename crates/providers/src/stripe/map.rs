@@ -5,11 +5,12 @@
 //! payment fold into the same payment. Fees and net come only from an expanded
 //! balance transaction; without one they are unknown (`None`), never zero.
 //!
-//! Money is reported as Stripe defines it: a captured charge brought
-//! `amount_captured` (less than `amount` after a partial capture, whose
-//! uncaptured rest Stripe releases as a refund), so its `amount_refunded` is
-//! reported without that release; an uncaptured charge is only authorised, and
-//! releasing it (`charge.refunded`, `charge.expired`) cancels it.
+//! Money is reported as Stripe defines it: `amount` is what was authorised and a
+//! captured charge brought `captured` = `amount_captured` (less than `amount`
+//! after a partial capture, whose uncaptured rest Stripe releases as a refund),
+//! so its `amount_refunded` is reported without that release; an uncaptured
+//! charge is only authorised, and releasing it (`charge.refunded`,
+//! `charge.expired`) cancels it.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -287,11 +288,8 @@ pub(crate) fn payment_from_charge(
             Some(&charge.id),
         ),
         status,
-        amount: money_minor(
-            "amount",
-            captured.unwrap_or(charge.amount),
-            &charge.currency,
-        )?,
+        // What was authorised; what was captured of it is `captured`.
+        amount: money_minor("amount", charge.amount, &charge.currency)?,
         fee,
         net,
         amount_refunded: refunded_of_captured(charge)
@@ -333,17 +331,18 @@ fn payment_from_intent(
                 .as_ref()
                 .and_then(|e| e.charge.clone())
         });
-    // What was received once it succeeded (less than asked after a partial
-    // capture); what can be captured while it is held; what was asked for otherwise.
+    // What can be captured while it is held; what was asked for otherwise (the
+    // authorised amount). What was received once it succeeded (less than asked
+    // after a partial capture) is `captured`.
     let positive = |v: Option<i64>| v.filter(|v| *v > 0);
     let minor = match status {
-        PaymentStatus::Succeeded => positive(pi.amount_received),
         PaymentStatus::Authorized => positive(pi.amount_capturable),
         _ => None,
     }
     .or(pi.amount)
     .or(pi.amount_received)
     .ok_or_else(|| MapError::MissingField("data.object.amount".into()))?;
+    let received = positive(pi.amount_received).unwrap_or(minor);
     let (fee, net) = match charge {
         Some(c) => fees(c.balance_transaction.as_ref())?,
         None => (None, None),
@@ -409,7 +408,7 @@ fn payment_from_intent(
         payer,
         at,
         captured: (status == PaymentStatus::Succeeded)
-            .then(|| money_minor("amount_received", minor, currency))
+            .then(|| money_minor("amount_received", received, currency))
             .transpose()?,
         capture_id: None,
         auto_capture: false,

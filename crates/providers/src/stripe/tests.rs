@@ -799,9 +799,10 @@ fn a_partial_capture_brings_what_was_captured_and_releases_the_rest() {
         )]
     );
 
-    // 600 captured; Stripe refunds the uncaptured 400 by itself, which is in
-    // amount_refunded and listed as a refund created at the capture.
-    let mut captured = payment_3(PaymentStatus::Succeeded, 600, 1_767_900_000);
+    // 600 captured of the 1000 authorised (`amount` stays what was authorised);
+    // Stripe refunds the uncaptured 400 by itself, which is in amount_refunded
+    // and listed as a refund created at the capture.
+    let mut captured = payment_3(PaymentStatus::Succeeded, 1000, 1_767_900_000);
     captured.captured = Some(eur(600));
     captured.amount_refunded = Some(eur(0));
     let mut release = refund_3("re_3QsfRe0003", 400, 1_767_900_000, 1_767_900_000);
@@ -821,8 +822,8 @@ fn a_partial_capture_brings_what_was_captured_and_releases_the_rest() {
         ]
     );
 
-    // The payment intent received 600.
-    let mut received = payment_3(PaymentStatus::Succeeded, 600, 1_767_900_001);
+    // The payment intent asked for 1000 and received 600.
+    let mut received = payment_3(PaymentStatus::Succeeded, 1000, 1_767_900_001);
     received.payer = Identity::default();
     received.captured = Some(eur(600));
     assert_eq!(
@@ -847,7 +848,7 @@ fn a_partial_capture_brings_what_was_captured_and_releases_the_rest() {
     );
 
     // A real refund of 100 later: amount_refunded 500 is 100 of the captured money.
-    let mut refunded = payment_3(PaymentStatus::Succeeded, 600, 1_768_000_000);
+    let mut refunded = payment_3(PaymentStatus::Succeeded, 1000, 1_768_000_000);
     refunded.captured = Some(eur(600));
     refunded.amount_refunded = Some(eur(100));
     let mut later = refund_3("re_3QsfRe0005", 100, 1_768_000_000, 1_768_000_000);
