@@ -23,8 +23,10 @@
 //!   gateway is, one naming no gateway counts for what exceeds the providers'
 //!   refunds in its currency;
 //! * fees are the known processing fees of payments with captured money and the
-//!   dispute movements' fees; `net_after_fees` only when every such payment's fee
-//!   is known and every fee is in a currency of the order's money;
+//!   dispute movements' fees; they are known when a provider reports the
+//!   order's payments, one captured money and every one that did has a known
+//!   fee; `net_after_fees` only then and when every fee is in a currency of the
+//!   order's money;
 //! * a customer's revenue sums its non-test orders per currency.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -334,7 +336,7 @@ pub struct Figures {
     pub disputed: Bag,
     pub net: Bag,
     pub fees: Bag,
-    /// `None`: not decided by the rules for this order (no provider payment).
+    /// `None`: not checked.
     pub fees_known: Option<bool>,
     /// `None`: not checked; `Some(None)`: unknown.
     pub net_after_fees: Option<Option<Bag>>,
@@ -487,6 +489,7 @@ pub fn figures(o: &Order) -> Figures {
     let mut fees = Bag::new();
     let mut provider_refunded = Bag::new();
     let mut fees_known = true;
+    let mut captured_any = false;
     let providers: BTreeSet<&str> = o.payments.iter().map(|p| p.provider.name()).collect();
     for p in &o.payments {
         let b = payment_books(p, &mut fees);
@@ -496,8 +499,9 @@ pub fn figures(o: &Order) -> Figures {
         add(&mut provider_refunded, p.currency, b.refunded);
         add(&mut lost, p.currency, b.lost);
         add(&mut disputed, p.currency, b.disputed);
-        if b.captured > 0 && !b.fee_known {
-            fees_known = false;
+        if b.captured > 0 {
+            captured_any = true;
+            fees_known &= b.fee_known;
         }
     }
     let paid_source = if !o.payments.is_empty() {
@@ -523,18 +527,23 @@ pub fn figures(o: &Order) -> Figures {
         }
     }
     let net = minus(&minus(&paid, &refunded), &lost);
-    let (fees_known, net_after_fees) = if o.payments.is_empty() {
-        (None, None)
-    } else {
+    // Known only when a provider reports the order's payments, one of them
+    // captured money and every one that did has a known fee: store-reported
+    // money has no fees storefold can know.
+    let fees_known = fees_known && captured_any;
+    let naf = if fees_known {
         let money_currencies: BTreeSet<&String> = paid
             .keys()
             .chain(refunded.keys())
             .chain(lost.keys())
             .collect();
-        let naf = (fees_known && fees.keys().all(|c| money_currencies.contains(c)))
-            .then(|| minus(&net, &fees));
-        (Some(fees_known), Some(naf))
+        fees.keys()
+            .all(|c| money_currencies.contains(c))
+            .then(|| minus(&net, &fees))
+    } else {
+        None
     };
+    let (fees_known, net_after_fees) = (Some(fees_known), Some(naf));
     Figures {
         paid,
         paid_source,
