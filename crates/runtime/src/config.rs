@@ -28,7 +28,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use storefold_providers::{Credentials, ProviderKind};
+use storefold_core::engine::FoldConfig;
+use storefold_core::money::Currency;
+use storefold_core::rates::Rates;
+use storefold_providers::{
+    AdyenCapture, Credentials, MapOptions, OrderReference, ProviderKind, ReferencePattern,
+};
 
 /// Prefix of environment overrides: `STOREFOLD_KAFKA__BOOTSTRAP_SERVERS` sets
 /// `kafka.bootstrap_servers`. Only names with a `__` are config keys; the others
@@ -70,6 +75,9 @@ pub struct Config {
     pub sinks: SinksConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// The operator's exchange rates, for tenants with a reporting currency.
+    #[serde(default)]
+    pub rates: RatesConfig,
     /// Tenants by id. Ids are lower case (`[a-z0-9_-]`), as they appear in URLs.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -210,6 +218,10 @@ pub struct ProcessorConfig {
     /// How long a commit step waits for Kafka before the batch is abandoned and
     /// the task restarts from its committed state.
     pub produce_timeout_ms: u64,
+    /// How long an event naming an order that does not exist waits for it
+    /// (hours of the task's log time, not the processor's clock) before it goes
+    /// to `dlq.processor` with reason `unresolved_order`.
+    pub park_timeout_hours: u64,
 }
 
 impl Default for ProcessorConfig {
@@ -224,6 +236,7 @@ impl Default for ProcessorConfig {
             cache_records: 200_000,
             sync_writes: false,
             produce_timeout_ms: 30_000,
+            park_timeout_hours: 72,
         }
     }
 }
@@ -601,14 +614,268 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// `[rates]`: daily exchange rates the operator supplies (see `docs/books.md`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RatesConfig {
+    /// A CSV file of `date,from,to,rate` lines (`2025-03-01,USD,EUR,0.9231`),
+    /// read when the processor starts. `None`: no rates, amounts in other
+    /// currencies than a tenant's reporting currency stay unconverted.
+    pub file: Option<PathBuf>,
+    /// An amount without a rate on its own date converts at the newest earlier
+    /// rate at most this many days old; beyond that it stays unconverted.
+    pub max_age_days: u32,
+}
+
+impl Default for RatesConfig {
+    fn default() -> Self {
+        Self {
+            file: None,
+            max_age_days: 7,
+        }
+    }
+}
+
+/// The store platforms a tenant may run.
+pub const STORES: [&str; 2] = ["shopify", "woocommerce"];
+
 /// One tenant.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantConfig {
     /// Origins (`scheme://host[:port]`) whose pages may post touches.
     pub collect_origins: Vec<String>,
+    /// The store platforms the tenant runs (`shopify`, `woocommerce`); the first
+    /// is where a payment provider's bare order id points unless the provider's
+    /// `store` says otherwise.
+    pub stores: Vec<String>,
+    /// ISO 4217 code of the currency the tenant's figures are also converted
+    /// to (`reporting` on orders, `revenue_reporting` on customers), with the
+    /// rates of `[rates]`. `None`: figures stay per currency only.
+    pub reporting_currency: Option<String>,
+    /// Where each payment provider names the store's order.
+    pub payments: PaymentsConfig,
     /// Credentials per provider name. Only configured providers are accepted.
     pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        Self {
+            collect_origins: Vec::new(),
+            stores: MapOptions::default().stores,
+            reporting_currency: None,
+            payments: PaymentsConfig::default(),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[tenants.<id>.payments.*]`: how each payment provider's payloads name the
+/// store's order. The defaults are `storefold_providers::MapOptions::default()`'s.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    pub stripe: StripePayments,
+    pub paypal: PaypalPayments,
+    pub adyen: AdyenPayments,
+}
+
+/// `[tenants.<id>.payments.stripe]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripePayments {
+    /// Metadata keys of a charge or payment intent that hold the store's order
+    /// id, tried in order.
+    pub order_metadata_keys: Vec<String>,
+    /// The store those order ids belong to (one of the tenant's `stores`);
+    /// `None`: the tenant's first store.
+    pub store: Option<String>,
+    /// A regular expression whose group `order` (or else first group) is the
+    /// order id inside the metadata value; `None`: the whole value.
+    pub order_pattern: Option<String>,
+}
+
+impl Default for StripePayments {
+    fn default() -> Self {
+        let d = MapOptions::default().stripe;
+        Self {
+            order_metadata_keys: d.fields,
+            store: d.store,
+            order_pattern: None,
+        }
+    }
+}
+
+/// `[tenants.<id>.payments.paypal]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaypalPayments {
+    /// The purchase unit fields that hold the store's order id, tried in
+    /// order: `custom_id` and/or `invoice_id`.
+    pub order_fields: Vec<String>,
+    /// The store those order ids belong to; `None`: the tenant's first store.
+    pub store: Option<String>,
+    /// As `stripe.order_pattern`, for the field's value.
+    pub order_pattern: Option<String>,
+}
+
+impl Default for PaypalPayments {
+    fn default() -> Self {
+        let d = MapOptions::default().paypal;
+        Self {
+            order_fields: d.fields,
+            store: d.store,
+            order_pattern: None,
+        }
+    }
+}
+
+/// PayPal's purchase unit fields that may name the store's order.
+pub const PAYPAL_ORDER_FIELDS: [&str; 2] = ["custom_id", "invoice_id"];
+
+/// `[tenants.<id>.payments.adyen]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdyenPayments {
+    /// `automatic`: Adyen captures authorisations by itself (its default), so
+    /// an AUTHORISATION is money in unless cancelled; `manual`: only CAPTURE
+    /// notifications are money in, an AUTHORISATION is a hold.
+    pub capture: AdyenCaptureMode,
+    /// A regular expression whose group `order` (or else first group) is the
+    /// store's order id inside the `merchantReference` (e.g.
+    /// `^(?P<order>\d+)-\d+$` for `1001-2`); `None`: the whole reference.
+    pub merchant_reference_pattern: Option<String>,
+    /// The store those order ids belong to; `None`: the tenant's first store.
+    pub store: Option<String>,
+}
+
+/// See [`AdyenPayments::capture`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdyenCaptureMode {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+/// A tenant setting that cannot be used: the key (below `tenants.<id>.`) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantKeyError {
+    pub key: String,
+    pub message: String,
+}
+
+impl TenantConfig {
+    /// How the tenant's payloads are mapped: its stores and where each payment
+    /// provider names the order. Fails on a pattern without a group, a store
+    /// that is not one of the tenant's `stores`, or an unknown store or field.
+    pub fn map_options(&self) -> Result<MapOptions, TenantKeyError> {
+        let err = |key: &str, message: String| TenantKeyError {
+            key: key.to_string(),
+            message,
+        };
+        if self.stores.is_empty() {
+            return Err(err(
+                "stores",
+                format!(
+                    "is empty; list the tenant's store platforms ({})",
+                    STORES.join(", ")
+                ),
+            ));
+        }
+        for (i, s) in self.stores.iter().enumerate() {
+            if !STORES.contains(&s.as_str()) {
+                return Err(err(
+                    "stores",
+                    format!(
+                        "{s:?} is not a store storefold reads ({})",
+                        STORES.join(", ")
+                    ),
+                ));
+            }
+            if self.stores[..i].contains(s) {
+                return Err(err("stores", format!("{s:?} is listed twice")));
+            }
+        }
+        let store = |key: &str, s: &Option<String>| -> Result<Option<String>, TenantKeyError> {
+            match s {
+                Some(s) if !self.stores.contains(s) => Err(err(
+                    key,
+                    format!(
+                        "{s:?} is not one of the tenant's stores ({})",
+                        self.stores.join(", ")
+                    ),
+                )),
+                other => Ok(other.clone()),
+            }
+        };
+        let pattern =
+            |key: &str, p: &Option<String>| -> Result<Option<ReferencePattern>, TenantKeyError> {
+                p.as_deref()
+                    .map(ReferencePattern::new)
+                    .transpose()
+                    .map_err(|e| err(key, e))
+            };
+        let p = &self.payments;
+        for k in &p.stripe.order_metadata_keys {
+            if k.trim().is_empty() {
+                return Err(err(
+                    "payments.stripe.order_metadata_keys",
+                    "holds an empty key".into(),
+                ));
+            }
+        }
+        for f in &p.paypal.order_fields {
+            if !PAYPAL_ORDER_FIELDS.contains(&f.as_str()) {
+                return Err(err(
+                    "payments.paypal.order_fields",
+                    format!(
+                        "{f:?} is not a PayPal field storefold reads ({})",
+                        PAYPAL_ORDER_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(MapOptions {
+            stores: self.stores.clone(),
+            stripe: OrderReference {
+                fields: p.stripe.order_metadata_keys.clone(),
+                store: store("payments.stripe.store", &p.stripe.store)?,
+                pattern: pattern("payments.stripe.order_pattern", &p.stripe.order_pattern)?,
+            },
+            paypal: OrderReference {
+                fields: p.paypal.order_fields.clone(),
+                store: store("payments.paypal.store", &p.paypal.store)?,
+                pattern: pattern("payments.paypal.order_pattern", &p.paypal.order_pattern)?,
+            },
+            adyen: OrderReference {
+                fields: Vec::new(),
+                store: store("payments.adyen.store", &p.adyen.store)?,
+                pattern: pattern(
+                    "payments.adyen.merchant_reference_pattern",
+                    &p.adyen.merchant_reference_pattern,
+                )?,
+            },
+            adyen_capture: match p.adyen.capture {
+                AdyenCaptureMode::Automatic => AdyenCapture::Automatic,
+                AdyenCaptureMode::Manual => AdyenCapture::Manual,
+            },
+        })
+    }
+
+    /// The tenant's reporting currency, when it sets one.
+    pub fn reporting_currency(&self) -> Result<Option<Currency>, TenantKeyError> {
+        self.reporting_currency
+            .as_deref()
+            .map(|c| {
+                Currency::from_code(c).map_err(|e| TenantKeyError {
+                    key: "reporting_currency".into(),
+                    message: format!("{e}: an ISO 4217 code with a minor unit, like EUR"),
+                })
+            })
+            .transpose()
+    }
 }
 
 /// A tenant's credentials for one provider.
@@ -744,6 +1011,11 @@ impl Config {
         if p.group_id.trim().is_empty() {
             return Err(invalid("processor.group_id is empty"));
         }
+        if p.park_timeout_hours == 0 {
+            return Err(invalid(
+                "processor.park_timeout_hours must be positive: events naming an order that is not known yet need time for it to arrive",
+            ));
+        }
         self.sinks.validate()?;
         for (id, tenant) in &self.tenants {
             if !valid_tenant_id(id) {
@@ -751,6 +1023,7 @@ impl Config {
                     "tenant id {id:?} must be 1-64 characters of a-z, 0-9, '_' and '-'"
                 )));
             }
+            tenant_options(id, tenant)?;
             for origin in &tenant.collect_origins {
                 if !(origin.starts_with("https://") || origin.starts_with("http://"))
                     || origin.trim_end_matches('/') != origin
@@ -795,6 +1068,79 @@ impl Config {
     pub fn provider(&self, tenant: &str, provider: ProviderKind) -> Option<&ProviderConfig> {
         self.tenants.get(tenant)?.providers.get(provider.name())
     }
+
+    /// The mapping options of every configured tenant (tenants that are not
+    /// configured are mapped with `MapOptions::default()`).
+    pub fn map_options(&self) -> Result<BTreeMap<String, MapOptions>, ConfigError> {
+        self.tenants
+            .iter()
+            .map(|(id, t)| Ok((id.clone(), tenant_options(id, t)?.0)))
+            .collect()
+    }
+
+    /// What the fold needs beyond the events: each tenant's reporting currency
+    /// and the rates of `[rates]`, read from `rates.file`. An unreadable or
+    /// invalid file is an error; a tenant with a reporting currency but no
+    /// rates file is allowed (its other currencies stay unconverted) and is
+    /// logged as a warning.
+    pub fn fold_config(&self) -> Result<FoldConfig, ConfigError> {
+        let mut reporting = BTreeMap::new();
+        for (id, t) in &self.tenants {
+            if let (_, Some(c)) = tenant_options(id, t)? {
+                reporting.insert(id.clone(), c);
+            }
+        }
+        let max_age = i64::from(self.rates.max_age_days);
+        let rates = match &self.rates.file {
+            None => {
+                for (id, c) in &reporting {
+                    tracing::warn!(
+                        tenant = %id,
+                        reporting_currency = %c,
+                        "tenant has a reporting currency but [rates] has no file: amounts in \
+                         other currencies stay unconverted"
+                    );
+                }
+                Rates::new(max_age)
+            }
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Key {
+                    key: "rates.file".into(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?;
+                let rates = Rates::parse_csv(&text, max_age).map_err(|e| ConfigError::Key {
+                    key: "rates.file".into(),
+                    message: format!("{}: {e}", path.display()),
+                })?;
+                if rates.is_empty() {
+                    return Err(ConfigError::Key {
+                        key: "rates.file".into(),
+                        message: format!(
+                            "{} holds no rate (expected lines date,from,to,rate)",
+                            path.display()
+                        ),
+                    });
+                }
+                rates
+            }
+        };
+        Ok(FoldConfig { reporting, rates })
+    }
+}
+
+/// A tenant's mapping options and reporting currency, or an error naming the key.
+fn tenant_options(
+    id: &str,
+    tenant: &TenantConfig,
+) -> Result<(MapOptions, Option<Currency>), ConfigError> {
+    let named = |e: TenantKeyError| ConfigError::Key {
+        key: format!("tenants.{id}.{}", e.key),
+        message: e.message,
+    };
+    Ok((
+        tenant.map_options().map_err(named)?,
+        tenant.reporting_currency().map_err(named)?,
+    ))
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -1030,6 +1376,170 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("not an origin"), "{err}");
+    }
+
+    #[test]
+    fn tenant_stores_and_payments_become_map_options() {
+        let c = Config::from_toml_str("[tenants.a]\n", env(&[])).unwrap();
+        assert_eq!(
+            c.tenants["a"].map_options().unwrap(),
+            MapOptions::default(),
+            "the defaults are the providers' defaults"
+        );
+        let c = Config::from_toml_str(
+            r#"
+[tenants.woo]
+stores = ["woocommerce", "shopify"]
+reporting_currency = "eur"
+[tenants.woo.payments.stripe]
+order_metadata_keys = ["woo_order", "order_id"]
+order_pattern = '^WC-(?P<order>\d+)$'
+[tenants.woo.payments.paypal]
+order_fields = ["invoice_id"]
+store = "shopify"
+[tenants.woo.payments.adyen]
+capture = "manual"
+merchant_reference_pattern = '^(\d+)-\d+$'
+store = "woocommerce"
+"#,
+            env(&[]),
+        )
+        .unwrap();
+        let o = c.map_options().unwrap().remove("woo").unwrap();
+        assert_eq!(o.stores, ["woocommerce", "shopify"]);
+        assert_eq!(o.stripe.fields, ["woo_order", "order_id"]);
+        assert_eq!(o.stripe.store, None);
+        assert_eq!(o.store_for("stripe"), "woocommerce");
+        let p = o.stripe.pattern.as_ref().unwrap();
+        assert_eq!(p.order_id("WC-727"), Some("727"));
+        assert_eq!(o.paypal.fields, ["invoice_id"]);
+        assert_eq!(o.store_for("paypal"), "shopify");
+        assert_eq!(o.adyen_capture, AdyenCapture::Manual);
+        assert_eq!(
+            o.adyen.pattern.as_ref().unwrap().order_id("1001-2"),
+            Some("1001")
+        );
+        let fold = c.fold_config().unwrap();
+        assert_eq!(fold.reporting["woo"].code(), "EUR");
+        assert!(fold.rates.is_empty());
+    }
+
+    #[test]
+    fn unusable_tenant_settings_name_their_key() {
+        for (toml, key, says) in [
+            (
+                "[tenants.a]\nstores = [\"magento\"]\n",
+                "tenants.a.stores",
+                "magento",
+            ),
+            ("[tenants.a]\nstores = []\n", "tenants.a.stores", "empty"),
+            (
+                "[tenants.a]\nreporting_currency = \"EURO\"\n",
+                "tenants.a.reporting_currency",
+                "EURO",
+            ),
+            (
+                "[tenants.a.payments.stripe]\norder_pattern = \"^WC-\\\\d+$\"\n",
+                "tenants.a.payments.stripe.order_pattern",
+                "no group",
+            ),
+            (
+                "[tenants.a.payments.paypal]\norder_pattern = \"(\"\n",
+                "tenants.a.payments.paypal.order_pattern",
+                "regex",
+            ),
+            (
+                "[tenants.a.payments.adyen]\nmerchant_reference_pattern = \"x\"\n",
+                "tenants.a.payments.adyen.merchant_reference_pattern",
+                "no group",
+            ),
+            (
+                "[tenants.a.payments.stripe]\nstore = \"woocommerce\"\n",
+                "tenants.a.payments.stripe.store",
+                "not one of the tenant's stores",
+            ),
+            (
+                "[tenants.a.payments.paypal]\norder_fields = [\"reference_id\"]\n",
+                "tenants.a.payments.paypal.order_fields",
+                "reference_id",
+            ),
+            (
+                "[tenants.a.payments.adyen]\ncapture = \"delayed\"\n",
+                "tenants.a.payments.adyen.capture",
+                "delayed",
+            ),
+            (
+                "[tenants.a.payments.klarna]\n",
+                "tenants.a.payments",
+                "klarna",
+            ),
+            (
+                "[processor]\npark_timeout_hours = 0\n",
+                "processor.park_timeout_hours",
+                "positive",
+            ),
+        ] {
+            let err = Config::from_toml_str(toml, env(&[]))
+                .expect_err(toml)
+                .to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+            assert!(err.contains(says), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_rates_file_is_read_at_fold_config_and_a_bad_one_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("rates.csv");
+        std::fs::write(&good, "date,from,to,rate\n2025-03-01,USD,EUR,0.92\n").unwrap();
+        let toml = |path: &Path| {
+            format!(
+                "[rates]\nfile = {:?}\nmax_age_days = 3\n[tenants.a]\nreporting_currency = \"EUR\"\n",
+                path.display().to_string()
+            )
+        };
+        let c = Config::from_toml_str(&toml(&good), env(&[])).unwrap();
+        assert_eq!(c.rates.max_age_days, 3);
+        let fold = c.fold_config().unwrap();
+        let usd = Currency::from_code("USD").unwrap();
+        let eur = Currency::from_code("EUR").unwrap();
+        let at = time::macros::datetime!(2025-03-03 12:00 UTC);
+        assert_eq!(
+            fold.rates
+                .convert(storefold_core::Money::new(1000, usd), eur, at)
+                .map(|c| c.amount),
+            Some(920),
+            "three days later, within max_age_days"
+        );
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(&bad, "2025-03-01,USD,EUR,zero\n").unwrap();
+        let err = Config::from_toml_str(&toml(&bad), env(&[]))
+            .unwrap()
+            .fold_config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rates.file") && err.contains("line 1"),
+            "{err}"
+        );
+        let missing = dir.path().join("missing.csv");
+        let err = Config::from_toml_str(&toml(&missing), env(&[]))
+            .unwrap()
+            .fold_config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rates.file") && err.contains("cannot read"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.csv");
+        std::fs::write(&empty, "date,from,to,rate\n").unwrap();
+        let err = Config::from_toml_str(&toml(&empty), env(&[]))
+            .unwrap()
+            .fold_config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no rate"), "{err}");
     }
 
     #[test]
