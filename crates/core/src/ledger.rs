@@ -111,6 +111,18 @@ pub struct LedgerEntry {
     pub figure: Option<Figure>,
     /// Why it is counted or not, in words.
     pub why: String,
+    /// The amount in the tenant's reporting currency, when one is configured
+    /// and a rate was found (see `docs/books.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted: Option<Converted>,
+}
+
+/// An amount converted to the reporting currency, and the date of the rate used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Converted {
+    pub amount: Money,
+    /// `YYYY-MM-DD`.
+    pub rate_date: String,
 }
 
 /// Money figures of one order (see `docs/books.md`).
@@ -617,6 +629,17 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
             }
         }
     }
+    if let Some(r) = reporting {
+        for e in &mut entries {
+            e.converted = r
+                .rates
+                .convert(e.amount, r.currency, e.at)
+                .map(|c| Converted {
+                    amount: Money::new(c.amount, r.currency),
+                    rate_date: c.rate_date.to_string(),
+                });
+        }
+    }
     let figures = figures_of(&entries, paid_source, &provider_payments, test, reporting);
     Books { entries, figures }
 }
@@ -723,8 +746,8 @@ fn figures_of(
                 Figure::Fees => &mut rf.fees,
                 Figure::Authorized | Figure::Disputed => continue,
             };
-            match r.rates.convert(e.amount, r.currency, e.at) {
-                Some(c) => *slot = slot.saturating_add(c.amount),
+            match &e.converted {
+                Some(c) => *slot = slot.saturating_add(c.amount.minor),
                 None => rf
                     .unconverted
                     .entry(fig.as_str().to_string())
@@ -793,6 +816,7 @@ impl LedgerBuilder {
             counted,
             figure: Some(figure),
             why,
+            converted: None,
         });
     }
 
@@ -817,6 +841,7 @@ impl LedgerBuilder {
             counted: false,
             figure: None,
             why,
+            converted: None,
         });
     }
 }

@@ -868,3 +868,37 @@ fn a_refund_of_an_uncaptured_charge_is_its_release() {
     assert!(entries.contains(&(EntryKind::Released, 5000, false)));
     assert!(entries.contains(&(EntryKind::Voided, 5000, false)));
 }
+
+#[test]
+fn each_entry_shows_its_converted_amount_and_the_rate_date() {
+    let rates = Rates::parse_csv("2025-03-02,USD,EUR,0.90\n", 3).unwrap();
+    let config = Arc::new(FoldConfig {
+        reporting: BTreeMap::from([("acme".to_string(), cur("EUR"))]),
+        rates,
+    });
+    let mut store = MemStore::default();
+    for e in [
+        order(usd(10000), None, false),
+        Pay {
+            captured: Some(10000),
+            ..pay("stripe", "pi_1", PaymentStatus::Succeeded, usd(10000))
+        }
+        .ev("paid"),
+    ] {
+        let mut engine = Engine::with_config(config.clone());
+        engine.apply(&store, &e).unwrap();
+        store.commit(engine.finish(&store).changes);
+    }
+    let view = store.order_views_with(&config).remove("shopify:1").unwrap();
+    let captured = view
+        .ledger
+        .iter()
+        .find(|e| e.kind == EntryKind::Captured)
+        .expect("a capture");
+    let c = captured.converted.as_ref().expect("converted");
+    assert_eq!(c.amount, Money::new(9000, cur("EUR")));
+    assert_eq!(c.rate_date, "2025-03-02");
+    let json = serde_json::to_value(captured).unwrap();
+    assert_eq!(json["converted"]["rate_date"], "2025-03-02");
+    assert_eq!(json["converted"]["amount"]["minor"], 9000);
+}
