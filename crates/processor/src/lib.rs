@@ -14,6 +14,7 @@
 pub mod db;
 mod failpoint;
 pub mod metrics;
+pub mod parked;
 pub mod query;
 pub mod records;
 pub mod restore;
@@ -29,7 +30,6 @@ use std::time::Duration;
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
 use storefold_codec::AvroCodec;
-use storefold_core::engine::FoldConfig;
 use storefold_providers::MapOptions;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, describe_cluster, producer_config};
@@ -84,6 +84,14 @@ impl Processor {
             ));
         }
         let p = &config.processor;
+        // The tenants' settings first: a configured-but-unusable setting (a
+        // rates file that cannot be read) refuses to start before Kafka is asked.
+        let map_options = config
+            .map_options()
+            .map_err(|e| ProcessorError::Config(e.to_string()))?;
+        let fold = config
+            .fold_config()
+            .map_err(|e| ProcessorError::Config(e.to_string()))?;
         let timeout = Duration::from_millis(p.produce_timeout_ms);
         let topics = Topics::new(&config.kafka.topic_prefix);
         let view = describe_cluster(&config.kafka, timeout)
@@ -145,8 +153,12 @@ impl Processor {
             sync_writes: p.sync_writes,
             produce_timeout: timeout,
             cache_records: p.cache_records,
-            map_options: MapOptions::default(),
-            fold: Arc::new(FoldConfig::default()),
+            map_options,
+            default_map_options: MapOptions::default(),
+            fold: Arc::new(fold),
+            park_timeout_ms: i64::try_from(p.park_timeout_hours)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(3_600_000),
         });
         Ok(Processor {
             shared,

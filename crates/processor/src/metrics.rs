@@ -45,6 +45,13 @@ pub struct ProcessorMetrics {
     pub changelog_findings: IntCounterVec,
     /// `storefold_processor_task_failures_total{reason}`: batches abandoned.
     pub task_failures: IntCounterVec,
+    /// `storefold_processor_parked_events{task}`: events waiting for the order
+    /// they name.
+    pub parked_events: IntGaugeVec,
+    /// `storefold_processor_parked_expired_total{provider}`: parked events given
+    /// up on after `processor.park_timeout_hours` (sent to `dlq.processor`
+    /// with reason `unresolved_order`).
+    pub parked_expired: IntCounterVec,
 }
 
 impl ProcessorMetrics {
@@ -152,6 +159,20 @@ impl ProcessorMetrics {
                         "Batches abandoned and tasks restarted from their committed state, by reason"
                     ),
                     &["reason"]
+                )
+            ),
+            parked_events: task_gauge(
+                "storefold_processor_parked_events",
+                "Events waiting for the order they name, per task",
+            ),
+            parked_expired: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "storefold_processor_parked_expired_total",
+                        "Parked events whose order never became known within processor.park_timeout_hours, sent to dlq.processor (reason unresolved_order), by provider"
+                    ),
+                    &["provider"]
                 )
             ),
         }

@@ -16,7 +16,7 @@ use rocksdb::WriteBatch;
 use storefold_codec::{
     AvroCodec, CommitMarker, RECEIVED_AT_HEADER, RawEvent, StateKind, StateRecord, WireFormat,
 };
-use storefold_core::engine::{Engine, FoldConfig, Item, StateValue};
+use storefold_core::engine::{Engine, FoldConfig, Item, StateKey, StateValue};
 use storefold_core::{FoldError, Outcome};
 use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
 use storefold_runtime::config::KafkaConfig;
@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use crate::db::{DbError, DbSource, Meta, TaskDb};
 use crate::failpoint;
 use crate::metrics::ProcessorMetrics;
+use crate::parked::{LogClock, ParkedIndex, parked_since, waited_for};
 use crate::records::{
     Family, Fence, OutboxEntry, ProjectionRecord, decode_value, family_of, fence_key,
     idempotency_key, idempotency_value, input_positions, marker_key, outbox_key, projection_record,
@@ -52,9 +53,25 @@ pub struct Shared {
     pub sync_writes: bool,
     pub produce_timeout: Duration,
     pub cache_records: usize,
-    pub map_options: MapOptions,
+    /// How each configured tenant's payloads are mapped (its stores, where its
+    /// payment providers name the order).
+    pub map_options: BTreeMap<String, MapOptions>,
+    /// How the payloads of a tenant that is not configured are mapped.
+    pub default_map_options: MapOptions,
     /// Reporting currencies and rates for the fold.
     pub fold: Arc<FoldConfig>,
+    /// How long a parked event waits for its order (ms of log time) before it
+    /// goes to the dead-letter topic.
+    pub park_timeout_ms: i64,
+}
+
+impl Shared {
+    /// The mapping options of `tenant`.
+    pub fn map_options(&self, tenant: &str) -> &MapOptions {
+        self.map_options
+            .get(tenant)
+            .unwrap_or(&self.default_map_options)
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -255,6 +272,12 @@ pub struct Task {
     /// Provider of each event parked in the open batch (a release in the same
     /// batch never reaches the store, but is counted).
     batch_parked: std::collections::HashMap<String, String>,
+    /// Every parked event of the task's state and the open batch, by receive time.
+    parked: ParkedIndex,
+    /// The task's log time, which parked events wait in.
+    clock: LogClock,
+    /// Provider of each parked event the open batch gave up on (tenant, event id).
+    batch_expired: std::collections::HashMap<(String, String), String>,
     /// (provider, outcome) counts of the open batch, published at commit.
     batch_outcomes: BTreeMap<(String, &'static str), u64>,
     /// Keys to write again with their committed value in the next batch.
@@ -548,6 +571,42 @@ impl Task {
         db.stage_meta(&mut batch, &meta);
         db.write(batch)?;
 
+        // The events waiting for their order, and where each raw topic ends now
+        // (what the task's log time is measured against until the next lag check).
+        let mut parked = ParkedIndex::default();
+        for (key, value) in db.entries(Family::Parked)? {
+            let Some(StateKey {
+                tenant,
+                item: Item::Parked(id),
+            }) = StateKey::decode(&key)
+            else {
+                continue;
+            };
+            match decode_value(&value) {
+                Ok(StateValue::Parked(p)) => parked.insert(&tenant, &id, parked_since(&p)),
+                Ok(_) | Err(_) => {
+                    return Err(TaskError::Db(DbError::Corrupt {
+                        path: db.path().to_path_buf(),
+                        key,
+                        detail: "not a parked event".into(),
+                    }));
+                }
+            }
+        }
+        parked.commit();
+        let mut clock = LogClock::new();
+        for topic in &shared.raw_topics {
+            if let Some((_, high)) = marks.get(&(topic.clone(), partition)) {
+                clock.set_end(topic, *high);
+            }
+        }
+        clock.commit();
+        shared
+            .metrics
+            .parked_events
+            .with_label_values(&[&label])
+            .set(parked.len() as i64);
+
         let report = StartReport {
             restored_records: outcome.stats.records,
             applied: outcome.stats.applied,
@@ -584,6 +643,9 @@ impl Task {
             batch_idem_set: HashSet::new(),
             batch_dlq: Vec::new(),
             batch_parked: std::collections::HashMap::new(),
+            parked,
+            clock,
+            batch_expired: std::collections::HashMap::new(),
             batch_outcomes: BTreeMap::new(),
             repair,
             flushed_outbox: Vec::new(),
@@ -726,7 +788,7 @@ impl Task {
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let ctx = MapContext {
             tenant: &raw.tenant,
-            options: &self.shared.map_options,
+            options: self.shared.map_options(&raw.tenant),
         };
         let events = match provider.map(
             &ctx,
@@ -742,19 +804,22 @@ impl Task {
             Err(e) => {
                 self.dead_letter(input, e.code(), e.to_string());
                 self.count(pname, "rejected");
-                return Ok(());
+                self.clock.read(input.topic, raw.received_at);
+                return self.expire_parked();
             }
         };
         let src = DbSource::new(&self.db);
         let mut rejected: Vec<FoldError> = Vec::new();
         let mut outcomes: Vec<&'static str> = Vec::new();
         for env in &events {
-            match self.engine.apply(&src, env) {
+            match self.engine.apply_received(&src, env, Some(raw.received_at)) {
                 Ok(Outcome::Applied) => outcomes.push("applied"),
                 Ok(Outcome::Duplicate) => outcomes.push("duplicate"),
                 Ok(Outcome::Parked(_)) => {
                     self.batch_parked
                         .insert(env.event_id.clone(), pname.to_string());
+                    self.parked
+                        .insert(&env.tenant, &env.event_id, raw.received_at);
                     outcomes.push("parked");
                 }
                 Err(e) => rejected.push(e),
@@ -776,7 +841,128 @@ impl Task {
         }
         self.batch_idem.push((idem.clone(), raw.received_at));
         self.batch_idem_set.insert(idem);
+        self.clock.read(input.topic, raw.received_at);
+        self.expire_parked()
+    }
+
+    /// Gives up on the parked events received more than the park timeout
+    /// before the task's log time: each leaves the state and goes to
+    /// `dlq.processor` (reason `unresolved_order`, the value its canonical
+    /// envelope as JSON) in the open batch, so exactly once like the rest.
+    /// Run after every raw event is folded, so what expires depends on the
+    /// order the input is read in, never on where batches end.
+    fn expire_parked(&mut self) -> Result<(), TaskError> {
+        let timeout = self.shared.park_timeout_ms;
+        let Some(oldest) = self.parked.oldest() else {
+            return Ok(());
+        };
+        // Cheap test first: nothing is due before the newest receive time read.
+        if oldest.saturating_add(timeout) >= self.clock.newest() {
+            return Ok(());
+        }
+        let now = self.clock.now(&self.batch_positions);
+        let cutoff = now.saturating_sub(timeout);
+        let due = self.parked.received_before(cutoff);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        let src = DbSource::new(&db);
+        for (tenant, event_id) in due {
+            let expired = self.engine.expire_parked(&src, &tenant, &event_id);
+            if let Some(e) = src.take_error() {
+                return Err(e.into());
+            }
+            self.parked.remove(&tenant, &event_id);
+            let Some(p) = expired else {
+                // Released meanwhile (the batch's state changes say so at commit).
+                continue;
+            };
+            self.dead_letter_expired(&p, now);
+            self.batch_expired
+                .insert((tenant, event_id), p.envelope.provider.clone());
+        }
         Ok(())
+    }
+
+    /// The dead letter of a parked event the task gave up on.
+    fn dead_letter_expired(&mut self, p: &storefold_core::engine::ParkedEvent, now: i64) {
+        let env = &p.envelope;
+        let refs = waited_for(env);
+        let ms = |t: i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| t.to_string())
+        };
+        let hours = self.shared.park_timeout_ms / 3_600_000;
+        let reason = format!(
+            "{} {} waited for {} and none of it became known within {hours} hours of log time \
+             (received {}, the task had read up to {}): the order never arrived, or is named in \
+             a way the tenant's stores and payments settings do not resolve",
+            env.event.type_name(),
+            env.event_id,
+            refs.join(", "),
+            ms(parked_since(p)),
+            ms(now),
+        );
+        tracing::warn!(
+            task = self.partition,
+            tenant = %env.tenant,
+            provider = %env.provider,
+            event_id = %env.event_id,
+            waited_for = %refs.join(", "),
+            "parked event expired: sent to the dead-letter topic"
+        );
+        let source_topic = env
+            .provider
+            .parse::<ProviderKind>()
+            .map(|k| self.shared.topics.raw(k))
+            .unwrap_or_default();
+        let headers = vec![
+            ("storefold-error".to_string(), b"unresolved_order".to_vec()),
+            ("storefold-error-reason".to_string(), reason.into_bytes()),
+            (
+                "storefold-source-topic".to_string(),
+                source_topic.into_bytes(),
+            ),
+            (
+                "storefold-source-partition".to_string(),
+                self.partition.to_string().into_bytes(),
+            ),
+            (
+                "storefold-event-id".to_string(),
+                env.event_id.as_bytes().to_vec(),
+            ),
+            (
+                RECEIVED_AT_HEADER.to_string(),
+                parked_since(p).to_string().into_bytes(),
+            ),
+        ];
+        self.batch_dlq.push(OutboxEntry {
+            topic: self.shared.topics.dlq_processor(),
+            key: env.tenant.as_bytes().to_vec(),
+            // Our own types serialise to JSON.
+            value: serde_json::to_vec(p).unwrap_or_default(),
+            headers,
+        });
+    }
+
+    /// Where each raw topic's partition ends, as the lag check just measured.
+    pub fn observe_ends(&mut self, marks: &Watermarks) {
+        for topic in &self.shared.raw_topics {
+            if let Some((_, high)) = marks.get(&(topic.clone(), self.partition)) {
+                self.clock.set_end(topic, *high);
+            }
+        }
+    }
+
+    /// Parked events waiting for their order (state and open batch).
+    pub fn parked_events(&self) -> usize {
+        self.parked.len()
     }
 
     /// Abandons the open batch: the engine's working set may hold its changes,
@@ -790,6 +976,9 @@ impl Task {
         self.batch_idem_set.clear();
         self.batch_dlq.clear();
         self.batch_parked.clear();
+        self.batch_expired.clear();
+        self.parked.rollback();
+        self.clock.rollback();
         self.batch_outcomes.clear();
     }
 
@@ -815,19 +1004,27 @@ impl Task {
         let mut released: Vec<String> = Vec::new();
         let db = self.db.clone();
         let parked_now = std::mem::take(&mut self.batch_parked);
+        let expired = std::mem::take(&mut self.batch_expired);
+        let parked = &mut self.parked;
         let output = self.engine.finish_retaining(&src, |k, v| {
             let key = k.encode();
-            if v.is_none()
-                && let Item::Parked(id) = &k.item
-            {
-                let provider = match db.get(&key) {
-                    Ok(Some(bytes)) => match decode_value(&bytes) {
-                        Ok(StateValue::Parked(p)) => Some(p.envelope.provider.clone()),
-                        _ => None,
-                    },
-                    _ => parked_now.get(id).cloned(),
-                };
-                released.push(provider.unwrap_or_else(|| "unknown".into()));
+            if let Item::Parked(id) = &k.item {
+                // The index follows the state exactly: parked (again, with its
+                // first receive time) or gone (released or expired).
+                match v {
+                    Some(StateValue::Parked(p)) => parked.insert(&k.tenant, id, parked_since(p)),
+                    _ => parked.remove(&k.tenant, id),
+                }
+                if v.is_none() && !expired.contains_key(&(k.tenant.clone(), id.clone())) {
+                    let provider = match db.get(&key) {
+                        Ok(Some(bytes)) => match decode_value(&bytes) {
+                            Ok(StateValue::Parked(p)) => Some(p.envelope.provider.clone()),
+                            _ => None,
+                        },
+                        _ => parked_now.get(id).cloned(),
+                    };
+                    released.push(provider.unwrap_or_else(|| "unknown".into()));
+                }
             }
             records.push((key, v.map(crate::records::encode_value)));
         });
@@ -976,6 +1173,19 @@ impl Task {
             .with_label_values(&["state"])
             .observe(step.elapsed().as_secs_f64());
         failpoint::hit("after_state");
+        self.parked.commit();
+        self.clock.commit();
+        for provider in expired.values() {
+            metrics
+                .parked_expired
+                .with_label_values(&[provider.as_str()])
+                .inc();
+            metrics.dlq.with_label_values(&["unresolved_order"]).inc();
+        }
+        metrics
+            .parked_events
+            .with_label_values(&[&task_label(self.partition)])
+            .set(self.parked.len() as i64);
         self.positions = self.batch_positions.clone();
         self.next_seq = seq + 1;
         for ((provider, outcome), n) in std::mem::take(&mut self.batch_outcomes) {
@@ -1054,7 +1264,13 @@ impl Task {
     pub fn retire(&self) {
         let label = task_label(self.partition);
         let m = &self.shared.metrics;
-        for g in [&m.live_bytes, &m.outbox_depth, &m.lag, &m.restore_remaining] {
+        for g in [
+            &m.live_bytes,
+            &m.outbox_depth,
+            &m.lag,
+            &m.restore_remaining,
+            &m.parked_events,
+        ] {
             let _ = g.remove_label_values(&[&label]);
         }
     }

@@ -34,9 +34,21 @@ pub struct Env {
     pub rt: tokio::runtime::Runtime,
 }
 
+/// The park timeout of [`env`]: about a century. The corpora of these tests
+/// mix receive times years apart and fold them in any order, and they are
+/// compared with the pure fold, which never gives up on a parked event; giving
+/// up has a test of its own (`parked.rs`) with the default timeout.
+pub const NO_PARK_TIMEOUT_HOURS: u64 = 1_000_000;
+
 /// A mock cluster with every storefold topic of `partitions` partitions and a
 /// configuration pointing at it, state under a temporary directory.
 pub fn env(partitions: i32) -> Env {
+    env_with(partitions, NO_PARK_TIMEOUT_HOURS, "")
+}
+
+/// [`env`] with `processor.park_timeout_hours` and more configuration
+/// (`[tenants.…]` sections) appended.
+pub fn env_with(partitions: i32, park_timeout_hours: u64, more_toml: &str) -> Env {
     // `RUST_LOG=storefold_processor=debug cargo test …` shows what the tasks do.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -46,7 +58,8 @@ pub fn env(partitions: i32) -> Env {
     let dir = tempfile::tempdir().expect("temp dir");
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{}\"\npartitions = {partitions}\n\
-         [processor]\nstate_dir = \"{}\"\nbatch_size = 300\ncommit_interval_ms = 100\n",
+         [processor]\nstate_dir = \"{}\"\nbatch_size = 300\ncommit_interval_ms = 100\n\
+         park_timeout_hours = {park_timeout_hours}\n{more_toml}",
         broker.bootstrap(),
         dir.path().join("state").display()
     );
