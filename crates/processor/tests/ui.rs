@@ -14,8 +14,10 @@ use common::*;
 use prometheus::Registry;
 use storefold_codec::RawEvent;
 use storefold_core::aggregate::{Customer, Order};
+use storefold_core::engine::order_view;
+use storefold_core::ledger::EntryKind;
 use storefold_core::money::Money;
-use storefold_processor::db::TaskDb;
+use storefold_processor::db::{DbSource, TaskDb};
 use storefold_processor::{Mode, Processor};
 use storefold_runtime::kafka::java_partition;
 use storefold_testkit::browser::{assert_has, chromium, dump_dom, text_between, url_component};
@@ -88,10 +90,67 @@ fn fold_and_serve(env: &Env, events: &[RawEvent], serve: &[i32]) -> Served {
     }
 }
 
+/// The rows of table `id` in a dumped DOM: whether the row is marked counted
+/// (`data-counted`), and its cells' text.
+fn table_rows(dom: &str, id: &str) -> Vec<(bool, Vec<String>)> {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no table #{id}:\n{dom}"));
+    let body = &dom[start..];
+    let body = &body[body.find("<tbody>").expect("tbody") + 7..];
+    let body = &body[..body.find("</tbody>").expect("</tbody>")];
+    let text = |html: &str| {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        out.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&nbsp;", "\u{a0}")
+            .replace("&amp;", "&")
+    };
+    body.split("<tr")
+        .skip(1)
+        .map(|tr| {
+            let counted = tr[..tr.find('>').unwrap_or(0)].contains("data-counted=\"true\"");
+            let cells = tr
+                .split("<td")
+                .skip(1)
+                .map(|td| text(&td[td.find('>').map_or(0, |i| i + 1)..]))
+                .collect();
+            (counted, cells)
+        })
+        .collect()
+}
+
 #[test]
 fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
     let browser = chromium();
-    let env = env(PARTITIONS);
+    // acme reports in EUR, with the operator's rates for USD and GBP (other
+    // currencies stay unconverted, and the page says so).
+    let rates = tempfile::tempdir().expect("rates dir");
+    let rates_file = rates.path().join("rates.csv");
+    std::fs::write(
+        &rates_file,
+        "date,from,to,rate\n2025-01-01,USD,EUR,0.9\n2025-01-01,GBP,EUR,1.2\n",
+    )
+    .expect("write rates");
+    let env = env_with(
+        PARTITIONS,
+        NO_PARK_TIMEOUT_HOURS,
+        &format!(
+            "[rates]\nfile = {:?}\nmax_age_days = 2000\n[tenants.acme]\nreporting_currency = \"EUR\"\n",
+            rates_file.display().to_string()
+        ),
+    );
     let events = corpus();
     let acme = java_partition(b"acme", PARTITIONS);
     let served = fold_and_serve(&env, &events, &[acme]);
@@ -145,6 +204,30 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
             );
         }
     }
+    let reporting = customer
+        .revenue_reporting
+        .as_ref()
+        .expect("acme reports in EUR: the customer has revenue in EUR");
+    let net = Money::new(reporting.net, reporting.currency).to_string();
+    assert_has(
+        &dom,
+        &format!("data-net-reporting=\"{net}\""),
+        "the net revenue in the reporting currency",
+    );
+    let shown = text_between(&dom, "revenue-reporting", "identities");
+    assert!(
+        shown.contains("In the reporting currency EUR"),
+        "the reporting currency is named:\n{shown}"
+    );
+    for (figure, amounts) in &reporting.unconverted {
+        for (c, minor) in &amounts.0 {
+            let m = Money::new(*minor, *c).to_string();
+            assert!(
+                shown.contains(&m),
+                "the unconverted {figure} {m} is listed:\n{shown}"
+            );
+        }
+    }
     let timeline = text_between(&dom, "timeline", "order");
     let first_order = &customer.orders[0].order_id;
     assert!(
@@ -192,6 +275,80 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
             r.refund_id
         );
     }
+    // The books: every entry of the order's ledger, in the query API's order,
+    // with its date, kind, provider, reference, amount, whether it counts and why.
+    let view = {
+        let owned = served.processor.owned.read().expect("lock");
+        let db = owned.get(&acme).expect("acme's store").clone();
+        let src = DbSource::new(&db);
+        let fold = env.config.fold_config().expect("fold config");
+        order_view(&src, &fold, "acme", order_id).expect("the order's view")
+    };
+    assert!(
+        view.ledger
+            .iter()
+            .any(|e| e.kind == EntryKind::Refund && e.counted),
+        "the order's ledger has a counted refund: {:#?}",
+        view.ledger
+    );
+    let rows = table_rows(&dom, "ledger");
+    assert_eq!(
+        rows.len(),
+        view.ledger.len(),
+        "one ledger row per entry:\n{rows:#?}\n{:#?}",
+        view.ledger
+    );
+    for (e, (counted, cells)) in view.ledger.iter().zip(&rows) {
+        let json = serde_json::to_value(e).expect("entry JSON");
+        let at = json["at"].as_str().expect("at");
+        let when = at.replacen('T', " ", 1);
+        let when = when
+            .strip_suffix('Z')
+            .map_or(when.clone(), |w| format!("{w} UTC"));
+        let kind = json["kind"].as_str().expect("kind").replace('_', " ");
+        let figure = json["figure"]
+            .as_str()
+            .map(|f| format!(" ({})", f.replace('_', " ")))
+            .unwrap_or_default();
+        let want = vec![
+            when,
+            kind,
+            e.provider.clone(),
+            e.reference.clone(),
+            e.amount.to_string(),
+            format!("{}{figure}", if e.counted { "yes" } else { "no" }),
+            e.why.clone(),
+        ];
+        assert_eq!(cells, &want, "the ledger row of {e:#?}");
+        assert_eq!(*counted, e.counted, "data-counted of {e:#?}");
+    }
+    let facts = text_between(&dom, "order-facts", "ledger");
+    for (c, minor) in &view.figures.net.0 {
+        let net = Money::new(*minor, *c).to_string();
+        assert!(
+            facts.contains(&net),
+            "the figures show the net {net}:\n{facts}"
+        );
+    }
+    let paid = match view.figures.paid_source.as_str() {
+        "provider" => "from the payment provider's captures",
+        "store" => "from the store's word",
+        other => panic!("paid_source {other}"),
+    };
+    assert!(
+        facts.contains(paid),
+        "the figures say where paid comes from:\n{facts}"
+    );
+    let r = view
+        .figures
+        .reporting
+        .as_ref()
+        .expect("the order's figures in EUR");
+    let net = Money::new(r.net, r.currency).to_string();
+    assert!(
+        facts.contains("In EUR") && facts.contains(&format!("net {net}")),
+        "the figures in the reporting currency:\n{facts}"
+    );
 
     // Someone unknown: a clear not-found message.
     let dom = dump_dom(

@@ -25,6 +25,19 @@ function money(minor, currency) {
 const m = (v) => (v ? money(v.minor, v.currency) : "");
 // A MoneyBag ({"USD": 1234, "EUR": 5}) as "12.34 USD, 0.05 EUR".
 const bag = (b) => (b ? Object.keys(b).map((c) => money(b[c], c)).join(", ") || "0" : "");
+const nonEmpty = (b) => !!b && Object.keys(b).length > 0;
+// Every observation of a payment, refund or dispute record
+// ({"observations": {event_id: {...}}}), oldest first.
+const observations = (records) => Object.values(records || {})
+  .flatMap((r) => Object.entries(r.observations || {}).map(([id, v]) => Object.assign({ event_id: id }, v)))
+  .sort((a, b) => (Date.parse(a.at) - Date.parse(b.at)) || (a.event_id < b.event_id ? -1 : 1));
+// Amounts a reporting currency could not convert ({figure: MoneyBag}).
+const unconverted = (u) => Object.keys(u || {}).map((k) => k.replace(/_/g, " ") + " " + bag(u[k])).join("; ");
+const PAID_SOURCES = {
+  provider: "the payment provider's captures",
+  store: "the store's word (no payment provider reported this order's payments)",
+  none: "nothing captured",
+};
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -146,6 +159,18 @@ async function showCustomer(tenant, params, label) {
     for (let i = 1; i < tr.cells.length; i++) tr.cells[i].className = "num";
   }
   if (!(c.revenue || []).length) row(rev, ["no paid orders"]);
+  const rr = c.revenue_reporting, rep = $("revenue-reporting");
+  clear(rep);
+  rep.hidden = !rr;
+  if (rr) {
+    const cur = rr.currency;
+    rep.append("In the reporting currency " + cur + ": gross " + money(rr.gross, cur) + ", refunded " +
+      money(rr.refunded, cur) + ", chargebacks lost " + money(rr.chargeback_lost, cur) + ", net ",
+      el("strong", { "data-net-reporting": money(rr.net, cur), text: money(rr.net, cur) }),
+      ", fees " + money(rr.fees, cur) + ".");
+    const u = unconverted(rr.unconverted);
+    if (u) rep.append(" Not converted (no rate within the allowed age): " + u + ".");
+  }
 
   const ids = $("identities").tBodies[0];
   clear(ids);
@@ -191,9 +216,14 @@ async function timeline(tenant, c) {
       return;
     }
     const ord = d.body.order || {};
-    for (const p of Object.values(ord.payments || {})) {
-      const v = p.state.value;
-      add(v.at, "payment", v.provider + " payment " + v.payment_id + " " + v.status + ": " + m(v.amount) + " · " + o.order_id);
+    // A lifecycle step once: later events repeating the same status and
+    // amount (a charge.refunded restating the charge) add nothing here.
+    const seen = new Set();
+    const fresh = (...k) => { const key = k.join("\u0000"); if (seen.has(key)) return false; seen.add(key); return true; };
+    for (const v of observations(ord.payments)) {
+      if (!fresh("p", v.provider, v.payment_id, v.capture_id || "", v.status, v.amount.minor, v.amount.currency)) continue;
+      add(v.at, "payment", v.provider + " payment " + v.payment_id + (v.capture_id ? " capture " + v.capture_id : "") +
+        " " + v.status + ": " + m(v.amount) + " · " + o.order_id);
     }
     for (const sh of d.body.shipments || []) {
       for (const cp of sh.checkpoints || []) {
@@ -201,13 +231,13 @@ async function timeline(tenant, c) {
           (cp.location ? " at " + cp.location : "") + (cp.message ? " — " + cp.message : "") + " · " + o.order_id);
       }
     }
-    for (const r of Object.values(ord.refunds || {})) {
-      const v = r.state.value;
+    for (const v of observations(ord.refunds)) {
+      if (!fresh("r", v.provider, v.refund_id, v.status, v.amount.minor, v.amount.currency)) continue;
       add(v.at, "refund", v.provider + " refund " + v.refund_id + " " + v.status + ": " + m(v.amount) + (v.reason ? " (" + v.reason + ")" : "") + " · " + o.order_id);
     }
-    for (const ds of Object.values(ord.disputes || {})) {
-      const v = ds.state.value;
-      add(ds.opened_at, "dispute", v.provider + " dispute " + v.dispute_id + " " + v.status + ": " + m(v.amount) + " · " + o.order_id);
+    for (const v of observations(ord.disputes)) {
+      if (!fresh("d", v.provider, v.dispute_id, v.status, v.amount.minor, v.amount.currency)) continue;
+      add(v.at, "dispute", v.provider + " dispute " + v.dispute_id + " " + v.status + ": " + m(v.amount) + " · " + o.order_id);
     }
     for (const rt of Object.values(ord.returns || {})) {
       const v = (rt.resolved || rt.requested || {}).value;
@@ -251,31 +281,56 @@ async function showOrder(tenant, id) {
     if (snap.cancelled_at) fact(f, "Cancelled", when(snap.cancelled_at) + (snap.cancel_reason ? " (" + snap.cancel_reason + ")" : ""));
   }
   const fig = d.figures || {};
-  fact(f, "Paid", bag(fig.paid) + (fig.paid_source ? " (from " + fig.paid_source + ")" : ""));
+  fact(f, "Paid", bag(fig.paid) + " — from " + (PAID_SOURCES[fig.paid_source] || fig.paid_source || "unknown"));
+  if (nonEmpty(fig.authorized)) fact(f, "Held (authorised, not captured)", bag(fig.authorized));
   fact(f, "Refunded", bag(fig.refunded));
-  fact(f, "Disputed", bag(fig.disputed));
   fact(f, "Chargebacks lost", bag(fig.chargeback_lost));
+  if (nonEmpty(fig.disputed)) fact(f, "Disputed (open)", bag(fig.disputed));
   fact(f, "Net", bag(fig.net));
-  fact(f, "Fees", fig.fees_known ? bag(fig.fees) : "not all known");
-  fact(f, "Net after fees", fig.net_after_fees ? bag(fig.net_after_fees) : "unknown");
+  fact(f, "Fees", (fig.fees_known ? "" : "not all known: ") + bag(fig.fees) + " (in the currency the provider charged them in)");
+  fact(f, "Net after fees", fig.net_after_fees ? bag(fig.net_after_fees) : "unknown (a fee is not known, or in a currency the order was not paid in)");
+  const r = fig.reporting;
+  if (r) {
+    const cur = r.currency;
+    fact(f, "In " + cur, "paid " + money(r.paid, cur) + ", refunded " + money(r.refunded, cur) + ", chargebacks lost " +
+      money(r.chargeback_lost, cur) + ", net " + money(r.net, cur) + ", fees " + money(r.fees, cur) +
+      ", net after fees " + (r.net_after_fees === null || r.net_after_fees === undefined ? "unknown" : money(r.net_after_fees, cur)));
+    const u = unconverted(r.unconverted);
+    if (u) fact(f, "Not converted to " + cur, u + " (no rate within the allowed age; left out of the " + cur + " figures)");
+  }
 
-  const byAt = (a, b) => Date.parse(a.at) - Date.parse(b.at);
+  // The books: every amount, counted or not, and why.
+  const ledger = $("ledger").tBodies[0];
+  clear(ledger);
+  for (const e of d.ledger || []) {
+    const tr = row(ledger, [when(e.at), e.kind.replace(/_/g, " "), e.provider, e.reference,
+      m(e.amount), (e.counted ? "yes" : "no") + (e.figure ? " (" + e.figure.replace(/_/g, " ") + ")" : ""), e.why]);
+    tr.setAttribute("data-kind", e.kind);
+    tr.setAttribute("data-counted", e.counted ? "true" : "false");
+    tr.className = e.counted ? "counted" : "not-counted";
+    tr.title = "event " + e.source_event_id;
+    tr.cells[4].className = "num";
+  }
+  if (!(d.ledger || []).length) row(ledger, ["no money reported"]);
+
   const pays = $("payments").tBodies[0];
   clear(pays);
-  for (const p of Object.values(ord.payments || {}).map((x) => Object.assign({ fee: x.fee }, x.state.value)).sort(byAt)) {
-    row(pays, [when(p.at), p.provider, p.payment_id, p.status + (p.failure_reason ? " (" + p.failure_reason + ")" : ""), m(p.amount),
-      p.fee ? m(p.fee.value[0]) : "", p.method || ""]);
+  for (const p of observations(ord.payments)) {
+    const status = p.status + (p.capture_id ? " · capture " + p.capture_id : "") +
+      (p.captured ? " · captured " + m(p.captured) + " so far" : "") +
+      (p.amount_refunded ? " · refunded " + m(p.amount_refunded) + " so far" : "") +
+      (p.failure_reason ? " (" + p.failure_reason + ")" : "");
+    row(pays, [when(p.at), p.provider, p.payment_id, status, m(p.amount), p.fee ? m(p.fee) : "", p.method || ""]);
   }
   const refs = $("refunds").tBodies[0];
   clear(refs);
-  for (const r of Object.values(ord.refunds || {}).map((x) => x.state.value).sort(byAt)) {
-    row(refs, [when(r.at), r.provider, r.refund_id, r.status, m(r.amount), r.reason || ""]);
+  for (const x of observations(ord.refunds)) {
+    row(refs, [when(x.at), x.provider, x.refund_id, x.status + (x.gateway ? " · via " + x.gateway : ""), m(x.amount), x.reason || ""]);
   }
   const disp = $("disputes").tBodies[0];
   clear(disp);
-  for (const x of Object.values(ord.disputes || {})) {
-    const v = x.state.value;
-    row(disp, [when(x.opened_at), v.provider, v.dispute_id, v.status, m(v.amount), v.reason || ""]);
+  for (const v of observations(ord.disputes)) {
+    row(disp, [when(v.at), v.provider, v.dispute_id, v.status, m(v.amount), v.reason || ""]);
   }
   const ships = $("shipments");
   clear(ships);
