@@ -284,6 +284,33 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         let fold = env.config.fold_config().expect("fold config");
         order_view(&src, &fold, "acme", order_id).expect("the order's view")
     };
+    // The query API answers exactly that view, with the order's version.
+    let answer: serde_json::Value = env.rt.block_on(async {
+        let r = storefold_testkit::http_client()
+            .get(format!(
+                "{}/v1/tenants/acme/orders/{}",
+                served.base,
+                url_component(order_id)
+            ))
+            .send()
+            .await
+            .expect("GET the order");
+        assert_eq!(r.status().as_u16(), 200);
+        serde_json::from_slice(&r.bytes().await.expect("body")).expect("JSON")
+    });
+    let mut want = serde_json::to_value(&view).expect("view JSON");
+    assert!(
+        answer["version"].as_u64().is_some_and(|v| v >= 1),
+        "{answer}"
+    );
+    want["version"] = answer["version"].clone();
+    assert_eq!(
+        answer, want,
+        "the order endpoint answers the engine's order view"
+    );
+    for field in ["figures", "ledger", "shipments", "order", "customer_id"] {
+        assert!(answer.get(field).is_some(), "{field} in {answer}");
+    }
     assert!(
         view.ledger
             .iter()
