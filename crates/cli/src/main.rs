@@ -158,7 +158,8 @@ enum SchemasCommand {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Normalize(args) => normalize_cmd::run(args),
+        Command::Normalize(args) => load_config_if_any(cli.config.as_deref())
+            .and_then(|config| normalize_cmd::run(args, config.as_ref())),
         Command::Schemas {
             command: SchemasCommand::Check { dir },
         } => schemas_cmd::check(&dir),

@@ -2,12 +2,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use storefold_core::{Engine, MemStore, event::to_versioned_json};
 use storefold_providers::{
     Headers, MapContext, MapOptions, ProviderKind, RawInput, WebhookRequest,
 };
+use storefold_runtime::config::Config;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -24,16 +26,25 @@ pub(crate) struct NormalizeArgs {
     /// A request header, `Name: value` (repeatable), e.g. the Shopify topic header.
     #[arg(long = "header", value_name = "K:V")]
     headers: Vec<String>,
-    /// Tenant the payload belongs to.
+    /// Tenant the payload belongs to. With a configuration (--config, or
+    /// ./storefold.toml), a configured tenant's stores, payment settings and
+    /// reporting currency apply.
     #[arg(long, default_value = "demo")]
     tenant: String,
     /// Time of receipt (RFC 3339), used only for payloads that carry no time.
     /// Defaults to now.
     #[arg(long)]
     received_at: Option<String>,
-    /// Metadata key that holds the store's order id in payment provider payloads.
-    #[arg(long, default_value = "order_id")]
-    order_metadata_key: String,
+    /// The store platforms the tenant runs, the first one where a payment
+    /// provider's bare order id points (comma-separated: woocommerce,shopify).
+    /// Overrides the tenant's `stores`; default: the tenant's, else shopify.
+    #[arg(long, value_delimiter = ',', value_name = "STORE")]
+    stores: Vec<String>,
+    /// Metadata key that holds the store's order id in Stripe payloads.
+    /// Overrides the tenant's payments.stripe.order_metadata_keys; default:
+    /// the tenant's, else order_id.
+    #[arg(long)]
+    order_metadata_key: Option<String>,
     /// Also fold the events and print the resulting projections (customer and
     /// order views, merges, triggers) as JSON lines.
     #[arg(long)]
@@ -42,7 +53,7 @@ pub(crate) struct NormalizeArgs {
     file: PathBuf,
 }
 
-pub(crate) fn run(args: NormalizeArgs) -> Result<()> {
+pub(crate) fn run(args: NormalizeArgs, config: Option<&Config>) -> Result<()> {
     let kind: ProviderKind = args.provider.parse()?;
     let body = crate::read_input(&args.file)?;
     let mut headers = Headers::new();
@@ -89,8 +100,27 @@ pub(crate) fn run(args: NormalizeArgs) -> Result<()> {
             None => return Err(e).context("cannot tell the topic; pass --topic"),
         },
     };
-    let mut options = MapOptions::default();
-    options.stripe.fields = vec![args.order_metadata_key.clone()];
+    let tenant = config.and_then(|c| c.tenants.get(&args.tenant));
+    let mut options = match tenant {
+        Some(t) => t
+            .map_options()
+            .map_err(|e| anyhow!("tenants.{}.{}: {}", args.tenant, e.key, e.message))?,
+        None => MapOptions::default(),
+    };
+    if !args.stores.is_empty() {
+        for s in &args.stores {
+            if !storefold_runtime::config::STORES.contains(&s.as_str()) {
+                bail!(
+                    "--stores: {s:?} is not a store storefold reads ({})",
+                    storefold_runtime::config::STORES.join(", ")
+                );
+            }
+        }
+        options.stores = args.stores.clone();
+    }
+    if let Some(key) = &args.order_metadata_key {
+        options.stripe.fields = vec![key.clone()];
+    }
     let ctx = MapContext {
         tenant: &args.tenant,
         options: &options,
@@ -115,9 +145,14 @@ pub(crate) fn run(args: NormalizeArgs) -> Result<()> {
     }
     if args.fold {
         let store = MemStore::default();
-        let mut engine = Engine::new();
+        // The configured reporting currencies and rates, when there is a configuration.
+        let mut engine = match config {
+            Some(c) => Engine::with_config(Arc::new(c.fold_config()?)),
+            None => Engine::new(),
+        };
+        let received_ms = (received_at.unix_timestamp_nanos() / 1_000_000) as i64;
         for e in &events {
-            let outcome = engine.apply(&store, e)?;
+            let outcome = engine.apply_received(&store, e, Some(received_ms))?;
             eprintln!("{} {}: {outcome:?}", e.event.type_name(), e.event_id);
         }
         let batch = engine.finish(&store);

@@ -186,3 +186,134 @@ fn unknown_providers_and_missing_files_are_clear_errors() {
             .contains("/nonexistent.json")
     );
 }
+
+/// Output lines of a successful `storefold` run, as JSON.
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// With a configuration, normalize maps and folds as the processor would for
+/// the tenant: its stores decide whose order a Stripe payment names, and its
+/// reporting currency and the rates file give the converted figures.
+#[test]
+fn normalize_uses_the_configured_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let rates = dir.path().join("rates.csv");
+    std::fs::write(&rates, "date,from,to,rate\n2025-04-30,USD,EUR,0.9\n").unwrap();
+    let config = dir.path().join("storefold.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rates]\nfile = {:?}\n[tenants.shop]\nstores = [\"woocommerce\"]\nreporting_currency = \"EUR\"\n",
+            rates.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    // The order a Stripe charge names, with `args` given to normalize.
+    let order = |global: &[&str], args: &[&str]| -> Option<String> {
+        let out = storefold()
+            .args(global)
+            .args(["normalize", "--provider", "stripe"])
+            .args(args)
+            .arg(fixture("stripe/fixtures/charge.succeeded.json"))
+            .output()
+            .unwrap();
+        let lines = json_lines(&out);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines[0]["data"]["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["by"] == "order")
+            .map(|l| l["order_id"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        order(&["--config", config_arg], &["--tenant", "shop"]).as_deref(),
+        Some("woocommerce:5123000001"),
+        "the tenant runs WooCommerce"
+    );
+    assert_eq!(
+        order(&[], &[]).as_deref(),
+        Some("shopify:5123000001"),
+        "without a configuration: the default store"
+    );
+    assert_eq!(
+        order(&[], &["--stores", "woocommerce,shopify"]).as_deref(),
+        Some("woocommerce:5123000001"),
+        "--stores says the same"
+    );
+
+    // The WooCommerce order (38.18 USD, processing) folded for the tenant:
+    // its figures in EUR at 0.9, rounded half away from zero.
+    let out = storefold()
+        .args(["--config", config_arg, "normalize", "--tenant", "shop"])
+        .args([
+            "--provider",
+            "woocommerce",
+            "--topic",
+            "order.created",
+            "--fold",
+        ])
+        .arg(fixture("woocommerce/fixtures/order_created.json"))
+        .output()
+        .unwrap();
+    let lines = json_lines(&out);
+    let view = lines
+        .iter()
+        .find(|l| l["projection"]["type"] == "order")
+        .map(|l| &l["projection"]["view"])
+        .unwrap_or_else(|| panic!("an order projection in {lines:?}"));
+    assert_eq!(view["order_id"], "woocommerce:4101");
+    let f = &view["figures"];
+    assert_eq!(f["paid"]["USD"], 3818, "{f}");
+    assert_eq!(f["paid_source"], "store", "{f}");
+    assert_eq!(f["reporting"]["currency"], "EUR", "{f}");
+    assert_eq!(f["reporting"]["paid"], 3436, "{f}");
+    assert_eq!(f["reporting"]["net"], 3436, "{f}");
+    assert!(
+        view["ledger"].as_array().is_some_and(|l| !l.is_empty()),
+        "{view}"
+    );
+
+    // A rates file that cannot be used refuses, naming the key.
+    std::fs::write(&rates, "2025-04-30,USD,EUR,nine tenths\n").unwrap();
+    let out = storefold()
+        .args(["--config", config_arg, "normalize", "--tenant", "shop"])
+        .args([
+            "--provider",
+            "woocommerce",
+            "--topic",
+            "order.created",
+            "--fold",
+        ])
+        .arg(fixture("woocommerce/fixtures/order_created.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rates.file") && err.contains("line 1"),
+        "{err}"
+    );
+    let out = storefold()
+        .args(["normalize", "--stores", "magento", "--provider", "stripe"])
+        .arg(fixture("stripe/fixtures/charge.succeeded.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("magento"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
