@@ -12,12 +12,14 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The README's sections as it names them (`[tenants.<id>]`), for a section of
-/// the example (`[tenants.demo.providers.stripe]`).
+/// The README's sections as it names them (`[tenants.<id>]`,
+/// `[tenants.<id>.payments.stripe]`), for a section of the example
+/// (`[tenants.demo.providers.stripe]`, `[tenants.demo.payments.stripe]`).
 fn documented_as(section: &str) -> String {
     let parts: Vec<&str> = section.split('.').collect();
     match parts.as_slice() {
         ["tenants", _] | ["tenants", _, "providers", _] => "tenants.<id>".into(),
+        ["tenants", _, "payments", provider] => format!("tenants.<id>.payments.{provider}"),
         _ => section.to_string(),
     }
 }
