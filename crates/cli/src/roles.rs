@@ -80,6 +80,9 @@ impl Roles {
         sinks: Sinks,
     ) -> Result<Roles> {
         let registry = Registry::new();
+        // The processor's rates file before anything starts: a file that
+        // cannot be used refuses with its reason, not a Kafka error.
+        let fold = config.fold_config().context("the processor")?;
         let ingest = Ingest::new(config, &registry).context("the ingest")?;
         ingest
             .check_topics(&config.kafka)
@@ -89,7 +92,7 @@ impl Roles {
             let cfg = config.clone();
             let registry = registry.clone();
             let handle = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || Processor::new(&cfg, registry, handle))
+            tokio::task::spawn_blocking(move || Processor::with_fold(&cfg, fold, registry, handle))
                 .await
                 .context("starting the processor")?
                 .context("the processor")?

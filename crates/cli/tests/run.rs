@@ -374,4 +374,32 @@ fn a_chosen_sink_without_its_section_a_config_without_tenants_and_a_schema_regis
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no tenants are configured"), "{err}");
+
+    // A rates file that cannot be read, or is not rates: run and process refuse
+    // before they reach for Kafka, naming the key and the file.
+    let missing = dir.path().join("no-such-rates.csv");
+    let garbled = dir.path().join("garbled.csv");
+    std::fs::write(&garbled, "2025-03-01,USD,EUR\n").unwrap();
+    for (file, says) in [(&missing, "cannot read"), (&garbled, "line 1")] {
+        let toml = std::fs::read_to_string(&config).unwrap().replace(
+            "[log]",
+            &format!("[rates]\nfile = {:?}\n[log]", file.display().to_string()),
+        );
+        let with_rates = dir.path().join("rates.toml");
+        std::fs::write(&with_rates, toml).unwrap();
+        for command in [&["run"][..], &["process", "--listen", "127.0.0.1:0"][..]] {
+            let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
+                .arg("--config")
+                .arg(&with_rates)
+                .args(command)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{command:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("rates.file") && err.contains(says) && !err.contains("Kafka"),
+                "{command:?}: {err}"
+            );
+        }
+    }
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
 use storefold_codec::AvroCodec;
+use storefold_core::engine::FoldConfig;
 use storefold_providers::MapOptions;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, describe_cluster, producer_config};
@@ -69,10 +70,25 @@ pub struct Processor {
 }
 
 impl Processor {
-    /// Checks the cluster and the topics and prepares the Kafka clients.
-    /// `rt` runs the producer's acknowledgement futures.
+    /// Reads the fold's configuration (`Config::fold_config`: the rates file),
+    /// checks the cluster and the topics and prepares the Kafka clients. `rt`
+    /// runs the producer's acknowledgement futures.
     pub fn new(
         config: &Config,
+        registry: Registry,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Processor, ProcessorError> {
+        let fold = config
+            .fold_config()
+            .map_err(|e| ProcessorError::Config(e.to_string()))?;
+        Self::with_fold(config, fold, registry, rt)
+    }
+
+    /// [`Processor::new`] with the fold's configuration already read (a
+    /// caller that checks it before starting anything else).
+    pub fn with_fold(
+        config: &Config,
+        fold: FoldConfig,
         registry: Registry,
         rt: tokio::runtime::Handle,
     ) -> Result<Processor, ProcessorError> {
@@ -84,13 +100,9 @@ impl Processor {
             ));
         }
         let p = &config.processor;
-        // The tenants' settings first: a configured-but-unusable setting (a
-        // rates file that cannot be read) refuses to start before Kafka is asked.
+        // The tenants' settings before Kafka is asked.
         let map_options = config
             .map_options()
-            .map_err(|e| ProcessorError::Config(e.to_string()))?;
-        let fold = config
-            .fold_config()
             .map_err(|e| ProcessorError::Config(e.to_string()))?;
         let timeout = Duration::from_millis(p.produce_timeout_ms);
         let topics = Topics::new(&config.kafka.topic_prefix);

@@ -1,13 +1,18 @@
 //! Parked events are bounded in time: what a task knows about the events
-//! waiting for their order, and the task's log time they are measured in.
+//! waiting for their order, and how far its input has been read.
 //!
 //! An event naming an order that does not exist yet is parked by the fold
-//! (`Outcome::Parked`). The task keeps every parked event's receive time in a
-//! [`ParkedIndex`] (scanned from its state at start, then kept up to date from
-//! the fold's outcomes and each batch's state changes) and gives up on those
-//! received more than `processor.park_timeout_hours` before its [`LogClock`]:
-//! they go to `dlq.processor` with reason `unresolved_order`, in the batch that
-//! expires them.
+//! (`Outcome::Parked`). The task keeps every parked event's receive time and
+//! the raw topics its order can come from (its **release topics**, see
+//! [`release_topics`]) in a [`ParkedIndex`] (scanned from its state at start,
+//! then kept up to date from the fold's outcomes and each batch's state
+//! changes). It gives up on an event once every one of its release topics has
+//! been read past `processor.park_timeout_hours` after the event was received,
+//! without its order: each topic partition is read in its own order, which is
+//! the order of the receive times, so whatever pace the consumer reads the
+//! topics at (a replay, a catch-up, a restart), the same events are given up
+//! on. Such events go to `dlq.processor` with reason `unresolved_order`, in the
+//! batch that gives up on them.
 //!
 //! Both structures journal what the open batch changed, so an abandoned batch
 //! rolls them back to the committed state with the engine's working set.
@@ -21,13 +26,17 @@ use storefold_core::event::{Event, OrderLink};
 /// (tenant, event id) of a parked event.
 pub type ParkedId = (String, String);
 
-/// The parked events of a task by receive time (milliseconds since the epoch).
+/// Receive time and release topics of a parked event.
+type Entry = (i64, Vec<String>);
+
+/// The parked events of a task, grouped by release topics, each group by
+/// receive time (milliseconds since the epoch).
 #[derive(Debug, Default)]
 pub struct ParkedIndex {
-    by_time: BTreeSet<(i64, String, String)>,
-    by_id: HashMap<ParkedId, i64>,
+    groups: BTreeMap<Vec<String>, BTreeSet<(i64, String, String)>>,
+    by_id: HashMap<ParkedId, Entry>,
     /// Previous values of what the open batch changed, oldest first.
-    undo: Vec<(ParkedId, Option<i64>)>,
+    undo: Vec<(ParkedId, Option<Entry>)>,
 }
 
 impl ParkedIndex {
@@ -40,30 +49,41 @@ impl ParkedIndex {
         self.by_id.is_empty()
     }
 
-    /// Receive time of the oldest parked event.
-    pub fn oldest(&self) -> Option<i64> {
-        self.by_time.first().map(|(at, _, _)| *at)
-    }
-
-    fn set(&mut self, id: ParkedId, at: Option<i64>) -> Option<i64> {
-        let before = match at {
-            Some(at) => self.by_id.insert(id.clone(), at),
+    fn set(&mut self, id: ParkedId, entry: Option<Entry>) -> Option<Entry> {
+        let before = match &entry {
+            Some(e) => self.by_id.insert(id.clone(), e.clone()),
             None => self.by_id.remove(&id),
         };
-        if let Some(b) = before {
-            self.by_time.remove(&(b, id.0.clone(), id.1.clone()));
+        if let Some((at, topics)) = &before
+            && let Some(group) = self.groups.get_mut(topics)
+        {
+            group.remove(&(*at, id.0.clone(), id.1.clone()));
+            if group.is_empty() {
+                self.groups.remove(topics);
+            }
         }
-        if let Some(at) = at {
-            self.by_time.insert((at, id.0, id.1));
+        if let Some((at, topics)) = entry {
+            self.groups
+                .entry(topics)
+                .or_default()
+                .insert((at, id.0, id.1));
         }
         before
     }
 
-    /// Records that `(tenant, event_id)` is parked since `received_at`.
-    pub fn insert(&mut self, tenant: &str, event_id: &str, received_at: i64) {
+    /// Records that `(tenant, event_id)` is parked since `received_at`,
+    /// waiting for an order from `release_topics`.
+    pub fn insert(
+        &mut self,
+        tenant: &str,
+        event_id: &str,
+        received_at: i64,
+        release_topics: Vec<String>,
+    ) {
         let id = (tenant.to_string(), event_id.to_string());
-        let before = self.set(id.clone(), Some(received_at));
-        if before != Some(received_at) {
+        let entry = (received_at, release_topics);
+        let before = self.set(id.clone(), Some(entry.clone()));
+        if before.as_ref() != Some(&entry) {
             self.undo.push((id, before));
         }
     }
@@ -76,13 +96,24 @@ impl ParkedIndex {
         }
     }
 
-    /// The events received before `cutoff`, oldest first.
-    pub fn received_before(&self, cutoff: i64) -> Vec<ParkedId> {
-        self.by_time
-            .iter()
-            .take_while(|(at, _, _)| *at < cutoff)
-            .map(|(_, t, e)| (t.clone(), e.clone()))
-            .collect()
+    /// The events every release topic of which has been read past `timeout`
+    /// after they were received (`read` tells how far a topic was read: the
+    /// newest receive time read from it), oldest first per group.
+    pub fn due(&self, timeout: i64, read: impl Fn(&str) -> Option<i64>) -> Vec<ParkedId> {
+        let mut out = Vec::new();
+        for (topics, events) in &self.groups {
+            let Some(read_to) = topics.iter().map(|t| read(t)).min().flatten() else {
+                continue;
+            };
+            let cutoff = read_to.saturating_sub(timeout);
+            out.extend(
+                events
+                    .iter()
+                    .take_while(|(at, _, _)| *at < cutoff)
+                    .map(|(_, t, e)| (t.clone(), e.clone())),
+            );
+        }
+        out
     }
 
     /// The open batch is committed: its changes stay.
@@ -105,89 +136,65 @@ pub fn parked_since(p: &ParkedEvent) -> i64 {
         .unwrap_or_else(|| (p.envelope.occurred_at.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// A task's log time: how far its input has been read, in the ingest's receive
-/// times, never the processor's clock (a replay reaches the same times).
-///
-/// A task reads several raw topics whose partitions the consumer fetches at
-/// their own pace: during a catch-up or a replay one topic may be read days
-/// ahead of another. The log time is therefore the newest receive time read
-/// from each raw topic that still has records to read (the slowest of them
-/// decides), and the newest read from any topic once every topic is read to
-/// the end of what it held when last measured. It never goes back.
+/// How far a task has read each raw topic: the newest receive time read from
+/// it since the task started (a topic partition is written, and read, in the
+/// order its events were received).
 #[derive(Debug, Default)]
-pub struct LogClock {
-    /// Newest receive time read per raw topic since the task started.
-    progress: BTreeMap<String, i64>,
-    /// The end (high watermark) of each raw topic partition, as last measured.
-    ends: BTreeMap<String, i64>,
-    now: i64,
-    newest: i64,
-    committed: (BTreeMap<String, i64>, i64, i64),
+pub struct Progress {
+    read: BTreeMap<String, i64>,
+    committed: BTreeMap<String, i64>,
 }
 
-impl LogClock {
-    pub fn new() -> Self {
-        Self {
-            now: i64::MIN,
-            newest: i64::MIN,
-            committed: (BTreeMap::new(), i64::MIN, i64::MIN),
-            ..Self::default()
-        }
-    }
-
+impl Progress {
     /// A raw event of `topic` received at `received_at` was read.
     pub fn read(&mut self, topic: &str, received_at: i64) {
-        let p = self.progress.entry(topic.to_string()).or_insert(i64::MIN);
+        let p = self.read.entry(topic.to_string()).or_insert(received_at);
         *p = (*p).max(received_at);
-        self.newest = self.newest.max(received_at);
     }
 
-    /// Where `topic`'s partition ends (its high watermark), as just measured.
-    pub fn set_end(&mut self, topic: &str, end: i64) {
-        self.ends.insert(topic.to_string(), end);
-    }
-
-    /// The newest receive time read from any topic: the log time can be no later.
-    pub fn newest(&self) -> i64 {
-        self.newest.max(self.now)
-    }
-
-    /// The log time, given the task's next offset per raw topic.
-    pub fn now(&mut self, positions: &BTreeMap<String, i64>) -> i64 {
-        let mut slowest: Option<i64> = None;
-        let mut hold = false;
-        for (topic, next) in positions {
-            let read_to_end = self.ends.get(topic).is_some_and(|end| next >= end);
-            if read_to_end {
-                continue;
-            }
-            match self.progress.get(topic) {
-                Some(p) => slowest = Some(slowest.map_or(*p, |s| s.min(*p))),
-                // Records to read and none read yet: nothing is known of its time.
-                None => hold = true,
-            }
-        }
-        let candidate = if hold {
-            None
-        } else {
-            slowest.or((self.newest > i64::MIN).then_some(self.newest))
-        };
-        if let Some(c) = candidate {
-            self.now = self.now.max(c);
-        }
-        self.now
+    /// The newest receive time read from `topic`, if any was.
+    pub fn get(&self, topic: &str) -> Option<i64> {
+        self.read.get(topic).copied()
     }
 
     pub fn commit(&mut self) {
-        self.committed = (self.progress.clone(), self.now, self.newest);
+        self.committed.clone_from(&self.read);
     }
 
     pub fn rollback(&mut self) {
-        let (progress, now, newest) = self.committed.clone();
-        self.progress = progress;
-        self.now = now;
-        self.newest = newest;
+        self.read.clone_from(&self.committed);
     }
+}
+
+/// The raw topics a parked event's order can come from: for an order it names
+/// outright (`order:woocommerce:727`), that store's topic; for a payment
+/// reference, tracking number or order number, the tenant's stores' topics and
+/// the event's own provider's (whose other events may teach the reference).
+/// `raw_topic` names a provider's raw topic.
+pub fn release_topics(
+    env: &Envelope,
+    stores: &[String],
+    raw_topic: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let mut by_reference = false;
+    for key in waited_for(env) {
+        let store = key
+            .strip_prefix("order:")
+            .and_then(|o| o.split_once(':'))
+            .and_then(|(store, _)| raw_topic(store));
+        match store {
+            Some(t) => {
+                out.insert(t);
+            }
+            None => by_reference = true,
+        }
+    }
+    if by_reference || out.is_empty() {
+        out.extend(stores.iter().filter_map(|s| raw_topic(s)));
+        out.extend(raw_topic(&env.provider));
+    }
+    out.into_iter().collect()
 }
 
 /// The order references a parked event waits for, as the fold files it: an
@@ -233,81 +240,125 @@ pub fn waited_for(env: &Envelope) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn positions(p: &[(&str, i64)]) -> BTreeMap<String, i64> {
-        p.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    fn topics(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
-    fn the_index_finds_the_old_ones_and_rolls_an_abandoned_batch_back() {
+    fn an_event_is_due_once_every_release_topic_is_read_past_its_timeout() {
         let mut ix = ParkedIndex::default();
-        ix.insert("acme", "e1", 100);
-        ix.insert("acme", "e2", 300);
-        ix.insert("globex", "e3", 200);
+        ix.insert("acme", "e1", 100, topics(&["raw.shopify"]));
+        ix.insert("acme", "e2", 300, topics(&["raw.shopify"]));
+        ix.insert("acme", "e3", 100, topics(&["raw.shopify", "raw.stripe"]));
+        ix.insert("globex", "e4", 100, topics(&["raw.woocommerce"]));
         ix.commit();
-        assert_eq!(ix.len(), 3);
-        assert_eq!(ix.oldest(), Some(100));
+        let mut read = BTreeMap::new();
+        let due = |ix: &ParkedIndex, read: &BTreeMap<&str, i64>| {
+            let mut d = ix.due(1_000, |t| read.get(t).copied());
+            d.sort();
+            d
+        };
+        // Nothing read: nothing known, nothing due.
+        assert!(due(&ix, &read).is_empty());
+        // Shopify read to 1 100 (exactly the timeout after e1): not yet.
+        read.insert("raw.shopify", 1_100);
+        assert!(due(&ix, &read).is_empty());
+        // Shopify past e1's timeout; e3 also waits on Stripe, which is behind;
+        // WooCommerce was never read, so globex's event waits.
+        read.insert("raw.shopify", 1_101);
+        read.insert("raw.stripe", 900);
+        assert_eq!(due(&ix, &read), vec![("acme".into(), "e1".into())]);
+        read.insert("raw.stripe", 5_000);
         assert_eq!(
-            ix.received_before(300),
-            vec![("acme".into(), "e1".into()), ("globex".into(), "e3".into())]
+            due(&ix, &read),
+            vec![("acme".into(), "e1".into()), ("acme".into(), "e3".into())]
         );
-        // A batch removes one, re-times one and adds one, then is abandoned.
+        read.insert("raw.woocommerce", 2_000);
+        read.insert("raw.shopify", 2_000);
+        assert_eq!(due(&ix, &read).len(), 4);
+    }
+
+    #[test]
+    fn the_index_rolls_an_abandoned_batch_back() {
+        let mut ix = ParkedIndex::default();
+        ix.insert("acme", "e1", 100, topics(&["raw.shopify"]));
+        ix.insert("acme", "e2", 300, topics(&["raw.shopify"]));
+        ix.commit();
         ix.remove("acme", "e1");
-        ix.insert("globex", "e3", 50);
-        ix.insert("acme", "e4", 10);
-        ix.remove("acme", "e4");
-        assert_eq!(ix.oldest(), Some(50));
+        ix.insert("acme", "e2", 50, topics(&["raw.woocommerce"]));
+        ix.insert("acme", "e3", 10, topics(&["raw.shopify"]));
+        ix.remove("acme", "e3");
+        assert_eq!(ix.len(), 1);
         ix.rollback();
-        assert_eq!(ix.len(), 3);
+        assert_eq!(ix.len(), 2);
+        let mut d = ix.due(0, |_| Some(i64::MAX));
+        d.sort();
         assert_eq!(
-            ix.received_before(i64::MAX),
-            vec![
-                ("acme".into(), "e1".into()),
-                ("globex".into(), "e3".into()),
-                ("acme".into(), "e2".into())
-            ]
+            d,
+            vec![("acme".into(), "e1".into()), ("acme".into(), "e2".into())]
         );
-        // A committed batch stays.
+        assert!(
+            ix.due(0, |t| (t == "raw.woocommerce").then_some(i64::MAX))
+                .is_empty()
+        );
         ix.remove("acme", "e2");
         ix.commit();
         ix.rollback();
-        assert_eq!(ix.len(), 2);
+        assert_eq!(ix.len(), 1);
     }
 
     #[test]
-    fn log_time_follows_the_slowest_topic_that_still_has_records() {
-        let mut c = LogClock::new();
-        c.set_end("raw.shopify", 10);
-        c.set_end("raw.stripe", 10);
-        c.set_end("raw.zendesk", 0);
-        // Nothing read from shopify yet while it has records: no time known.
-        c.read("raw.stripe", 5_000);
-        let pos = positions(&[("raw.shopify", 0), ("raw.stripe", 3), ("raw.zendesk", 0)]);
-        assert_eq!(c.now(&pos), i64::MIN);
-        // Stripe is read far ahead of shopify: shopify's time decides.
-        c.read("raw.shopify", 1_000);
-        c.read("raw.stripe", 90_000);
-        let pos = positions(&[("raw.shopify", 2), ("raw.stripe", 8), ("raw.zendesk", 0)]);
-        assert_eq!(c.now(&pos), 1_000);
-        assert_eq!(c.newest(), 90_000);
-        // Stripe read to its end no longer holds anything back; shopify goes on.
-        c.read("raw.shopify", 4_000);
-        let pos = positions(&[("raw.shopify", 5), ("raw.stripe", 10), ("raw.zendesk", 0)]);
-        assert_eq!(c.now(&pos), 4_000);
-        c.commit();
-        // Everything read: the newest receive time of all.
-        c.read("raw.shopify", 7_000);
-        let pos = positions(&[("raw.shopify", 10), ("raw.stripe", 10), ("raw.zendesk", 0)]);
-        assert_eq!(c.now(&pos), 90_000);
-        // Abandoned: back to the committed time and progress.
-        c.rollback();
-        let pos = positions(&[("raw.shopify", 5), ("raw.stripe", 10), ("raw.zendesk", 0)]);
-        assert_eq!(c.now(&pos), 4_000);
-        c.read("raw.shopify", 7_000);
-        let pos = positions(&[("raw.shopify", 10), ("raw.stripe", 10), ("raw.zendesk", 0)]);
-        assert_eq!(c.now(&pos), 90_000);
-        // New shopify records (measured again): shopify's 7 000 holds the
-        // time from going further, but it never goes back.
-        c.set_end("raw.shopify", 20);
-        assert_eq!(c.now(&pos), 90_000);
+    fn progress_is_the_newest_receive_time_read_and_rolls_back() {
+        let mut p = Progress::default();
+        p.read("raw.shopify", 10);
+        p.read("raw.shopify", 5);
+        p.commit();
+        p.read("raw.shopify", 20);
+        p.read("raw.stripe", 7);
+        assert_eq!(
+            (p.get("raw.shopify"), p.get("raw.stripe")),
+            (Some(20), Some(7))
+        );
+        p.rollback();
+        assert_eq!(
+            (p.get("raw.shopify"), p.get("raw.stripe")),
+            (Some(10), None)
+        );
+    }
+
+    #[test]
+    fn an_order_named_outright_comes_from_its_store_a_reference_also_from_the_provider() {
+        let raw = |p: &str| {
+            matches!(p, "shopify" | "woocommerce" | "stripe" | "aftership")
+                .then(|| format!("raw.{p}"))
+        };
+        let env = |links: serde_json::Value| -> Envelope {
+            serde_json::from_value(serde_json::json!({
+                "tenant": "acme", "provider": "stripe", "event_id": "evt_1",
+                "occurred_at": "2026-03-01T10:00:00Z", "type": "PaymentSucceeded",
+                "data": {"provider": "stripe", "payment_id": "pi_1", "links": links,
+                         "status": "succeeded", "amount": {"minor": 100, "currency": "USD"},
+                         "at": "2026-03-01T10:00:00Z"}
+            }))
+            .expect("an envelope")
+        };
+        let stores = topics(&["shopify", "woocommerce"]);
+        let named = env(serde_json::json!([
+            {"by": "order", "order_id": "woocommerce:727"},
+            {"by": "payment", "provider": "stripe", "reference": "pi_1"}
+        ]));
+        assert_eq!(waited_for(&named), vec!["order:woocommerce:727"]);
+        assert_eq!(
+            release_topics(&named, &stores, raw),
+            vec!["raw.woocommerce"]
+        );
+        let by_ref = env(serde_json::json!([
+            {"by": "payment", "provider": "stripe", "reference": "pi_1"}
+        ]));
+        assert_eq!(waited_for(&by_ref), vec!["payment:stripe:pi_1"]);
+        assert_eq!(
+            release_topics(&by_ref, &stores, raw),
+            vec!["raw.shopify", "raw.stripe", "raw.woocommerce"]
+        );
     }
 }

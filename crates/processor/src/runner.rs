@@ -477,7 +477,7 @@ fn restart(consumer: &BaseConsumer<Ctx>, p: i32, e: &TaskError, summary: &mut Ru
 /// when every owned task is at the end of every raw partition.
 fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
     let ctx = consumer.context();
-    let mut tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
+    let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
     if tasks.is_empty() {
         return false;
     }
@@ -493,10 +493,7 @@ fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
         }
     };
     let mut all = true;
-    for (p, task) in tasks.iter_mut() {
-        // Where each raw topic ends: the task's log time follows the topics
-        // that still have records to read (see `parked::LogClock`).
-        task.observe_ends(&marks);
+    for (p, task) in tasks.iter() {
         let mut lag = 0i64;
         for topic in &ctx.shared.raw_topics {
             let next = task.positions().get(topic).copied().unwrap_or(0);

@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use crate::db::{DbError, DbSource, Meta, TaskDb};
 use crate::failpoint;
 use crate::metrics::ProcessorMetrics;
-use crate::parked::{LogClock, ParkedIndex, parked_since, waited_for};
+use crate::parked::{ParkedIndex, Progress, parked_since, release_topics, waited_for};
 use crate::records::{
     Family, Fence, OutboxEntry, ProjectionRecord, decode_value, family_of, fence_key,
     idempotency_key, idempotency_value, input_positions, marker_key, outbox_key, projection_record,
@@ -60,7 +60,7 @@ pub struct Shared {
     pub default_map_options: MapOptions,
     /// Reporting currencies and rates for the fold.
     pub fold: Arc<FoldConfig>,
-    /// How long a parked event waits for its order (ms of log time) before it
+    /// How long a parked event waits for its order (ms of receive time) before it
     /// goes to the dead-letter topic.
     pub park_timeout_ms: i64,
 }
@@ -71,6 +71,14 @@ impl Shared {
         self.map_options
             .get(tenant)
             .unwrap_or(&self.default_map_options)
+    }
+
+    /// The raw topics a parked event's order can come from (see
+    /// [`release_topics`]), with its tenant's stores.
+    pub fn release_topics(&self, env: &storefold_core::Envelope) -> Vec<String> {
+        release_topics(env, &self.map_options(&env.tenant).stores, |p| {
+            p.parse::<ProviderKind>().ok().map(|k| self.topics.raw(k))
+        })
     }
 }
 
@@ -272,10 +280,11 @@ pub struct Task {
     /// Provider of each event parked in the open batch (a release in the same
     /// batch never reaches the store, but is counted).
     batch_parked: std::collections::HashMap<String, String>,
-    /// Every parked event of the task's state and the open batch, by receive time.
+    /// Every parked event of the task's state and the open batch, by receive
+    /// time and the raw topics its order can come from.
     parked: ParkedIndex,
-    /// The task's log time, which parked events wait in.
-    clock: LogClock,
+    /// How far each raw topic has been read (in receive times).
+    progress: Progress,
     /// Provider of each parked event the open batch gave up on (tenant, event id).
     batch_expired: std::collections::HashMap<(String, String), String>,
     /// (provider, outcome) counts of the open batch, published at commit.
@@ -571,8 +580,7 @@ impl Task {
         db.stage_meta(&mut batch, &meta);
         db.write(batch)?;
 
-        // The events waiting for their order, and where each raw topic ends now
-        // (what the task's log time is measured against until the next lag check).
+        // The events waiting for their order.
         let mut parked = ParkedIndex::default();
         for (key, value) in db.entries(Family::Parked)? {
             let Some(StateKey {
@@ -583,7 +591,12 @@ impl Task {
                 continue;
             };
             match decode_value(&value) {
-                Ok(StateValue::Parked(p)) => parked.insert(&tenant, &id, parked_since(&p)),
+                Ok(StateValue::Parked(p)) => parked.insert(
+                    &tenant,
+                    &id,
+                    parked_since(&p),
+                    shared.release_topics(&p.envelope),
+                ),
                 Ok(_) | Err(_) => {
                     return Err(TaskError::Db(DbError::Corrupt {
                         path: db.path().to_path_buf(),
@@ -594,13 +607,6 @@ impl Task {
             }
         }
         parked.commit();
-        let mut clock = LogClock::new();
-        for topic in &shared.raw_topics {
-            if let Some((_, high)) = marks.get(&(topic.clone(), partition)) {
-                clock.set_end(topic, *high);
-            }
-        }
-        clock.commit();
         shared
             .metrics
             .parked_events
@@ -644,7 +650,7 @@ impl Task {
             batch_dlq: Vec::new(),
             batch_parked: std::collections::HashMap::new(),
             parked,
-            clock,
+            progress: Progress::default(),
             batch_expired: std::collections::HashMap::new(),
             batch_outcomes: BTreeMap::new(),
             repair,
@@ -804,7 +810,7 @@ impl Task {
             Err(e) => {
                 self.dead_letter(input, e.code(), e.to_string());
                 self.count(pname, "rejected");
-                self.clock.read(input.topic, raw.received_at);
+                self.progress.read(input.topic, raw.received_at);
                 return self.expire_parked();
             }
         };
@@ -818,8 +824,9 @@ impl Task {
                 Ok(Outcome::Parked(_)) => {
                     self.batch_parked
                         .insert(env.event_id.clone(), pname.to_string());
+                    let topics = self.shared.release_topics(env);
                     self.parked
-                        .insert(&env.tenant, &env.event_id, raw.received_at);
+                        .insert(&env.tenant, &env.event_id, raw.received_at, topics);
                     outcomes.push("parked");
                 }
                 Err(e) => rejected.push(e),
@@ -841,28 +848,25 @@ impl Task {
         }
         self.batch_idem.push((idem.clone(), raw.received_at));
         self.batch_idem_set.insert(idem);
-        self.clock.read(input.topic, raw.received_at);
+        self.progress.read(input.topic, raw.received_at);
         self.expire_parked()
     }
 
-    /// Gives up on the parked events received more than the park timeout
-    /// before the task's log time: each leaves the state and goes to
+    /// Gives up on the parked events whose order did not come in time: every
+    /// raw topic it can come from has been read past `park_timeout_hours`
+    /// after the event was received. Each leaves the state and goes to
     /// `dlq.processor` (reason `unresolved_order`, the value its canonical
     /// envelope as JSON) in the open batch, so exactly once like the rest.
-    /// Run after every raw event is folded, so what expires depends on the
-    /// order the input is read in, never on where batches end.
+    /// Run after every raw event is folded (an order read is folded first), so
+    /// what is given up on depends on each topic's own order only, never on
+    /// where batches end or how the topics' reading interleaves.
     fn expire_parked(&mut self) -> Result<(), TaskError> {
-        let timeout = self.shared.park_timeout_ms;
-        let Some(oldest) = self.parked.oldest() else {
-            return Ok(());
-        };
-        // Cheap test first: nothing is due before the newest receive time read.
-        if oldest.saturating_add(timeout) >= self.clock.newest() {
+        if self.parked.is_empty() {
             return Ok(());
         }
-        let now = self.clock.now(&self.batch_positions);
-        let cutoff = now.saturating_sub(timeout);
-        let due = self.parked.received_before(cutoff);
+        let timeout = self.shared.park_timeout_ms;
+        let progress = &self.progress;
+        let due = self.parked.due(timeout, |t| progress.get(t));
         if due.is_empty() {
             return Ok(());
         }
@@ -878,7 +882,7 @@ impl Task {
                 // Released meanwhile (the batch's state changes say so at commit).
                 continue;
             };
-            self.dead_letter_expired(&p, now);
+            self.dead_letter_expired(&p);
             self.batch_expired
                 .insert((tenant, event_id), p.envelope.provider.clone());
         }
@@ -886,9 +890,15 @@ impl Task {
     }
 
     /// The dead letter of a parked event the task gave up on.
-    fn dead_letter_expired(&mut self, p: &storefold_core::engine::ParkedEvent, now: i64) {
+    fn dead_letter_expired(&mut self, p: &storefold_core::engine::ParkedEvent) {
         let env = &p.envelope;
         let refs = waited_for(env);
+        let topics = self.shared.release_topics(env);
+        let read_to = topics
+            .iter()
+            .filter_map(|t| self.progress.get(t))
+            .min()
+            .unwrap_or_default();
         let ms = |t: i64| {
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000)
                 .ok()
@@ -900,14 +910,15 @@ impl Task {
         };
         let hours = self.shared.park_timeout_ms / 3_600_000;
         let reason = format!(
-            "{} {} waited for {} and none of it became known within {hours} hours of log time \
-             (received {}, the task had read up to {}): the order never arrived, or is named in \
-             a way the tenant's stores and payments settings do not resolve",
+            "{} {} waited for {} and none of it became known within {hours} hours: received \
+             {}, and {} were read up to events received {} without it. The order never arrived, \
+             or is named in a way the tenant's stores and payments settings do not resolve",
             env.event.type_name(),
             env.event_id,
             refs.join(", "),
             ms(parked_since(p)),
-            ms(now),
+            topics.join(", "),
+            ms(read_to),
         );
         tracing::warn!(
             task = self.partition,
@@ -951,15 +962,6 @@ impl Task {
         });
     }
 
-    /// Where each raw topic's partition ends, as the lag check just measured.
-    pub fn observe_ends(&mut self, marks: &Watermarks) {
-        for topic in &self.shared.raw_topics {
-            if let Some((_, high)) = marks.get(&(topic.clone(), self.partition)) {
-                self.clock.set_end(topic, *high);
-            }
-        }
-    }
-
     /// Parked events waiting for their order (state and open batch).
     pub fn parked_events(&self) -> usize {
         self.parked.len()
@@ -978,7 +980,7 @@ impl Task {
         self.batch_parked.clear();
         self.batch_expired.clear();
         self.parked.rollback();
-        self.clock.rollback();
+        self.progress.rollback();
         self.batch_outcomes.clear();
     }
 
@@ -1006,13 +1008,19 @@ impl Task {
         let parked_now = std::mem::take(&mut self.batch_parked);
         let expired = std::mem::take(&mut self.batch_expired);
         let parked = &mut self.parked;
+        let shared = self.shared.clone();
         let output = self.engine.finish_retaining(&src, |k, v| {
             let key = k.encode();
             if let Item::Parked(id) = &k.item {
                 // The index follows the state exactly: parked (again, with its
                 // first receive time) or gone (released or expired).
                 match v {
-                    Some(StateValue::Parked(p)) => parked.insert(&k.tenant, id, parked_since(p)),
+                    Some(StateValue::Parked(p)) => parked.insert(
+                        &k.tenant,
+                        id,
+                        parked_since(p),
+                        shared.release_topics(&p.envelope),
+                    ),
                     _ => parked.remove(&k.tenant, id),
                 }
                 if v.is_none() && !expired.contains_key(&(k.tenant.clone(), id.clone())) {
@@ -1174,7 +1182,7 @@ impl Task {
             .observe(step.elapsed().as_secs_f64());
         failpoint::hit("after_state");
         self.parked.commit();
-        self.clock.commit();
+        self.progress.commit();
         for provider in expired.values() {
             metrics
                 .parked_expired

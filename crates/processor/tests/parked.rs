@@ -1,9 +1,10 @@
 //! Parked events are bounded in time: a Stripe payment naming a WooCommerce
 //! order that never arrives goes to `dlq.processor` (reason
-//! `unresolved_order`) once later events move the task's log time past
-//! `processor.park_timeout_hours`; one whose order arrives in time is folded
-//! into it. A restart on the same disk still gives up on what was parked
-//! before, and a replay gives up on the same events.
+//! `unresolved_order`) once WooCommerce's topic, where that order would come
+//! from, has been read `processor.park_timeout_hours` past it; one whose order
+//! arrives in time is folded into it, even when another topic is read days
+//! ahead. A restart on the same disk still gives up on what was parked before,
+//! and a replay gives up on the same events.
 
 mod common;
 
@@ -185,19 +186,35 @@ fn a_payment_whose_order_never_arrives_goes_to_the_dead_letter_topic_after_the_t
         at(0, 1),
     );
     let order_728 = raw_event(TENANT, &woo_order(728), at(10, 0));
+    // Stripe's topic holds an event received days later: the Woo orders come
+    // from WooCommerce's topic, and only how far that one is read counts.
+    let ahead = raw_event(
+        TENANT,
+        &stripe_charge("evt_ahead", "ch_ahead", "731"),
+        at(100, 0),
+    );
     let never_id = payment_event_id(&env, &never);
     let in_time_id = payment_event_id(&env, &in_time);
+    let ahead_id = payment_event_id(&env, &ahead);
     produce(
         &env.config,
-        &[never.clone(), in_time.clone(), order_728.clone()],
+        &[
+            never.clone(),
+            in_time.clone(),
+            ahead.clone(),
+            order_728.clone(),
+        ],
     );
     let (summary, metrics) = run(&env, &env.config, options(&env.config, Mode::All));
-    assert_eq!(summary.events, 3);
+    assert_eq!(summary.events, 4);
     assert!(
         dead_letters(&env).is_empty(),
-        "ten hours of log time: nobody gave up"
+        "WooCommerce read ten hours past the payments: nobody gave up"
     );
-    assert_eq!(parked_on_disk(&env), BTreeSet::from([never_id.clone()]));
+    assert_eq!(
+        parked_on_disk(&env),
+        BTreeSet::from([never_id.clone(), ahead_id.clone()])
+    );
     assert_eq!(
         metric(
             &metrics,
@@ -233,8 +250,8 @@ fn a_payment_whose_order_never_arrives_goes_to_the_dead_letter_topic_after_the_t
         );
     }
 
-    // A restart on the same disk: later events move the log time past 72
-    // hours after the first payment was received. A payment received 72.5
+    // A restart on the same disk: a later Woo order takes WooCommerce's topic
+    // past 72 hours after the first payment was received. A payment received 72.5
     // hours in (its order is not known either) is not due yet.
     let later_order = raw_event(TENANT, &woo_order(729), at(73, 0));
     let recent = raw_event(
@@ -272,7 +289,10 @@ fn a_payment_whose_order_never_arrives_goes_to_the_dead_letter_topic_after_the_t
     assert_eq!(parked.envelope.event_id, never_id);
     assert_eq!(parked.envelope.tenant, TENANT);
     assert_eq!(parked.received_at, Some(never.received_at));
-    assert_eq!(parked_on_disk(&env), BTreeSet::from([recent_id.clone()]));
+    assert_eq!(
+        parked_on_disk(&env),
+        BTreeSet::from([recent_id.clone(), ahead_id.clone()])
+    );
     assert_eq!(
         metric(
             &metrics,
@@ -307,7 +327,7 @@ fn a_payment_whose_order_never_arrives_goes_to_the_dead_letter_topic_after_the_t
     // Started again with nothing new to read: the task finds the event still
     // waiting in its state (the gauge is there while the task runs).
     run_until(&env, |m| {
-        metric(m, "storefold_processor_parked_events{task=\"0\"}") == 1.0
+        metric(m, "storefold_processor_parked_events{task=\"0\"}") == 2.0
     });
     assert_eq!(dead_letters(&env).len(), 1, "nothing more is due");
 
@@ -315,12 +335,12 @@ fn a_payment_whose_order_never_arrives_goes_to_the_dead_letter_topic_after_the_t
     let mut opts = options(&env.config, Mode::All);
     opts.reset = true;
     let (summary, metrics) = run(&env, &env.config, opts);
-    assert_eq!(summary.events, 5);
+    assert_eq!(summary.events, 6);
     let dlq = dead_letters(&env);
     assert_eq!(dlq.len(), 2, "{dlq:?}");
     assert_eq!(header(&dlq[1], "storefold-event-id"), never_id);
     assert_eq!(header(&dlq[1], "storefold-error"), "unresolved_order");
-    assert_eq!(parked_on_disk(&env), BTreeSet::from([recent_id]));
+    assert_eq!(parked_on_disk(&env), BTreeSet::from([recent_id, ahead_id]));
     assert_eq!(
         metric(
             &metrics,

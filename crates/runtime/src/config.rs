@@ -219,8 +219,9 @@ pub struct ProcessorConfig {
     /// the task restarts from its committed state.
     pub produce_timeout_ms: u64,
     /// How long an event naming an order that does not exist waits for it
-    /// (hours of the task's log time, not the processor's clock) before it goes
-    /// to `dlq.processor` with reason `unresolved_order`.
+    /// before it goes to `dlq.processor` with reason `unresolved_order`: hours
+    /// of receive time, on the raw topics the order can come from (not the
+    /// processor's clock).
     pub park_timeout_hours: u64,
 }
 
