@@ -48,12 +48,18 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// The processor's configuration. Like idempotency keys, parked events are
+    /// kept for ever (a century): the history delivers some Shopify orders weeks
+    /// after their payments (held back until after their refunds and disputes),
+    /// which the default `park_timeout_hours` rightly gives up on, while the
+    /// pure fold this test compares with never does. Giving up has its own test
+    /// (crates/processor/tests/parked.rs).
     fn config(&self, prefix: &str, state: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{prefix}{state}.toml"));
         let toml = format!(
             "[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\n\
              [processor]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nbatch_size = 2000\ncommit_interval_ms = 1000\n\
-             idempotency_retention_hours = 1000000\n[log]\nlevel = \"warn,librdkafka=error,rdkafka=error\"\n\
+             idempotency_retention_hours = 1000000\npark_timeout_hours = 1000000\n[log]\nlevel = \"warn,librdkafka=error,rdkafka=error\"\n\
              [kafka.properties]\n# a killed member leaves the group quickly\n\
              \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
              \"max.poll.interval.ms\" = \"20000\"\n",

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 /// RocksDB column families of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
-    /// Orders, customers, identity fragments, order metadata.
+    /// Orders, customers, identity fragments, order metadata, carriers' parcels.
     Aggregates,
     /// Identity index entries and order references (correlation).
     Indexes,
@@ -82,7 +82,7 @@ pub fn family_of(key: &str) -> Option<Family> {
     let (_, rest) = key.split_once('/')?;
     let (kind, _) = rest.split_once('/')?;
     Some(match kind {
-        "order" | "ordermeta" | "frag" | "cust" => Family::Aggregates,
+        "order" | "ordermeta" | "frag" | "cust" | "parcel" => Family::Aggregates,
         "idx" | "ref" => Family::Indexes,
         "parked" | "parkedby" => Family::Parked,
         IDEM_KIND => Family::Idempotency,
@@ -341,6 +341,42 @@ mod tests {
         assert_eq!(family_of(&outbox_key(7, 3)), Some(Family::Outbox));
         assert_eq!(family_of(&marker_key(2)), None);
         assert_eq!(family_of("acme/nonsense/x"), None);
+    }
+
+    /// Every kind of state record the fold writes has a column family: a key
+    /// without one would live only in the changelog and the engine's cache,
+    /// and be gone from the task's state after a restart.
+    #[test]
+    fn every_state_record_kind_is_stored() {
+        use storefold_core::IdentityKey;
+        use storefold_core::IdentityKind;
+        use storefold_core::engine::{Item, StateKey};
+        let k = IdentityKey::new("acme", IdentityKind::Email, "a@b.example");
+        let items = [
+            Item::Order("shopify:1".into()),
+            Item::OrderMeta("shopify:1".into()),
+            Item::Fragment(k.clone()),
+            Item::Index(k.clone()),
+            Item::Customer(k),
+            Item::Ref("payment:stripe:pi_1".into()),
+            Item::Parcel("1Z999".into()),
+            Item::Parked("evt_1".into()),
+            Item::ParkedBy("order:shopify:1".into()),
+        ];
+        for item in items {
+            // A new kind of record must be given a family here.
+            let family = match &item {
+                Item::Order(_)
+                | Item::OrderMeta(_)
+                | Item::Fragment(_)
+                | Item::Customer(_)
+                | Item::Parcel(_) => Family::Aggregates,
+                Item::Index(_) | Item::Ref(_) => Family::Indexes,
+                Item::Parked(_) | Item::ParkedBy(_) => Family::Parked,
+            };
+            let key = StateKey::new("acme", item).encode();
+            assert_eq!(family_of(&key), Some(family), "{key}");
+        }
     }
 
     #[test]
