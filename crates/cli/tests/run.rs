@@ -375,6 +375,31 @@ fn a_chosen_sink_without_its_section_a_config_without_tenants_and_a_schema_regis
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no tenants are configured"), "{err}");
 
+    // A reporting currency without a rates file is allowed, and said at start
+    // (the processor then goes on to Kafka, which is not there).
+    let toml = std::fs::read_to_string(&config).unwrap().replace(
+        "[tenants.acme]\n",
+        "[tenants.acme]\nreporting_currency = \"EUR\"\n",
+    );
+    let unrated = dir.path().join("unrated.toml");
+    std::fs::write(&unrated, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
+        .arg("--config")
+        .arg(&unrated)
+        .args(["process", "--listen", "127.0.0.1:0"])
+        .env("STOREFOLD_PROCESSOR__PRODUCE_TIMEOUT_MS", "2000")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARN")
+            && err.contains("reporting currency but [rates] has no file")
+            && err.contains("acme"),
+        "{err}"
+    );
+    assert!(err.contains("cannot reach the cluster"), "{err}");
+
     // A rates file that cannot be read, or is not rates: run and process refuse
     // before they reach for Kafka, naming the key and the file.
     let missing = dir.path().join("no-such-rates.csv");
