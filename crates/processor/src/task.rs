@@ -785,7 +785,8 @@ impl Task {
         let idem = idempotency_key(&raw.tenant, pname, &raw.event_id);
         if self.batch_idem_set.contains(&idem) || self.db.get(&idem)?.is_some() {
             self.count(pname, "duplicate");
-            return Ok(());
+            self.progress.read(input.topic, raw.received_at);
+            return self.expire_parked();
         }
         let headers =
             Headers::from_pairs(raw.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -960,11 +961,6 @@ impl Task {
             value: serde_json::to_vec(p).unwrap_or_default(),
             headers,
         });
-    }
-
-    /// Parked events waiting for their order (state and open batch).
-    pub fn parked_events(&self) -> usize {
-        self.parked.len()
     }
 
     /// Abandons the open batch: the engine's working set may hold its changes,
