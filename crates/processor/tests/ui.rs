@@ -319,6 +319,14 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         view.ledger
     );
     let rows = table_rows(&dom, "ledger");
+    assert!(
+        view.ledger.iter().any(|e| e
+            .converted
+            .as_ref()
+            .is_some_and(|c| c.amount.currency != e.amount.currency)),
+        "an entry converted to EUR: {:#?}",
+        view.ledger
+    );
     assert_eq!(
         rows.len(),
         view.ledger.len(),
@@ -342,7 +350,12 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
             kind,
             e.provider.clone(),
             e.reference.clone(),
-            e.amount.to_string(),
+            match &e.converted {
+                Some(c) if c.amount.currency != e.amount.currency => {
+                    format!("{} = {} (rate of {})", e.amount, c.amount, c.rate_date)
+                }
+                _ => e.amount.to_string(),
+            },
             format!("{}{figure}", if e.counted { "yes" } else { "no" }),
             e.why.clone(),
         ];

@@ -303,8 +303,11 @@ async function showOrder(tenant, id) {
   const ledger = $("ledger").tBodies[0];
   clear(ledger);
   for (const e of d.ledger || []) {
+    // In the reporting currency too, with the date of the rate used.
+    const conv = e.converted && e.converted.amount.currency !== e.amount.currency
+      ? " = " + m(e.converted.amount) + " (rate of " + e.converted.rate_date + ")" : "";
     const tr = row(ledger, [when(e.at), e.kind.replace(/_/g, " "), e.provider, e.reference,
-      m(e.amount), (e.counted ? "yes" : "no") + (e.figure ? " (" + e.figure.replace(/_/g, " ") + ")" : ""), e.why]);
+      m(e.amount) + conv, (e.counted ? "yes" : "no") + (e.figure ? " (" + e.figure.replace(/_/g, " ") + ")" : ""), e.why]);
     tr.setAttribute("data-kind", e.kind);
     tr.setAttribute("data-counted", e.counted ? "true" : "false");
     tr.className = e.counted ? "counted" : "not-counted";
