@@ -437,7 +437,7 @@ fn is_store(provider: &str) -> bool {
 
 /// The parking and reference key of a link (`order:shopify:1`,
 /// `payment:stripe:pi_1`, `tracking:1Z…`, `number:#1001`).
-fn link_key(link: &OrderLink) -> String {
+pub fn link_key(link: &OrderLink) -> String {
     match link {
         OrderLink::Order { order_id } => format!("order:{order_id}"),
         OrderLink::Payment {
@@ -479,13 +479,23 @@ fn links_of(event: &Event) -> Option<&[OrderLink]> {
     }
 }
 
-/// Every key a parked event may be filed under.
-fn parking_keys(env: &Envelope) -> Vec<String> {
-    let mut keys: Vec<String> = links_of(&env.event)
-        .unwrap_or_default()
+/// The order references a parked event waits for, as the fold files it: the
+/// orders it names outright (`order:woocommerce:727`), else every reference it
+/// carries (`payment:stripe:pi_1`, `number:#1001`); a carrier's tracking event
+/// also waits under its tracking number (`tracking:1Z…`) and may wait for the
+/// orders it names. Sorted, each once.
+pub fn parked_keys(env: &Envelope) -> Vec<String> {
+    let links = links_of(&env.event).unwrap_or_default();
+    let explicit: Vec<String> = links
         .iter()
+        .filter(|l| matches!(l, OrderLink::Order { .. }))
         .map(link_key)
         .collect();
+    let mut keys = if explicit.is_empty() || matches!(env.event, Event::ShipmentUpdated(_)) {
+        links.iter().map(link_key).collect()
+    } else {
+        explicit
+    };
     if let Event::ShipmentUpdated(s) = &env.event {
         keys.push(format!("tracking:{}", s.tracking_number));
     }
@@ -1050,7 +1060,7 @@ impl Engine {
             _ => return None,
         };
         self.put(pkey, None);
-        for r in parking_keys(&parked.envelope) {
+        for r in parked_keys(&parked.envelope) {
             let key = StateKey::new(tenant, Item::ParkedBy(r));
             let next = match self.get(src, &key) {
                 Some(StateValue::ParkedBy(s)) if s.contains(event_id) => {

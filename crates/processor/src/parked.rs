@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use storefold_core::Envelope;
 use storefold_core::engine::ParkedEvent;
-use storefold_core::event::{Event, OrderLink};
 
 /// (tenant, event id) of a parked event.
 pub type ParkedId = (String, String);
@@ -197,44 +196,8 @@ pub fn release_topics(
     out.into_iter().collect()
 }
 
-/// The order references a parked event waits for, as the fold files it: an
-/// order it names outright (`order:woocommerce:727`), else every reference it
-/// carries (`payment:stripe:pi_1`, `tracking:1Z…`, `number:#1001`).
-pub fn waited_for(env: &Envelope) -> Vec<String> {
-    let links: &[OrderLink] = match &env.event {
-        Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => &p.links,
-        Event::RefundIssued(r) => &r.links,
-        Event::DisputeOpened(d) | Event::DisputeClosed(d) => &d.links,
-        Event::ShipmentUpdated(s) => &s.links,
-        Event::ReturnRequested(r) | Event::ReturnResolved(r) => &r.links,
-        _ => &[],
-    };
-    let key = |l: &OrderLink| match l {
-        OrderLink::Order { order_id } => format!("order:{order_id}"),
-        OrderLink::Payment {
-            provider,
-            reference,
-        } => format!("payment:{provider}:{reference}"),
-        OrderLink::Tracking { number } => format!("tracking:{number}"),
-        OrderLink::Number { number } => format!("number:{number}"),
-    };
-    let explicit: Vec<String> = links
-        .iter()
-        .filter(|l| matches!(l, OrderLink::Order { .. }))
-        .map(key)
-        .collect();
-    let mut out = if explicit.is_empty() || matches!(env.event, Event::ShipmentUpdated(_)) {
-        links.iter().map(key).collect()
-    } else {
-        explicit
-    };
-    if let Event::ShipmentUpdated(s) = &env.event {
-        out.push(format!("tracking:{}", s.tracking_number));
-    }
-    out.sort();
-    out.dedup();
-    out
-}
+/// The order references a parked event waits for (the fold's own filing).
+pub use storefold_core::engine::parked_keys as waited_for;
 
 #[cfg(test)]
 mod tests {
