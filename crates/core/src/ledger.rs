@@ -457,7 +457,7 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
                 .max_by(|a, b| (a.at, &a.event_id).cmp(&(b.at, &b.event_id)));
             let (event, at) = newest
                 .map(|r| (r.event_id.clone(), r.at))
-                .unwrap_or_default_pair();
+                .unwrap_or((String::new(), OffsetDateTime::UNIX_EPOCH));
             l.push(
                 EntryKind::StoreRefundBeyondProvider,
                 &store_provider,
@@ -846,16 +846,6 @@ impl LedgerBuilder {
     }
 }
 
-trait DefaultPair {
-    fn unwrap_or_default_pair(self) -> (String, OffsetDateTime);
-}
-
-impl DefaultPair for Option<(String, OffsetDateTime)> {
-    fn unwrap_or_default_pair(self) -> (String, OffsetDateTime) {
-        self.unwrap_or((String::new(), OffsetDateTime::UNIX_EPOCH))
-    }
-}
-
 /// One observation's identity: its event id and time.
 type Obs<'a, T> = (&'a str, &'a T);
 
@@ -1002,7 +992,11 @@ impl PaymentCalc {
                     "voided: the authorisation was released, never captured",
                 )
             } else if self.ended_by_capture {
-                let (ev, at, _) = self.captured_event.clone().unwrap_or_default_triple();
+                let (ev, at) = self
+                    .captured_event
+                    .as_ref()
+                    .map(|(ev, at, _)| (ev.clone(), *at))
+                    .unwrap_or((String::new(), OffsetDateTime::UNIX_EPOCH));
                 (
                     EntryKind::Released,
                     ev,
@@ -1064,16 +1058,6 @@ impl PaymentCalc {
     }
 }
 
-trait DefaultTriple {
-    fn unwrap_or_default_triple(self) -> (String, OffsetDateTime, &'static str);
-}
-
-impl DefaultTriple for Option<(String, OffsetDateTime, &'static str)> {
-    fn unwrap_or_default_triple(self) -> (String, OffsetDateTime, &'static str) {
-        self.unwrap_or((String::new(), OffsetDateTime::UNIX_EPOCH, ""))
-    }
-}
-
 fn capture_rank(s: PaymentStatus) -> u8 {
     match s {
         PaymentStatus::Authorized => 0,
@@ -1081,6 +1065,26 @@ fn capture_rank(s: PaymentStatus) -> u8 {
         PaymentStatus::Failed | PaymentStatus::Cancelled => 2,
         PaymentStatus::Reversed => 1,
     }
+}
+
+/// The newest observation (by time, then event id) of each capture (the
+/// payment itself for observations without a capture id) among those `keep`
+/// selects.
+fn newest_per_capture<'a>(
+    obs: &[Obs<'a, Payment>],
+    keep: impl Fn(&Payment) -> bool,
+) -> BTreeMap<String, Obs<'a, Payment>> {
+    let mut out: BTreeMap<String, Obs<'a, Payment>> = BTreeMap::new();
+    for (ev, p) in obs.iter().copied().filter(|(_, p)| keep(p)) {
+        let key = p.capture_id.clone().unwrap_or_else(|| p.payment_id.clone());
+        match out.get(&key) {
+            Some((cur_ev, cur)) if (cur.at, *cur_ev) >= (p.at, ev) => {}
+            _ => {
+                out.insert(key, (ev, p));
+            }
+        }
+    }
+    out
 }
 
 /// Works a payment out per currency (a payment normally has one).
@@ -1209,19 +1213,7 @@ fn analyse_payment(rec: &PaymentRecord) -> Vec<PaymentCalc> {
             .filter(|(_, p)| p.status == PaymentStatus::Failed)
             .map(|(ev, p)| (ev.to_string(), p.amount, p.at))
             .collect();
-        let mut reversals_by: BTreeMap<String, Obs<'_, Payment>> = BTreeMap::new();
-        for (ev, p) in obs.iter().copied() {
-            if p.status == PaymentStatus::Reversed {
-                let key = p.capture_id.clone().unwrap_or_else(|| p.payment_id.clone());
-                match reversals_by.get(&key) {
-                    Some((cur_ev, cur)) if (cur.at, *cur_ev) >= (p.at, ev) => {}
-                    _ => {
-                        reversals_by.insert(key, (ev, p));
-                    }
-                }
-            }
-        }
-        let reversals = reversals_by
+        let reversals = newest_per_capture(&obs, |p| p.status == PaymentStatus::Reversed)
             .into_iter()
             .map(|(reference, (ev, p))| Reversal {
                 reference,
@@ -1230,17 +1222,7 @@ fn analyse_payment(rec: &PaymentRecord) -> Vec<PaymentCalc> {
                 at: p.at,
             })
             .collect();
-        let mut fee_reports: BTreeMap<String, Obs<'_, Payment>> = BTreeMap::new();
-        for (ev, p) in obs.iter().copied().filter(|(_, p)| p.fee.is_some()) {
-            let key = p.capture_id.clone().unwrap_or_else(|| p.payment_id.clone());
-            match fee_reports.get(&key) {
-                Some((cur_ev, cur)) if (cur.at, *cur_ev) >= (p.at, ev) => {}
-                _ => {
-                    fee_reports.insert(key, (ev, p));
-                }
-            }
-        }
-        let fees = fee_reports
+        let fees = newest_per_capture(&obs, |p| p.fee.is_some())
             .into_iter()
             .filter_map(|(reference, (ev, p))| p.fee.map(|f| (f, reference, ev.to_string(), p.at)))
             .collect();

@@ -42,8 +42,7 @@ fn link() -> Vec<OrderLink> {
 }
 
 /// A store snapshot; `received` is what the store says it received.
-fn order(total: Money, received: Option<Money>, gateway_refunds: bool) -> Envelope {
-    let _ = gateway_refunds;
+fn order(total: Money, received: Option<Money>) -> Envelope {
     env(
         "o1",
         T0,
@@ -284,7 +283,7 @@ fn stripe_partial_capture_releases_the_rest_and_its_release_is_no_refund() {
     // which the mapper reduces to 0 for the captured money. Later a real refund
     // of 100: amount_refunded 500 (→ 100 of the captured money).
     let events = vec![
-        order(usd(1000), Some(usd(1000)), false),
+        order(usd(1000), Some(usd(1000))),
         Pay {
             day: 1,
             ..pay("stripe", "pi_1", PaymentStatus::Authorized, usd(1000))
@@ -343,7 +342,7 @@ fn a_stripe_refund_that_fails_gives_nothing_back_whatever_the_reported_total() {
     // day 2); refund.failed on day 6. Stripe puts the amount back on the charge;
     // the last total we saw still says 500, but it included re_1, which failed.
     let events = vec![
-        order(usd(1500), None, false),
+        order(usd(1500), None),
         Pay {
             day: 1,
             captured: Some(1500),
@@ -388,7 +387,7 @@ fn a_stripe_refund_that_fails_gives_nothing_back_whatever_the_reported_total() {
 
     // Only the total: 300 refunded with no itemised refund → counted once.
     let (f, entries) = fold(&[
-        order(usd(1500), None, false),
+        order(usd(1500), None),
         Pay {
             day: 2,
             captured: Some(1500),
@@ -407,11 +406,11 @@ fn adyen_automatic_capture_counts_the_authorisation_until_it_is_cancelled() {
         auto: true,
         ..pay("adyen", "psp_a", PaymentStatus::Authorized, usd(2000))
     };
-    let (f, _) = fold(&[order(usd(2000), None, false), auth().ev("auth")]);
+    let (f, _) = fold(&[order(usd(2000), None), auth().ev("auth")]);
     assert_eq!(nz(&f.paid), nz(&bag(&[("USD", 2000)])));
     // CANCELLATION after the (automatic-capture) authorisation: voided.
     let (f, entries) = fold(&[
-        order(usd(2000), None, false),
+        order(usd(2000), None),
         auth().ev("auth"),
         Pay {
             day: 2,
@@ -433,7 +432,7 @@ fn adyen_partial_captures_add_up_and_a_failed_capture_takes_its_part_back() {
         ..pay("adyen", "psp_a", status, usd(minor))
     };
     let base = vec![
-        order(usd(10000), Some(usd(10000)), false),
+        order(usd(10000), Some(usd(10000))),
         pay("adyen", "psp_a", PaymentStatus::Authorized, usd(10000)).ev("auth"),
         cap("c1", PaymentStatus::Succeeded, 6000, 2).ev("cap1"),
         cap("c2", PaymentStatus::Succeeded, 4000, 3).ev("cap2"),
@@ -450,7 +449,7 @@ fn adyen_partial_captures_add_up_and_a_failed_capture_takes_its_part_back() {
     assert!(entries.contains(&(EntryKind::CaptureFailed, 4000, false)));
     // Only the first capture, then the rest released by a CANCELLATION.
     let (f, entries) = fold(&[
-        order(usd(10000), None, false),
+        order(usd(10000), None),
         pay("adyen", "psp_a", PaymentStatus::Authorized, usd(10000)).ev("auth"),
         cap("c1", PaymentStatus::Succeeded, 6000, 2).ev("cap1"),
         Pay {
@@ -467,7 +466,7 @@ fn adyen_partial_captures_add_up_and_a_failed_capture_takes_its_part_back() {
 #[test]
 fn a_chargeback_lost_then_reversed_is_won_and_a_second_chargeback_loses_again() {
     let base = vec![
-        order(usd(5000), None, false),
+        order(usd(5000), None),
         Pay {
             captured: Some(5000),
             ..pay("adyen", "psp_a", PaymentStatus::Succeeded, usd(5000))
@@ -518,7 +517,7 @@ fn a_chargeback_lost_then_reversed_is_won_and_a_second_chargeback_loses_again() 
 #[test]
 fn an_inquiry_settled_by_a_merchant_refund_counts_once_as_a_refund() {
     let (f, entries) = fold(&[
-        order(usd(3000), None, false),
+        order(usd(3000), None),
         Pay {
             captured: Some(3000),
             ..pay("stripe", "pi_1", PaymentStatus::Succeeded, usd(3000))
@@ -564,7 +563,7 @@ fn an_inquiry_settled_by_a_merchant_refund_counts_once_as_a_refund() {
 #[test]
 fn a_paypal_reversal_and_a_lost_dispute_of_one_capture_are_one_loss() {
     let (f, entries) = fold(&[
-        order(usd(2500), None, false),
+        order(usd(2500), None),
         pay("paypal", "CAP1", PaymentStatus::Succeeded, usd(2500)).ev("cap"),
         Pay {
             day: 9,
@@ -594,7 +593,7 @@ fn a_provider_report_supersedes_the_store_and_store_refunds_count_by_gateway() {
     // refund: the provider's 20.00 counts, the store's unnamed 20.00 is the same
     // money, the cash 5.00 counts on its own.
     let woo = || {
-        let mut o = order(usd(8000), Some(usd(8000)), false);
+        let mut o = order(usd(8000), Some(usd(8000)));
         if let Event::OrderUpserted(u) = &mut o.event {
             u.order_id = "shopify:1".into();
         }
@@ -678,7 +677,7 @@ fn fees_stay_in_their_settlement_currency() {
     // unknown in EUR (never a EUR−USD difference).
     let eur = |m| Money::new(m, cur("EUR"));
     let (f, _) = fold(&[
-        order(eur(10000), None, false),
+        order(eur(10000), None),
         Pay {
             captured: Some(10000),
             fee: Some(usd(320)),
@@ -691,7 +690,7 @@ fn fees_stay_in_their_settlement_currency() {
     assert_eq!(f.net_after_fees, None);
     // The same in one currency: net after fees known.
     let (f, _) = fold(&[
-        order(usd(10000), None, false),
+        order(usd(10000), None),
         Pay {
             captured: Some(10000),
             fee: Some(usd(320)),
@@ -717,7 +716,7 @@ fn the_reporting_currency_converts_each_entry_at_its_own_date_and_drops_nothing(
     });
     let (f, _) = fold_with(
         &[
-            order(usd(10000), None, false),
+            order(usd(10000), None),
             Pay {
                 captured: Some(10000),
                 ..pay("stripe", "pi_1", PaymentStatus::Succeeded, usd(10000))
@@ -763,7 +762,7 @@ fn the_reporting_currency_converts_each_entry_at_its_own_date_and_drops_nothing(
 fn a_refund_in_a_currency_with_no_payment_is_kept_on_the_customer() {
     let mut store = MemStore::default();
     for e in [
-        order(usd(1000), Some(usd(1000)), false),
+        order(usd(1000), Some(usd(1000))),
         refund(
             "re",
             "shopify",
@@ -792,7 +791,7 @@ fn a_refund_in_a_currency_with_no_payment_is_kept_on_the_customer() {
 
 #[test]
 fn test_orders_count_nothing() {
-    let mut o = order(usd(1000), Some(usd(1000)), false);
+    let mut o = order(usd(1000), Some(usd(1000)));
     if let Event::OrderUpserted(u) = &mut o.event {
         u.test = true;
     }
@@ -820,7 +819,7 @@ fn captures_of_one_paypal_authorisation_add_their_fees_and_a_reversal_joins_its_
         ..pay("paypal", "AUTH", PaymentStatus::Succeeded, usd(minor))
     };
     let (f, entries) = fold(&[
-        order(usd(10000), None, false),
+        order(usd(10000), None),
         pay("paypal", "AUTH", PaymentStatus::Authorized, usd(10000)).ev("auth"),
         cap("CAP1", 6000, 210, 2).ev("cap1"),
         cap("CAP2", 4000, 150, 3).ev("cap2"),
@@ -845,7 +844,7 @@ fn captures_of_one_paypal_authorisation_add_their_fees_and_a_reversal_joins_its_
 fn a_refund_of_an_uncaptured_charge_is_its_release() {
     // Stripe reports releasing an uncaptured charge as a refund of it.
     let (f, entries) = fold(&[
-        order(usd(5000), None, false),
+        order(usd(5000), None),
         pay("stripe", "ch_1", PaymentStatus::Authorized, usd(5000)).ev("auth"),
         Pay {
             day: 3,
@@ -878,7 +877,7 @@ fn each_entry_shows_its_converted_amount_and_the_rate_date() {
     });
     let mut store = MemStore::default();
     for e in [
-        order(usd(10000), None, false),
+        order(usd(10000), None),
         Pay {
             captured: Some(10000),
             ..pay("stripe", "pi_1", PaymentStatus::Succeeded, usd(10000))

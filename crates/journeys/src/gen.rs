@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use storefold_core::Envelope;
 use storefold_core::identity::content_hash;
 use storefold_providers::{
-    AdyenCapture, Headers, MapContext, MapError, MapOptions, OrderReference, ProviderKind,
-    RawInput, ReferencePattern, WebhookRequest,
+    AdyenCapture, Headers, MapError, MapOptions, OrderReference, ProviderKind, ReferencePattern,
+    WebhookRequest,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -63,16 +63,16 @@ impl Webhook {
 
     /// Maps the webhook through its provider's real mapper for `tenant`.
     pub fn map(&self, tenant: &str, options: &MapOptions) -> Result<Vec<Envelope>, MapError> {
-        let headers = self.headers();
-        let ctx = MapContext { tenant, options };
-        let input = RawInput {
-            topic: &self.topic,
-            event_id: &self.event_id,
-            headers: &headers,
-            body: &self.body,
-            received_at: self.received_at,
-        };
-        self.provider.map(&ctx, &input)
+        crate::map_raw(
+            self.provider,
+            &self.topic,
+            &self.event_id,
+            &self.headers,
+            &self.body,
+            self.received_at,
+            tenant,
+            options,
+        )
     }
 }
 

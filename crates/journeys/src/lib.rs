@@ -91,17 +91,42 @@ impl Step {
 
     /// Maps the step through its provider's real mapper for `tenant`.
     pub fn map(&self, tenant: &str, options: &MapOptions) -> Result<Vec<Envelope>, MapError> {
-        let headers = self.headers();
-        let ctx = MapContext { tenant, options };
-        let input = RawInput {
-            topic: &self.topic,
-            event_id: &self.event_id,
-            headers: &headers,
-            body: &self.body,
-            received_at: self.received_at,
-        };
-        self.provider.map(&ctx, &input)
+        map_raw(
+            self.provider,
+            &self.topic,
+            &self.event_id,
+            &self.headers,
+            &self.body,
+            self.received_at,
+            tenant,
+            options,
+        )
     }
+}
+
+/// Maps one webhook (as the ingest stored it) through its provider's real
+/// mapper for `tenant`, as the processor does.
+#[allow(clippy::too_many_arguments)]
+pub fn map_raw(
+    provider: ProviderKind,
+    topic: &str,
+    event_id: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    received_at: OffsetDateTime,
+    tenant: &str,
+    options: &MapOptions,
+) -> Result<Vec<Envelope>, MapError> {
+    let headers = Headers::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let ctx = MapContext { tenant, options };
+    let input = RawInput {
+        topic,
+        event_id,
+        headers: &headers,
+        body,
+        received_at,
+    };
+    provider.map(&ctx, &input)
 }
 
 /// What a journey's books must say after every step was folded.
@@ -506,47 +531,6 @@ fn parse_expect(v: &Value) -> Result<Expect, String> {
     Ok(expect)
 }
 
-/// A small deterministic random source (SplitMix64) for arrival orders, batch
+/// The deterministic random source (SplitMix64) of arrival orders, batch
 /// splits and generated journeys: a failing case is replayed from its seed.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// In `lo..=hi`.
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1).max(1) as u64) as i64
-    }
-
-    /// True with probability `pct` percent.
-    pub fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
-        }
-    }
-}
+pub use storefold_core::scenario::Rng;
