@@ -125,12 +125,26 @@ fn the_fold_has_every_kind_of_fact() {
         .filter(|o| o.refunds.keys().any(|k| k.starts_with("shopify:")))
         .count();
     let disputed = orders.values().filter(|o| !o.disputes.is_empty()).count();
+    // Carrier tracking lives in parcels, which the orders holding their
+    // tracking numbers show.
+    let carrier_parcels: std::collections::BTreeSet<&str> = store
+        .records
+        .values()
+        .filter_map(|v| match v {
+            storefold_core::engine::StateValue::Parcel(p)
+                if p.entry.providers.contains("aftership") && p.entry.checkpoints.len() > 1 =>
+            {
+                Some(p.entry.tracking_number.as_str())
+            }
+            _ => None,
+        })
+        .collect();
     let tracked = orders
         .values()
         .filter(|o| {
-            o.shipments
-                .values()
-                .any(|s| s.providers.contains("aftership") && s.checkpoints.len() > 1)
+            o.parcels
+                .iter()
+                .any(|t| carrier_parcels.contains(t.as_str()))
         })
         .count();
     let returns = orders.values().filter(|o| !o.returns.is_empty()).count();
