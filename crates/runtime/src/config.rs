@@ -81,6 +81,9 @@ pub struct Config {
     /// Tenants by id. Ids are lower case (`[a-z0-9_-]`), as they appear in URLs.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// The operator listener and its API tokens (the query API, `/ui`, `/metrics`).
+    #[serde(default)]
+    pub operator: crate::operator::OperatorConfig,
 }
 
 /// Kafka connection and topic layout.
@@ -257,6 +260,9 @@ pub struct SinksConfig {
     pub circuit_failure_threshold: u32,
     /// How long an open circuit waits before one trial write (half-open).
     pub circuit_open_ms: u64,
+    /// The longest a destination's `Retry-After` (or a HubSpot quota pause) may
+    /// hold a sink before the next attempt: a longer one is cut to this.
+    pub max_retry_after_secs: u64,
     pub postgres: Option<PostgresSinkConfig>,
     pub hubspot: Option<HubSpotSinkConfig>,
     pub webhook: Option<WebhookSinkConfig>,
@@ -270,6 +276,7 @@ impl Default for SinksConfig {
             retry_max_ms: 30_000,
             circuit_failure_threshold: 5,
             circuit_open_ms: 30_000,
+            max_retry_after_secs: 900,
             postgres: None,
             hubspot: None,
             webhook: None,
@@ -298,6 +305,15 @@ pub struct PostgresSinkConfig {
     /// Also append `triggers` to the `triggers` table.
     #[serde(default = "default_true")]
     pub triggers: bool,
+    /// TLS: `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (as
+    /// libpq). Overrides an `sslmode` in `url`; default: the URL's, else `prefer`.
+    #[serde(default)]
+    pub sslmode: Option<String>,
+    /// PEM file of the certificate authorities that verify the server
+    /// (`verify-ca`, `verify-full`); default: the system's roots. Overrides an
+    /// `sslrootcert` in `url`.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
 }
 
 impl fmt::Debug for PostgresSinkConfig {
@@ -309,6 +325,8 @@ impl fmt::Debug for PostgresSinkConfig {
             .field("batch_size", &self.batch_size)
             .field("linger_ms", &self.linger_ms)
             .field("triggers", &self.triggers)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
             .finish()
     }
 }
@@ -317,8 +335,14 @@ impl fmt::Debug for PostgresSinkConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotSinkConfig {
-    /// Private app access token (sent as `Authorization: Bearer`).
+    /// Private app access token (sent as `Authorization: Bearer`): the portal
+    /// of a deployment with one tenant. With several tenants, use `tenants`.
+    #[serde(default)]
     pub token: String,
+    /// `[sinks.hubspot.tenants.<id>]`: one portal (token) per tenant, so that
+    /// tenants never share contacts or deals.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, HubSpotTenantConfig>,
     /// API base URL.
     #[serde(default = "default_hubspot_url")]
     pub base_url: String,
@@ -358,6 +382,7 @@ impl fmt::Debug for HubSpotSinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubSpotSinkConfig")
             .field("token", &"<redacted>")
+            .field("tenants", &self.tenants.keys().collect::<Vec<_>>())
             .field("base_url", &self.base_url)
             .field("group_id", &self.group_id)
             .field("batch_size", &self.batch_size)
@@ -369,6 +394,22 @@ impl fmt::Debug for HubSpotSinkConfig {
             .field("order_id_property", &self.order_id_property)
             .field("deal_pipeline", &self.deal_pipeline)
             .field("deal_stages", &self.deal_stages)
+            .finish()
+    }
+}
+
+/// `[sinks.hubspot.tenants.<id>]`: a tenant's own HubSpot portal.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSpotTenantConfig {
+    /// The private app access token of the tenant's portal.
+    pub token: String,
+}
+
+impl fmt::Debug for HubSpotTenantConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubSpotTenantConfig")
+            .field("token", &"<redacted>")
             .finish()
     }
 }
@@ -488,6 +529,9 @@ impl SinksConfig {
                 "sinks.circuit_failure_threshold and circuit_open_ms must be positive",
             ));
         }
+        if self.max_retry_after_secs == 0 {
+            return Err(invalid("sinks.max_retry_after_secs must be positive"));
+        }
         if let Some(pg) = &self.postgres {
             if pg.url.trim().is_empty() {
                 return Err(invalid("sinks.postgres.url is empty"));
@@ -505,10 +549,34 @@ impl SinksConfig {
             if pg.batch_size == 0 {
                 return Err(invalid("sinks.postgres.batch_size must be positive"));
             }
+            if let Some(mode) = &pg.sslmode
+                && !matches!(
+                    mode.as_str(),
+                    "disable" | "prefer" | "require" | "verify-ca" | "verify-full"
+                )
+            {
+                return Err(invalid(format!(
+                    "sinks.postgres.sslmode: {mode:?} is not one of disable, prefer, require, verify-ca, verify-full"
+                )));
+            }
         }
         if let Some(h) = &self.hubspot {
-            if h.token.trim().is_empty() {
-                return Err(invalid("sinks.hubspot.token is missing or empty"));
+            if h.tenants.is_empty() && h.token.trim().is_empty() {
+                return Err(invalid(
+                    "sinks.hubspot: set token (one tenant) or a [sinks.hubspot.tenants.<id>] token per tenant",
+                ));
+            }
+            if !h.tenants.is_empty() && !h.token.trim().is_empty() {
+                return Err(invalid(
+                    "sinks.hubspot: token and tenants are exclusive: with [sinks.hubspot.tenants.<id>], every tenant has its own token",
+                ));
+            }
+            for (id, t) in &h.tenants {
+                if t.token.trim().is_empty() {
+                    return Err(invalid(format!(
+                        "sinks.hubspot.tenants.{id}.token is missing or empty"
+                    )));
+                }
             }
             if !(1..=100).contains(&h.batch_size) {
                 return Err(invalid(
@@ -545,6 +613,39 @@ impl SinksConfig {
                     )));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// HubSpot portals never mix tenants: one `token` serves a deployment with
+    /// at most one tenant; with `tenants`, every configured tenant needs one.
+    fn validate_hubspot_tenants(
+        &self,
+        tenants: &BTreeMap<String, TenantConfig>,
+    ) -> Result<(), ConfigError> {
+        let Some(h) = &self.hubspot else {
+            return Ok(());
+        };
+        if h.tenants.is_empty() {
+            if tenants.len() > 1 {
+                return Err(invalid(format!(
+                    "sinks.hubspot.token would put the contacts and deals of {} tenants into one portal; \
+                     give each tenant its own: [sinks.hubspot.tenants.<id>] token = ...",
+                    tenants.len()
+                )));
+            }
+            return Ok(());
+        }
+        let missing: Vec<&str> = tenants
+            .keys()
+            .filter(|id| !h.tenants.contains_key(*id))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(invalid(format!(
+                "sinks.hubspot.tenants: no token for tenant(s) {}; add [sinks.hubspot.tenants.<id>] token = ... for each",
+                missing.join(", ")
+            )));
         }
         Ok(())
     }
@@ -1018,6 +1119,8 @@ impl Config {
             ));
         }
         self.sinks.validate()?;
+        self.operator.validate(self.tenants.keys()).map_err(invalid)?;
+        self.sinks.validate_hubspot_tenants(&self.tenants)?;
         for (id, tenant) in &self.tenants {
             if !valid_tenant_id(id) {
                 return Err(invalid(format!(
