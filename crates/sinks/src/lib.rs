@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use storefold_codec::{CustomerProjection, OrderProjection, Trigger};
 
+/// The longest a destination's `Retry-After` holds a sink unless configured
+/// otherwise (`sinks.max_retry_after_secs`).
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
+
 /// A projection topic a sink can consume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream {
@@ -137,6 +141,7 @@ pub trait Sink: Send {
 }
 
 pub mod hubspot;
+mod pg_tls;
 pub mod postgres;
 pub mod runner;
 pub mod webhook;

@@ -18,8 +18,11 @@
 //! replay) replaces it whatever its version. Triggers are `ON CONFLICT DO
 //! NOTHING`.
 //!
-//! Connections are plain TCP (`NoTls`): TLS to PostgreSQL would need a rustls
-//! connector for tokio-postgres; `sslmode=require` is refused at start.
+//! TLS follows libpq's `sslmode` (`sinks.postgres.sslmode`, or `sslmode` in the
+//! URL): `disable`, `prefer` (the default), `require`, `verify-ca`,
+//! `verify-full`, with rustls; `sslrootcert` names the trusted roots (else the
+//! system's). A certificate that is not trusted, or a server without TLS when
+//! TLS is required, is fatal at once rather than retried forever.
 //!
 //! Errors say whether a retry helps: a lost connection, a serialization failure
 //! or a deadlock is retryable (the next attempt reconnects); a row PostgreSQL
@@ -33,8 +36,9 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use storefold_runtime::config::{PostgresSinkConfig, redact_url};
 use storefold_runtime::register;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
+use crate::pg_tls::{RustlsConnect, SslMode, connector, split_ssl_params, tls_refusal};
 use crate::{Item, Rejection, Sink, SinkRecord, Stream, WriteError};
 
 /// How long one write (a batch's transaction) may take before the connection is
@@ -186,6 +190,8 @@ struct Connection {
 /// The PostgreSQL sink. See the module documentation.
 pub struct PostgresSink {
     pg: tokio_postgres::Config,
+    tls: RustlsConnect,
+    sslmode: SslMode,
     url: String,
     schema: String,
     triggers: bool,
@@ -198,6 +204,7 @@ impl std::fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresSink")
             .field("url", &self.url)
+            .field("sslmode", &self.sslmode)
             .field("schema", &self.schema)
             .field("triggers", &self.triggers)
             .field("connected", &self.conn.is_some())
@@ -372,19 +379,34 @@ impl PostgresSink {
         registry: &Registry,
     ) -> Result<Self, WriteError> {
         let url = redact_url(&cfg.url);
-        let mut pg: tokio_postgres::Config = cfg.url.parse().map_err(|e| WriteError::Fatal {
-            message: format!("sinks.postgres.url ({url}) does not parse: {e}"),
-        })?;
-        if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            // Said at once rather than as a connection error retried forever.
-            return Err(WriteError::Fatal {
-                message: format!(
-                    "sinks.postgres.url ({url}) asks for sslmode=require, but this build \
-                     connects without TLS: use sslmode=disable or prefer, or reach the \
-                     server through a TLS-terminating proxy"
-                ),
-            });
+        let fatal = |message: String| WriteError::Fatal { message };
+        // tokio-postgres knows neither the verifying modes nor root files.
+        let (rest, url_mode, url_root) = split_ssl_params(&cfg.url);
+        let mut pg: tokio_postgres::Config = rest
+            .parse()
+            .map_err(|e| fatal(format!("sinks.postgres.url ({url}) does not parse: {e}")))?;
+        let mode_name = cfg.sslmode.clone().or(url_mode);
+        let sslmode = match mode_name.as_deref() {
+            None => SslMode::Prefer,
+            Some(m) => SslMode::parse(m).map_err(|e| fatal(format!("sinks.postgres: {e}")))?,
+        };
+        let rootcert = cfg
+            .sslrootcert
+            .clone()
+            .or(url_root.map(std::path::PathBuf::from));
+        if rootcert.is_some() && !matches!(sslmode, SslMode::VerifyCa | SslMode::VerifyFull) {
+            tracing::warn!(
+                sslmode = sslmode.as_str(),
+                "sinks.postgres.sslrootcert is only used by sslmode verify-ca and verify-full"
+            );
         }
+        let tls = connector(sslmode, rootcert.as_ref()).map_err(|e| {
+            fatal(format!(
+                "sinks.postgres ({url}, sslmode={}): {e}",
+                sslmode.as_str()
+            ))
+        })?;
+        pg.ssl_mode(sslmode.driver());
         pg.connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
@@ -393,6 +415,8 @@ impl PostgresSink {
         }
         let mut sink = PostgresSink {
             pg,
+            tls,
+            sslmode,
             url,
             schema: cfg.schema.clone(),
             triggers: cfg.triggers,
@@ -421,9 +445,27 @@ impl PostgresSink {
     }
 
     async fn open(&self) -> Result<Client, Failure> {
-        let (client, connection) = self.pg.connect(NoTls).await.map_err(|e| {
+        let (client, connection) = self.pg.connect(self.tls.clone()).await.map_err(|e| {
+            if let Some(why) = tls_refusal(&e) {
+                return Failure::Fatal(format!(
+                    "connect to {} (sslmode={}): {why}",
+                    self.url,
+                    self.sslmode.as_str()
+                ));
+            }
             let f = classify(&e);
             match f {
+                Failure::Fatal(m)
+                    if m.contains("no encryption")
+                        && matches!(self.sslmode, SslMode::Disable | SslMode::Prefer) =>
+                {
+                    Failure::Fatal(format!(
+                        "connect to {} (sslmode={}): {m} (the server accepts only TLS \
+                         connections: set sinks.postgres.sslmode = \"verify-full\")",
+                        self.url,
+                        self.sslmode.as_str()
+                    ))
+                }
                 Failure::Fatal(m) => Failure::Fatal(format!("connect to {}: {m}", self.url)),
                 Failure::Retryable(m) | Failure::Data { message: m, .. } => {
                     Failure::Retryable(format!("connect to {}: {m}", self.url))
@@ -733,7 +775,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tls_and_bad_urls_are_refused_at_start() {
+    async fn bad_tls_settings_and_bad_urls_are_refused_at_start() {
         let cfg = |url: &str| PostgresSinkConfig {
             url: url.into(),
             schema: "storefold".into(),
@@ -741,19 +783,28 @@ mod tests {
             batch_size: 10,
             linger_ms: 10,
             triggers: true,
+            sslmode: None,
+            sslrootcert: None,
         };
         let err = PostgresSink::connect(
-            &cfg("postgres://u:secret@db:5432/crm?sslmode=require"),
+            &cfg("postgres://u:secret@db:5432/crm?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"),
             &Registry::new(),
         )
         .await
         .unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.starts_with("fatal:") && msg.contains("sslmode=require"),
+            msg.starts_with("fatal:") && msg.contains("sslrootcert /nonexistent/ca.pem"),
             "{msg}"
         );
         assert!(!msg.contains("secret"), "the password is redacted: {msg}");
+        let err = PostgresSink::connect(
+            &cfg("postgres://u:secret@db:5432/crm?sslmode=allow"),
+            &Registry::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("\"allow\" is not one of"), "{err}");
         let err = PostgresSink::connect(&cfg("postgres://db:notaport/crm"), &Registry::new())
             .await
             .unwrap_err();

@@ -23,6 +23,8 @@ pub struct PgServer {
     port: u16,
     running: bool,
     settings: Vec<(String, String)>,
+    /// TCP takes only TLS: helpers connect through the unix socket.
+    tls_only: bool,
 }
 
 impl PgServer {
@@ -37,21 +39,58 @@ impl PgServer {
     /// defaults, e.g. `&[("fsync", "on"), ("synchronous_commit", "on")]` for a
     /// benchmark that should pay for durability like a production server.
     pub fn start_with(settings: &[(&str, &str)]) -> PgServer {
+        Self::start_inner(settings, None)
+    }
+
+    /// A server whose TCP listener accepts only TLS connections (`hostssl` in
+    /// its `pg_hba.conf`; plain TCP is refused with "no encryption"), with this
+    /// certificate chain and key (PEM). Its unix socket stays open without TLS
+    /// for [`client`](Self::client) and [`query`](Self::query).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> PgServer {
+        Self::start_inner(&[], Some((cert_pem, key_pem)))
+    }
+
+    fn start_inner(settings: &[(&str, &str)], tls: Option<(&str, &str)>) -> PgServer {
         let bindir = bindir();
         let dir = tempfile::Builder::new()
             .prefix("storefold-pg-")
             .tempdir()
             .expect("temp dir for PostgreSQL");
         let port = crate::free_port();
+        let mut settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some((cert, key)) = tls {
+            let p = |name: &str| dir.path().join(name);
+            std::fs::write(p("server.crt"), cert).expect("write server.crt");
+            std::fs::write(p("server.key"), key).expect("write server.key");
+            // PostgreSQL refuses a key others may read.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p("server.key"), std::fs::Permissions::from_mode(0o600))
+                .expect("chmod server.key");
+            std::fs::write(
+                p("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("write pg_hba.conf");
+            for (k, v) in [
+                ("ssl", "on".to_string()),
+                ("ssl_cert_file", p("server.crt").display().to_string()),
+                ("ssl_key_file", p("server.key").display().to_string()),
+                ("hba_file", p("pg_hba.conf").display().to_string()),
+            ] {
+                settings.push((k.to_string(), v));
+            }
+        }
+        let tls_only = tls.is_some();
         let server = PgServer {
             bindir,
             dir,
             port,
             running: false,
-            settings: settings
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            settings,
+            tls_only,
         };
         if as_root() {
             // The cluster's files must belong to the user the server runs as.
@@ -79,11 +118,16 @@ impl PgServer {
         );
         let mut server = server;
         server.start_again();
+        let host = if server.tls_only {
+            server.dir.path().display().to_string()
+        } else {
+            "127.0.0.1".to_string()
+        };
         server.run(
             "createdb",
             &[
                 "-h",
-                "127.0.0.1",
+                &host,
                 "-p",
                 &server.port.to_string(),
                 "-U",
@@ -158,7 +202,16 @@ impl PgServer {
 
     /// A new connection (its connection task runs on the current tokio runtime).
     pub async fn client(&self) -> Client {
-        let (client, conn) = tokio_postgres::connect(&self.url(), NoTls)
+        let url = if self.tls_only {
+            format!(
+                "host={} port={} user={SUPERUSER} dbname={DATABASE}",
+                self.dir.path().display(),
+                self.port
+            )
+        } else {
+            self.url()
+        };
+        let (client, conn) = tokio_postgres::connect(&url, NoTls)
             .await
             .unwrap_or_else(|e| panic!("connect to the test PostgreSQL: {e}"));
         tokio::spawn(async move {
