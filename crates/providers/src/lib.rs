@@ -298,7 +298,7 @@ pub enum MapError {
     MissingHeader(&'static str),
     #[error("unsupported topic {0:?}")]
     UnsupportedTopic(String),
-    #[error("money: {0}")]
+    #[error("money: {}", common::money_reason(.0))]
     Money(#[from] MoneyError),
 }
 

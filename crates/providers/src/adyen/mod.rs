@@ -63,8 +63,13 @@ pub(crate) fn verify(
     _now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
     let key = hmac_key(&creds.secret).map_err(VerifyError::BadCredentials)?;
-    let notification: model::SignedNotification = serde_json::from_slice(req.body)
-        .map_err(|e| malformed(format!("body is not an Adyen notification: {e}")))?;
+    let notification: model::SignedNotification =
+        serde_json::from_slice(req.body).map_err(|e| {
+            malformed(format!(
+                "body is not an Adyen notification: {}",
+                crate::json_error_text(&e, None)
+            ))
+        })?;
     if notification.items.is_empty() {
         return Err(malformed("no notification items"));
     }

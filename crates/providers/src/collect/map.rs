@@ -9,7 +9,13 @@
 //!   received it;
 //! * a beacon with an email and nothing about a visit (no page, referrer, utm or
 //!   click id) is an Identify; everything else is a Touch, whose identity already
-//!   carries the email when there is one.
+//!   carries the email when there is one;
+//! * the email counts only when the ingest vouched for it (see the module
+//!   documentation): otherwise a touch keeps only its anonymous id, and an
+//!   identify (or a beacon with no anonymous id) maps to nothing;
+//! * `at` is never later than the receive time (a clock running ahead, or a
+//!   beacon dated in the future to stay a customer's last touch, is taken as
+//!   received).
 
 use storefold_core::event::{Identify, Touch, Utm, percent_decode};
 use storefold_core::{Envelope, Event, Identity};
@@ -82,9 +88,17 @@ pub(crate) fn topic_of(b: &Beacon) -> &'static str {
 
 pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Envelope>, MapError> {
     let b: Beacon = crate::parse_json(input.body)?;
-    let identity = identity_of(&b)?;
+    identity_of(&b)?;
+    let trusted = super::email_trusted(input.headers);
+    if !trusted && (topic_of(&b) == IDENTIFY || non_empty(b.anonymous_id.as_deref()).is_none()) {
+        // Only an unvouched email to go on: nothing to fold.
+        return Ok(Vec::new());
+    }
+    let identity = Identity::default()
+        .with_anonymous_id(b.anonymous_id.as_deref())
+        .with_email(if trusted { b.email.as_deref() } else { None });
     let at = match non_empty(b.at.as_deref()) {
-        Some(raw) => crate::parse_time("at", &raw)?,
+        Some(raw) => crate::parse_time("at", &raw)?.min(input.received_at),
         None => input.received_at,
     };
     let event = if topic_of(&b) == IDENTIFY {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::serde_util::loose_string;
 
 /// `{"anonymous_id", "touch_id"?, "at"?, "landing_page"?, "referrer"?,
-/// "utm_source"… or "utm": {…}, "gclid"?, "fbclid"?, "email"?, "cart_token"?}`.
+/// "utm_source"… or "utm": {…}, "gclid"?, "fbclid"?, "email"?, "email_token"?, "cart_token"?}`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Beacon {
     #[serde(default, deserialize_with = "loose_string")]
@@ -37,6 +37,9 @@ pub(crate) struct Beacon {
     pub(crate) fbclid: Option<String>,
     #[serde(default, deserialize_with = "loose_string")]
     pub(crate) email: Option<String>,
+    /// The shop backend's signature of `email` (see `collect::identity_token`).
+    #[serde(default, deserialize_with = "loose_string")]
+    pub(crate) email_token: Option<String>,
     #[serde(default, deserialize_with = "loose_string")]
     pub(crate) cart_token: Option<String>,
 }

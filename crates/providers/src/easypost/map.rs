@@ -51,10 +51,8 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
     let result = event
         .result
         .ok_or_else(|| MapError::MissingField("result".into()))?;
-    let tracker: Tracker = serde_json::from_value(result).map_err(|e| MapError::InvalidField {
-        field: "result".into(),
-        reason: e.to_string(),
-    })?;
+    let tracker: Tracker =
+        crate::from_json_value("result", &result).map_err(|e| as_invalid("result", e))?;
     if let Some(object) = tracker.object.as_deref()
         && object != "Tracker"
     {
@@ -104,4 +102,15 @@ fn to_tracker(
         estimated_delivery: t.est_delivery_date.as_deref().and_then(lenient_time),
         fallback_at,
     })
+}
+
+/// A part that does not read as its type is an invalid field (value-free text).
+fn as_invalid(field: &str, e: MapError) -> MapError {
+    match e {
+        MapError::Json(reason) => MapError::InvalidField {
+            field: field.into(),
+            reason,
+        },
+        other => other,
+    }
 }

@@ -93,7 +93,7 @@ pub(crate) fn map_event(
 }
 
 fn resource_as<T: DeserializeOwned>(resource: &Value) -> Result<T, MapError> {
-    T::deserialize(resource).map_err(|e| MapError::Json(format!("resource: {e}")))
+    crate::from_json_value("resource", resource)
 }
 
 fn amount(field: &str, a: &Amount) -> Result<Money, MapError> {

@@ -53,9 +53,12 @@ pub(crate) fn track_of(hook: &Webhook) -> Result<Track, MapError> {
         .data
         .clone()
         .ok_or_else(|| MapError::MissingField("data".into()))?;
-    serde_json::from_value(data).map_err(|e| MapError::InvalidField {
-        field: "data".into(),
-        reason: e.to_string(),
+    crate::from_json_value("data", &data).map_err(|e| match e {
+        MapError::Json(reason) => MapError::InvalidField {
+            field: "data".into(),
+            reason,
+        },
+        other => other,
     })
 }
 

@@ -1364,7 +1364,7 @@ fn opt_time(field: &str, s: Option<&str>) -> Result<Option<OffsetDateTime>, MapE
 fn money_in(field: &str, a: &model::Amount, currency: Currency) -> Result<Money, MapError> {
     Money::parse(&a.0, currency).map_err(|e| MapError::InvalidField {
         field: field.to_string(),
-        reason: e.to_string(),
+        reason: crate::money_reason(&e),
     })
 }
 

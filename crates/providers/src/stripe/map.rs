@@ -156,7 +156,7 @@ impl Out<'_> {
 }
 
 fn object_as<T: DeserializeOwned>(object: &Value) -> Result<T, MapError> {
-    T::deserialize(object).map_err(|e| MapError::Json(format!("data.object: {e}")))
+    crate::from_json_value("data.object", object)
 }
 
 /// `charge.succeeded`, `charge.captured`, a paid `charge.updated`: an uncaptured

@@ -542,7 +542,7 @@ fn opt_money(
             .map(Some)
             .map_err(|e| MapError::InvalidField {
                 field: field.to_string(),
-                reason: e.to_string(),
+                reason: crate::money_reason(&e),
             }),
         None => Ok(None),
     }

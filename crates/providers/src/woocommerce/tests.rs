@@ -241,6 +241,23 @@ fn the_creation_ping_is_accepted_and_maps_to_nothing() {
     let (inbound, events) = map_ok("ping", ping);
     assert_eq!(inbound.event_id, "ping:17");
     assert!(events.is_empty());
+    assert!(crate::woocommerce::is_ping(ping));
+
+    // A ping that carries a signature anyway must carry the right one.
+    let forged = Headers::from_pairs([("X-WC-Webhook-Signature", "AAAA")]);
+    assert!(
+        ProviderKind::WooCommerce
+            .verify(&Credentials::new(SECRET), &request(&forged, ping), NOW)
+            .is_err()
+    );
+    let signed = ProviderKind::WooCommerce
+        .sign(SECRET, "order.updated", ping, NOW)
+        .unwrap();
+    let good = Headers::from_pairs(signed.headers);
+    assert_eq!(
+        ProviderKind::WooCommerce.verify(&Credentials::new(SECRET), &request(&good, ping), NOW),
+        Ok(())
+    );
 
     // Only exactly the ping form is let through unsigned.
     for not_ping in [
