@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use crate::event::*;
 use crate::identity::{Identity, IdentityKey};
 use crate::ledger::{Books, EntryKind, OrderFigures, ReportingRevenue};
+use crate::limits::{Limits, TouchCounts};
 use crate::money::{Currency, Money};
 
 /// A total order over observations: rank first (a lifecycle position), then the
@@ -82,6 +83,10 @@ impl Seen {
 
     pub fn count(&self) -> u64 {
         self.0.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -232,6 +237,12 @@ impl ShipmentEntry {
         self.line_item_ids
             .extend(other.line_item_ids.iter().cloned());
         self.checkpoints.extend(other.checkpoints.iter().cloned());
+    }
+
+    /// Keeps the first checkpoint and the newest `newest` (a join: see
+    /// [`crate::limits::keep_first_and_newest`]); returns how many went.
+    pub fn bound(&mut self, newest: usize) -> usize {
+        crate::limits::keep_first_and_newest(&mut self.checkpoints, newest)
     }
 
     /// Removes what could identify a person (checkpoint locations).
@@ -604,8 +615,21 @@ pub struct Fragment {
     pub key: IdentityKey,
     pub profile: Option<Reg<Profile>>,
     pub identities: BTreeSet<IdentityValue>,
+    /// The newest touches by touch id (at most `Limits::touches`, see
+    /// [`Fragment::bound`]).
     pub touches: BTreeMap<String, TouchEntry>,
+    /// The newest tickets (at most `Limits::tickets`).
     pub tickets: BTreeMap<String, Reg<Ticket>>,
+    /// The earliest touch ever folded in, kept whatever `touches` drops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_touch: Option<TouchEntry>,
+    /// Every touch id folded in (fingerprints), so touches are counted
+    /// exactly while only the newest are kept.
+    #[serde(default, skip_serializing_if = "Seen::is_empty")]
+    pub touch_ids: Seen,
+    /// Touch events by UTM source, medium and campaign.
+    #[serde(default, skip_serializing_if = "TouchCounts::is_empty")]
+    pub touch_counts: TouchCounts,
     /// Personal data removed (asked for, or claimed by an email that asked).
     pub redacted: bool,
     /// A redaction named this identity itself: its claims are erased too.
@@ -626,6 +650,9 @@ impl Fragment {
             identities: BTreeSet::new(),
             touches: BTreeMap::new(),
             tickets: BTreeMap::new(),
+            first_touch: None,
+            touch_ids: Seen::default(),
+            touch_counts: TouchCounts::default(),
             redacted: false,
             erasure_requested: false,
             seen: Seen::default(),
@@ -703,6 +730,11 @@ impl Fragment {
                     gclid: t.gclid.clone(),
                     fbclid: t.fbclid.clone(),
                 };
+                self.touch_ids.insert(&t.touch_id);
+                self.touch_counts.count(&t.utm);
+                if self.first_touch.as_ref().is_none_or(|f| entry < *f) {
+                    self.first_touch = Some(entry.clone());
+                }
                 // Two touches with one id: the later one (by its own time, then
                 // content) is the touch, whichever arrived last.
                 match self.touches.get(&t.touch_id) {
@@ -764,10 +796,50 @@ impl Fragment {
             t.value.requester = Identity::default();
             t.value.subject = None;
         }
-        for t in self.touches.values_mut() {
+        for t in self.touches.values_mut().chain(self.first_touch.as_mut()) {
             t.gclid = None;
             t.fbclid = None;
         }
+    }
+
+    /// Keeps the newest touches and tickets and bounds the touch counts. What
+    /// stays depends only on the events folded in: the newest N of the
+    /// newest observation per id (an older observation of a dropped id is
+    /// older than everything kept and goes too), the earliest touch, counts.
+    pub fn bound(&mut self, limits: &Limits) {
+        let n = limits.touches.max(1);
+        if self.touches.len() > n {
+            let mut by_time: Vec<(&TouchEntry, &String)> =
+                self.touches.iter().map(|(k, t)| (t, k)).collect();
+            by_time.sort();
+            let drop: Vec<String> = by_time[..by_time.len() - n]
+                .iter()
+                .map(|(_, k)| (*k).clone())
+                .collect();
+            for k in drop {
+                self.touches.remove(&k);
+            }
+        }
+        let n = limits.tickets.max(1);
+        if self.tickets.len() > n {
+            let mut by_stamp: Vec<(&Stamp, &String)> =
+                self.tickets.iter().map(|(k, t)| (&t.stamp, k)).collect();
+            by_stamp.sort();
+            let drop: Vec<String> = by_stamp[..by_stamp.len() - n]
+                .iter()
+                .map(|(_, k)| (*k).clone())
+                .collect();
+            for k in drop {
+                self.tickets.remove(&k);
+            }
+        }
+        self.touch_counts.bound(limits.touch_values);
+    }
+
+    /// Touches folded in (distinct touch ids).
+    pub fn touch_count(&self) -> u64 {
+        // State written before the ids were kept counts what it holds.
+        self.touch_ids.count().max(self.touches.len() as u64)
     }
 }
 
@@ -835,6 +907,9 @@ pub struct Customer {
     pub first_touch: Option<TouchEntry>,
     pub last_touch: Option<TouchEntry>,
     pub touches: u64,
+    /// Touch events by UTM source, medium and campaign.
+    #[serde(default, skip_serializing_if = "TouchCounts::is_empty")]
+    pub touch_counts: TouchCounts,
     pub orders_count: u64,
     pub orders: Vec<OrderSummary>,
     pub revenue: Vec<CurrencyRevenue>,
@@ -864,6 +939,13 @@ pub struct Customer {
     pub first_seen_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub last_event_at: Option<OffsetDateTime>,
+    /// Lists were cut to their newest entries (`orders`, `tickets`); the
+    /// figures and counts above still cover everything.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// How many entries each cut list left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub omitted: BTreeMap<String, u64>,
 }
 
 fn reason_name(r: ReasonCode) -> String {
@@ -883,6 +965,7 @@ impl Customer {
         fragments: &[&Fragment],
         orders: &[(&Order, &Books)],
         merged: Vec<MergeRecord>,
+        limits: &Limits,
     ) -> Customer {
         // The customer is erased when its anchor is: a member erased on its own
         // (a phone named in a redaction) loses its data, not the customer's.
@@ -890,6 +973,9 @@ impl Customer {
         let mut identities: BTreeSet<IdentityValue> = BTreeSet::new();
         let mut profile: Option<&Reg<Profile>> = None;
         let mut touches: BTreeMap<&str, &TouchEntry> = BTreeMap::new();
+        let mut first_touch: Option<&TouchEntry> = None;
+        let mut touch_ids: BTreeSet<u64> = BTreeSet::new();
+        let mut touch_counts = TouchCounts::default();
         let mut tickets: BTreeMap<&str, &Reg<Ticket>> = BTreeMap::new();
         let mut first_seen: Option<OffsetDateTime> = None;
         let mut last_event: Option<OffsetDateTime> = None;
@@ -900,6 +986,13 @@ impl Customer {
             {
                 profile = Some(p);
             }
+            for t in f.first_touch.iter().chain(f.touches.values()) {
+                if first_touch.is_none_or(|cur| t < cur) {
+                    first_touch = Some(t);
+                }
+            }
+            touch_ids.extend(f.touch_ids.0.iter().copied());
+            touch_counts.absorb(&f.touch_counts, limits.touch_values);
             for (k, t) in &f.touches {
                 match touches.get(k.as_str()) {
                     Some(cur) if *cur >= t => {}
@@ -1066,6 +1159,28 @@ impl Customer {
             v.sort();
             v
         };
+        let touch_count = (touch_ids.len() as u64).max(touch_list.len() as u64);
+        // Lists are cut to their newest entries; everything above counted all.
+        let mut omitted: BTreeMap<String, u64> = BTreeMap::new();
+        let listed = limits.listed_orders.max(1);
+        if summaries.len() > listed {
+            let cut = summaries.len() - listed;
+            summaries.drain(..cut);
+            omitted.insert("orders".into(), cut as u64);
+        }
+        let listed = limits.tickets.max(1);
+        if ticket_list.len() > listed {
+            ticket_list.sort_by(|a, b| {
+                (a.created_at, &a.provider, &a.ticket_id).cmp(&(
+                    b.created_at,
+                    &b.provider,
+                    &b.ticket_id,
+                ))
+            });
+            let cut = ticket_list.len() - listed;
+            ticket_list.drain(..cut);
+            omitted.insert("tickets".into(), cut as u64);
+        }
         let email = identities
             .iter()
             .find(|i| i.kind == "email")
@@ -1105,9 +1220,10 @@ impl Customer {
             tags: profile.map(|p| p.value.tags.clone()).unwrap_or_default(),
             identities: identities.into_iter().collect(),
             merged,
-            first_touch: touch_list.first().map(|t| (*t).clone()),
+            first_touch: first_touch.cloned(),
             last_touch: touch_list.last().map(|t| (*t).clone()),
-            touches: touch_list.len() as u64,
+            touches: touch_count,
+            touch_counts,
             orders_count: counted.len() as u64,
             orders: summaries,
             revenue,
@@ -1130,6 +1246,8 @@ impl Customer {
             deleted_at_source: profile.is_some_and(|p| p.value.deleted),
             first_seen_at: first_seen,
             last_event_at: last_event,
+            truncated: !omitted.is_empty(),
+            omitted,
         };
         if redacted {
             c.email = None;

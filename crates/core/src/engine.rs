@@ -17,6 +17,7 @@ use crate::aggregate::{Customer, Fragment, MergeRecord, Order, Parcel, TouchEntr
 use crate::event::*;
 use crate::identity::{IdentityKey, IdentityKind, content_hash};
 use crate::ledger::{self, Books, LedgerEntry, OrderFigures, Reporting};
+use crate::limits::Limits;
 use crate::money::Currency;
 use crate::rates::Rates;
 
@@ -84,6 +85,8 @@ pub struct FoldConfig {
     pub reporting: BTreeMap<String, Currency>,
     /// The operator's exchange rates.
     pub rates: Rates,
+    /// How much history the state keeps (`[processor]` limits).
+    pub limits: Limits,
 }
 
 impl FoldConfig {
@@ -630,7 +633,12 @@ impl Engine {
         k: &IdentityKey,
         env: &Envelope,
     ) -> bool {
-        let changed = self.fragment_mut(src, tenant, k).apply(env);
+        let limits = self.config.limits;
+        let fragment = self.fragment_mut(src, tenant, k);
+        let changed = fragment.apply(env);
+        if changed {
+            fragment.bound(&limits);
+        }
         self.dirty_keys.insert((tenant.to_string(), k.clone()));
         changed
     }
@@ -798,6 +806,7 @@ impl Engine {
     /// Applies to the order; true when it changed.
     fn apply_to_order(&mut self, src: &dyn Source, env: &Envelope, order_id: &str) -> bool {
         let tenant = env.tenant.as_str();
+        let checkpoints = self.config.limits.checkpoints;
         let order = self.order_mut(src, tenant, order_id);
         let tracking = match &env.event {
             Event::ShipmentUpdated(s) if !s.tracking_number.starts_with("fulfillment:") => {
@@ -807,6 +816,11 @@ impl Engine {
         };
         if !order.apply(env) {
             return false;
+        }
+        if matches!(env.event, Event::ShipmentUpdated(_)) {
+            for s in order.shipments.values_mut() {
+                s.bound(checkpoints);
+            }
         }
         self.dirty_orders
             .insert((tenant.to_string(), order_id.to_string()));
@@ -943,6 +957,7 @@ impl Engine {
         let tenant = env.tenant.as_str();
         let number = s.tracking_number.clone();
         let key = StateKey::new(tenant, Item::Parcel(number.clone()));
+        let checkpoints = self.config.limits.checkpoints;
         let changed = {
             let slot = self.slot(src, &key);
             let changed = match &mut slot.value {
@@ -954,6 +969,9 @@ impl Engine {
                     changed
                 }
             };
+            if changed && let Some(StateValue::Parcel(p)) = &mut slot.value {
+                p.entry.bound(checkpoints);
+            }
             slot.dirty |= changed;
             changed
         };
@@ -1414,11 +1432,12 @@ impl Engine {
             &frag_refs,
             &order_refs,
             merged,
+            &self.config.limits,
         ));
         // Each order's touches as of its time, from the customer's touches.
         let mut touch_list: Vec<TouchEntry> = frag_refs
             .iter()
-            .flat_map(|f| f.touches.values().cloned())
+            .flat_map(|f| f.first_touch.iter().chain(f.touches.values()).cloned())
             .collect();
         touch_list.sort();
         touch_list.dedup_by(|a, b| a.touch_id == b.touch_id && a == b);

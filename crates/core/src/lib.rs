@@ -9,6 +9,7 @@ pub mod engine;
 pub mod event;
 pub mod identity;
 pub mod ledger;
+pub mod limits;
 pub mod money;
 pub mod rates;
 pub mod scenario;

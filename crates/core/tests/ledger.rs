@@ -713,6 +713,7 @@ fn the_reporting_currency_converts_each_entry_at_its_own_date_and_drops_nothing(
     let config = Arc::new(FoldConfig {
         reporting: BTreeMap::from([("acme".to_string(), cur("EUR"))]),
         rates,
+        ..FoldConfig::default()
     });
     let (f, _) = fold_with(
         &[
@@ -874,6 +875,7 @@ fn each_entry_shows_its_converted_amount_and_the_rate_date() {
     let config = Arc::new(FoldConfig {
         reporting: BTreeMap::from([("acme".to_string(), cur("EUR"))]),
         rates,
+        ..FoldConfig::default()
     });
     let mut store = MemStore::default();
     for e in [

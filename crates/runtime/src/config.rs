@@ -99,6 +99,10 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor used by `storefold topics create`.
     pub replication_factor: i32,
+    /// `min.insync.replicas` of the created topics (default: 2, or the
+    /// replication factor when it is smaller): with `acks=all` a write is
+    /// acknowledged only once this many replicas hold it.
+    pub min_insync_replicas: Option<i32>,
     /// `retention.ms` of the raw topics; -1 keeps them forever (the log is the
     /// source of truth).
     pub raw_retention_ms: i64,
@@ -116,6 +120,7 @@ impl Default for KafkaConfig {
             topic_prefix: "storefold.".into(),
             partitions: 12,
             replication_factor: 3,
+            min_insync_replicas: None,
             raw_retention_ms: -1,
             events_retention_ms: 14 * 24 * 3600 * 1000,
             properties: BTreeMap::new(),
@@ -142,12 +147,88 @@ impl fmt::Debug for KafkaConfig {
             .field("topic_prefix", &self.topic_prefix)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
+            .field("min_insync_replicas", &self.min_insync_replicas)
             .field("raw_retention_ms", &self.raw_retention_ms)
             .field("events_retention_ms", &self.events_retention_ms)
             .field("properties", &properties)
             .finish()
     }
 }
+
+impl KafkaConfig {
+    /// The `min.insync.replicas` topics are created with.
+    pub fn min_insync(&self) -> i32 {
+        self.min_insync_replicas
+            .unwrap_or_else(|| self.replication_factor.min(2))
+    }
+}
+
+/// librdkafka properties storefold sets itself and `[kafka.properties]` may
+/// not override, with why: exactly-once processing and "nothing acknowledged is
+/// lost" rest on them.
+pub const RESERVED_KAFKA_PROPERTIES: [(&str, &str); 16] = [
+    ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
+    (
+        "metadata.broker.list",
+        "set kafka.bootstrap_servers instead",
+    ),
+    (
+        "acks",
+        "storefold produces with acks=all: a record is acknowledged only once every in-sync replica holds it",
+    ),
+    (
+        "request.required.acks",
+        "storefold produces with acks=all: a record is acknowledged only once every in-sync replica holds it",
+    ),
+    (
+        "enable.idempotence",
+        "storefold's producers are idempotent: a retried produce is never written twice",
+    ),
+    (
+        "enable.gapless.guarantee",
+        "storefold's commit protocol decides what a failed produce means",
+    ),
+    (
+        "transactional.id",
+        "storefold does not use Kafka transactions (README: exactly once without Kafka transactions)",
+    ),
+    (
+        "partitioner",
+        "storefold uses the Java client's murmur2 partitioner so a tenant has the same partition number in every raw topic",
+    ),
+    (
+        "message.timeout.ms",
+        "it is ingest.produce_timeout_ms / processor.produce_timeout_ms: a produce not acknowledged by then is final, which the 503 answers and the commit protocol rely on",
+    ),
+    (
+        "delivery.timeout.ms",
+        "it is ingest.produce_timeout_ms / processor.produce_timeout_ms: a produce not acknowledged by then is final, which the 503 answers and the commit protocol rely on",
+    ),
+    (
+        "enable.auto.commit",
+        "the processor and the sinks commit offsets only after their work is durable",
+    ),
+    (
+        "enable.auto.offset.store",
+        "the processor and the sinks commit offsets only after their work is durable",
+    ),
+    (
+        "auto.offset.reset",
+        "a position that no longer exists must stop storefold (error), never skip or re-read data silently",
+    ),
+    (
+        "isolation.level",
+        "storefold reads what it wrote without transactions; read_uncommitted/read_committed changes are not part of its protocol",
+    ),
+    (
+        "group.id",
+        "set processor.group_id or the sink's group_id instead",
+    ),
+    (
+        "partition.assignment.strategy",
+        "the processor's tasks need the range assignment (partition p of every raw topic in one task)",
+    ),
+];
 
 /// Whether a librdkafka property holds a credential (never logged).
 pub fn is_secret_property(name: &str) -> bool {
@@ -226,6 +307,20 @@ pub struct ProcessorConfig {
     /// of receive time, on the raw topics the order can come from (not the
     /// processor's clock).
     pub park_timeout_hours: u64,
+    /// Newest touches kept per identity (its first touch is kept besides;
+    /// every touch is counted).
+    pub max_touches: usize,
+    /// Distinct utm_source, utm_medium and utm_campaign values counted on
+    /// their own per customer; the rest are counted as `(other)`.
+    pub max_touch_values: usize,
+    /// Newest tickets kept per identity.
+    pub max_tickets: usize,
+    /// Newest orders a customer projection lists (every order is counted in
+    /// its figures).
+    pub max_listed_orders: usize,
+    /// Newest checkpoints kept per shipment and parcel (the first is kept
+    /// besides).
+    pub max_checkpoints: usize,
 }
 
 impl Default for ProcessorConfig {
@@ -241,6 +336,11 @@ impl Default for ProcessorConfig {
             sync_writes: false,
             produce_timeout_ms: 30_000,
             park_timeout_hours: 72,
+            max_touches: 100,
+            max_touch_values: 50,
+            max_tickets: 200,
+            max_listed_orders: 200,
+            max_checkpoints: 100,
         }
     }
 }
@@ -1080,6 +1180,25 @@ impl Config {
         if k.replication_factor < 1 {
             return Err(invalid("kafka.replication_factor must be at least 1"));
         }
+        if let Some(m) = k.min_insync_replicas
+            && (m < 1 || m > k.replication_factor)
+        {
+            return Err(invalid(format!(
+                "kafka.min_insync_replicas = {m} must be between 1 and kafka.replication_factor ({}): with acks=all no write could ever be acknowledged otherwise",
+                k.replication_factor
+            )));
+        }
+        for name in k.properties.keys() {
+            let lower = name.trim().to_ascii_lowercase();
+            if let Some((key, why)) = RESERVED_KAFKA_PROPERTIES
+                .iter()
+                .find(|(key, _)| *key == lower)
+            {
+                return Err(invalid(format!(
+                    "kafka.properties.\"{key}\" may not be set: {why}. Remove it from [kafka.properties]"
+                )));
+            }
+        }
         if !k
             .topic_prefix
             .chars()
@@ -1112,6 +1231,19 @@ impl Config {
         }
         if p.group_id.trim().is_empty() {
             return Err(invalid("processor.group_id is empty"));
+        }
+        for (key, v) in [
+            ("max_touches", p.max_touches),
+            ("max_touch_values", p.max_touch_values),
+            ("max_tickets", p.max_tickets),
+            ("max_listed_orders", p.max_listed_orders),
+            ("max_checkpoints", p.max_checkpoints),
+        ] {
+            if !(1..=10_000).contains(&v) {
+                return Err(invalid(format!(
+                    "processor.{key} = {v} must be between 1 and 10000: state records and projections must stay under Kafka's message size"
+                )));
+            }
         }
         if p.park_timeout_hours == 0 {
             return Err(invalid(
@@ -1228,7 +1360,19 @@ impl Config {
                 rates
             }
         };
-        Ok(FoldConfig { reporting, rates })
+        let p = &self.processor;
+        let limits = storefold_core::limits::Limits {
+            touches: p.max_touches,
+            touch_values: p.max_touch_values,
+            tickets: p.max_tickets,
+            listed_orders: p.max_listed_orders,
+            checkpoints: p.max_checkpoints,
+        };
+        Ok(FoldConfig {
+            reporting,
+            rates,
+            limits,
+        })
     }
 }
 

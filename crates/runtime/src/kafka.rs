@@ -94,6 +94,9 @@ pub struct TopicSpec {
     pub cleanup: CleanupPolicy,
     /// `retention.ms` for delete topics.
     pub retention_ms: Option<i64>,
+    /// `min.insync.replicas`: with `acks=all`, how many replicas must hold a
+    /// record before it is acknowledged.
+    pub min_insync_replicas: i32,
     /// Part of the co-partitioned group (raw topics and the changelog), whose
     /// partition counts must all agree.
     pub co_partitioned: bool,
@@ -111,6 +114,7 @@ pub fn topic_specs(kafka: &KafkaConfig) -> Vec<TopicSpec> {
             partitions: p,
             cleanup: CleanupPolicy::Delete,
             retention_ms: Some(kafka.raw_retention_ms),
+            min_insync_replicas: kafka.min_insync(),
             co_partitioned: true,
         })
         .collect();
@@ -119,6 +123,7 @@ pub fn topic_specs(kafka: &KafkaConfig) -> Vec<TopicSpec> {
         partitions: p,
         cleanup: CleanupPolicy::Compact,
         retention_ms: None,
+        min_insync_replicas: kafka.min_insync(),
         co_partitioned: true,
     });
     for name in [topics.customers(), topics.orders()] {
@@ -127,6 +132,7 @@ pub fn topic_specs(kafka: &KafkaConfig) -> Vec<TopicSpec> {
             partitions: p,
             cleanup: CleanupPolicy::Compact,
             retention_ms: None,
+            min_insync_replicas: kafka.min_insync(),
             co_partitioned: false,
         });
     }
@@ -140,6 +146,7 @@ pub fn topic_specs(kafka: &KafkaConfig) -> Vec<TopicSpec> {
             partitions: p,
             cleanup: CleanupPolicy::Delete,
             retention_ms: Some(kafka.events_retention_ms),
+            min_insync_replicas: kafka.min_insync(),
             co_partitioned: false,
         });
     }
@@ -346,13 +353,13 @@ async fn check_policies(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             return vec![Finding::Unverified(format!(
-                "cleanup policies of {} topics: the broker did not answer DescribeConfigs ({e}); librdkafka's mock cluster has no admin API",
+                "cleanup policies and min.insync.replicas of {} topics: the broker did not answer DescribeConfigs ({e}); librdkafka's mock cluster has no admin API",
                 specs.len()
             ))];
         }
         Err(_) => {
             return vec![Finding::Unverified(format!(
-                "cleanup policies of {} topics: DescribeConfigs timed out after {timeout:?}",
+                "cleanup policies and min.insync.replicas of {} topics: DescribeConfigs timed out after {timeout:?}",
                 specs.len()
             ))];
         }
@@ -360,26 +367,72 @@ async fn check_policies(
     specs
         .iter()
         .zip(results)
-        .map(|(spec, result)| match result {
-            Err(code) => Finding::Unverified(format!(
-                "cleanup.policy of {}: DescribeConfigs failed ({code:?})",
-                spec.name
-            )),
-            Ok(resource) => match resource.get("cleanup.policy").and_then(|e| e.value.clone()) {
-                None => {
-                    Finding::Unverified(format!("cleanup.policy of {}: not reported", spec.name))
-                }
-                Some(policy) if policy == spec.cleanup.as_str() => {
-                    Finding::Ok(format!("{} has cleanup.policy={policy}", spec.name))
-                }
-                Some(policy) => Finding::Problem(format!(
-                    "{} has cleanup.policy={policy}, must be {}",
-                    spec.name,
-                    spec.cleanup.as_str()
+        .flat_map(|(spec, result)| {
+            let insync = match &result {
+                Err(_) => None,
+                Ok(resource) => Some(min_insync_finding(
+                    spec,
+                    resource
+                        .get("min.insync.replicas")
+                        .and_then(|e| e.value.as_deref()),
                 )),
-            },
+            };
+            std::iter::once(policy_finding(spec, result)).chain(insync)
         })
         .collect()
+}
+
+/// What `topics check` says of a topic's `min.insync.replicas` (as the broker
+/// reported it, if it did).
+pub fn min_insync_finding(spec: &TopicSpec, reported: Option<&str>) -> Finding {
+    match reported.map(|v| v.trim().parse::<i32>()) {
+        None => Finding::Unverified(format!(
+            "min.insync.replicas of {}: not reported",
+            spec.name
+        )),
+        Some(Err(_)) => Finding::Problem(format!(
+            "{} has min.insync.replicas={:?}, not a number",
+            spec.name,
+            reported.unwrap_or_default()
+        )),
+        Some(Ok(n)) if n == spec.min_insync_replicas => {
+            Finding::Ok(format!("{} has min.insync.replicas={n}", spec.name))
+        }
+        Some(Ok(n)) => Finding::Problem(format!(
+            "{} has min.insync.replicas={n}, the configuration says {} (kafka.min_insync_replicas): \
+             with acks=all an acknowledged record may be on fewer replicas than configured{}",
+            spec.name,
+            spec.min_insync_replicas,
+            if n < spec.min_insync_replicas {
+                ""
+            } else {
+                ", or no write succeeds while replicas are down"
+            }
+        )),
+    }
+}
+
+fn policy_finding(
+    spec: &TopicSpec,
+    result: Result<rdkafka::admin::ConfigResource, RDKafkaErrorCode>,
+) -> Finding {
+    match result {
+        Err(code) => Finding::Unverified(format!(
+            "cleanup.policy of {}: DescribeConfigs failed ({code:?})",
+            spec.name
+        )),
+        Ok(resource) => match resource.get("cleanup.policy").and_then(|e| e.value.clone()) {
+            None => Finding::Unverified(format!("cleanup.policy of {}: not reported", spec.name)),
+            Some(policy) if policy == spec.cleanup.as_str() => {
+                Finding::Ok(format!("{} has cleanup.policy={policy}", spec.name))
+            }
+            Some(policy) => Finding::Problem(format!(
+                "{} has cleanup.policy={policy}, must be {}",
+                spec.name,
+                spec.cleanup.as_str()
+            )),
+        },
+    }
 }
 
 /// What `topics create` did with one topic.
@@ -401,16 +454,22 @@ pub async fn create_topics(
         .iter()
         .map(|s| s.retention_ms.map(|r| r.to_string()))
         .collect();
+    let min_insync: Vec<String> = specs
+        .iter()
+        .map(|s| s.min_insync_replicas.to_string())
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .zip(&retention)
-        .map(|(s, r)| {
+        .zip(&min_insync)
+        .map(|((s, r), m)| {
             let mut t = NewTopic::new(
                 &s.name,
                 s.partitions,
                 TopicReplication::Fixed(kafka.replication_factor),
             )
-            .set("cleanup.policy", s.cleanup.as_str());
+            .set("cleanup.policy", s.cleanup.as_str())
+            .set("min.insync.replicas", m);
             if let Some(r) = r {
                 t = t.set("retention.ms", r);
             }
