@@ -79,6 +79,10 @@ pub struct RunSummary {
     pub rejected: u64,
     /// Batches written (write calls that succeeded).
     pub batches: u64,
+    /// Partition assignments the consumer received: 1 when the sink kept its
+    /// place in the group the whole run, more after a rebalance (another member
+    /// joined or left, or this one was evicted and rejoined).
+    pub assignments: u64,
 }
 
 /// Why a run stopped before it was asked to.
@@ -112,6 +116,9 @@ pub const SOURCE_OFFSET_HEADER: &str = "storefold-source-offset";
 pub const UNDECODABLE: &str = "undecodable";
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// While a retry waits, the consumer is polled at least this often (far below
+/// any sensible `max.poll.interval.ms`).
+const POLL_WHILE_WAITING: Duration = Duration::from_millis(500);
 /// How often the lag gauge is refreshed (each refresh asks the broker for the
 /// watermarks of every assigned partition).
 const LAG_REFRESH: Duration = Duration::from_secs(5);
@@ -442,6 +449,8 @@ struct Ctx {
     sink: &'static str,
     /// Assigned partitions → next offset to handle (`None`: from the beginning).
     positions: Mutex<BTreeMap<Tp, Option<i64>>>,
+    /// Assignments received (see [`RunSummary::assignments`]).
+    assignments: std::sync::atomic::AtomicU64,
 }
 
 impl Ctx {
@@ -499,6 +508,8 @@ impl ConsumerContext for Ctx {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assignments
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let assign = self.start_offsets(consumer, tpl);
                 tracing::info!(
                     sink = self.sink,
@@ -569,6 +580,26 @@ struct Pending {
     first_at: Option<Instant>,
 }
 
+impl Pending {
+    /// Appends `other` (records consumed later) to these.
+    fn merge(&mut self, other: Pending) {
+        if other.consumed == 0 {
+            return;
+        }
+        self.records.extend(other.records);
+        self.undecodable.extend(other.undecodable);
+        for (tp, n) in other.next {
+            let e = self.next.entry(tp).or_insert(n);
+            *e = (*e).max(n);
+        }
+        self.consumed += other.consumed;
+        self.first_at = match (self.first_at, other.first_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
 /// What stops a flush: shutdown (nothing committed, the records come again), or
 /// an error.
 enum Stop {
@@ -590,6 +621,13 @@ struct Runner<'a, S: Sink> {
     shutdown: CancellationToken,
     summary: RunSummary,
     last_lag: Option<Instant>,
+    /// The longest wait a destination's `Retry-After` may impose.
+    max_retry_after: Duration,
+    /// The assigned partitions are paused (a retry or an open circuit waits).
+    paused: bool,
+    /// Records that arrived while waiting (a partition assigned meanwhile, or
+    /// fetched just before the pause): the start of the next batch.
+    carry: Pending,
 }
 
 fn now_ms() -> i64 {
@@ -708,6 +746,7 @@ pub async fn run_with_metrics<S: Sink>(
         .create_with_context(Ctx {
             sink: name,
             positions: Mutex::new(BTreeMap::new()),
+            assignments: Default::default(),
         })
         .map_err(|e| kafka_err(format!("consumer: {e}")))?;
     let producer: FutureProducer = producer_config(&config.kafka, KAFKA_TIMEOUT)
@@ -719,6 +758,7 @@ pub async fn run_with_metrics<S: Sink>(
     })?;
 
     let settings = &config.sinks;
+    let max_retry_after = Duration::from_secs(settings.max_retry_after_secs.max(1));
     metrics.circuit.set(CircuitState::Closed.gauge());
 
     // `prepare` (migrations, connectivity) may meet a destination that is not up
@@ -744,7 +784,7 @@ pub async fn run_with_metrics<S: Sink>(
                     Duration::from_millis(settings.retry_max_ms),
                     rand::rng().random(),
                 )
-                .max(retry_after.unwrap_or_default());
+                .max(retry_after.unwrap_or_default().min(max_retry_after));
                 tracing::warn!(sink = name, error = %message, ?delay, "destination not ready; retrying");
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
@@ -778,8 +818,18 @@ pub async fn run_with_metrics<S: Sink>(
         shutdown,
         summary: RunSummary::default(),
         last_lag: None,
+        max_retry_after,
+        paused: false,
+        carry: Pending::default(),
     };
-    let result = runner.run(&opts).await;
+    let mut result = runner.run(&opts).await;
+    if let Ok(summary) = &mut result {
+        summary.assignments = runner
+            .consumer
+            .context()
+            .assignments
+            .load(std::sync::atomic::Ordering::Relaxed);
+    }
     // Leave the group now, so another member (a restart) takes over at once
     // rather than after the session timeout.
     runner.consumer.unsubscribe();
@@ -799,6 +849,10 @@ impl<S: Sink> Runner<'_, S> {
             if self.shutdown.is_cancelled() {
                 // What was consumed is written once more if it can be; either
                 // way nothing uncommitted is lost (it comes again).
+                // Records that arrived during the last wait join (nothing of
+                // them is committed otherwise; they would come again anyway).
+                let carried = std::mem::take(&mut self.carry);
+                pending.merge(carried);
                 if pending.consumed > 0 {
                     match self.flush(std::mem::take(&mut pending)).await {
                         Ok(()) | Err(Stop::Shutdown) => {}
@@ -815,7 +869,10 @@ impl<S: Sink> Runner<'_, S> {
             let full = pending.consumed >= batch_size;
             let lingered = pending.first_at.is_some_and(|t| t.elapsed() >= opts.linger);
             if full || lingered {
-                match self.flush(std::mem::take(&mut pending)).await {
+                let flushed = self.flush(std::mem::take(&mut pending)).await;
+                self.resume();
+                pending = std::mem::take(&mut self.carry);
+                match flushed {
                     Ok(()) => {}
                     Err(Stop::Shutdown) => continue,
                     Err(Stop::Error(e)) => return Err(e),
@@ -1020,11 +1077,84 @@ impl<S: Sink> Runner<'_, S> {
         Ok(())
     }
 
-    /// Sleeps `d` unless shutdown comes first.
-    async fn pause(&self, d: Duration) -> Result<(), Stop> {
-        tokio::select! {
-            _ = self.shutdown.cancelled() => Err(Stop::Shutdown),
-            _ = tokio::time::sleep(d) => Ok(()),
+    /// Waits `d` (unless shutdown comes first) without leaving the group: the
+    /// assigned partitions are paused and the consumer keeps being polled, so a
+    /// destination outage longer than `max.poll.interval.ms` does not get this
+    /// member evicted (and its partitions handed to a rebalance) while it
+    /// retries. The partitions stay paused until the batch is handled
+    /// ([`Self::resume`]).
+    async fn pause(&mut self, d: Duration) -> Result<(), Stop> {
+        let until = Instant::now() + d;
+        loop {
+            // Every round, so that partitions assigned meanwhile pause too.
+            self.pause_assigned();
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            let step = left.min(POLL_WHILE_WAITING);
+            let got = tokio::select! {
+                _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
+                r = tokio::time::timeout(step, self.consumer.recv()) => r,
+            };
+            match got {
+                Err(_elapsed) => {}
+                Ok(Ok(m)) => {
+                    // Fetched before the pause took effect: keep it for the next
+                    // batch rather than skipping it.
+                    let mut carry = std::mem::take(&mut self.carry);
+                    self.take(&m, &mut carry);
+                    self.carry = carry;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(sink = self.name, error = %e, "consumer error while waiting");
+                    tokio::time::sleep(Duration::from_millis(100).min(left)).await;
+                }
+            }
+        }
+    }
+
+    fn pause_assigned(&mut self) {
+        match self.consumer.assignment() {
+            Ok(tpl) if tpl.count() > 0 => match self.consumer.pause(&tpl) {
+                Ok(()) => {
+                    if !self.paused {
+                        tracing::info!(
+                            sink = self.name,
+                            partitions = tpl.count(),
+                            "partitions paused while the destination is retried (still polling)"
+                        );
+                    }
+                    self.paused = true;
+                }
+                Err(e) => {
+                    tracing::warn!(sink = self.name, error = %e, "cannot pause the partitions")
+                }
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(sink = self.name, error = %e, "cannot read the assignment"),
+        }
+    }
+
+    /// Resumes the partitions paused by [`Self::pause`].
+    fn resume(&mut self) {
+        if !self.paused {
+            return;
+        }
+        self.paused = false;
+        match self.consumer.assignment() {
+            Ok(tpl) => {
+                if let Err(e) = self.consumer.resume(&tpl) {
+                    tracing::warn!(sink = self.name, error = %e, "cannot resume the partitions");
+                } else {
+                    tracing::info!(
+                        sink = self.name,
+                        partitions = tpl.count(),
+                        "partitions resumed"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(sink = self.name, error = %e, "cannot read the assignment"),
         }
     }
 
@@ -1097,7 +1227,17 @@ impl<S: Sink> Runner<'_, S> {
                         self.set_circuit(state);
                     }
                     // An open circuit adds its own wait (at the top of the loop).
-                    let delay = self.delay(attempt).max(retry_after.unwrap_or_default());
+                    // A destination's Retry-After is honoured up to the maximum.
+                    let asked = retry_after.unwrap_or_default();
+                    if asked > self.max_retry_after {
+                        tracing::warn!(
+                            sink = self.name,
+                            retry_after = ?asked,
+                            max = ?self.max_retry_after,
+                            "Retry-After beyond sinks.max_retry_after_secs; waiting the maximum"
+                        );
+                    }
+                    let delay = self.delay(attempt).max(asked.min(self.max_retry_after));
                     tracing::warn!(
                         sink = self.name,
                         error = %message,

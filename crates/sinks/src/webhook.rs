@@ -231,7 +231,7 @@ impl WebhookSink {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(crate::hubspot::parse_retry_after);
+            .and_then(|v| crate::hubspot::parse_retry_after(v, Duration::MAX));
         let text = resp.text().await.unwrap_or_default();
         let body = crate::hubspot::excerpt(&text);
         match status {

@@ -375,3 +375,62 @@ async fn a_receiver_that_refuses_the_credentials_stops_the_sink() {
     assert_eq!(rejections[0].index, 1);
     assert_eq!(rejections[0].code, "http_422");
 }
+
+/// A receiver down for longer than `max.poll.interval.ms`: the runner pauses its
+/// partitions and keeps polling while it retries, so it is never evicted from
+/// its group. Proof: one assignment for the whole run (no rebalance), and every
+/// record delivered exactly once after the receiver came back (an evicted member
+/// could not commit and would deliver again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_max_poll_interval_keeps_the_sink_in_its_group() {
+    init_tracing();
+    let rx: Shared = Arc::new(Mutex::new(Receiver {
+        always: Some(503),
+        ..Receiver::default()
+    }));
+    let addr = start_receiver(rx.clone()).await;
+    let toml = format!(
+        "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"6000\"\n\
+         \"heartbeat.interval.ms\" = \"500\"\n\
+         [sinks]\nretry_initial_ms = 50\nretry_max_ms = 500\ncircuit_failure_threshold = 3\ncircuit_open_ms = 1000\n\
+         [sinks.webhook]\nurl = \"http://{addr}/hook\"\nsecret = \"{SECRET}\"\nbatch_size = 25\nlinger_ms = 100\n"
+    );
+    let env = kafka_env(2, &toml);
+    let items = fixture();
+    produce(&env.config, &items);
+
+    // The outage lasts until the receiver has refused for 15 s: 2.5 times
+    // max.poll.interval.ms.
+    let outage = rx.clone();
+    let ended = tokio::spawn(async move {
+        while outage.lock().unwrap().deliveries.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        outage.lock().unwrap().always = None;
+    });
+    let summary = run_webhook_sink(&env).await;
+    ended.await.unwrap();
+    assert_eq!(summary.rejected, 0);
+    assert_eq!(
+        summary.assignments, 1,
+        "the sink kept its assignment through the outage (no rebalance, no eviction)"
+    );
+
+    let deliveries = rx.lock().unwrap().deliveries.clone();
+    let refused = deliveries.iter().filter(|d| d.status == 503).count();
+    assert!(refused >= 3, "the outage was retried ({refused} refusals)");
+    let delivered: Vec<_> = deliveries
+        .iter()
+        .filter(|d| d.status == 200)
+        .flat_map(|d| d.records.iter().map(identity))
+        .collect();
+    let expected: BTreeSet<_> = items.iter().map(identity_of).collect();
+    let unique: BTreeSet<_> = delivered.iter().cloned().collect();
+    assert_eq!(unique, expected, "nothing lost");
+    assert_eq!(
+        delivered.len(),
+        expected.len(),
+        "nothing delivered twice after the outage"
+    );
+}

@@ -89,6 +89,8 @@ pub(crate) struct Client {
     base: String,
     auth: HeaderValue,
     metrics: HubSpotMetrics,
+    /// The longest `Retry-After` honoured (`sinks.max_retry_after_secs`).
+    pub(crate) max_retry_after: Duration,
 }
 
 /// reqwest is built without a default TLS crypto provider (`rustls-no-provider`):
@@ -101,16 +103,25 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
-/// Parses `Retry-After`: delay-seconds (integer or decimal) or an HTTP date.
-pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
+/// Parses `Retry-After`: delay-seconds (integer or decimal) or an HTTP date,
+/// and cuts it to `max`. Never panics: a negative, `NaN` or infinite number is
+/// ignored (`None`), a number or date too far away for a [`Duration`] is `max`,
+/// a date in the past is zero.
+pub(crate) fn parse_retry_after(v: &str, max: Duration) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        return Some(Duration::try_from_secs_f64(secs).unwrap_or(max).min(max));
     }
     let when =
         time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
     let wait = when - time::OffsetDateTime::now_utc();
-    Some(wait.try_into().unwrap_or(Duration::ZERO))
+    if wait.is_negative() {
+        return Some(Duration::ZERO);
+    }
+    Some(Duration::try_from(wait).unwrap_or(max).min(max))
 }
 
 /// A short excerpt of a body for messages (never the whole of a large body).
@@ -150,6 +161,7 @@ impl Client {
             base: base_url.trim_end_matches('/').to_string(),
             auth,
             metrics,
+            max_retry_after: crate::DEFAULT_MAX_RETRY_AFTER,
         })
     }
 
@@ -187,7 +199,7 @@ impl Client {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, self.max_retry_after));
         let text = match resp.text().await {
             Ok(t) => t,
             Err(e) => {
@@ -216,7 +228,8 @@ impl Client {
                 body,
             }),
             429 => Err(Failure::RateLimited {
-                retry_after: retry_after.unwrap_or(super::planner::WINDOW),
+                retry_after: retry_after
+                    .unwrap_or(super::planner::WINDOW.min(self.max_retry_after)),
                 policy: body
                     .get("policyName")
                     .and_then(Value::as_str)
@@ -259,19 +272,54 @@ impl Client {
 mod tests {
     use super::*;
 
+    const MAX: Duration = Duration::from_secs(900);
+
     #[test]
     fn retry_after_takes_seconds_and_dates() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("3", MAX), Some(Duration::from_secs(3)));
         assert_eq!(
-            parse_retry_after(" 1.5 "),
+            parse_retry_after(" 1.5 ", MAX),
             Some(Duration::from_millis(1500))
         );
-        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("-1", MAX), None);
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", MAX),
             Some(Duration::ZERO)
         );
-        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("soon", MAX), None);
+    }
+
+    #[test]
+    fn retry_after_is_bounded_and_never_panics() {
+        // Huge numbers: beyond what a Duration holds, and merely years.
+        assert_eq!(parse_retry_after("1e300", MAX), Some(MAX));
+        assert_eq!(parse_retry_after("18446744073709551616", MAX), Some(MAX));
+        assert_eq!(parse_retry_after("315360000", MAX), Some(MAX));
+        assert_eq!(
+            parse_retry_after("899", MAX),
+            Some(Duration::from_secs(899))
+        );
+        // Negative, NaN and infinities are not delays.
+        assert_eq!(parse_retry_after("-1e300", MAX), None);
+        assert_eq!(parse_retry_after("-0.5", MAX), None);
+        assert_eq!(parse_retry_after("NaN", MAX), None);
+        assert_eq!(parse_retry_after("inf", MAX), None);
+        assert_eq!(parse_retry_after("-inf", MAX), None);
+        // An HTTP date far in the future.
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", MAX),
+            Some(MAX)
+        );
+        // A date a minute ahead stays below the maximum.
+        let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
+        let text = soon
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        let got = parse_retry_after(&text, MAX).unwrap();
+        assert!(
+            got <= Duration::from_secs(60) && got >= Duration::from_secs(55),
+            "{got:?}"
+        );
     }
 
     #[test]
