@@ -891,3 +891,191 @@ async fn a_refused_record_lands_in_the_dlq_with_hubspots_message() {
     assert_eq!(hs.contacts().len(), customers.len() - refused.len());
     assert_contract(&hs);
 }
+
+/// Two tenants with the same customer email and the same order id, each with
+/// its own portal (token): each portal holds only its own tenant's contact and
+/// deal, and a tenant without a portal is dead-lettered, never written into
+/// someone else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_write_into_their_own_portals_only() {
+    init_tracing();
+    const ACME: &str = "pat-acme";
+    const GLOBEX: &str = "pat-globex";
+    let hs = HubSpotStandIn::start(StandInConfig::storefold_defaults(ACME)).await;
+    hs.add_portal(GLOBEX);
+    let cfg = hubspot_cfg_without_token(&format!(
+        "[sinks.hubspot]\nbase_url = \"{}\"\n\
+         [sinks.hubspot.tenants.acme]\ntoken = \"{ACME}\"\n\
+         [sinks.hubspot.tenants.globex]\ntoken = \"{GLOBEX}\"\n",
+        hs.base_url()
+    ));
+    let mut sink = HubSpotSink::new(&cfg, &Registry::new()).expect("sink");
+
+    // One customer with an email and one of its orders, for acme; the same
+    // email and order id for globex (another customer id); and for initech,
+    // which has no portal.
+    let p = fold(&spec(20, 200, 5), 100);
+    let (c, o) = p
+        .customers
+        .iter()
+        .filter(|c| c.email.is_some())
+        .find_map(|c| {
+            let o = p
+                .orders
+                .iter()
+                .find(|o| o.customer_id.as_deref() == Some(c.customer_id.as_str()))?;
+            Some((c.clone(), o.clone()))
+        })
+        .expect("a customer with an email and an order");
+    let email = c.email.clone().unwrap().trim().to_lowercase();
+    let as_tenant = |tenant: &str, prefix: &str| {
+        let mut c = c.clone();
+        let mut o = o.clone();
+        c.tenant = tenant.into();
+        c.customer_id = format!("{prefix}{}", c.customer_id);
+        o.tenant = tenant.into();
+        o.customer_id = Some(c.customer_id.clone());
+        (c, o)
+    };
+    let (ac, ao) = as_tenant("acme", "");
+    let (gc, go) = as_tenant("globex", "g-");
+    let (ic, io) = as_tenant("initech", "i-");
+    let batch = records(vec![
+        Item::Customer(ac.clone()),
+        Item::Customer(gc.clone()),
+        Item::Customer(ic),
+        Item::Order(ao.clone()),
+        Item::Order(go.clone()),
+        Item::Order(io),
+    ]);
+    let rejections = sink.write(&batch).await.expect("write");
+    let refused: Vec<(usize, &str)> = rejections
+        .iter()
+        .map(|r| (r.index, r.code.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        [(2, "no_hubspot_portal"), (5, "no_hubspot_portal")],
+        "initech has no portal: its records are dead-lettered"
+    );
+    assert!(
+        rejections[0]
+            .reason
+            .contains("sinks.hubspot.tenants.initech")
+    );
+
+    for (token, contacts, deals, assoc, customer_id) in [
+        (
+            ACME,
+            hs.contacts(),
+            hs.deals(),
+            hs.associations(),
+            ac.customer_id.as_str(),
+        ),
+        (
+            GLOBEX,
+            hs.portal_contacts(GLOBEX),
+            hs.portal_deals(GLOBEX),
+            hs.portal_associations(GLOBEX),
+            gc.customer_id.as_str(),
+        ),
+    ] {
+        assert_eq!(
+            contacts.keys().collect::<Vec<_>>(),
+            [&email],
+            "portal {token}: one contact"
+        );
+        assert_eq!(
+            contacts[&email]
+                .properties
+                .get("storefold_customer_id")
+                .map(String::as_str),
+            Some(customer_id),
+            "portal {token} holds its own tenant's customer"
+        );
+        assert_eq!(
+            deals.keys().collect::<Vec<_>>(),
+            [&o.order_id],
+            "portal {token}: one deal"
+        );
+        assert_eq!(
+            assoc,
+            BTreeSet::from([(deals[&o.order_id].id.clone(), contacts[&email].id.clone())]),
+            "portal {token}: the deal is associated with its own contact"
+        );
+    }
+    assert_ne!(
+        hs.contacts()[&email].id,
+        hs.portal_contacts(GLOBEX)[&email].id
+    );
+    assert_contract(&hs);
+    assert_eq!(hs.portal_violations(GLOBEX), Vec::<String>::new());
+    assert_eq!(hs.unauthorized(), 0);
+    // Every request of each portal carried that portal's token: nothing of
+    // globex reached acme's portal and the reverse.
+    assert!(
+        hs.requests()
+            .iter()
+            .flat_map(|r| r.input_ids())
+            .all(|id| id == email || id == o.order_id || id.chars().all(|c| c.is_ascii_digit()))
+    );
+
+    // One token for several configured tenants is refused at start, and so is
+    // a configured tenant without a token of its own.
+    let two_tenants = "[tenants.acme]\n[tenants.globex]\n";
+    let err = Config::from_toml_str(
+        &format!(
+            "{two_tenants}[sinks.hubspot]\ntoken = \"t\"\nbase_url = \"{}\"\n",
+            hs.base_url()
+        ),
+        Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("one portal"), "{err}");
+    let err = Config::from_toml_str(
+        &format!(
+            "{two_tenants}[sinks.hubspot]\nbase_url = \"{}\"\n[sinks.hubspot.tenants.acme]\ntoken = \"t\"\n",
+            hs.base_url()
+        ),
+        Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no token for tenant(s) globex"), "{err}");
+}
+
+/// A 429 whose `Retry-After` is absurd (a century) holds the sink no longer
+/// than `sinks.max_retry_after_secs`, and nothing panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_retry_after_is_cut_to_the_configured_maximum() {
+    init_tracing();
+    let hs = HubSpotStandIn::start(StandInConfig::storefold_defaults(TOKEN)).await;
+    hs.storm_with_retry_after(Duration::from_secs(3), "3153600000");
+    let mut sink = HubSpotSink::new(&hubspot_cfg(&hs, ""), &Registry::new())
+        .expect("sink")
+        .with_max_retry_after(Duration::from_secs(2));
+    let p = fold(&spec(3, 30, 7), 100);
+    let batch = records(items(&p));
+    match sink.write(&batch).await {
+        Err(WriteError::Retryable { retry_after, .. }) => {
+            assert_eq!(retry_after, Some(Duration::from_secs(2)));
+        }
+        other => panic!("expected a retryable 429, got {other:?}"),
+    }
+    // After the maximum, the sink tries again by itself (the storm is over).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rejections = sink.write(&batch).await.expect("write after the storm");
+    assert!(rejections.is_empty(), "{rejections:?}");
+    assert!(!hs.contacts().is_empty());
+    assert_contract(&hs);
+}
+
+fn hubspot_cfg_without_token(sinks_toml: &str) -> HubSpotSinkConfig {
+    let toml = format!("[kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n{sinks_toml}");
+    Config::from_toml_str(&toml, Vec::new())
+        .expect("config")
+        .sinks
+        .hubspot
+        .expect("hubspot section")
+}

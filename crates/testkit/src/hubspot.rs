@@ -37,6 +37,11 @@
 //!
 //! Everything the sink did is readable: the stored contacts, deals and
 //! associations, and every request with its arrival time.
+//!
+//! **Portals**: the token selects the portal, as on api.hubapi.com. The
+//! configured `token` is the main portal; [`HubSpotStandIn::add_portal`] adds
+//! another with its own token and its own records, limits and log. A request
+//! carrying one portal's token never reads or writes another's records.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -226,6 +231,8 @@ struct State {
     rate_limited: u64,
     arrivals: VecDeque<Instant>,
     storm_until: Option<Instant>,
+    /// The `Retry-After` of a storm's 429s (default `1`).
+    storm_retry_after: Option<String>,
     unavailable_until: Option<Instant>,
     correlation: u64,
 }
@@ -234,6 +241,8 @@ struct State {
 struct Shared {
     cfg: Mutex<StandInConfig>,
     state: Mutex<State>,
+    /// Further portals by token.
+    portals: Mutex<BTreeMap<String, State>>,
     started: Instant,
 }
 
@@ -243,6 +252,17 @@ impl Shared {
     }
     fn cfg(&self) -> StandInConfig {
         self.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn portals(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, State>> {
+        self.portals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// A copy of what portal `token` holds.
+    fn portal<T>(&self, token: &str, f: impl FnOnce(&State) -> T) -> T {
+        let portals = self.portals();
+        let st = portals
+            .get(token)
+            .unwrap_or_else(|| panic!("no portal with token {token:?}"));
+        f(st)
     }
 }
 
@@ -290,6 +310,7 @@ impl HubSpotStandIn {
                 next_id: 1000,
                 ..State::default()
             }),
+            portals: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
         });
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await;
@@ -329,6 +350,45 @@ impl HubSpotStandIn {
     /// `http://127.0.0.1:<port>`: the sink's `base_url`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Adds a portal of its own reached with `token` (same properties and
+    /// limits as the main one, separate records). Record ids differ between
+    /// portals, as they do in HubSpot.
+    pub fn add_portal(&self, token: &str) {
+        let n = self.shared.portals().len() as u64 + 1;
+        self.shared.portals().insert(
+            token.to_string(),
+            State {
+                next_id: 1000 + n * 1_000_000,
+                ..State::default()
+            },
+        );
+    }
+
+    /// Contacts of the portal of `token` (added with [`Self::add_portal`]).
+    pub fn portal_contacts(&self, token: &str) -> BTreeMap<String, Stored> {
+        self.shared.portal(token, |s| s.contacts.clone())
+    }
+
+    /// Deals of the portal of `token`.
+    pub fn portal_deals(&self, token: &str) -> BTreeMap<String, Stored> {
+        self.shared.portal(token, |s| s.deals.clone())
+    }
+
+    /// Associations of the portal of `token`.
+    pub fn portal_associations(&self, token: &str) -> BTreeSet<(String, String)> {
+        self.shared.portal(token, |s| s.associations.clone())
+    }
+
+    /// Requests that reached the portal of `token`.
+    pub fn portal_requests(&self, token: &str) -> Vec<LoggedRequest> {
+        self.shared.portal(token, |s| s.log.clone())
+    }
+
+    /// Contract violations in the portal of `token`.
+    pub fn portal_violations(&self, token: &str) -> Vec<String> {
+        self.shared.portal(token, |s| s.violations.clone())
     }
 
     /// Contacts by email.
@@ -391,6 +451,14 @@ impl HubSpotStandIn {
         self.shared.state().storm_until = Some(Instant::now() + d);
     }
 
+    /// Every request gets 429 for `d` from now, with this `Retry-After` value
+    /// as given (any text: huge numbers, dates, garbage).
+    pub fn storm_with_retry_after(&self, d: Duration, retry_after: &str) {
+        let mut st = self.shared.state();
+        st.storm_until = Some(Instant::now() + d);
+        st.storm_retry_after = Some(retry_after.to_string());
+    }
+
     /// An outage of `d` from now. Returns at once; the stand-in comes back by
     /// itself.
     pub fn outage(&self, kind: Outage, d: Duration) {
@@ -432,7 +500,7 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 struct Reply {
     status: StatusCode,
     body: Value,
-    retry_after: Option<u64>,
+    retry_after: Option<String>,
 }
 
 impl Reply {
@@ -453,14 +521,15 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let arrived = Instant::now();
-    let cfg = shared.cfg();
+    let mut cfg = shared.cfg();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let path = uri.path().to_string();
-    let reply = {
-        let mut st = shared.state();
-        let reply = answer(
-            &cfg, &mut st, arrived, &method, &path, &headers, &parsed, &body,
-        );
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let log = |st: &mut State, reply: &Reply, parsed: Value, path: String| {
         st.log.push(LoggedRequest {
             at: arrived - shared.started,
             method: method.to_string(),
@@ -468,7 +537,27 @@ async fn handle(
             status: reply.status.as_u16(),
             body: parsed,
         });
-        reply
+    };
+    let reply = {
+        let mut portals = shared.portals();
+        match bearer.as_deref().and_then(|t| portals.get_mut(t)) {
+            // Another portal: its own records, answered with its own token.
+            Some(st) => {
+                cfg.token = bearer.clone().unwrap_or_default();
+                let reply = answer(&cfg, st, arrived, &method, &path, &headers, &parsed, &body);
+                log(st, &reply, parsed, path);
+                reply
+            }
+            None => {
+                drop(portals);
+                let mut st = shared.state();
+                let reply = answer(
+                    &cfg, &mut st, arrived, &method, &path, &headers, &parsed, &body,
+                );
+                log(&mut st, &reply, parsed, path);
+                reply
+            }
+        }
     };
     let mut resp = json_response(reply.status, reply.body);
     if let Some(secs) = reply.retry_after {
@@ -557,7 +646,10 @@ fn answer(
                 "groupName": "publicapi:privateapp:1",
             }),
         );
-        r.retry_after = Some(wait);
+        r.retry_after = Some(match (&st.storm_retry_after, storm) {
+            (Some(text), true) => text.clone(),
+            _ => wait.to_string(),
+        });
         return r;
     }
     if method != Method::POST {

@@ -27,6 +27,15 @@
 //!   contact (when mapped), and `chargeback_opened` and `payment_failed` make
 //!   that contact's update go out first.
 //!
+//! # Portals
+//! Tenants never share a portal: with `[sinks.hubspot.tenants.<id>] token`,
+//! each tenant's records go to its own portal (its own client, rate limits,
+//! queue and memory), so two tenants' customers with one email or two orders
+//! with one id stay apart. A record of a tenant without a portal is
+//! dead-lettered (`no_hubspot_portal`), and the configuration check refuses to
+//! start when a configured tenant has none. A single `token` is allowed only
+//! while the configuration has at most one tenant.
+//!
 //! # The queue and the quota planner
 //! A write turns its records into upserts waiting in a queue, one per HubSpot
 //! object (contacts by email, deals by order id). Updates of one object waiting
@@ -334,9 +343,24 @@ fn bounded_set<K: std::hash::Hash + Eq>(set: &mut HashSet<K>) {
     }
 }
 
-/// The HubSpot sink (see the module docs).
+/// The HubSpot sink (see the module docs): one [`Portal`] per tenant
+/// (`[sinks.hubspot.tenants.<id>]`), or one portal for a deployment with a
+/// single tenant (`token`).
 #[derive(Debug)]
 pub struct HubSpotSink {
+    /// Tenant → its portal.
+    portals: BTreeMap<String, Portal>,
+    /// The one portal of `token` (no `tenants`).
+    single: Option<Portal>,
+}
+
+/// What a tenant's records come to without a portal of their own.
+pub const NO_PORTAL: &str = "no_hubspot_portal";
+
+/// One HubSpot portal: its token, its rate limits, its queue and what it
+/// remembers. Tenants never share one (unless the deployment has one tenant).
+#[derive(Debug)]
+struct Portal {
     batch_size: usize,
     order_id_property: String,
     mapping: Mapping,
@@ -363,7 +387,63 @@ enum Object {
 }
 
 impl HubSpotSink {
+    /// The sink of `cfg`: a portal per `[sinks.hubspot.tenants.<id>]`, or the
+    /// one portal of `token`. Records of a tenant without a portal are
+    /// dead-lettered ([`NO_PORTAL`]); the configuration check refuses to start
+    /// when a configured tenant has none.
     pub fn new(cfg: &HubSpotSinkConfig, registry: &Registry) -> Result<Self, WriteError> {
+        let fatal = |message: String| WriteError::Fatal { message };
+        let metrics = HubSpotMetrics::new(registry)
+            .map_err(|e| fatal(format!("cannot register the HubSpot metrics: {e}")))?;
+        if cfg.tenants.is_empty() {
+            if cfg.token.trim().is_empty() {
+                return Err(fatal(
+                    "sinks.hubspot: no token, and no [sinks.hubspot.tenants.<id>]".into(),
+                ));
+            }
+            return Ok(Self {
+                portals: BTreeMap::new(),
+                single: Some(Portal::new(
+                    cfg,
+                    &cfg.token,
+                    "sinks.hubspot.token",
+                    metrics,
+                )?),
+            });
+        }
+        let mut portals = BTreeMap::new();
+        for (tenant, t) in &cfg.tenants {
+            let portal = Portal::new(
+                cfg,
+                &t.token,
+                &format!("sinks.hubspot.tenants.{tenant}.token"),
+                metrics.clone(),
+            )?;
+            portals.insert(tenant.clone(), portal);
+        }
+        Ok(Self {
+            portals,
+            single: None,
+        })
+    }
+
+    /// The longest `Retry-After` honoured (`sinks.max_retry_after_secs`); the
+    /// default is [`crate::DEFAULT_MAX_RETRY_AFTER`].
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        for p in self.portals.values_mut().chain(self.single.as_mut()) {
+            p.client.max_retry_after = max;
+        }
+        self
+    }
+}
+
+impl Portal {
+    fn new(
+        cfg: &HubSpotSinkConfig,
+        token: &str,
+        token_key: &str,
+        metrics: HubSpotMetrics,
+    ) -> Result<Self, WriteError> {
         let fatal = |message: String| WriteError::Fatal { message };
         let mapping = Mapping::new(cfg).map_err(fatal)?;
         if !(1..=100).contains(&cfg.batch_size) {
@@ -374,10 +454,8 @@ impl HubSpotSink {
         if cfg.order_id_property.trim().is_empty() {
             return Err(fatal("sinks.hubspot.order_id_property is empty".into()));
         }
-        let metrics = HubSpotMetrics::new(registry)
-            .map_err(|e| fatal(format!("cannot register the HubSpot metrics: {e}")))?;
-        let client = Client::new(&cfg.base_url, &cfg.token, REQUEST_TIMEOUT, metrics.clone())
-            .map_err(fatal)?;
+        let client = Client::new(&cfg.base_url, token, REQUEST_TIMEOUT, metrics.clone())
+            .map_err(|e| fatal(e.replace("sinks.hubspot.token", token_key)))?;
         Ok(Self {
             batch_size: cfg.batch_size,
             order_id_property: cfg.order_id_property.clone(),
@@ -1172,6 +1250,14 @@ fn halves<T>(ids: Vec<T>) -> Vec<Vec<T>> {
     vec![a, b]
 }
 
+fn tenant_of(item: &Item) -> &str {
+    match item {
+        Item::Customer(c) => &c.tenant,
+        Item::Order(o) => &o.tenant,
+        Item::Trigger(t) => &t.tenant,
+    }
+}
+
 impl Sink for HubSpotSink {
     fn name(&self) -> &'static str {
         "hubspot"
@@ -1181,6 +1267,71 @@ impl Sink for HubSpotSink {
         vec![Stream::Customers, Stream::Orders, Stream::Triggers]
     }
 
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<Vec<Rejection>, WriteError> {
+        if let Some(single) = self.single.as_mut() {
+            return single.write(batch).await;
+        }
+        // Each tenant's records go to its own portal; indices map back.
+        let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut rejections = Vec::new();
+        for (i, r) in batch.iter().enumerate() {
+            let tenant = tenant_of(&r.item);
+            if self.portals.contains_key(tenant) {
+                by_tenant.entry(tenant).or_default().push(i);
+            } else {
+                rejections.push(Rejection {
+                    index: i,
+                    code: NO_PORTAL.into(),
+                    reason: format!(
+                        "tenant {tenant:?} has no HubSpot portal: add [sinks.hubspot.tenants.{tenant}] \
+                         token = ... (tenants never share a portal)"
+                    ),
+                });
+            }
+        }
+        let mut first_error = None;
+        for (tenant, indices) in by_tenant {
+            let Some(portal) = self.portals.get_mut(tenant) else {
+                continue;
+            };
+            let part: Vec<SinkRecord> = indices.iter().map(|i| batch[*i].clone()).collect();
+            match portal.write(&part).await {
+                Ok(rs) => rejections.extend(rs.into_iter().map(|r| Rejection {
+                    index: indices[r.index],
+                    ..r
+                })),
+                // The other portals still get their records; the runner retries
+                // the batch, and what a portal wrote it skips the next time.
+                Err(WriteError::Retryable {
+                    message,
+                    retry_after,
+                }) => {
+                    let e = WriteError::Retryable {
+                        message: format!("tenant {tenant}: {message}"),
+                        retry_after,
+                    };
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                    }
+                }
+                Err(WriteError::Fatal { message }) => {
+                    return Err(WriteError::Fatal {
+                        message: format!(
+                            "tenant {tenant}: {message} (sinks.hubspot.tenants.{tenant}.token)"
+                        ),
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        rejections.sort_by_key(|r| r.index);
+        Ok(rejections)
+    }
+}
+
+impl Portal {
     async fn write(&mut self, batch: &[SinkRecord]) -> Result<Vec<Rejection>, WriteError> {
         self.rejected_now.clear();
         let mut index: HashMap<SourceId, usize> = HashMap::new();
