@@ -140,10 +140,31 @@ pub trait Sink: Send {
     ) -> impl Future<Output = Result<Vec<Rejection>, WriteError>> + Send;
 }
 
+/// A sink lent to a run: [`supervisor::supervise`] runs the same sink again
+/// after a failure (its metrics are registered once, its state kept).
+impl<S: Sink> Sink for &mut S {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn streams(&self) -> Vec<Stream> {
+        (**self).streams()
+    }
+    fn prepare(&mut self) -> impl Future<Output = Result<(), WriteError>> + Send {
+        (**self).prepare()
+    }
+    fn write(
+        &mut self,
+        batch: &[SinkRecord],
+    ) -> impl Future<Output = Result<Vec<Rejection>, WriteError>> + Send {
+        (**self).write(batch)
+    }
+}
+
 pub mod hubspot;
 mod pg_tls;
 pub mod postgres;
 pub mod runner;
+pub mod supervisor;
 pub mod webhook;
 
 pub use runner::{RunOptions, RunSummary, SinkError};
