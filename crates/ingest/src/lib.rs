@@ -8,7 +8,13 @@
 //! retries and nothing it was told "ok" is ever lost.
 //!
 //! `POST /v1/collect/{tenant}` takes browser touches: CORS from the tenant's allowed
-//! origins only, a per-client rate limit, 204.
+//! origins only, per-client and per-tenant rate limits, `at` within a window of
+//! the receive time, and an `email` that counts only when the tenant opted in or
+//! the shop's backend signed it; 204.
+//!
+//! Public means abused: headers and bodies have read deadlines, bodies in memory
+//! have a byte budget, every tenant's provider has a rate limit, and `/readyz`
+//! reuses its Kafka check for `ingest.ready_cache_ms`.
 //!
 //! Every non-2xx answer has the JSON body `{"error": "...", "reason": "<code>"}`.
 
@@ -18,6 +24,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -31,8 +38,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prometheus::Registry;
 use storefold_codec::{AvroCodec, RawEvent, Verification, WireFormat};
 use storefold_providers::{Credentials, Headers, ProviderKind, WebhookRequest};
-use storefold_runtime::config::{Config, IngestConfig};
+use storefold_runtime::config::{Config, IngestConfig, valid_tenant_id};
 use storefold_runtime::kafka::Topics;
+use storefold_runtime::net::Cidr;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +48,10 @@ use tracing::Instrument;
 
 mod metrics;
 mod publish;
+mod serve;
 pub mod trace;
+
+pub use serve::serve_public;
 
 pub use metrics::IngestMetrics;
 pub use publish::{PublishError, Publisher, Stored};
@@ -68,9 +79,21 @@ pub enum IngestError {
 struct Tenant {
     providers: HashMap<ProviderKind, Credentials>,
     origins: Vec<String>,
+    /// Beacon emails count without a token.
+    collect_identify: bool,
+    /// The key of beacons' `email_token`s.
+    identity_secret: Option<String>,
 }
 
 type Limiter = DefaultKeyedRateLimiter<(Arc<str>, IpAddr)>;
+
+/// Bytes a raw event adds to its body: ids, the kept headers, the trace
+/// context, Avro framing and Kafka's record overhead, generously.
+pub const RAW_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// librdkafka's producer limit the ingest sets unless `kafka.properties` says
+/// otherwise (see [`Publisher::new`]).
+pub const DEFAULT_PRODUCER_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// The ingest's shared state: tenants and their secrets, the producer, the codec.
 pub struct Ingest {
@@ -83,7 +106,17 @@ pub struct Ingest {
     codec: AvroCodec,
     settings: IngestConfig,
     metrics: IngestMetrics,
+    /// Touches per tenant and client address (IPv6 by /64).
     limiter: Limiter,
+    /// Touches per tenant, all clients together.
+    tenant_limiter: DefaultKeyedRateLimiter<Arc<str>>,
+    /// Webhooks per tenant and provider.
+    webhook_limiter: DefaultKeyedRateLimiter<(Arc<str>, ProviderKind)>,
+    trusted_proxies: Vec<Cidr>,
+    /// Bytes of bodies that may be held at once (`ingest.max_buffered_bytes`).
+    body_budget: Arc<Semaphore>,
+    /// The last Kafka readiness answer and when it was made.
+    ready_cache: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
     accepting: AtomicBool,
 }
 
@@ -125,19 +158,27 @@ impl Ingest {
                     Tenant {
                         providers,
                         origins: t.collect_origins.clone(),
+                        collect_identify: t.collect_identify,
+                        identity_secret: t.collect_identity_secret.as_ref().map(|s| s.0.clone()),
                     },
                 )
             })
             .collect();
         let settings = config.ingest.clone();
+        check_message_size(config)?;
+        let trusted_proxies = settings
+            .collect
+            .trusted_proxies()
+            .map_err(IngestError::Unsupported)?;
         let publisher = Publisher::new(
             &config.kafka,
             Duration::from_millis(settings.produce_timeout_ms),
         )?;
         let c = &settings.collect;
-        let quota =
-            Quota::per_second(NonZeroU32::new(c.requests_per_second).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(c.burst).unwrap_or(NonZeroU32::MIN));
+        let quota = |per_second: u32, burst: u32| {
+            Quota::per_second(NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+        };
         let raw_topic_names: HashMap<ProviderKind, String> =
             Topics::new(&config.kafka.topic_prefix)
                 .all_raw()
@@ -154,7 +195,20 @@ impl Ingest {
             used_raw_topics,
             codec: AvroCodec::embedded()?,
             metrics: IngestMetrics::new(registry),
-            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            limiter: DefaultKeyedRateLimiter::keyed(quota(c.requests_per_second, c.burst)),
+            tenant_limiter: DefaultKeyedRateLimiter::keyed(quota(
+                c.tenant_requests_per_second,
+                c.tenant_burst,
+            )),
+            webhook_limiter: DefaultKeyedRateLimiter::keyed(quota(
+                settings.webhook_requests_per_second,
+                settings.webhook_burst,
+            )),
+            trusted_proxies,
+            body_budget: Arc::new(Semaphore::new(
+                settings.max_buffered_bytes.min(Semaphore::MAX_PERMITS),
+            )),
+            ready_cache: tokio::sync::Mutex::new(None),
             settings,
             accepting: AtomicBool::new(true),
         }))
@@ -184,9 +238,9 @@ impl Ingest {
         &self,
         kafka: &storefold_runtime::config::KafkaConfig,
     ) -> Result<(), IngestError> {
-        let kafka = kafka.clone();
+        let owned = kafka.clone();
         let view = tokio::task::spawn_blocking(move || {
-            storefold_runtime::kafka::describe_cluster(&kafka, Duration::from_secs(10))
+            storefold_runtime::kafka::describe_cluster(&owned, Duration::from_secs(10))
         })
         .await
         .map_err(|e| IngestError::Topics(format!("metadata task failed: {e}")))??;
@@ -196,14 +250,69 @@ impl Ingest {
             .filter(|t| !view.topics.contains_key(*t))
             .map(String::as_str)
             .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(IngestError::Topics(format!(
+        if !missing.is_empty() {
+            return Err(IngestError::Topics(format!(
                 "raw topics missing on the broker: {}; create them with `storefold topics create`",
                 missing.join(", ")
-            )))
+            )));
         }
+        self.check_topic_message_size(kafka).await
+    }
+
+    /// Refuses a `max_body_bytes` above a raw topic's `max.message.bytes`, where
+    /// the broker answers DescribeConfigs (librdkafka's mock cluster does not:
+    /// then only the producer's limit was checked, in [`Ingest::new`]).
+    async fn check_topic_message_size(
+        &self,
+        kafka: &storefold_runtime::config::KafkaConfig,
+    ) -> Result<(), IngestError> {
+        use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> =
+            storefold_runtime::kafka::client_config(kafka).create()?;
+        let timeout = Duration::from_secs(5);
+        let resources: Vec<ResourceSpecifier<'_>> = self
+            .raw_topics()
+            .iter()
+            .map(|t| ResourceSpecifier::Topic(t))
+            .collect();
+        let opts = AdminOptions::new().request_timeout(Some(timeout));
+        let results = match tokio::time::timeout(
+            timeout + Duration::from_secs(1),
+            admin.describe_configs(resources.iter(), &opts),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "raw topics' max.message.bytes not checked: the broker did not answer DescribeConfigs");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::info!(
+                    "raw topics' max.message.bytes not checked: DescribeConfigs timed out"
+                );
+                return Ok(());
+            }
+        };
+        for (topic, result) in self.raw_topics().iter().zip(results) {
+            let Some(limit) = result.ok().and_then(|r| {
+                r.get("max.message.bytes")
+                    .and_then(|e| e.value.as_deref())
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            }) else {
+                continue;
+            };
+            if self.settings.max_body_bytes > limit {
+                return Err(IngestError::Topics(format!(
+                    "ingest.max_body_bytes = {} is above {topic}'s max.message.bytes = {limit}: \
+                     a webhook the ingest accepts could never be stored; lower ingest.max_body_bytes \
+                     or raise the topic's max.message.bytes",
+                    self.settings.max_body_bytes
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Stops answering readiness (so load balancers drain) before the listener closes.
@@ -240,10 +349,32 @@ impl Ingest {
         self.limiter.shrink_to_fit();
     }
 
+    /// Clients whose rate-limit state is held now.
+    pub fn tracked_clients(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// `/readyz`: shutting down, else the Kafka answer of at most
+    /// `ingest.ready_cache_ms` ago (one metadata request at a time, however
+    /// often the probe asks).
     async fn ready(&self) -> Result<(), String> {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err("shutting down".into());
         }
+        let ttl = Duration::from_millis(self.settings.ready_cache_ms);
+        let mut cached = self.ready_cache.lock().await;
+        if let Some((at, answer)) = &*cached
+            && at.elapsed() < ttl
+        {
+            return answer.clone();
+        }
+        let answer = self.kafka_ready().await;
+        self.metrics.ready_checks.inc();
+        *cached = Some((Instant::now(), answer.clone()));
+        answer
+    }
+
+    async fn kafka_ready(&self) -> Result<(), String> {
         let producer = self.publisher.producer().clone();
         let topic = self
             .raw_topics()
@@ -260,6 +391,44 @@ impl Ingest {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+}
+
+/// Refuses a `max_body_bytes` that the producer could not send: the body plus
+/// [`RAW_ENVELOPE_BYTES`] must fit the producer's `message.max.bytes`.
+fn check_message_size(config: &Config) -> Result<(), IngestError> {
+    let producer_max = match config.kafka.properties.get("message.max.bytes") {
+        None => DEFAULT_PRODUCER_MAX_BYTES,
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            IngestError::Unsupported(format!(
+                "kafka.properties message.max.bytes = {v:?} is not a number"
+            ))
+        })?,
+    };
+    let largest = config
+        .ingest
+        .max_body_bytes
+        .max(config.ingest.collect.max_body_bytes);
+    if largest.saturating_add(RAW_ENVELOPE_BYTES) > producer_max {
+        return Err(IngestError::Unsupported(format!(
+            "ingest.max_body_bytes = {largest} plus up to {RAW_ENVELOPE_BYTES} bytes of raw event \
+             envelope is more than the producer's message.max.bytes = {producer_max}: such a \
+             webhook would be accepted and never stored; lower ingest.max_body_bytes to at most {} \
+             or raise kafka.properties message.max.bytes (and the raw topics' max.message.bytes)",
+            producer_max.saturating_sub(RAW_ENVELOPE_BYTES)
+        )));
+    }
+    Ok(())
+}
+
+/// A tenant id from a URL as it may be logged: as it is when it is a valid id,
+/// else escaped and cut (it is whatever the client sent).
+fn loggable_tenant(tenant: &str) -> String {
+    if valid_tenant_id(tenant) {
+        tenant.to_string()
+    } else {
+        let cut: String = tenant.chars().take(64).collect();
+        format!("invalid:{cut:?}")
     }
 }
 
@@ -348,17 +517,22 @@ pub async fn serve(
     let grace = Duration::from_secs(ingest.settings.shutdown_timeout_secs);
     let stop = shutdown.clone();
     let draining = ingest.clone();
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let header_timeout = Duration::from_millis(ingest.settings.header_timeout_ms);
+    let stop_serving = CancellationToken::new();
+    {
+        let stop_serving = stop_serving.clone();
+        tokio::spawn(async move {
             stop.cancelled().await;
             draining.stop_accepting();
-        })
-        .into_future(),
-    );
+            stop_serving.cancel();
+        });
+    }
+    let server = tokio::spawn(serve::serve_public(
+        listener,
+        app,
+        header_timeout,
+        stop_serving,
+    ));
     let pruner = {
         let ingest = ingest.clone();
         let stop = shutdown.clone();
@@ -417,6 +591,8 @@ struct Rejection {
     reason: &'static str,
     message: String,
     retry_after: Option<u64>,
+    /// Close the connection after answering (the request was not read to its end).
+    close: bool,
 }
 
 impl Rejection {
@@ -426,6 +602,7 @@ impl Rejection {
             reason,
             message: message.into(),
             retry_after: None,
+            close: false,
         }
     }
 }
@@ -438,6 +615,10 @@ impl IntoResponse for Rejection {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if self.close {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
@@ -456,7 +637,7 @@ async fn webhook(
     let trace = trace::TraceContext::continue_or_new(request.headers());
     let span = tracing::info_span!(
         "webhook",
-        tenant = %tenant,
+        tenant = %loggable_tenant(&tenant),
         provider = provider_label(kind),
         trace_id = %trace.trace_id(),
     );
@@ -537,8 +718,11 @@ async fn handle_webhook(
             format!("{} is not configured for this tenant", kind.name()),
         )
     })?;
+    ingest.limit_webhooks(tenant_id, kind)?;
     let (parts, body) = request.into_parts();
-    let body = read_body(body, &parts.headers, ingest.settings.max_body_bytes).await?;
+    let (body, _reserved) = ingest
+        .read_body(body, &parts.headers, ingest.settings.max_body_bytes)
+        .await?;
     let headers = to_headers(&parts.headers);
     let url_token = parts.uri.query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
@@ -574,6 +758,11 @@ async fn handle_webhook(
     let inbound = kind
         .describe(&req)
         .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    if kind == ProviderKind::WooCommerce && storefold_providers::woocommerce::is_ping(&body) {
+        // The creation ping says only "this URL answers": answered, not stored.
+        tracing::info!("WooCommerce ping answered");
+        return Ok(StatusCode::OK.into_response());
+    }
     let raw = raw_event(tenant_id, kind, inbound, &headers, &body, now, trace);
     store(ingest, kind, raw).await?;
     Ok(match kind {
@@ -695,7 +884,7 @@ async fn collect(
     let trace = trace::TraceContext::continue_or_new(request.headers());
     let span = tracing::info_span!(
         "collect",
-        tenant = %tenant,
+        tenant = %loggable_tenant(&tenant),
         provider = "collect",
         trace_id = %trace.trace_id(),
     );
@@ -731,20 +920,20 @@ async fn handle_collect(
 ) -> Result<Response, Rejection> {
     let tenant = ingest.tenant(tenant_id)?;
     check_origin(tenant, request.headers())?;
-    let client = client_addr(&request, ingest.settings.collect.trust_forwarded_for);
-    let key: (Arc<str>, IpAddr) = (Arc::from(tenant_id), client);
-    if let Err(not_until) = ingest.limiter.check_key(&key) {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let mut r = Rejection::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many touches from this client; slow down",
-        );
-        r.retry_after = Some(wait.as_secs().max(1));
-        return Err(r);
-    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client = storefold_runtime::net::client_addr(peer, forwarded, &ingest.trusted_proxies);
+    ingest.limit_touches(tenant_id, client)?;
     let (parts, body) = request.into_parts();
-    let body = read_body(body, &parts.headers, ingest.settings.collect.max_body_bytes).await?;
+    let (body, _reserved) = ingest
+        .read_body(body, &parts.headers, ingest.settings.collect.max_body_bytes)
+        .await?;
     let headers = to_headers(&parts.headers);
     let req = WebhookRequest {
         headers: &headers,
@@ -754,8 +943,12 @@ async fn handle_collect(
     let inbound = ProviderKind::Collect
         .describe(&req)
         .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let claims = storefold_providers::collect::claims(&body)
+        .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let now = OffsetDateTime::now_utc();
-    let raw = raw_event(
+    check_touch_time(&ingest.settings.collect, claims.at, now)?;
+    let vouched = vouch_for_email(tenant, tenant_id, &claims, now)?;
+    let mut raw = raw_event(
         tenant_id,
         ProviderKind::Collect,
         inbound,
@@ -764,8 +957,79 @@ async fn handle_collect(
         now,
         trace,
     );
+    if let Some(mark) = vouched {
+        raw.headers.insert(
+            storefold_providers::collect::IDENTITY_HEADER.to_string(),
+            mark.to_string(),
+        );
+    }
     store(ingest, ProviderKind::Collect, raw).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// 400 when a touch's `at` lies outside `[now - max_past_secs, now +
+/// max_future_secs]`: a beacon dated years ahead would stay a customer's last
+/// touch, one dated years back their first.
+fn check_touch_time(
+    c: &storefold_runtime::config::CollectConfig,
+    at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), Rejection> {
+    let Some(at) = at else { return Ok(()) };
+    let secs = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    let earliest = now.checked_sub(secs(c.max_past_secs));
+    let latest = now.checked_add(secs(c.max_future_secs));
+    if earliest.is_some_and(|e| at < e) || latest.is_some_and(|l| at > l) {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "at_out_of_window",
+            format!(
+                "at must lie between {} seconds before and {} seconds after the time the touch is received",
+                c.max_past_secs, c.max_future_secs
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the beacon's email may identify the visitor, as the mark stored
+/// with it: a valid `email_token` (`signed`; a wrong, expired or unverifiable
+/// one is 401), else the tenant's opt-in. An email nobody vouches for is kept
+/// out of the fold; a beacon that would say nothing else (an identify) is 403.
+fn vouch_for_email(
+    tenant: &Tenant,
+    tenant_id: &str,
+    claims: &storefold_providers::collect::Claims,
+    now: OffsetDateTime,
+) -> Result<Option<&'static str>, Rejection> {
+    use storefold_providers::collect::{IDENTITY_OPTED_IN, IDENTITY_SIGNED};
+    let Some(email) = claims.email.as_deref() else {
+        return Ok(None);
+    };
+    if let Some(token) = claims.email_token.as_deref() {
+        let secret = tenant.identity_secret.as_deref().unwrap_or_default();
+        return match storefold_providers::collect::verify_identity_token(
+            secret, tenant_id, email, token, now,
+        ) {
+            Ok(()) => Ok(Some(IDENTITY_SIGNED)),
+            Err(e) => Err(Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_email_token",
+                format!("email_token does not verify for this tenant and email: {e}"),
+            )),
+        };
+    }
+    if tenant.collect_identify {
+        return Ok(Some(IDENTITY_OPTED_IN));
+    }
+    if !claims.visit {
+        return Err(Rejection::new(
+            StatusCode::FORBIDDEN,
+            "identify_not_allowed",
+            "this tenant takes beacon emails only with an email_token signed by the shop's backend",
+        ));
+    }
+    Ok(None)
 }
 
 /// CORS preflight for the collect endpoint: allowed origins only.
@@ -847,50 +1111,111 @@ fn add_cors(headers: &mut HeaderMap, origin: &str) {
     }
 }
 
-fn client_addr(request: &Request, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for
-        && let Some(ip) = request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return ip;
+impl Ingest {
+    /// 429 when the tenant's provider is over `ingest.webhook_requests_per_second`.
+    fn limit_webhooks(&self, tenant: &str, kind: ProviderKind) -> Result<(), Rejection> {
+        // Only configured tenants get here, so the keys are bounded.
+        let key = (Arc::from(tenant), kind);
+        self.webhook_limiter.check_key(&key).map_err(|not_until| {
+            rate_limited(
+                not_until,
+                "too many webhooks for this tenant and provider; retry later",
+            )
+        })
     }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+
+    /// 429 when the client (IPv6: its /64) or the tenant as a whole is over its
+    /// rate. The client table holds at most `ingest.collect.max_clients`
+    /// addresses: when it is full after dropping idle ones, clients not yet in
+    /// it share one bucket per tenant, so a flood of addresses costs memory
+    /// only up to the bound.
+    fn limit_touches(&self, tenant: &str, client: IpAddr) -> Result<(), Rejection> {
+        let tenant_key: Arc<str> = Arc::from(tenant);
+        let mut client = storefold_runtime::net::client_key(client);
+        if self.limiter.len() >= self.settings.collect.max_clients {
+            self.limiter.retain_recent();
+            if self.limiter.len() >= self.settings.collect.max_clients {
+                client = IpAddr::from([0, 0, 0, 0]);
+            }
+        }
+        self.limiter
+            .check_key(&(tenant_key.clone(), client))
+            .map_err(|n| rate_limited(n, "too many touches from this client; slow down"))?;
+        self.tenant_limiter
+            .check_key(&tenant_key)
+            .map_err(|n| rate_limited(n, "too many touches for this tenant; slow down"))
+    }
+
+    /// Reads the body up to `limit` bytes within `ingest.body_timeout_ms`,
+    /// holding its share of `ingest.max_buffered_bytes` (returned with it, to
+    /// be held until the request is answered). 413 beyond the limit (told by
+    /// `Content-Length` before reading when the client sends one), 503 when
+    /// the budget is spent, 408 when the body comes too slowly, 400 when the
+    /// client breaks off.
+    async fn read_body(
+        &self,
+        body: Body,
+        headers: &HeaderMap,
+        limit: usize,
+    ) -> Result<(Bytes, OwnedSemaphorePermit), Rejection> {
+        let too_large = || {
+            Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than {limit} bytes"),
+            )
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let reserve = declared.map_or(limit, |len| len as usize).max(1);
+        let permit = u32::try_from(reserve)
+            .ok()
+            .and_then(|n| self.body_budget.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(|| {
+                let mut r = Rejection::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many request bodies held at once; retry later",
+                );
+                r.retry_after = Some(self.settings.retry_after_secs);
+                r
+            })?;
+        let deadline = Duration::from_millis(self.settings.body_timeout_ms);
+        match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => Ok((collected.to_bytes(), permit)),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Ok(Err(_)) => Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                "the body could not be read (the client broke off)",
+            )),
+            Err(_) => {
+                let mut r = Rejection::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body did not arrive within {deadline:?}"),
+                );
+                r.close = true;
+                Err(r)
+            }
+        }
+    }
 }
 
-/// Reads the body up to `limit` bytes: 413 beyond it (told by `Content-Length`
-/// before reading when the client sends one), 400 when the client breaks off.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Rejection> {
-    let too_large = || {
-        Rejection::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is larger than {limit} bytes"),
-        )
-    };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
-        return Err(too_large());
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "body_unreadable",
-            format!("the body could not be read: {e}"),
-        )),
-    }
+/// 429 with the limiter's wait as `Retry-After` (at least a second).
+fn rate_limited(
+    not_until: governor::NotUntil<governor::clock::QuantaInstant>,
+    message: &'static str,
+) -> Rejection {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    let mut r = Rejection::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+    r.retry_after = Some(wait.as_secs().max(1));
+    r
 }
 
 fn to_headers(map: &HeaderMap) -> Headers {

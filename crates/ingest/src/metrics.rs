@@ -1,6 +1,8 @@
 //! The ingest's Prometheus metrics (ARCHITECTURE §7).
 
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use storefold_runtime::metrics::{LATENCY_BUCKETS, SIZE_BUCKETS};
 use storefold_runtime::register;
 
@@ -22,6 +24,9 @@ pub struct IngestMetrics {
     /// `storefold_ingest_last_accepted_timestamp_seconds{provider}`: Unix time of
     /// the last request this instance stored (answered 2xx).
     pub last_accepted: GaugeVec,
+    /// `storefold_ingest_readiness_checks_total`: Kafka metadata requests made
+    /// for `/readyz` (cached for `ingest.ready_cache_ms`).
+    pub ready_checks: IntCounter,
 }
 
 impl IngestMetrics {
@@ -84,6 +89,13 @@ impl IngestMetrics {
                         "Unix time of the last request of a provider this instance stored (2xx)"
                     ),
                     &["provider"]
+                )
+            ),
+            ready_checks: register!(
+                registry,
+                IntCounter::new(
+                    "storefold_ingest_readiness_checks_total",
+                    "Kafka metadata requests made to answer /readyz (the answer is cached)"
                 )
             ),
         }

@@ -58,8 +58,14 @@ impl Publisher {
     /// 503 leaves nothing behind in the queue that could be stored later.
     pub fn new(kafka: &KafkaConfig, timeout: Duration) -> Result<Self, KafkaError> {
         let mut cfg = storefold_runtime::kafka::producer_config(kafka, timeout);
-        // Room for the largest body plus the envelope.
-        cfg.set("message.max.bytes", (16 * 1024 * 1024).to_string());
+        // Room for the largest body plus the envelope, unless the operator set
+        // the limit (the ingest checks `max_body_bytes` against it at start).
+        if !kafka.properties.contains_key("message.max.bytes") {
+            cfg.set(
+                "message.max.bytes",
+                crate::DEFAULT_PRODUCER_MAX_BYTES.to_string(),
+            );
+        }
         let producer: FutureProducer = cfg.create()?;
         Ok(Self { producer, timeout })
     }

@@ -313,7 +313,8 @@ async fn collect_applies_cors_and_the_rate_limit() {
     let broker = MockBroker::start(1);
     let cfg = config(
         broker.bootstrap(),
-        "[ingest.collect]\nrequests_per_second = 1\nburst = 3\ntrust_forwarded_for = true\n",
+        "[ingest.collect]\nrequests_per_second = 1\nburst = 3\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         # the sample touch is dated 2025\nmax_past_secs = 4000000000\n",
     );
     create_topics(&broker, &cfg);
     let ing = Running::start(&cfg).await;

@@ -925,6 +925,13 @@ pub fn render(w: &World, seed: u64) -> Vec<Webhook> {
 
 fn render_touches(out: &mut Out<'_>, c: &Customer) {
     let Some(anon) = &c.anonymous_id else { return };
+    // Stored as the ingest stores beacons of a tenant that accepts their emails.
+    let vouched = || {
+        vec![(
+            storefold_providers::collect::IDENTITY_HEADER.to_string(),
+            storefold_providers::collect::IDENTITY_OPTED_IN.to_string(),
+        )]
+    };
     for t in &c.touches {
         let mut body = json!({
             "anonymous_id": anon,
@@ -939,9 +946,9 @@ fn render_touches(out: &mut Out<'_>, c: &Customer) {
         if t.with_email {
             body["email"] = json!(c.email);
         }
-        out.push(ProviderKind::Collect, t.at, Vec::new(), body.clone());
+        out.push(ProviderKind::Collect, t.at, vouched(), body.clone());
         if t.sent_twice {
-            out.push(ProviderKind::Collect, t.at, Vec::new(), body);
+            out.push(ProviderKind::Collect, t.at, vouched(), body);
         }
     }
     if c.identifies {
@@ -949,7 +956,7 @@ fn render_touches(out: &mut Out<'_>, c: &Customer) {
         out.push(
             ProviderKind::Collect,
             at,
-            Vec::new(),
+            vouched(),
             json!({"anonymous_id": anon, "email": c.email, "at": iso(at)}),
         );
     }

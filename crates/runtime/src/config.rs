@@ -260,6 +260,22 @@ pub struct IngestConfig {
     /// Requests handled at once; beyond it new requests get 503 at once (with
     /// `Retry-After`) instead of queueing bodies in memory while Kafka is slow.
     pub max_in_flight: usize,
+    /// How long a client may take to send a request's headers; a slower
+    /// connection is closed (slow-loris).
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a request's body; a slower one gets
+    /// 408 and its connection is closed.
+    pub body_timeout_ms: u64,
+    /// Bytes of request bodies held at once (each request reserves its
+    /// `Content-Length`, else its body limit); beyond it 503 with `Retry-After`.
+    pub max_buffered_bytes: usize,
+    /// Sustained webhooks per second per tenant and provider; beyond the burst
+    /// 429 with `Retry-After`.
+    pub webhook_requests_per_second: u32,
+    /// Webhooks a tenant's provider may send at once before the rate applies.
+    pub webhook_burst: u32,
+    /// How long `/readyz` reuses its last Kafka check.
+    pub ready_cache_ms: u64,
     pub collect: CollectConfig,
 }
 
@@ -272,6 +288,12 @@ impl Default for IngestConfig {
             retry_after_secs: 5,
             shutdown_timeout_secs: 30,
             max_in_flight: 4096,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            webhook_requests_per_second: 200,
+            webhook_burst: 1000,
+            ready_cache_ms: 2_000,
             collect: CollectConfig::default(),
         }
     }
@@ -761,9 +783,37 @@ pub struct CollectConfig {
     pub burst: u32,
     /// Largest accepted touch body.
     pub max_body_bytes: usize,
-    /// Take the client address from the first `X-Forwarded-For` entry (only behind
-    /// a proxy that sets it; otherwise clients could pick their own bucket).
-    pub trust_forwarded_for: bool,
+    /// Addresses of the proxies in front of the ingest (CIDRs, `10.0.0.0/8`, or
+    /// single addresses). A request from one of them is attributed to the
+    /// rightmost `X-Forwarded-For` hop that is not one of them; empty: the
+    /// peer address, and `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Replaced by `trusted_proxies`; `true` is refused with a message saying so.
+    pub trust_forwarded_for: Option<bool>,
+    /// Sustained touches per second per tenant, all clients together.
+    pub tenant_requests_per_second: u32,
+    /// Touches a tenant may receive at once before its rate applies.
+    pub tenant_burst: u32,
+    /// Client addresses whose rate-limit state is kept; when more are seen at
+    /// once, the clients not yet known share one bucket per tenant.
+    pub max_clients: usize,
+    /// How far before the receive time a touch's `at` may lie (400 beyond).
+    pub max_past_secs: u64,
+    /// How far after the receive time a touch's `at` may lie (400 beyond).
+    pub max_future_secs: u64,
+}
+
+impl CollectConfig {
+    /// The parsed `trusted_proxies`.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::net::Cidr>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|c| {
+                crate::net::Cidr::parse(c)
+                    .map_err(|e| format!("ingest.collect.trusted_proxies: {e}"))
+            })
+            .collect()
+    }
 }
 
 impl Default for CollectConfig {
@@ -772,7 +822,13 @@ impl Default for CollectConfig {
             requests_per_second: 5,
             burst: 20,
             max_body_bytes: 16 * 1024,
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            trust_forwarded_for: None,
+            tenant_requests_per_second: 100,
+            tenant_burst: 500,
+            max_clients: 100_000,
+            max_past_secs: 24 * 3600,
+            max_future_secs: 300,
         }
     }
 }
@@ -859,6 +915,13 @@ pub struct TenantConfig {
     pub payments: PaymentsConfig,
     /// Credentials per provider name. Only configured providers are accepted.
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Whether an `email` in a collect beacon may create or merge customers
+    /// without a token from the shop's backend. Off: only beacons whose
+    /// `email_token` verifies with `collect_identity_secret` do.
+    pub collect_identify: bool,
+    /// The shop backend's key for `email_token`s (HMAC-SHA256; see the README's
+    /// collect section). `None`: beacon tokens are refused.
+    pub collect_identity_secret: Option<crate::net::Secret>,
 }
 
 impl Default for TenantConfig {
@@ -869,6 +932,8 @@ impl Default for TenantConfig {
             reporting_currency: None,
             payments: PaymentsConfig::default(),
             providers: BTreeMap::new(),
+            collect_identify: false,
+            collect_identity_secret: None,
         }
     }
 }
@@ -1223,6 +1288,7 @@ impl Config {
                 "ingest.collect.requests_per_second and burst must be positive",
             ));
         }
+        validate_abuse_limits(i)?;
         let p = &self.processor;
         if p.batch_size == 0 || p.commit_interval_ms == 0 || p.produce_timeout_ms == 0 {
             return Err(invalid(
@@ -1260,6 +1326,15 @@ impl Config {
                 )));
             }
             tenant_options(id, tenant)?;
+            if tenant
+                .collect_identity_secret
+                .as_ref()
+                .is_some_and(|s| s.0.trim().len() < 16)
+            {
+                return Err(invalid(format!(
+                    "tenants.{id}.collect_identity_secret must be at least 16 characters (a random key shared with the shop's backend)"
+                )));
+            }
             for origin in &tenant.collect_origins {
                 if !(origin.starts_with("https://") || origin.starts_with("http://"))
                     || origin.trim_end_matches('/') != origin
@@ -1389,6 +1464,41 @@ fn tenant_options(
         tenant.map_options().map_err(named)?,
         tenant.reporting_currency().map_err(named)?,
     ))
+}
+
+/// The ingest's timeouts, budgets and rate limits, and the retired
+/// `trust_forwarded_for`.
+fn validate_abuse_limits(i: &IngestConfig) -> Result<(), ConfigError> {
+    let c = &i.collect;
+    if c.trust_forwarded_for == Some(true) {
+        return Err(invalid(
+            "ingest.collect.trust_forwarded_for is replaced by ingest.collect.trusted_proxies: list the addresses or CIDR blocks of your proxies (e.g. [\"10.0.0.0/8\"]); the client is then the rightmost X-Forwarded-For hop that is not one of them (the leftmost entry is whatever the client sent)",
+        ));
+    }
+    c.trusted_proxies().map_err(invalid)?;
+    if i.header_timeout_ms == 0 || i.body_timeout_ms == 0 || i.ready_cache_ms == 0 {
+        return Err(invalid(
+            "ingest.header_timeout_ms, body_timeout_ms and ready_cache_ms must be positive",
+        ));
+    }
+    if i.webhook_requests_per_second == 0 || i.webhook_burst == 0 {
+        return Err(invalid(
+            "ingest.webhook_requests_per_second and webhook_burst must be positive",
+        ));
+    }
+    if c.tenant_requests_per_second == 0 || c.tenant_burst == 0 || c.max_clients == 0 {
+        return Err(invalid(
+            "ingest.collect.tenant_requests_per_second, tenant_burst and max_clients must be positive",
+        ));
+    }
+    if i.max_buffered_bytes < i.max_body_bytes.max(c.max_body_bytes) {
+        return Err(invalid(format!(
+            "ingest.max_buffered_bytes ({}) must hold at least one body of ingest.max_body_bytes ({})",
+            i.max_buffered_bytes,
+            i.max_body_bytes.max(c.max_body_bytes)
+        )));
+    }
+    Ok(())
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {

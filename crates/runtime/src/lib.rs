@@ -5,6 +5,7 @@
 pub mod config;
 pub mod kafka;
 pub mod metrics;
+pub mod net;
 pub mod operator;
 pub mod server;
 pub mod shutdown;

@@ -1101,6 +1101,14 @@ impl Gen {
                 .select(d.provider.kept_headers())
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
+                // The shops accept beacon emails (`collect_identify`), as the
+                // ingest marks their beacons.
+                .chain((d.provider == ProviderKind::Collect).then(|| {
+                    (
+                        storefold_providers::collect::IDENTITY_HEADER.to_string(),
+                        storefold_providers::collect::IDENTITY_OPTED_IN.to_string(),
+                    )
+                }))
                 .collect(),
             body: d.body.clone(),
             verification: d
