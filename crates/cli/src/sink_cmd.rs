@@ -103,7 +103,8 @@ pub(crate) async fn run_sink(mut config: Config, args: SinkArgs) -> Result<()> {
         }
         SinkName::Hubspot => {
             let cfg = config.sinks.hubspot.clone().ok_or_else(|| missing(name))?;
-            let sink = HubSpotSink::new(&cfg, &registry)?;
+            let sink = HubSpotSink::new(&cfg, &registry)?
+                .with_max_retry_after(Duration::from_secs(config.sinks.max_retry_after_secs));
             let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, idle);
             serve(sink, &config, opts, registry, listener).await
         }
