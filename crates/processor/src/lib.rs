@@ -35,6 +35,7 @@ use storefold_providers::MapOptions;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, describe_cluster, producer_config};
 use tokio::net::TcpListener;
+use storefold_runtime::operator::Access;
 use tokio_util::sync::CancellationToken;
 
 pub use runner::{Mode, Owned, RunOptions, RunSummary};
@@ -68,6 +69,8 @@ pub struct Processor {
     /// The configured tenant ids (`GET /v1/tenants`, the Inspector's choices).
     pub tenants: Vec<String>,
 }
+    /// The operator tokens that guard the query API, `/v1/tenants` and `/metrics`.
+    pub access: Access,
 
 impl Processor {
     /// Reads the fold's configuration (`Config::fold_config`: the rates file),
@@ -179,6 +182,7 @@ impl Processor {
             tenants: config.tenants.keys().cloned().collect(),
         })
     }
+            access: Access::new(&config.operator),
 
     /// Runs the consumer loop on the calling (blocking) thread.
     pub fn run_blocking(
@@ -189,8 +193,25 @@ impl Processor {
         runner::run(self.shared.clone(), self.owned.clone(), opts, token)
     }
 
-    /// Query API, the Inspector (`/ui`, `/v1/tenants`) plus `/healthz`,
-    /// `/readyz`, `/metrics`.
+    /// The operator routes: the query API, the Inspector (`/ui`,
+    /// `/v1/tenants`) and `ops` (`/healthz`, `/readyz`, `/metrics`), behind
+    /// the operator tokens' guard (`storefold_runtime::operator::guard`).
+    pub fn operator_router(&self, ops: axum::Router) -> axum::Router {
+        query::router(
+            self.owned.clone(),
+            self.shared.partitions,
+            self.shared.fold.clone(),
+        )
+        .merge(ui::router(self.tenants.clone()))
+        .merge(ops)
+        .layer(axum::middleware::from_fn_with_state(
+            self.access.clone(),
+            storefold_runtime::operator::guard,
+        ))
+    }
+
+    /// [`Processor::operator_router`] with the processor's own `/healthz`,
+    /// `/readyz` (the loop runs) and `/metrics`.
     pub fn router(&self, running: Arc<AtomicBool>) -> axum::Router {
         let ready: storefold_runtime::server::ReadyCheck = Arc::new(move || {
             let running = running.clone();
@@ -202,13 +223,7 @@ impl Processor {
                 }
             })
         });
-        query::router(
-            self.owned.clone(),
-            self.shared.partitions,
-            self.shared.fold.clone(),
-        )
-        .merge(ui::router(self.tenants.clone()))
-        .merge(storefold_runtime::server::ops_router(
+        self.operator_router(storefold_runtime::server::ops_router(
             self.registry.clone(),
             ready,
         ))
