@@ -1228,3 +1228,19 @@ fn to_headers(map: &HeaderMap) -> Headers {
 fn unix_millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_tenant;
+
+    #[test]
+    fn tenants_from_urls_are_logged_escaped() {
+        assert_eq!(loggable_tenant("acme"), "acme");
+        let forged = "acme\n2026-01-01T00:00:00Z INFO admin logged in";
+        let shown = loggable_tenant(forged);
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(shown.starts_with("invalid:\""), "{shown}");
+        assert!(loggable_tenant(&"x".repeat(500)).len() < 100);
+        assert!(!loggable_tenant("a\u{1b}[31mred").contains('\u{1b}'));
+    }
+}
