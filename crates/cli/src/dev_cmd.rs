@@ -35,10 +35,14 @@ const FOLD_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DevArgs {
-    /// Address of all HTTP: the ingest (webhooks, touches), the query API,
-    /// /healthz, /readyz and /metrics.
+    /// Address of the public HTTP: the ingest (webhooks, touches), /healthz
+    /// and /readyz.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
+    /// Address of the operator HTTP: the query API, the Inspector (/ui) and
+    /// /metrics, behind the dev token printed at start.
+    #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
+    operator_listen: SocketAddr,
     /// Local port where other Kafka tools (kcat, …) reach the embedded broker
     /// (0: any free port).
     #[arg(long, default_value_t = 9092, value_name = "PORT")]
@@ -174,6 +178,20 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     // Security settings are for a real cluster; the embedded one speaks plaintext.
     config.kafka.properties.clear();
     config.ingest.listen = args.listen;
+    config.operator.listen = args.operator_listen;
+    // An admin token for this run only, printed in the banner.
+    let token = storefold_runtime::operator::new_token();
+    config
+        .operator
+        .tokens
+        .push(storefold_runtime::operator::TokenConfig {
+            name: "storefold-dev".into(),
+            sha256: storefold_runtime::operator::hash_token(&token),
+            tenants: Vec::new(),
+            admin: true,
+            metrics: false,
+        });
+    config.validate().context("the operator token of dev")?;
 
     let topics: Vec<(String, i32)> = topic_specs(&config.kafka)
         .into_iter()
@@ -204,6 +222,22 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     if local.ip().is_unspecified() {
         local.set_ip([127, 0, 0, 1].into());
     }
+    let operator = TcpListener::bind(args.operator_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (choose another with --operator-listen)",
+                args.operator_listen
+            )
+        })?;
+    let mut operator_local = operator.local_addr().context("operator listen address")?;
+    if operator_local.ip().is_unspecified() {
+        operator_local.set_ip([127, 0, 0, 1].into());
+    }
+    let access = Access {
+        base: format!("http://{operator_local}"),
+        token,
+    };
 
     let shutdown = storefold_runtime::shutdown::on_signal();
     let stop = shutdown.child_token();
@@ -220,11 +254,12 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
         sinks.postgres = Some(cfg);
     }
     let pg_group = sinks.postgres.as_ref().map(|c| c.group_id.clone());
-    let roles = Roles::start(&config, http, Mode::All, sinks).await?;
+    let roles = Roles::start(&config, http, operator, Mode::All, sinks).await?;
 
     banner(
         &config,
         local,
+        &access,
         broker_addr,
         &broker.bootstrap,
         &args,
@@ -234,7 +269,7 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     let mut outcome: Result<()> = Ok(());
     if let Some(sample) = &sample {
         let sent = tokio::select! {
-            r = send_and_summarise(&config, local, sample, &roles, pg_group.as_deref()) => r,
+            r = send_and_summarise(&config, local, &access, sample, &roles, pg_group.as_deref()) => r,
             _ = shutdown.cancelled() => Ok(()),
         };
         if let Err(e) = sent {
@@ -297,9 +332,16 @@ fn check_tenant(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The operator listener's address and the dev token.
+struct Access {
+    base: String,
+    token: String,
+}
+
 fn banner(
     config: &Config,
     http: SocketAddr,
+    access: &Access,
     broker_port: SocketAddr,
     bootstrap: &str,
     args: &DevArgs,
@@ -312,7 +354,12 @@ fn banner(
         "\
 storefold dev: the ingest, the processor{sink} and an embedded Kafka broker in one process.
 
-  HTTP (ingest, query API, /healthz, /readyz, /metrics)  http://{http}
+  Public HTTP            http://{http} (webhooks, touches, /healthz, /readyz)
+  Operator HTTP          {operator} (query API, /ui, /metrics; needs the token)
+  Operator token         {token}
+                         (admin, valid for this run only; send it as
+                         Authorization: Bearer <token>)
+  Inspector              {operator}/ui#token={token}
   Embedded broker        127.0.0.1:{port} (forwarded to {bootstrap}, the address it advertises:
                          clients such as kcat must be able to reach that one too)
   Topics                 {prefix}* with {partitions} partitions each (e.g. {raw})
@@ -334,6 +381,8 @@ For a real Kafka, put its address in a configuration file
         } else {
             ""
         },
+        operator = access.base,
+        token = access.token,
         port = broker_port.port(),
         prefix = config.kafka.topic_prefix,
         partitions = config.kafka.partitions,
@@ -347,6 +396,7 @@ For a real Kafka, put its address in a configuration file
 async fn send_and_summarise(
     config: &Config,
     http: SocketAddr,
+    access: &Access,
     sample: &Sample,
     roles: &Roles,
     pg_group: Option<&str>,
@@ -389,7 +439,7 @@ async fn send_and_summarise(
         );
     }
     println!();
-    summarise(&client, &base, sample).await
+    summarise(&client, access, sample).await
 }
 
 async fn send(
@@ -603,7 +653,8 @@ fn money_list(net: &BTreeMap<String, i64>) -> String {
 
 /// Queries the processor for every sample customer and prints the table, then
 /// checks it against what the sample should give.
-async fn summarise(client: &reqwest::Client, base: &str, sample: &Sample) -> Result<()> {
+async fn summarise(client: &reqwest::Client, access: &Access, sample: &Sample) -> Result<()> {
+    let base = &access.base;
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut wrong: Vec<String> = Vec::new();
     let mut merges: Vec<String> = Vec::new();
@@ -612,6 +663,7 @@ async fn summarise(client: &reqwest::Client, base: &str, sample: &Sample) -> Res
         let url = format!("{base}/v1/tenants/{TENANT}/customers?email={}", exp.email);
         let resp = client
             .get(&url)
+            .bearer_auth(&access.token)
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
@@ -701,7 +753,10 @@ async fn summarise(client: &reqwest::Client, base: &str, sample: &Sample) -> Res
         .map(|c| c.email.as_str())
         .unwrap_or("");
     let urls = [
-        (format!("{base}/ui"), "the Inspector"),
+        (
+            format!("{base}/ui#token={}", access.token),
+            "the Inspector (signed in with the dev token)",
+        ),
         (
             format!("{base}/v1/tenants/{TENANT}/customers?email={first}"),
             "a Customer 360 (query API)",
@@ -717,6 +772,11 @@ async fn summarise(client: &reqwest::Client, base: &str, sample: &Sample) -> Res
     for (url, what) in &urls {
         writeln!(out, "  {url:<width$}  {what}")?;
     }
+    writeln!(
+        out,
+        "The query API and /metrics answer 401 without the token, e.g.:\n  curl -H 'Authorization: Bearer {}' '{base}/v1/tenants'",
+        access.token
+    )?;
     writeln!(out)?;
     out.flush()?;
     if wrong.is_empty() {

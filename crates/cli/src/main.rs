@@ -5,8 +5,8 @@
 //! `ingest` (signed webhooks in, raw events durably in
 //! Kafka), `process` and `replay` (the fold), `sink <name>` (PostgreSQL, HubSpot,
 //! webhook), `topics create|check`, `webhook send` (sign and post a payload as the
-//! provider would), `normalize` (what the fold sees for a payload) and `schemas
-//! check`.
+//! provider would), `token new|hash` (operator API tokens), `normalize` (what
+//! the fold sees for a payload) and `schemas check`.
 
 // The CLI's job is to print.
 #![allow(clippy::print_stdout)]
@@ -20,6 +20,7 @@ mod roles;
 mod run_cmd;
 mod schemas_cmd;
 mod sink_cmd;
+mod token_cmd;
 mod topics_cmd;
 mod webhook_cmd;
 
@@ -84,16 +85,18 @@ enum Command {
     /// Run a processor instance: fold the raw topics into customer and order
     /// state (RocksDB per task under processor.state_dir), exactly once, and
     /// publish projections, triggers and dead letters. Serves the query API
-    /// (/v1/tenants/{tenant}/customers/…, /orders/…) with /healthz, /readyz and
-    /// /metrics on processor.listen.
+    /// (/v1/tenants/{tenant}/customers/…, /orders/…), the Inspector (/ui) and
+    /// /metrics, behind [[operator.tokens]], with /healthz and /readyz on
+    /// processor.listen.
     ///
     /// Instances share the work through the consumer group processor.group_id.
     /// Refuses to start when its state was built from another Kafka cluster or
     /// when a raw topic was truncated under it. Stops gracefully on SIGTERM.
     Process(process_cmd::ProcessArgs),
     /// Run every role in one process against the configured Kafka: the ingest,
-    /// a processor instance and the configured sinks, all HTTP (webhooks,
-    /// touches, the query API, /ui, /healthz, /readyz, /metrics) on one address.
+    /// a processor instance and the configured sinks; webhooks, touches,
+    /// /healthz and /readyz on the public address, the query API, /ui and
+    /// /metrics (behind [[operator.tokens]]) on the operator address.
     ///
     /// For a small installation, or several identical instances that share the
     /// work: processors through the consumer group processor.group_id, each
@@ -123,6 +126,12 @@ enum Command {
     Topics {
         #[command(subcommand)]
         command: topics_cmd::TopicsCommand,
+    },
+    /// Operator API tokens for the query API, the Inspector and /metrics
+    /// ([[operator.tokens]] in the configuration holds their SHA-256).
+    Token {
+        #[command(subcommand)]
+        command: token_cmd::TokenCommand,
     },
     /// Webhook tools for testing an installation.
     Webhook {
@@ -195,6 +204,7 @@ fn main() {
             init_logs(&config, cli.log_format);
             runtime()?.block_on(topics_cmd::run(&config, command))
         }),
+        Command::Token { command } => token_cmd::run(command),
         Command::Webhook { command } => load_config_if_any(cli.config.as_deref())
             .and_then(|config| runtime()?.block_on(webhook_cmd::run(config.as_ref(), command))),
     };

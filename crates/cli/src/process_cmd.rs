@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProcessArgs {
-    /// Address of the query API, /healthz, /readyz and /metrics (overrides processor.listen).
+    /// Address of the query API, /ui, /v1/tenants and /metrics (behind
+    /// [[operator.tokens]]), /healthz and /readyz (overrides processor.listen).
     #[arg(long, env = "STOREFOLD_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Where the tasks keep their RocksDB (overrides processor.state_dir).
@@ -24,7 +25,8 @@ pub(crate) struct ProcessArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReplayArgs {
-    /// Address of /healthz, /readyz and /metrics while replaying.
+    /// Address of /healthz, /readyz and /metrics (behind [[operator.tokens]])
+    /// while replaying.
     #[arg(long, env = "STOREFOLD_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Where the tasks keep their RocksDB (overrides processor.state_dir).
@@ -47,6 +49,11 @@ fn apply(config: &mut Config, listen: Option<SocketAddr>, state_dir: Option<Path
 
 async fn bind(config: &Config) -> Result<TcpListener> {
     let addr = config.processor.listen;
+    // processor.listen is this role's operator listener.
+    config
+        .operator
+        .check_exposure(addr, "processor.listen")
+        .map_err(|e| anyhow::anyhow!(e))?;
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))

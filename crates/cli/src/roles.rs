@@ -1,7 +1,9 @@
 //! Every role in one process: the ingest, the processor (with its query API and
-//! the Inspector) and the chosen sinks, all HTTP on one listener and all metrics
-//! in one registry. `storefold run` starts them against the configured Kafka,
-//! `storefold dev` against its embedded broker.
+//! the Inspector) and the chosen sinks, all metrics in one registry. The public
+//! listener serves the ingest (webhooks, touches, `/healthz`, `/readyz`); the
+//! operator listener the query API, `/ui`, `/v1/tenants` and `/metrics`
+//! behind the operator tokens. `storefold run` starts them against the
+//! configured Kafka, `storefold dev` against its embedded broker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +17,8 @@ use storefold_runtime::config::{Config, HubSpotSinkConfig, PostgresSinkConfig, W
 use storefold_sinks::Sink;
 use storefold_sinks::hubspot::HubSpotSink;
 use storefold_sinks::postgres::PostgresSink;
-use storefold_sinks::runner::{RunOptions, SinkError, SinkMetrics, run_with_metrics};
+use storefold_sinks::runner::{RunOptions, SinkError, SinkMetrics};
+use storefold_sinks::supervisor::{SinkHealth, supervise};
 use storefold_sinks::webhook::WebhookSink;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -63,6 +66,8 @@ pub(crate) struct Roles {
     ingest: Arc<Ingest>,
     sinks: Vec<SinkTask>,
     server: JoinHandle<std::io::Result<()>>,
+    /// The operator listener's server.
+    operator_server: JoinHandle<std::io::Result<()>>,
     /// Stops the HTTP server (after the ingest stopped accepting).
     stop_http: CancellationToken,
     /// Stops the processor loop and the sinks.
@@ -71,11 +76,14 @@ pub(crate) struct Roles {
 
 impl Roles {
     /// Starts the processor (`mode`), the ingest and `sinks` on `config`'s Kafka
-    /// and serves the ingest, the query API, `/ui`, `/healthz`, `/readyz` (the
-    /// ingest's: Kafka reachable and not shutting down) and `/metrics` on `http`.
+    /// and serves the ingest, `/healthz` and `/readyz` (the ingest's: Kafka
+    /// reachable and not shutting down) on `http`, and the query API, `/ui`,
+    /// `/v1/tenants`, `/metrics` (behind `[[operator.tokens]]`), `/healthz`
+    /// and `/readyz` on `operator`.
     pub(crate) async fn start(
         config: &Config,
         http: TcpListener,
+        operator: TcpListener,
         mode: Mode,
         sinks: Sinks,
     ) -> Result<Roles> {
@@ -103,35 +111,65 @@ impl Roles {
         // the start with its reason.
         let stop_roles = CancellationToken::new();
         let metrics = (!sinks.names().is_empty()).then(|| SinkMetrics::new(&registry));
+        // A sink that fails later restarts with backoff and shows in the
+        // operator /readyz; the ingest keeps accepting meanwhile.
+        let health = metrics.as_ref().map(SinkHealth::new);
         let mut tasks: Vec<SinkTask> = Vec::new();
         if let (Some(cfg), Some(m)) = (&sinks.postgres, &metrics) {
             let sink = PostgresSink::connect(cfg, &registry)
                 .await
                 .context("the PostgreSQL sink")?;
             let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
-            tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
+            tasks.push(spawn_sink(sink, config, opts, m, &health, &stop_roles));
         }
         if let (Some(cfg), Some(m)) = (&sinks.hubspot, &metrics) {
-            let sink =
-                HubSpotSink::new(cfg, &registry).map_err(|e| anyhow!("the HubSpot sink: {e}"))?;
+            let sink = HubSpotSink::new(cfg, &registry)
+                .map_err(|e| anyhow!("the HubSpot sink: {e}"))?
+                .with_max_retry_after(Duration::from_secs(config.sinks.max_retry_after_secs));
             let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
-            tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
+            tasks.push(spawn_sink(sink, config, opts, m, &health, &stop_roles));
         }
         if let (Some(cfg), Some(m)) = (&sinks.webhook, &metrics) {
             let sink =
                 WebhookSink::new(cfg, &registry).map_err(|e| anyhow!("the webhook sink: {e}"))?;
             let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
-            tasks.push(spawn_sink(sink, config, opts, m, &stop_roles));
+            tasks.push(spawn_sink(sink, config, opts, m, &health, &stop_roles));
         }
 
-        let app = storefold_ingest::app(ingest.clone(), registry.clone())
-            .merge(storefold_processor::query::router(
-                processor.owned.clone(),
-                processor.shared.partitions,
-                processor.shared.fold.clone(),
-            ))
-            .merge(storefold_processor::ui::router(processor.tenants.clone()));
+        // The public listener never serves an operator route (`/metrics`
+        // included), whatever the ingest's router holds.
+        let app = storefold_ingest::app(ingest.clone(), registry.clone()).layer(
+            axum::middleware::from_fn(storefold_runtime::operator::public_only),
+        );
         let stop_http = CancellationToken::new();
+        // The operator listener's /readyz: serving until shutdown begins.
+        let operator_app = {
+            let stopping = stop_http.clone();
+            let health = health.clone();
+            let ready: storefold_runtime::server::ReadyCheck = Arc::new(move || {
+                let stopping = stopping.is_cancelled();
+                let sinks = health.as_ref().map_or(Ok(()), SinkHealth::check);
+                Box::pin(async move {
+                    if stopping {
+                        Err("shutting down".to_string())
+                    } else {
+                        sinks
+                    }
+                })
+            });
+            processor.operator_router(storefold_runtime::server::ops_router(
+                registry.clone(),
+                ready,
+            ))
+        };
+        let operator_server = {
+            let stop = stop_http.clone();
+            tokio::spawn(
+                axum::serve(operator, operator_app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .into_future(),
+            )
+        };
         let server = {
             let stop = stop_http.clone();
             let draining = ingest.clone();
@@ -159,6 +197,7 @@ impl Roles {
             ingest,
             sinks: tasks,
             server,
+            operator_server,
             stop_http,
             stop_roles,
         })
@@ -173,6 +212,9 @@ impl Roles {
             }
             if self.server.is_finished() {
                 return "the HTTP server".into();
+            }
+            if self.operator_server.is_finished() {
+                return "the operator HTTP server".into();
             }
             if let Some((name, _)) = self.sinks.iter().find(|(_, t)| t.is_finished()) {
                 return format!("the {name} sink");
@@ -191,6 +233,7 @@ impl Roles {
             ingest,
             sinks,
             server,
+            operator_server,
             stop_http,
             stop_roles,
         } = self;
@@ -201,6 +244,15 @@ impl Roles {
             Ok(Ok(Err(e))) => outcome = Err(anyhow!(e).context("the HTTP server")),
             Ok(Err(e)) => outcome = Err(anyhow!("the HTTP server panicked: {e}")),
             Err(_) => tracing::warn!(?grace, "in-flight requests did not finish; closing"),
+        }
+        match tokio::time::timeout(Duration::from_secs(5), operator_server).await {
+            Ok(Ok(Err(e))) => {
+                outcome = outcome.and(Err(anyhow!(e).context("the operator HTTP server")));
+            }
+            Ok(Err(e)) => {
+                outcome = outcome.and(Err(anyhow!("the operator HTTP server panicked: {e}")));
+            }
+            Ok(Ok(Ok(()))) | Err(_) => {}
         }
         let publisher = ingest.publisher().clone();
         let _ = tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(10))).await;
@@ -239,18 +291,25 @@ impl Roles {
     }
 }
 
+/// Runs a sink until shutdown, restarted with backoff after each failure
+/// (reported in `health` meanwhile).
 fn spawn_sink<S: Sink + Sync + 'static>(
     sink: S,
     config: &Config,
     opts: RunOptions,
     metrics: &SinkMetrics,
+    health: &Option<SinkHealth>,
     stop: &CancellationToken,
 ) -> SinkTask {
     let name = sink.name();
-    let config = config.clone();
-    let metrics = metrics.clone();
-    let token = stop.clone();
-    let task =
-        tokio::spawn(async move { run_with_metrics(sink, &config, opts, &metrics, token).await });
+    let health = health.clone().unwrap_or_else(|| SinkHealth::new(metrics));
+    let task = tokio::spawn(supervise(
+        sink,
+        config.clone(),
+        opts,
+        metrics.clone(),
+        health,
+        stop.clone(),
+    ));
     (name, task)
 }

@@ -14,10 +14,15 @@ use crate::sink_cmd::SinkName;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
-    /// Address of all HTTP: webhooks and touches, the query API, /ui, /healthz,
-    /// /readyz and /metrics (default: ingest.listen).
+    /// Address of the public HTTP: webhooks, touches, /healthz and /readyz
+    /// (default: ingest.listen).
     #[arg(long, env = "STOREFOLD_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Address of the operator HTTP: the query API, /ui, /v1/tenants and
+    /// /metrics behind [[operator.tokens]], with /healthz and /readyz
+    /// (default: operator.listen).
+    #[arg(long, env = "STOREFOLD_OPERATOR_LISTEN", value_name = "ADDR")]
+    operator_listen: Option<SocketAddr>,
     /// Where the processor's tasks keep their RocksDB (overrides processor.state_dir).
     #[arg(long, env = "STOREFOLD_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -81,15 +86,28 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<()> {
     if let Some(d) = &args.state_dir {
         config.processor.state_dir = d.clone();
     }
+    if let Some(l) = args.operator_listen {
+        config.operator.listen = l;
+    }
+    config
+        .operator
+        .check_exposure(config.operator.listen, "operator.listen")
+        .map_err(|e| anyhow!(e))?;
     let addr = config.ingest.listen;
     let http = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = http.local_addr().context("listen address")?;
+    let addr = config.operator.listen;
+    let operator = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (operator.listen)"))?;
+    let operator_local = operator.local_addr().context("operator listen address")?;
     let names = sinks.names();
-    let roles = Roles::start(&config, http, Mode::Group, sinks).await?;
+    let roles = Roles::start(&config, http, operator, Mode::Group, sinks).await?;
     tracing::info!(
         %local,
+        operator = %operator_local,
         group = %config.processor.group_id,
         state_dir = %config.processor.state_dir.display(),
         sinks = ?names,

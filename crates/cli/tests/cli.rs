@@ -43,6 +43,8 @@ fn every_command_and_option_is_described() {
         &["topics", "create"],
         &["topics", "check"],
         &["webhook", "send"],
+        &["token", "new"],
+        &["token", "hash"],
         &["normalize"],
         &["schemas", "check"],
     ];

@@ -144,11 +144,21 @@ fn a_stopped_instance_hands_its_tasks_over_and_nothing_is_lost() {
                 email.replace('+', "%2B")
             )
         };
-        let from_b = client.get(q(&b.base)).send().await.expect("b");
+        let from_b = client
+            .get(q(&b.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("b");
         let status_b = from_b.status().as_u16();
         let body_b: serde_json::Value =
             serde_json::from_slice(&from_b.bytes().await.expect("body")).expect("json");
-        let from_a = client.get(q(&a.base)).send().await.expect("a");
+        let from_a = client
+            .get(q(&a.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("a");
         let status_a = from_a.status().as_u16();
         let body_a: serde_json::Value =
             serde_json::from_slice(&from_a.bytes().await.expect("body")).expect("json");
@@ -157,6 +167,7 @@ fn a_stopped_instance_hands_its_tasks_over_and_nothing_is_lost() {
                 "{}/v1/tenants/{}/customers/{}",
                 b.base, on_b.tenant, on_b.customer_id
             ))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("by id");
@@ -165,6 +176,7 @@ fn a_stopped_instance_hands_its_tasks_over_and_nothing_is_lost() {
                 "{}/v1/tenants/{}/orders/shopify:1",
                 b.base, on_b.tenant
             ))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("unknown");

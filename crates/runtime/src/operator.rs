@@ -15,7 +15,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -209,8 +208,6 @@ impl Caller {
 #[derive(Clone)]
 pub struct Access {
     tokens: Vec<([u8; 32], Caller)>,
-    /// The configured tenant ids: a tenant outside them is `404` for everyone.
-    tenants: Arc<BTreeSet<String>>,
 }
 
 impl fmt::Debug for Access {
@@ -220,7 +217,6 @@ impl fmt::Debug for Access {
                 "tokens",
                 &self.tokens.iter().map(|(_, c)| &c.name).collect::<Vec<_>>(),
             )
-            .field("tenants", &self.tenants)
             .finish()
     }
 }
@@ -228,10 +224,7 @@ impl fmt::Debug for Access {
 impl Access {
     /// From a validated configuration (a hash that does not parse is skipped;
     /// [`OperatorConfig::validate`] refuses it before).
-    pub fn new<'a>(
-        config: &OperatorConfig,
-        tenants: impl IntoIterator<Item = &'a String>,
-    ) -> Access {
+    pub fn new(config: &OperatorConfig) -> Access {
         let tokens = config
             .tokens
             .iter()
@@ -250,10 +243,7 @@ impl Access {
                 ))
             })
             .collect();
-        Access {
-            tokens,
-            tenants: Arc::new(tenants.into_iter().cloned().collect()),
-        }
+        Access { tokens }
     }
 
     /// Whether no token is configured (every guarded route answers 401).
@@ -272,11 +262,6 @@ impl Access {
             }
         }
         found
-    }
-
-    /// Whether `tenant` is configured.
-    pub fn knows_tenant(&self, tenant: &str) -> bool {
-        self.tenants.contains(tenant)
     }
 }
 
@@ -346,9 +331,11 @@ fn refuse(status: StatusCode, reason: &'static str, message: &str) -> Response {
 ///   `unauthorized` with `WWW-Authenticate: Bearer`;
 /// - `/metrics` with a token that is neither admin nor metrics: **403**
 ///   `forbidden`;
-/// - `/v1/tenants/{tenant}/…` for a tenant the token does not cover, or that
-///   is not configured: **404** `no_such_tenant` (the same answer either way,
-///   so a token cannot find out which other tenants exist);
+/// - `/v1/tenants/{tenant}/…` for a tenant the token does not cover: **404**
+///   `no_such_tenant`, whether that tenant exists or not, so a tenant's token
+///   cannot find out which other tenants exist (its tenants are configured
+///   ones: [`OperatorConfig::validate`]); an admin token reaches the query
+///   API, whose own 404 answers an unknown tenant's ids;
 /// - otherwise the request goes on with its [`Caller`] as an extension.
 pub async fn guard(State(access): State<Access>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -372,7 +359,7 @@ pub async fn guard(State(access): State<Access>, mut req: Request, next: Next) -
                 "this token may not read /metrics (it needs admin = true or metrics = true)",
             );
         }
-        Route::Tenant(t) if !(access.knows_tenant(t) && caller.scope.may_read_tenant(t)) => {
+        Route::Tenant(t) if !caller.scope.may_read_tenant(t) => {
             return refuse(
                 StatusCode::NOT_FOUND,
                 "no_such_tenant",
@@ -461,7 +448,7 @@ mod tests {
     #[test]
     fn tokens_resolve_to_their_scope_and_unknown_ones_to_nothing() {
         let t = tenants();
-        let access = Access::new(&config(), &t);
+        let access = Access::new(&config());
         let admin = access.authenticate("admin-secret").unwrap();
         assert_eq!(admin.name, "ops");
         assert!(admin.scope.may_read_tenant("b") && admin.scope.may_read_metrics());

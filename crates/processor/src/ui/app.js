@@ -88,10 +88,26 @@ function link(params, text) {
   return a;
 }
 
+// The operator token: kept in this tab's sessionStorage (gone when the tab
+// closes), sent as a bearer token with every call to the query API.
+const TOKEN_KEY = "storefold.token";
+const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
+
+// A token given in the address's fragment (/ui#token=…, as `storefold dev`
+// prints it; a fragment is never sent to a server) is stored, then removed
+// from the address bar and the history.
+function tokenFromFragment() {
+  const t = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (t) sessionStorage.setItem(TOKEN_KEY, t.trim());
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+}
+
 async function api(path) {
   let res;
+  const headers = { accept: "application/json" };
+  if (token()) headers.authorization = "Bearer " + token();
   try {
-    res = await fetch(path, { headers: { accept: "application/json" } });
+    res = await fetch(path, { headers, credentials: "omit", referrerPolicy: "no-referrer" });
   } catch (e) {
     return { status: 0, body: { error: "the processor did not answer: " + e } };
   }
@@ -103,7 +119,11 @@ async function api(path) {
 // A failed answer as a state and message; true when it was one.
 function failed(res, tenant, what) {
   if (res.status === 200) return false;
-  if (res.status === 404) {
+  if (res.status === 401) {
+    signedOut("The operator token was refused; sign in with a valid one.", true);
+  } else if (res.status === 404 && res.body && res.body.reason === "no_such_tenant") {
+    setState("not_found", "Tenant " + tenant + " is not one this token may read.", true);
+  } else if (res.status === 404) {
     setState("not_found", "No " + what + " in tenant " + tenant + ".", true);
   } else if (res.status === 421) {
     const p = res.body && res.body.partition;
@@ -380,7 +400,51 @@ async function route() {
   setState("idle", "Look a customer up by email or phone.");
 }
 
+// Shows the sign-in form (and nothing of the data) with `message`.
+function signedOut(message, isError) {
+  $("login").hidden = false;
+  $("search").hidden = true;
+  $("customer").hidden = true;
+  $("order").hidden = true;
+  setState("login", message, isError);
+  $("token").focus();
+}
+
+// With a token: the tenants it may read, then what the address names.
+async function enter() {
+  if (!token()) {
+    signedOut("Sign in with an operator token to read customer data (`storefold token new` makes one; `storefold dev` prints one).");
+    return;
+  }
+  const q = new URLSearchParams(location.search);
+  const res = await api("/v1/tenants");
+  if (res.status === 401) {
+    signedOut("The operator token was refused; sign in with a valid one.", true);
+    return;
+  }
+  $("login").hidden = true;
+  $("search").hidden = false;
+  const list = (res.status === 200 && res.body && res.body.tenants) || [];
+  const dl = $("tenants");
+  clear(dl);
+  for (const t of list) dl.append(el("option", { value: t }));
+  if (!q.get("tenant") && list.length && !$("tenant").value) $("tenant").value = list[0];
+  await route();
+}
+
 async function start() {
+  tokenFromFragment();
+  $("login").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const t = $("token").value.trim();
+    $("token").value = "";
+    if (t) sessionStorage.setItem(TOKEN_KEY, t);
+    enter();
+  });
+  $("logout").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    signedOut("Signed out.");
+  });
   $("search").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const tenant = $("tenant").value.trim();
@@ -390,14 +454,8 @@ async function start() {
     history.pushState(null, "", "?" + new URLSearchParams(params).toString());
     route();
   });
-  window.addEventListener("popstate", route);
-  const q = new URLSearchParams(location.search);
-  const res = await api("/v1/tenants");
-  const list = (res.status === 200 && res.body && res.body.tenants) || [];
-  const dl = $("tenants");
-  for (const t of list) dl.append(el("option", { value: t }));
-  if (!q.get("tenant") && list.length) $("tenant").value = list[0];
-  await route();
+  window.addEventListener("popstate", () => (token() ? route() : signedOut("Sign in with an operator token.")));
+  await enter();
 }
 
 start();

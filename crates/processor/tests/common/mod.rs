@@ -40,6 +40,10 @@ pub struct Env {
 /// up has a test of its own (`parked.rs`) with the default timeout.
 pub const NO_PARK_TIMEOUT_HOURS: u64 = 1_000_000;
 
+/// The operator token of [`env`]'s configuration (an admin token): the query
+/// API, `/v1/tenants` and `/metrics` answer 401 without one.
+pub const ADMIN_TOKEN: &str = "sft_test-admin-token";
+
 /// A mock cluster with every storefold topic of `partitions` partitions and a
 /// configuration pointing at it, state under a temporary directory.
 pub fn env(partitions: i32) -> Env {
@@ -59,9 +63,11 @@ pub fn env_with(partitions: i32, park_timeout_hours: u64, more_toml: &str) -> En
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{}\"\npartitions = {partitions}\n\
          [processor]\nstate_dir = \"{}\"\nbatch_size = 300\ncommit_interval_ms = 100\n\
-         park_timeout_hours = {park_timeout_hours}\n{more_toml}",
+         park_timeout_hours = {park_timeout_hours}\n{more_toml}\n\
+         [[operator.tokens]]\nname = \"test-admin\"\nsha256 = \"{admin}\"\nadmin = true\n",
         broker.bootstrap(),
-        dir.path().join("state").display()
+        dir.path().join("state").display(),
+        admin = storefold_runtime::operator::hash_token(ADMIN_TOKEN),
     );
     let config = Config::from_toml_str(&toml, Vec::new()).expect("test config");
     for spec in topic_specs(&config.kafka) {
