@@ -157,12 +157,19 @@ fn env_references(toml: &str) -> BTreeSet<String> {
 }
 
 /// Loads a storefold configuration with every variable it references set to `x`
-/// (or to `given`'s value).
+/// (or to `given`'s value); a `…_SHA256` variable (an operator token's hash) to
+/// a hash of its name.
 fn load_config(toml: &str, given: &BTreeMap<String, String>, what: &str) -> Config {
     let env = env_references(toml)
         .into_iter()
         .map(|k| {
-            let v = given.get(&k).cloned().unwrap_or_else(|| "x".into());
+            let v = given.get(&k).cloned().unwrap_or_else(|| {
+                if k.ends_with("_SHA256") {
+                    storefold_runtime::operator::hash_token(&k)
+                } else {
+                    "x".into()
+                }
+            });
             (k, v)
         })
         .collect::<Vec<_>>();
@@ -603,11 +610,20 @@ impl Drop for Role {
     }
 }
 
-/// GET over HTTP/1.0: (status, body), or None when nothing answers.
+/// The operator token of the scrape test's configuration (metrics scope): the
+/// processor's `/metrics` answers 401 without it, the other roles ignore it.
+const METRICS_TOKEN: &str = "sft_ops-test-metrics-token";
+
+/// GET over HTTP/1.0 with [`METRICS_TOKEN`]: (status, body), or None when
+/// nothing answers.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {METRICS_TOKEN}\r\n\r\n"
+    )
+    .ok()?;
     let mut answer = String::new();
     s.read_to_string(&mut answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
@@ -755,7 +771,9 @@ fn real_metrics_scrapes_pass_promtool_and_match_the_registrations() {
          [sinks]\nretry_initial_ms = 50\nretry_max_ms = 500\ncircuit_failure_threshold = 2\ncircuit_open_ms = 500\n\
          [sinks.webhook]\nurl = \"http://127.0.0.1:{recv}/storefold\"\nsecret = \"receiver-secret\"\nlinger_ms = 20\n\
          [sinks.hubspot]\ntoken = \"test-token\"\nbase_url = \"http://127.0.0.1:{nowhere}\"\nlinger_ms = 20\n\
-         [log]\nlevel = \"warn,librdkafka=error,rdkafka=error\"\n{tenants}",
+         [log]\nlevel = \"warn,librdkafka=error,rdkafka=error\"\n\
+         [[operator.tokens]]\nname = \"prometheus\"\nsha256 = \"{metrics_hash}\"\nmetrics = true\n{tenants}",
+        metrics_hash = storefold_runtime::operator::hash_token(METRICS_TOKEN),
         bootstrap = broker.bootstrap(),
         state = dir.path().join("state").display(),
         recv = receiver.port,
@@ -1096,8 +1114,17 @@ fn compose_stack_validates_and_agrees_with_its_configuration() {
                 .iter()
                 .map(|v| str_of(v, "port"))
                 .collect();
-            assert!(
-                ports.contains(&format!("{port}:{port}").as_str()),
+            // Only the ingest (the public listener) is published on every
+            // interface; the processor's operator port and the sink's port
+            // are for this host only.
+            let published = if name == "ingest" {
+                format!("{port}:{port}")
+            } else {
+                format!("127.0.0.1:{port}:{port}")
+            };
+            assert_eq!(
+                ports,
+                [published.as_str()],
                 "{name} listens on {port} (storefold.toml) but publishes {ports:?}"
             );
             let check = svc["healthcheck"]["test"].to_string();
@@ -1190,6 +1217,38 @@ fn compose_stack_validates_and_agrees_with_its_configuration() {
     }
     let prom_mounts = services["prometheus"]["volumes"].to_string();
     assert!(prom_mounts.contains("alerts.yaml:/etc/prometheus/alerts.yaml"));
+
+    // The processor's port is its operator listener: tokens are configured (it
+    // refuses 0.0.0.0 without), and Prometheus scrapes it with a token the
+    // configuration gives the metrics scope.
+    assert!(
+        !config.operator.tokens.is_empty(),
+        "compose's storefold.toml has no [[operator.tokens]]"
+    );
+    let processor_job = prom["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "storefold-processor")
+        .expect("the processor job");
+    assert_eq!(processor_job["authorization"]["type"], "Bearer");
+    let token_file = str_of(
+        &processor_job["authorization"]["credentials_file"],
+        "credentials_file",
+    );
+    let token = read(&deploy("prometheus").join(token_file));
+    let access = storefold_runtime::operator::Access::new(&config.operator);
+    let caller = access
+        .authenticate(token.trim())
+        .expect("Prometheus's token is one of compose's [[operator.tokens]]");
+    assert!(
+        caller.scope.may_read_metrics() && !caller.scope.admin && caller.scope.tenants.is_empty(),
+        "Prometheus's token should read /metrics and nothing else: {caller:?}"
+    );
+    assert!(
+        prom_mounts.contains(&format!(":/etc/prometheus/{token_file}")),
+        "the token file is not mounted next to prometheus.yml: {prom_mounts}"
+    );
 
     // Grafana: the provisioned datasource is the compose Prometheus, and the
     // dashboard provider reads the directory the dashboard is mounted in.
@@ -1525,7 +1584,25 @@ fn helm_chart_renders_validates_and_fits_the_binary() {
             values["serviceMonitor"]["enabled"] == true,
             "{label}: ServiceMonitor"
         );
+        // The processor's operator port: a ClusterIP Service only, and the
+        // configuration has tokens (the processor refuses 0.0.0.0 without).
+        let query = must(&docs, "Service", "-processor");
+        assert_eq!(query["spec"]["type"], "ClusterIP", "{label}");
+        assert!(
+            !config.operator.tokens.is_empty(),
+            "{label}: no [[operator.tokens]]"
+        );
+        assert!(
+            find(&docs, "Ingress", "").is_none(),
+            "{label}: no Ingress routes the operator port"
+        );
         if let Some(m) = monitor {
+            let secret = &values["serviceMonitor"]["bearerTokenSecret"]["name"];
+            if secret.as_str().is_some_and(|s| !s.is_empty()) {
+                let auth = &m["spec"]["endpoints"][0]["authorization"];
+                assert_eq!(auth["type"], "Bearer", "{label}");
+                assert_eq!(&auth["credentials"]["name"], secret, "{label}");
+            }
             let job_label = str_of(&m["spec"]["jobLabel"], "jobLabel");
             assert_eq!(m["spec"]["endpoints"][0]["port"], "http");
             assert_eq!(m["spec"]["endpoints"][0]["path"], "/metrics");
