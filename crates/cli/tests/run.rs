@@ -1,13 +1,17 @@
 //! `storefold run` as a process: the ingest, the processor and the PostgreSQL sink
 //! in one process against a broker and a PostgreSQL server — signed webhooks in
-//! through HTTP, the Customer 360 out of the query API and in PostgreSQL, one
-//! `/metrics` for all roles, a clean exit on SIGTERM. A role that stops by itself
-//! stops the process with its reason; a chosen sink without its section is refused.
+//! through HTTP, the Customer 360 out of the query API (on the operator
+//! listener, with a token) and in PostgreSQL, one `/metrics` for all roles, a
+//! clean exit on SIGTERM. A sink that fails restarts with backoff and shows in
+//! the operator /readyz while the ingest keeps taking webhooks; a chosen sink
+//! without its section is refused.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use storefold_runtime::config::Config;
@@ -19,6 +23,8 @@ use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
 const TENANT: &str = "acme";
+/// The admin token of [`write_config`]'s configuration.
+const ADMIN_TOKEN: &str = "sft_run-test-admin";
 
 /// A running `storefold run`, killed when dropped.
 struct Run {
@@ -70,7 +76,11 @@ impl Run {
     }
 }
 
+/// A configuration whose ingest listens on `port` and whose operator listener
+/// (the query API, /ui, /metrics) on a free port, written to `dir/operator-port`.
 fn write_config(dir: &Path, bootstrap: &str, port: u16, sinks: &str) -> PathBuf {
+    let operator = free_port();
+    std::fs::write(dir.join("operator-port"), operator.to_string()).unwrap();
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{bootstrap}\"\npartitions = 3\n\
          [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
@@ -78,9 +88,12 @@ fn write_config(dir: &Path, bootstrap: &str, port: u16, sinks: &str) -> PathBuf 
          [processor]\nstate_dir = \"{state}\"\ncommit_interval_ms = 100\n\
          [sinks]\nretry_initial_ms = 50\nretry_max_ms = 500\ncircuit_failure_threshold = 3\n\
          {sinks}\n\
-         [log]\nlevel = \"info,librdkafka=error,rdkafka=error\"\n{tenant}",
+         [log]\nlevel = \"info,librdkafka=error,rdkafka=error\"\n\
+         [operator]\nlisten = \"127.0.0.1:{operator}\"\n\
+         [[operator.tokens]]\nname = \"admin\"\nsha256 = \"{admin}\"\nadmin = true\n{tenant}",
         state = dir.join("state").display(),
         tenant = samples::tenant_toml(TENANT),
+        admin = storefold_runtime::operator::hash_token(ADMIN_TOKEN),
     );
     let path = dir.join("storefold.toml");
     std::fs::write(&path, &toml).unwrap();
@@ -183,13 +196,19 @@ async fn run_takes_webhooks_to_the_query_api_and_postgresql_and_stops_cleanly() 
     }
     assert_eq!(r.body(forged.body).send().await.unwrap().status(), 401);
 
-    // The query API of the same address answers the folded customer.
+    // The query API of the operator address answers the folded customer.
+    let operator: u16 = std::fs::read_to_string(dir.path().join("operator-port"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let op = format!("http://127.0.0.1:{operator}");
     let deadline = Instant::now() + Duration::from_secs(120);
     let doc = loop {
         let r = client
             .get(format!(
-                "{base}/v1/tenants/{TENANT}/customers?email=ada@run.example"
+                "{op}/v1/tenants/{TENANT}/customers?email=ada@run.example"
             ))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .unwrap();
@@ -243,9 +262,15 @@ async fn run_takes_webhooks_to_the_query_api_and_postgresql_and_stops_cleanly() 
         .collect();
     assert_eq!(emails, ["ada@run.example", "bob@run.example"]);
 
-    // One /metrics for the three roles; the Inspector on the same address.
+    // One /metrics for the three roles, and the Inspector, on the operator
+    // address; the public one serves neither.
+    for path in ["/metrics", "/ui", "/v1/tenants"] {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "public {path}");
+    }
     let metrics = client
-        .get(format!("{base}/metrics"))
+        .get(format!("{op}/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -260,7 +285,7 @@ async fn run_takes_webhooks_to_the_query_api_and_postgresql_and_stops_cleanly() 
     ] {
         assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
     }
-    let ui = client.get(format!("{base}/ui")).send().await.unwrap();
+    let ui = client.get(format!("{op}/ui")).send().await.unwrap();
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("<html"));
 
@@ -275,30 +300,91 @@ async fn run_takes_webhooks_to_the_query_api_and_postgresql_and_stops_cleanly() 
 }
 
 /// A webhook receiver that refuses every delivery with 401 (a wrong signing
-/// secret at the receiver): a fatal error for the webhook sink.
-fn refusing_receiver() -> u16 {
+/// secret at the receiver: a fatal error for the webhook sink) while `refuse`
+/// holds, and accepts them (200) after; it keeps the bodies it accepted.
+fn switchable_receiver(refuse: Arc<AtomicBool>, accepted: Arc<Mutex<Vec<String>>>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            // The whole request: headers, then content-length bytes of body.
+            let mut req = Vec::new();
             let mut buf = [0u8; 65536];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(
-                b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 13\r\nconnection: close\r\n\r\nbad signature",
-            );
+            loop {
+                let Ok(n) = s.read(&mut buf) else { break };
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let answer: &[u8] = if refuse.load(Ordering::SeqCst) {
+                b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 13\r\nconnection: close\r\n\r\nbad signature"
+            } else {
+                accepted
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&req).to_string());
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            };
+            let _ = s.write_all(answer);
         }
     });
     port
 }
 
+/// Polls the operator listener's /readyz until `want` holds for its status and
+/// body (at most 120 s, failing early if the process exits).
+async fn operator_readyz(
+    client: &reqwest::Client,
+    op: &str,
+    run: &mut Run,
+    want: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = client.get(format!("{op}/readyz")).send().await {
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            if want(status, &body) {
+                return (status, body);
+            }
+        }
+        if let Some(s) = run.child.try_wait().unwrap() {
+            panic!("storefold run exited ({s}):\n{}", run.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "operator /readyz never answered as expected:\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_role_that_stops_stops_the_process_with_its_reason() {
+async fn a_failing_sink_restarts_and_shows_in_readiness_while_webhooks_keep_coming() {
     let broker = MockBroker::start(1);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let receiver = refusing_receiver();
+    let refuse = Arc::new(AtomicBool::new(true));
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let receiver = switchable_receiver(refuse.clone(), accepted.clone());
     let config = write_config(
         dir.path(),
         broker.bootstrap(),
@@ -311,19 +397,65 @@ async fn a_role_that_stops_stops_the_process_with_its_reason() {
     create_topics(&broker, &config);
     let mut run = Run::start(&config, dir.path().join("run.log"), &[]);
     let base = format!("http://127.0.0.1:{port}");
+    let operator: u16 = std::fs::read_to_string(dir.path().join("operator-port"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let op = format!("http://127.0.0.1:{operator}");
     let client = http_client();
     wait_ready(&client, &base, &mut run).await;
     assert_eq!(
         post(&client, &base, &order(1, 74, "eve@run.example")).await,
         200
     );
-    let exit = run.wait_exit(Duration::from_secs(120));
-    assert_eq!(exit.code(), Some(1), "{}", run.log());
+
+    // The receiver's 401 is fatal for the sink: the operator /readyz names it
+    // and its reason, the process keeps running.
+    let (status, body) =
+        operator_readyz(&client, &op, &mut run, |s, b| s == 503 && b.contains("401")).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("sink webhook is failing"), "{body}");
+
+    // Meanwhile the ingest takes webhooks, and its own /readyz stays ready.
+    assert_eq!(
+        post(&client, &base, &order(2, 75, "fay@run.example")).await,
+        200
+    );
+    let public = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(public.status(), 200);
+    assert!(run.child.try_wait().unwrap().is_none(), "still running");
     let log = run.log();
     assert!(
-        log.contains("webhook sink") && log.contains("401"),
-        "the reason is missing:\n{log}"
+        log.contains("sink failed; restarting") && log.contains("webhook") && log.contains("401"),
+        "the log names the failing sink and its reason:\n{log}"
     );
+
+    // The receiver is fixed: the restarted sink delivers both customers and
+    // the readiness clears.
+    refuse.store(false, Ordering::SeqCst);
+    operator_readyz(&client, &op, &mut run, |s, _| s == 200).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = accepted.lock().unwrap().join("\n");
+        if got.contains("eve@run.example") && got.contains("fay@run.example") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered after the fix:\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // SIGTERM: exits 0 (the sink's earlier failures were recovered from).
+    let status = Command::new("kill")
+        .args(["-TERM", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = run.wait_exit(Duration::from_secs(60));
+    assert!(exit.success(), "exit {exit}:\n{}", run.log());
 }
 
 #[test]
