@@ -312,8 +312,7 @@ fn switchable_receiver(refuse: Arc<AtomicBool>, accepted: Arc<Mutex<Vec<String>>
             // The whole request: headers, then content-length bytes of body.
             let mut req = Vec::new();
             let mut buf = [0u8; 65536];
-            loop {
-                let Ok(n) = s.read(&mut buf) else { break };
+            while let Ok(n) = s.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
