@@ -178,6 +178,13 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     // Security settings are for a real cluster; the embedded one speaks plaintext.
     config.kafka.properties.clear();
     config.ingest.listen = args.listen;
+    // The sample is a history dated 2025 whose visitor identifies by a beacon
+    // email: take its touches' dates as they are, and its emails as a shop that
+    // accepts them would (README, "The public endpoints under abuse").
+    config.ingest.collect.max_past_secs = u64::MAX;
+    if let Some(t) = config.tenants.get_mut(TENANT) {
+        t.collect_identify = true;
+    }
     config.operator.listen = args.operator_listen;
     // An admin token for this run only, printed in the banner.
     let token = storefold_runtime::operator::new_token();

@@ -5,7 +5,6 @@
 //! behind the operator tokens. `storefold run` starts them against the
 //! configured Kafka, `storefold dev` against its embedded broker.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,20 +169,24 @@ impl Roles {
                     .into_future(),
             )
         };
+        // The ingest's own listener: a client trickling its headers is cut off
+        // after ingest.header_timeout_ms.
         let server = {
             let stop = stop_http.clone();
             let draining = ingest.clone();
-            tokio::spawn(
-                axum::serve(
-                    http,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    stop.cancelled().await;
-                    draining.stop_accepting();
-                })
-                .into_future(),
-            )
+            let serving = CancellationToken::new();
+            let stop_serving = serving.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                draining.stop_accepting();
+                stop_serving.cancel();
+            });
+            tokio::spawn(storefold_ingest::serve_public(
+                http,
+                app,
+                Duration::from_millis(config.ingest.header_timeout_ms),
+                serving,
+            ))
         };
         let folding = {
             let p = processor.clone();
