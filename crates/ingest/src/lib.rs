@@ -113,6 +113,10 @@ pub struct Ingest {
     /// Webhooks per tenant and provider.
     webhook_limiter: DefaultKeyedRateLimiter<(Arc<str>, ProviderKind)>,
     trusted_proxies: Vec<Cidr>,
+    /// When idle clients were last dropped from a full `limiter` (at most once
+    /// a second: a flood of new addresses must not make every request sweep
+    /// the whole table).
+    last_prune: std::sync::Mutex<Instant>,
     /// Bytes of bodies that may be held at once (`ingest.max_buffered_bytes`).
     body_budget: Arc<Semaphore>,
     /// The last Kafka readiness answer and when it was made.
@@ -205,6 +209,7 @@ impl Ingest {
                 settings.webhook_burst,
             )),
             trusted_proxies,
+            last_prune: std::sync::Mutex::new(Instant::now()),
             body_budget: Arc::new(Semaphore::new(
                 settings.max_buffered_bytes.min(Semaphore::MAX_PERMITS),
             )),
@@ -1133,7 +1138,12 @@ impl Ingest {
         let tenant_key: Arc<str> = Arc::from(tenant);
         let mut client = storefold_runtime::net::client_key(client);
         if self.limiter.len() >= self.settings.collect.max_clients {
-            self.limiter.retain_recent();
+            if let Ok(mut last) = self.last_prune.try_lock()
+                && last.elapsed() >= Duration::from_secs(1)
+            {
+                self.limiter.retain_recent();
+                *last = Instant::now();
+            }
             if self.limiter.len() >= self.settings.collect.max_clients {
                 client = IpAddr::from([0, 0, 0, 0]);
             }
