@@ -282,3 +282,30 @@ async fn tls_required_but_the_server_has_none_is_refused() {
         .expect("prefer");
     sink.prepare().await.expect("prepare");
 }
+
+#[test]
+fn the_configuration_refuses_unknown_tls_modes_and_a_zero_retry_after_cap() {
+    let parse = |extra: &str| {
+        storefold_runtime::config::Config::from_toml_str(
+            &format!(
+                "[sinks]\n{extra}\n[sinks.postgres]\nurl = \"postgres://db/crm\"\nsslmode = \"verify-full\"\n"
+            ),
+            Vec::new(),
+        )
+    };
+    let ok = parse("").expect("verify-full is a mode");
+    assert_eq!(
+        ok.sinks.postgres.unwrap().sslmode.as_deref(),
+        Some("verify-full")
+    );
+    assert_eq!(ok.sinks.max_retry_after_secs, 900);
+    let err = parse("max_retry_after_secs = 0").unwrap_err().to_string();
+    assert!(err.contains("max_retry_after_secs"), "{err}");
+    let err = storefold_runtime::config::Config::from_toml_str(
+        "[sinks.postgres]\nurl = \"postgres://db/crm\"\nsslmode = \"allow\"\n",
+        Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("sinks.postgres.sslmode"), "{err}");
+}
