@@ -26,6 +26,8 @@ fn dev_folds_the_sample_and_prints_the_summary() {
             "0",
             "--listen",
             "127.0.0.1:0",
+            "--operator-listen",
+            "127.0.0.1:0",
         ])
         .current_dir(dir.path())
         .env_remove("STOREFOLD_CONFIG")
@@ -71,8 +73,10 @@ fn dev_folds_the_sample_and_prints_the_summary() {
         "wiped at every start",
         "bootstrap_servers",
         "Customer 360 of tenant demo (30 customers)",
-        "/ui",
+        "/ui#token=sft_",
         "/metrics",
+        "Operator token         sft_",
+        "Authorization: Bearer",
         "Identity merges: Felix Lopez",
     ] {
         assert!(stdout.contains(needle), "{needle:?} missing:\n{stdout}");
@@ -129,9 +133,12 @@ async fn dev_with_postgres_fills_the_database_and_the_inspector_shows_the_sample
     let browser = chromium();
     let pg = PgServer::start();
     let dir = tempfile::tempdir().unwrap();
+    let public = storefold_testkit::free_port();
     let port = storefold_testkit::free_port();
     let mut dev = Dev(Command::new(env!("CARGO_BIN_EXE_storefold"))
         .args(["dev", "--broker-port", "0", "--listen"])
+        .arg(format!("127.0.0.1:{public}"))
+        .arg("--operator-listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--postgres-url")
         .arg(pg.url())
@@ -231,9 +238,37 @@ async fn dev_with_postgres_fills_the_database_and_the_inspector_shows_the_sample
         .get(0);
     assert_eq!(live, 30, "one row per sample customer");
 
-    // The Inspector the summary points to: Ben, his net revenue after the return.
-    let url = format!("http://127.0.0.1:{port}/ui?tenant=demo&email=ben.berg%40demo.example");
-    assert!(printed.contains(&format!("http://127.0.0.1:{port}/ui")));
+    // The Inspector the summary points to, signed in with the dev token the
+    // banner prints: Ben, his net revenue after the return.
+    let token = printed
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Operator token"))
+        .map(|rest| rest.trim().to_string())
+        .unwrap_or_else(|| panic!("the banner prints the dev token:\n{printed}"));
+    assert!(token.starts_with("sft_"), "{token}");
+    assert!(printed.contains(&format!("http://127.0.0.1:{port}/ui#token={token}")));
+    // The public address serves no operator route; the operator one needs the token.
+    let http = storefold_testkit::http_client();
+    for path in ["/ui", "/metrics", "/v1/tenants"] {
+        let r = http
+            .get(format!("http://127.0.0.1:{public}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "public {path}");
+    }
+    let tenants = |t: Option<String>| {
+        let mut r = http.get(format!("http://127.0.0.1:{port}/v1/tenants"));
+        if let Some(t) = t {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(tenants(None).await.unwrap().status(), 401);
+    assert_eq!(tenants(Some(token.clone())).await.unwrap().status(), 200);
+    let url = format!(
+        "http://127.0.0.1:{port}/ui?tenant=demo&email=ben.berg%40demo.example#token={token}"
+    );
     let profile = tempfile::tempdir().unwrap();
     let dom = {
         let profile = profile.path().to_path_buf();

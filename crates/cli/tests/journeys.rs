@@ -120,7 +120,18 @@ fn tenant_toml(tenant: &str, o: &MapOptions) -> String {
     s
 }
 
-fn write_config(dir: &Path, bootstrap: &str, port: u16, pg: &str, tenants: &str) -> PathBuf {
+/// The admin token of [`write_config`]'s configuration.
+const ADMIN_TOKEN: &str = "sft_journeys-test-admin";
+
+/// A configuration with the ingest on `port` and the operator listener (the
+/// query API) on `operator`.
+fn write_config(
+    dir: &Path,
+    bootstrap: &str,
+    (port, operator): (u16, u16),
+    pg: &str,
+    tenants: &str,
+) -> PathBuf {
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{bootstrap}\"\npartitions = 3\n\
          [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
@@ -128,8 +139,11 @@ fn write_config(dir: &Path, bootstrap: &str, port: u16, pg: &str, tenants: &str)
          [processor]\nstate_dir = \"{state}\"\ncommit_interval_ms = 100\n\
          [sinks]\nretry_initial_ms = 50\nretry_max_ms = 500\n\
          [sinks.postgres]\nurl = \"{pg}\"\nbatch_size = 100\nlinger_ms = 20\n\
-         [log]\nlevel = \"warn,librdkafka=error,rdkafka=error\"\n{tenants}",
+         [log]\nlevel = \"warn,librdkafka=error,rdkafka=error\"\n\
+         [operator]\nlisten = \"127.0.0.1:{operator}\"\n\
+         [[operator.tokens]]\nname = \"admin\"\nsha256 = \"{admin}\"\nadmin = true\n{tenants}",
         state = dir.join("state").display(),
+        admin = storefold_runtime::operator::hash_token(ADMIN_TOKEN),
     );
     let path = dir.join("storefold.toml");
     std::fs::write(&path, &toml).unwrap();
@@ -253,7 +267,14 @@ async fn every_journeys_money_reaches_postgresql_the_query_api_and_hubspot_exact
     }
     let reversed = &journeys[0];
     tenants.push_str(&tenant_toml(&tenant_of(reversed, true), &reversed.options));
-    let config = write_config(dir.path(), broker.bootstrap(), port, &pg.url(), &tenants);
+    let operator = free_port();
+    let config = write_config(
+        dir.path(),
+        broker.bootstrap(),
+        (port, operator),
+        &pg.url(),
+        &tenants,
+    );
     let cfg = Config::load(&config, Vec::<(String, String)>::new()).expect("the config loads");
     for spec in topic_specs(&cfg.kafka) {
         broker.create_topic(&spec.name, spec.partitions).unwrap();
@@ -392,9 +413,10 @@ async fn every_journeys_money_reaches_postgresql_the_query_api_and_hubspot_exact
         for (order_id, want) in &j.expect.orders {
             let r = client
                 .get(format!(
-                    "{base}/v1/tenants/{tenant}/orders/{}",
+                    "http://127.0.0.1:{operator}/v1/tenants/{tenant}/orders/{}",
                     order_id.replace(':', "%3A")
                 ))
+                .bearer_auth(ADMIN_TOKEN)
                 .send()
                 .await
                 .unwrap();
