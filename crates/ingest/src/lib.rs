@@ -723,7 +723,6 @@ async fn handle_webhook(
             format!("{} is not configured for this tenant", kind.name()),
         )
     })?;
-    ingest.limit_webhooks(tenant_id, kind)?;
     let (parts, body) = request.into_parts();
     let (body, _reserved) = ingest
         .read_body(body, &parts.headers, ingest.settings.max_body_bytes)
@@ -760,6 +759,9 @@ async fn handle_webhook(
             e.to_string(),
         ));
     }
+    // Counted once verified: a flood of forged requests must not use up the
+    // tenant's budget and get its real provider's deliveries refused.
+    ingest.limit_webhooks(tenant_id, kind)?;
     let inbound = kind
         .describe(&req)
         .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;

@@ -133,6 +133,13 @@ async fn a_webhook_flood_is_limited_per_tenant_and_provider() {
     let (_broker, _cfg, ing) = start("webhook_requests_per_second = 1\nwebhook_burst = 3").await;
     let client = http_client();
     let shopify = signed(TENANT, &sample(ProviderKind::Shopify), now());
+    // Forged requests are refused without using the tenant's budget...
+    let forged =
+        samples::signed_with(TENANT, &sample(ProviderKind::Shopify), "guess", now()).unwrap();
+    for _ in 0..10 {
+        assert_eq!(send(&client, &ing.base, &forged).await.status(), 401);
+    }
+    // ...so the real provider still gets its burst.
     for _ in 0..3 {
         assert_eq!(send(&client, &ing.base, &shopify).await.status(), 200);
     }
