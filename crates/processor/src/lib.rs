@@ -34,8 +34,8 @@ use storefold_core::engine::FoldConfig;
 use storefold_providers::MapOptions;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, describe_cluster, producer_config};
-use tokio::net::TcpListener;
 use storefold_runtime::operator::Access;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use runner::{Mode, Owned, RunOptions, RunSummary};
@@ -68,9 +68,9 @@ pub struct Processor {
     pub registry: Registry,
     /// The configured tenant ids (`GET /v1/tenants`, the Inspector's choices).
     pub tenants: Vec<String>,
-}
     /// The operator tokens that guard the query API, `/v1/tenants` and `/metrics`.
     pub access: Access,
+}
 
 impl Processor {
     /// Reads the fold's configuration (`Config::fold_config`: the rates file),
@@ -180,9 +180,9 @@ impl Processor {
             owned: Owned::default(),
             registry,
             tenants: config.tenants.keys().cloned().collect(),
+            access: Access::new(&config.operator),
         })
     }
-            access: Access::new(&config.operator),
 
     /// Runs the consumer loop on the calling (blocking) thread.
     pub fn run_blocking(
