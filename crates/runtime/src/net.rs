@@ -231,4 +231,32 @@ mod tests {
     fn secrets_are_not_shown() {
         assert_eq!(format!("{:?}", Secret("s3cret".into())), "<redacted>");
     }
+
+    fn load(toml: &str) -> Result<crate::Config, String> {
+        crate::Config::from_toml_str(toml, Vec::new()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_configuration_refuses_what_would_be_unsafe() {
+        let err = load("[ingest.collect]\ntrust_forwarded_for = true\n").unwrap_err();
+        assert!(err.contains("trusted_proxies"), "{err}");
+        assert!(load("[ingest.collect]\ntrust_forwarded_for = false\n").is_ok());
+        let err = load("[ingest.collect]\ntrusted_proxies = [\"10.0.0.1/8\"]\n").unwrap_err();
+        assert!(err.contains("host bits"), "{err}");
+        let ok = load("[ingest.collect]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        assert_eq!(ok.ingest.collect.trusted_proxies().unwrap().len(), 2);
+        let err = load("[tenants.a]\ncollect_identity_secret = \"short\"\n").unwrap_err();
+        assert!(err.contains("at least 16"), "{err}");
+        let err = load("[ingest]\nmax_buffered_bytes = 1000\n").unwrap_err();
+        assert!(err.contains("max_buffered_bytes"), "{err}");
+        let err = load("[ingest]\nwebhook_burst = 0\n").unwrap_err();
+        assert!(err.contains("webhook_burst"), "{err}");
+        let secret = "a-long-identity-key-0123456789";
+        let c = load(&format!(
+            "[tenants.a]\ncollect_identify = true\ncollect_identity_secret = \"{secret}\"\n"
+        ))
+        .unwrap();
+        assert!(c.tenants["a"].collect_identify);
+        assert!(!format!("{c:?}").contains(secret), "Debug redacts the key");
+    }
 }
