@@ -19,6 +19,7 @@ pub mod query;
 pub mod records;
 pub mod restore;
 pub mod runner;
+pub mod size;
 pub mod task;
 pub mod ui;
 
@@ -174,6 +175,7 @@ impl Processor {
             park_timeout_ms: i64::try_from(p.park_timeout_hours)
                 .unwrap_or(i64::MAX)
                 .saturating_mul(3_600_000),
+            max_message_bytes: size::message_limit(&config.kafka),
         });
         Ok(Processor {
             shared,

@@ -34,6 +34,11 @@ pub struct ProcessorMetrics {
     pub outbox_depth: IntGaugeVec,
     /// `storefold_processor_dlq_total{reason}`
     pub dlq: IntCounterVec,
+    /// `storefold_processor_oversized_total{kind}`: records that would have
+    /// exceeded `message.max.bytes`: `dead_letter` (sent with the raw
+    /// record's coordinates instead of its copy), `projection` (published
+    /// trimmed), `state` (a state record: the batch fails, naming its key).
+    pub oversized: IntCounterVec,
     /// `storefold_processor_dlq_records{topic}`: records a dead-letter topic holds
     /// in the partitions whose numbers this instance's tasks own (the sum over
     /// the instances is the topic's).
@@ -125,6 +130,16 @@ impl ProcessorMetrics {
                         "Raw events sent to the dead-letter topic, by reason"
                     ),
                     &["reason"]
+                )
+            ),
+            oversized: register!(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "storefold_processor_oversized_total",
+                        "Records that would have exceeded message.max.bytes, by kind (dead_letter: sent with coordinates; projection: published trimmed; state: batch failed)"
+                    ),
+                    &["kind"]
                 )
             ),
             dlq_records: register!(

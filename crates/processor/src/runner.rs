@@ -116,6 +116,16 @@ impl Ctx {
     /// offsets each task continues from.
     fn open_all(&self, partitions: &BTreeSet<i32>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
+        if let Some(&p) = partitions.iter().find(|p| **p >= self.shared.partitions) {
+            // The group handed out a partition the topics did not have when
+            // this processor started: their partition count changed.
+            self.set_fatal(TaskError::WrongLog(format!(
+                "the group assigned raw partition {p}, but the raw topics had {} partitions when \
+                 this processor started: the partition count changed while running. {}",
+                self.shared.partitions, PARTITION_CHANGE_ADVICE
+            )));
+            return tpl;
+        }
         for &p in partitions {
             let task = match self.open(p) {
                 Ok(t) => t,
@@ -233,6 +243,7 @@ pub fn run(
     }
     let mut summary = RunSummary::default();
     let mut last_check = Instant::now();
+    let mut last_partition_check = Instant::now();
     let result = loop {
         if let Some(e) = ctx.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
             break Err(e);
@@ -308,6 +319,19 @@ pub fn run(
         } else {
             Duration::from_secs(5)
         };
+        // The partition counts the tasks rest on, with the lag check's cadence
+        // (every 30 s in a long run).
+        let partitions_every = if opts.exit_when_caught_up {
+            every
+        } else {
+            Duration::from_secs(30)
+        };
+        if last_partition_check.elapsed() >= partitions_every {
+            last_partition_check = Instant::now();
+            if let Err(e) = check_partition_counts(&consumer, &shared, Duration::from_secs(10)) {
+                break Err(e);
+            }
+        }
         if (idle || !opts.exit_when_caught_up) && last_check.elapsed() >= every {
             last_check = Instant::now();
             let caught_up = update_lag(&consumer);
@@ -471,6 +495,55 @@ fn restart(consumer: &BaseConsumer<Ctx>, p: i32, e: &TaskError, summary: &mut Ru
         }
         Err(e) => ctx.set_fatal(e),
     }
+}
+
+/// What to do when a co-partitioned topic's partition count changed.
+const PARTITION_CHANGE_ADVICE: &str = "Tenants are placed by hashing over the partition count, so \
+     their events would now reach tasks that do not hold their state. Stopping without folding \
+     anything more: restore the partition count, or stop every role, set kafka.partitions to the \
+     new count, give every raw topic and the changelog that count (`storefold topics check`) and \
+     rebuild with `storefold replay`";
+
+/// Checks that every raw topic and the changelog still have the partition
+/// count the processor started with (tenants are hashed over it). A
+/// difference is fatal: the error names the topic and both counts.
+pub fn check_partition_counts<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    shared: &Shared,
+    timeout: Duration,
+) -> Result<(), TaskError> {
+    let changelog = shared.topics.changelog();
+    for topic in shared.raw_topics.iter().chain(std::iter::once(&changelog)) {
+        let md = match consumer.fetch_metadata(Some(topic), timeout) {
+            Ok(md) => md,
+            Err(e) => {
+                // Not knowing is not a change: the next check asks again.
+                tracing::debug!(topic = %topic, error = %e, "partition count not checked");
+                continue;
+            }
+        };
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            continue;
+        };
+        if t.error().is_some() {
+            continue;
+        }
+        let found = t.partitions().len() as i32;
+        if found != shared.partitions {
+            tracing::error!(
+                topic = %topic,
+                expected = shared.partitions,
+                found,
+                "partition count changed while running"
+            );
+            return Err(TaskError::WrongLog(format!(
+                "topic {topic} has {found} partitions, but it had {} when this processor started: \
+                 the partition count changed while running. {PARTITION_CHANGE_ADVICE}",
+                shared.partitions
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Publishes the lag per task (high watermarks asked from the broker); true

@@ -33,6 +33,7 @@ use crate::records::{
     trigger_record,
 };
 use crate::restore::{Committed, Op, Restorer, outbox_flushed};
+use crate::size;
 
 /// What every task of an instance shares.
 pub struct Shared {
@@ -63,6 +64,9 @@ pub struct Shared {
     /// How long a parked event waits for its order (ms of receive time) before it
     /// goes to the dead-letter topic.
     pub park_timeout_ms: i64,
+    /// The producer's `message.max.bytes`: no record the task writes may
+    /// exceed it (see [`crate::size`]).
+    pub max_message_bytes: usize,
 }
 
 impl Shared {
@@ -708,7 +712,13 @@ impl Task {
         self.batch_positions.get(topic).is_none_or(|n| offset >= *n)
     }
 
-    fn dead_letter(&mut self, input: &Input<'_>, code: &str, reason: String) {
+    fn dead_letter(
+        &mut self,
+        input: &Input<'_>,
+        event_id: Option<&str>,
+        code: &str,
+        reason: String,
+    ) {
         tracing::warn!(
             task = self.partition,
             topic = input.topic,
@@ -733,12 +743,39 @@ impl Task {
             "storefold-source-offset".into(),
             input.offset.to_string().into_bytes(),
         ));
-        self.batch_dlq.push(OutboxEntry {
+        if let Some(id) = event_id {
+            headers.push(("storefold-event-id".into(), id.as_bytes().to_vec()));
+        }
+        let mut entry = OutboxEntry {
             topic: self.shared.topics.dlq_processor(),
             key: input.key.unwrap_or_default().to_vec(),
             value: input.payload.unwrap_or_default().to_vec(),
             headers,
-        });
+        };
+        self.fit_dead_letter(&mut entry, event_id);
+        self.batch_dlq.push(entry);
+    }
+
+    /// A dead letter that would exceed `message.max.bytes` (in its topic or
+    /// in the changelog record of its outbox entry) carries the raw record's
+    /// coordinates instead of its copy, so the partition keeps flowing.
+    fn fit_dead_letter(&self, entry: &mut OutboxEntry, event_id: Option<&str>) {
+        if size::fits(entry, self.shared.max_message_bytes) {
+            return;
+        }
+        let before = entry.value.len();
+        size::replace_with_coordinates(entry, event_id);
+        self.shared
+            .metrics
+            .oversized
+            .with_label_values(&["dead_letter"])
+            .inc();
+        tracing::warn!(
+            task = self.partition,
+            bytes = before,
+            limit = self.shared.max_message_bytes,
+            "dead letter too large for Kafka: sent with the raw record's coordinates instead of its copy"
+        );
     }
 
     /// Folds one raw record into the open batch. Only a store that cannot be
@@ -760,14 +797,14 @@ impl Task {
 
     fn fold(&mut self, input: &Input<'_>) -> Result<(), TaskError> {
         let Some(payload) = input.payload else {
-            self.dead_letter(input, "empty", "the record has no value".into());
+            self.dead_letter(input, None, "empty", "the record has no value".into());
             self.count("unknown", "rejected");
             return Ok(());
         };
         let raw: RawEvent = match self.shared.codec.decode(payload) {
             Ok(r) => r,
             Err(e) => {
-                self.dead_letter(input, "undecodable", format!("not a RawEvent: {e}"));
+                self.dead_letter(input, None, "undecodable", format!("not a RawEvent: {e}"));
                 self.count("unknown", "rejected");
                 return Ok(());
             }
@@ -775,7 +812,12 @@ impl Task {
         let provider: ProviderKind = match raw.provider.parse() {
             Ok(p) => p,
             Err(e) => {
-                self.dead_letter(input, "unknown_provider", format!("{e}"));
+                self.dead_letter(
+                    input,
+                    Some(&raw.event_id),
+                    "unknown_provider",
+                    format!("{e}"),
+                );
                 self.count("unknown", "rejected");
                 return Ok(());
             }
@@ -809,7 +851,7 @@ impl Task {
         ) {
             Ok(ev) => ev,
             Err(e) => {
-                self.dead_letter(input, e.code(), e.to_string());
+                self.dead_letter(input, Some(&raw.event_id), e.code(), e.to_string());
                 self.count(pname, "rejected");
                 self.progress.read(input.topic, raw.received_at);
                 return self.expire_parked();
@@ -844,7 +886,7 @@ impl Task {
                 FoldError::NoIdentity => "no_identity",
                 FoldError::NoOrderLink => "no_order_link",
             };
-            self.dead_letter(input, code, e.to_string());
+            self.dead_letter(input, Some(&raw.event_id), code, e.to_string());
             self.count(pname, "rejected");
         }
         self.batch_idem.push((idem.clone(), raw.received_at));
@@ -954,13 +996,15 @@ impl Task {
                 parked_since(p).to_string().into_bytes(),
             ),
         ];
-        self.batch_dlq.push(OutboxEntry {
+        let mut entry = OutboxEntry {
             topic: self.shared.topics.dlq_processor(),
             key: env.tenant.as_bytes().to_vec(),
             // Our own types serialise to JSON.
             value: serde_json::to_vec(p).unwrap_or_default(),
             headers,
-        });
+        };
+        self.fit_dead_letter(&mut entry, Some(&env.event_id));
+        self.batch_dlq.push(entry);
     }
 
     /// Abandons the open batch: the engine's working set may hold its changes,
@@ -1061,16 +1105,47 @@ impl Task {
         let topics = &self.shared.topics;
         for p in &output.projections {
             let key = p.key().into_bytes();
-            let (topic, value) = match projection_record(p, self.generation) {
-                ProjectionRecord::Customer(c) => (topics.customers(), self.shared.encode(&c)),
-                ProjectionRecord::Order(o) => (topics.orders(), self.shared.encode(&o)),
+            let mut record = projection_record(p, self.generation);
+            let (topic, value) = match &record {
+                ProjectionRecord::Customer(c) => (topics.customers(), self.shared.encode(c)),
+                ProjectionRecord::Order(o) => (topics.orders(), self.shared.encode(o)),
             };
-            outputs.push(OutboxEntry {
+            let mut entry = OutboxEntry {
                 topic,
                 key,
                 value,
                 headers: received.clone(),
-            });
+            };
+            if !size::fits(&entry, self.shared.max_message_bytes) {
+                // Published trimmed (flagged `truncated`), never stalling
+                // the partition.
+                let doc = match &mut record {
+                    ProjectionRecord::Customer(c) => &mut c.doc,
+                    ProjectionRecord::Order(o) => &mut o.doc,
+                };
+                let around = size::entry_bytes(&entry).saturating_sub(doc.len());
+                let budget = self
+                    .shared
+                    .max_message_bytes
+                    .saturating_sub(size::RECORD_OVERHEAD + around + 64);
+                let before = doc.len();
+                if let Some(trimmed) = size::trim_doc(doc, budget) {
+                    *doc = trimmed;
+                }
+                entry.value = match &record {
+                    ProjectionRecord::Customer(c) => self.shared.encode(c),
+                    ProjectionRecord::Order(o) => self.shared.encode(o),
+                };
+                metrics.oversized.with_label_values(&["projection"]).inc();
+                tracing::warn!(
+                    task = self.partition,
+                    key = %String::from_utf8_lossy(&entry.key),
+                    bytes = before,
+                    limit = self.shared.max_message_bytes,
+                    "projection too large for Kafka: published trimmed"
+                );
+            }
+            outputs.push(entry);
         }
         for t in &output.triggers {
             let rec = trigger_record(t);
@@ -1120,6 +1195,21 @@ impl Task {
                 (rec.key, bytes)
             })
             .collect();
+        // A state record over the producer's limit would fail this batch on
+        // every attempt: say which, instead of librdkafka's bare refusal.
+        if let Some((k, v)) = encoded
+            .iter()
+            .find(|(k, v)| k.len() + v.len() + 256 > self.shared.max_message_bytes)
+        {
+            metrics.oversized.with_label_values(&["state"]).inc();
+            return Err(TaskError::Changelog(format!(
+                "state record {k} is {} bytes, over message.max.bytes ({}): the batch cannot be \
+                 committed. Lower the [processor] max_* bounds, or raise message.max.bytes in \
+                 [kafka.properties] and max.message.bytes of the changelog and output topics",
+                v.len(),
+                self.shared.max_message_bytes
+            )));
+        }
         let outs: Vec<Out<'_>> = encoded
             .iter()
             .map(|(k, v)| Out {
