@@ -26,6 +26,8 @@ use time::macros::datetime;
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
+/// A token of tenant `beta` only.
+const BETA_TOKEN: &str = "sft_test-beta-token";
 
 /// Every provider's sample and a few more orders for `acme`, and a generated
 /// history for acme and another tenant.
@@ -147,8 +149,11 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         PARTITIONS,
         NO_PARK_TIMEOUT_HOURS,
         &format!(
-            "[rates]\nfile = {:?}\nmax_age_days = 2000\n[tenants.acme]\nreporting_currency = \"EUR\"\n",
-            rates_file.display().to_string()
+            "[rates]\nfile = {:?}\nmax_age_days = 2000\n[tenants.acme]\nreporting_currency = \"EUR\"\n\
+             [tenants.beta]\n[[operator.tokens]]\nname = \"beta-support\"\nsha256 = \"{}\"\n\
+             tenants = [\"beta\"]\n",
+            rates_file.display().to_string(),
+            storefold_runtime::operator::hash_token(BETA_TOKEN),
         ),
     );
     let events = corpus();
@@ -180,7 +185,7 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         &browser,
         profile.path(),
         &format!(
-            "{}/ui?tenant=acme&email={}",
+            "{}/ui?tenant=acme&email={}#token={ADMIN_TOKEN}",
             served.base,
             url_component(&email)
         ),
@@ -255,7 +260,7 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         &browser,
         profile.path(),
         &format!(
-            "{}/ui?tenant=acme&order={}",
+            "{}/ui?tenant=acme&order={}#token={ADMIN_TOKEN}",
             served.base,
             url_component(order_id)
         ),
@@ -292,6 +297,7 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
                 served.base,
                 url_component(order_id)
             ))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("GET the order");
@@ -395,7 +401,7 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         &browser,
         profile.path(),
         &format!(
-            "{}/ui?tenant=acme&email=nobody%40nowhere.example",
+            "{}/ui?tenant=acme&email=nobody%40nowhere.example#token={ADMIN_TOKEN}",
             served.base
         ),
     );
@@ -417,7 +423,10 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
     let dom = dump_dom(
         &browser,
         profile.path(),
-        &format!("{}/ui?tenant={other}&email=a%40b.example", served.base),
+        &format!(
+            "{}/ui?tenant={other}&email=a%40b.example#token={ADMIN_TOKEN}",
+            served.base
+        ),
     );
     assert!(
         dom.contains("data-state=\"not_owner\""),
@@ -427,5 +436,86 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         text_between(&dom, "status", "customer").contains(&format!("partition {partition}")),
         "the not-owner message names partition {partition}:\n{dom}"
     );
+
+    // Without a token the page asks for one and shows no data.
+    let deep_link = format!(
+        "{}/ui?tenant=acme&email={}",
+        served.base,
+        url_component(&email)
+    );
+    let dom = dump_dom(&browser, profile.path(), &deep_link);
+    assert!(
+        dom.contains("data-state=\"login\""),
+        "without a token the page asks for one:\n{dom}"
+    );
+    assert!(
+        !dom.contains(&email),
+        "no customer data without a token:\n{dom}"
+    );
+    assert!(
+        text_between(&dom, "status", "customer").contains("Sign in with an operator token"),
+        "the sign-in message is shown:\n{dom}"
+    );
+    // A token the processor does not know is refused, and says so.
+    let dom = dump_dom(
+        &browser,
+        profile.path(),
+        &format!("{deep_link}#token=sft_not-a-configured-token"),
+    );
+    assert!(
+        dom.contains("data-state=\"login\"") && dom.contains("was refused"),
+        "an unknown token is refused:\n{dom}"
+    );
+    assert!(!dom.contains(&email), "no customer data with a wrong token");
+    // Tenant beta's token never reads acme: the page says the tenant is not
+    // one it may read, and shows nothing of the customer.
+    let dom = dump_dom(
+        &browser,
+        profile.path(),
+        &format!("{deep_link}#token={BETA_TOKEN}"),
+    );
+    assert!(
+        dom.contains("data-state=\"not_found\"")
+            && text_between(&dom, "status", "customer").contains("not one this token may read"),
+        "another tenant's token gets not-found:\n{dom}"
+    );
+    assert!(!dom.contains(&email), "no acme data with beta's token");
+
+    // The page's own headers: a strict CSP, never framed, no sniffing, no referrer.
+    env.rt.block_on(async {
+        for path in ["/ui", "/ui/app.js", "/ui/app.css"] {
+            let r = storefold_testkit::http_client()
+                .get(format!("{}{path}", served.base))
+                .send()
+                .await
+                .expect("GET the page");
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+            let h = r.headers();
+            let csp = h["content-security-policy"].to_str().unwrap();
+            for part in [
+                "default-src 'self'",
+                "script-src 'self'",
+                "frame-ancestors 'none'",
+            ] {
+                assert!(csp.contains(part), "{path}: CSP {csp:?} lacks {part}");
+            }
+            assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+            assert_eq!(h["x-frame-options"], "DENY", "{path}");
+            assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        }
+        // The page has no inline script for the CSP to block.
+        let page = storefold_testkit::http_client()
+            .get(format!("{}/ui", served.base))
+            .send()
+            .await
+            .expect("GET /ui")
+            .text()
+            .await
+            .expect("page");
+        assert!(page.contains("<script src=\"/ui/app.js\"></script>"));
+        assert_eq!(page.matches("<script").count(), 1, "one script, by URL");
+        assert!(!page.contains(" style=") && !page.contains(" onclick="));
+    });
     drop(served.processor);
 }
