@@ -1317,7 +1317,9 @@ impl Config {
             ));
         }
         self.sinks.validate()?;
-        self.operator.validate(self.tenants.keys()).map_err(invalid)?;
+        self.operator
+            .validate(self.tenants.keys())
+            .map_err(invalid)?;
         self.sinks.validate_hubspot_tenants(&self.tenants)?;
         for (id, tenant) in &self.tenants {
             if !valid_tenant_id(id) {
