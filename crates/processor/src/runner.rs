@@ -319,14 +319,10 @@ pub fn run(
         } else {
             Duration::from_secs(5)
         };
-        // The partition counts the tasks rest on, with the lag check's cadence
-        // (every 30 s in a long run).
-        let partitions_every = if opts.exit_when_caught_up {
-            every
-        } else {
-            Duration::from_secs(30)
-        };
-        if last_partition_check.elapsed() >= partitions_every {
+        // The partition counts the tasks rest on: every 30 s (a metadata
+        // request per co-partitioned topic), and before a run that exits once
+        // caught up says it is.
+        if last_partition_check.elapsed() >= Duration::from_secs(30) {
             last_partition_check = Instant::now();
             if let Err(e) = check_partition_counts(&consumer, &shared, Duration::from_secs(10)) {
                 break Err(e);
@@ -338,6 +334,10 @@ pub fn run(
             summary.lag_checks += last_check.elapsed();
             tracing::debug!(elapsed = ?last_check.elapsed(), caught_up, "lag checked");
             if opts.exit_when_caught_up && caught_up {
+                if let Err(e) = check_partition_counts(&consumer, &shared, Duration::from_secs(10))
+                {
+                    break Err(e);
+                }
                 tracing::info!("every owned task has folded its input");
                 break Ok(());
             }
