@@ -1,10 +1,8 @@
 //! Records too large for Kafka and partition-count changes, against
 //! librdkafka's mock cluster and real RocksDB: a webhook of 1 MiB that cannot
 //! be mapped goes to the dead-letter topic with its coordinates while the
-//! partition keeps flowing; a customer with 2 000 orders and 2 000 touches
-//! (10 times what its projection lists) keeps exact money and a projection
-//! under the limit (10 000 of each are folded by the pure fold in
-//! `storefold-core`'s `tests/limits.rs`); a partition count that
+//! partition keeps flowing; a customer with 10 000 orders and 10 000 touches
+//! keeps exact money and a projection under the limit; a partition count that
 //! changes under a running processor stops it with an error naming the topic.
 
 mod common;
@@ -221,17 +219,17 @@ fn touch(template: &RawEvent, n: u32) -> RawEvent {
 }
 
 #[test]
-fn a_customer_with_thousands_of_orders_and_touches_keeps_exact_money_under_the_limit() {
-    const N: u32 = 2_000;
-    // Two rounds of 1 000 orders and 1 000 touches, each folded to the end
+fn a_customer_with_ten_thousand_orders_and_touches_keeps_exact_money_under_the_limit() {
+    const N: u32 = 10_000;
+    // Five rounds of 2 000 orders and 2 000 touches, each folded to the end
     // before the next is produced (the mock cluster keeps about 5 MiB per
     // partition): the same tasks and disks go on from round to round.
-    const ROUND: u32 = 1_000;
+    const ROUND: u32 = 2_000;
     let env = env(1);
     let mut config = env.config.clone();
     // Batches by size (a round is two full batches), not by time:
     // each batch recomputes the customer from all its orders.
-    config.processor.batch_size = 1_000;
+    config.processor.batch_size = 2_000;
     config.processor.commit_interval_ms = 5_000;
     let order_template = raw_event("acme", &shopify_order(0, EMAIL), T0);
     let touch_template = raw_event("acme", &sample(ProviderKind::Collect), T0);
