@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,8 +16,7 @@ use storefold_core::MoneyBag;
 use storefold_core::ledger::OrderFigures;
 use storefold_journeys::{FiguresExpect, Journey, library};
 use storefold_providers::{AdyenCapture, MapOptions, OrderReference, ProviderKind};
-use storefold_runtime::config::{Config, HubSpotSinkConfig};
-use storefold_runtime::kafka::topic_specs;
+use storefold_runtime::config::HubSpotSinkConfig;
 use storefold_sinks::hubspot::mapping::Mapping;
 use storefold_testkit::broker::MockBroker;
 use storefold_testkit::postgres::PgServer;
@@ -26,24 +24,8 @@ use storefold_testkit::samples;
 use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
-/// A running `storefold run`, killed when dropped.
-struct Run {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Run {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
+mod common;
+use common::{Run, create_topics, wait_ready};
 
 /// A tenant id for a journey (tenant ids are short and plain).
 fn tenant_of(j: &Journey, reversed: bool) -> String {
@@ -275,37 +257,11 @@ async fn every_journeys_money_reaches_postgresql_the_query_api_and_hubspot_exact
         &pg.url(),
         &tenants,
     );
-    let cfg = Config::load(&config, Vec::<(String, String)>::new()).expect("the config loads");
-    for spec in topic_specs(&cfg.kafka) {
-        broker.create_topic(&spec.name, spec.partitions).unwrap();
-    }
-    let log = dir.path().join("run.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_storefold"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--log-format", "json", "run"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start storefold run");
-    let mut run = Run { child, log };
+    create_topics(&broker, &config);
+    let mut run = Run::start(&config, dir.path().join("run.log"), &[]);
     let base = format!("http://127.0.0.1:{port}");
     let client = http_client();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if let Some(s) = run.child.try_wait().unwrap() {
-            panic!("storefold run exited ({s}):\n{}", run.log());
-        }
-        assert!(Instant::now() < deadline, "not ready:\n{}", run.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ready(&client, &base, &mut run, Duration::from_secs(120)).await;
 
     for j in &journeys {
         let t = tenant_of(j, false);

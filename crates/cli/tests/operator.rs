@@ -7,55 +7,23 @@
 //! answers 401).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use storefold_runtime::config::Config;
-use storefold_runtime::kafka::topic_specs;
 use storefold_runtime::operator::hash_token;
 use storefold_testkit::broker::MockBroker;
 use storefold_testkit::samples::{self, shopify_order};
 use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
+mod common;
+use common::{Run, create_topics, wait_ready};
+
 const ADMIN: &str = "sft_matrix-admin";
 const ACME: &str = "sft_matrix-acme-support";
 const BETA: &str = "sft_matrix-beta-support";
 const METRICS: &str = "sft_matrix-prometheus";
 const WRONG: &str = "sft_matrix-not-configured";
-
-/// A running `storefold run`, killed when dropped.
-struct Run {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Run {
-    fn start(config: &Path, log: PathBuf) -> Run {
-        let child = Command::new(env!("CARGO_BIN_EXE_storefold"))
-            .arg("--config")
-            .arg(config)
-            .args(["--log-format", "json", "run", "--no-sinks"])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start storefold run");
-        Run { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
 
 fn tokens_toml() -> String {
     let entry = |name: &str, token: &str, scope: &str| {
@@ -88,36 +56,6 @@ fn write_config(dir: &Path, bootstrap: &str, public: u16, operator: &str, tokens
     let path = dir.join("storefold.toml");
     std::fs::write(&path, &toml).unwrap();
     path
-}
-
-fn create_topics(broker: &MockBroker, config: &Path) {
-    let config = Config::load(config, Vec::<(String, String)>::new()).unwrap();
-    for spec in topic_specs(&config.kafka) {
-        broker.create_topic(&spec.name, spec.partitions).unwrap();
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str, run: &mut Run) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        if let Some(s) = run.child.try_wait().unwrap() {
-            panic!(
-                "storefold run exited ({s}) before it was ready:\n{}",
-                run.log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready within 90 s:\n{}",
-            run.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn get(
@@ -180,12 +118,12 @@ async fn every_operator_route_answers_by_token_and_the_public_listener_serves_no
         &tokens_toml(),
     );
     create_topics(&broker, &config);
-    let mut run = Run::start(&config, dir.path().join("run.log"));
+    let mut run = Run::start(&config, dir.path().join("run.log"), &["--no-sinks"]);
     let public_base = format!("http://127.0.0.1:{public}");
     let base = format!("http://127.0.0.1:{operator}");
     let client = http_client();
-    wait_ready(&client, &public_base, &mut run).await;
-    wait_ready(&client, &base, &mut run).await;
+    wait_ready(&client, &public_base, &mut run, Duration::from_secs(90)).await;
+    wait_ready(&client, &base, &mut run, Duration::from_secs(90)).await;
 
     // One acme customer with an order, through the public webhook endpoint.
     let sample = shopify_order(1, "ada@operator.example");
@@ -384,10 +322,10 @@ async fn without_tokens_a_public_operator_address_is_refused_and_loopback_answer
         &format!("127.0.0.1:{operator}"),
         "",
     );
-    let mut run = Run::start(&config, dir.path().join("run.log"));
+    let mut run = Run::start(&config, dir.path().join("run.log"), &["--no-sinks"]);
     let base = format!("http://127.0.0.1:{operator}");
     let client = http_client();
-    wait_ready(&client, &base, &mut run).await;
+    wait_ready(&client, &base, &mut run, Duration::from_secs(90)).await;
     for path in [
         "/v1/tenants",
         "/v1/tenants/acme/customers?email=a@b.example",

@@ -9,72 +9,23 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use storefold_runtime::config::Config;
-use storefold_runtime::kafka::topic_specs;
 use storefold_testkit::broker::MockBroker;
 use storefold_testkit::postgres::PgServer;
 use storefold_testkit::samples::{self, shopify_order};
 use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
+mod common;
+use common::{Run, create_topics, wait_ready};
+
 const TENANT: &str = "acme";
 /// The admin token of [`write_config`]'s configuration.
 const ADMIN_TOKEN: &str = "sft_run-test-admin";
-
-/// A running `storefold run`, killed when dropped.
-struct Run {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Run {
-    fn start(config: &Path, log: PathBuf, extra: &[&str]) -> Run {
-        let child = Command::new(env!("CARGO_BIN_EXE_storefold"))
-            .arg("--config")
-            .arg(config)
-            .args(["--log-format", "json", "run"])
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start storefold run");
-        Run { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the exit (at most `limit`).
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "storefold run did not exit within {limit:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 /// A configuration whose ingest listens on `port` and whose operator listener
 /// (the query API, /ui, /metrics) on a free port, written to `dir/operator-port`.
@@ -100,37 +51,6 @@ fn write_config(dir: &Path, bootstrap: &str, port: u16, sinks: &str) -> PathBuf 
     path
 }
 
-fn create_topics(broker: &MockBroker, config: &Path) {
-    let config = Config::load(config, Vec::<(String, String)>::new()).unwrap();
-    for spec in topic_specs(&config.kafka) {
-        broker.create_topic(&spec.name, spec.partitions).unwrap();
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str, run: &mut Run) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        if let Some(s) = run.child.try_wait().unwrap() {
-            panic!(
-                "storefold run exited ({s}) before it was ready:\n{}",
-                run.log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready within 90 s:\n{}",
-            run.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Order `n` of a Shopify customer of its own (`customer` id and email).
 fn order(n: u64, customer: u64, email: &str) -> samples::Sample {
     let mut s = shopify_order(n, email);
     let mut v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
@@ -168,7 +88,7 @@ async fn run_takes_webhooks_to_the_query_api_and_postgresql_and_stops_cleanly() 
     let mut run = Run::start(&config, dir.path().join("run.log"), &[]);
     let base = format!("http://127.0.0.1:{port}");
     let client = http_client();
-    wait_ready(&client, &base, &mut run).await;
+    wait_ready(&client, &base, &mut run, Duration::from_secs(90)).await;
 
     // Five orders of one customer, one of another, one delivered twice; a
     // request with a wrong signature is refused and changes nothing.
@@ -402,7 +322,7 @@ async fn a_failing_sink_restarts_and_shows_in_readiness_while_webhooks_keep_comi
         .unwrap();
     let op = format!("http://127.0.0.1:{operator}");
     let client = http_client();
-    wait_ready(&client, &base, &mut run).await;
+    wait_ready(&client, &base, &mut run, Duration::from_secs(90)).await;
     assert_eq!(
         post(&client, &base, &order(1, 74, "eve@run.example")).await,
         200
