@@ -149,6 +149,21 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error's text without anything read from the payload: a datum that does
+    /// not decode is named by its record, not by the Avro error (whose text can
+    /// quote a value it met, such as a string where a number was due). For dead
+    /// letters and logs, which must not carry personal data.
+    pub fn without_values(&self) -> String {
+        match self {
+            Error::Decode { kind, .. } => {
+                format!("cannot decode {kind}: the datum does not match its writer schema")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// `err` and its sources, joined with ": ", skipping a source whose text the message
 /// already contains.
 pub(crate) fn chain(err: &dyn std::error::Error) -> String {
@@ -163,4 +178,35 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
         next = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::error::Details;
+    use apache_avro::types::Value;
+
+    use super::*;
+
+    #[test]
+    fn a_datum_that_does_not_decode_is_named_without_what_it_held() {
+        let cause = apache_avro::Error::new(Details::GetString(Value::String(
+            "jane.doe@example.com".into(),
+        )));
+        let err = Error::Decode {
+            kind: RecordKind::RawEvent,
+            cause,
+        };
+        // The full text quotes the value (what a log at debug may show) …
+        assert!(err.to_string().contains("jane.doe@example.com"), "{err}");
+        // … the text for dead letters does not.
+        let text = err.without_values();
+        assert!(!text.contains("jane.doe"), "{text}");
+        assert!(text.contains("cannot decode"), "{text}");
+        // Errors that hold nothing from the payload's values keep their text.
+        let wrong = Error::TrailingBytes {
+            kind: RecordKind::RawEvent,
+            count: 3,
+        };
+        assert_eq!(wrong.without_values(), wrong.to_string());
+    }
 }

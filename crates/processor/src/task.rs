@@ -804,7 +804,12 @@ impl Task {
         let raw: RawEvent = match self.shared.codec.decode(payload) {
             Ok(r) => r,
             Err(e) => {
-                self.dead_letter(input, None, "undecodable", format!("not a RawEvent: {e}"));
+                self.dead_letter(
+                    input,
+                    None,
+                    "undecodable",
+                    format!("not a RawEvent: {}", e.without_values()),
+                );
                 self.count("unknown", "rejected");
                 return Ok(());
             }
