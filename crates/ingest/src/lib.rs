@@ -271,32 +271,17 @@ impl Ingest {
         &self,
         kafka: &storefold_runtime::config::KafkaConfig,
     ) -> Result<(), IngestError> {
-        use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-        use rdkafka::client::DefaultClientContext;
-        let admin: AdminClient<DefaultClientContext> =
-            storefold_runtime::kafka::client_config(kafka).create()?;
-        let timeout = Duration::from_secs(5);
-        let resources: Vec<ResourceSpecifier<'_>> = self
-            .raw_topics()
-            .iter()
-            .map(|t| ResourceSpecifier::Topic(t))
-            .collect();
-        let opts = AdminOptions::new().request_timeout(Some(timeout));
-        let results = match tokio::time::timeout(
-            timeout + Duration::from_secs(1),
-            admin.describe_configs(resources.iter(), &opts),
+        let topics: Vec<&str> = self.raw_topics().iter().map(String::as_str).collect();
+        let results = match storefold_runtime::kafka::describe_topic_configs(
+            kafka,
+            &topics,
+            Duration::from_secs(5),
         )
         .await
         {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::info!(error = %e, "raw topics' max.message.bytes not checked: the broker did not answer DescribeConfigs");
-                return Ok(());
-            }
-            Err(_) => {
-                tracing::info!(
-                    "raw topics' max.message.bytes not checked: DescribeConfigs timed out"
-                );
+            Ok(r) => r,
+            Err(why) => {
+                tracing::info!(%why, "raw topics' max.message.bytes not checked");
                 return Ok(());
             }
         };

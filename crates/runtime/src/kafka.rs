@@ -326,40 +326,49 @@ pub async fn check_topics(
     Ok(findings)
 }
 
-async fn check_policies(
+/// What one topic's DescribeConfigs answered: its entries, or the broker's code.
+pub type TopicConfig = Result<rdkafka::admin::ConfigResource, RDKafkaErrorCode>;
+
+/// The configuration of each of `topics` as the broker reports it
+/// (DescribeConfigs), in their order. `Err` says why nothing could be asked: no
+/// admin client, no answer (librdkafka's mock cluster has no admin API), or no
+/// answer within `timeout`.
+pub async fn describe_topic_configs(
     kafka: &KafkaConfig,
-    specs: &[&TopicSpec],
+    topics: &[&str],
     timeout: Duration,
-) -> Vec<Finding> {
-    let admin: AdminClient<DefaultClientContext> = match client_config(kafka).create() {
-        Ok(a) => a,
-        Err(e) => {
-            return vec![Finding::Unverified(format!(
-                "cleanup policies: cannot create an admin client: {e}"
-            ))];
-        }
-    };
-    let resources: Vec<ResourceSpecifier<'_>> = specs
-        .iter()
-        .map(|s| ResourceSpecifier::Topic(&s.name))
-        .collect();
+) -> Result<Vec<TopicConfig>, String> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+        .create()
+        .map_err(|e| format!("cannot create an admin client: {e}"))?;
+    let resources: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
     let opts = AdminOptions::new().request_timeout(Some(timeout));
-    let results = match tokio::time::timeout(
+    match tokio::time::timeout(
         timeout + Duration::from_secs(1),
         admin.describe_configs(resources.iter(), &opts),
     )
     .await
     {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(format!(
+            "the broker did not answer DescribeConfigs ({e}); librdkafka's mock cluster has no admin API"
+        )),
+        Err(_) => Err(format!("DescribeConfigs timed out after {timeout:?}")),
+    }
+}
+
+async fn check_policies(
+    kafka: &KafkaConfig,
+    specs: &[&TopicSpec],
+    timeout: Duration,
+) -> Vec<Finding> {
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let results = match describe_topic_configs(kafka, &names, timeout).await {
+        Ok(r) => r,
+        Err(why) => {
             return vec![Finding::Unverified(format!(
-                "cleanup policies and min.insync.replicas of {} topics: the broker did not answer DescribeConfigs ({e}); librdkafka's mock cluster has no admin API",
-                specs.len()
-            ))];
-        }
-        Err(_) => {
-            return vec![Finding::Unverified(format!(
-                "cleanup policies and min.insync.replicas of {} topics: DescribeConfigs timed out after {timeout:?}",
+                "cleanup policies and min.insync.replicas of {} topics: {why}",
                 specs.len()
             ))];
         }
@@ -412,10 +421,7 @@ pub fn min_insync_finding(spec: &TopicSpec, reported: Option<&str>) -> Finding {
     }
 }
 
-fn policy_finding(
-    spec: &TopicSpec,
-    result: Result<rdkafka::admin::ConfigResource, RDKafkaErrorCode>,
-) -> Finding {
+fn policy_finding(spec: &TopicSpec, result: TopicConfig) -> Finding {
     match result {
         Err(code) => Finding::Unverified(format!(
             "cleanup.policy of {}: DescribeConfigs failed ({code:?})",
