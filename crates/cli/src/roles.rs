@@ -135,11 +135,9 @@ impl Roles {
             tasks.push(spawn_sink(sink, config, opts, m, &health, &stop_roles));
         }
 
-        // The public listener never serves an operator route (`/metrics`
-        // included), whatever the ingest's router holds.
-        let app = storefold_ingest::app(ingest.clone(), registry.clone()).layer(
-            axum::middleware::from_fn(storefold_runtime::operator::public_only),
-        );
+        // The public listener serves no operator route (`/metrics` included):
+        // they are not in its router, so they are 404 like any unknown path.
+        let app = storefold_ingest::public_app(ingest.clone());
         let stop_http = CancellationToken::new();
         // The operator listener's /readyz: serving until shutdown begins.
         let operator_app = {

@@ -448,17 +448,23 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .with_state(ingest)
 }
 
-/// The ingest's routes plus `/healthz`, `/readyz` and `/metrics`.
-pub fn app(ingest: Arc<Ingest>, registry: Registry) -> Router {
+/// What may face the internet: the ingest's routes, `/healthz` and `/readyz`
+/// (no `/metrics`, no operator route: they are 404 like any unknown path).
+pub fn public_app(ingest: Arc<Ingest>) -> Router {
     let probe = ingest.clone();
     let ready: storefold_runtime::server::ReadyCheck = Arc::new(move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ready().await })
     });
     router(ingest)
-        .merge(storefold_runtime::server::ops_router(registry, ready))
+        .merge(storefold_runtime::server::probes_router(ready))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+}
+
+/// The standalone ingest's listener: [`public_app`] plus its own `/metrics`.
+pub fn app(ingest: Arc<Ingest>, registry: Registry) -> Router {
+    public_app(ingest).merge(storefold_runtime::server::metrics_router(registry))
 }
 
 /// Unknown paths get the JSON error body too.

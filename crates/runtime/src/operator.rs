@@ -372,26 +372,6 @@ pub async fn guard(State(access): State<Access>, mut req: Request, next: Next) -
     next.run(req).await
 }
 
-/// The public listener's filter (`axum::middleware::from_fn`): the operator
-/// routes (`/metrics`, `/ui`, `/v1/tenants…`) answer 404 there, whatever else
-/// the router holds.
-pub async fn public_only(req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let operator = path == "/metrics"
-        || path == "/ui"
-        || path.starts_with("/ui/")
-        || path == "/v1/tenants"
-        || path.starts_with("/v1/tenants/");
-    if operator {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "no_such_endpoint",
-            "no such endpoint on this listener",
-        );
-    }
-    next.run(req).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

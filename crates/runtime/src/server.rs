@@ -15,19 +15,25 @@ use prometheus::Registry;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-#[derive(Clone)]
-struct Ops {
-    registry: Registry,
-    ready: ReadyCheck,
-}
-
-/// `/healthz` (the process is alive), `/readyz` (`ready` passes) and `/metrics`.
-pub fn ops_router(registry: Registry, ready: ReadyCheck) -> Router {
+/// `/healthz` (the process is alive) and `/readyz` (`ready` passes): what a
+/// public listener may answer.
+pub fn probes_router(ready: ReadyCheck) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .with_state(ready)
+}
+
+/// `/metrics`: what `registry` holds, in Prometheus' text format.
+pub fn metrics_router(registry: Registry) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
-        .with_state(Ops { registry, ready })
+        .with_state(registry)
+}
+
+/// The probes and `/metrics`.
+pub fn ops_router(registry: Registry, ready: ReadyCheck) -> Router {
+    probes_router(ready).merge(metrics_router(registry))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -37,8 +43,8 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
-async fn readyz(State(ops): State<Ops>) -> Response {
-    match (ops.ready)().await {
+async fn readyz(State(ready): State<ReadyCheck>) -> Response {
+    match ready().await {
         Ok(()) => (
             [(header::CONTENT_TYPE, "application/json")],
             r#"{"status":"ready"}"#,
@@ -52,12 +58,12 @@ async fn readyz(State(ops): State<Ops>) -> Response {
     }
 }
 
-async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+async fn metrics(State(registry): State<Registry>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::encode(&ops.registry),
+        crate::metrics::encode(&registry),
     )
 }
