@@ -750,18 +750,18 @@ async fn handle_webhook(
             e.to_string(),
         ));
     }
-    if kind == ProviderKind::WooCommerce && storefold_providers::woocommerce::is_ping(&body) {
-        // The creation ping says only "this URL answers": answered, not stored,
+    let inbound = kind
+        .describe(&req)
+        .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    if kind.is_handshake(&inbound) {
+        // A creation ping says only "this URL answers": answered, not stored,
         // and not counted (anyone can send one unsigned).
-        tracing::info!("WooCommerce ping answered");
+        tracing::info!(provider = kind.name(), "handshake answered");
         return Ok(StatusCode::OK.into_response());
     }
     // Counted once verified: a flood of forged requests must not use up the
     // tenant's budget and get its real provider's deliveries refused.
     ingest.limit_webhooks(tenant_id, kind)?;
-    let inbound = kind
-        .describe(&req)
-        .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let raw = raw_event(tenant_id, kind, inbound, &headers, &body, now, trace);
     store(ingest, kind, raw).await?;
     Ok(match kind {

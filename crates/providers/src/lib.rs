@@ -168,6 +168,12 @@ impl ProviderKind {
         }
     }
 
+    /// Whether a described request only checks that the URL answers
+    /// (WooCommerce's creation ping): it is answered and not stored.
+    pub fn is_handshake(self, inbound: &Inbound) -> bool {
+        self == ProviderKind::WooCommerce && inbound.topic == woocommerce::PING_TOPIC
+    }
+
     /// Maps a verified payload to canonical events.
     pub fn map(
         self,

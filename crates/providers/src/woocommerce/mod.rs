@@ -41,11 +41,6 @@ const SECRET_IS_EMPTY: &str = "the WooCommerce webhook secret is empty";
 /// The topic given to the creation ping.
 pub const PING_TOPIC: &str = "ping";
 
-/// Whether `body` is the creation ping: exactly `webhook_id=` followed by digits.
-pub fn is_ping(body: &[u8]) -> bool {
-    ping_webhook_id(body).is_some()
-}
-
 /// The creation ping: exactly `webhook_id=` followed by digits.
 fn ping_webhook_id(body: &[u8]) -> Option<&str> {
     let id = body.strip_prefix(b"webhook_id=")?;
