@@ -1,0 +1,292 @@
+//! Committing the open batch (steps a–c of ARCHITECTURE §5): the changelog
+//! records and the marker, one local write, then the outputs from the outbox.
+
+use std::time::Instant;
+
+use rocksdb::WriteBatch;
+use storefold_codec::{CommitMarker, StateKind, StateRecord};
+use storefold_core::engine::{Engine, Item, StateValue};
+
+use super::shared::Out;
+use super::{Task, TaskError, task_label};
+use crate::db::DbSource;
+use crate::failpoint;
+use crate::parked::parked_since;
+use crate::records::{
+    Family, decode_value, family_of, idempotency_value, input_positions, marker_key, outbox_key,
+};
+
+impl Task {
+    /// Abandons the open batch: the engine's working set may hold its changes,
+    /// so it is dropped too. The caller seeks back to [`Task::positions`].
+    pub fn abandon(&mut self) {
+        self.engine = Engine::with_config(self.shared.fold.clone());
+        self.batch_positions = self.positions.clone();
+        self.batch_events = 0;
+        self.batch_started = None;
+        self.batch_idem.clear();
+        self.batch_idem_set.clear();
+        self.batch_dlq.clear();
+        self.batch_parked.clear();
+        self.batch_expired.clear();
+        self.parked.rollback();
+        self.progress.rollback();
+        self.batch_outcomes.clear();
+    }
+
+    /// Commits the open batch (steps a–c of §5; the caller commits the
+    /// consumer offsets, step d). On error the batch is abandoned: the task
+    /// must be restarted from its committed state.
+    pub fn commit(&mut self) -> Result<usize, TaskError> {
+        let result = self.commit_inner();
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    fn commit_inner(&mut self) -> Result<usize, TaskError> {
+        let total = Instant::now();
+        let metrics = self.shared.metrics.clone();
+        let seq = self.next_seq;
+        let events = self.batch_events;
+        let src = DbSource::new(&self.db);
+        // The batch's changed state records, serialised once.
+        let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        let mut released: Vec<String> = Vec::new();
+        let db = self.db.clone();
+        let parked_now = std::mem::take(&mut self.batch_parked);
+        let expired = std::mem::take(&mut self.batch_expired);
+        let parked = &mut self.parked;
+        let shared = self.shared.clone();
+        let output = self.engine.finish_retaining(&src, |k, v| {
+            let key = k.encode();
+            if let Item::Parked(id) = &k.item {
+                // The index follows the state exactly: parked (again, with its
+                // first receive time) or gone (released or expired).
+                match v {
+                    Some(StateValue::Parked(p)) => parked.insert(
+                        &k.tenant,
+                        id,
+                        parked_since(p),
+                        shared.release_topics(&p.envelope),
+                    ),
+                    _ => parked.remove(&k.tenant, id),
+                }
+                if v.is_none() && !expired.contains_key(&(k.tenant.clone(), id.clone())) {
+                    let provider = match db.get(&key) {
+                        Ok(Some(bytes)) => match decode_value(&bytes) {
+                            Ok(StateValue::Parked(p)) => Some(p.envelope.provider.clone()),
+                            _ => None,
+                        },
+                        _ => parked_now.get(id).cloned(),
+                    };
+                    released.push(provider.unwrap_or_else(|| "unknown".into()));
+                }
+            }
+            records.push((key, v.map(crate::records::encode_value)));
+        });
+        if let Some(e) = src.take_error() {
+            return Err(e.into());
+        }
+        self.engine.trim(self.shared.cache_records);
+        for p in released {
+            *self.batch_outcomes.entry((p, "released")).or_default() += 1;
+        }
+        for (k, at) in &self.batch_idem {
+            records.push((k.clone(), Some(idempotency_value(*at))));
+        }
+        // Orphans of a crashed batch: written again with their committed value.
+        for k in std::mem::take(&mut self.repair) {
+            let v = self.db.get(&k)?;
+            records.push((k, v));
+        }
+        let outputs = self.outputs(&output);
+        let outbox: Vec<(String, Vec<u8>)> = outputs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (outbox_key(seq, i), e.encode()))
+            .collect();
+        for (k, v) in &outbox {
+            records.push((k.clone(), Some(v.clone())));
+        }
+        for k in std::mem::take(&mut self.flushed_outbox) {
+            records.push((k, None));
+        }
+
+        // (a) the changelog records, acknowledged, then the marker, acknowledged.
+        let changelog = self.shared.topics.changelog();
+        let step = Instant::now();
+        // The local write batch is staged now (step b writes it only after the
+        // marker is acknowledged), so the records can move into the changelog
+        // records without copying their values.
+        let mut batch = WriteBatch::default();
+        for (k, v) in &records {
+            self.db.stage(&mut batch, k, v.as_deref());
+        }
+        let record_count = records.len() as i64;
+        let encoded: Vec<(String, Vec<u8>)> = records
+            .into_iter()
+            .map(|(key, value)| {
+                let kind = family_of(&key).map_or(StateKind::Meta, Family::kind);
+                let rec = StateRecord {
+                    key,
+                    kind,
+                    epoch: self.epoch,
+                    sequence: seq,
+                    value,
+                };
+                let bytes = self.shared.encode(&rec);
+                (rec.key, bytes)
+            })
+            .collect();
+        // A state record over the producer's limit would fail this batch on
+        // every attempt: say which, instead of librdkafka's bare refusal.
+        if let Some((k, v)) = encoded
+            .iter()
+            .find(|(k, v)| k.len() + v.len() + 256 > self.shared.max_message_bytes)
+        {
+            metrics.oversized.with_label_values(&["state"]).inc();
+            return Err(TaskError::Changelog(format!(
+                "state record {k} is {} bytes, over message.max.bytes ({}): the batch cannot be \
+                 committed. Lower the [processor] max_* bounds, or raise message.max.bytes in \
+                 [kafka.properties] and max.message.bytes of the changelog and output topics",
+                v.len(),
+                self.shared.max_message_bytes
+            )));
+        }
+        let outs: Vec<Out<'_>> = encoded
+            .iter()
+            .map(|(k, v)| Out {
+                topic: &changelog,
+                partition: Some(self.partition),
+                key: k.as_bytes(),
+                value: Some(v),
+                headers: &[],
+            })
+            .collect();
+        self.shared.produce_all(&outs)?;
+        metrics
+            .commit_seconds
+            .with_label_values(&["changelog"])
+            .observe(step.elapsed().as_secs_f64());
+        failpoint::hit("after_changelog");
+        let step = Instant::now();
+        let marker = CommitMarker {
+            epoch: self.epoch,
+            sequence: seq,
+            record_count,
+            input_positions: input_positions(&self.batch_positions, self.partition),
+            flushed_batch: self.meta.flushed,
+        };
+        let marker_rec = StateRecord {
+            key: marker_key(self.epoch),
+            kind: StateKind::Marker,
+            epoch: self.epoch,
+            sequence: seq,
+            value: Some(self.shared.encode(&marker)),
+        };
+        let payload = self.shared.encode(&marker_rec);
+        let offsets = self.shared.produce_all(&[Out {
+            topic: &changelog,
+            partition: Some(self.partition),
+            key: marker_rec.key.as_bytes(),
+            value: Some(&payload),
+            headers: &[],
+        }])?;
+        metrics
+            .commit_seconds
+            .with_label_values(&["marker"])
+            .observe(step.elapsed().as_secs_f64());
+        failpoint::hit("after_marker");
+
+        // (b) one RocksDB write: records, outbox, positions, changelog position.
+        let step = Instant::now();
+        self.meta.sequence = seq;
+        self.meta.positions = self.batch_positions.clone();
+        self.meta.changelog_next = offsets.first().map_or(self.meta.changelog_next, |o| o + 1);
+        self.db.stage_meta(&mut batch, &self.meta);
+        self.db.write(batch)?;
+        metrics
+            .commit_seconds
+            .with_label_values(&["state"])
+            .observe(step.elapsed().as_secs_f64());
+        failpoint::hit("after_state");
+        self.parked.commit();
+        self.progress.commit();
+        for provider in expired.values() {
+            metrics
+                .parked_expired
+                .with_label_values(&[provider.as_str()])
+                .inc();
+            metrics.dlq.with_label_values(&["unresolved_order"]).inc();
+        }
+        metrics
+            .parked_events
+            .with_label_values(&[&task_label(self.partition)])
+            .set(self.parked.len() as i64);
+        self.positions = self.batch_positions.clone();
+        self.next_seq = seq + 1;
+        for ((provider, outcome), n) in std::mem::take(&mut self.batch_outcomes) {
+            metrics
+                .events
+                .with_label_values(&[provider.as_str(), outcome])
+                .inc_by(n);
+        }
+        metrics.batch_events.observe(events as f64);
+        self.batch_events = 0;
+        self.batch_started = None;
+        self.batch_idem.clear();
+        self.batch_idem_set.clear();
+
+        // (c) the outputs, then their outbox entries deleted.
+        let step = Instant::now();
+        self.flush_outbox()?;
+        metrics
+            .commit_seconds
+            .with_label_values(&["outbox"])
+            .observe(step.elapsed().as_secs_f64());
+        metrics
+            .commit_seconds
+            .with_label_values(&["total"])
+            .observe(total.elapsed().as_secs_f64());
+        self.update_gauges();
+        Ok(events)
+    }
+
+    /// Produces every outbox entry and deletes them once acknowledged.
+    pub(super) fn flush_outbox(&mut self) -> Result<(), TaskError> {
+        let outbox = self.db.outbox()?;
+        let depth = self
+            .shared
+            .metrics
+            .outbox_depth
+            .with_label_values(&[&task_label(self.partition)]);
+        depth.set(outbox.len() as i64);
+        if !outbox.is_empty() {
+            let outs: Vec<Out<'_>> = outbox
+                .iter()
+                .map(|(_, e)| Out {
+                    topic: &e.topic,
+                    partition: None,
+                    key: &e.key,
+                    value: Some(&e.value),
+                    headers: &e.headers,
+                })
+                .collect();
+            self.shared.produce_all(&outs)?;
+            failpoint::hit("after_outbox");
+        }
+        let mut batch = WriteBatch::default();
+        for (k, _) in &outbox {
+            self.db.stage(&mut batch, k, None);
+            self.flushed_outbox.push(k.clone());
+        }
+        self.meta.flushed = self.meta.sequence;
+        self.db.stage_meta(&mut batch, &self.meta);
+        self.db.write(batch)?;
+        depth.set(0);
+        failpoint::hit("after_outbox_deleted");
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! The batch's outputs, in outbox order: its projections (trimmed to their
+//! newest entries when too large for Kafka), its triggers, then its dead
+//! letters.
+
+use storefold_codec::RECEIVED_AT_HEADER;
+use storefold_core::engine::BatchOutput;
+
+use super::Task;
+use crate::records::{OutboxEntry, ProjectionRecord, projection_record, trigger_record};
+use crate::size;
+
+impl Task {
+    /// The outbox entries of a batch whose state the engine has settled into
+    /// `output`; takes the open batch's dead letters.
+    pub(super) fn outputs(&mut self, output: &BatchOutput) -> Vec<OutboxEntry> {
+        // The outputs, through the outbox. Each carries the receive time of the
+        // oldest raw event folded in this batch, so sinks can measure the
+        // end-to-end latency (webhook received → CRM written).
+        let received: Vec<(String, Vec<u8>)> = self
+            .batch_idem
+            .iter()
+            .map(|(_, at)| *at)
+            .min()
+            .map(|at| vec![(RECEIVED_AT_HEADER.to_string(), at.to_string().into_bytes())])
+            .unwrap_or_default();
+        let mut outputs: Vec<OutboxEntry> = Vec::new();
+        let topics = &self.shared.topics;
+        for p in &output.projections {
+            let key = p.key().into_bytes();
+            let mut record = projection_record(p, self.generation);
+            let (topic, value) = match &record {
+                ProjectionRecord::Customer(c) => (topics.customers(), self.shared.encode(c)),
+                ProjectionRecord::Order(o) => (topics.orders(), self.shared.encode(o)),
+            };
+            let mut entry = OutboxEntry {
+                topic,
+                key,
+                value,
+                headers: received.clone(),
+            };
+            if !size::fits(&entry, self.shared.max_message_bytes) {
+                // Published trimmed (flagged `truncated`), never stalling
+                // the partition.
+                let doc = match &mut record {
+                    ProjectionRecord::Customer(c) => &mut c.doc,
+                    ProjectionRecord::Order(o) => &mut o.doc,
+                };
+                let around = size::entry_bytes(&entry).saturating_sub(doc.len());
+                let budget = self
+                    .shared
+                    .max_message_bytes
+                    .saturating_sub(size::RECORD_OVERHEAD + around + 64);
+                let before = doc.len();
+                if let Some(trimmed) = size::trim_doc(doc, budget) {
+                    *doc = trimmed;
+                }
+                entry.value = match &record {
+                    ProjectionRecord::Customer(c) => self.shared.encode(c),
+                    ProjectionRecord::Order(o) => self.shared.encode(o),
+                };
+                self.shared
+                    .metrics
+                    .oversized
+                    .with_label_values(&["projection"])
+                    .inc();
+                tracing::warn!(
+                    task = self.partition,
+                    key = %String::from_utf8_lossy(&entry.key),
+                    bytes = before,
+                    limit = self.shared.max_message_bytes,
+                    "projection too large for Kafka: published trimmed"
+                );
+            }
+            outputs.push(entry);
+        }
+        for t in &output.triggers {
+            let rec = trigger_record(t);
+            outputs.push(OutboxEntry {
+                topic: topics.triggers(),
+                key: format!("{}/{}", rec.tenant, rec.customer_id).into_bytes(),
+                value: self.shared.encode(&rec),
+                headers: received.clone(),
+            });
+        }
+        outputs.append(&mut self.batch_dlq);
+        outputs
+    }
+}
