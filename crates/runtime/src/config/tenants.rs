@@ -1,0 +1,338 @@
+//! `[tenants.<id>]`: a tenant's stores, payments mapping, reporting currency and provider credentials.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use storefold_core::money::Currency;
+use storefold_providers::{
+    AdyenCapture, Credentials, MapOptions, OrderReference, ProviderKind, ReferencePattern,
+};
+
+use super::ConfigError;
+
+/// The store platforms a tenant may run.
+pub const STORES: [&str; 2] = ["shopify", "woocommerce"];
+
+/// One tenant.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may post touches.
+    pub collect_origins: Vec<String>,
+    /// The store platforms the tenant runs (`shopify`, `woocommerce`); the first
+    /// is where a payment provider's bare order id points unless the provider's
+    /// `store` says otherwise.
+    pub stores: Vec<String>,
+    /// ISO 4217 code of the currency the tenant's figures are also converted
+    /// to (`reporting` on orders, `revenue_reporting` on customers), with the
+    /// rates of `[rates]`. `None`: figures stay per currency only.
+    pub reporting_currency: Option<String>,
+    /// Where each payment provider names the store's order.
+    pub payments: PaymentsConfig,
+    /// Credentials per provider name. Only configured providers are accepted.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Whether an `email` in a collect beacon may create or merge customers
+    /// without a token from the shop's backend. Off: only beacons whose
+    /// `email_token` verifies with `collect_identity_secret` do.
+    pub collect_identify: bool,
+    /// The shop backend's key for `email_token`s (HMAC-SHA256; see the README's
+    /// collect section). `None`: beacon tokens are refused.
+    pub collect_identity_secret: Option<crate::net::Secret>,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        Self {
+            collect_origins: Vec::new(),
+            stores: MapOptions::default().stores,
+            reporting_currency: None,
+            payments: PaymentsConfig::default(),
+            providers: BTreeMap::new(),
+            collect_identify: false,
+            collect_identity_secret: None,
+        }
+    }
+}
+
+/// `[tenants.<id>.payments.*]`: how each payment provider's payloads name the
+/// store's order. The defaults are `storefold_providers::MapOptions::default()`'s.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    pub stripe: StripePayments,
+    pub paypal: PaypalPayments,
+    pub adyen: AdyenPayments,
+}
+
+/// `[tenants.<id>.payments.stripe]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripePayments {
+    /// Metadata keys of a charge or payment intent that hold the store's order
+    /// id, tried in order.
+    pub order_metadata_keys: Vec<String>,
+    /// The store those order ids belong to (one of the tenant's `stores`);
+    /// `None`: the tenant's first store.
+    pub store: Option<String>,
+    /// A regular expression whose group `order` (or else first group) is the
+    /// order id inside the metadata value; `None`: the whole value.
+    pub order_pattern: Option<String>,
+}
+
+impl Default for StripePayments {
+    fn default() -> Self {
+        let d = MapOptions::default().stripe;
+        Self {
+            order_metadata_keys: d.fields,
+            store: d.store,
+            order_pattern: None,
+        }
+    }
+}
+
+/// `[tenants.<id>.payments.paypal]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaypalPayments {
+    /// The purchase unit fields that hold the store's order id, tried in
+    /// order: `custom_id` and/or `invoice_id`.
+    pub order_fields: Vec<String>,
+    /// The store those order ids belong to; `None`: the tenant's first store.
+    pub store: Option<String>,
+    /// As `stripe.order_pattern`, for the field's value.
+    pub order_pattern: Option<String>,
+}
+
+impl Default for PaypalPayments {
+    fn default() -> Self {
+        let d = MapOptions::default().paypal;
+        Self {
+            order_fields: d.fields,
+            store: d.store,
+            order_pattern: None,
+        }
+    }
+}
+
+/// PayPal's purchase unit fields that may name the store's order.
+pub const PAYPAL_ORDER_FIELDS: [&str; 2] = ["custom_id", "invoice_id"];
+
+/// `[tenants.<id>.payments.adyen]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdyenPayments {
+    /// `automatic`: Adyen captures authorisations by itself (its default), so
+    /// an AUTHORISATION is money in unless cancelled; `manual`: only CAPTURE
+    /// notifications are money in, an AUTHORISATION is a hold.
+    pub capture: AdyenCaptureMode,
+    /// A regular expression whose group `order` (or else first group) is the
+    /// store's order id inside the `merchantReference` (e.g.
+    /// `^(?P<order>\d+)-\d+$` for `1001-2`); `None`: the whole reference.
+    pub merchant_reference_pattern: Option<String>,
+    /// The store those order ids belong to; `None`: the tenant's first store.
+    pub store: Option<String>,
+}
+
+/// See [`AdyenPayments::capture`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdyenCaptureMode {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+/// A tenant setting that cannot be used: the key (below `tenants.<id>.`) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantKeyError {
+    pub key: String,
+    pub message: String,
+}
+
+impl TenantConfig {
+    /// How the tenant's payloads are mapped: its stores and where each payment
+    /// provider names the order. Fails on a pattern without a group, a store
+    /// that is not one of the tenant's `stores`, or an unknown store or field.
+    pub fn map_options(&self) -> Result<MapOptions, TenantKeyError> {
+        let err = |key: &str, message: String| TenantKeyError {
+            key: key.to_string(),
+            message,
+        };
+        if self.stores.is_empty() {
+            return Err(err(
+                "stores",
+                format!(
+                    "is empty; list the tenant's store platforms ({})",
+                    STORES.join(", ")
+                ),
+            ));
+        }
+        for (i, s) in self.stores.iter().enumerate() {
+            if !STORES.contains(&s.as_str()) {
+                return Err(err(
+                    "stores",
+                    format!(
+                        "{s:?} is not a store storefold reads ({})",
+                        STORES.join(", ")
+                    ),
+                ));
+            }
+            if self.stores[..i].contains(s) {
+                return Err(err("stores", format!("{s:?} is listed twice")));
+            }
+        }
+        let store = |key: &str, s: &Option<String>| -> Result<Option<String>, TenantKeyError> {
+            match s {
+                Some(s) if !self.stores.contains(s) => Err(err(
+                    key,
+                    format!(
+                        "{s:?} is not one of the tenant's stores ({})",
+                        self.stores.join(", ")
+                    ),
+                )),
+                other => Ok(other.clone()),
+            }
+        };
+        let pattern =
+            |key: &str, p: &Option<String>| -> Result<Option<ReferencePattern>, TenantKeyError> {
+                p.as_deref()
+                    .map(ReferencePattern::new)
+                    .transpose()
+                    .map_err(|e| err(key, e))
+            };
+        let p = &self.payments;
+        for k in &p.stripe.order_metadata_keys {
+            if k.trim().is_empty() {
+                return Err(err(
+                    "payments.stripe.order_metadata_keys",
+                    "holds an empty key".into(),
+                ));
+            }
+        }
+        for f in &p.paypal.order_fields {
+            if !PAYPAL_ORDER_FIELDS.contains(&f.as_str()) {
+                return Err(err(
+                    "payments.paypal.order_fields",
+                    format!(
+                        "{f:?} is not a PayPal field storefold reads ({})",
+                        PAYPAL_ORDER_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(MapOptions {
+            stores: self.stores.clone(),
+            stripe: OrderReference {
+                fields: p.stripe.order_metadata_keys.clone(),
+                store: store("payments.stripe.store", &p.stripe.store)?,
+                pattern: pattern("payments.stripe.order_pattern", &p.stripe.order_pattern)?,
+            },
+            paypal: OrderReference {
+                fields: p.paypal.order_fields.clone(),
+                store: store("payments.paypal.store", &p.paypal.store)?,
+                pattern: pattern("payments.paypal.order_pattern", &p.paypal.order_pattern)?,
+            },
+            adyen: OrderReference {
+                fields: Vec::new(),
+                store: store("payments.adyen.store", &p.adyen.store)?,
+                pattern: pattern(
+                    "payments.adyen.merchant_reference_pattern",
+                    &p.adyen.merchant_reference_pattern,
+                )?,
+            },
+            adyen_capture: match p.adyen.capture {
+                AdyenCaptureMode::Automatic => AdyenCapture::Automatic,
+                AdyenCaptureMode::Manual => AdyenCapture::Manual,
+            },
+        })
+    }
+
+    /// The tenant's reporting currency, when it sets one.
+    pub fn reporting_currency(&self) -> Result<Option<Currency>, TenantKeyError> {
+        self.reporting_currency
+            .as_deref()
+            .map(|c| {
+                Currency::from_code(c).map_err(|e| TenantKeyError {
+                    key: "reporting_currency".into(),
+                    message: format!("{e}: an ISO 4217 code with a minor unit, like EUR"),
+                })
+            })
+            .transpose()
+    }
+}
+
+/// A tenant's credentials for one provider.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    /// What the provider's verification needs: the HMAC secret, Adyen's hex HMAC
+    /// key, the URL token (Shippo, Gorgias) or the pinned certificate PEM (PayPal).
+    pub secret: String,
+    /// PayPal's webhook id.
+    pub webhook_id: Option<String>,
+    /// Only for `storefold webhook send` with PayPal: the private key PEM that signs
+    /// test requests (PayPal's own key is never available).
+    pub signing_key: Option<String>,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("secret", &"<redacted>")
+            .field("webhook_id", &self.webhook_id)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl ProviderConfig {
+    /// The credentials the provider's `verify` takes.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            secret: self.secret.clone(),
+            webhook_id: self.webhook_id.clone(),
+        }
+    }
+
+    /// What the provider's `sign` takes, if this config can sign: the secret, or for
+    /// PayPal the webhook id line and the signing key.
+    pub fn signing_secret(&self, provider: ProviderKind) -> Option<String> {
+        match provider {
+            ProviderKind::Paypal => {
+                let key = self.signing_key.as_ref()?;
+                let id = self.webhook_id.as_deref().unwrap_or_default();
+                Some(format!("webhook_id: {id}\n{key}"))
+            }
+            _ if self.secret.is_empty() => None,
+            _ => Some(self.secret.clone()),
+        }
+    }
+}
+
+/// A tenant's mapping options and reporting currency, or an error naming the key.
+pub(super) fn tenant_options(
+    id: &str,
+    tenant: &TenantConfig,
+) -> Result<(MapOptions, Option<Currency>), ConfigError> {
+    let named = |e: TenantKeyError| ConfigError::Key {
+        key: format!("tenants.{id}.{}", e.key),
+        message: e.message,
+    };
+    Ok((
+        tenant.map_options().map_err(named)?,
+        tenant.reporting_currency().map_err(named)?,
+    ))
+}
+
+/// Tenant ids appear in URLs, keys and env names: keep them simple.
+pub fn valid_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}

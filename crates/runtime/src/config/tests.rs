@@ -1,0 +1,280 @@
+use super::*;
+use storefold_core::money::Currency;
+use storefold_providers::AdyenCapture;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_apply_to_an_empty_file() {
+    let c = Config::from_toml_str("", env(&[])).unwrap();
+    assert_eq!(c.kafka.partitions, 12);
+    assert_eq!(c.ingest.max_body_bytes, 1024 * 1024);
+    assert!(c.tenants.is_empty());
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_path() {
+    let err = Config::from_toml_str("[kafka]\nbootstrap_server = \"x\"\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bootstrap_server"), "{err}");
+    let err = Config::from_toml_str(
+        "[tenants.a.providers.shopify]\nsecret = \"s\"\nsecrte = \"t\"\n",
+        env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tenants.a.providers.shopify"), "{err}");
+    assert!(err.contains("secrte"), "{err}");
+}
+
+#[test]
+fn env_substitution_and_missing_variables() {
+    let toml = "[tenants.a.providers.stripe]\nsecret = \"whsec_${K}x\"\n";
+    let c = Config::from_toml_str(toml, env(&[("K", "abc")])).unwrap();
+    assert_eq!(c.tenants["a"].providers["stripe"].secret, "whsec_abcx");
+    let err = Config::from_toml_str(toml, env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tenants.a.providers.stripe.secret"), "{err}");
+    assert!(err.contains("K is not set"), "{err}");
+    let lit = Config::from_toml_str(
+        "[tenants.a.providers.stripe]\nsecret = \"$${NOT}\"\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(lit.tenants["a"].providers["stripe"].secret, "${NOT}");
+}
+
+#[test]
+fn storefold_env_overrides_nested_keys_and_types() {
+    let c = Config::from_toml_str(
+        "[kafka]\npartitions = 3\n",
+        env(&[
+            ("STOREFOLD_KAFKA__PARTITIONS", "6"),
+            ("STOREFOLD_KAFKA__BOOTSTRAP_SERVERS", "broker:9093"),
+            ("STOREFOLD_TENANTS__B__PROVIDERS__SHOPIFY__SECRET", "xyz"),
+            ("STOREFOLD_CONFIG", "ignored: a command-line option"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.kafka.partitions, 6);
+    assert_eq!(c.kafka.bootstrap_servers, "broker:9093");
+    assert_eq!(c.tenants["b"].providers["shopify"].secret, "xyz");
+    let err = Config::from_toml_str("", env(&[("STOREFOLD_KAFKA__NOPE", "1")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn a_configured_provider_without_a_secret_refuses_to_start() {
+    let err = Config::from_toml_str("[tenants.a.providers.shopify]\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tenants.a.providers.shopify.secret"), "{err}");
+    let err = Config::from_toml_str("[tenants.a.providers.paypal]\nsecret = \"pem\"\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("webhook_id"), "{err}");
+    let err = Config::from_toml_str("[tenants.a.providers.shopifyy]\nsecret = \"s\"\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown provider"), "{err}");
+}
+
+#[test]
+fn tenant_ids_and_origins_are_checked() {
+    let err = Config::from_toml_str("[tenants.Acme]\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tenant id"), "{err}");
+    let err = Config::from_toml_str(
+        "[tenants.a]\ncollect_origins = [\"shop.example\"]\n",
+        env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not an origin"), "{err}");
+}
+
+#[test]
+fn tenant_stores_and_payments_become_map_options() {
+    let c = Config::from_toml_str("[tenants.a]\n", env(&[])).unwrap();
+    assert_eq!(
+        c.tenants["a"].map_options().unwrap(),
+        MapOptions::default(),
+        "the defaults are the providers' defaults"
+    );
+    let c = Config::from_toml_str(
+        r#"
+[tenants.woo]
+stores = ["woocommerce", "shopify"]
+reporting_currency = "eur"
+[tenants.woo.payments.stripe]
+order_metadata_keys = ["woo_order", "order_id"]
+order_pattern = '^WC-(?P<order>\d+)$'
+[tenants.woo.payments.paypal]
+order_fields = ["invoice_id"]
+store = "shopify"
+[tenants.woo.payments.adyen]
+capture = "manual"
+merchant_reference_pattern = '^(\d+)-\d+$'
+store = "woocommerce"
+"#,
+        env(&[]),
+    )
+    .unwrap();
+    let o = c.map_options().unwrap().remove("woo").unwrap();
+    assert_eq!(o.stores, ["woocommerce", "shopify"]);
+    assert_eq!(o.stripe.fields, ["woo_order", "order_id"]);
+    assert_eq!(o.stripe.store, None);
+    assert_eq!(o.store_for("stripe"), "woocommerce");
+    let p = o.stripe.pattern.as_ref().unwrap();
+    assert_eq!(p.order_id("WC-727"), Some("727"));
+    assert_eq!(o.paypal.fields, ["invoice_id"]);
+    assert_eq!(o.store_for("paypal"), "shopify");
+    assert_eq!(o.adyen_capture, AdyenCapture::Manual);
+    assert_eq!(
+        o.adyen.pattern.as_ref().unwrap().order_id("1001-2"),
+        Some("1001")
+    );
+    let fold = c.fold_config().unwrap();
+    assert_eq!(fold.reporting["woo"].code(), "EUR");
+    assert!(fold.rates.is_empty());
+}
+
+#[test]
+fn unusable_tenant_settings_name_their_key() {
+    for (toml, key, says) in [
+        (
+            "[tenants.a]\nstores = [\"magento\"]\n",
+            "tenants.a.stores",
+            "magento",
+        ),
+        ("[tenants.a]\nstores = []\n", "tenants.a.stores", "empty"),
+        (
+            "[tenants.a]\nreporting_currency = \"EURO\"\n",
+            "tenants.a.reporting_currency",
+            "EURO",
+        ),
+        (
+            "[tenants.a.payments.stripe]\norder_pattern = \"^WC-\\\\d+$\"\n",
+            "tenants.a.payments.stripe.order_pattern",
+            "no group",
+        ),
+        (
+            "[tenants.a.payments.paypal]\norder_pattern = \"(\"\n",
+            "tenants.a.payments.paypal.order_pattern",
+            "regex",
+        ),
+        (
+            "[tenants.a.payments.adyen]\nmerchant_reference_pattern = \"x\"\n",
+            "tenants.a.payments.adyen.merchant_reference_pattern",
+            "no group",
+        ),
+        (
+            "[tenants.a.payments.stripe]\nstore = \"woocommerce\"\n",
+            "tenants.a.payments.stripe.store",
+            "not one of the tenant's stores",
+        ),
+        (
+            "[tenants.a.payments.paypal]\norder_fields = [\"reference_id\"]\n",
+            "tenants.a.payments.paypal.order_fields",
+            "reference_id",
+        ),
+        (
+            "[tenants.a.payments.adyen]\ncapture = \"delayed\"\n",
+            "tenants.a.payments.adyen.capture",
+            "delayed",
+        ),
+        (
+            "[tenants.a.payments.klarna]\n",
+            "tenants.a.payments",
+            "klarna",
+        ),
+        (
+            "[processor]\npark_timeout_hours = 0\n",
+            "processor.park_timeout_hours",
+            "positive",
+        ),
+    ] {
+        let err = Config::from_toml_str(toml, env(&[]))
+            .expect_err(toml)
+            .to_string();
+        assert!(err.contains(key), "{toml}: {err}");
+        assert!(err.contains(says), "{toml}: {err}");
+    }
+}
+
+#[test]
+fn the_rates_file_is_read_at_fold_config_and_a_bad_one_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("rates.csv");
+    std::fs::write(&good, "date,from,to,rate\n2025-03-01,USD,EUR,0.92\n").unwrap();
+    let toml = |path: &Path| {
+        format!(
+            "[rates]\nfile = {:?}\nmax_age_days = 3\n[tenants.a]\nreporting_currency = \"EUR\"\n",
+            path.display().to_string()
+        )
+    };
+    let c = Config::from_toml_str(&toml(&good), env(&[])).unwrap();
+    assert_eq!(c.rates.max_age_days, 3);
+    let fold = c.fold_config().unwrap();
+    let usd = Currency::from_code("USD").unwrap();
+    let eur = Currency::from_code("EUR").unwrap();
+    let at = time::macros::datetime!(2025-03-03 12:00 UTC);
+    assert_eq!(
+        fold.rates
+            .convert(storefold_core::Money::new(1000, usd), eur, at)
+            .map(|c| c.amount),
+        Some(920),
+        "three days later, within max_age_days"
+    );
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "2025-03-01,USD,EUR,zero\n").unwrap();
+    let err = Config::from_toml_str(&toml(&bad), env(&[]))
+        .unwrap()
+        .fold_config()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rates.file") && err.contains("line 1"),
+        "{err}"
+    );
+    let missing = dir.path().join("missing.csv");
+    let err = Config::from_toml_str(&toml(&missing), env(&[]))
+        .unwrap()
+        .fold_config()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rates.file") && err.contains("cannot read"),
+        "{err}"
+    );
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "date,from,to,rate\n").unwrap();
+    let err = Config::from_toml_str(&toml(&empty), env(&[]))
+        .unwrap()
+        .fold_config()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no rate"), "{err}");
+}
+
+#[test]
+fn secrets_never_reach_debug_output() {
+    let c = Config::from_toml_str(
+        "[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n[tenants.a.providers.shopify]\nsecret = \"topsecret\"\n",
+        env(&[]),
+    )
+    .unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains("topsecret"), "{shown}");
+}
