@@ -34,8 +34,16 @@ pub struct MockBroker {
 }
 
 impl MockBroker {
-    /// Starts a cluster of `brokers` brokers (ids 1..=brokers).
+    /// Starts a cluster of `brokers` brokers (ids 1..=brokers); panics when it
+    /// cannot (see [`MockBroker::try_start`]).
     pub fn start(brokers: i32) -> MockBroker {
+        Self::try_start(brokers).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a cluster of `brokers` brokers (ids 1..=brokers), or says why it
+    /// cannot (for callers that report errors instead of panicking, such as
+    /// `storefold dev`).
+    pub fn try_start(brokers: i32) -> Result<MockBroker, String> {
         let (tx, rx) = mpsc::channel::<Cmd>();
         let (boot_tx, boot_rx) = mpsc::channel::<Result<String, String>>();
         let thread = std::thread::Builder::new()
@@ -67,16 +75,16 @@ impl MockBroker {
                     }
                 }
             })
-            .expect("spawn the mock cluster thread");
+            .map_err(|e| format!("cannot spawn the mock cluster's thread: {e}"))?;
         let bootstrap = boot_rx
             .recv()
-            .expect("mock cluster thread answers")
-            .unwrap_or_else(|e| panic!("cannot start librdkafka's mock cluster: {e}"));
-        MockBroker {
+            .map_err(|_| "the mock cluster's thread ended before it started".to_string())?
+            .map_err(|e| format!("cannot start librdkafka's mock cluster: {e}"))?;
+        Ok(MockBroker {
             bootstrap,
             tx: Some(tx),
             thread: Some(thread),
-        }
+        })
     }
 
     /// `host:port,…` for `bootstrap.servers`.
