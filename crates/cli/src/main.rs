@@ -142,9 +142,7 @@ enum Command {
     /// JSON lines (one versioned event per line).
     ///
     /// The payload is read exactly as a webhook body; its signature is not checked
-    /// (that happens at the ingest). Known providers: shopify, woocommerce,
-    /// stripe, adyen, paypal, aftership, easypost, shippo, zendesk, gorgias,
-    /// collect.
+    /// (that happens at the ingest). `--help` lists the known providers.
     Normalize(normalize_cmd::NormalizeArgs),
     /// Avro schema contracts.
     Schemas {
@@ -243,6 +241,47 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn init_logs(config: &Config, format: Option<LogFormat>) {
     storefold_runtime::telemetry::init(format.unwrap_or(config.log.format), &config.log.level);
+}
+
+/// The value parser of a `--provider` argument: the registered providers are
+/// clap's possible values (listed in `--help`), and an unknown name is refused
+/// with [`storefold_providers::UnknownProvider`]'s message, which lists them too.
+pub(crate) fn provider_parser() -> ProviderParser {
+    ProviderParser
+}
+
+/// See [`provider_parser`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProviderParser;
+
+impl clap::builder::TypedValueParser for ProviderParser {
+    type Value = storefold_providers::ProviderKind;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<Self::Value, clap::Error> {
+        value.to_string_lossy().parse().map_err(|e| {
+            let arg = arg.map_or_else(|| "--provider".to_string(), ToString::to_string);
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value for {arg}: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            storefold_providers::ProviderKind::ALL
+                .iter()
+                .map(|k| clap::builder::PossibleValue::new(k.name())),
+        ))
+    }
 }
 
 /// The bytes of `path`, or of standard input for `-`.

@@ -15,9 +15,9 @@ use time::format_description::well_known::Rfc3339;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct NormalizeArgs {
-    /// Provider that sent the payload (e.g. shopify, stripe).
-    #[arg(long, env = "STOREFOLD_PROVIDER")]
-    provider: String,
+    /// Provider that sent the payload.
+    #[arg(long, env = "STOREFOLD_PROVIDER", value_parser = crate::provider_parser())]
+    provider: ProviderKind,
     /// Provider topic / event type (e.g. orders/create, charge.refunded). For
     /// providers whose topic is in the body (stripe, paypal, adyen, ...) it may be
     /// omitted and is read from the payload.
@@ -54,7 +54,7 @@ pub(crate) struct NormalizeArgs {
 }
 
 pub(crate) fn run(args: NormalizeArgs, config: Option<&Config>) -> Result<()> {
-    let kind: ProviderKind = args.provider.parse()?;
+    let kind = args.provider;
     let body = crate::read_input(&args.file)?;
     let mut headers = Headers::new();
     for h in &args.headers {
@@ -64,12 +64,7 @@ pub(crate) fn run(args: NormalizeArgs, config: Option<&Config>) -> Result<()> {
         headers.insert(k.trim(), v.trim());
     }
     // Stores send the topic in a header; --topic stands in for it when absent.
-    let topic_header = match kind {
-        ProviderKind::Shopify => Some("X-Shopify-Topic"),
-        ProviderKind::WooCommerce => Some("X-WC-Webhook-Topic"),
-        _ => None,
-    };
-    if let (Some(h), Some(t)) = (topic_header, &args.topic)
+    if let (Some(h), Some(t)) = (kind.topic_header(), &args.topic)
         && headers.get(h).is_none()
     {
         headers.insert(h, t);

@@ -26,11 +26,11 @@ pub(crate) enum WebhookCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SendArgs {
-    /// Provider to impersonate (shopify, stripe, …, or collect).
-    #[arg(long)]
+    /// Provider to impersonate (collect posts a browser touch).
+    #[arg(long, value_parser = crate::provider_parser())]
     provider: ProviderKind,
-    /// The provider topic or event type (required for shopify and woocommerce,
-    /// whose topic travels in a header).
+    /// The provider topic or event type (required for the providers whose topic
+    /// travels in a header: the stores).
     #[arg(long)]
     topic: Option<String>,
     /// Tenant id (the URL's path segment).
@@ -102,7 +102,7 @@ pub(crate) async fn run(config: Option<&Config>, command: WebhookCommand) -> Res
         };
         let topic = match (&args.topic, args.provider) {
             (Some(t), _) => t.clone(),
-            (None, ProviderKind::Shopify | ProviderKind::WooCommerce) => {
+            (None, p) if p.topic_header().is_some() => {
                 bail!(
                     "--topic is required for {} (it travels in a header)",
                     args.provider

@@ -698,15 +698,16 @@ async fn handle_webhook(
     request: Request,
 ) -> Result<Response, Rejection> {
     let tenant = ingest.tenant(tenant_id)?;
-    let kind = kind
-        .filter(|k| *k != ProviderKind::Collect)
-        .ok_or_else(|| {
-            Rejection::new(
-                StatusCode::NOT_FOUND,
-                "unknown_provider",
-                "unknown provider; known: shopify woocommerce stripe adyen paypal aftership easypost shippo zendesk gorgias",
-            )
-        })?;
+    let kind = kind.filter(|k| k.is_webhook()).ok_or_else(|| {
+        Rejection::new(
+            StatusCode::NOT_FOUND,
+            "unknown_provider",
+            format!(
+                "unknown provider; known: {}",
+                ProviderKind::names(&ProviderKind::WEBHOOK)
+            ),
+        )
+    })?;
     let creds = tenant.providers.get(&kind).ok_or_else(|| {
         Rejection::new(
             StatusCode::NOT_FOUND,

@@ -2,11 +2,13 @@
 //! map it to canonical events.
 //!
 //! Pure code: no I/O and no clock. The time a timestamped scheme is checked against
-//! is an argument. One directory per provider, each with the same four entry points
-//! (see [`ProviderKind`]): `verify` (signature over the raw bytes; nothing is parsed
-//! before it passed), `describe` (topic and idempotency id, after verification),
-//! `map` (payload to canonical events) and `sign` (what the provider would send,
-//! for `storefold webhook send` and tests).
+//! is an argument. One directory per provider, each with a unit struct
+//! implementing [`Provider`]: `verify` (signature over the raw bytes; nothing is
+//! parsed before it passed), `describe` (topic and idempotency id, after
+//! verification), `map` (payload to canonical events) and `sign` (what the
+//! provider would send, for `storefold webhook send` and tests). One list,
+//! `providers!` below, registers them: [`ProviderKind`], its `FromStr`, its
+//! names and everything the other crates list per provider derive from it.
 //!
 //! ```
 //! use storefold_providers::{Headers, ProviderKind};
@@ -23,6 +25,7 @@ use time::OffsetDateTime;
 
 mod common;
 mod helpdesk;
+mod provider;
 mod serde_util;
 #[cfg(test)]
 mod test_support;
@@ -41,89 +44,84 @@ pub mod woocommerce;
 pub mod zendesk;
 
 pub use common::*;
+pub use provider::Provider;
+use provider::providers;
 
-/// Every provider storefold reads, plus `collect` (the shop's own site).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ProviderKind {
-    Shopify,
-    WooCommerce,
-    Stripe,
-    Adyen,
-    Paypal,
-    Aftership,
-    Easypost,
-    Shippo,
-    Zendesk,
-    Gorgias,
+providers! {
+    Shopify => shopify::Shopify,
+    WooCommerce => woocommerce::WooCommerce,
+    Stripe => stripe::Stripe,
+    Adyen => adyen::Adyen,
+    Paypal => paypal::Paypal,
+    Aftership => aftership::Aftership,
+    Easypost => easypost::Easypost,
+    Shippo => shippo::Shippo,
+    Zendesk => zendesk::Zendesk,
+    Gorgias => gorgias::Gorgias,
     /// Browser touches posted to `/v1/collect/{tenant}` (unsigned; CORS + rate limit).
-    Collect,
+    Collect => collect::Collect,
 }
 
+/// How many registered providers post webhooks (all but `collect`).
+const WEBHOOK_COUNT: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < ProviderKind::ALL.len() {
+        if ProviderKind::ALL[i].is_webhook() {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
 impl ProviderKind {
-    /// The providers that send webhooks to `/v1/webhooks/{tenant}/{provider}`.
-    pub const WEBHOOK: [ProviderKind; 10] = [
-        ProviderKind::Shopify,
-        ProviderKind::WooCommerce,
-        ProviderKind::Stripe,
-        ProviderKind::Adyen,
-        ProviderKind::Paypal,
-        ProviderKind::Aftership,
-        ProviderKind::Easypost,
-        ProviderKind::Shippo,
-        ProviderKind::Zendesk,
-        ProviderKind::Gorgias,
-    ];
+    /// The providers that send webhooks to `/v1/webhooks/{tenant}/{provider}`:
+    /// every registered provider but `collect`, in registration order.
+    pub const WEBHOOK: [ProviderKind; WEBHOOK_COUNT] = {
+        let mut out = [ProviderKind::Collect; WEBHOOK_COUNT];
+        let (mut i, mut n) = (0, 0);
+        while i < ProviderKind::ALL.len() {
+            if ProviderKind::ALL[i].is_webhook() {
+                out[n] = ProviderKind::ALL[i];
+                n += 1;
+            }
+            i += 1;
+        }
+        out
+    };
+
+    /// Whether this provider posts to `/v1/webhooks/{tenant}/{provider}`; only
+    /// `collect` does not (the ingest gives browsers their own endpoint).
+    pub const fn is_webhook(self) -> bool {
+        !matches!(self, ProviderKind::Collect)
+    }
 
     /// The name used in URLs, topics and configuration.
     pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Shopify => "shopify",
-            ProviderKind::WooCommerce => "woocommerce",
-            ProviderKind::Stripe => "stripe",
-            ProviderKind::Adyen => "adyen",
-            ProviderKind::Paypal => "paypal",
-            ProviderKind::Aftership => "aftership",
-            ProviderKind::Easypost => "easypost",
-            ProviderKind::Shippo => "shippo",
-            ProviderKind::Zendesk => "zendesk",
-            ProviderKind::Gorgias => "gorgias",
-            ProviderKind::Collect => "collect",
-        }
+        self.provider().name()
+    }
+
+    /// The names of `kinds`, space separated (for messages and help).
+    pub fn names(kinds: &[ProviderKind]) -> String {
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(" ")
     }
 
     /// The verification scheme recorded with a verified raw event; `None` for
     /// `collect`, which is unsigned.
     pub fn scheme(self) -> Option<&'static str> {
-        Some(match self {
-            ProviderKind::Shopify => "shopify-hmac-sha256",
-            ProviderKind::WooCommerce => "woocommerce-hmac-sha256",
-            ProviderKind::Stripe => "stripe-v1",
-            ProviderKind::Adyen => "adyen-hmac-sha256",
-            ProviderKind::Paypal => "paypal-sha256withrsa",
-            ProviderKind::Aftership => "aftership-hmac-sha256",
-            ProviderKind::Easypost => "easypost-hmac-sha256-hex",
-            ProviderKind::Shippo => "url-token",
-            ProviderKind::Zendesk => "zendesk-hmac-sha256",
-            ProviderKind::Gorgias => "url-token",
-            ProviderKind::Collect => return None,
-        })
+        self.provider().scheme()
     }
 
     /// Headers (lower case) worth keeping in the raw event for mapping later.
     pub fn kept_headers(self) -> &'static [&'static str] {
-        match self {
-            ProviderKind::Shopify => shopify::HEADERS,
-            ProviderKind::WooCommerce => woocommerce::HEADERS,
-            ProviderKind::Stripe => stripe::HEADERS,
-            ProviderKind::Adyen => adyen::HEADERS,
-            ProviderKind::Paypal => paypal::HEADERS,
-            ProviderKind::Aftership => aftership::HEADERS,
-            ProviderKind::Easypost => easypost::HEADERS,
-            ProviderKind::Shippo => shippo::HEADERS,
-            ProviderKind::Zendesk => zendesk::HEADERS,
-            ProviderKind::Gorgias => gorgias::HEADERS,
-            ProviderKind::Collect => collect::HEADERS,
-        }
+        self.provider().kept_headers()
+    }
+
+    /// The header the provider sends its topic in, when the topic is not in the
+    /// body (the stores).
+    pub fn topic_header(self) -> Option<&'static str> {
+        self.provider().topic_header()
     }
 
     /// Checks the request's signature over its exact bytes with the tenant's
@@ -134,44 +132,20 @@ impl ProviderKind {
         req: &WebhookRequest<'_>,
         now: OffsetDateTime,
     ) -> Result<(), VerifyError> {
-        match self {
-            ProviderKind::Shopify => shopify::verify(creds, req, now),
-            ProviderKind::WooCommerce => woocommerce::verify(creds, req, now),
-            ProviderKind::Stripe => stripe::verify(creds, req, now),
-            ProviderKind::Adyen => adyen::verify(creds, req, now),
-            ProviderKind::Paypal => paypal::verify(creds, req, now),
-            ProviderKind::Aftership => aftership::verify(creds, req, now),
-            ProviderKind::Easypost => easypost::verify(creds, req, now),
-            ProviderKind::Shippo => shippo::verify(creds, req, now),
-            ProviderKind::Zendesk => zendesk::verify(creds, req, now),
-            ProviderKind::Gorgias => gorgias::verify(creds, req, now),
-            ProviderKind::Collect => collect::verify(creds, req, now),
-        }
+        self.provider().verify(creds, req, now)
     }
 
     /// Topic and idempotency id of a verified request. Call only after [`verify`].
     ///
     /// [`verify`]: ProviderKind::verify
     pub fn describe(self, req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
-        match self {
-            ProviderKind::Shopify => shopify::describe(req),
-            ProviderKind::WooCommerce => woocommerce::describe(req),
-            ProviderKind::Stripe => stripe::describe(req),
-            ProviderKind::Adyen => adyen::describe(req),
-            ProviderKind::Paypal => paypal::describe(req),
-            ProviderKind::Aftership => aftership::describe(req),
-            ProviderKind::Easypost => easypost::describe(req),
-            ProviderKind::Shippo => shippo::describe(req),
-            ProviderKind::Zendesk => zendesk::describe(req),
-            ProviderKind::Gorgias => gorgias::describe(req),
-            ProviderKind::Collect => collect::describe(req),
-        }
+        self.provider().describe(req)
     }
 
     /// Whether a described request only checks that the URL answers
     /// (WooCommerce's creation ping): it is answered and not stored.
     pub fn is_handshake(self, inbound: &Inbound) -> bool {
-        self == ProviderKind::WooCommerce && inbound.topic == woocommerce::PING_TOPIC
+        self.provider().is_handshake(inbound)
     }
 
     /// Maps a verified payload to canonical events.
@@ -180,19 +154,7 @@ impl ProviderKind {
         ctx: &MapContext<'_>,
         input: &RawInput<'_>,
     ) -> Result<Vec<Envelope>, MapError> {
-        match self {
-            ProviderKind::Shopify => shopify::map(ctx, input),
-            ProviderKind::WooCommerce => woocommerce::map(ctx, input),
-            ProviderKind::Stripe => stripe::map(ctx, input),
-            ProviderKind::Adyen => adyen::map(ctx, input),
-            ProviderKind::Paypal => paypal::map(ctx, input),
-            ProviderKind::Aftership => aftership::map(ctx, input),
-            ProviderKind::Easypost => easypost::map(ctx, input),
-            ProviderKind::Shippo => shippo::map(ctx, input),
-            ProviderKind::Zendesk => zendesk::map(ctx, input),
-            ProviderKind::Gorgias => gorgias::map(ctx, input),
-            ProviderKind::Collect => collect::map(ctx, input),
-        }
+        self.provider().map(ctx, input)
     }
 
     /// Signs `body` exactly as the provider would send it, returning the headers
@@ -205,19 +167,7 @@ impl ProviderKind {
         body: &[u8],
         now: OffsetDateTime,
     ) -> Result<Signed, SignError> {
-        match self {
-            ProviderKind::Shopify => shopify::sign(secret, topic, body, now),
-            ProviderKind::WooCommerce => woocommerce::sign(secret, topic, body, now),
-            ProviderKind::Stripe => stripe::sign(secret, topic, body, now),
-            ProviderKind::Adyen => adyen::sign(secret, topic, body, now),
-            ProviderKind::Paypal => paypal::sign(secret, topic, body, now),
-            ProviderKind::Aftership => aftership::sign(secret, topic, body, now),
-            ProviderKind::Easypost => easypost::sign(secret, topic, body, now),
-            ProviderKind::Shippo => shippo::sign(secret, topic, body, now),
-            ProviderKind::Zendesk => zendesk::sign(secret, topic, body, now),
-            ProviderKind::Gorgias => gorgias::sign(secret, topic, body, now),
-            ProviderKind::Collect => collect::sign(secret, topic, body, now),
-        }
+        self.provider().sign(secret, topic, body, now)
     }
 }
 
@@ -227,31 +177,19 @@ impl fmt::Display for ProviderKind {
     }
 }
 
-/// An unknown provider name.
+/// An unknown provider name; its message lists the registered ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown provider {0:?}; known: shopify woocommerce stripe adyen paypal aftership easypost shippo zendesk gorgias collect"
-)]
+#[error("unknown provider {0:?}; known: {known}", known = ProviderKind::names(ProviderKind::ALL))]
 pub struct UnknownProvider(pub String);
 
 impl FromStr for ProviderKind {
     type Err = UnknownProvider;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let kind = match s {
-            "shopify" => ProviderKind::Shopify,
-            "woocommerce" => ProviderKind::WooCommerce,
-            "stripe" => ProviderKind::Stripe,
-            "adyen" => ProviderKind::Adyen,
-            "paypal" => ProviderKind::Paypal,
-            "aftership" => ProviderKind::Aftership,
-            "easypost" => ProviderKind::Easypost,
-            "shippo" => ProviderKind::Shippo,
-            "zendesk" => ProviderKind::Zendesk,
-            "gorgias" => ProviderKind::Gorgias,
-            "collect" => ProviderKind::Collect,
-            other => return Err(UnknownProvider(other.to_string())),
-        };
-        Ok(kind)
+        ProviderKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownProvider(s.to_string()))
     }
 }
 

@@ -187,3 +187,52 @@ pub(crate) fn sign(
 ) -> Result<Signed, SignError> {
     Err(SignError::NotSigned("collect"))
 }
+
+/// The shop's own site: browser touches, unsigned.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Collect;
+
+impl crate::Provider for Collect {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn scheme(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn kept_headers(&self) -> &'static [&'static str] {
+        HEADERS
+    }
+
+    fn verify(
+        &self,
+        creds: &crate::Credentials,
+        req: &crate::WebhookRequest<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), crate::VerifyError> {
+        verify(creds, req, now)
+    }
+
+    fn describe(&self, req: &crate::WebhookRequest<'_>) -> Result<crate::Inbound, crate::MapError> {
+        describe(req)
+    }
+
+    fn map(
+        &self,
+        ctx: &crate::MapContext<'_>,
+        input: &crate::RawInput<'_>,
+    ) -> Result<Vec<storefold_core::Envelope>, crate::MapError> {
+        map(ctx, input)
+    }
+
+    fn sign(
+        &self,
+        secret: &str,
+        topic: &str,
+        body: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<crate::Signed, crate::SignError> {
+        sign(secret, topic, body, now)
+    }
+}

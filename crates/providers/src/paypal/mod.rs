@@ -257,3 +257,52 @@ pub(crate) fn sign(
     })?;
     sign_for_webhook(pem, webhook_id, body, now)
 }
+
+/// PayPal (captures, authorizations, disputes).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Paypal;
+
+impl crate::Provider for Paypal {
+    fn name(&self) -> &'static str {
+        "paypal"
+    }
+
+    fn scheme(&self) -> Option<&'static str> {
+        Some("paypal-sha256withrsa")
+    }
+
+    fn kept_headers(&self) -> &'static [&'static str] {
+        HEADERS
+    }
+
+    fn verify(
+        &self,
+        creds: &crate::Credentials,
+        req: &crate::WebhookRequest<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), crate::VerifyError> {
+        verify(creds, req, now)
+    }
+
+    fn describe(&self, req: &crate::WebhookRequest<'_>) -> Result<crate::Inbound, crate::MapError> {
+        describe(req)
+    }
+
+    fn map(
+        &self,
+        ctx: &crate::MapContext<'_>,
+        input: &crate::RawInput<'_>,
+    ) -> Result<Vec<storefold_core::Envelope>, crate::MapError> {
+        map(ctx, input)
+    }
+
+    fn sign(
+        &self,
+        secret: &str,
+        topic: &str,
+        body: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<crate::Signed, crate::SignError> {
+        sign(secret, topic, body, now)
+    }
+}

@@ -52,3 +52,52 @@ pub(crate) use map::map;
 
 /// The token in the URL is all there is to check: nothing is signed.
 pub(crate) use crate::{sign_url_token as sign, verify_url_token as verify};
+
+/// Shippo (tracking updates; verified by URL token).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shippo;
+
+impl crate::Provider for Shippo {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn scheme(&self) -> Option<&'static str> {
+        Some("url-token")
+    }
+
+    fn kept_headers(&self) -> &'static [&'static str] {
+        HEADERS
+    }
+
+    fn verify(
+        &self,
+        creds: &crate::Credentials,
+        req: &crate::WebhookRequest<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), crate::VerifyError> {
+        verify(creds, req, now)
+    }
+
+    fn describe(&self, req: &crate::WebhookRequest<'_>) -> Result<crate::Inbound, crate::MapError> {
+        describe(req)
+    }
+
+    fn map(
+        &self,
+        ctx: &crate::MapContext<'_>,
+        input: &crate::RawInput<'_>,
+    ) -> Result<Vec<storefold_core::Envelope>, crate::MapError> {
+        map(ctx, input)
+    }
+
+    fn sign(
+        &self,
+        secret: &str,
+        topic: &str,
+        body: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<crate::Signed, crate::SignError> {
+        sign(secret, topic, body, now)
+    }
+}

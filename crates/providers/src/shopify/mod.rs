@@ -151,3 +151,56 @@ pub(crate) fn sign(
         body: body.to_vec(),
     })
 }
+
+/// Shopify (orders, refunds, transactions, fulfillments, customers, checkouts).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shopify;
+
+impl crate::Provider for Shopify {
+    fn name(&self) -> &'static str {
+        "shopify"
+    }
+
+    fn scheme(&self) -> Option<&'static str> {
+        Some("shopify-hmac-sha256")
+    }
+
+    fn kept_headers(&self) -> &'static [&'static str] {
+        HEADERS
+    }
+
+    fn topic_header(&self) -> Option<&'static str> {
+        Some(TOPIC_HEADER)
+    }
+
+    fn verify(
+        &self,
+        creds: &crate::Credentials,
+        req: &crate::WebhookRequest<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), crate::VerifyError> {
+        verify(creds, req, now)
+    }
+
+    fn describe(&self, req: &crate::WebhookRequest<'_>) -> Result<crate::Inbound, crate::MapError> {
+        describe(req)
+    }
+
+    fn map(
+        &self,
+        ctx: &crate::MapContext<'_>,
+        input: &crate::RawInput<'_>,
+    ) -> Result<Vec<storefold_core::Envelope>, crate::MapError> {
+        map(ctx, input)
+    }
+
+    fn sign(
+        &self,
+        secret: &str,
+        topic: &str,
+        body: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<crate::Signed, crate::SignError> {
+        sign(secret, topic, body, now)
+    }
+}

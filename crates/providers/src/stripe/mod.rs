@@ -158,3 +158,52 @@ pub(crate) fn sign(
         body: body.to_vec(),
     })
 }
+
+/// Stripe (charges, refunds, disputes, payment intents).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stripe;
+
+impl crate::Provider for Stripe {
+    fn name(&self) -> &'static str {
+        "stripe"
+    }
+
+    fn scheme(&self) -> Option<&'static str> {
+        Some("stripe-v1")
+    }
+
+    fn kept_headers(&self) -> &'static [&'static str] {
+        HEADERS
+    }
+
+    fn verify(
+        &self,
+        creds: &crate::Credentials,
+        req: &crate::WebhookRequest<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), crate::VerifyError> {
+        verify(creds, req, now)
+    }
+
+    fn describe(&self, req: &crate::WebhookRequest<'_>) -> Result<crate::Inbound, crate::MapError> {
+        describe(req)
+    }
+
+    fn map(
+        &self,
+        ctx: &crate::MapContext<'_>,
+        input: &crate::RawInput<'_>,
+    ) -> Result<Vec<storefold_core::Envelope>, crate::MapError> {
+        map(ctx, input)
+    }
+
+    fn sign(
+        &self,
+        secret: &str,
+        topic: &str,
+        body: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<crate::Signed, crate::SignError> {
+        sign(secret, topic, body, now)
+    }
+}

@@ -207,3 +207,60 @@ pub(crate) fn sign(
         body: body.to_vec(),
     })
 }
+
+/// WooCommerce (orders, refunds, customers; the creation ping is a handshake).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WooCommerce;
+
+impl crate::Provider for WooCommerce {
+    fn name(&self) -> &'static str {
+        "woocommerce"
+    }
+
+    fn scheme(&self) -> Option<&'static str> {
+        Some("woocommerce-hmac-sha256")
+    }
+
+    fn kept_headers(&self) -> &'static [&'static str] {
+        HEADERS
+    }
+
+    fn topic_header(&self) -> Option<&'static str> {
+        Some(TOPIC_HEADER)
+    }
+
+    fn is_handshake(&self, inbound: &crate::Inbound) -> bool {
+        inbound.topic == PING_TOPIC
+    }
+
+    fn verify(
+        &self,
+        creds: &crate::Credentials,
+        req: &crate::WebhookRequest<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), crate::VerifyError> {
+        verify(creds, req, now)
+    }
+
+    fn describe(&self, req: &crate::WebhookRequest<'_>) -> Result<crate::Inbound, crate::MapError> {
+        describe(req)
+    }
+
+    fn map(
+        &self,
+        ctx: &crate::MapContext<'_>,
+        input: &crate::RawInput<'_>,
+    ) -> Result<Vec<storefold_core::Envelope>, crate::MapError> {
+        map(ctx, input)
+    }
+
+    fn sign(
+        &self,
+        secret: &str,
+        topic: &str,
+        body: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<crate::Signed, crate::SignError> {
+        sign(secret, topic, body, now)
+    }
+}
