@@ -153,11 +153,17 @@ record_deserialize!(DisputeRecord, Dispute);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipmentEntry {
     pub tracking_number: String,
+    #[serde(default)]
     pub carrier: Option<Reg<String>>,
+    #[serde(default)]
     pub fulfillment_id: Option<String>,
+    #[serde(default)]
     pub checkpoints: BTreeSet<Checkpoint>,
+    #[serde(default)]
     pub line_item_ids: BTreeSet<String>,
+    #[serde(default)]
     pub estimated_delivery: Option<Reg<OffsetDateTime>>,
+    #[serde(default)]
     pub providers: BTreeSet<String>,
 }
 
@@ -287,7 +293,9 @@ impl ShipmentView {
 /// One return.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnEntry {
+    #[serde(default)]
     pub requested: Option<Reg<Return>>,
+    #[serde(default)]
     pub resolved: Option<Reg<Return>>,
 }
 
@@ -309,26 +317,34 @@ impl ReturnEntry {
 pub struct Order {
     pub order_id: OrderId,
     /// The newest store snapshot (by `updated_at`).
+    #[serde(default)]
     pub snapshot: Option<Reg<Box<OrderUpserted>>>,
     /// By `provider:payment_id`.
+    #[serde(default)]
     pub payments: BTreeMap<String, PaymentRecord>,
     /// By `provider:refund_id`.
+    #[serde(default)]
     pub refunds: BTreeMap<String, RefundRecord>,
     /// By `provider:dispute_id`.
+    #[serde(default)]
     pub disputes: BTreeMap<String, DisputeRecord>,
     /// The store's own shipment events (fulfillments), by tracking number
     /// (`fulfillment:<id>` for a fulfillment without one).
+    #[serde(default)]
     pub shipments: BTreeMap<String, ShipmentEntry>,
     /// Every tracking number the order holds (its snapshot's, its store
     /// shipments', and those a carrier tied to its order number).
     #[serde(default)]
     pub parcels: BTreeSet<String>,
+    #[serde(default)]
     pub returns: BTreeMap<String, ReturnEntry>,
+    #[serde(default)]
     pub redacted: bool,
     /// The customer key kept when an erasure removed the snapshot's identity, so
     /// the (anonymous) figures stay with their customer.
     #[serde(default)]
     pub erased_customer: Option<IdentityKey>,
+    #[serde(default)]
     pub seen: Seen,
     /// Newest event time folded in.
     #[serde(with = "time::serde::rfc3339::option", default)]
@@ -341,6 +357,7 @@ pub struct Order {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parcel {
     pub entry: ShipmentEntry,
+    #[serde(default)]
     pub seen: Seen,
     /// Personal data (checkpoint locations) removed: an order holding it was erased.
     #[serde(default)]
@@ -576,12 +593,19 @@ impl Order {
 /// Profile facts from a store's customer record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
+    #[serde(default)]
     pub first_name: Option<String>,
+    #[serde(default)]
     pub last_name: Option<String>,
+    #[serde(default)]
     pub addresses: Vec<Address>,
+    #[serde(default)]
     pub consent: Consent,
+    #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default)]
     pub note: Option<String>,
+    #[serde(default)]
     pub deleted: bool,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub created_at: Option<OffsetDateTime>,
@@ -593,10 +617,15 @@ pub struct TouchEntry {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub touch_id: String,
+    #[serde(default)]
     pub utm: Utm,
+    #[serde(default)]
     pub landing_page: Option<String>,
+    #[serde(default)]
     pub referrer: Option<String>,
+    #[serde(default)]
     pub gclid: Option<String>,
+    #[serde(default)]
     pub fbclid: Option<String>,
 }
 
@@ -613,12 +642,16 @@ pub struct IdentityValue {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fragment {
     pub key: IdentityKey,
+    #[serde(default)]
     pub profile: Option<Reg<Profile>>,
+    #[serde(default)]
     pub identities: BTreeSet<IdentityValue>,
     /// The newest touches by touch id (at most `Limits::touches`, see
     /// [`Fragment::bound`]).
+    #[serde(default)]
     pub touches: BTreeMap<String, TouchEntry>,
     /// The newest tickets (at most `Limits::tickets`).
+    #[serde(default)]
     pub tickets: BTreeMap<String, Reg<Ticket>>,
     /// The earliest touch ever folded in, kept whatever `touches` drops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -631,10 +664,12 @@ pub struct Fragment {
     #[serde(default, skip_serializing_if = "TouchCounts::is_empty")]
     pub touch_counts: TouchCounts,
     /// Personal data removed (asked for, or claimed by an email that asked).
+    #[serde(default)]
     pub redacted: bool,
     /// A redaction named this identity itself: its claims are erased too.
     #[serde(default)]
     pub erasure_requested: bool,
+    #[serde(default)]
     pub seen: Seen,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub first_event_at: Option<OffsetDateTime>,
@@ -890,8 +925,10 @@ pub struct TicketSummary {
     pub csat: Option<u8>,
 }
 
-/// The Customer 360: what the CRM sees.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The Customer 360: what the CRM sees. Stored with its customer (to publish
+/// only changes), so every field may be missing in older state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Customer {
     pub tenant: String,
     pub customer_id: String,

@@ -23,6 +23,7 @@ use crate::rates::Rates;
 
 /// Identity index entry: who claims this identity, what it claims, its orders.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IndexNode {
     /// Emails whose events carried this identity.
     pub claimed_by: BTreeSet<IdentityKey>,
@@ -48,6 +49,7 @@ pub struct CustomerRecord {
 
 /// Last published order projection state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OrderMeta {
     pub version: u64,
     pub customer_id: Option<String>,

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod money;
 pub mod rates;
 pub mod scenario;
+pub mod state;
 
 pub use engine::{BatchOutput, Engine, FoldError, MemStore, Outcome, Projection, Source};
 pub use event::{Envelope, Event, OrderId};

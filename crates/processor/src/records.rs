@@ -129,15 +129,16 @@ pub fn fence_key(epoch: i64) -> String {
     format!("{FENCE_PREFIX}{epoch:016}")
 }
 
-/// Encodes a state value (JSON: self-describing, so records written by an older
-/// build stay readable when the shapes grow).
+/// Encodes a state value: a version byte and its JSON (see
+/// [`storefold_core::state`]).
 pub fn encode_value(v: &StateValue) -> Vec<u8> {
-    // Serialising our own types to JSON cannot fail (string keys only).
-    serde_json::to_vec(v).unwrap_or_default()
+    storefold_core::state::encode(v)
 }
 
+/// Decodes a state value written by this build or an older one (older shapes
+/// are upcast; a newer build's value is an error naming both versions).
 pub fn decode_value(bytes: &[u8]) -> Result<StateValue, serde_json::Error> {
-    serde_json::from_slice(bytes)
+    storefold_core::state::decode(bytes)
 }
 
 /// The value of a fence record.
