@@ -1,6 +1,7 @@
 //! Lenient serde helpers the provider models share: ids and amounts that arrive
-//! as numbers or strings, and loose strings and lists for payloads whose types
-//! drift (carriers, helpdesk templates, the collect beacon).
+//! as numbers or strings (amounts read exactly from the JSON text), and loose
+//! strings and lists for payloads whose types drift (carriers, helpdesk
+//! templates, the collect beacon).
 
 use serde::{Deserialize, Deserializer};
 
@@ -15,7 +16,8 @@ impl<'de> Deserialize<'de> for Id {
 }
 
 /// Reads a JSON string or number as text without building a `serde_json::Value`
-/// (ids and amounts are on every line of every order: this is the hot path).
+/// (ids are on every line of every order: this is the hot path). Amounts do not
+/// use it: a JSON decimal reaches `visit_f64` already rounded.
 struct ScalarText(&'static str);
 
 impl serde::de::Visitor<'_> for ScalarText {
@@ -50,15 +52,39 @@ impl serde::de::Visitor<'_> for ScalarText {
 }
 
 /// A decimal amount: normally a string (`"409.94"`), in a few payloads a JSON
-/// number. Kept as trimmed text so it is parsed exactly later. `null` is refused
-/// (an `Option<Amount>` field reads `null` as `None`).
+/// number (`409.94`, `12`). Kept as trimmed text, exactly as sent, so
+/// [`Money::parse`](storefold_core::Money::parse) reads it without rounding: a
+/// JSON number is taken from the raw JSON text and never through `f64` (which
+/// would turn `90071992547409.93` into `90071992547409.94`). `null` is refused
+/// (an `Option<Amount>` field reads `null` as `None`); an exponent form (`1e3`)
+/// is kept and refused by the money parser with the field's name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Amount(pub(crate) String);
 
+impl Amount {
+    /// The amount in one JSON value's text: a string's content or a number's
+    /// literal, trimmed.
+    fn from_json_text(raw: &str) -> Result<Amount, String> {
+        let raw = raw.trim();
+        match raw.as_bytes().first() {
+            Some(b'"') => serde_json::from_str::<String>(raw)
+                .map(|s| Amount(s.trim().to_string()))
+                .map_err(|_| "an amount string that is not valid JSON".to_string()),
+            Some(b'-' | b'0'..=b'9') => Ok(Amount(raw.to_string())),
+            Some(b'n') => Err("expected an amount, found null".into()),
+            Some(b't' | b'f') => Err("expected an amount, found a boolean".into()),
+            Some(b'{') => Err("expected an amount, found an object".into()),
+            Some(b'[') => Err("expected an amount, found an array".into()),
+            _ => Err("expected an amount".into()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarText("an amount"))
-            .map(|s| Amount(s.trim().to_string()))
+        // The raw text of the value, whatever its type: numbers stay exact.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        Amount::from_json_text(raw.get()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -131,5 +157,101 @@ mod tests {
             serde_json::from_str::<Amount>("12").unwrap(),
             Amount("12".into())
         );
+    }
+
+    fn amount(json: &str) -> Amount {
+        serde_json::from_str::<Amount>(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    fn usd(a: &Amount) -> Result<storefold_core::Money, crate::MapError> {
+        crate::money("total", &a.0, "USD")
+    }
+
+    /// 2^53 + 1 = 9007199254740993 is the first integer an f64 cannot hold.
+    #[test]
+    fn amounts_beyond_two_to_the_53_minor_units_are_exact() {
+        // A decimal string and a JSON decimal number: 9007199254740993 cents.
+        for json in [r#""90071992547409.93""#, "90071992547409.93"] {
+            let a = amount(json);
+            assert_eq!(a, Amount("90071992547409.93".into()), "{json}");
+            assert_eq!(usd(&a).unwrap().minor, 9_007_199_254_740_993, "{json}");
+        }
+        // A JSON integer (whole units), in a struct as the models read it.
+        let r: Row = serde_json::from_str(r#"{"id": 1, "total": 9007199254740993}"#).unwrap();
+        let total = r.total.unwrap();
+        assert_eq!(total, Amount("9007199254740993".into()));
+        let jpy = crate::money("total", &total.0, "JPY").unwrap();
+        assert_eq!(jpy.minor, 9_007_199_254_740_993);
+        // Through f64 the same text would have lost its last digit.
+        assert_ne!(
+            "90071992547409.93".parse::<f64>().unwrap().to_string(),
+            "90071992547409.93"
+        );
+        // The largest amount that fits: i64::MAX minor units.
+        let max = amount("92233720368547758.07");
+        assert_eq!(usd(&max).unwrap().minor, i64::MAX);
+        let over = amount("92233720368547758.08");
+        assert!(matches!(
+            usd(&over),
+            Err(crate::MapError::InvalidField { .. })
+        ));
+    }
+
+    #[test]
+    fn every_amount_form_the_providers_send() {
+        // Decimal strings (Shopify, WooCommerce, PayPal), padded or negative.
+        assert_eq!(usd(&amount(r#""409.94""#)).unwrap().minor, 40_994);
+        assert_eq!(usd(&amount(r#"" 9.50 ""#)).unwrap().minor, 950);
+        assert_eq!(usd(&amount(r#""-5.00""#)).unwrap().minor, -500);
+        assert_eq!(usd(&amount(r#""0""#)).unwrap().minor, 0);
+        // JSON decimals and integers (WooCommerce plugins, older Shopify payloads).
+        assert_eq!(usd(&amount("409.94")).unwrap().minor, 40_994);
+        assert_eq!(usd(&amount("0.1")).unwrap().minor, 10);
+        assert_eq!(usd(&amount("12")).unwrap().minor, 1_200);
+        assert_eq!(usd(&amount("-0.01")).unwrap().minor, -1);
+        // A JSON number keeps its literal: trailing zeros are not rounded away
+        // and more decimals than the currency has are refused, not rounded.
+        assert_eq!(amount("1.10"), Amount("1.10".into()));
+        assert!(usd(&amount("0.105")).is_err());
+        assert!(usd(&amount(r#""0.105""#)).is_err());
+    }
+
+    #[test]
+    fn exponent_forms_are_refused_by_name() {
+        // No provider sends them; a JSON number in exponent form is kept as sent
+        // and the money parser refuses it, naming the field.
+        for json in ["1e3", "1.5E2", "-2e-2", r#""1e3""#] {
+            let a = amount(json);
+            let err = usd(&a).unwrap_err();
+            assert_eq!(err.code(), "invalid_field", "{json}");
+            let text = err.to_string();
+            assert!(
+                text.contains("total") && text.contains("not a decimal amount"),
+                "{json}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_amounts_are_refused_without_quoting_them() {
+        for (json, expected) in [
+            ("null", "found null"),
+            ("true", "found a boolean"),
+            ("{}", "found an object"),
+            ("[1]", "found an array"),
+        ] {
+            let err = serde_json::from_str::<Amount>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{json}: {err}");
+        }
+        // Inside a model: the failing path is named by parse_json.
+        let err = crate::parse_json::<Row>(br#"{"id": 1, "total": ["secret"]}"#).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("total") && !text.contains("secret"), "{text}");
+        // An Option<Amount> reads null as absent, and Amounts read from a
+        // serde_json::Value (no model does so today) still work.
+        let r: Row = serde_json::from_value(serde_json::json!({"id": 1, "total": "1.25"})).unwrap();
+        assert_eq!(r.total, Some(Amount("1.25".into())));
     }
 }
