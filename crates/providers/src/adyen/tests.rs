@@ -10,6 +10,7 @@ use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::test_support::Harness;
 use crate::test_support::{self, conformance_dir, json_file_names, read_json};
 use crate::{
     AdyenCapture, Credentials, Headers, MapContext, MapOptions, ProviderKind, RawInput,
@@ -64,10 +65,6 @@ fn describe(body: &[u8]) -> crate::Inbound {
         .unwrap()
 }
 
-fn map(body: &[u8]) -> Vec<Envelope> {
-    map_with(&MapOptions::default(), body)
-}
-
 fn map_with(options: &MapOptions, body: &[u8]) -> Vec<Envelope> {
     let headers = Headers::new();
     let inbound = describe(body);
@@ -90,9 +87,16 @@ fn map_with(options: &MapOptions, body: &[u8]) -> Vec<Envelope> {
 
 /// Signs a fixture with [`KEY`], checks it verifies, and maps it.
 fn signed_map(body: &[u8]) -> Vec<Envelope> {
-    let signed = sign(KEY, body);
-    assert_eq!(verify(KEY, &signed), Ok(()));
-    map(&signed)
+    signed_map_options(&MapOptions::default(), body)
+}
+
+/// The whole path (sign with [`KEY`], verify, describe, map) with `options`.
+fn signed_map_options(options: &MapOptions, body: &[u8]) -> Vec<Envelope> {
+    let bench = Harness::new(ProviderKind::Adyen, KEY, OffsetDateTime::UNIX_EPOCH)
+        .tenant("acme")
+        .received_at(time("2030-01-01T00:00:00Z"))
+        .options(options.clone());
+    bench.deliver("", body).expect("maps").1
 }
 
 fn map_fixture(name: &str) -> Vec<Envelope> {
@@ -529,9 +533,7 @@ fn manual_woocommerce() -> MapOptions {
 }
 
 fn signed_map_with(options: &MapOptions, name: &str) -> Vec<Envelope> {
-    let signed = sign(KEY, &fixture(name));
-    assert_eq!(verify(KEY, &signed), Ok(()));
-    map_with(options, &signed)
+    signed_map_options(options, &fixture(name))
 }
 
 const AUTH_20: &str = "Q8K2PSP000000020";

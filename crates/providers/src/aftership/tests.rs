@@ -3,10 +3,8 @@ use storefold_core::event::{OrderLink, Shipment, ShipmentStatus};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use crate::{
-    Credentials, Headers, MapContext, MapError, MapOptions, ProviderKind, RawInput, VerifyError,
-    WebhookRequest,
-};
+use crate::test_support::Harness;
+use crate::{Credentials, Headers, MapError, ProviderKind, VerifyError, WebhookRequest};
 
 const SECRET: &str = "aftership-test-secret-1";
 const NOW: OffsetDateTime = datetime!(2024-05-03 15:00 UTC);
@@ -34,28 +32,7 @@ fn verify(headers: &Headers, body: &[u8]) -> Result<(), VerifyError> {
 
 /// Verifies, describes and maps a signed fixture like the ingest and processor do.
 fn run(body: &[u8]) -> Result<(crate::Inbound, Vec<storefold_core::Envelope>), MapError> {
-    let headers = signed_headers(SECRET, body);
-    verify(&headers, body).expect("fixture signature verifies");
-    let req = WebhookRequest {
-        headers: &headers,
-        body,
-        url_token: None,
-    };
-    let inbound = ProviderKind::Aftership.describe(&req)?;
-    let options = MapOptions::default();
-    let ctx = MapContext {
-        tenant: "t1",
-        options: &options,
-    };
-    let input = RawInput {
-        topic: &inbound.topic,
-        event_id: &inbound.event_id,
-        headers: &headers,
-        body,
-        received_at: NOW,
-    };
-    let events = ProviderKind::Aftership.map(&ctx, &input)?;
-    Ok((inbound, events))
+    Harness::new(ProviderKind::Aftership, SECRET, NOW).deliver("tracking_update", body)
 }
 
 fn shipment(events: &[storefold_core::Envelope]) -> &Shipment {

@@ -3,11 +3,9 @@ use storefold_core::{Envelope, Event};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use crate::test_support::Harness;
 use crate::test_support::{conformance_dir, json_file_names, read_file};
-use crate::{
-    Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
-    VerifyError, WebhookRequest,
-};
+use crate::{Credentials, Headers, Inbound, MapError, ProviderKind, VerifyError, WebhookRequest};
 
 const SECRET: &str = "easypost-webhook-secret";
 const NOW: OffsetDateTime = datetime!(2024-10-01 12:00 UTC);
@@ -33,28 +31,7 @@ fn verify_with(secret: &str, headers: &Headers, body: &[u8]) -> Result<(), Verif
 }
 
 fn run(body: &[u8]) -> Result<(Inbound, Vec<Envelope>), MapError> {
-    let headers = signed_headers(SECRET, body);
-    verify_with(SECRET, &headers, body).expect("signature verifies");
-    let req = WebhookRequest {
-        headers: &headers,
-        body,
-        url_token: None,
-    };
-    let inbound = ProviderKind::Easypost.describe(&req)?;
-    let options = MapOptions::default();
-    let ctx = MapContext {
-        tenant: "t1",
-        options: &options,
-    };
-    let input = RawInput {
-        topic: &inbound.topic,
-        event_id: &inbound.event_id,
-        headers: &headers,
-        body,
-        received_at: NOW,
-    };
-    let events = ProviderKind::Easypost.map(&ctx, &input)?;
-    Ok((inbound, events))
+    Harness::new(ProviderKind::Easypost, SECRET, NOW).deliver("tracker.updated", body)
 }
 
 fn shipment(events: &[Envelope]) -> &Shipment {

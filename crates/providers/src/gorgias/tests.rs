@@ -4,10 +4,8 @@ use storefold_core::{Envelope, Event};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use crate::{
-    Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
-    VerifyError, WebhookRequest,
-};
+use crate::test_support::Harness;
+use crate::{Credentials, Headers, Inbound, MapError, ProviderKind, VerifyError, WebhookRequest};
 
 const TOKEN: &str = "gorgias-tenant-token";
 const NOW: OffsetDateTime = datetime!(2025-03-06 12:00 UTC);
@@ -16,31 +14,7 @@ const CLOSED: &[u8] = include_bytes!("fixtures/ticket_closed__return.json");
 const OPEN: &[u8] = include_bytes!("fixtures/ticket_open__late.json");
 
 fn run(body: &[u8]) -> Result<(Inbound, Vec<Envelope>), MapError> {
-    let signed = ProviderKind::Gorgias.sign(TOKEN, "", body, NOW).unwrap();
-    let headers = Headers::new();
-    let req = WebhookRequest {
-        headers: &headers,
-        body,
-        url_token: signed.url_token.as_deref(),
-    };
-    ProviderKind::Gorgias
-        .verify(&Credentials::new(TOKEN), &req, NOW)
-        .unwrap();
-    let inbound = ProviderKind::Gorgias.describe(&req)?;
-    let options = MapOptions::default();
-    let ctx = MapContext {
-        tenant: "t1",
-        options: &options,
-    };
-    let input = RawInput {
-        topic: &inbound.topic,
-        event_id: &inbound.event_id,
-        headers: &headers,
-        body,
-        received_at: NOW,
-    };
-    let events = ProviderKind::Gorgias.map(&ctx, &input)?;
-    Ok((inbound, events))
+    Harness::new(ProviderKind::Gorgias, TOKEN, NOW).deliver("", body)
 }
 
 fn ticket(env: &Envelope) -> &Ticket {

@@ -20,6 +20,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::paypal::map::dispute_status;
 use crate::test_support;
+use crate::test_support::Harness;
 use crate::{
     Credentials, Headers, MapContext, MapOptions, ProviderKind, RawInput, VerifyError,
     WebhookRequest,
@@ -209,34 +210,13 @@ fn signed_map(body: &[u8]) -> Vec<Envelope> {
 }
 
 fn signed_map_with(options: &MapOptions, body: &[u8]) -> Vec<Envelope> {
-    let headers = sign(body, now());
-    assert_eq!(
-        verify(&creds(&ours().cert_pem, WEBHOOK_ID), &headers, body, now()),
-        Ok(())
-    );
-    let req = WebhookRequest {
-        headers: &headers,
-        body,
-        url_token: None,
-    };
-    let inbound = ProviderKind::Paypal.describe(&req).unwrap();
-    let kept = headers.select(ProviderKind::Paypal.kept_headers());
-    assert_eq!(kept.iter().count(), 5);
-    ProviderKind::Paypal
-        .map(
-            &MapContext {
-                tenant: "acme",
-                options,
-            },
-            &RawInput {
-                topic: &inbound.topic,
-                event_id: &inbound.event_id,
-                headers: &kept,
-                body,
-                received_at: now(),
-            },
-        )
-        .unwrap()
+    let bench = Harness::new(ProviderKind::Paypal, &signing_secret(ours()), now())
+        .verifying_with(creds(&ours().cert_pem, WEBHOOK_ID))
+        .tenant("acme")
+        .options(options.clone());
+    let delivery = bench.receive("", body).unwrap();
+    assert_eq!(delivery.kept.iter().count(), 5);
+    bench.map(&delivery).unwrap()
 }
 
 fn map_fixture(name: &str) -> Vec<Envelope> {

@@ -3,10 +3,8 @@ use storefold_core::{Envelope, Event};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use crate::{
-    Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
-    VerifyError, WebhookRequest,
-};
+use crate::test_support::Harness;
+use crate::{Credentials, Headers, Inbound, MapError, ProviderKind, VerifyError, WebhookRequest};
 
 const TOKEN: &str = "tenant-shippo-token-0f9e";
 const NOW: OffsetDateTime = datetime!(2024-12-01 12:00 UTC);
@@ -26,34 +24,7 @@ fn verify(token: Option<&str>, secret: &str) -> Result<(), VerifyError> {
 }
 
 fn run(body: &[u8]) -> Result<(Inbound, Vec<Envelope>), MapError> {
-    let signed = ProviderKind::Shippo
-        .sign(TOKEN, "track_updated", body, NOW)
-        .unwrap();
-    assert!(signed.headers.is_empty());
-    let headers = Headers::new();
-    let req = WebhookRequest {
-        headers: &headers,
-        body: &signed.body,
-        url_token: signed.url_token.as_deref(),
-    };
-    ProviderKind::Shippo
-        .verify(&Credentials::new(TOKEN), &req, NOW)
-        .unwrap();
-    let inbound = ProviderKind::Shippo.describe(&req)?;
-    let options = MapOptions::default();
-    let ctx = MapContext {
-        tenant: "t1",
-        options: &options,
-    };
-    let input = RawInput {
-        topic: &inbound.topic,
-        event_id: &inbound.event_id,
-        headers: &headers,
-        body,
-        received_at: NOW,
-    };
-    let events = ProviderKind::Shippo.map(&ctx, &input)?;
-    Ok((inbound, events))
+    Harness::new(ProviderKind::Shippo, TOKEN, NOW).deliver("track_updated", body)
 }
 
 fn shipment(events: &[Envelope]) -> &Shipment {

@@ -12,11 +12,9 @@ use storefold_core::{Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use crate::test_support::Harness;
 use crate::test_support::{self, conformance_dir, json_file_names, read_file};
-use crate::{
-    Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
-    VerifyError, WebhookRequest,
-};
+use crate::{Credentials, Headers, Inbound, MapError, ProviderKind, VerifyError, WebhookRequest};
 
 const SECRET: &str = "shpss_storefold_test_3c9a";
 const NOW: OffsetDateTime = datetime!(2025-03-14 14:02:12 UTC);
@@ -58,40 +56,18 @@ fn order_link(id: &str) -> Vec<OrderLink> {
 /// Signs `body` as Shopify would, verifies it, describes it and maps it: the
 /// whole path a webhook takes through ingest and processor.
 fn deliver(topic: &str, body: &[u8]) -> (Inbound, Result<Vec<Envelope>, MapError>) {
-    let signed = ProviderKind::Shopify
-        .sign(SECRET, topic, body, NOW)
-        .unwrap();
-    let mut headers = Headers::from_pairs(signed.headers.iter().map(|(k, v)| (k, v)));
-    headers.insert("X-Shopify-Shop-Domain", "storefold-demo.myshopify.com");
-    headers.insert("X-Shopify-API-Version", "2025-01");
-    headers.insert("Content-Type", "application/json");
-    let req = WebhookRequest {
-        headers: &headers,
-        body: &signed.body,
-        url_token: None,
-    };
-    ProviderKind::Shopify
-        .verify(&Credentials::new(SECRET), &req, NOW)
-        .expect("signature verifies");
-    let inbound = ProviderKind::Shopify.describe(&req).expect("describes");
-    assert_eq!(inbound.topic, topic);
-    let kept = headers.select(ProviderKind::Shopify.kept_headers());
-    assert!(kept.get("content-type").is_none());
-    assert_eq!(kept.get("x-shopify-api-version"), Some("2025-01"));
-    let options = MapOptions::default();
-    let ctx = MapContext {
-        tenant: "acme",
-        options: &options,
-    };
-    let input = RawInput {
-        topic: &inbound.topic,
-        event_id: &inbound.event_id,
-        headers: &kept,
-        body: &signed.body,
-        received_at: RECEIVED,
-    };
-    let mapped = ProviderKind::Shopify.map(&ctx, &input);
-    (inbound, mapped)
+    let bench = Harness::new(ProviderKind::Shopify, SECRET, NOW)
+        .tenant("acme")
+        .received_at(RECEIVED)
+        .header("X-Shopify-Shop-Domain", "storefold-demo.myshopify.com")
+        .header("X-Shopify-API-Version", "2025-01")
+        .header("Content-Type", "application/json");
+    let delivery = bench.receive(topic, body).expect("describes");
+    assert_eq!(delivery.inbound.topic, topic);
+    assert!(delivery.kept.get("content-type").is_none());
+    assert_eq!(delivery.kept.get("x-shopify-api-version"), Some("2025-01"));
+    let mapped = bench.map(&delivery);
+    (delivery.inbound, mapped)
 }
 
 fn map_ok(topic: &str, body: &[u8]) -> (Inbound, Vec<Envelope>) {

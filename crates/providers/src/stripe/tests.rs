@@ -9,6 +9,7 @@ use storefold_core::event::{
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 
+use crate::test_support::Harness;
 use crate::test_support::{self, conformance_dir, json_file_names, read_json};
 use crate::{
     Credentials, Headers, MapContext, MapOptions, ProviderKind, RawInput, VerifyError,
@@ -54,32 +55,12 @@ fn map_options() -> MapOptions {
 
 /// Signs `body` as Stripe would, verifies it, describes it and maps it.
 fn signed_map(body: &[u8]) -> Vec<Envelope> {
-    let now = at(1_767_000_000);
-    let headers = signed_headers(SECRET, body, now);
-    let req = request(&headers, body);
-    ProviderKind::Stripe
-        .verify(&Credentials::new(SECRET), &req, now)
-        .expect("signature verifies");
-    let inbound = ProviderKind::Stripe.describe(&req).expect("describe");
-    let options = map_options();
-    let ctx = MapContext {
-        tenant: "acme",
-        options: &options,
-    };
-    let kept = headers.select(ProviderKind::Stripe.kept_headers());
-    assert!(kept.get("stripe-signature").is_some());
-    ProviderKind::Stripe
-        .map(
-            &ctx,
-            &RawInput {
-                topic: &inbound.topic,
-                event_id: &inbound.event_id,
-                headers: &kept,
-                body,
-                received_at: now,
-            },
-        )
-        .expect("map")
+    let bench = Harness::new(ProviderKind::Stripe, SECRET, at(1_767_000_000))
+        .tenant("acme")
+        .options(map_options());
+    let delivery = bench.receive("", body).expect("describe");
+    assert!(delivery.kept.get("stripe-signature").is_some());
+    bench.map(&delivery).expect("map")
 }
 
 fn map_fixture(name: &str) -> Vec<Envelope> {

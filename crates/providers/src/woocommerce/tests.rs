@@ -10,10 +10,11 @@ use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use crate::test_support::Harness;
 use crate::test_support::{self, conformance_dir, json_file_names, read_file};
 use crate::{
-    Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
-    VerifyError, WebhookRequest,
+    Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, VerifyError,
+    WebhookRequest,
 };
 
 const SECRET: &str = "wc-secret-9f3b1d";
@@ -67,34 +68,16 @@ fn request<'a>(headers: &'a Headers, body: &'a [u8]) -> WebhookRequest<'a> {
 
 /// Signs `body` as WooCommerce would, verifies, describes and maps it.
 fn deliver(topic: &str, body: &[u8]) -> (Inbound, Result<Vec<Envelope>, MapError>) {
-    let signed = ProviderKind::WooCommerce
-        .sign(SECRET, topic, body, NOW)
-        .unwrap();
-    let mut headers = Headers::from_pairs(signed.headers.iter().map(|(k, v)| (k, v)));
-    headers.insert("X-WC-Webhook-Source", "https://shop.example.com/");
-    headers.insert("User-Agent", "WooCommerce/9.4.2 Hookshot (WordPress/6.7)");
-    let req = request(&headers, &signed.body);
-    ProviderKind::WooCommerce
-        .verify(&Credentials::new(SECRET), &req, NOW)
-        .expect("signature verifies");
-    let inbound = ProviderKind::WooCommerce.describe(&req).expect("describes");
-    let kept = headers.select(ProviderKind::WooCommerce.kept_headers());
-    assert!(kept.get("user-agent").is_none());
-    assert!(kept.get("x-wc-webhook-signature").is_none());
-    let options = MapOptions::default();
-    let ctx = MapContext {
-        tenant: "acme",
-        options: &options,
-    };
-    let input = RawInput {
-        topic: &inbound.topic,
-        event_id: &inbound.event_id,
-        headers: &kept,
-        body: &signed.body,
-        received_at: RECEIVED,
-    };
-    let mapped = ProviderKind::WooCommerce.map(&ctx, &input);
-    (inbound, mapped)
+    let bench = Harness::new(ProviderKind::WooCommerce, SECRET, NOW)
+        .tenant("acme")
+        .received_at(RECEIVED)
+        .header("X-WC-Webhook-Source", "https://shop.example.com/")
+        .header("User-Agent", "WooCommerce/9.4.2 Hookshot (WordPress/6.7)");
+    let delivery = bench.receive(topic, body).expect("describes");
+    assert!(delivery.kept.get("user-agent").is_none());
+    assert!(delivery.kept.get("x-wc-webhook-signature").is_none());
+    let mapped = bench.map(&delivery);
+    (delivery.inbound, mapped)
 }
 
 fn map_ok(topic: &str, body: &[u8]) -> (Inbound, Vec<Envelope>) {

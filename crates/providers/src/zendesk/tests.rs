@@ -4,10 +4,8 @@ use storefold_core::{Envelope, Event};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
-use crate::{
-    Credentials, Headers, Inbound, MapContext, MapError, MapOptions, ProviderKind, RawInput,
-    VerifyError, WebhookRequest,
-};
+use crate::test_support::Harness;
+use crate::{Credentials, Headers, Inbound, MapError, ProviderKind, VerifyError, WebhookRequest};
 
 const SECRET: &str = "dGhpcyBpcyBhIHplbmRlc2sgc2VjcmV0";
 const NOW: OffsetDateTime = datetime!(2025-01-15 16:20:07 UTC);
@@ -32,28 +30,7 @@ fn verify(headers: &Headers, body: &[u8], now: OffsetDateTime) -> Result<(), Ver
 }
 
 fn run(body: &[u8]) -> Result<(Inbound, Vec<Envelope>), MapError> {
-    let headers = signed(SECRET, body, NOW);
-    verify(&headers, body, NOW).expect("signature verifies");
-    let req = WebhookRequest {
-        headers: &headers,
-        body,
-        url_token: None,
-    };
-    let inbound = ProviderKind::Zendesk.describe(&req)?;
-    let options = MapOptions::default();
-    let ctx = MapContext {
-        tenant: "t1",
-        options: &options,
-    };
-    let input = RawInput {
-        topic: &inbound.topic,
-        event_id: &inbound.event_id,
-        headers: &headers,
-        body,
-        received_at: NOW,
-    };
-    let events = ProviderKind::Zendesk.map(&ctx, &input)?;
-    Ok((inbound, events))
+    Harness::new(ProviderKind::Zendesk, SECRET, NOW).deliver("", body)
 }
 
 fn ticket(env: &Envelope) -> &Ticket {
