@@ -2,7 +2,7 @@
 
 The `helm` CLI is not installable from the package registries this project uses;
 the PyPI package helm-python-sdk ships Helm's SDK (v4) as a shared library and
-binds it with ctypes. tests/tests/ops.rs runs this script.
+binds it with ctypes. tests/tests/it/ops.rs runs this script.
 
 usage: python3 helm_render.py CHART OUT_DIR [VALUES.yaml ...]
 

@@ -4,13 +4,12 @@
 //!
 //! Needs the `chromium` package (`make deps` installs it).
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-use common::*;
+use crate::common::*;
 use prometheus::Registry;
 use storefold_codec::RawEvent;
 use storefold_core::aggregate::{Customer, Order};

@@ -4,12 +4,11 @@
 //! one instance stops the other takes its tasks over and restores them.
 //! Nothing is lost.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use prometheus::Registry;
 use storefold_processor::{Mode, Processor};
 use storefold_runtime::kafka::java_partition;

@@ -3,14 +3,13 @@
 //! Kafka cluster. Every test asserts the stand-in saw no contract violation and
 //! no request with more than 100 inputs.
 
-mod sink_fixtures;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use prometheus::Registry;
 use serde_json::Value;
-use sink_fixtures::*;
+use crate::sink_fixtures::*;
 use storefold_codec::{CustomerProjection, OrderProjection};
 use storefold_core::{Currency, Money};
 use storefold_runtime::config::{Config, HubSpotSinkConfig};

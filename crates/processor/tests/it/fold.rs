@@ -4,13 +4,13 @@
 //! to the dead-letter topic, the query API answers from local state, and
 //! state is never applied to a different log.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use storefold_codec::{AvroCodec, CustomerProjection, OrderProjection, RawEvent};
 use storefold_processor::Mode;
 use storefold_providers::ProviderKind;

@@ -5,11 +5,10 @@
 //! send, the cached readiness answer and error texts without payload values.
 //! The ingest runs on a real socket and produces to librdkafka's mock cluster.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{OTHER, Running, TENANT, config, create_topics, json, raw_events};
+use crate::common::{OTHER, Running, TENANT, config, create_topics, json, raw_events};
 use storefold_ingest::Ingest;
 use storefold_providers::collect::{IDENTITY_HEADER, IDENTITY_OPTED_IN, IDENTITY_SIGNED};
 use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};

@@ -5,12 +5,11 @@
 //! keeps exact money and a projection under the limit; a partition count that
 //! changes under a running processor stops it with an error naming the topic.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use prometheus::Registry;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};

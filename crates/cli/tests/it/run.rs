@@ -20,8 +20,7 @@ use storefold_testkit::samples::{self, shopify_order};
 use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
-mod common;
-use common::{Run, create_topics, wait_ready};
+use crate::common::{Run, create_topics, wait_ready};
 
 const TENANT: &str = "acme";
 /// The admin token of [`write_config`]'s configuration.

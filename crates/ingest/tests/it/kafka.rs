@@ -3,12 +3,12 @@
 //! and stored exactly once when the provider retries; a restart loses nothing that
 //! was acknowledged.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{OTHER, PARTITIONS, Running, TENANT, config, create_topics, raw_events};
+use crate::common::{OTHER, PARTITIONS, Running, TENANT, config, create_topics, raw_events};
 use storefold_codec::VerificationStatus;
 use storefold_providers::ProviderKind;
 use storefold_runtime::kafka::java_partition;

@@ -24,8 +24,7 @@ use storefold_testkit::samples;
 use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
-mod common;
-use common::{Run, create_topics, wait_ready};
+use crate::common::{Run, create_topics, wait_ready};
 
 /// A tenant id for a journey (tenant ids are short and plain).
 fn tenant_of(j: &Journey, reversed: bool) -> String {

@@ -1,7 +1,7 @@
 //! The webhook sink against a receiver in the test (axum): signatures verified
 //! with exactly the README's recipe, retries on 5xx, dead letters on 4xx.
 
-mod sink_fixtures;
+use crate::sink_fixtures;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use prometheus::Registry;
 use serde_json::Value;
-use sink_fixtures::*;
+use crate::sink_fixtures::*;
 use storefold_runtime::config::{Config, WebhookSinkConfig};
 use storefold_runtime::kafka::Topics;
 use storefold_sinks::runner::{self, RunOptions};

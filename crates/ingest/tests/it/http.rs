@@ -2,9 +2,8 @@
 //! JSON error body, tenant isolation, the body limit, CORS and the rate limit. The
 //! ingest runs on a real socket and produces to librdkafka's mock cluster.
 
-mod common;
 
-use common::{OTHER, Running, TENANT, config, create_topics, json, raw_events};
+use crate::common::{OTHER, Running, TENANT, config, create_topics, json, raw_events};
 use storefold_providers::ProviderKind;
 use storefold_testkit::broker::MockBroker;
 use storefold_testkit::samples::{self, SHOP_ORIGIN, sample, signed, signed_with};

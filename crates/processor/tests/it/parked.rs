@@ -6,14 +6,13 @@
 //! ahead. A restart on the same disk still gives up on what was parked before,
 //! and a replay gives up on the same events.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use prometheus::Registry;
 use serde_json::{Value, json};
 use storefold_codec::RawEvent;

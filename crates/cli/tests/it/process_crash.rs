@@ -53,7 +53,7 @@ impl Cluster {
     /// after their payments (held back until after their refunds and disputes),
     /// which the default `park_timeout_hours` rightly gives up on, while the
     /// pure fold this test compares with never does. Giving up has its own test
-    /// (crates/processor/tests/parked.rs).
+    /// (crates/processor/tests/it/parked.rs).
     fn config(&self, prefix: &str, state: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{prefix}{state}.toml"));
         let toml = format!(

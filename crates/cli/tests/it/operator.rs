@@ -16,8 +16,7 @@ use storefold_testkit::samples::{self, shopify_order};
 use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
-mod common;
-use common::{Run, create_topics, wait_ready};
+use crate::common::{Run, create_topics, wait_ready};
 
 const ADMIN: &str = "sft_matrix-admin";
 const ACME: &str = "sft_matrix-acme-support";

@@ -1,0 +1,6 @@
+//! Integration tests of storefold-ingest, in one binary so that it is linked once.
+
+mod common;
+mod abuse;
+mod http;
+mod kafka;

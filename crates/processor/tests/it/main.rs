@@ -1,0 +1,8 @@
+//! Integration tests of storefold-processor, in one binary so that it is linked once.
+
+mod common;
+mod fold;
+mod parked;
+mod poison;
+mod rebalance;
+mod ui;
