@@ -6,11 +6,14 @@
 //! redeliveries and replays never move the CRM backwards.
 //!
 //! The pieces: [`Sink`] is what a destination implements (PostgreSQL, HubSpot,
-//! webhook); the runner owns Kafka, batching, "newest per key", retries with
-//! backoff and `Retry-After`, the circuit breaker, the dead-letter topic and
-//! the metrics.
+//! webhook), each in its own directory with its writer, its [`registry::SinkSpec`]
+//! (name, config section, construction) and its unit tests; [`registry::SINKS`]
+//! lists them once, and the CLI, `storefold run` and the topic list follow it.
+//! The runner owns Kafka, batching, "newest per key", retries with backoff and
+//! `Retry-After`, the circuit breaker, the dead-letter topic and the metrics.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use storefold_codec::{CustomerProjection, OrderProjection, Trigger};
@@ -160,9 +163,69 @@ impl<S: Sink> Sink for &mut S {
     }
 }
 
+/// A boxed, sendable future: what the object-safe [`DynSink`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Sink`] in a form that can live behind a pointer (`Box<dyn DynSink>`), so
+/// that the registry can build any sink and the runner run it without knowing
+/// its type. Every [`Sink`] is one (blanket implementation); implement [`Sink`],
+/// never this. The method names differ from [`Sink`]'s so that calls on a
+/// concrete sink are never ambiguous.
+pub trait DynSink: Send {
+    /// [`Sink::name`].
+    fn sink_name(&self) -> &'static str;
+    /// [`Sink::streams`].
+    fn sink_streams(&self) -> Vec<Stream>;
+    /// [`Sink::prepare`], boxed.
+    fn prepare_boxed(&mut self) -> BoxFuture<'_, Result<(), WriteError>>;
+    /// [`Sink::write`], boxed.
+    fn write_boxed<'a>(
+        &'a mut self,
+        batch: &'a [SinkRecord],
+    ) -> BoxFuture<'a, Result<Vec<Rejection>, WriteError>>;
+}
+
+impl<S: Sink> DynSink for S {
+    fn sink_name(&self) -> &'static str {
+        self.name()
+    }
+    fn sink_streams(&self) -> Vec<Stream> {
+        self.streams()
+    }
+    fn prepare_boxed(&mut self) -> BoxFuture<'_, Result<(), WriteError>> {
+        Box::pin(self.prepare())
+    }
+    fn write_boxed<'a>(
+        &'a mut self,
+        batch: &'a [SinkRecord],
+    ) -> BoxFuture<'a, Result<Vec<Rejection>, WriteError>> {
+        Box::pin(self.write(batch))
+    }
+}
+
+/// Any sink, as the registry builds it ([`registry::SinkSpec::build`]).
+pub type BoxedSink = Box<dyn DynSink>;
+
+/// A boxed sink runs like the sink inside (one allocation per write).
+impl Sink for BoxedSink {
+    fn name(&self) -> &'static str {
+        (**self).sink_name()
+    }
+    fn streams(&self) -> Vec<Stream> {
+        (**self).sink_streams()
+    }
+    async fn prepare(&mut self) -> Result<(), WriteError> {
+        (**self).prepare_boxed().await
+    }
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<Vec<Rejection>, WriteError> {
+        (**self).write_boxed(batch).await
+    }
+}
+
+pub mod http;
 pub mod hubspot;
-mod pg_tls;
 pub mod postgres;
+pub mod registry;
 pub mod runner;
 pub mod supervisor;
 pub mod webhook;

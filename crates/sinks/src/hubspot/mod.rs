@@ -68,6 +68,7 @@
 mod client;
 pub mod mapping;
 pub mod planner;
+mod spec;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -81,9 +82,10 @@ use tokio::time::Instant;
 
 use crate::{Item, Rejection, Sink, SinkRecord, Stream, WriteError};
 use client::{Answer, Client, Endpoint, Failure};
-pub(crate) use client::{excerpt, install_crypto_provider, parse_retry_after};
+pub(crate) use client::install_crypto_provider;
 use mapping::Mapping;
 use planner::{MAX_INLINE_WAIT, Planner};
+pub use spec::HubSpotSpec;
 
 /// Trigger kinds whose contact update goes before routine profile updates.
 pub const PRIORITY_TRIGGERS: &[&str] = &["chargeback_opened", "payment_failed"];

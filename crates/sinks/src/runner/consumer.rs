@@ -341,6 +341,7 @@ impl<S: Sink> Runner<'_, S> {
                 tracing::error!(sink = self.name, error = %e, "commit list");
             }
         }
+        let mut delays = self.delays();
         for attempt in 0..5u32 {
             let consumer = self.consumer.clone();
             let list = tpl.clone();
@@ -359,7 +360,8 @@ impl<S: Sink> Runner<'_, S> {
                 }
                 Err(e) => {
                     tracing::warn!(sink = self.name, error = %e, attempt, "offset commit failed; retrying");
-                    if self.pause(self.delay(attempt)).await.is_err() {
+                    let delay = delays.next().unwrap_or(self.max_retry_after);
+                    if self.pause(delay).await.is_err() {
                         return;
                     }
                 }

@@ -60,7 +60,7 @@ impl<S: Sink> Runner<'_, S> {
         &mut self,
         mut letters: Vec<DeadLetter>,
     ) -> Result<(), Stop> {
-        let mut attempt = 0u32;
+        let mut delays = self.delays();
         loop {
             let mut sent = Vec::with_capacity(letters.len());
             for l in &letters {
@@ -103,7 +103,7 @@ impl<S: Sink> Runner<'_, S> {
             if failed.is_empty() {
                 return Ok(());
             }
-            let delay = self.delay(attempt);
+            let delay = delays.next().unwrap_or(self.max_retry_after);
             tracing::warn!(
                 sink = self.name,
                 topic = %self.dlq_topic,
@@ -113,7 +113,6 @@ impl<S: Sink> Runner<'_, S> {
                 "dead letters not acknowledged; retrying (offsets stay uncommitted)"
             );
             letters = failed;
-            attempt = attempt.saturating_add(1);
             self.pause(delay).await?;
         }
     }

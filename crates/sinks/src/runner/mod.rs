@@ -4,26 +4,21 @@
 //! Avro values, batches by size and linger, keeps only the newest
 //! `(generation, version)` of every key (triggers: every `trigger_id` once),
 //! calls [`Sink::write`], retries what may succeed later (exponential backoff
-//! with full jitter, `Retry-After`, a circuit breaker), sends what can never
+//! with jitter, `Retry-After`, a circuit breaker), sends what can never
 //! succeed to `dlq.sink.<name>`, and commits offsets only after the write and
 //! the dead letters were acknowledged. A record is written, dead-lettered or
 //! superseded by a newer one of its batch; none is dropped silently.
 //!
 //! ```no_run
 //! # async fn demo(config: storefold_runtime::Config) -> Result<(), Box<dyn std::error::Error>> {
-//! use std::time::Duration;
-//! use storefold_sinks::postgres::PostgresSink;
-//! use storefold_sinks::runner::{RunOptions, run};
-//! let registry = prometheus::Registry::new();
-//! let pg = config.sinks.postgres.as_ref().expect("[sinks.postgres]");
-//! let sink = PostgresSink::connect(pg, &registry).await?;
-//! let opts = RunOptions {
-//!     group_id: pg.group_id.clone(),
-//!     batch_size: pg.batch_size,
-//!     linger: Duration::from_millis(pg.linger_ms),
-//!     exit_when_idle: None,
-//! };
-//! let summary = run(sink, &config, opts, &registry, Default::default()).await?;
+//! use storefold_sinks::registry;
+//! use storefold_sinks::runner::run;
+//! let metrics = prometheus::Registry::new();
+//! let spec = registry::find("postgres").ok_or("no such sink")?;
+//! let settings = spec.settings(&config).ok_or("[sinks.postgres] is missing")?;
+//! let sink = spec.build(&config, &metrics).await?;
+//! let opts = settings.run_options(None);
+//! let summary = run(sink, &config, opts, &metrics, Default::default()).await?;
 //! println!("{} written", summary.written);
 //! # Ok(()) }
 //! ```
@@ -39,7 +34,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::Registry;
-use rand::Rng as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
@@ -256,7 +250,10 @@ pub async fn run_with_metrics<S: Sink>(
 
     // `prepare` (migrations, connectivity) may meet a destination that is not up
     // yet: retried like a write.
-    let mut attempt = 0u32;
+    let mut delays = backoff(
+        Duration::from_millis(settings.retry_initial_ms),
+        Duration::from_millis(settings.retry_max_ms),
+    );
     loop {
         match sink.prepare().await {
             Ok(()) => break,
@@ -271,15 +268,11 @@ pub async fn run_with_metrics<S: Sink>(
                 retry_after,
             }) => {
                 metrics.retries.inc();
-                let delay = backoff(
-                    attempt,
-                    Duration::from_millis(settings.retry_initial_ms),
-                    Duration::from_millis(settings.retry_max_ms),
-                    rand::rng().random(),
-                )
-                .max(retry_after.unwrap_or_default().min(max_retry_after));
+                let delay = delays
+                    .next()
+                    .unwrap_or(max_retry_after)
+                    .max(retry_after.unwrap_or_default().min(max_retry_after));
                 tracing::warn!(sink = name, error = %message, ?delay, "destination not ready; retrying");
-                attempt = attempt.saturating_add(1);
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(RunSummary::default()),
                     _ = tokio::time::sleep(delay) => {}

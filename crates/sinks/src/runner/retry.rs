@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use rand::Rng as _;
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::{Runner, SinkError, Stop};
 use crate::{Rejection, Sink, SinkRecord, WriteError};
@@ -107,16 +107,19 @@ impl Circuit {
     }
 }
 
-/// Delay before retry number `attempt` (0 = first retry): "full jitter" over
-/// `initial · 2^attempt` capped at `max`, but never below half of `initial`, so
-/// that a run of small draws cannot make the sink spin hot.
-pub fn backoff(attempt: u32, initial: Duration, max: Duration, unit: f64) -> Duration {
-    let cap = initial
-        .saturating_mul(2u32.saturating_pow(attempt.min(31)))
-        .min(max)
-        .max(initial.min(max));
-    let floor = initial / 2;
-    cap.mul_f64(unit.clamp(0.0, 1.0)).max(floor)
+/// The pauses between attempts, endless: exponential from `initial`, doubled
+/// each time up to `max`, each drawn at random in the upper half of its step
+/// ("equal jitter", by `backon`): sinks failing together spread out, and none
+/// retries sooner than half of `initial`, so a run of small draws cannot make
+/// a sink spin hot.
+pub fn backoff(initial: Duration, max: Duration) -> impl Iterator<Item = Duration> + Send {
+    let initial = initial.min(max);
+    ExponentialBuilder::new()
+        .with_min_delay(initial / 2)
+        .with_max_delay(max / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 impl<S: Sink> Runner<'_, S> {
@@ -137,18 +140,18 @@ impl<S: Sink> Runner<'_, S> {
         }
     }
 
-    pub(super) fn delay(&self, attempt: u32) -> Duration {
+    /// A fresh series of pauses from `sinks.retry_initial_ms` to `retry_max_ms`.
+    pub(super) fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<S> {
         backoff(
-            attempt,
             Duration::from_millis(self.settings.retry_initial_ms),
             Duration::from_millis(self.settings.retry_max_ms),
-            rand::rng().random(),
         )
     }
 
     pub(super) async fn write(&mut self, batch: &[SinkRecord]) -> Result<Vec<Rejection>, Stop> {
         self.metrics.batch_size.observe(batch.len() as f64);
         let mut attempt = 0u32;
+        let mut delays = self.delays();
         loop {
             loop {
                 match self.circuit.before_attempt(Instant::now()) {
@@ -199,7 +202,10 @@ impl<S: Sink> Runner<'_, S> {
                             "Retry-After beyond sinks.max_retry_after_secs; waiting the maximum"
                         );
                     }
-                    let delay = self.delay(attempt).max(asked.min(self.max_retry_after));
+                    let delay = delays
+                        .next()
+                        .unwrap_or(self.max_retry_after)
+                        .max(asked.min(self.max_retry_after));
                     tracing::warn!(
                         sink = self.name,
                         error = %message,
@@ -255,15 +261,32 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_the_cap_and_never_drops_below_half_the_initial_delay() {
+    fn backoff_doubles_up_to_the_cap_within_the_upper_half_of_each_step() {
         let initial = Duration::from_millis(200);
         let max = Duration::from_secs(30);
-        assert_eq!(backoff(0, initial, max, 1.0), Duration::from_millis(200));
-        assert_eq!(backoff(3, initial, max, 1.0), Duration::from_millis(1600));
-        assert_eq!(backoff(20, initial, max, 1.0), max);
-        assert_eq!(backoff(u32::MAX, initial, max, 1.0), max);
-        assert_eq!(backoff(3, initial, max, 0.5), Duration::from_millis(800));
-        assert_eq!(backoff(3, initial, max, 0.0), Duration::from_millis(100));
-        assert_eq!(backoff(20, initial, max, 0.0), Duration::from_millis(100));
+        // Two series: the draws differ, the bounds do not.
+        for _ in 0..2 {
+            let delays: Vec<Duration> = backoff(initial, max).take(40).collect();
+            assert_eq!(delays.len(), 40, "the series never ends");
+            for (n, d) in delays.iter().enumerate() {
+                let step = initial
+                    .saturating_mul(2u32.saturating_pow(n as u32))
+                    .min(max);
+                // f32 arithmetic in backon: a millisecond of slack.
+                let slack = Duration::from_millis(1);
+                assert!(
+                    *d + slack >= step / 2,
+                    "retry {n}: {d:?} below half of {step:?}"
+                );
+                assert!(*d <= step + slack, "retry {n}: {d:?} above {step:?}");
+                assert!(*d >= initial / 2 - slack, "retry {n}: {d:?} spins hot");
+            }
+        }
+        // A first delay above the maximum is the maximum's series.
+        let big: Vec<Duration> = backoff(Duration::from_secs(60), max).take(3).collect();
+        for d in big {
+            assert!(d <= max + Duration::from_millis(1), "{d:?}");
+            assert!(d + Duration::from_millis(1) >= max / 2, "{d:?}");
+        }
     }
 }

@@ -42,6 +42,10 @@ use storefold_runtime::config::WebhookSinkConfig;
 use crate::hubspot::install_crypto_provider;
 use crate::{Item, Rejection, Sink, SinkRecord, Stream, WriteError};
 
+mod spec;
+
+pub use spec::WebhookSpec;
+
 /// Unix seconds of the signature.
 pub const TIMESTAMP_HEADER: &str = "storefold-timestamp";
 /// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
@@ -231,9 +235,9 @@ impl WebhookSink {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::hubspot::parse_retry_after(v, Duration::MAX));
+            .and_then(|v| crate::http::retry_after(v, Duration::MAX));
         let text = resp.text().await.unwrap_or_default();
-        let body = crate::hubspot::excerpt(&text);
+        let body = crate::http::excerpt(&text);
         match status {
             200..=299 => Ok(()),
             408 | 429 | 500..=599 => Err(PostError::Retryable {

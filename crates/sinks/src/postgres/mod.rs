@@ -38,8 +38,13 @@ use storefold_runtime::register;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use crate::pg_tls::{RustlsConnect, SslMode, connector, split_ssl_params, tls_refusal};
 use crate::{Item, Rejection, Sink, SinkRecord, Stream, WriteError};
+use tls::{RustlsConnect, SslMode, connector, split_ssl_params, tls_refusal};
+
+mod spec;
+mod tls;
+
+pub use spec::PostgresSpec;
 
 /// How long one write (a batch's transaction) may take before the connection is
 /// dropped and the write retried.
