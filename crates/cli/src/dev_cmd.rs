@@ -181,6 +181,7 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     ));
 
     let mut sinks = Sinks::default();
+    let mut pg_group = None;
     if let Some(url) = &args.postgres_url {
         let mut cfg = match config.sinks.postgres.clone() {
             Some(c) => c,
@@ -188,9 +189,10 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
                 .context("PostgreSQL sink settings")?,
         };
         cfg.url = url.clone();
-        sinks.postgres = Some(cfg);
+        pg_group = Some(cfg.group_id.clone());
+        config.sinks.postgres = Some(cfg);
+        sinks.0.push(&storefold_sinks::postgres::PostgresSpec);
     }
-    let pg_group = sinks.postgres.as_ref().map(|c| c.group_id.clone());
     let roles = Roles::start(&config, http, operator, Mode::All, sinks).await?;
 
     banner::print(

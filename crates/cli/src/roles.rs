@@ -12,18 +12,14 @@ use anyhow::{Context, Result, anyhow};
 use prometheus::Registry;
 use storefold_ingest::Ingest;
 use storefold_processor::{Mode, Processor, RunSummary, TaskError};
-use storefold_runtime::config::{Config, HubSpotSinkConfig, PostgresSinkConfig, WebhookSinkConfig};
-use storefold_sinks::Sink;
-use storefold_sinks::hubspot::HubSpotSink;
-use storefold_sinks::postgres::PostgresSink;
+use storefold_runtime::config::Config;
+use storefold_sinks::registry::{self, SinkSpec};
 use storefold_sinks::runner::{RunOptions, SinkError, SinkMetrics};
 use storefold_sinks::supervisor::{SinkHealth, supervise};
-use storefold_sinks::webhook::WebhookSink;
+use storefold_sinks::{BoxedSink, Sink};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use crate::sink_cmd::options;
 
 /// The processor loop's task.
 pub(crate) type Folding = JoinHandle<Result<RunSummary, TaskError>>;
@@ -34,27 +30,14 @@ type SinkTask = (
     JoinHandle<Result<storefold_sinks::runner::RunSummary, SinkError>>,
 );
 
-/// The sinks to run beside the processor (each with its settings).
-#[derive(Debug, Default)]
-pub(crate) struct Sinks {
-    pub(crate) postgres: Option<PostgresSinkConfig>,
-    pub(crate) hubspot: Option<HubSpotSinkConfig>,
-    pub(crate) webhook: Option<WebhookSinkConfig>,
-}
+/// The sinks to run beside the processor, from the registry; each is built
+/// from its `[sinks.<name>]` section of the configuration `Roles` starts with.
+#[derive(Default)]
+pub(crate) struct Sinks(pub(crate) Vec<&'static dyn SinkSpec>);
 
 impl Sinks {
     pub(crate) fn names(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        if self.postgres.is_some() {
-            names.push("postgres");
-        }
-        if self.hubspot.is_some() {
-            names.push("hubspot");
-        }
-        if self.webhook.is_some() {
-            names.push("webhook");
-        }
-        names
+        self.0.iter().map(|s| s.name()).collect()
     }
 }
 
@@ -114,25 +97,19 @@ impl Roles {
         // operator /readyz; the ingest keeps accepting meanwhile.
         let health = metrics.as_ref().map(SinkHealth::new);
         let mut tasks: Vec<SinkTask> = Vec::new();
-        if let (Some(cfg), Some(m)) = (&sinks.postgres, &metrics) {
-            let sink = PostgresSink::connect(cfg, &registry)
-                .await
-                .context("the PostgreSQL sink")?;
-            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
-            tasks.push(spawn_sink(sink, config, opts, m, &health, &stop_roles));
-        }
-        if let (Some(cfg), Some(m)) = (&sinks.hubspot, &metrics) {
-            let sink = HubSpotSink::new(cfg, &registry)
-                .map_err(|e| anyhow!("the HubSpot sink: {e}"))?
-                .with_max_retry_after(Duration::from_secs(config.sinks.max_retry_after_secs));
-            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
-            tasks.push(spawn_sink(sink, config, opts, m, &health, &stop_roles));
-        }
-        if let (Some(cfg), Some(m)) = (&sinks.webhook, &metrics) {
-            let sink =
-                WebhookSink::new(cfg, &registry).map_err(|e| anyhow!("the webhook sink: {e}"))?;
-            let opts = options(&cfg.group_id, cfg.batch_size, cfg.linger_ms, None);
-            tasks.push(spawn_sink(sink, config, opts, m, &health, &stop_roles));
+        if let Some(m) = &metrics {
+            for spec in sinks.0 {
+                let name = spec.name();
+                let settings = spec
+                    .settings(config)
+                    .ok_or_else(|| anyhow!(registry::not_configured(name)))?;
+                let sink = spec
+                    .build(config, &registry)
+                    .await
+                    .map_err(|e| anyhow!("the {name} sink: {e}"))?;
+                let opts = settings.run_options(None);
+                tasks.push(spawn_sink(sink, config, opts, m, &health, &stop_roles));
+            }
         }
 
         // The public listener serves no operator route (`/metrics` included):
@@ -294,8 +271,8 @@ impl Roles {
 
 /// Runs a sink until shutdown, restarted with backoff after each failure
 /// (reported in `health` meanwhile).
-fn spawn_sink<S: Sink + Sync + 'static>(
-    sink: S,
+fn spawn_sink(
+    sink: BoxedSink,
     config: &Config,
     opts: RunOptions,
     metrics: &SinkMetrics,

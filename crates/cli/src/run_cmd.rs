@@ -9,8 +9,10 @@ use storefold_processor::Mode;
 use storefold_runtime::config::Config;
 use tokio::net::TcpListener;
 
+use storefold_sinks::registry::{self, SinkSpec};
+
 use crate::roles::{Roles, Sinks};
-use crate::sink_cmd::SinkName;
+use crate::sink_cmd::sink_parser;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
@@ -30,11 +32,11 @@ pub(crate) struct RunArgs {
     /// Default: every sink the configuration has a section for.
     #[arg(
         long = "sink",
-        value_enum,
+        value_parser = sink_parser(),
         value_name = "NAME",
         conflicts_with = "no_sinks"
     )]
-    sinks: Vec<SinkName>,
+    sinks: Vec<&'static dyn SinkSpec>,
     /// Run no sink (the projection topics are still written).
     #[arg(long)]
     no_sinks: bool,
@@ -45,30 +47,23 @@ fn chosen(config: &Config, args: &RunArgs) -> Result<Sinks> {
     if args.no_sinks {
         return Ok(Sinks::default());
     }
-    let s = &config.sinks;
     if args.sinks.is_empty() {
-        return Ok(Sinks {
-            postgres: s.postgres.clone(),
-            hubspot: s.hubspot.clone(),
-            webhook: s.webhook.clone(),
-        });
+        return Ok(Sinks(registry::configured(config)));
     }
-    let mut out = Sinks::default();
-    for name in &args.sinks {
-        let missing = || {
-            anyhow!(
-                "--sink {0}: sink {0} is not configured: add a [sinks.{0}] section to the \
-                 configuration (see storefold.example.toml)",
-                name.as_str()
-            )
-        };
-        match name {
-            SinkName::Postgres => out.postgres = Some(s.postgres.clone().ok_or_else(missing)?),
-            SinkName::Hubspot => out.hubspot = Some(s.hubspot.clone().ok_or_else(missing)?),
-            SinkName::Webhook => out.webhook = Some(s.webhook.clone().ok_or_else(missing)?),
+    for spec in &args.sinks {
+        let name = spec.name();
+        if spec.settings(config).is_none() {
+            bail!("--sink {name}: {}", registry::not_configured(name));
         }
     }
-    Ok(out)
+    // Each once, in the registry's order.
+    Ok(Sinks(
+        registry::SINKS
+            .iter()
+            .copied()
+            .filter(|s| args.sinks.iter().any(|a| a.name() == s.name()))
+            .collect(),
+    ))
 }
 
 pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<()> {
