@@ -169,6 +169,19 @@ impl AvroCodec {
         parsing_canonical_form(self.schema(kind))
     }
 
+    /// The current schema of `kind` as JSON with its docs and defaults (what a
+    /// schema registry stores and checks compatibility on; not the canonical form,
+    /// which drops defaults).
+    pub fn schema_json(&self, kind: RecordKind) -> String {
+        // A parsed schema always serializes.
+        serde_json::to_string(self.schema(kind)).unwrap_or_default()
+    }
+
+    /// Whether Confluent payloads with schema id `id` can be read.
+    pub fn knows_schema_id(&self, id: u32) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
     /// Adds an older schema of `kind` so that single-object data written with it can
     /// be read (resolved to the current schema). Returns its fingerprint. Fails when
     /// the current schema cannot read data written with it.

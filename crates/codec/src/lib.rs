@@ -10,11 +10,14 @@
 //! - [`check_backward`] and [`check_dir`] check that a schema change keeps every
 //!   record readable: a reader with the new schema must read data written with the
 //!   old one.
+//! - [`registry`]: a Confluent schema registry client; [`registry::bind_topics`]
+//!   gives the codec the ids it frames Confluent payloads with.
 
 mod codec;
 mod compat;
 mod error;
 mod records;
+pub mod registry;
 mod schema;
 
 pub use codec::{
