@@ -24,6 +24,8 @@ use storefold_core::{Envelope, MoneyError};
 use time::OffsetDateTime;
 
 mod common;
+#[cfg(test)]
+mod fixture_snapshots;
 mod helpdesk;
 mod provider;
 mod serde_util;

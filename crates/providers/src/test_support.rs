@@ -39,6 +39,29 @@ pub(crate) fn conformance_dir(provider: &str) -> Option<PathBuf> {
     None
 }
 
+/// Every provider with a conformance corpus, with its directory; empty (after a
+/// SKIPPED line) when the corpus is absent, a failure under CI.
+pub(crate) fn conformance_corpora() -> Vec<(ProviderKind, PathBuf)> {
+    let root = conformance_root();
+    if !root.is_dir() {
+        assert!(
+            !under_ci(),
+            "conformance corpus not found at {} under CI",
+            root.display()
+        );
+        eprintln!(
+            "SKIPPED: conformance corpus not found at {}",
+            root.display()
+        );
+        return Vec::new();
+    }
+    ProviderKind::ALL
+        .iter()
+        .map(|&k| (k, root.join(k.name())))
+        .filter(|(_, dir)| dir.is_dir())
+        .collect()
+}
+
 /// `shared/conformance` beside the checkout.
 fn conformance_root() -> PathBuf {
     Path::new(concat!(
