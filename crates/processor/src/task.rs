@@ -127,6 +127,7 @@ pub(super) fn task_label(p: i32) -> String {
 }
 
 impl Task {
+    /// The task's RocksDB store, shared with the instance's readers (the query API).
     pub fn db(&self) -> &Arc<TaskDb> {
         &self.db
     }
