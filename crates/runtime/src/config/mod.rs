@@ -18,7 +18,8 @@
 //! "#;
 //! let env = [("ACME_SHOPIFY".to_string(), "s3cret".to_string())];
 //! let config = Config::from_toml_str(toml, env).unwrap();
-//! assert_eq!(config.tenants["acme"].providers["shopify"].secret, "s3cret");
+//! use storefold_runtime::config::ExposeSecret;
+//! assert_eq!(config.tenants["acme"].providers["shopify"].secret.expose_secret(), "s3cret");
 //! assert_eq!(config.kafka.topic_prefix, "storefold.");
 //! ```
 
@@ -41,6 +42,9 @@ use serde::Deserialize;
 use storefold_core::engine::FoldConfig;
 use storefold_core::rates::Rates;
 use storefold_providers::{MapOptions, ProviderKind};
+
+/// The secret type of the configuration's credentials, and the trait that reads one.
+pub use secrecy::{ExposeSecret, SecretString};
 
 pub use ingest::{CollectConfig, IngestConfig};
 pub use kafka::{KafkaConfig, RESERVED_KAFKA_PROPERTIES, is_secret_property};
@@ -232,6 +236,9 @@ impl Config {
                 "processor.park_timeout_hours must be positive: events naming an order that is not known yet need time for it to arrive",
             ));
         }
+        if let Some(sr) = &self.schema_registry {
+            sr.validate()?;
+        }
         self.sinks.validate()?;
         self.operator
             .validate(self.tenants.keys())
@@ -271,7 +278,7 @@ impl Config {
                         "tenants.{id}.providers.collect: browser touches are unsigned; configure tenants.{id}.collect_origins instead"
                     )));
                 }
-                if provider.secret.trim().is_empty() {
+                if provider.secret.expose_secret().trim().is_empty() {
                     return Err(invalid(format!(
                         "tenants.{id}.providers.{name}.secret is missing or empty: storefold will not accept {name} webhooks it cannot verify"
                     )));

@@ -1,8 +1,8 @@
 //! `[tenants.<id>]`: a tenant's stores, payments mapping, reporting currency and provider credentials.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use storefold_core::money::Currency;
 use storefold_providers::{
@@ -262,30 +262,28 @@ impl TenantConfig {
     }
 }
 
-/// A tenant's credentials for one provider.
-#[derive(Clone, Default, Deserialize)]
+/// A tenant's credentials for one provider. The secrets are [`SecretString`]s: they
+/// never show in `Debug` output, and reading one takes an explicit `expose_secret`.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderConfig {
     /// What the provider's verification needs: the HMAC secret, Adyen's hex HMAC
     /// key, the URL token (Shippo, Gorgias) or the pinned certificate PEM (PayPal).
-    pub secret: String,
+    pub secret: SecretString,
     /// PayPal's webhook id.
     pub webhook_id: Option<String>,
     /// Only for `storefold webhook send` with PayPal: the private key PEM that signs
     /// test requests (PayPal's own key is never available).
-    pub signing_key: Option<String>,
+    pub signing_key: Option<SecretString>,
 }
 
-impl fmt::Debug for ProviderConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProviderConfig")
-            .field("secret", &"<redacted>")
-            .field("webhook_id", &self.webhook_id)
-            .field(
-                "signing_key",
-                &self.signing_key.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            secret: SecretString::from(""),
+            webhook_id: None,
+            signing_key: None,
+        }
     }
 }
 
@@ -293,7 +291,7 @@ impl ProviderConfig {
     /// The credentials the provider's `verify` takes.
     pub fn credentials(&self) -> Credentials {
         Credentials {
-            secret: self.secret.clone(),
+            secret: self.secret.expose_secret().to_owned(),
             webhook_id: self.webhook_id.clone(),
         }
     }
@@ -303,12 +301,12 @@ impl ProviderConfig {
     pub fn signing_secret(&self, provider: ProviderKind) -> Option<String> {
         match provider {
             ProviderKind::Paypal => {
-                let key = self.signing_key.as_ref()?;
+                let key = self.signing_key.as_ref()?.expose_secret();
                 let id = self.webhook_id.as_deref().unwrap_or_default();
                 Some(format!("webhook_id: {id}\n{key}"))
             }
-            _ if self.secret.is_empty() => None,
-            _ => Some(self.secret.clone()),
+            _ if self.secret.expose_secret().is_empty() => None,
+            _ => Some(self.secret.expose_secret().to_owned()),
         }
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use secrecy::ExposeSecret;
 use storefold_core::money::Currency;
 use storefold_providers::AdyenCapture;
 
@@ -37,7 +38,10 @@ fn unknown_keys_are_errors_with_their_path() {
 fn env_substitution_and_missing_variables() {
     let toml = "[tenants.a.providers.stripe]\nsecret = \"whsec_${K}x\"\n";
     let c = Config::from_toml_str(toml, env(&[("K", "abc")])).unwrap();
-    assert_eq!(c.tenants["a"].providers["stripe"].secret, "whsec_abcx");
+    assert_eq!(
+        c.tenants["a"].providers["stripe"].secret.expose_secret(),
+        "whsec_abcx"
+    );
     let err = Config::from_toml_str(toml, env(&[]))
         .unwrap_err()
         .to_string();
@@ -48,7 +52,10 @@ fn env_substitution_and_missing_variables() {
         env(&[]),
     )
     .unwrap();
-    assert_eq!(lit.tenants["a"].providers["stripe"].secret, "${NOT}");
+    assert_eq!(
+        lit.tenants["a"].providers["stripe"].secret.expose_secret(),
+        "${NOT}"
+    );
 }
 
 #[test]
@@ -65,7 +72,10 @@ fn storefold_env_overrides_nested_keys_and_types() {
     .unwrap();
     assert_eq!(c.kafka.partitions, 6);
     assert_eq!(c.kafka.bootstrap_servers, "broker:9093");
-    assert_eq!(c.tenants["b"].providers["shopify"].secret, "xyz");
+    assert_eq!(
+        c.tenants["b"].providers["shopify"].secret.expose_secret(),
+        "xyz"
+    );
     let err = Config::from_toml_str("", env(&[("STOREFOLD_KAFKA__NOPE", "1")]))
         .unwrap_err()
         .to_string();
@@ -277,4 +287,43 @@ fn secrets_never_reach_debug_output() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(!shown.contains("topsecret"), "{shown}");
+}
+
+#[test]
+fn the_schema_registry_section_is_read_and_checked() {
+    let c = Config::from_toml_str(
+        "[schema_registry]\nurl = \"https://sr.example\"\nsubject_name_strategy = \"record_name\"\nusername = \"key\"\npassword = \"${SR_SECRET}\"\n",
+        env(&[("SR_SECRET", "hunter2")]),
+    )
+    .unwrap();
+    let sr = c.schema_registry.as_ref().unwrap();
+    assert_eq!(
+        sr.subject_name_strategy,
+        storefold_codec::registry::SubjectNameStrategy::RecordName
+    );
+    assert_eq!(sr.password.as_ref().unwrap().expose_secret(), "hunter2");
+    assert_eq!(sr.timeout_ms, 10_000);
+    assert!(!format!("{c:?}").contains("hunter2"));
+    assert_eq!(sr.client().unwrap().url(), "https://sr.example");
+    let default =
+        Config::from_toml_str("[schema_registry]\nurl = \"http://sr:8081\"\n", env(&[])).unwrap();
+    assert_eq!(
+        default.schema_registry.unwrap().subject_name_strategy,
+        storefold_codec::registry::SubjectNameStrategy::TopicName
+    );
+    for (toml, needle) in [
+        ("url = \"sr:8081\"", "http(s) URL"),
+        ("url = \"http://u:p@sr:8081\"", "credentials"),
+        ("url = \"http://sr\"\nusername = \"key\"", "go together"),
+        ("url = \"http://sr\"\ntimeout_ms = 0", "timeout_ms"),
+        (
+            "url = \"http://sr\"\nsubject_name_strategy = \"topic\"",
+            "subject_name_strategy",
+        ),
+    ] {
+        let err = Config::from_toml_str(&format!("[schema_registry]\n{toml}\n"), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{toml}: {err}");
+    }
 }
