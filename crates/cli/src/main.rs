@@ -113,8 +113,7 @@ enum Command {
     /// Run a sink: keep a destination in step with the projection topics
     /// (customers, orders, triggers), consumed in the sink's own consumer group.
     ///
-    /// postgres upserts into the tables of its schema (migrations run at start);
-    /// hubspot upserts contacts and deals; webhook POSTs signed JSON. Writes never
+    /// The sinks and what each writes are listed under <NAME>. Writes never
     /// move a row backwards ((generation, version) guard); failed writes are
     /// retried with backoff and a circuit breaker; a record the destination
     /// refuses goes to dlq.sink.<name> with the reason. Offsets are committed
