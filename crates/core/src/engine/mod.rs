@@ -1,0 +1,338 @@
+//! The fold: routes canonical events to the aggregates they concern, resolves
+//! identities and order references, parks what cannot be placed yet, and derives
+//! the projections, merges and triggers the rest of storefold publishes.
+//!
+//! The engine works on a batch: [`Engine::apply`] folds events into an in-memory
+//! working set read through from a [`Source`] (RocksDB in the processor, a map in
+//! tests), and [`Engine::finish`] returns the changed state records and the outputs.
+//! Nothing here does I/O or reads a clock.
+//!
+//! The engine's parts: [`records`](StateKey) (what is stored), the outputs of a
+//! batch, identity resolution (`identity`), order references and parking
+//! (`orders`), and settling a batch into projections and triggers (`settle`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::aggregate::{Customer, Fragment, MergeRecord, Order, Parcel, TouchEntry};
+use crate::event::*;
+use crate::identity::{IdentityKey, IdentityKind, content_hash};
+use crate::ledger::{self, Books, LedgerEntry, OrderFigures, Reporting};
+use crate::limits::Limits;
+use crate::money::Currency;
+use crate::rates::Rates;
+
+mod identity;
+mod orders;
+mod output;
+mod records;
+mod settle;
+
+pub use output::{BatchOutput, FoldError, Merge, OrderView, Outcome, Projection, Trigger};
+pub use records::{
+    CustomerRecord, FoldConfig, IndexNode, Item, MemStore, OrderMeta, OrderTouches, ParkedEvent,
+    Source, StateKey, StateValue,
+};
+pub use settle::order_view;
+
+/// A fast, deterministic hasher for the working set (keys are our own, not
+/// attacker-chosen in a way that matters here: a slow bucket costs time, never
+/// correctness). FxHash's multiply-rotate over 8-byte words.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(K);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
+struct Slot {
+    value: Option<StateValue>,
+    dirty: bool,
+}
+
+/// The fold over one batch. See the module docs.
+#[derive(Default)]
+pub struct Engine {
+    config: Arc<FoldConfig>,
+    cache: HashMap<StateKey, Slot, FxBuild>,
+    dirty_keys: BTreeSet<(String, IdentityKey)>,
+    dirty_orders: BTreeSet<(String, OrderId)>,
+    /// When the event being applied was received (for parking), if known.
+    received_at: Option<i64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cached", &self.cache.len())
+            .finish()
+    }
+}
+
+/// The store platforms, whose shipment events are their own fulfillments.
+fn is_store(provider: &str) -> bool {
+    matches!(provider, "shopify" | "woocommerce")
+}
+
+/// The parking and reference key of a link (`order:shopify:1`,
+/// `payment:stripe:pi_1`, `tracking:1Z…`, `number:#1001`).
+pub fn link_key(link: &OrderLink) -> String {
+    match link {
+        OrderLink::Order { order_id } => format!("order:{order_id}"),
+        OrderLink::Payment {
+            provider,
+            reference,
+        } => format!("payment:{provider}:{reference}"),
+        OrderLink::Tracking { number } => format!("tracking:{number}"),
+        OrderLink::Number { number } => format!("number:{number}"),
+    }
+}
+
+fn trigger_id(kind: &str, subject: &str, source: &str) -> String {
+    let h = content_hash(format!("{kind}\0{subject}\0{source}").as_bytes());
+    format!("trg_{}", &h[..24])
+}
+
+/// A trigger's content hash (what a republish compares).
+fn trigger_hash(t: &Trigger) -> String {
+    let v = serde_json::json!([
+        t.kind,
+        t.customer_id,
+        t.order_id,
+        t.occurred_at.unix_timestamp_nanos().to_string(),
+        t.source_event_id,
+        t.data
+    ]);
+    content_hash(v.to_string().as_bytes())[..16].to_string()
+}
+
+/// The links of an event that needs an order, if it is one.
+fn links_of(event: &Event) -> Option<&[OrderLink]> {
+    match event {
+        Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => Some(&p.links),
+        Event::RefundIssued(r) => Some(&r.links),
+        Event::DisputeOpened(d) | Event::DisputeClosed(d) => Some(&d.links),
+        Event::ShipmentUpdated(s) => Some(&s.links),
+        Event::ReturnRequested(r) | Event::ReturnResolved(r) => Some(&r.links),
+        _ => None,
+    }
+}
+
+/// The order references a parked event waits for, as the fold files it: the
+/// orders it names outright (`order:woocommerce:727`), else every reference it
+/// carries (`payment:stripe:pi_1`, `number:#1001`); a carrier's tracking event
+/// also waits under its tracking number (`tracking:1Z…`) and may wait for the
+/// orders it names. Sorted, each once.
+pub fn parked_keys(env: &Envelope) -> Vec<String> {
+    let links = links_of(&env.event).unwrap_or_default();
+    let explicit: Vec<String> = links
+        .iter()
+        .filter(|l| matches!(l, OrderLink::Order { .. }))
+        .map(link_key)
+        .collect();
+    let mut keys = if explicit.is_empty() || matches!(env.event, Event::ShipmentUpdated(_)) {
+        links.iter().map(link_key).collect()
+    } else {
+        explicit
+    };
+    if let Event::ShipmentUpdated(s) = &env.event {
+        keys.push(format!("tracking:{}", s.tracking_number));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An engine that knows the tenants' reporting currencies and rates.
+    pub fn with_config(config: Arc<FoldConfig>) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// Number of records in the working set.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn get<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> Option<&'a StateValue> {
+        self.slot(src, key).value.as_ref()
+    }
+
+    fn get_mut<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> &'a mut Option<StateValue> {
+        let slot = self.slot(src, key);
+        slot.dirty = true;
+        &mut slot.value
+    }
+
+    /// The working-set slot of `key`, loaded from `src` when absent; not marked
+    /// changed.
+    fn slot<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> &'a mut Slot {
+        if !self.cache.contains_key(key) {
+            let v = src.load(key);
+            self.cache.insert(
+                key.clone(),
+                Slot {
+                    value: v,
+                    dirty: false,
+                },
+            );
+        }
+        self.cache.get_mut(key).expect("inserted above")
+    }
+
+    /// A record already in the working set (no loading).
+    fn peek(&self, key: &StateKey) -> Option<&StateValue> {
+        self.cache.get(key).and_then(|s| s.value.as_ref())
+    }
+
+    fn put(&mut self, key: StateKey, value: Option<StateValue>) {
+        self.cache.insert(key, Slot { value, dirty: true });
+    }
+
+    /// Folds one event into the working set.
+    pub fn apply(&mut self, src: &dyn Source, env: &Envelope) -> Result<Outcome, FoldError> {
+        self.apply_received(src, env, None)
+    }
+
+    /// [`Engine::apply`] for an event the ingest received at `received_at`
+    /// (milliseconds since the epoch): a parked event keeps that time, so the
+    /// processor can give up on it after a bounded wait.
+    pub fn apply_received(
+        &mut self,
+        src: &dyn Source,
+        env: &Envelope,
+        received_at: Option<i64>,
+    ) -> Result<Outcome, FoldError> {
+        let before = std::mem::replace(&mut self.received_at, received_at);
+        let out = self.apply_event(src, env);
+        self.received_at = before;
+        out
+    }
+
+    fn apply_event(&mut self, src: &dyn Source, env: &Envelope) -> Result<Outcome, FoldError> {
+        let tenant = env.tenant.as_str();
+        match &env.event {
+            Event::CustomerUpserted(c) => self.apply_to_customer(src, env, &c.identity),
+            Event::Touch(t) => {
+                let mut id = t.identity.clone();
+                if id.anonymous_id.is_none() {
+                    id.anonymous_id = t.cart_token.clone();
+                }
+                self.apply_to_customer(src, env, &id)
+            }
+            Event::Identify(i) => self.apply_to_customer(src, env, &i.identity),
+            Event::TicketUpdated(t) => self.apply_to_customer(src, env, &t.requester),
+            Event::CustomerRedacted(r) => {
+                let keys = r.identity.keys(tenant);
+                if keys.is_empty() && r.orders.is_empty() {
+                    return Err(FoldError::NoIdentity);
+                }
+                let mut any = false;
+                for k in &keys {
+                    any |= self.with_fragment(src, tenant, k, env);
+                }
+                // An order named here is erased whenever it arrives: its
+                // redaction is kept on a record that has no snapshot yet.
+                for o in &r.orders {
+                    any |= self.apply_to_order(src, env, o);
+                }
+                Ok(if any {
+                    Outcome::Applied
+                } else {
+                    Outcome::Duplicate
+                })
+            }
+            Event::OrderUpserted(o) => {
+                let changed = self.apply_to_order(src, env, &o.order_id);
+                // The store's own references are the order's: they release
+                // events parked under them.
+                let mut refs: Vec<String> = o
+                    .payment_refs
+                    .iter()
+                    .map(|p| format!("payment:{}:{}", p.provider, p.reference))
+                    .collect();
+                refs.extend(o.tracking_numbers.iter().map(|t| format!("tracking:{t}")));
+                if let Some(n) = &o.number {
+                    refs.push(format!("number:{n}"));
+                }
+                for r in refs {
+                    self.learn_ref(src, tenant, &r, &o.order_id);
+                }
+                // Events that named this order before it existed.
+                self.release(src, tenant, &format!("order:{}", o.order_id));
+                // The customer side: identities, claims, and the order in the index.
+                let mut id = o.customer.clone();
+                if id.anonymous_id.is_none() {
+                    id.anonymous_id = o.cart_token.clone();
+                }
+                let keys = id.keys(tenant);
+                if let Some(primary) = o.customer.primary_key(tenant) {
+                    self.with_fragment(src, tenant, &primary, env);
+                    self.update_index(src, tenant, &primary, |n| {
+                        n.orders.insert(o.order_id.clone())
+                    });
+                }
+                self.claim(src, tenant, &keys);
+                Ok(if changed {
+                    Outcome::Applied
+                } else {
+                    Outcome::Duplicate
+                })
+            }
+            // A carrier's tracking (a store's own fulfillments go to the order).
+            Event::ShipmentUpdated(s) if !is_store(&s.provider) => self.apply_parcel(src, env, s),
+            Event::PaymentSucceeded(_)
+            | Event::PaymentFailed(_)
+            | Event::RefundIssued(_)
+            | Event::DisputeOpened(_)
+            | Event::DisputeClosed(_)
+            | Event::ShipmentUpdated(_)
+            | Event::ReturnRequested(_)
+            | Event::ReturnResolved(_) => {
+                // The order decides who the customer is; a payer's details stay
+                // on the payment (a gift or a company card is not a new customer).
+                let links = links_of(&env.event).unwrap_or_default();
+                self.apply_linked(src, env, links)
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The state records the fold reads and writes, their keys, and the in-memory store.
+
+use super::*;
+
+/// Identity index entry: who claims this identity, what it claims, its orders.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IndexNode {
+    /// Emails whose events carried this identity.
+    pub claimed_by: BTreeSet<IdentityKey>,
+    /// For an email: the identities its events carried.
+    pub claims: BTreeSet<IdentityKey>,
+    /// Orders placed under this identity.
+    pub orders: BTreeSet<OrderId>,
+    /// The customer this identity was last published as merged into.
+    pub merged_into: Option<IdentityKey>,
+}
+
+/// A stored customer view with its published version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    pub version: u64,
+    /// Shared with the batch's projection of it.
+    pub view: Arc<Customer>,
+    /// The first/repeat order triggers last published for this customer: trigger
+    /// id → content hash, so one is published again only when it changes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub triggers: BTreeMap<String, String>,
+}
+
+/// Last published order projection state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderMeta {
+    pub version: u64,
+    pub customer_id: Option<String>,
+    /// The order's triggers last published: trigger id → content hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub triggers: BTreeMap<String, String>,
+    /// The customer's first and last touch as of the order's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touches: Option<Box<OrderTouches>>,
+}
+
+/// The campaign touches an order is attributed to: the customer's first touch
+/// and its last touch before the order was placed (the order's own landing
+/// page UTM is in its snapshot's attribution).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTouches {
+    pub first: Option<TouchEntry>,
+    pub last: Option<TouchEntry>,
+}
+
+/// A parked event and when the ingest received it (milliseconds since the
+/// epoch), so that the processor can give up on it after a bounded time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedEvent {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<i64>,
+}
+
+/// What the fold needs to know about tenants beyond their events.
+#[derive(Clone, Debug, Default)]
+pub struct FoldConfig {
+    /// Reporting currency per tenant (see `docs/books.md`).
+    pub reporting: BTreeMap<String, Currency>,
+    /// The operator's exchange rates.
+    pub rates: Rates,
+    /// How much history the state keeps (`[processor]` limits).
+    pub limits: Limits,
+}
+
+impl FoldConfig {
+    pub fn reporting(&self, tenant: &str) -> Option<Reporting<'_>> {
+        self.reporting.get(tenant).map(|c| Reporting {
+            currency: *c,
+            rates: &self.rates,
+        })
+    }
+}
+
+/// What a state record is about. `encode()` gives the byte key the processor
+/// stores it under (tenant first, so a tenant's records are contiguous).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StateKey {
+    pub tenant: String,
+    pub item: Item,
+}
+
+/// The kinds of state record.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "k", content = "id", rename_all = "snake_case")]
+pub enum Item {
+    Order(OrderId),
+    OrderMeta(OrderId),
+    Fragment(IdentityKey),
+    Index(IdentityKey),
+    Customer(IdentityKey),
+    /// Order reference (`payment:stripe:pi_1`, `tracking:1Z…`, `number:#1001`) → orders.
+    Ref(String),
+    /// A carrier's parcel, by tracking number.
+    Parcel(String),
+    /// A parked event, by event id.
+    Parked(String),
+    /// Event ids parked under one order reference.
+    ParkedBy(String),
+}
+
+impl StateKey {
+    pub fn new(tenant: &str, item: Item) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            item,
+        }
+    }
+
+    /// `tenant/kind/id`.
+    pub fn encode(&self) -> String {
+        let (kind, id) = match &self.item {
+            Item::Order(o) => ("order", o.clone()),
+            Item::OrderMeta(o) => ("ordermeta", o.clone()),
+            Item::Fragment(k) => ("frag", k.to_string()),
+            Item::Index(k) => ("idx", k.to_string()),
+            Item::Customer(k) => ("cust", k.to_string()),
+            Item::Ref(r) => ("ref", r.clone()),
+            Item::Parcel(t) => ("parcel", t.clone()),
+            Item::Parked(e) => ("parked", e.clone()),
+            Item::ParkedBy(r) => ("parkedby", r.clone()),
+        };
+        format!("{}/{}/{}", self.tenant, kind, id)
+    }
+
+    /// Inverse of [`StateKey::encode`].
+    pub fn decode(s: &str) -> Option<StateKey> {
+        let (tenant, rest) = s.split_once('/')?;
+        let (kind, id) = rest.split_once('/')?;
+        let item = match kind {
+            "order" => Item::Order(id.to_string()),
+            "ordermeta" => Item::OrderMeta(id.to_string()),
+            "frag" => Item::Fragment(IdentityKey::parse(id)?),
+            "idx" => Item::Index(IdentityKey::parse(id)?),
+            "cust" => Item::Customer(IdentityKey::parse(id)?),
+            "ref" => Item::Ref(id.to_string()),
+            "parcel" => Item::Parcel(id.to_string()),
+            "parked" => Item::Parked(id.to_string()),
+            "parkedby" => Item::ParkedBy(id.to_string()),
+            _ => return None,
+        };
+        Some(StateKey::new(tenant, item))
+    }
+}
+
+/// A state record's value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "snake_case")]
+pub enum StateValue {
+    /// Shared with the order projections of the batch, so publishing an order
+    /// does not copy it; the next change copies only if a projection still holds it.
+    Order(Arc<Order>),
+    OrderMeta(OrderMeta),
+    Fragment(Box<Fragment>),
+    Index(IndexNode),
+    Customer(Box<CustomerRecord>),
+    Ref(BTreeSet<OrderId>),
+    Parcel(Box<Parcel>),
+    Parked(Box<ParkedEvent>),
+    ParkedBy(BTreeSet<String>),
+}
+
+/// Where the engine reads state it does not hold in its working set.
+pub trait Source {
+    fn load(&self, key: &StateKey) -> Option<StateValue>;
+}
+
+/// An in-memory [`Source`] (tests, benchmarks, `storefold normalize --fold`).
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    pub records: HashMap<StateKey, StateValue>,
+}
+
+impl Source for MemStore {
+    fn load(&self, key: &StateKey) -> Option<StateValue> {
+        self.records.get(key).cloned()
+    }
+}
+
+impl MemStore {
+    /// Applies a batch's changes.
+    pub fn commit(&mut self, changes: Vec<(StateKey, Option<StateValue>)>) {
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    self.records.insert(k, v);
+                }
+                None => {
+                    self.records.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Every customer view, by customer id.
+    pub fn customers(&self) -> BTreeMap<String, Customer> {
+        self.records
+            .values()
+            .filter_map(|v| match v {
+                StateValue::Customer(c) => Some((c.view.customer_id.clone(), (*c.view).clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every order aggregate, by order id.
+    pub fn orders(&self) -> BTreeMap<String, Order> {
+        self.records
+            .values()
+            .filter_map(|v| match v {
+                StateValue::Order(o) => Some((o.order_id.clone(), (**o).clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every order as the CRM sees it (figures, ledger, shipments, customer id),
+    /// by order id: what the newest order projection of each holds.
+    pub fn order_views(&self) -> BTreeMap<String, OrderView> {
+        self.order_views_with(&FoldConfig::default())
+    }
+
+    /// [`MemStore::order_views`] with a tenant configuration (reporting currency).
+    pub fn order_views_with(&self, config: &FoldConfig) -> BTreeMap<String, OrderView> {
+        self.records
+            .keys()
+            .filter_map(|k| match &k.item {
+                Item::Order(id) => order_view(self, config, &k.tenant, id).map(|v| (id.clone(), v)),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,658 @@
+//! Settling a batch: erasures, customer and order views, versions, triggers and the changed records.
+
+use super::*;
+
+impl Engine {
+    /// Ends the batch: recomputes the views touched by it and returns the changed
+    /// records and the outputs. The working set is emptied.
+    pub fn finish(&mut self, src: &dyn Source) -> BatchOutput {
+        let mut out = self.settle(src);
+        let mut changes: Vec<(StateKey, Option<StateValue>)> = self
+            .cache
+            .drain()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, s)| (k, s.value))
+            .collect();
+        changes.sort_by(|a, b| a.0.cmp(&b.0));
+        out.changes = changes;
+        out
+    }
+
+    /// Ends the batch like [`Engine::finish`], but keeps the working set as a
+    /// cache for the next batches and hands each changed record to `visit` by
+    /// reference (in key order) instead of returning copies: the processor
+    /// serialises them straight into its write batch. `BatchOutput::changes` is
+    /// empty. Call [`Engine::trim`] to bound the cache.
+    pub fn finish_retaining(
+        &mut self,
+        src: &dyn Source,
+        mut visit: impl FnMut(&StateKey, Option<&StateValue>),
+    ) -> BatchOutput {
+        let out = self.settle(src);
+        let mut dirty: Vec<&StateKey> = self
+            .cache
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, _)| k)
+            .collect();
+        dirty.sort();
+        for k in dirty {
+            visit(k, self.cache.get(k).and_then(|s| s.value.as_ref()));
+        }
+        for slot in self.cache.values_mut() {
+            slot.dirty = false;
+        }
+        out
+    }
+
+    /// Drops the cached (clean) working set when it holds more than `max` records.
+    pub fn trim(&mut self, max: usize) {
+        if self.cache.len() > max {
+            self.cache.retain(|_, s| s.dirty);
+        }
+    }
+
+    /// Erasure, derived from state so that arrival order does not matter: an
+    /// identity is erased when a redaction named it, or when an email that a
+    /// redaction named claims it; an order is erased when a redaction named it
+    /// or it was placed under an erased identity (with the parcels it holds).
+    pub(super) fn settle_erasure(&mut self, src: &dyn Source) {
+        let keys: Vec<(String, IdentityKey)> = self.dirty_keys.iter().cloned().collect();
+        let mut erased: Vec<(String, IdentityKey)> = Vec::new();
+        for (tenant, k) in keys {
+            let (redacted, requested) =
+                match self.get(src, &StateKey::new(&tenant, Item::Fragment(k.clone()))) {
+                    Some(StateValue::Fragment(f)) => (f.redacted, f.erasure_requested),
+                    _ => (false, false),
+                };
+            if !redacted {
+                continue;
+            }
+            if requested && k.kind == IdentityKind::Email {
+                for c in self.index(src, &tenant, &k).claims {
+                    let f = self.fragment_mut(src, &tenant, &c);
+                    if !f.redacted {
+                        f.scrub();
+                    }
+                    erased.push((tenant.clone(), c.clone()));
+                    self.dirty_keys.insert((tenant.clone(), c));
+                }
+            }
+            erased.push((tenant, k));
+        }
+        for (tenant, k) in erased {
+            for oid in self.index(src, &tenant, &k).orders {
+                self.erase_order(src, &tenant, &oid);
+            }
+        }
+    }
+
+    pub(super) fn erase_order(&mut self, src: &dyn Source, tenant: &str, oid: &str) {
+        let key = StateKey::new(tenant, Item::Order(oid.to_string()));
+        let parcels = match self.get(src, &key) {
+            Some(StateValue::Order(o)) if !o.redacted => o.parcels.clone(),
+            _ => return,
+        };
+        self.order_mut(src, tenant, oid).scrub(tenant);
+        for t in parcels {
+            if let Some(StateValue::Parcel(p)) = self
+                .get_mut(src, &StateKey::new(tenant, Item::Parcel(t)))
+                .as_mut()
+            {
+                p.redacted = true;
+                p.entry.scrub();
+            }
+        }
+        self.dirty_orders
+            .insert((tenant.to_string(), oid.to_string()));
+    }
+
+    /// Recomputes the views touched by the batch and collects the outputs.
+    pub(super) fn settle(&mut self, src: &dyn Source) -> BatchOutput {
+        let mut out = BatchOutput::default();
+        self.settle_erasure(src);
+        // Orders whose customer may have changed mark their customers dirty.
+        let dirty_orders: Vec<(String, OrderId)> = self.dirty_orders.iter().cloned().collect();
+        for (tenant, oid) in &dirty_orders {
+            if let Some(k) = self.order_customer(src, tenant, oid) {
+                self.dirty_keys.insert((tenant.clone(), k));
+            }
+            if let Some(StateValue::OrderMeta(m)) =
+                self.get(src, &StateKey::new(tenant, Item::OrderMeta(oid.clone())))
+                && let Some(k) = m
+                    .customer_id
+                    .as_ref()
+                    .and_then(|c| IdentityKey::from_customer_id(&crate::CustomerId(c.clone())))
+            {
+                self.dirty_keys.insert((tenant.clone(), k));
+            }
+        }
+        // Which roots to recompute: the root of every dirty key, and the root it
+        // was last published under (so a customer that lost a member is redone).
+        let mut roots: BTreeSet<(String, IdentityKey)> = BTreeSet::new();
+        let dirty: Vec<(String, IdentityKey)> =
+            std::mem::take(&mut self.dirty_keys).into_iter().collect();
+        for (tenant, k) in &dirty {
+            let r = self.root(src, tenant, k);
+            roots.insert((tenant.clone(), r));
+            if let Some(prev) = self.index(src, tenant, k).merged_into {
+                roots.insert((tenant.clone(), prev));
+            }
+            roots.insert((tenant.clone(), k.clone()));
+        }
+        for (tenant, root) in roots {
+            let node = self.index(src, &tenant, &root);
+            if node.merged_into.is_some() && self.root(src, &tenant, &root) == root {
+                // It was merged and no longer is (its phone became ambiguous).
+                self.update_index(src, &tenant, &root, |n| {
+                    n.merged_into = None;
+                    true
+                });
+            }
+            if self.root(src, &tenant, &root) != root {
+                // `root` is merged into another: publish it as merged, once.
+                let survivor = self.root(src, &tenant, &root);
+                let node = self.index(src, &tenant, &root);
+                let has_data = self.has_fragment(src, &tenant, &root) || !node.orders.is_empty();
+                // Published once, and only when there was a customer to merge: a
+                // phone nobody used on its own merges nothing visible.
+                if has_data && node.merged_into.as_ref() != Some(&survivor) {
+                    self.update_index(src, &tenant, &root, |n| {
+                        n.merged_into = Some(survivor.clone());
+                        true
+                    });
+                    let merge = Merge {
+                        tenant: tenant.clone(),
+                        survivor: survivor.customer_id().0,
+                        merged: root.customer_id().0,
+                        reason: root.kind.merge_reason().to_string(),
+                    };
+                    let version = self.bump_customer_version(src, &tenant, &root, None);
+                    self.put(StateKey::new(&tenant, Item::Customer(root.clone())), None);
+                    out.projections.push(Projection::CustomerMerged {
+                        tenant: tenant.clone(),
+                        customer_id: merge.merged.clone(),
+                        merged_into: merge.survivor.clone(),
+                        reason: merge.reason.clone(),
+                        version,
+                    });
+                    out.merges.push(merge);
+                }
+                continue;
+            }
+            self.recompute_customer(src, &tenant, &root, &mut out);
+        }
+        let all_orders: BTreeSet<(String, OrderId)> = std::mem::take(&mut self.dirty_orders);
+        for (tenant, oid) in &all_orders {
+            self.recompute_order(src, tenant, oid, &mut out);
+        }
+        out
+    }
+
+    pub(super) fn bump_customer_version(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        anchor: &IdentityKey,
+        computed: Option<u64>,
+    ) -> u64 {
+        let key = StateKey::new(tenant, Item::Customer(anchor.clone()));
+        let prev = match self.get(src, &key) {
+            Some(StateValue::Customer(c)) => Some(c.version),
+            _ => None,
+        };
+        match (prev, computed) {
+            (Some(p), Some(c)) if c > p => c,
+            (Some(p), _) => p + 1,
+            (None, Some(c)) => c.max(1),
+            (None, None) => 1,
+        }
+    }
+
+    /// The parcels an order holds, from the working set.
+    pub(super) fn load_parcels(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        order: &Order,
+    ) -> Vec<StateKey> {
+        let keys: Vec<StateKey> = order
+            .parcels
+            .iter()
+            .map(|t| StateKey::new(tenant, Item::Parcel(t.clone())))
+            .collect();
+        for k in &keys {
+            self.get(src, k);
+        }
+        keys
+    }
+
+    pub(super) fn books_of(&self, tenant: &str, order: &Order) -> Books {
+        ledger::books(order, self.config.reporting(tenant))
+    }
+
+    pub(super) fn recompute_customer(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        root: &IdentityKey,
+        out: &mut BatchOutput,
+    ) {
+        let members = self.members(src, tenant, root);
+        let mut order_ids: BTreeSet<OrderId> = BTreeSet::new();
+        let mut merged = Vec::new();
+        let mut version: u64 = 0;
+        let mut present: Vec<StateKey> = Vec::new();
+        for m in &members {
+            let node_key = StateKey::new(tenant, Item::Index(m.clone()));
+            let (claimed, has_orders) = match self.get(src, &node_key) {
+                Some(StateValue::Index(n)) => {
+                    order_ids.extend(n.orders.iter().cloned());
+                    (n.claimed_by.len() as u64, !n.orders.is_empty())
+                }
+                _ => (0, false),
+            };
+            version += claimed;
+            let fkey = StateKey::new(tenant, Item::Fragment(m.clone()));
+            let has_fragment = match self.get(src, &fkey) {
+                Some(StateValue::Fragment(f)) => {
+                    version += f.seen.count();
+                    true
+                }
+                _ => false,
+            };
+            if has_fragment {
+                present.push(fkey);
+            }
+            if m != root && (has_fragment || has_orders) {
+                merged.push(MergeRecord {
+                    merged_id: m.customer_id().0,
+                    reason: m.kind.merge_reason().to_string(),
+                });
+            }
+        }
+        let root_id = root.customer_id().0;
+        let mut orders: Vec<Arc<Order>> = Vec::new();
+        for oid in &order_ids {
+            let okey = StateKey::new(tenant, Item::Order(oid.clone()));
+            let order = match self.get(src, &okey) {
+                Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
+                _ => continue,
+            };
+            let Some(ck) = order.customer_key(tenant) else {
+                continue;
+            };
+            if self.root(src, tenant, &ck) != *root {
+                continue;
+            }
+            version += order.seen.count();
+            // Published under another customer id before (a merge moved it
+            // here): publish it again, whatever batch the merge came in.
+            let meta = StateKey::new(tenant, Item::OrderMeta(oid.clone()));
+            if let Some(StateValue::OrderMeta(m)) = self.get(src, &meta)
+                && m.customer_id.as_deref() != Some(root_id.as_str())
+            {
+                self.dirty_orders.insert((tenant.to_string(), oid.clone()));
+            }
+            orders.push(order);
+        }
+        if present.is_empty() && orders.is_empty() {
+            return;
+        }
+        merged.sort();
+        let books: Vec<Books> = orders.iter().map(|o| self.books_of(tenant, o)).collect();
+        let frag_refs: Vec<&Fragment> = present
+            .iter()
+            .filter_map(|k| match self.peek(k) {
+                Some(StateValue::Fragment(f)) => Some(&**f),
+                _ => None,
+            })
+            .collect();
+        let order_refs: Vec<(&Order, &Books)> =
+            orders.iter().map(|o| &**o).zip(books.iter()).collect();
+        let view = Arc::new(Customer::build(
+            tenant,
+            root,
+            &frag_refs,
+            &order_refs,
+            merged,
+            &self.config.limits,
+        ));
+        // Each order's touches as of its time, from the customer's touches.
+        let mut touch_list: Vec<TouchEntry> = frag_refs
+            .iter()
+            .flat_map(|f| f.first_touch.iter().chain(f.touches.values()).cloned())
+            .collect();
+        touch_list.sort();
+        touch_list.dedup_by(|a, b| a.touch_id == b.touch_id && a == b);
+        let mut order_touches: Vec<(OrderId, Option<Box<OrderTouches>>)> = Vec::new();
+        for o in &orders {
+            let Some(created) = o.created_at() else {
+                continue;
+            };
+            let before: Vec<&TouchEntry> = touch_list.iter().filter(|t| t.at <= created).collect();
+            let touches = (!before.is_empty()).then(|| {
+                Box::new(OrderTouches {
+                    first: before.first().map(|t| (*t).clone()),
+                    last: before.last().map(|t| (*t).clone()),
+                })
+            });
+            order_touches.push((o.order_id.clone(), touches));
+        }
+        // First and repeat orders, by when they were placed.
+        let mut placed: Vec<(&Order, &Books)> = order_refs
+            .iter()
+            .copied()
+            .filter(|(o, b)| {
+                o.counts()
+                    && !(o.snapshot.as_ref().is_some_and(|s| {
+                        matches!(s.value.status, OrderStatus::Cancelled | OrderStatus::Failed)
+                    }) && b.figures.paid.is_empty())
+            })
+            .collect();
+        placed.sort_by(|a, b| {
+            (a.0.created_at(), &a.0.order_id).cmp(&(b.0.created_at(), &b.0.order_id))
+        });
+        let mut placed_triggers: BTreeMap<String, Trigger> = BTreeMap::new();
+        for (i, (o, _)) in placed.iter().enumerate() {
+            let kind = if i == 0 {
+                "first_order"
+            } else {
+                "repeat_order"
+            };
+            let t = Trigger {
+                trigger_id: trigger_id("placed", &o.order_id, ""),
+                tenant: tenant.to_string(),
+                kind: kind.to_string(),
+                customer_id: Some(root_id.clone()),
+                order_id: Some(o.order_id.clone()),
+                occurred_at: o.created_at().unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                source_event_id: format!("order:{}", o.order_id),
+                data: serde_json::json!({"orders_count": i + 1}),
+            };
+            placed_triggers.insert(t.trigger_id.clone(), t);
+        }
+        let placed_hashes: BTreeMap<String, String> = placed_triggers
+            .iter()
+            .map(|(id, t)| (id.clone(), trigger_hash(t)))
+            .collect();
+        drop(order_refs);
+        drop(frag_refs);
+        for (oid, touches) in order_touches {
+            let meta_key = StateKey::new(tenant, Item::OrderMeta(oid.clone()));
+            let current = match self.get(src, &meta_key) {
+                Some(StateValue::OrderMeta(m)) => Some(m.touches.clone()),
+                _ => None,
+            };
+            if current.as_ref() != Some(&touches) {
+                let mut meta = match self.get(src, &meta_key) {
+                    Some(StateValue::OrderMeta(m)) => m.clone(),
+                    _ => OrderMeta::default(),
+                };
+                meta.touches = touches;
+                self.put(meta_key, Some(StateValue::OrderMeta(meta)));
+                self.dirty_orders.insert((tenant.to_string(), oid));
+            }
+        }
+        let key = StateKey::new(tenant, Item::Customer(root.clone()));
+        let prev_triggers = match self.get(src, &key) {
+            Some(StateValue::Customer(c)) => {
+                if c.view == view && c.triggers == placed_hashes {
+                    return;
+                }
+                c.triggers.clone()
+            }
+            _ => BTreeMap::new(),
+        };
+        for (id, t) in placed_triggers {
+            if prev_triggers.get(&id) != placed_hashes.get(&id) {
+                out.triggers.push(t);
+            }
+        }
+        let version = self.bump_customer_version(src, tenant, root, Some(version));
+        self.put(
+            key,
+            Some(StateValue::Customer(Box::new(CustomerRecord {
+                version,
+                view: Arc::clone(&view),
+                triggers: placed_hashes,
+            }))),
+        );
+        out.projections.push(Projection::Customer { version, view });
+    }
+
+    pub(super) fn recompute_order(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        oid: &str,
+        out: &mut BatchOutput,
+    ) {
+        let order = match self.get(src, &StateKey::new(tenant, Item::Order(oid.to_string()))) {
+            Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
+            _ => return,
+        };
+        let customer_id = order
+            .customer_key(tenant)
+            .map(|k| self.root(src, tenant, &k).customer_id().0);
+        let parcel_keys = self.load_parcels(src, tenant, &order);
+        let books = self.books_of(tenant, &order);
+        let parcels: BTreeMap<String, &Parcel> = parcel_keys
+            .iter()
+            .filter_map(|k| match (self.peek(k), &k.item) {
+                (Some(StateValue::Parcel(p)), Item::Parcel(t)) => Some((t.clone(), &**p)),
+                _ => None,
+            })
+            .collect();
+        let parcel_events: u64 = parcels.values().map(|p| p.seen.count()).sum();
+        let shipments = order.shipment_views(&parcels);
+        drop(parcels);
+        let meta_key = StateKey::new(tenant, Item::OrderMeta(oid.to_string()));
+        let prev = match self.get(src, &meta_key) {
+            Some(StateValue::OrderMeta(m)) => Some(m.clone()),
+            _ => None,
+        };
+        let computed = order.seen.count() + parcel_events;
+        // The version follows the set of events folded in; a republish without a
+        // new event (the customer id moved after a merge, an erasure) still moves
+        // it forward so that sinks accept it.
+        let version = match &prev {
+            None => computed.max(1),
+            Some(p) if computed > p.version => computed,
+            Some(p) => p.version + 1,
+        };
+        let triggers = order_triggers(tenant, &order, &shipments, customer_id.as_deref());
+        let hashes: BTreeMap<String, String> = triggers
+            .iter()
+            .map(|(id, t)| (id.clone(), trigger_hash(t)))
+            .collect();
+        let prev_hashes = prev.as_ref().map(|p| &p.triggers);
+        for (id, t) in triggers {
+            if prev_hashes.and_then(|h| h.get(&id)) != hashes.get(&id) {
+                out.triggers.push(t);
+            }
+        }
+        let touches = prev.as_ref().and_then(|p| p.touches.clone());
+        self.put(
+            meta_key,
+            Some(StateValue::OrderMeta(OrderMeta {
+                version,
+                customer_id: customer_id.clone(),
+                triggers: hashes,
+                touches: touches.clone(),
+            })),
+        );
+        out.projections.push(Projection::Order {
+            version,
+            view: Box::new(OrderView {
+                tenant: tenant.to_string(),
+                order_id: oid.to_string(),
+                customer_id,
+                figures: books.figures,
+                ledger: books.entries,
+                shipments,
+                touches,
+                order,
+            }),
+        });
+    }
+}
+
+/// An order's triggers, derived from its state: one per fact, with an id from
+/// the fact, so that every arrival order gives the same set.
+pub(super) fn order_triggers(
+    tenant: &str,
+    order: &Order,
+    shipments: &[crate::aggregate::ShipmentView],
+    customer_id: Option<&str>,
+) -> BTreeMap<String, Trigger> {
+    let oid = order.order_id.as_str();
+    let mut out = BTreeMap::new();
+    let mut add = |kind: &str, subject: &str, at: OffsetDateTime, source: &str, data| {
+        let t = Trigger {
+            trigger_id: trigger_id(kind, oid, subject),
+            tenant: tenant.to_string(),
+            kind: kind.to_string(),
+            customer_id: customer_id.map(str::to_string),
+            order_id: Some(oid.to_string()),
+            occurred_at: at,
+            source_event_id: source.to_string(),
+            data,
+        };
+        out.insert(t.trigger_id.clone(), t);
+    };
+    // Every delivery, exception and return a parcel's timeline shows.
+    for s in shipments {
+        for c in &s.checkpoints {
+            let kind = match c.status {
+                ShipmentStatus::Delivered => "delivered",
+                ShipmentStatus::Exception => "shipment_exception",
+                ShipmentStatus::Returned => "returned",
+                _ => continue,
+            };
+            let subject = format!("{}@{}", s.tracking_number, c.at.unix_timestamp_nanos());
+            add(
+                kind,
+                &subject,
+                c.at,
+                &format!("shipment:{subject}"),
+                serde_json::json!({"tracking_number": s.tracking_number, "status": c.status.as_str()}),
+            );
+        }
+    }
+    // Every failed payment attempt or capture.
+    for rec in order.payments.values() {
+        for (ev, p) in &rec.observations {
+            if p.status == PaymentStatus::Failed {
+                add(
+                    "payment_failed",
+                    ev,
+                    p.at,
+                    ev,
+                    serde_json::json!({
+                        "payment_id": p.payment_id,
+                        "provider": p.provider,
+                        "capture_id": p.capture_id,
+                        "reason": p.failure_reason,
+                    }),
+                );
+            }
+        }
+    }
+    // Every refund that went through, once, at its first report.
+    for (key, rec) in &order.refunds {
+        let first = rec
+            .observations
+            .iter()
+            .filter(|(_, r)| r.status == RefundStatus::Succeeded)
+            .min_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
+        if let Some((ev, r)) = first {
+            add(
+                "refund_issued",
+                key,
+                r.at,
+                ev,
+                serde_json::json!({"refund_id": r.refund_id, "amount": r.amount}),
+            );
+        }
+    }
+    // Every dispute, at its first report.
+    for (key, rec) in &order.disputes {
+        let first = rec
+            .observations
+            .iter()
+            .min_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
+        if let Some((ev, d)) = first {
+            add(
+                "chargeback_opened",
+                key,
+                d.at,
+                ev,
+                serde_json::json!({"dispute_id": d.dispute_id, "amount": d.amount}),
+            );
+        }
+    }
+    // Every return asked for or settled.
+    for (id, r) in &order.returns {
+        let first = [&r.requested, &r.resolved]
+            .into_iter()
+            .flatten()
+            .min_by(|a, b| (a.value.at, &a.stamp.event_id).cmp(&(b.value.at, &b.stamp.event_id)));
+        if let Some(reg) = first {
+            add(
+                "returned",
+                &format!("return:{id}"),
+                reg.value.at,
+                &reg.stamp.event_id,
+                serde_json::json!({"return_id": id}),
+            );
+        }
+    }
+    out
+}
+
+/// An order as the CRM sees it, read from `src` (what the order projection
+/// holds, and what the query API answers).
+pub fn order_view(
+    src: &dyn Source,
+    config: &FoldConfig,
+    tenant: &str,
+    order_id: &str,
+) -> Option<OrderView> {
+    let order = match src.load(&StateKey::new(tenant, Item::Order(order_id.to_string()))) {
+        Some(StateValue::Order(o)) if o.snapshot.is_some() => o,
+        _ => return None,
+    };
+    let meta = match src.load(&StateKey::new(
+        tenant,
+        Item::OrderMeta(order_id.to_string()),
+    )) {
+        Some(StateValue::OrderMeta(m)) => m,
+        _ => OrderMeta::default(),
+    };
+    let parcels_owned: Vec<(String, Box<Parcel>)> = order
+        .parcels
+        .iter()
+        .filter_map(
+            |t| match src.load(&StateKey::new(tenant, Item::Parcel(t.clone()))) {
+                Some(StateValue::Parcel(p)) => Some((t.clone(), p)),
+                _ => None,
+            },
+        )
+        .collect();
+    let parcels: BTreeMap<String, &Parcel> = parcels_owned
+        .iter()
+        .map(|(t, p)| (t.clone(), &**p))
+        .collect();
+    let books = ledger::books(&order, config.reporting(tenant));
+    Some(OrderView {
+        tenant: tenant.to_string(),
+        order_id: order_id.to_string(),
+        customer_id: meta.customer_id,
+        figures: books.figures,
+        ledger: books.entries,
+        shipments: order.shipment_views(&parcels),
+        touches: meta.touches,
+        order,
+    })
+}
