@@ -7,5 +7,6 @@ mod ingest;
 mod journeys;
 mod operator;
 mod process_crash;
+mod providers;
 mod run;
 mod sink_postgres;
