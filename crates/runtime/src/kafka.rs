@@ -67,7 +67,10 @@ impl Topics {
     }
 }
 
-/// The sinks, each with its dead-letter topic `dlq.sink.<name>`.
+/// The sinks, each with its dead-letter topic `dlq.sink.<name>`. The sinks
+/// themselves are registered in `storefold_sinks::registry::SINKS` (a crate
+/// above this one); this list names them for the topic set and the
+/// processor's dead-letter gauges, and a test there fails until both agree.
 pub const SINKS: [&str; 3] = ["postgres", "hubspot", "webhook"];
 
 /// How a topic is cleaned up.

@@ -35,6 +35,7 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use prometheus::{IntCounterVec, Opts, Registry};
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use storefold_runtime::config::WebhookSinkConfig;
@@ -135,11 +136,11 @@ enum PostError {
     },
 }
 
-/// The webhook sink (see the module docs).
-#[derive(Debug)]
+/// The webhook sink (see the module docs). Its `Debug` shows neither the
+/// secret nor credentials in the URL.
 pub struct WebhookSink {
     url: String,
-    secret: Vec<u8>,
+    secret: SecretSlice<u8>,
     streams: Vec<Stream>,
     http: reqwest::Client,
     requests: IntCounterVec,
@@ -184,7 +185,7 @@ impl WebhookSink {
         .map_err(|e| fatal(format!("cannot register the webhook metrics: {e}")))?;
         Ok(Self {
             url: cfg.url.clone(),
-            secret: cfg.secret.as_bytes().to_vec(),
+            secret: SecretSlice::from(cfg.secret.as_bytes().to_vec()),
             streams,
             http,
             requests,
@@ -203,7 +204,10 @@ impl WebhookSink {
             .post(&self.url)
             .header(CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(SIGNATURE_HEADER, signature(&self.secret, timestamp, &body))
+            .header(
+                SIGNATURE_HEADER,
+                signature(self.secret.expose_secret(), timestamp, &body),
+            )
             .header(
                 DELIVERY_HEADER,
                 delivery_id(records.iter().map(|r| &r.item)),
@@ -323,6 +327,16 @@ impl Sink for WebhookSink {
     }
 }
 
+impl std::fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("url", &storefold_runtime::config::redact_url(&self.url))
+            .field("secret", &self.secret)
+            .field("streams", &self.streams)
+            .finish_non_exhaustive()
+    }
+}
+
 fn rejection(index: usize, status: u16, body: &str) -> Rejection {
     Rejection {
         index,
@@ -348,6 +362,22 @@ mod tests {
             signature(b"key", 0, b"x"),
             "v1=01648d624c0b511b0449a63394418e2d5b018e4cc2f753e42127d445f3ca5dd0"
         );
+    }
+
+    #[test]
+    fn debug_shows_neither_the_secret_nor_url_credentials() {
+        let config = storefold_runtime::Config::from_toml_str(
+            "[sinks.webhook]\nurl = \"https://user:pa55word@hooks.example/in\"\n\
+             secret = \"hunter2-secret\"\n",
+            Vec::<(String, String)>::new(),
+        )
+        .expect("config");
+        let cfg = config.sinks.webhook.as_ref().expect("[sinks.webhook]");
+        let sink = WebhookSink::new(cfg, &Registry::new()).expect("sink");
+        let shown = format!("{sink:?}");
+        assert!(shown.contains("hooks.example"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("pa55word"), "{shown}");
     }
 
     #[test]
