@@ -33,22 +33,24 @@ mod serde_util;
 mod test_support;
 mod tracking;
 
-pub mod adyen;
-pub mod aftership;
-pub mod collect;
-pub mod easypost;
-pub mod gorgias;
-pub mod paypal;
-pub mod shippo;
-pub mod shopify;
-pub mod stripe;
-pub mod woocommerce;
-pub mod zendesk;
-
 pub use common::*;
 pub use provider::Provider;
 use provider::providers;
 
+// The registry: one line per provider, `Variant => module::UnitStruct`. It
+// declares `pub mod module;` (the directory `src/module/`) and generates
+// `ProviderKind` with its dispatch to the unit struct's `Provider` impl.
+//
+// Adding a provider:
+// 1. `src/<name>/mod.rs` with a unit struct implementing [`Provider`] (and its
+//    `model.rs`/`map.rs` as needed), fixtures in `src/<name>/fixtures/` and
+//    tests in `src/<name>/tests.rs` built on `test_support::Harness`;
+// 2. one line below;
+// 3. `INSTA_UPDATE=always cargo test -p storefold-providers fixture_snapshots`,
+//    then review the new files in `src/snapshots/` against the fixtures;
+// 4. the tests and the compiler name what else wants a sample of it:
+//    `tests/robustness.rs` (`every_provider_has_a_sample`) and testkit's
+//    `samples::sample`/`verify_secret` (exhaustive matches).
 providers! {
     Shopify => shopify::Shopify,
     WooCommerce => woocommerce::WooCommerce,
