@@ -8,6 +8,8 @@
 //! - [`history`]: a seeded multi-tenant history of raw webhooks (Shopify, Stripe,
 //!   AfterShip, Zendesk, Gorgias, browser touches) in arrival order, late and
 //!   duplicated deliveries included, and the in-memory fold it must give.
+//! - [`schema_registry`]: a stand-in for a Confluent schema registry (its REST
+//!   contract, in memory).
 //! - [`samples`]: one real-looking webhook per provider, signed as the provider would
 //!   sign it, and a tenant configuration with every provider's secret.
 
@@ -17,6 +19,7 @@ pub mod history;
 pub mod hubspot;
 pub mod postgres;
 pub mod samples;
+pub mod schema_registry;
 
 /// A binary of this workspace as the running test's build made it (in
 /// `target/<profile>/`, beside the test's `deps/`), else built now with the test
