@@ -86,8 +86,8 @@ pub(crate) fn config(path: Option<&Path>) -> Result<Config> {
 pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sample = (!args.no_sample).then(dev_sample::sample);
-    if sample.is_some() {
-        check_tenant(&config)?;
+    if let Some(sample) = &sample {
+        check_tenant(&config, sample)?;
     }
 
     // Fresh state: the embedded broker's log dies with the process, and a state
@@ -239,8 +239,9 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     outcome
 }
 
-/// The sample is sent as tenant `demo` with the secrets of the configuration.
-fn check_tenant(config: &Config) -> Result<()> {
+/// The sample is sent as tenant `demo` with the secrets of the configuration: it
+/// needs one for every provider the sample posts as a webhook.
+fn check_tenant(config: &Config, sample: &dev_sample::Sample) -> Result<()> {
     let Some(t) = config.tenants.get(TENANT) else {
         bail!(
             "the sample is sent to tenant {TENANT}, which the configuration lacks: add \
@@ -250,13 +251,15 @@ fn check_tenant(config: &Config) -> Result<()> {
     if t.collect_origins.is_empty() {
         bail!("tenant {TENANT} has no collect_origins; the sample posts browser touches");
     }
-    for kind in [
-        ProviderKind::Shopify,
-        ProviderKind::Stripe,
-        ProviderKind::Aftership,
-        ProviderKind::Zendesk,
-        ProviderKind::Gorgias,
-    ] {
+    let mut kinds: Vec<ProviderKind> = sample
+        .posts
+        .iter()
+        .map(|p| p.provider)
+        .filter(|k| k.is_webhook())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
         if config
             .provider(TENANT, kind)
             .and_then(|p| p.signing_secret(kind))
