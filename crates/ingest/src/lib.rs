@@ -110,6 +110,8 @@ pub struct Ingest {
     /// The raw topics this configuration writes to (see [`Ingest::raw_topics`]).
     used_raw_topics: Vec<String>,
     codec: AvroCodec,
+    /// Single-object encoding, or Confluent's with the registry's id.
+    framing: storefold_codec::registry::Framing,
     settings: IngestConfig,
     metrics: IngestMetrics,
     /// Touches per tenant and client address (IPv6 by /64).

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use prometheus::Registry;
-use storefold_codec::AvroCodec;
+use storefold_codec::registry::Framing;
+use storefold_codec::{AvroCodec, RecordKind};
 use storefold_providers::ProviderKind;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::Topics;
@@ -26,12 +27,6 @@ impl Ingest {
     /// Builds the ingest from the configuration, registering its metrics in
     /// `registry`. Refuses features that are configured but not built.
     pub fn new(config: &Config, registry: &Registry) -> Result<Arc<Self>, IngestError> {
-        if let Some(sr) = &config.schema_registry {
-            return Err(IngestError::Unsupported(format!(
-                "schema_registry.url = {:?} is configured, but the Confluent wire format is not wired into the ingest yet; remove [schema_registry] to use Avro single-object encoding",
-                sr.url
-            )));
-        }
         let tenants = config
             .tenants
             .iter()
@@ -80,12 +75,28 @@ impl Ingest {
             .into_iter()
             .map(|k| raw_topic_names[&k].clone())
             .collect();
+        // With a schema registry, raw events are framed with the id it gives
+        // their schema (registered under every raw topic's subject).
+        let mut codec = AvroCodec::embedded()?;
+        let framing = match &config.schema_registry {
+            Some(sr) => {
+                let topics: Vec<(String, RecordKind)> = raw_topic_names
+                    .values()
+                    .map(|t| (t.clone(), RecordKind::RawEvent))
+                    .collect();
+                sr.bind_blocking(&mut codec, &topics)
+                    .map_err(IngestError::Unsupported)?
+                    .framing
+            }
+            None => Framing::single_object(),
+        };
         Ok(Arc::new(Self {
             tenants,
             publisher,
             raw_topic_names,
             used_raw_topics,
-            codec: AvroCodec::embedded()?,
+            codec,
+            framing,
             metrics: IngestMetrics::new(registry),
             limiter: DefaultKeyedRateLimiter::keyed(quota(c.requests_per_second, c.burst)),
             tenant_limiter: DefaultKeyedRateLimiter::keyed(quota(

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::http::{HeaderMap, StatusCode};
-use storefold_codec::{RawEvent, Verification, WireFormat};
+use storefold_codec::{RawEvent, RecordKind, Verification};
 use storefold_providers::{Headers, ProviderKind};
 use time::OffsetDateTime;
 
@@ -54,7 +54,7 @@ pub(crate) async fn store(
         .observe(raw.body.len() as f64);
     let payload = ingest
         .codec
-        .encode(&raw, WireFormat::SingleObject)
+        .encode(&raw, ingest.framing.format(RecordKind::RawEvent))
         .map_err(|e| {
             Rejection::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

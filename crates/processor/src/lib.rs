@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
-use storefold_codec::AvroCodec;
+use storefold_codec::registry::Framing;
+use storefold_codec::{AvroCodec, RecordKind};
 use storefold_core::engine::FoldConfig;
 use storefold_providers::MapOptions;
 use storefold_runtime::config::Config;
@@ -96,13 +97,6 @@ impl Processor {
         registry: Registry,
         rt: tokio::runtime::Handle,
     ) -> Result<Processor, ProcessorError> {
-        if config.schema_registry.is_some() {
-            return Err(ProcessorError::Config(
-                "[schema_registry] is configured, but the processor does not speak the Confluent \
-                 wire format yet; remove the section to use Avro single-object encoding"
-                    .into(),
-            ));
-        }
         let p = &config.processor;
         // The tenants' settings before Kafka is asked.
         let map_options = config
@@ -153,11 +147,33 @@ impl Processor {
         let producer: FutureProducer = producer_config(&config.kafka, timeout)
             .create()
             .map_err(|e| ProcessorError::Kafka(e.to_string()))?;
-        let codec = AvroCodec::embedded().map_err(|e| ProcessorError::Config(e.to_string()))?;
+        let mut codec = AvroCodec::embedded().map_err(|e| ProcessorError::Config(e.to_string()))?;
+        // With a schema registry, every topic value is framed with the id it
+        // gives the value's schema (the commit marker inside a changelog record
+        // is no topic value and stays single-object).
+        let framing = match &config.schema_registry {
+            Some(sr) => {
+                let mut bound: Vec<(String, RecordKind)> = raw_topics
+                    .iter()
+                    .map(|t| (t.clone(), RecordKind::RawEvent))
+                    .collect();
+                bound.extend([
+                    (changelog.clone(), RecordKind::StateRecord),
+                    (topics.customers(), RecordKind::CustomerProjection),
+                    (topics.orders(), RecordKind::OrderProjection),
+                    (topics.triggers(), RecordKind::Trigger),
+                ]);
+                sr.bind_blocking(&mut codec, &bound)
+                    .map_err(ProcessorError::Config)?
+                    .framing
+            }
+            None => Framing::single_object(),
+        };
         let shared = Arc::new(Shared {
             kafka: config.kafka.clone(),
             topics,
             codec,
+            framing,
             producer,
             rt,
             metrics: metrics::ProcessorMetrics::new(&registry),

@@ -11,7 +11,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use storefold_codec::{AvroCodec, WireFormat};
+use storefold_codec::AvroCodec;
+use storefold_codec::registry::Framing;
 use storefold_core::engine::FoldConfig;
 use storefold_providers::{MapOptions, ProviderKind};
 use storefold_runtime::config::KafkaConfig;
@@ -26,6 +27,9 @@ pub struct Shared {
     pub kafka: KafkaConfig,
     pub topics: Topics,
     pub codec: AvroCodec,
+    /// How each record is framed: single-object, or Confluent's with the
+    /// schema registry's id.
+    pub framing: Framing,
     pub producer: FutureProducer,
     pub rt: tokio::runtime::Handle,
     pub metrics: ProcessorMetrics,
@@ -147,7 +151,7 @@ impl Shared {
     pub(super) fn encode<T: storefold_codec::AvroRecord>(&self, v: &T) -> Vec<u8> {
         // Our own records always match their schemas.
         self.codec
-            .encode(v, WireFormat::SingleObject)
+            .encode(v, self.framing.format(T::KIND))
             .unwrap_or_else(|e| unreachable!("encoding a {}: {e}", std::any::type_name::<T>()))
     }
 }

@@ -95,3 +95,30 @@ impl SchemaRegistryConfig {
         Ok(binding)
     }
 }
+
+impl SchemaRegistryConfig {
+    /// [`bind`](Self::bind) for callers that are not async (a role's start-up):
+    /// runs on a thread of its own with a runtime of its own, so it may be called
+    /// from inside or outside a Tokio runtime. The error names the registry.
+    pub fn bind_blocking(
+        &self,
+        codec: &mut AvroCodec,
+        topics: &[(String, RecordKind)],
+    ) -> Result<Binding, String> {
+        let named = |e: RegistryError| format!("schema_registry ({}): {e}", self.url);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("schema_registry: cannot start a runtime: {e}"))?;
+                rt.block_on(async {
+                    let client = self.client().map_err(named)?;
+                    self.bind(&client, codec, topics).await.map_err(named)
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err("schema_registry: the binding thread panicked".into()))
+        })
+    }
+}

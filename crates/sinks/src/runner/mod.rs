@@ -37,7 +37,7 @@ use prometheus::Registry;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
-use storefold_codec::AvroCodec;
+use storefold_codec::{AvroCodec, RecordKind};
 use storefold_runtime::config::{Config, SinksConfig};
 use storefold_runtime::kafka::{Topics, client_config, describe_cluster, producer_config};
 use tokio_util::sync::CancellationToken;
@@ -184,14 +184,6 @@ pub async fn run_with_metrics<S: Sink>(
             message: "the sink consumes no topic".into(),
         });
     }
-    if config.schema_registry.is_some() {
-        return Err(SinkError::Config {
-            sink: name,
-            message: "[schema_registry] is configured, but the sinks do not read the Confluent \
-                      wire format yet; remove the section to use Avro single-object encoding"
-                .into(),
-        });
-    }
     let dlq_topic = topics.dlq_sink(name);
     let kafka_err = |message: String| SinkError::Kafka {
         sink: name,
@@ -239,10 +231,33 @@ pub async fn run_with_metrics<S: Sink>(
     let producer: FutureProducer = producer_config(&config.kafka, KAFKA_TIMEOUT)
         .create()
         .map_err(|e| kafka_err(format!("producer: {e}")))?;
-    let codec = AvroCodec::embedded().map_err(|e| SinkError::Config {
+    let mut codec = AvroCodec::embedded().map_err(|e| SinkError::Config {
         sink: name,
         message: format!("schemas: {e}"),
     })?;
+    // With a schema registry, the projections and triggers are Confluent frames:
+    // the codec learns the ids of the current schemas and of earlier versions.
+    if let Some(sr) = &config.schema_registry {
+        let bound: Vec<(String, RecordKind)> = streams
+            .iter()
+            .map(|(topic, s)| {
+                let kind = match s {
+                    Stream::Customers => RecordKind::CustomerProjection,
+                    Stream::Orders => RecordKind::OrderProjection,
+                    Stream::Triggers => RecordKind::Trigger,
+                };
+                (topic.clone(), kind)
+            })
+            .collect();
+        let registry_err = |e: storefold_codec::registry::RegistryError| SinkError::Config {
+            sink: name,
+            message: format!("schema_registry ({}): {e}", sr.url),
+        };
+        let client = sr.client().map_err(registry_err)?;
+        sr.bind(&client, &mut codec, &bound)
+            .await
+            .map_err(registry_err)?;
+    }
 
     let settings = &config.sinks;
     let max_retry_after = Duration::from_secs(settings.max_retry_after_secs.max(1));
