@@ -34,8 +34,8 @@ mod test_support;
 mod tracking;
 
 pub use common::*;
-pub use provider::Provider;
 use provider::providers;
+pub use provider::{Example, Provider};
 
 // The registry: one line per provider, `Variant => module::UnitStruct`. It
 // declares `pub mod module;` (the directory `src/module/`) and generates
@@ -48,9 +48,11 @@ use provider::providers;
 // 2. one line below;
 // 3. `INSTA_UPDATE=always cargo test -p storefold-providers fixture_snapshots`,
 //    then review the new files in `src/snapshots/` against the fixtures;
-// 4. the tests and the compiler name what else wants a sample of it:
-//    `tests/robustness.rs` (`every_provider_has_a_sample`) and testkit's
-//    `samples::sample`/`verify_secret` (exhaustive matches).
+// 4. `tests/robustness.rs` fails (`every_provider_has_a_sample`) until the
+//    provider has a sample and a line in its `robustness!` list. testkit's
+//    samples derive from `Provider::example` and a generic test secret (a
+//    scheme whose key has a special form, like Adyen's hex, gets an arm in
+//    `samples::verify_secret`).
 providers! {
     Shopify => shopify::Shopify,
     WooCommerce => woocommerce::WooCommerce,
@@ -120,6 +122,11 @@ impl ProviderKind {
     /// Headers (lower case) worth keeping in the raw event for mapping later.
     pub fn kept_headers(self) -> &'static [&'static str] {
         self.provider().kept_headers()
+    }
+
+    /// A representative webhook of this provider, from its fixtures.
+    pub fn example(self) -> Example {
+        self.provider().example()
     }
 
     /// The header the provider sends its topic in, when the topic is not in the

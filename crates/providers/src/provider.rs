@@ -10,6 +10,15 @@ use crate::{
     WebhookRequest,
 };
 
+/// A provider's representative webhook: the topic it is sent under and its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Example {
+    /// The provider's topic or event type (sent in a header by the stores).
+    pub topic: &'static str,
+    /// The body, byte for byte.
+    pub body: &'static [u8],
+}
+
 /// What storefold needs from one provider: a unit struct in the provider's own
 /// directory implements it, and one line in the `providers!` list in `lib.rs`
 /// registers it. Everything else (the ingest's routes, the CLI's choices, topic
@@ -28,6 +37,11 @@ pub trait Provider: Sync + 'static {
     /// Headers (lower case) kept in the raw event because `describe` or `map`
     /// reads them later. Never credentials.
     fn kept_headers(&self) -> &'static [&'static str];
+
+    /// A representative webhook from the provider's own fixtures: what tests,
+    /// testkit and demos send when they need one of this provider's (for
+    /// `collect`, a browser touch).
+    fn example(&self) -> Example;
 
     /// The header carrying the topic when the provider sends it outside the body
     /// (the stores do); tools ask for a topic when it is `Some`.
@@ -158,6 +172,44 @@ mod tests {
             "Shopify".parse::<ProviderKind>().is_err(),
             "names are exact"
         );
+    }
+
+    #[test]
+    fn every_example_is_a_webhook_its_provider_describes_and_maps() {
+        use crate::{Headers, MapContext, MapOptions, RawInput, WebhookRequest};
+        for &kind in ProviderKind::ALL {
+            let ex = kind.example();
+            let mut headers = Headers::new();
+            if let Some(h) = kind.topic_header() {
+                headers.insert(h, ex.topic);
+            }
+            let req = WebhookRequest {
+                headers: &headers,
+                body: ex.body,
+                url_token: None,
+            };
+            let inbound = kind
+                .describe(&req)
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(inbound.topic, ex.topic, "{kind}");
+            let options = MapOptions::default();
+            let events = kind
+                .map(
+                    &MapContext {
+                        tenant: "t1",
+                        options: &options,
+                    },
+                    &RawInput {
+                        topic: &inbound.topic,
+                        event_id: &inbound.event_id,
+                        headers: &headers,
+                        body: ex.body,
+                        received_at: time::OffsetDateTime::UNIX_EPOCH,
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert!(!events.is_empty(), "{kind}: the example maps to nothing");
+        }
     }
 
     #[test]

@@ -200,6 +200,13 @@ impl crate::Provider for Adyen {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "AUTHORISATION",
+            body: include_bytes!("fixtures/authorisation_true.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,

@@ -124,6 +124,13 @@ impl crate::Provider for Aftership {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "tracking_update",
+            body: include_bytes!("fixtures/tracking_update__delivered.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,

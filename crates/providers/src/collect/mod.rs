@@ -205,6 +205,13 @@ impl crate::Provider for Collect {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "touch",
+            body: include_bytes!("fixtures/touch__landing_utm.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,

@@ -107,6 +107,13 @@ impl crate::Provider for Easypost {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "tracker.updated",
+            body: include_bytes!("fixtures/tracker_updated__return_to_sender.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,

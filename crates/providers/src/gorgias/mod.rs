@@ -57,6 +57,13 @@ impl crate::Provider for Gorgias {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "ticket-updated",
+            body: include_bytes!("fixtures/ticket_closed__return.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,

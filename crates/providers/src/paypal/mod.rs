@@ -275,6 +275,13 @@ impl crate::Provider for Paypal {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "PAYMENT.CAPTURE.COMPLETED",
+            body: include_bytes!("fixtures/payment.capture.completed.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,

@@ -70,6 +70,13 @@ impl crate::Provider for Shippo {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "track_updated",
+            body: include_bytes!("fixtures/track_updated__out_for_delivery.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,

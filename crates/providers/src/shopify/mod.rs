@@ -169,6 +169,13 @@ impl crate::Provider for Shopify {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "orders/create",
+            body: include_bytes!("fixtures/orders_create.json"),
+        }
+    }
+
     fn topic_header(&self) -> Option<&'static str> {
         Some(TOPIC_HEADER)
     }

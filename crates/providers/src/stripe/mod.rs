@@ -176,6 +176,13 @@ impl crate::Provider for Stripe {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "charge.succeeded",
+            body: include_bytes!("fixtures/charge.succeeded.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,

@@ -225,6 +225,13 @@ impl crate::Provider for WooCommerce {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "order.created",
+            body: include_bytes!("fixtures/order_created.json"),
+        }
+    }
+
     fn topic_header(&self) -> Option<&'static str> {
         Some(TOPIC_HEADER)
     }

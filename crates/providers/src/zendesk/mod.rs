@@ -135,6 +135,13 @@ impl crate::Provider for Zendesk {
         HEADERS
     }
 
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: "zen:event-type:ticket.status_changed",
+            body: include_bytes!("fixtures/event__ticket_status_changed__solved.json"),
+        }
+    }
+
     fn verify(
         &self,
         creds: &crate::Credentials,
