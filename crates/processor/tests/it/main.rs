@@ -5,4 +5,5 @@ mod fold;
 mod parked;
 mod poison;
 mod rebalance;
+mod schema_registry;
 mod ui;
