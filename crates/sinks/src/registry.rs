@@ -125,12 +125,21 @@ mod tests {
                 (false, _) => out.push(line.to_string()),
             }
         }
-        let env = [
-            ("HUBSPOT_TOKEN", "pat-na1-x"),
-            ("STOREFOLD_WEBHOOK_SECRET", "s3cret"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-        Config::from_toml_str(&out.join("\n"), env).expect("uncommented example")
+        // Every `${NAME}` the uncommented sections use gets a stand-in value.
+        let text = out.join("\n");
+        let env: Vec<(String, String)> = text
+            .split("${")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}'))
+            .filter(|(name, _)| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .map(|(name, _)| (name.to_string(), format!("test-{}", name.to_lowercase())))
+            .collect();
+        Config::from_toml_str(&text, env).expect("uncommented example")
     }
 
     #[test]
