@@ -31,48 +31,11 @@ macro_rules! fixture {
     };
 }
 
-/// A representative webhook of `provider` (for `collect`: a browser touch).
+/// A representative webhook of `provider` (its [`ProviderKind::example`]; for
+/// `collect`: a browser touch, undated).
 pub fn sample(provider: ProviderKind) -> Sample {
-    let (topic, body): (&'static str, &[u8]) = match provider {
-        ProviderKind::Shopify => ("orders/create", fixture!("shopify", "orders_create.json")),
-        ProviderKind::WooCommerce => (
-            "order.created",
-            fixture!("woocommerce", "order_created.json"),
-        ),
-        ProviderKind::Stripe => (
-            "charge.succeeded",
-            fixture!("stripe", "charge.succeeded.json"),
-        ),
-        ProviderKind::Adyen => (
-            "AUTHORISATION",
-            fixture!("adyen", "authorisation_true.json"),
-        ),
-        ProviderKind::Paypal => (
-            "PAYMENT.CAPTURE.COMPLETED",
-            fixture!("paypal", "payment.capture.completed.json"),
-        ),
-        ProviderKind::Aftership => (
-            "tracking_update",
-            fixture!("aftership", "tracking_update__delivered.json"),
-        ),
-        ProviderKind::Easypost => (
-            "tracker.updated",
-            fixture!("easypost", "tracker_updated__return_to_sender.json"),
-        ),
-        ProviderKind::Shippo => (
-            "track_updated",
-            fixture!("shippo", "track_updated__out_for_delivery.json"),
-        ),
-        ProviderKind::Zendesk => (
-            "zen:event-type:ticket.status_changed",
-            fixture!("zendesk", "event__ticket_status_changed__solved.json"),
-        ),
-        ProviderKind::Gorgias => (
-            "ticket-updated",
-            fixture!("gorgias", "ticket_closed__return.json"),
-        ),
-        ProviderKind::Collect => ("touch", fixture!("collect", "touch__landing_utm.json")),
-    };
+    let example = provider.example();
+    let (topic, body) = (example.topic, example.body);
     let body = if provider == ProviderKind::Collect {
         // Undated, so it is taken as received now: the ingest refuses touches
         // dated outside a window of their receipt, and the fixture is from 2025.
@@ -111,19 +74,14 @@ pub fn shopify_order(n: u64, email: &str) -> Sample {
 /// The secret a test tenant verifies `provider` with (for PayPal: the certificate).
 pub fn verify_secret(provider: ProviderKind) -> String {
     match provider {
-        ProviderKind::Shopify => "shpss_testkit_shopify".into(),
-        ProviderKind::WooCommerce => "testkit woocommerce secret".into(),
-        ProviderKind::Stripe => "whsec_testkit_stripe".into(),
+        // Adyen's HMAC key is hex; PayPal verifies with a certificate; collect is
+        // unsigned. Every other scheme takes any string.
         ProviderKind::Adyen => {
             "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056".into()
         }
         ProviderKind::Paypal => PAYPAL_TEST_CERT.into(),
-        ProviderKind::Aftership => "testkit-aftership-secret".into(),
-        ProviderKind::Easypost => "testkit-easypost-secret".into(),
-        ProviderKind::Shippo => "testkit-shippo-token".into(),
-        ProviderKind::Zendesk => "testkit-zendesk-secret".into(),
-        ProviderKind::Gorgias => "testkit-gorgias-token".into(),
         ProviderKind::Collect => String::new(),
+        other => format!("testkit-{}-secret", other.name()),
     }
 }
 
@@ -193,4 +151,40 @@ pub fn tenant_toml(tenant: &str) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use storefold_providers::{Credentials, Headers, WebhookRequest};
+
+    use super::*;
+
+    /// The test tenant's secrets (generic for most schemes) verify what the
+    /// samples are signed with, for every registered provider.
+    #[test]
+    fn every_webhook_sample_verifies_with_the_test_tenant_secret() {
+        let now = OffsetDateTime::now_utc();
+        for p in ProviderKind::WEBHOOK {
+            let s = sample(p);
+            let signed = p
+                .sign(&signing_secret(p), s.topic, &s.body, now)
+                .unwrap_or_else(|e| panic!("{p}: {e}"));
+            let headers = Headers::from_pairs(signed.headers.clone());
+            let creds = Credentials {
+                secret: verify_secret(p),
+                webhook_id: (p == ProviderKind::Paypal).then(|| PAYPAL_WEBHOOK_ID.to_string()),
+            };
+            let req = WebhookRequest {
+                headers: &headers,
+                body: &signed.body,
+                url_token: signed.url_token.as_deref(),
+            };
+            assert_eq!(p.verify(&creds, &req, now), Ok(()), "{p}");
+            assert_eq!(
+                p.describe(&req).map(|i| i.topic).as_deref(),
+                Ok(s.topic),
+                "{p}"
+            );
+        }
+    }
 }
