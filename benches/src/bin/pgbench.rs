@@ -58,6 +58,7 @@ fn record(i: usize, version: i64) -> SinkRecord {
             merged_into: None,
             updated_at: 1_700_000_000_000 + i as i64,
             doc,
+            view: None,
         }),
         value: Vec::new(),
         headers: Vec::new(),

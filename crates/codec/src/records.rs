@@ -9,6 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::RecordKind;
 
+mod view;
+
+pub use view::{
+    AddressView, CheckpointView, ConsentView, CurrencyRevenueView, CustomerView, IdentityValueView,
+    LineItemView, MergedView, MoneyView, OrderFiguresView, OrderSummaryView, OrderView,
+    ReportingFiguresView, ReportingRevenueView, ReturnView, ShipmentView, TicketView, TotalsView,
+    TouchCountsView, TouchView, UtmView, epoch_millis,
+};
+
 /// A record with a schema in `schemas/`, encodable by [`AvroCodec`](crate::AvroCodec).
 ///
 /// Implemented for the records of this crate only: the schema of each is fixed by
@@ -122,8 +131,25 @@ pub struct CustomerProjection {
     pub merged_into: Option<String>,
     /// Event time of the newest event folded in, milliseconds since the Unix epoch.
     pub updated_at: i64,
-    /// The Customer 360 as JSON (shape owned by storefold-core).
+    /// The Customer 360 as JSON. Deprecated: read [`CustomerProjection::view`]
+    /// (kept for one release for consumers that parse it).
     pub doc: String,
+    /// The typed Customer 360; `None` for a merge notice and for records
+    /// written before the field existed (see [`CustomerProjection::customer_view`]).
+    #[serde(default)]
+    pub view: Option<CustomerView>,
+}
+
+impl CustomerProjection {
+    /// The typed Customer 360: the record's `view`, else (a record written
+    /// before the typed view) its `doc` read as a Customer 360. `None` for a
+    /// merge notice.
+    pub fn customer_view(&self) -> Option<std::borrow::Cow<'_, CustomerView>> {
+        match &self.view {
+            Some(v) => Some(std::borrow::Cow::Borrowed(v)),
+            None => CustomerView::from_doc(&self.doc).map(std::borrow::Cow::Owned),
+        }
+    }
 }
 
 /// The order projection (`order_projection.avsc`).
@@ -143,8 +169,24 @@ pub struct OrderProjection {
     pub status: String,
     /// Event time of the newest event folded in, milliseconds since the Unix epoch.
     pub updated_at: i64,
-    /// The order as JSON (shape owned by storefold-core).
+    /// The order as JSON. Deprecated: read [`OrderProjection::view`] (kept for
+    /// one release for consumers that parse it).
     pub doc: String,
+    /// The typed order view; `None` for records written before the field
+    /// existed (see [`OrderProjection::order_view`]).
+    #[serde(default)]
+    pub view: Option<OrderView>,
+}
+
+impl OrderProjection {
+    /// The typed order view: the record's `view`, else (a record written
+    /// before the typed view) its `doc` read as an order view.
+    pub fn order_view(&self) -> Option<std::borrow::Cow<'_, OrderView>> {
+        match &self.view {
+            Some(v) => Some(std::borrow::Cow::Borrowed(v)),
+            None => OrderView::from_doc(&self.doc).map(std::borrow::Cow::Owned),
+        }
+    }
 }
 
 /// A lifecycle trigger for CRM automations (`trigger.avsc`).

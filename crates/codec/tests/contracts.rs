@@ -70,6 +70,7 @@ fn customer() -> CustomerProjection {
         merged_into: None,
         updated_at: 1_732_780_800_000,
         doc: r#"{"orders_count":2,"net_revenue":{"USD":12000}}"#.into(),
+        view: None,
     }
 }
 
@@ -95,6 +96,7 @@ fn order() -> OrderProjection {
         status: "fulfilled".into(),
         updated_at: 1_732_780_900_000,
         doc: r#"{"payments":[],"shipments":[{"carrier":"ups"}]}"#.into(),
+        view: None,
     }
 }
 

@@ -233,6 +233,36 @@ pub enum ProjectionRecord {
     Order(OrderProjection),
 }
 
+impl ProjectionRecord {
+    /// The record's JSON document.
+    pub fn doc_mut(&mut self) -> &mut String {
+        match self {
+            ProjectionRecord::Customer(c) => &mut c.doc,
+            ProjectionRecord::Order(o) => &mut o.doc,
+        }
+    }
+
+    /// Drops the typed view (before trimming an oversized record).
+    pub fn clear_view(&mut self) {
+        match self {
+            ProjectionRecord::Customer(c) => c.view = None,
+            ProjectionRecord::Order(o) => o.view = None,
+        }
+    }
+
+    /// Rebuilds the typed view from the (trimmed) document, so that both carry
+    /// the same lists; `None` when the document no longer is a view (cut to its
+    /// identifying scalars).
+    pub fn view_from_doc(&mut self) {
+        match self {
+            ProjectionRecord::Customer(c) => {
+                c.view = storefold_codec::CustomerView::from_doc(&c.doc);
+            }
+            ProjectionRecord::Order(o) => o.view = storefold_codec::OrderView::from_doc(&o.doc),
+        }
+    }
+}
+
 /// Converts one of the fold's projections to its topic record.
 pub fn projection_record(p: &Projection, generation: i64) -> ProjectionRecord {
     match p {
@@ -247,6 +277,7 @@ pub fn projection_record(p: &Projection, generation: i64) -> ProjectionRecord {
             merged_into: None,
             updated_at: millis(view.last_event_at),
             doc: serde_json::to_string(&**view).unwrap_or_default(),
+            view: Some(storefold_codec::CustomerView::from(&**view)),
         }),
         Projection::CustomerMerged {
             tenant,
@@ -270,6 +301,7 @@ pub fn projection_record(p: &Projection, generation: i64) -> ProjectionRecord {
                 "reason": reason,
             })
             .to_string(),
+            view: None,
         }),
         Projection::Order { version, view } => {
             let status = view
@@ -288,6 +320,7 @@ pub fn projection_record(p: &Projection, generation: i64) -> ProjectionRecord {
                 status,
                 updated_at: millis(view.order.last_event_at),
                 doc: serde_json::to_string(&**view).unwrap_or_default(),
+                view: Some(storefold_codec::OrderView::from(&**view)),
             })
         }
     }

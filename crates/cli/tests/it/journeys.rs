@@ -410,6 +410,7 @@ async fn every_journeys_money_reaches_postgresql_the_query_api_and_hubspot_exact
                 status: String::new(),
                 updated_at: 0,
                 doc: row.get::<_, String>(3),
+                view: None,
             };
             let deal = mapping.deal(&projection);
             let currency = deal.get("deal_currency_code").cloned().unwrap_or_default();
@@ -449,6 +450,7 @@ async fn every_journeys_money_reaches_postgresql_the_query_api_and_hubspot_exact
                 merged_into: None,
                 updated_at: 0,
                 doc: row.get::<_, String>(3),
+                view: None,
             };
             let contact = mapping.contact(&projection);
             // The contact carries the revenue of the customer's main currency.

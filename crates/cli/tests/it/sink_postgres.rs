@@ -92,6 +92,7 @@ fn history(topics: &Topics, waves: usize) -> History {
                 merged_into: None,
                 updated_at: 1_700_000_000_000 + version,
                 doc: format!(r#"{{"g": {generation}, "v": {version}}}"#),
+                view: None,
             };
             let value = codec.encode(&p, WireFormat::SingleObject).unwrap();
             records.push((
@@ -124,6 +125,7 @@ fn history(topics: &Topics, waves: usize) -> History {
                 status: "paid".into(),
                 updated_at: 1_700_000_000_000 + version,
                 doc: format!(r#"{{"v": {version}}}"#),
+                view: None,
             };
             let value = codec.encode(&p, WireFormat::SingleObject).unwrap();
             records.push((topics.orders(), format!("acme/{id}"), value, 1, version));

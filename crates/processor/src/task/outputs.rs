@@ -41,23 +41,36 @@ impl Task {
             if !size::fits(&entry, self.shared.max_message_bytes) {
                 // Published trimmed (flagged `truncated`), never stalling
                 // the partition.
-                let doc = match &mut record {
-                    ProjectionRecord::Customer(c) => &mut c.doc,
-                    ProjectionRecord::Order(o) => &mut o.doc,
-                };
-                let around = size::entry_bytes(&entry).saturating_sub(doc.len());
-                let budget = self
-                    .shared
-                    .max_message_bytes
-                    .saturating_sub(size::RECORD_OVERHEAD + around + 64);
-                let before = doc.len();
-                if let Some(trimmed) = size::trim_doc(doc, budget) {
-                    *doc = trimmed;
-                }
+                // The document is cut, then the typed view rebuilt from it:
+                // the two share the room.
+                record.clear_view();
                 entry.value = match &record {
                     ProjectionRecord::Customer(c) => self.shared.encode(c),
                     ProjectionRecord::Order(o) => self.shared.encode(o),
                 };
+                let doc = record.doc_mut();
+                let around = size::entry_bytes(&entry).saturating_sub(doc.len());
+                let budget = self
+                    .shared
+                    .max_message_bytes
+                    .saturating_sub(size::RECORD_OVERHEAD + around + 64)
+                    / 2;
+                let before = doc.len();
+                if let Some(trimmed) = size::trim_doc(doc, budget) {
+                    *doc = trimmed;
+                }
+                record.view_from_doc();
+                entry.value = match &record {
+                    ProjectionRecord::Customer(c) => self.shared.encode(c),
+                    ProjectionRecord::Order(o) => self.shared.encode(o),
+                };
+                if !size::fits(&entry, self.shared.max_message_bytes) {
+                    record.clear_view();
+                    entry.value = match &record {
+                        ProjectionRecord::Customer(c) => self.shared.encode(c),
+                        ProjectionRecord::Order(o) => self.shared.encode(o),
+                    };
+                }
                 self.shared
                     .metrics
                     .oversized

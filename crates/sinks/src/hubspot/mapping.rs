@@ -1,8 +1,10 @@
 //! storefold's projections as HubSpot property values.
 //!
-//! The customer projection's `doc` is the Customer 360 that storefold-core
-//! serialises; the order projection's `doc` is its order view. Both are read as
-//! JSON, tolerantly: a field missing from an older doc is simply not sent.
+//! Properties are read from the projections' typed views
+//! ([`CustomerProjection::customer_view`], [`OrderProjection::order_view`]):
+//! renaming a view field breaks this file's build, not a CRM property at run
+//! time. A record written before the typed views is read from its JSON
+//! document into the same types.
 //!
 //! HubSpot takes every property value as a string (CRM v3 objects API):
 //! - number properties: a decimal string. Money is integer minor units in
@@ -17,12 +19,13 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-use storefold_codec::{CustomerProjection, OrderProjection, Trigger};
+use storefold_codec::{
+    CurrencyRevenueView, CustomerProjection, CustomerView, MoneyView, OrderProjection, OrderView,
+    TouchView, Trigger, UtmView,
+};
 use storefold_core::{Currency, Money};
 use storefold_runtime::config::HubSpotSinkConfig;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// How a storefold field's value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,44 +229,37 @@ impl Mapping {
 
     /// Contact properties of a customer projection (without the trigger fields).
     pub fn contact(&self, c: &CustomerProjection) -> BTreeMap<String, String> {
-        let doc: Value = serde_json::from_str(&c.doc).unwrap_or(Value::Null);
-        let primary = primary_revenue(&doc);
+        let view = c.customer_view();
+        let v = view.as_deref();
+        let primary = v.and_then(primary_revenue);
         let mut out = BTreeMap::new();
         for (field, kind, property) in &self.contact {
             let value = match *field {
-                "first_name" => text(&doc, "/first_name"),
-                "last_name" => text(&doc, "/last_name"),
-                "phone" => c.phone.clone().or_else(|| text(&doc, "/phone")),
+                "first_name" => v.and_then(|v| text(&v.first_name)),
+                "last_name" => v.and_then(|v| text(&v.last_name)),
+                "phone" => c.phone.clone(),
                 "customer_id" => Some(c.customer_id.clone()),
                 "tenant" => Some(c.tenant.clone()),
-                "lifetime_value" => primary.as_ref().and_then(|r| r.amount("net")),
-                "gross_revenue" => primary.as_ref().and_then(|r| r.amount("gross")),
-                "refunded_amount" => primary.as_ref().and_then(|r| r.amount("refunded")),
-                "average_order_value" => primary.as_ref().and_then(|r| r.amount("aov")),
-                "currency" => primary.as_ref().map(|r| r.currency.code().to_string()),
-                "orders_count" => count(&doc, "/orders_count"),
-                "first_order_date" => rfc3339(&doc, "/first_order_at").map(midnight_ms),
-                "last_order_date" => rfc3339(&doc, "/last_order_at").map(midnight_ms),
-                "first_utm_source" => text(&doc, "/first_touch/utm/source"),
-                "first_utm_medium" => text(&doc, "/first_touch/utm/medium"),
-                "first_utm_campaign" => text(&doc, "/first_touch/utm/campaign"),
-                "last_utm_source" => text(&doc, "/last_touch/utm/source"),
-                "last_utm_medium" => text(&doc, "/last_touch/utm/medium"),
-                "last_utm_campaign" => text(&doc, "/last_touch/utm/campaign"),
-                "open_tickets" => count(&doc, "/open_tickets"),
-                "chargebacks" => count(&doc, "/chargebacks"),
-                "returns" => count(&doc, "/returns"),
-                "csat" => doc
-                    .pointer("/csat_avg_x100")
-                    .and_then(Value::as_i64)
-                    .map(|x| decimal(x, 2)),
+                "lifetime_value" => primary.map(|r| amount(r, r.net)),
+                "gross_revenue" => primary.map(|r| amount(r, r.gross)),
+                "refunded_amount" => primary.map(|r| amount(r, r.refunded)),
+                "average_order_value" => primary.map(|r| amount(r, r.aov)),
+                "currency" => primary.map(|r| r.currency.clone()),
+                "orders_count" => v.map(|v| v.orders_count.to_string()),
+                "first_order_date" => v.and_then(|v| v.first_order_at).and_then(midnight_of),
+                "last_order_date" => v.and_then(|v| v.last_order_at).and_then(midnight_of),
+                "first_utm_source" => utm(v, |v| &v.first_touch, |u| &u.source),
+                "first_utm_medium" => utm(v, |v| &v.first_touch, |u| &u.medium),
+                "first_utm_campaign" => utm(v, |v| &v.first_touch, |u| &u.campaign),
+                "last_utm_source" => utm(v, |v| &v.last_touch, |u| &u.source),
+                "last_utm_medium" => utm(v, |v| &v.last_touch, |u| &u.medium),
+                "last_utm_campaign" => utm(v, |v| &v.last_touch, |u| &u.campaign),
+                "open_tickets" => v.map(|v| v.open_tickets.to_string()),
+                "chargebacks" => v.map(|v| v.chargebacks.to_string()),
+                "returns" => v.map(|v| v.returns.to_string()),
+                "csat" => v.and_then(|v| v.csat_avg_x100).map(|x| decimal(x, 2)),
                 // The full current set: an empty string clears the property.
-                "segments" => doc.pointer("/segments").and_then(Value::as_array).map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(";")
-                }),
+                "segments" => v.map(|v| v.segments.join(";")),
                 // Filled from triggers, see `trigger`.
                 _ => None,
             };
@@ -294,13 +290,10 @@ impl Mapping {
 
     /// Deal properties of an order projection.
     pub fn deal(&self, o: &OrderProjection) -> BTreeMap<String, String> {
-        let doc: Value = serde_json::from_str(&o.doc).unwrap_or(Value::Null);
-        let snapshot = doc.pointer("/order/snapshot/value");
-        let total = deal_total(&doc);
-        let number = snapshot
-            .and_then(|s| s.pointer("/number"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let view = o.order_view();
+        let v = view.as_deref();
+        let total = v.and_then(deal_total);
+        let number = v.and_then(|v| v.number.clone());
         let mut out = BTreeMap::new();
         for (field, _, property) in &self.deal {
             let value = match *field {
@@ -317,17 +310,18 @@ impl Mapping {
                         .unwrap_or_else(|| FALLBACK_STAGE.to_string()),
                 ),
                 "pipeline" => Some(self.pipeline.clone()),
-                "close_date" => snapshot
-                    .and_then(|s| s.pointer("/created_at"))
-                    .and_then(Value::as_str)
-                    .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+                "close_date" => v
+                    .and_then(|v| v.created_at)
+                    .and_then(from_millis)
                     .map(datetime_ms),
                 "status" => Some(o.status.clone()),
                 "order_number" => number.clone(),
                 "customer_id" => o.customer_id.clone(),
                 "tenant" => Some(o.tenant.clone()),
-                "net_amount" => total.and_then(|t| bag(&doc, "/figures/net", t.currency)),
-                "refunded_amount" => total.and_then(|t| bag(&doc, "/figures/refunded", t.currency)),
+                "net_amount" => v.zip(total).map(|(v, t)| bag(&v.figures.net, t.currency)),
+                "refunded_amount" => v
+                    .zip(total)
+                    .map(|(v, t)| bag(&v.figures.refunded, t.currency)),
                 _ => None,
             };
             if let Some(v) = value {
@@ -342,21 +336,25 @@ fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-')
 }
 
-fn text(doc: &Value, pointer: &str) -> Option<String> {
-    doc.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
+fn text(s: &Option<String>) -> Option<String> {
+    s.as_ref().filter(|s| !s.is_empty()).cloned()
 }
 
-fn count(doc: &Value, pointer: &str) -> Option<String> {
-    doc.pointer(pointer)
-        .and_then(Value::as_u64)
-        .map(|n| n.to_string())
+/// A UTM parameter of the first or last touch.
+fn utm(
+    v: Option<&CustomerView>,
+    touch: impl Fn(&CustomerView) -> &Option<TouchView>,
+    param: impl Fn(&UtmView) -> &Option<String>,
+) -> Option<String> {
+    text(param(&touch(v?).as_ref()?.utm))
 }
 
-fn rfc3339(doc: &Value, pointer: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(doc.pointer(pointer)?.as_str()?, &Rfc3339).ok()
+fn from_millis(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+fn midnight_of(ms: i64) -> Option<String> {
+    from_millis(ms).map(midnight_ms)
 }
 
 /// Milliseconds since the epoch of the UTC midnight starting `t`'s UTC day.
@@ -374,99 +372,74 @@ pub fn datetime_ms(t: OffsetDateTime) -> String {
 /// `minor` units with `exponent` decimals, exactly (`decimal(-1230, 2)` is `-12.30`).
 pub use storefold_core::money::decimal_string as decimal;
 
-fn money(v: &Value) -> Option<Money> {
-    let minor = v.get("minor")?.as_i64()?;
-    let currency = Currency::from_code(v.get("currency")?.as_str()?).ok()?;
-    Some(Money::new(minor, currency))
+fn money(m: &MoneyView) -> Option<Money> {
+    let currency = Currency::from_code(&m.currency).ok()?;
+    Some(Money::new(m.minor, currency))
 }
 
 /// The deal's amount: the order total in the currency its money is counted in.
 /// A Shopify order placed in another currency than the shop's has its money in
 /// the customer's (presentment) currency: the deal follows the money, so that
 /// its net and refunded amounts are in the same currency as its amount.
-fn deal_total(doc: &Value) -> Option<Money> {
-    let snapshot = doc.pointer("/order/snapshot/value")?;
-    let shop = money(snapshot.pointer("/totals/total")?);
-    let presentment = snapshot
-        .pointer("/totals/presentment_total")
+fn deal_total(v: &OrderView) -> Option<Money> {
+    let totals = v.totals.as_ref();
+    let shop = totals.and_then(|t| money(&t.total));
+    let presentment = totals
+        .and_then(|t| t.presentment_total.as_ref())
         .and_then(money);
     // The currency with the most money paid, else the one with any figure.
-    let paid = doc
-        .pointer("/figures/paid")
-        .and_then(Value::as_object)
-        .and_then(|b| {
-            b.iter()
-                .filter_map(|(c, m)| Some((m.as_i64()?, Currency::from_code(c).ok()?)))
-                .max()
-                .map(|(_, c)| c)
-        });
+    let paid = v
+        .figures
+        .paid
+        .iter()
+        .filter_map(|(c, m)| Some((*m, Currency::from_code(c).ok()?)))
+        .max()
+        .map(|(_, c)| c);
     match (paid, presentment, shop) {
         (Some(c), Some(p), _) if p.currency == c => Some(p),
         (Some(c), _, Some(s)) if s.currency == c => Some(s),
-        (Some(c), _, _) => bag_money(doc, "/figures/paid", c),
+        (Some(c), _, _) => Some(Money::new(
+            v.figures.paid.get(c.code()).copied().unwrap_or(0),
+            c,
+        )),
         (None, _, s) => s,
     }
 }
 
-fn bag_money(doc: &Value, pointer: &str, currency: Currency) -> Option<Money> {
-    let minor = doc
-        .pointer(pointer)?
-        .as_object()?
-        .get(currency.code())?
-        .as_i64()?;
-    Some(Money::new(minor, currency))
+/// The amount of `currency` in a money map (`{"USD": 1234}`), zero when absent.
+fn bag(b: &BTreeMap<String, i64>, currency: Currency) -> String {
+    let minor = b.get(currency.code()).copied().unwrap_or(0);
+    Money::new(minor, currency).to_decimal_string()
 }
 
-/// The amount of `currency` in a money bag (`{"USD": 1234}`), zero when absent.
-fn bag(doc: &Value, pointer: &str, currency: Currency) -> Option<String> {
-    let b = doc.pointer(pointer)?.as_object()?;
-    let minor = b.get(currency.code()).and_then(Value::as_i64).unwrap_or(0);
-    Some(Money::new(minor, currency).to_decimal_string())
-}
-
-/// One currency's revenue figures of a customer.
-#[derive(Debug, Clone)]
-struct Revenue {
-    currency: Currency,
-    row: Value,
-}
-
-impl Revenue {
-    fn amount(&self, key: &str) -> Option<String> {
-        let minor = self.row.get(key)?.as_i64()?;
-        Some(Money::new(minor, self.currency).to_decimal_string())
+/// An amount of the revenue row's currency, as a decimal string.
+fn amount(r: &CurrencyRevenueView, minor: i64) -> String {
+    match Currency::from_code(&r.currency) {
+        Ok(c) => Money::new(minor, c).to_decimal_string(),
+        // A code this build does not know: the minor units as they are.
+        Err(_) => minor.to_string(),
     }
 }
 
 /// The currency most of the customer's orders were paid in.
-fn primary_revenue(doc: &Value) -> Option<Revenue> {
-    let rows = doc.pointer("/revenue")?.as_array()?;
-    rows.iter()
-        .filter_map(|row| {
-            let currency = Currency::from_code(row.get("currency")?.as_str()?).ok()?;
-            Some(Revenue {
-                currency,
-                row: row.clone(),
-            })
-        })
+fn primary_revenue(v: &CustomerView) -> Option<&CurrencyRevenueView> {
+    v.revenue
+        .iter()
+        .filter(|r| Currency::from_code(&r.currency).is_ok())
         .max_by(|a, b| {
-            let key = |r: &Revenue| {
-                (
-                    r.row.get("orders").and_then(Value::as_u64).unwrap_or(0),
-                    r.row.get("gross").and_then(Value::as_i64).unwrap_or(0),
-                )
-            };
-            key(a)
-                .cmp(&key(b))
+            (a.orders, a.gross)
+                .cmp(&(b.orders, b.gross))
                 // Ties: the alphabetically first code wins.
-                .then_with(|| b.currency.code().cmp(a.currency.code()))
+                .then_with(|| b.currency.cmp(&a.currency))
         })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+    use storefold_codec::{OrderFiguresView, TotalsView};
+    use time::format_description::well_known::Rfc3339;
 
     fn cfg(toml_contact: &[(&str, &str)]) -> HubSpotSinkConfig {
         let mut c: HubSpotSinkConfig = serde_json::from_value(json!({"token": "t"})).unwrap();
@@ -477,7 +450,9 @@ mod tests {
         c
     }
 
-    fn customer(doc: Value) -> CustomerProjection {
+    fn customer(mut doc: Value) -> CustomerProjection {
+        doc["tenant"] = json!("acme");
+        doc["customer_id"] = json!("cus_em_1");
         CustomerProjection {
             tenant: "acme".into(),
             customer_id: "cus_em_1".into(),
@@ -489,6 +464,75 @@ mod tests {
             merged_into: None,
             updated_at: 0,
             doc: doc.to_string(),
+            view: CustomerView::from_doc(&doc.to_string()),
+        }
+    }
+
+    fn usd(minor: i64) -> MoneyView {
+        MoneyView {
+            minor,
+            currency: "USD".into(),
+        }
+    }
+
+    fn order(status: &str, view: OrderView) -> OrderProjection {
+        OrderProjection {
+            tenant: "acme".into(),
+            order_id: "shopify:1".into(),
+            customer_id: Some("cus_em_1".into()),
+            generation: 1,
+            version: 2,
+            status: status.into(),
+            updated_at: 0,
+            doc: "{}".into(),
+            view: Some(view),
+        }
+    }
+
+    fn order_view(totals: TotalsView, created_at: &str) -> OrderView {
+        OrderView {
+            number: None,
+            created_at: Some(
+                OffsetDateTime::parse(created_at, &Rfc3339)
+                    .unwrap()
+                    .unix_timestamp()
+                    * 1000,
+            ),
+            financial_status: None,
+            fulfillment_status: None,
+            test: false,
+            totals: Some(totals),
+            line_items: vec![],
+            discount_codes: vec![],
+            figures: OrderFiguresView {
+                paid: BTreeMap::new(),
+                paid_source: "none".into(),
+                authorized: BTreeMap::new(),
+                refunded: BTreeMap::new(),
+                chargeback_lost: BTreeMap::new(),
+                disputed: BTreeMap::new(),
+                net: BTreeMap::new(),
+                fees: BTreeMap::new(),
+                fees_known: false,
+                net_after_fees: None,
+                reporting: None,
+            },
+            shipments: vec![],
+            returns: vec![],
+            first_touch: None,
+            last_touch: None,
+            redacted: false,
+        }
+    }
+
+    fn totals(total: MoneyView, presentment_total: Option<MoneyView>) -> TotalsView {
+        TotalsView {
+            total,
+            subtotal: None,
+            discounts: None,
+            shipping: None,
+            tax: None,
+            presentment_total,
         }
     }
 
@@ -521,11 +565,19 @@ mod tests {
                 {"currency": "KWD", "gross": 12500, "refunded": 250, "chargeback_lost": 0, "net": 12250, "orders": 2, "aov": 6250}
             ],
             "last_order_at": "2024-03-05T10:00:00Z",
-            "first_touch": {"utm": {"source": "google"}},
-            "last_touch": {"utm": {"source": "newsletter"}},
+            "first_touch": {"at": "2024-01-05T10:00:00Z", "touch_id": "t1", "utm": {"source": "google"}},
+            "last_touch": {"at": "2024-03-01T10:00:00Z", "touch_id": "t2", "utm": {"source": "newsletter"}},
             "open_tickets": 1, "chargebacks": 0, "segments": ["vip", "repeat"]
         });
-        let p = m.contact(&customer(doc));
+        let typed = customer(doc);
+        assert!(typed.view.is_some());
+        let p = m.contact(&typed);
+        // A record written before the typed view reads the same from its doc.
+        let older = CustomerProjection {
+            view: None,
+            ..typed.clone()
+        };
+        assert_eq!(m.contact(&older), p);
         assert_eq!(p["firstname"], "Ada");
         assert!(!p.contains_key("lastname"));
         assert_eq!(p["storefold_lifetime_value"], "12.250");
@@ -554,21 +606,10 @@ mod tests {
     #[test]
     fn deals_map_status_to_stage_and_total_to_amount() {
         let m = Mapping::new(&cfg(&[])).unwrap();
-        let o = OrderProjection {
-            tenant: "acme".into(),
-            order_id: "shopify:1".into(),
-            customer_id: Some("cus_em_1".into()),
-            generation: 1,
-            version: 2,
-            status: "refunded".into(),
-            updated_at: 0,
-            doc: json!({"order": {"snapshot": {"value": {
-                "number": "#1001",
-                "totals": {"total": {"minor": 40994, "currency": "USD"}},
-                "created_at": "2015-04-02T18:02:46Z"
-            }}}, "figures": {"net": {"USD": 0}}})
-            .to_string(),
-        };
+        let mut v = order_view(totals(usd(40994), None), "2015-04-02T18:02:46Z");
+        v.number = Some("#1001".into());
+        v.figures.net.insert("USD".into(), 0);
+        let o = order("refunded", v);
         let p = m.deal(&o);
         assert_eq!(p["dealname"], "Order #1001");
         assert_eq!(p["amount"], "409.94");
@@ -595,21 +636,15 @@ mod tests {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         let m = Mapping::new(&c).unwrap();
-        let o = OrderProjection {
-            tenant: "acme".into(),
-            order_id: "shopify:2".into(),
-            customer_id: None,
-            generation: 1,
-            version: 3,
-            status: "open".into(),
-            updated_at: 0,
-            doc: json!({"order": {"snapshot": {"value": {
-                "totals": {"total": {"minor": 10000, "currency": "EUR"},
-                           "presentment_total": {"minor": 11000, "currency": "USD"}},
-                "created_at": "2025-03-01T10:00:00Z"
-            }}}, "figures": {"paid": {"USD": 11000}, "refunded": {"USD": 3000}, "net": {"USD": 8000}}})
-            .to_string(),
+        let eur = MoneyView {
+            minor: 10000,
+            currency: "EUR".into(),
         };
+        let mut v = order_view(totals(eur, Some(usd(11000))), "2025-03-01T10:00:00Z");
+        v.figures.paid.insert("USD".into(), 11000);
+        v.figures.refunded.insert("USD".into(), 3000);
+        v.figures.net.insert("USD".into(), 8000);
+        let o = order("open", v);
         let p = m.deal(&o);
         assert_eq!(p["amount"], "110.00");
         assert_eq!(p["deal_currency_code"], "USD");

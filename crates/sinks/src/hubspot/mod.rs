@@ -81,8 +81,8 @@ use storefold_runtime::metrics::LATENCY_BUCKETS;
 use tokio::time::Instant;
 
 use crate::{Item, Rejection, Sink, SinkRecord, Stream, WriteError};
-use client::{Answer, Client, Endpoint, Failure};
 pub(crate) use client::install_crypto_provider;
+use client::{Answer, Client, Endpoint, Failure};
 use mapping::Mapping;
 use planner::{MAX_INLINE_WAIT, Planner};
 pub use spec::HubSpotSpec;
@@ -503,16 +503,9 @@ impl Portal {
         if self.memory.written_at_least('c', &key, stamp) {
             return;
         }
-        let doc: Value = serde_json::from_str(&c.doc).unwrap_or(Value::Null);
-        let orders = doc
-            .pointer("/orders")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|o| o.get("order_id").and_then(Value::as_str))
-                    .map(str::to_string)
-                    .collect()
-            })
+        let orders = c
+            .customer_view()
+            .map(|v| v.orders.iter().map(|o| o.order_id.clone()).collect())
             .unwrap_or_default();
         let part = CustomerPart {
             source: SourceId::of(&Item::Customer(c.clone())),

@@ -70,6 +70,7 @@ mod tests {
                 merged_into: None,
                 updated_at: 0,
                 doc: "{}".into(),
+                view: None,
             }),
             key: format!("acme/{id}").into_bytes(),
             value: Vec::new(),

@@ -76,6 +76,7 @@ fn customer(id: &str, generation: i64, version: i64) -> CustomerProjection {
         merged_into: None,
         updated_at: 1_700_000_000_000 + version,
         doc: format!(r#"{{"customer_id":"{id}","generation":{generation},"version":{version}}}"#),
+        view: None,
     }
 }
 
@@ -89,6 +90,7 @@ fn order(id: &str, customer: &str, generation: i64, version: i64) -> OrderProjec
         status: "paid".into(),
         updated_at: 1_700_000_100_000 + version,
         doc: format!(r#"{{"order_id":"{id}","version":{version}}}"#),
+        view: None,
     }
 }
 

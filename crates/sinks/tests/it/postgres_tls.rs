@@ -131,6 +131,7 @@ fn customer(id: &str) -> SinkRecord {
             merged_into: None,
             updated_at: 1_700_000_000_000,
             doc: format!(r#"{{"customer_id":"{id}"}}"#),
+            view: None,
         }),
         key: format!("acme/{id}").into_bytes(),
         value: Vec::new(),

@@ -69,6 +69,7 @@ pub fn fold(spec: &HistorySpec, percent: usize) -> Projections {
                     merged_into: None,
                     updated_at: millis(view.last_event_at),
                     doc: serde_json::to_string(&**view).expect("customer json"),
+                    view: None,
                 });
             }
             StateValue::Order(order) => {
@@ -95,6 +96,7 @@ pub fn fold(spec: &HistorySpec, percent: usize) -> Projections {
                     status,
                     updated_at: millis(order.last_event_at),
                     doc: serde_json::to_string(&view).expect("order json"),
+                    view: None,
                 });
             }
             _ => {}
