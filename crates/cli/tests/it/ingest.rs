@@ -353,11 +353,16 @@ fn the_ingest_refuses_to_start_on_bad_configuration() {
     let (code, err) = run("[tenants.acme.providers.stripe]\nsecret = \"${NOT_SET_ANYWHERE_42}\"\n");
     assert_eq!(code, Some(1));
     assert!(err.contains("NOT_SET_ANYWHERE_42"), "{err}");
+    // A configured schema registry that cannot be reached: the ingest cannot
+    // register the raw event schema, so it does not start.
     let (code, err) = run(
-        "[schema_registry]\nurl = \"http://registry:8081\"\n[tenants.acme.providers.stripe]\nsecret = \"whsec_x\"\n",
+        "[schema_registry]\nurl = \"http://127.0.0.1:1\"\ntimeout_ms = 2000\n[tenants.acme.providers.stripe]\nsecret = \"whsec_x\"\n",
     );
     assert_eq!(code, Some(1));
-    assert!(err.contains("schema_registry"), "{err}");
+    assert!(
+        err.contains("schema_registry (http://127.0.0.1:1)") && err.contains("POST /subjects/"),
+        "{err}"
+    );
     // Raw topics missing on the broker: refuse rather than answer 503 forever.
     let broker = BrokerProcess::start(1);
     let s = setup(broker.bootstrap(), 2);

@@ -377,7 +377,7 @@ async fn a_failing_sink_restarts_and_shows_in_readiness_while_webhooks_keep_comi
 }
 
 #[test]
-fn a_chosen_sink_without_its_section_a_config_without_tenants_and_a_schema_registry_are_refused() {
+fn a_chosen_sink_without_its_section_and_a_config_without_tenants_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "127.0.0.1:1", free_port(), "");
     let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
@@ -392,26 +392,6 @@ fn a_chosen_sink_without_its_section_a_config_without_tenants_and_a_schema_regis
         err.contains("sink hubspot is not configured") && err.contains("[sinks.hubspot]"),
         "{err}"
     );
-
-    // The Confluent wire format is not read by any role yet: a sink refuses too.
-    let registry = dir.path().join("registry.toml");
-    std::fs::write(
-        &registry,
-        "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n\
-         [schema_registry]\nurl = \"http://127.0.0.1:1\"\n\
-         [sinks]\nlisten = \"127.0.0.1:0\"\n\
-         [sinks.webhook]\nurl = \"http://127.0.0.1:1/hook\"\nsecret = \"s\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
-        .arg("--config")
-        .arg(&registry)
-        .args(["sink", "webhook"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[schema_registry] is configured"), "{err}");
 
     let bare = dir.path().join("bare.toml");
     std::fs::write(&bare, "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n").unwrap();
