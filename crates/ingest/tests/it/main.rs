@@ -4,3 +4,4 @@ mod common;
 mod abuse;
 mod http;
 mod kafka;
+mod schema_registry;
