@@ -4,4 +4,5 @@ mod sink_fixtures;
 mod hubspot;
 mod postgres;
 mod postgres_tls;
+mod schema_registry;
 mod webhook;
