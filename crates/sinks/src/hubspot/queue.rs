@@ -1,0 +1,198 @@
+//! What waits to be written (contacts, deals, associations) and what the sink remembers between writes.
+
+use super::*;
+
+/// Which record an upsert came from, to report rejections against the batch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum SourceId {
+    Customer {
+        key: String,
+        generation: i64,
+        version: i64,
+    },
+    Order {
+        key: String,
+        generation: i64,
+        version: i64,
+    },
+    Trigger {
+        trigger_id: String,
+    },
+}
+
+impl SourceId {
+    pub(super) fn of(item: &Item) -> SourceId {
+        match item {
+            Item::Customer(c) => SourceId::Customer {
+                key: customer_key(&c.tenant, &c.customer_id),
+                generation: c.generation,
+                version: c.version,
+            },
+            Item::Order(o) => SourceId::Order {
+                key: order_key(&o.tenant, &o.order_id),
+                generation: o.generation,
+                version: o.version,
+            },
+            Item::Trigger(t) => SourceId::Trigger {
+                trigger_id: t.trigger_id.clone(),
+            },
+        }
+    }
+}
+
+pub(super) fn customer_key(tenant: &str, customer_id: &str) -> String {
+    format!("{tenant}/{customer_id}")
+}
+
+pub(super) fn order_key(tenant: &str, order_id: &str) -> String {
+    format!("{tenant}/{order_id}")
+}
+
+/// A customer's part of a contact upsert.
+#[derive(Debug, Clone)]
+pub(super) struct CustomerPart {
+    pub(super) source: SourceId,
+    pub(super) key: String,
+    pub(super) stamp: (i64, i64),
+    pub(super) updated_at: i64,
+    pub(super) props: BTreeMap<String, String>,
+    /// Order ids of the customer (for associations).
+    pub(super) orders: Vec<String>,
+}
+
+/// One contact waiting to be upserted.
+#[derive(Debug, Clone)]
+pub(super) struct ContactOp {
+    pub(super) customer: Option<CustomerPart>,
+    /// Properties set by the newest trigger, and its time.
+    pub(super) trigger_props: BTreeMap<String, String>,
+    pub(super) trigger_at: i64,
+    /// Records this upsert answers for besides `customer.source`: superseded
+    /// versions and triggers.
+    pub(super) also: Vec<SourceId>,
+    pub(super) priority: bool,
+    pub(super) seq: u64,
+}
+
+impl ContactOp {
+    /// Nothing to send yet; `seq` orders it among the queued upserts.
+    pub(super) fn empty(seq: u64) -> Self {
+        ContactOp {
+            customer: None,
+            trigger_props: BTreeMap::new(),
+            trigger_at: i64::MIN,
+            also: Vec::new(),
+            priority: false,
+            seq,
+        }
+    }
+}
+
+impl ContactOp {
+    pub(super) fn sources(&self) -> Vec<SourceId> {
+        let mut out: Vec<SourceId> = self.customer.iter().map(|c| c.source.clone()).collect();
+        out.extend(self.also.iter().cloned());
+        out
+    }
+
+    pub(super) fn properties(&self) -> BTreeMap<String, String> {
+        let mut p = self
+            .customer
+            .as_ref()
+            .map(|c| c.props.clone())
+            .unwrap_or_default();
+        p.extend(self.trigger_props.clone());
+        p
+    }
+}
+
+/// One deal waiting to be upserted.
+#[derive(Debug, Clone)]
+pub(super) struct DealOp {
+    pub(super) source: SourceId,
+    pub(super) key: String,
+    pub(super) stamp: (i64, i64),
+    pub(super) customer_key: Option<String>,
+    pub(super) props: BTreeMap<String, String>,
+    pub(super) also: Vec<SourceId>,
+    pub(super) seq: u64,
+}
+
+impl DealOp {
+    pub(super) fn sources(&self) -> Vec<SourceId> {
+        let mut out = vec![self.source.clone()];
+        out.extend(self.also.iter().cloned());
+        out
+    }
+}
+
+/// An association to make once both ids are known.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct Want {
+    pub(super) order_id: String,
+    pub(super) customer_key: String,
+}
+
+/// What waits to be written. Survives a failed write (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Queue {
+    pub(super) seq: u64,
+    /// By email.
+    pub(super) contacts: BTreeMap<String, ContactOp>,
+    /// By order id (the deal's id property value).
+    pub(super) deals: BTreeMap<String, DealOp>,
+    /// Associations to make, by what they need.
+    pub(super) wants: HashSet<Want>,
+    /// Associations ready to send: (deal id, contact id).
+    pub(super) pairs: HashSet<(String, String)>,
+}
+
+/// What the sink remembers between writes (bounded, see [`MEMORY_CAP`]).
+#[derive(Debug, Default)]
+pub(super) struct Memory {
+    /// Customer key → email.
+    pub(super) emails: HashMap<String, String>,
+    /// Email → HubSpot contact id.
+    pub(super) contact_ids: HashMap<String, String>,
+    /// Emails a contact lookup did not find (until a contact upsert gives an id).
+    pub(super) not_found: HashSet<String>,
+    /// Order id → HubSpot deal id.
+    pub(super) deal_ids: HashMap<String, String>,
+    /// (deal id, contact id) associated.
+    pub(super) associated: HashSet<(String, String)>,
+    /// Key (`c:`/`o:` + tenant/id) → newest (generation, version) written.
+    pub(super) written: HashMap<String, (i64, i64)>,
+    /// Triggers applied.
+    pub(super) triggers_done: HashSet<String>,
+    /// Email → time of the newest trigger applied.
+    pub(super) last_trigger_at: HashMap<String, i64>,
+    /// Records HubSpot refused: (code, reason), answered again on a retry.
+    pub(super) rejected: HashMap<SourceId, (String, String)>,
+}
+
+impl Memory {
+    /// Whether `(generation, version)` `stamp` or a newer one of the customer
+    /// (`'c'`) or order (`'o'`) `key` was written already.
+    pub(super) fn written_at_least(&self, kind: char, key: &str, stamp: (i64, i64)) -> bool {
+        self.written
+            .get(&format!("{kind}:{key}"))
+            .is_some_and(|w| *w >= stamp)
+    }
+
+    pub(super) fn mark_written(&mut self, kind: char, key: &str, stamp: (i64, i64)) {
+        bounded(&mut self.written);
+        self.written.insert(format!("{kind}:{key}"), stamp);
+    }
+}
+
+pub(super) fn bounded<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.len() >= MEMORY_CAP {
+        map.clear();
+    }
+}
+
+pub(super) fn bounded_set<K: std::hash::Hash + Eq>(set: &mut HashSet<K>) {
+    if set.len() >= MEMORY_CAP {
+        set.clear();
+    }
+}
