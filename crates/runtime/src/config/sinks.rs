@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{ConfigError, TenantConfig, invalid};
@@ -184,8 +185,8 @@ impl fmt::Debug for HubSpotTenantConfig {
 pub struct WebhookSinkConfig {
     /// Receiver URL.
     pub url: String,
-    /// HMAC-SHA256 key for the signature header.
-    pub secret: String,
+    /// HMAC-SHA256 key for the signature header (never in `Debug` output).
+    pub secret: SecretString,
     #[serde(default = "default_webhook_group")]
     pub group_id: String,
     /// Which topics to forward: any of `customers`, `orders`, `triggers`.
@@ -205,7 +206,7 @@ impl fmt::Debug for WebhookSinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookSinkConfig")
             .field("url", &redact_url(&self.url))
-            .field("secret", &"<redacted>")
+            .field("secret", &self.secret)
             .field("group_id", &self.group_id)
             .field("streams", &self.streams)
             .field("batch_size", &self.batch_size)
@@ -357,7 +358,7 @@ impl SinksConfig {
             if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
                 return Err(invalid("sinks.webhook.url must be an http(s) URL"));
             }
-            if w.secret.trim().is_empty() {
+            if w.secret.expose_secret().trim().is_empty() {
                 return Err(invalid(
                     "sinks.webhook.secret is missing or empty: receivers could not verify the sink's requests",
                 ));

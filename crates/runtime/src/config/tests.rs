@@ -327,3 +327,21 @@ fn the_schema_registry_section_is_read_and_checked() {
         assert!(err.contains(needle), "{toml}: {err}");
     }
 }
+
+#[test]
+fn the_webhook_sink_secret_is_a_secret() {
+    let c = Config::from_toml_str(
+        "[sinks.webhook]\nurl = \"https://hooks.example/in\"\nsecret = \"whk-hunter2\"\n",
+        env(&[]),
+    )
+    .unwrap();
+    let w = c.sinks.webhook.as_ref().unwrap();
+    assert_eq!(w.secret.expose_secret(), "whk-hunter2");
+    assert!(!format!("{c:?}").contains("hunter2"));
+    let err = Config::from_toml_str(
+        "[sinks.webhook]\nurl = \"https://hooks.example/in\"\nsecret = \" \"\n",
+        env(&[]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("sinks.webhook.secret"), "{err}");
+}

@@ -152,7 +152,7 @@ pub struct WebhookSink {
 impl WebhookSink {
     pub fn new(cfg: &WebhookSinkConfig, registry: &Registry) -> Result<Self, WriteError> {
         let fatal = |message: String| WriteError::Fatal { message };
-        if cfg.secret.trim().is_empty() {
+        if cfg.secret.expose_secret().trim().is_empty() {
             return Err(fatal("sinks.webhook.secret is empty".into()));
         }
         let streams = cfg
@@ -185,7 +185,7 @@ impl WebhookSink {
         .map_err(|e| fatal(format!("cannot register the webhook metrics: {e}")))?;
         Ok(Self {
             url: cfg.url.clone(),
-            secret: SecretSlice::from(cfg.secret.as_bytes().to_vec()),
+            secret: SecretSlice::from(cfg.secret.expose_secret().as_bytes().to_vec()),
             streams,
             http,
             requests,
