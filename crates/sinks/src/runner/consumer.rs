@@ -265,6 +265,7 @@ impl<S: Sink> Runner<'_, S> {
                     // Fetched before the pause took effect: keep it for the next
                     // batch rather than skipping it.
                     let mut carry = std::mem::take(&mut self.carry);
+                    learn_writer(self.registry.as_ref(), &mut self.codec, &self.streams, &m).await;
                     self.take(&m, &mut carry);
                     self.carry = carry;
                 }
@@ -417,4 +418,29 @@ fn group_moved_on(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::NoOffset
         )
     )
+}
+
+/// With a schema registry: fetches the writer schema of a Confluent value whose id
+/// the codec does not know yet (registered after this sink started). When the
+/// registry cannot answer, the value is decoded as it is and goes to the
+/// dead-letter topic like any undecodable record.
+pub(super) async fn learn_writer<M: Message>(
+    registry: Option<&storefold_codec::registry::RegistryClient>,
+    codec: &mut AvroCodec,
+    streams: &std::collections::HashMap<String, Stream>,
+    m: &M,
+) {
+    let (Some(client), Some(payload)) = (registry, m.payload()) else {
+        return;
+    };
+    let Some(kind) = streams.get(m.topic()).map(|s| match s {
+        Stream::Customers => storefold_codec::RecordKind::CustomerProjection,
+        Stream::Orders => storefold_codec::RecordKind::OrderProjection,
+        Stream::Triggers => storefold_codec::RecordKind::Trigger,
+    }) else {
+        return;
+    };
+    if let Err(e) = storefold_codec::registry::learn_writer(client, codec, kind, payload).await {
+        tracing::warn!(topic = m.topic(), error = %e, "cannot learn a value's writer schema from the schema registry");
+    }
 }

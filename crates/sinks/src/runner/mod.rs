@@ -121,6 +121,9 @@ struct Runner<'a, S: Sink> {
     producer: FutureProducer,
     dlq_topic: String,
     codec: AvroCodec,
+    /// The schema registry, when configured: ids first seen while running (a
+    /// newer processor's schema) are fetched from it before decoding.
+    registry: Option<storefold_codec::registry::RegistryClient>,
     streams: HashMap<String, Stream>,
     metrics: Bound,
     circuit: Circuit,
@@ -237,6 +240,7 @@ pub async fn run_with_metrics<S: Sink>(
     })?;
     // With a schema registry, the projections and triggers are Confluent frames:
     // the codec learns the ids of the current schemas and of earlier versions.
+    let mut registry = None;
     if let Some(sr) = &config.schema_registry {
         let bound: Vec<(String, RecordKind)> = streams
             .iter()
@@ -257,6 +261,7 @@ pub async fn run_with_metrics<S: Sink>(
         sr.bind(&client, &mut codec, &bound)
             .await
             .map_err(registry_err)?;
+        registry = Some(client);
     }
 
     let settings = &config.sinks;
@@ -310,6 +315,7 @@ pub async fn run_with_metrics<S: Sink>(
         producer,
         dlq_topic,
         codec,
+        registry,
         streams,
         metrics,
         circuit: Circuit::new(
@@ -390,6 +396,7 @@ impl<S: Sink> Runner<'_, S> {
                 r = tokio::time::timeout(wait, self.consumer.recv()) => match r {
                     Err(_elapsed) => None,
                     Ok(Ok(m)) => {
+                        consumer::learn_writer(self.registry.as_ref(), &mut self.codec, &self.streams, &m).await;
                         self.take(&m, &mut pending);
                         Some(Ok(()))
                     }

@@ -99,6 +99,46 @@ async fn a_sink_reads_confluent_frames_with_the_registrys_ids() {
             BaseRecord::to(&topic).key(key.as_bytes()).payload(&payload),
         );
     }
+    // A trigger written with a schema id the sink's subjects do not list (as a
+    // writer registered after the sink bound its codec would): the sink fetches
+    // the schema by id and reads the value, its missing field defaulted.
+    let older = {
+        let mut v: serde_json::Value =
+            serde_json::from_str(RecordKind::Trigger.embedded_json()).unwrap();
+        v["fields"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|f| f["name"] != "order_id");
+        v.to_string()
+    };
+    let late_id = client.register("elsewhere-value", &older).await.unwrap();
+    let late = {
+        use storefold_codec::apache_avro::Schema;
+        use storefold_codec::apache_avro::types::{Record, Value};
+        let schema = Schema::parse_str(&older).unwrap();
+        let mut r = Record::new(&schema).unwrap();
+        r.put("trigger_id", "trg_late");
+        r.put("tenant", "acme");
+        r.put("customer_id", "late-customer");
+        r.put("kind", "delivered");
+        r.put("occurred_at", Value::TimestampMillis(1_700_000_000_001));
+        r.put("source_event_id", "evt_late");
+        r.put("data", "{}");
+        let writer =
+            storefold_codec::apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+                .build()
+                .unwrap();
+        let mut out = vec![0u8];
+        out.extend_from_slice(&late_id.to_be_bytes());
+        out.extend(writer.write_value_to_vec(r).unwrap());
+        out
+    };
+    send_waiting(
+        &producer,
+        BaseRecord::to(&topics.triggers())
+            .key("acme/late-customer".as_bytes())
+            .payload(&late),
+    );
     producer.flush(Duration::from_secs(30)).unwrap();
 
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -118,6 +158,7 @@ async fn a_sink_reads_confluent_frames_with_the_registrys_ids() {
     .expect("run");
     assert_eq!(summary.rejected, 0);
     let got: BTreeSet<_> = got.lock().unwrap().iter().map(identity).collect();
-    let expected: BTreeSet<_> = items.iter().map(identity).collect();
+    let mut expected: BTreeSet<_> = items.iter().map(identity).collect();
+    expected.insert(("triggers", "acme/late-customer".to_string()));
     assert_eq!(got, expected);
 }
