@@ -6,8 +6,8 @@ CARGO ?= cargo
 # postgresql is the server the PostgreSQL sink's tests start (initdb in a temp dir).
 APT_PACKAGES := build-essential pkg-config cmake libclang-dev git libssl-dev zlib1g-dev libcurl4-openssl-dev \
   postgresql postgresql-client prometheus chromium
-# chromium is the headless browser of the Inspector's end-to-end test (crates/processor/tests/ui.rs).
-# prometheus brings promtool, which checks deploy/prometheus (tests/tests/ops.rs); the
+# chromium is the headless browser of the Inspector's end-to-end test (crates/processor/tests/it/ui.rs).
+# prometheus brings promtool, which checks deploy/prometheus (tests/tests/it/ops.rs); the
 # Python tools of the other deploy/ checks (Helm's SDK, Kubernetes and compose schemas):
 PIP_REQUIREMENTS := deploy/requirements-test.txt
 
