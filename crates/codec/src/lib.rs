@@ -29,12 +29,12 @@ pub use compat::{
 };
 pub use error::{Error, Result};
 pub use records::{
-    AddressView, AvroRecord, CheckpointView, CommitMarker, ConsentView, CurrencyRevenueView,
-    CustomerProjection, CustomerView, IdentityValueView, InputPosition, LineItemView, MergedView,
-    MoneyView, OrderFiguresView, OrderProjection, OrderSummaryView, OrderView, RECEIVED_AT_HEADER,
-    RawEvent, ReportingFiguresView, ReportingRevenueView, ReturnView, ShipmentView, StateKind,
-    StateRecord, TicketView, TotalsView, TouchCountsView, TouchView, Trigger, UtmView,
-    Verification, VerificationStatus, epoch_millis,
+    AddressView, AvroRecord, CheckpointView, CommitMarker, ConsentView, ConvertedView,
+    CurrencyRevenueView, CustomerProjection, CustomerView, IdentityValueView, InputPosition,
+    LedgerEntryView, LineItemView, MergedView, MoneyView, OrderFiguresView, OrderProjection,
+    OrderSummaryView, OrderView, RECEIVED_AT_HEADER, RawEvent, ReportingFiguresView,
+    ReportingRevenueView, ReturnView, ShipmentView, StateKind, StateRecord, TicketView, TotalsView,
+    TouchCountsView, TouchView, Trigger, UtmView, Verification, VerificationStatus, epoch_millis,
 };
 pub use schema::{Fingerprint, NAMESPACE, RecordKind, crc64_avro, parsing_canonical_form};
 

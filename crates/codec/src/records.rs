@@ -12,10 +12,10 @@ use crate::schema::RecordKind;
 mod view;
 
 pub use view::{
-    AddressView, CheckpointView, ConsentView, CurrencyRevenueView, CustomerView, IdentityValueView,
-    LineItemView, MergedView, MoneyView, OrderFiguresView, OrderSummaryView, OrderView,
-    ReportingFiguresView, ReportingRevenueView, ReturnView, ShipmentView, TicketView, TotalsView,
-    TouchCountsView, TouchView, UtmView, epoch_millis,
+    AddressView, CheckpointView, ConsentView, ConvertedView, CurrencyRevenueView, CustomerView,
+    IdentityValueView, LedgerEntryView, LineItemView, MergedView, MoneyView, OrderFiguresView,
+    OrderSummaryView, OrderView, ReportingFiguresView, ReportingRevenueView, ReturnView,
+    ShipmentView, TicketView, TotalsView, TouchCountsView, TouchView, UtmView, epoch_millis,
 };
 
 /// A record with a schema in `schemas/`, encodable by [`AvroCodec`](crate::AvroCodec).

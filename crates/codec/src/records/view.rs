@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use storefold_core::aggregate::{self, Customer};
 use storefold_core::event;
-use storefold_core::ledger::{OrderFigures, ReportingFigures, ReportingRevenue};
+use storefold_core::ledger::{
+    Converted, LedgerEntry, OrderFigures, ReportingFigures, ReportingRevenue,
+};
 use storefold_core::money::MoneyBag;
 use time::OffsetDateTime;
 
@@ -613,6 +615,87 @@ impl From<&OrderFigures> for OrderFiguresView {
     }
 }
 
+/// A ledger amount expressed in the tenant's reporting currency (Avro record
+/// `Converted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvertedView {
+    /// The converted amount, in minor units of the reporting currency.
+    pub amount: MoneyView,
+    /// Day of the exchange rate applied, `YYYY-MM-DD`.
+    pub rate_date: String,
+}
+
+impl From<&Converted> for ConvertedView {
+    fn from(c: &Converted) -> Self {
+        let Converted { amount, rate_date } = c;
+        Self {
+            amount: MoneyView::from(amount),
+            rate_date: rate_date.clone(),
+        }
+    }
+}
+
+/// One line of an order's books (Avro record `LedgerEntry`): an amount a
+/// provider or the store reported, whether a figure counts it, and why. The
+/// figures of [`OrderFiguresView`] are the sums of the counted lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntryView {
+    /// What the line records, as the core's snake_case name (`captured`,
+    /// `refund`, `dispute_lost`, `fee`, …); an open set.
+    pub kind: String,
+    /// Who reported it (`stripe`, `adyen`, `paypal`, `shopify`, …).
+    pub provider: String,
+    /// The provider's id of the payment, capture, refund, dispute or balance
+    /// transaction the line is about.
+    pub reference: String,
+    /// The canonical event the amount comes from (the newest of several).
+    pub source_event_id: String,
+    /// A magnitude in minor units; the kind gives the direction (only a dispute
+    /// fee handed back is negative).
+    pub amount: MoneyView,
+    /// When it happened, milliseconds since the Unix epoch.
+    pub at: i64,
+    /// The amount is part of a figure.
+    pub counted: bool,
+    /// The figure it goes into, or would if counted (`paid`, `authorized`,
+    /// `refunded`, `chargeback_lost`, `disputed`, `fees`).
+    pub figure: Option<String>,
+    /// Why it is counted or left out, in words.
+    pub why: String,
+    /// The amount in the reporting currency, when the tenant has one and a
+    /// rate was found.
+    pub converted: Option<ConvertedView>,
+}
+
+impl From<&LedgerEntry> for LedgerEntryView {
+    fn from(e: &LedgerEntry) -> Self {
+        let LedgerEntry {
+            kind,
+            provider,
+            reference,
+            source_event_id,
+            amount,
+            at,
+            counted,
+            figure,
+            why,
+            converted,
+        } = e;
+        Self {
+            kind: name(kind),
+            provider: provider.clone(),
+            reference: reference.clone(),
+            source_event_id: source_event_id.clone(),
+            amount: MoneyView::from(amount),
+            at: epoch_millis(*at),
+            counted: *counted,
+            figure: figure.map(|f| f.as_str().to_owned()),
+            why: why.clone(),
+            converted: converted.as_ref().map(ConvertedView::from),
+        }
+    }
+}
+
 /// One step of a tracking timeline (Avro record `Checkpoint`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointView {
@@ -706,6 +789,10 @@ pub struct OrderView {
     pub discount_codes: Vec<String>,
     /// Money figures from the order's books.
     pub figures: OrderFiguresView,
+    /// The order's books: every amount reported, counted or not, with why
+    /// (empty in records written before the ledger was typed).
+    #[serde(default)]
+    pub ledger: Vec<LedgerEntryView>,
     /// Shipments, store fulfillments merged with carrier tracking.
     pub shipments: Vec<ShipmentView>,
     /// Returns.
@@ -755,6 +842,7 @@ impl From<&storefold_core::engine::OrderView> for OrderView {
                 .map(|s| s.discount_codes.clone())
                 .unwrap_or_default(),
             figures: OrderFiguresView::from(&v.figures),
+            ledger: v.ledger.iter().map(LedgerEntryView::from).collect(),
             shipments: v.shipments.iter().map(ShipmentView::from).collect(),
             returns: v
                 .order

@@ -504,6 +504,7 @@ mod tests {
             totals: Some(totals),
             line_items: vec![],
             discount_codes: vec![],
+            ledger: vec![],
             figures: OrderFiguresView {
                 paid: BTreeMap::new(),
                 paid_source: "none".into(),
