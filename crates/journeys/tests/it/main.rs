@@ -2,3 +2,4 @@
 
 mod library;
 mod property;
+mod typed_view;
