@@ -5,7 +5,7 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::collections::HashMap;
-use storefold_core::scenario::{self, Rng, ScenarioSpec};
+use storefold_scenario::{self as scenario, Rng, ScenarioSpec};
 
 use storefold_core::aggregate::{Fragment, Order};
 use storefold_core::event::{Event, OrderLink};

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use storefold_core::money::{Currency, decimal_string};
-use storefold_core::scenario::{CAMPAIGNS, FIRST_NAMES, LAST_NAMES, PRODUCTS};
 use storefold_providers::ProviderKind;
+use storefold_scenario::{CAMPAIGNS, FIRST_NAMES, LAST_NAMES, PRODUCTS};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

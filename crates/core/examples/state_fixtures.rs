@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use storefold_core::engine::{Engine, MemStore, StateValue};
-use storefold_core::scenario::{self, ScenarioSpec};
 use storefold_core::state::{STATE_VERSION, encode};
+use storefold_scenario::{self as scenario, ScenarioSpec};
 
 fn kind(v: &StateValue) -> &'static str {
     match v {

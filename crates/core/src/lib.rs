@@ -12,7 +12,6 @@ pub mod ledger;
 pub mod limits;
 pub mod money;
 pub mod rates;
-pub mod scenario;
 pub mod state;
 
 pub use engine::{BatchOutput, Engine, FoldError, MemStore, Outcome, Projection, Source};

@@ -533,4 +533,4 @@ fn parse_expect(v: &Value) -> Result<Expect, String> {
 
 /// The deterministic random source (SplitMix64) of arrival orders, batch
 /// splits and generated journeys: a failing case is replayed from its seed.
-pub use storefold_core::scenario::Rng;
+pub use storefold_scenario::Rng;

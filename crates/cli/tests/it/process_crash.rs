@@ -18,11 +18,11 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use storefold_codec::{AvroCodec, CustomerProjection, OrderProjection, RawEvent, WireFormat};
 use storefold_core::aggregate::{Customer, Order};
 use storefold_core::engine::StateValue;
-use storefold_core::scenario::Rng;
 use storefold_processor::db::TaskDb;
 use storefold_processor::records::{Family, decode_value};
 use storefold_providers::ProviderKind;
 use storefold_runtime::kafka::{Topics, java_partition};
+use storefold_scenario::Rng;
 use storefold_testkit::broker::{BrokerProcess, read_topic, send_waiting};
 use storefold_testkit::history::{HistorySpec, history, pure_fold};
 

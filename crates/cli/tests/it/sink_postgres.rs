@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use storefold_codec::{AvroCodec, CustomerProjection, OrderProjection, Trigger, WireFormat};
-use storefold_core::scenario::Rng;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, producer_config, topic_specs};
+use storefold_scenario::Rng;
 use storefold_testkit::broker::{MockBroker, send_waiting};
 use storefold_testkit::postgres::PgServer;
 

@@ -893,7 +893,7 @@ mod tests {
 
     use apache_avro::Schema;
     use storefold_core::engine::{Engine, MemStore};
-    use storefold_core::scenario::{self, ScenarioSpec};
+    use storefold_scenario::{self as scenario, ScenarioSpec};
 
     use super::*;
     use crate::{AvroCodec, CustomerProjection, OrderProjection, RecordKind, WireFormat};

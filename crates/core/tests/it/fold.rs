@@ -9,8 +9,8 @@ use storefold_core::engine::{Merge, Projection, Trigger};
 use storefold_core::event::*;
 use storefold_core::identity::{Identity, IdentityKey, IdentityKind};
 use storefold_core::money::{Currency, Money};
-use storefold_core::scenario::{self, Rng, ScenarioSpec};
 use storefold_core::{Engine, Envelope, MemStore, Outcome};
+use storefold_scenario::{self as scenario, Rng, ScenarioSpec};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 

@@ -295,7 +295,7 @@ fn arrival_order_does_not_change_the_result() {
     let mut reversed = events.clone();
     reversed.reverse();
     let mut shuffled = events.clone();
-    storefold_core::scenario::Rng::new(99).shuffle(&mut shuffled);
+    storefold_scenario::Rng::new(99).shuffle(&mut shuffled);
     let mut results = Vec::new();
     for list in [&events, &reversed, &shuffled] {
         let env = env(PARTITIONS);

@@ -5,8 +5,8 @@
 use serde_json::Value;
 use storefold_codec::{RawEvent, Verification};
 use storefold_core::identity::normalize_phone;
-use storefold_core::scenario::{FIRST_NAMES, LAST_NAMES, Rng};
 use storefold_providers::{Headers, ProviderKind, WebhookRequest};
+use storefold_scenario::{FIRST_NAMES, LAST_NAMES, Rng};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

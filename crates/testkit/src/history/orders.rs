@@ -3,8 +3,8 @@
 
 use super::generator::*;
 use serde_json::{Value, json};
-use storefold_core::scenario::{CAMPAIGNS, PRODUCTS};
 use storefold_providers::ProviderKind;
+use storefold_scenario::{CAMPAIGNS, PRODUCTS};
 
 impl Gen {
     pub(super) fn line_items(&mut self, currency: &str) -> (Vec<Value>, i64) {

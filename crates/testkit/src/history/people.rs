@@ -3,8 +3,8 @@
 
 use super::generator::*;
 use serde_json::{Value, json};
-use storefold_core::scenario::CAMPAIGNS;
 use storefold_providers::ProviderKind;
+use storefold_scenario::CAMPAIGNS;
 
 impl Gen {
     pub(super) fn signup(&mut self, t: usize, c: usize, at: i64) {

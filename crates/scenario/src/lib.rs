@@ -1,18 +1,26 @@
+//! storefold-scenario: test and demo data, not domain code.
+//!
+//! This crate holds generated histories and the small demo shop they are built
+//! from. Tests, property tests, benchmarks, examples and `storefold dev`'s sample
+//! use it; the fold and the aggregates never do, which is why it lives outside
+//! `storefold-core`. Nothing here is read at run time by the processor.
+//!
 //! Deterministic scenario builder: realistic histories of canonical events for
 //! tests, property tests and benchmarks. A seed fully decides the output (a small
 //! SplitMix64 generator; no global randomness).
 
 use time::{Duration, OffsetDateTime};
 
-use crate::event::*;
-use crate::identity::Identity;
-use crate::money::{Currency, Money};
+use storefold_core::event::*;
+use storefold_core::identity::Identity;
+use storefold_core::money::{Currency, Money};
 
 /// A small demo shop shared by the generated histories (tests, benchmarks) and
 /// `storefold dev`'s sample: customers' first and last names.
 pub const FIRST_NAMES: [&str; 12] = [
     "Ana", "Ben", "Chloe", "Dev", "Emma", "Felix", "Hana", "Ivan", "Jun", "Lea", "Omar", "Sofia",
 ];
+/// The demo shop's customers' last names (paired with [`FIRST_NAMES`]).
 pub const LAST_NAMES: [&str; 10] = [
     "Ito", "Berg", "Costa", "Dubois", "Khan", "Lopez", "Meyer", "Novak", "Sato", "Walsh",
 ];
@@ -41,10 +49,12 @@ pub const CAMPAIGNS: [(&str, &str, &str, &str); 5] = [
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose whole output is decided by `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -85,8 +95,11 @@ impl Rng {
 /// Knobs of a generated history.
 #[derive(Clone, Debug)]
 pub struct ScenarioSpec {
+    /// Tenant stamped on every generated envelope.
     pub tenant: String,
+    /// How many customers the history follows.
     pub customers: usize,
+    /// Upper bound of orders per customer (each customer gets at least one).
     pub max_orders_per_customer: usize,
     /// Percent of events delivered twice (provider retries).
     pub duplicate_pct: u64,
