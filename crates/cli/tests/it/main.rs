@@ -1,7 +1,7 @@
 //! Integration tests of storefold, in one binary so that it is linked once.
 
-mod common;
 mod cli;
+mod common;
 mod dev;
 mod ingest;
 mod journeys;

@@ -5,7 +5,6 @@
 //! send, the cached readiness answer and error texts without payload values.
 //! The ingest runs on a real socket and produces to librdkafka's mock cluster.
 
-
 use std::time::{Duration, Instant};
 
 use crate::common::{OTHER, Running, TENANT, config, create_topics, json, raw_events};

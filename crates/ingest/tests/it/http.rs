@@ -2,7 +2,6 @@
 //! JSON error body, tenant isolation, the body limit, CORS and the rate limit. The
 //! ingest runs on a real socket and produces to librdkafka's mock cluster.
 
-
 use crate::common::{OTHER, Running, TENANT, config, create_topics, json, raw_events};
 use storefold_providers::ProviderKind;
 use storefold_testkit::broker::MockBroker;

@@ -1,7 +1,7 @@
 //! Integration tests of storefold-ingest, in one binary so that it is linked once.
 
-mod common;
 mod abuse;
+mod common;
 mod http;
 mod kafka;
 mod schema_registry;

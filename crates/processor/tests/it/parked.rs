@@ -6,7 +6,6 @@
 //! ahead. A restart on the same disk still gives up on what was parked before,
 //! and a replay gives up on the same events.
 
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;

@@ -5,7 +5,6 @@
 //! keeps exact money and a projection under the limit; a partition count that
 //! changes under a running processor stops it with an error naming the topic.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 

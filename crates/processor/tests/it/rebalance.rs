@@ -4,7 +4,6 @@
 //! one instance stops the other takes its tasks over and restores them.
 //! Nothing is lost.
 
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

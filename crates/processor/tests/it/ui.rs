@@ -4,7 +4,6 @@
 //!
 //! Needs the `chromium` package (`make deps` installs it).
 
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;

@@ -3,13 +3,12 @@
 //! Kafka cluster. Every test asserts the stand-in saw no contract violation and
 //! no request with more than 100 inputs.
 
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use crate::sink_fixtures::*;
 use prometheus::Registry;
 use serde_json::Value;
-use crate::sink_fixtures::*;
 use storefold_codec::{CustomerProjection, OrderProjection};
 use storefold_core::{Currency, Money};
 use storefold_runtime::config::{Config, HubSpotSinkConfig};

@@ -1,8 +1,8 @@
 //! Integration tests of storefold-sinks, in one binary so that it is linked once.
 
-mod sink_fixtures;
 mod hubspot;
 mod postgres;
 mod postgres_tls;
 mod schema_registry;
+mod sink_fixtures;
 mod webhook;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::sink_fixtures::*;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +16,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use prometheus::Registry;
 use serde_json::Value;
-use crate::sink_fixtures::*;
 use storefold_runtime::config::{Config, WebhookSinkConfig};
 use storefold_runtime::kafka::Topics;
 use storefold_sinks::runner::{self, RunOptions};
