@@ -114,6 +114,49 @@ macro_rules! providers {
 }
 pub(crate) use providers;
 
+/// The four [`Provider`] methods that only forward to the free functions every
+/// provider module defines (`verify`, `describe`, `map`, `sign`), written once.
+/// Used inside a provider's `impl Provider`; a provider whose entry points need
+/// more than forwarding writes the methods out instead.
+macro_rules! entry_points {
+    () => {
+        fn verify(
+            &self,
+            creds: &$crate::Credentials,
+            req: &$crate::WebhookRequest<'_>,
+            now: ::time::OffsetDateTime,
+        ) -> Result<(), $crate::VerifyError> {
+            verify(creds, req, now)
+        }
+
+        fn describe(
+            &self,
+            req: &$crate::WebhookRequest<'_>,
+        ) -> Result<$crate::Inbound, $crate::MapError> {
+            describe(req)
+        }
+
+        fn map(
+            &self,
+            ctx: &$crate::MapContext<'_>,
+            input: &$crate::RawInput<'_>,
+        ) -> Result<Vec<::storefold_core::Envelope>, $crate::MapError> {
+            map(ctx, input)
+        }
+
+        fn sign(
+            &self,
+            secret: &str,
+            topic: &str,
+            body: &[u8],
+            now: ::time::OffsetDateTime,
+        ) -> Result<$crate::Signed, $crate::SignError> {
+            sign(secret, topic, body, now)
+        }
+    };
+}
+pub(crate) use entry_points;
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

@@ -142,34 +142,5 @@ impl crate::Provider for Zendesk {
         }
     }
 
-    fn verify(
-        &self,
-        creds: &crate::Credentials,
-        req: &crate::WebhookRequest<'_>,
-        now: time::OffsetDateTime,
-    ) -> Result<(), crate::VerifyError> {
-        verify(creds, req, now)
-    }
-
-    fn describe(&self, req: &crate::WebhookRequest<'_>) -> Result<crate::Inbound, crate::MapError> {
-        describe(req)
-    }
-
-    fn map(
-        &self,
-        ctx: &crate::MapContext<'_>,
-        input: &crate::RawInput<'_>,
-    ) -> Result<Vec<storefold_core::Envelope>, crate::MapError> {
-        map(ctx, input)
-    }
-
-    fn sign(
-        &self,
-        secret: &str,
-        topic: &str,
-        body: &[u8],
-        now: time::OffsetDateTime,
-    ) -> Result<crate::Signed, crate::SignError> {
-        sign(secret, topic, body, now)
-    }
+    crate::provider::entry_points!();
 }
