@@ -28,14 +28,14 @@ impl Task {
         for p in &output.projections {
             let key = p.key().into_bytes();
             let mut record = projection_record(p, self.generation);
-            let (topic, value) = match &record {
-                ProjectionRecord::Customer(c) => (topics.customers(), self.shared.encode(c)),
-                ProjectionRecord::Order(o) => (topics.orders(), self.shared.encode(o)),
+            let topic = match &record {
+                ProjectionRecord::Customer(_) => topics.customers(),
+                ProjectionRecord::Order(_) => topics.orders(),
             };
             let mut entry = OutboxEntry {
                 topic,
                 key,
-                value,
+                value: self.shared.encode_projection(&record),
                 headers: received.clone(),
             };
             if !size::fits(&entry, self.shared.max_message_bytes) {
@@ -44,10 +44,7 @@ impl Task {
                 // The document is cut, then the typed view rebuilt from it:
                 // the two share the room.
                 record.clear_view();
-                entry.value = match &record {
-                    ProjectionRecord::Customer(c) => self.shared.encode(c),
-                    ProjectionRecord::Order(o) => self.shared.encode(o),
-                };
+                entry.value = self.shared.encode_projection(&record);
                 let doc = record.doc_mut();
                 let around = size::entry_bytes(&entry).saturating_sub(doc.len());
                 let budget = self
@@ -60,16 +57,10 @@ impl Task {
                     *doc = trimmed;
                 }
                 record.view_from_doc();
-                entry.value = match &record {
-                    ProjectionRecord::Customer(c) => self.shared.encode(c),
-                    ProjectionRecord::Order(o) => self.shared.encode(o),
-                };
+                entry.value = self.shared.encode_projection(&record);
                 if !size::fits(&entry, self.shared.max_message_bytes) {
                     record.clear_view();
-                    entry.value = match &record {
-                        ProjectionRecord::Customer(c) => self.shared.encode(c),
-                        ProjectionRecord::Order(o) => self.shared.encode(o),
-                    };
+                    entry.value = self.shared.encode_projection(&record);
                 }
                 self.shared
                     .metrics

@@ -154,6 +154,14 @@ impl Shared {
             .encode(v, self.framing.format(T::KIND))
             .unwrap_or_else(|e| unreachable!("encoding a {}: {e}", std::any::type_name::<T>()))
     }
+
+    /// Encodes a customer or order projection with its own schema.
+    pub(super) fn encode_projection(&self, record: &crate::records::ProjectionRecord) -> Vec<u8> {
+        match record {
+            crate::records::ProjectionRecord::Customer(c) => self.encode(c),
+            crate::records::ProjectionRecord::Order(o) => self.encode(o),
+        }
+    }
 }
 
 /// (low, high) offsets per (topic, partition).
