@@ -7,7 +7,7 @@
 //! moves to a newer webhook version keeps working. No timestamp is signed.
 //!
 //! Body: `{"event_id", "event": "tracking_update", "msg": {tracking object}, "ts"}`.
-//! Only `tracking_update` is mapped (see [`map`](self::map) and `map.rs`).
+//! Only `tracking_update` is mapped (see `map.rs`).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

@@ -1,7 +1,7 @@
 //! Browser touches posted to `/v1/collect/{tenant}` by the shop's own site.
 //!
 //! Unsigned by design: a browser cannot keep a secret, so there is nothing to
-//! verify and [`verify`] always passes. The ingest protects the endpoint instead,
+//! verify and its [`verify`](crate::Provider::verify) always passes. The ingest protects the endpoint instead,
 //! with CORS (the tenant's allowed origins) and rate limits. The only header kept
 //! is `origin`, for auditing which site sent a touch; the user agent is not kept
 //! (it fingerprints people and the fold does not need it).

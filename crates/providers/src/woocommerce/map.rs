@@ -407,7 +407,7 @@ pub(crate) fn customer(
 /// to a [`Refund`].
 ///
 /// WooCommerce has no refund webhook: refunds reach storefold inside the order's
-/// `refunds` list (see [`order`]), which carries only id, reason and total. A
+/// `refunds` list (read by the order mapping), which carries only id, reason and total. A
 /// backfill that fetches refund resources gets the date and lines too, and
 /// because the refund id is the same, the fold sees one refund either way. The
 /// resource names no currency (it is the order's) and names its order only in

@@ -5,7 +5,7 @@
 //! `X-Zendesk-Webhook-Signature` = base64(HMAC-SHA256(secret, TIMESTAMP + BODY)),
 //! where TIMESTAMP is the exact value of `X-Zendesk-Webhook-Signature-Timestamp`
 //! (e.g. `2021-03-25T05:09:27Z`) concatenated with the raw body, no separator. The
-//! timestamp must be within [`TOLERANCE_SECS`] of `now` either way, so a captured
+//! timestamp must be within five minutes (`TOLERANCE_SECS`) of `now` either way, so a captured
 //! request cannot be replayed later.
 //!
 //! Recommended trigger body (any subset; see `model.rs` for every field read):
