@@ -9,7 +9,7 @@
 //!
 //! - a dead letter whose copy of the raw record would not fit carries the raw
 //!   record's coordinates (topic, partition, offset, event id, size) and the
-//!   reason instead of the body ([`coordinates`]);
+//!   reason instead of the body ([`replace_with_coordinates`]);
 //! - a projection that would not fit is published with its largest lists cut
 //!   to their newest entries, flagged `truncated: true` with the counts of
 //!   what was left out under `omitted` ([`trim_doc`]).
