@@ -12,8 +12,11 @@ pub struct MapOptions {
     /// provider's own `store`, else of the first store listed. An id that
     /// already names its store (`woocommerce:727`) is taken as it is.
     pub stores: Vec<String>,
+    /// Where Stripe names the order (metadata keys; default `order_id`).
     pub stripe: OrderReference,
+    /// Where PayPal names the order (default `custom_id`, then `invoice_id`).
     pub paypal: OrderReference,
+    /// How Adyen's merchant reference names the order (default: all of it).
     pub adyen: OrderReference,
     /// Whether Adyen captures authorisations by itself (Adyen's default) or the
     /// merchant captures them (then only CAPTURE notifications are money in).
@@ -61,6 +64,7 @@ impl ReferencePattern {
             .filter(|s| !s.is_empty())
     }
 
+    /// The pattern as written.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
@@ -133,6 +137,8 @@ impl MapOptions {
 /// Context of one mapping call.
 #[derive(Clone, Copy, Debug)]
 pub struct MapContext<'a> {
+    /// The tenant the event belongs to.
     pub tenant: &'a str,
+    /// How this tenant's payloads are read.
     pub options: &'a MapOptions,
 }

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 pub struct Headers(Vec<(String, String)>);
 
 impl Headers {
+    /// No headers.
     pub fn new() -> Self {
         Self::default()
     }
@@ -30,6 +31,8 @@ impl Headers {
         )
     }
 
+    /// Appends a header (the name is stored lower case); an earlier value of
+    /// the same name stays first for [`Headers::get`].
     pub fn insert(&mut self, name: &str, value: &str) {
         self.0.push((name.to_ascii_lowercase(), value.to_string()));
     }
@@ -42,6 +45,7 @@ impl Headers {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every header as (lower-case name, value), in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -80,6 +84,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Credentials made of a secret alone (every provider but PayPal).
     pub fn new(secret: impl Into<String>) -> Self {
         Self {
             secret: secret.into(),
@@ -91,6 +96,7 @@ impl Credentials {
 /// An incoming webhook as the ingest saw it.
 #[derive(Clone, Copy, Debug)]
 pub struct WebhookRequest<'a> {
+    /// The request's headers, all of them (before [`Headers::select`]).
     pub headers: &'a Headers,
     /// The exact body bytes, as received.
     pub body: &'a [u8],
@@ -112,9 +118,13 @@ pub struct Inbound {
 /// A stored raw event, as the processor hands it to [`crate::ProviderKind::map`].
 #[derive(Clone, Copy, Debug)]
 pub struct RawInput<'a> {
+    /// The provider's topic, as [`Inbound::topic`] recorded it.
     pub topic: &'a str,
+    /// The idempotency id, as [`Inbound::event_id`] recorded it.
     pub event_id: &'a str,
+    /// The headers the ingest kept ([`crate::ProviderKind::kept_headers`]).
     pub headers: &'a Headers,
+    /// The body, byte for byte as received.
     pub body: &'a [u8],
     /// When the ingest received it: the event time of last resort, for payloads
     /// that carry no time of their own.
@@ -125,7 +135,9 @@ pub struct RawInput<'a> {
 /// token to put in the URL's query (`?token=`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Signed {
+    /// Headers to add to the request (name, value), signature headers included.
     pub headers: Vec<(String, String)>,
+    /// The `?token=` value, for the providers that sign nothing; else `None`.
     pub url_token: Option<String>,
     /// The body to send (normally the input unchanged).
     pub body: Vec<u8>,
