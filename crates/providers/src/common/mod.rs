@@ -8,8 +8,8 @@
 //! - [`signature`]: HMAC, constant-time comparison and the shared `verify`/`sign`
 //!   building blocks;
 //! - [`json`]: parsing payloads with value-free errors;
-//! - [`money`] and [`timestamps`]: amounts and times of a payload, naming the
-//!   field on error;
+//! - [`money`](mod@money) and [`timestamps`]: amounts and times of a payload,
+//!   naming the field on error;
 //! - [`text`]: small string helpers of the mappings.
 //!
 //! Everything is re-exported here and at the crate root, so a provider imports

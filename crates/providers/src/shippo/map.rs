@@ -12,7 +12,7 @@
 //!
 //! `metadata` is free text the shipper set when registering the tracker; an order
 //! reference in it (`Order #1001`, `Order 000123`) becomes an
-//! [`OrderLink::Number`](storefold_core::event::OrderLink::Number).
+//! [`OrderLink::Number`].
 
 use storefold_core::Envelope;
 use storefold_core::event::{Checkpoint, OrderLink, ShipmentStatus};

@@ -8,12 +8,12 @@
 //! earliest). Event payloads carry no CSAT. Other `zen:event-type:*` (users,
 //! organisations, ...) are unsupported topics.
 //!
-//! Trigger webhooks: see [`TicketIn`](super::model::TicketIn) for the fields read;
+//! Trigger webhooks: see [`TicketIn`] for the fields read;
 //! the requester is the email when given, plus `zendesk:<id>` when the id is.
 //!
 //! Both: order links from `order_number`, custom field values like `#1001`, tags
 //! like `order_1001`, and the subject (`#1001`, `Order 1001`); reasons and the
-//! ReturnRequested as in [`helpdesk`](crate::helpdesk).
+//! ReturnRequested as in [`helpdesk`].
 
 use storefold_core::event::{Ticket, TicketStatus};
 use storefold_core::{Envelope, Identity};
