@@ -14,7 +14,7 @@ PIP_REQUIREMENTS := deploy/requirements-test.txt
 # Where cargo puts builds (CARGO_TARGET_DIR, build.target-dir or ./target).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
-.PHONY: dev deps fmt fmt-check clippy doc test unit schemas-check core-purity bench loadgen procbench pgbench normalize-demo
+.PHONY: dev deps fmt fmt-check clippy doc test unit schemas schemas-check core-purity bench loadgen procbench pgbench normalize-demo
 
 ## dev: see it work: every role in one process around an embedded broker, a sample
 ## history through the real ingest, a Customer 360 summary (README "First steps").
@@ -67,6 +67,12 @@ unit:
 	fi
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
+
+## schemas: rewrite the `view` field of schemas/customer_projection.avsc and
+## schemas/order_projection.avsc from the Rust views (crates/codec/src/records/view.rs).
+## storefold-codec links neither RocksDB nor librdkafka, so this builds no C++.
+schemas:
+	$(CARGO) run -q -p storefold-codec --example schemas
 
 # Runs the CLI as the test build made it: building it alone (another profile or
 # another feature set) would compile RocksDB's C++ once more (~35 min on 2 cores).

@@ -10,6 +10,9 @@
 //! - [`check_backward`] and [`check_dir`] check that a schema change keeps every
 //!   record readable: a reader with the new schema must read data written with the
 //!   old one.
+//! - [`view_schema`]: the `view` field of the two projection schemas is
+//!   generated from the Rust views ([`CustomerView`], [`OrderView`]); run
+//!   `make schemas` after changing one.
 //! - [`registry`]: a Confluent schema registry client; [`registry::bind_topics`]
 //!   gives the codec the ids it frames Confluent payloads with.
 
@@ -19,6 +22,7 @@ mod error;
 mod records;
 pub mod registry;
 mod schema;
+pub mod view_schema;
 
 pub use codec::{
     AvroCodec, CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, SINGLE_OBJECT_HEADER_LEN,
@@ -29,12 +33,13 @@ pub use compat::{
 };
 pub use error::{Error, Result};
 pub use records::{
-    AddressView, AvroRecord, CheckpointView, CommitMarker, ConsentView, ConvertedView,
-    CurrencyRevenueView, CustomerProjection, CustomerView, IdentityValueView, InputPosition,
-    LedgerEntryView, LineItemView, MergedView, MoneyView, OrderFiguresView, OrderProjection,
-    OrderSummaryView, OrderView, RECEIVED_AT_HEADER, RawEvent, ReportingFiguresView,
-    ReportingRevenueView, ReturnView, ShipmentView, StateKind, StateRecord, TicketView, TotalsView,
-    TouchCountsView, TouchView, Trigger, UtmView, Verification, VerificationStatus, epoch_millis,
+    AddressView, AvroJson, AvroRecord, AvroType, CheckpointView, CommitMarker, ConsentView,
+    ConvertedView, CurrencyRevenueView, CustomerProjection, CustomerView, EmptyDefault,
+    IdentityValueView, InputPosition, LedgerEntryView, LineItemView, MergedView, MoneyView, Names,
+    OrderFiguresView, OrderProjection, OrderSummaryView, OrderView, RECEIVED_AT_HEADER, RawEvent,
+    ReportingFiguresView, ReportingRevenueView, ReturnView, ShipmentView, StateKind, StateRecord,
+    TicketView, TimestampMillis, TotalsView, TouchCountsView, TouchView, Trigger, UtmView,
+    Verification, VerificationStatus, epoch_millis,
 };
 pub use schema::{Fingerprint, NAMESPACE, RecordKind, crc64_avro, parsing_canonical_form};
 

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::RecordKind;
 
+#[macro_use]
+pub(crate) mod avro_type;
 mod view;
 
+pub use avro_type::{AvroJson, AvroType, EmptyDefault, Names, TimestampMillis};
 pub use view::{
     AddressView, CheckpointView, ConsentView, ConvertedView, CurrencyRevenueView, CustomerView,
     IdentityValueView, LedgerEntryView, LineItemView, MergedView, MoneyView, OrderFiguresView,

@@ -1,14 +1,45 @@
-//! The typed Customer 360 and order views carried by the projection records
-//! (the `view` field of `customer_projection.avsc` and `order_projection.avsc`).
+//! The typed Customer 360 and order views carried by the projection records:
+//! the type of the `view` field of `schemas/customer_projection.avsc` and
+//! `schemas/order_projection.avsc`.
 //!
-//! Each type mirrors one Avro record of those schemas, field for field: amounts
-//! are longs in minor units of the currency named next to them (ISO 4217),
-//! times are milliseconds since the Unix epoch, maps have string keys, and the
-//! enums of storefold-core travel as their snake_case names (open sets of
-//! strings, so a new status stays backward compatible). The views are built
+//! These Rust types are the single source of that part of the contract. Each
+//! is declared with `avro_view!` (see `avro_type.rs`), which derives its Avro
+//! record from the struct: field names, types, doc comments, `null` defaults
+//! of the optional fields, and the `timestamp-millis` / `default_empty`
+//! options written on a field. `cargo run -p storefold-codec --example
+//! schemas` (or `make schemas`) writes the result into the two `.avsc` files,
+//! and a test fails while a checked-in file differs from what the types
+//! generate.
+//!
+//! Conventions: counts and amounts are `i64` (amounts in minor units next to
+//! their ISO 4217 currency code), times are `i64` milliseconds since the Unix
+//! epoch marked `#[avro(timestamp_millis)]`, maps have string keys, and the
+//! enums of storefold-core travel as their snake_case names (an open set of
+//! strings, so a new variant stays backward compatible). The views are built
 //! from storefold-core's types by `From` impls that name every field, so a
 //! field renamed or removed in the core fails to compile here, and a field
 //! renamed here fails to compile in the sinks that read it.
+//!
+//! # Adding a field to the Customer 360 (or to the order view)
+//!
+//! 1. New data: compute it in storefold-core (`aggregate/customer.rs` builds
+//!    the `Customer` 360, `engine` the order view). Persisted types must
+//!    decode state written without the field: `Customer` is
+//!    `#[serde(default)]` as a whole; elsewhere give the field
+//!    `#[serde(default)]` or make it an `Option` (the rules and the fixture
+//!    tests are in `storefold_core::state`).
+//! 2. Here: add the field, with a doc comment, to `CustomerView` (or
+//!    `OrderView`, or a nested record). An `Option` gets a `null` default by
+//!    itself; a time is an `i64` marked `#[avro(timestamp_millis)]`. Any other
+//!    new field needs a default so that records written before it stay
+//!    readable: `#[avro(default_empty)]` (with `#[serde(default)]`) on a
+//!    `Vec` or map, else make it an `Option`. The struct literal of the `From`
+//!    impl below then fails to compile until it fills the field in.
+//! 3. Run `make schemas` and commit the regenerated `.avsc` files with the
+//!    code; `storefold schemas check` (in `make test`) then proves them
+//!    backward compatible with the committed ones.
+//! 4. Only if HubSpot should receive it: a row in `CONTACT_FIELDS` of
+//!    `crates/sinks/src/hubspot/mapping.rs`.
 
 use std::collections::BTreeMap;
 
@@ -50,13 +81,17 @@ fn bag(b: &MoneyBag) -> BTreeMap<String, i64> {
     b.0.iter().map(|(c, n)| (c.code().to_owned(), *n)).collect()
 }
 
-/// An amount in minor units of a currency (Avro record `Money`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoneyView {
-    /// Minor units (cents for USD, yen for JPY).
-    pub minor: i64,
-    /// ISO 4217 code, e.g. `USD`.
-    pub currency: String,
+avro_view! {
+    /// An amount of money.
+    #[avro(name = "Money")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct MoneyView {
+        /// The amount in minor units of its currency (cents for USD, yen for
+        /// JPY, fils for KWD).
+        pub minor: i64,
+        /// The currency's ISO 4217 code, e.g. `USD`.
+        pub currency: String,
+    }
 }
 
 impl From<&storefold_core::Money> for MoneyView {
@@ -68,27 +103,30 @@ impl From<&storefold_core::Money> for MoneyView {
     }
 }
 
-/// A postal address (Avro record `Address`); every part may be missing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressView {
-    /// Addressee.
-    pub name: Option<String>,
-    /// Company.
-    pub company: Option<String>,
-    /// First street line.
-    pub line1: Option<String>,
-    /// Second street line.
-    pub line2: Option<String>,
-    /// City.
-    pub city: Option<String>,
-    /// Region, state or province.
-    pub region: Option<String>,
-    /// Postal code.
-    pub postal_code: Option<String>,
-    /// ISO 3166 alpha-2 country code.
-    pub country: Option<String>,
-    /// Phone number given with the address.
-    pub phone: Option<String>,
+avro_view! {
+    /// A postal address; any part of it may be missing.
+    #[avro(name = "Address")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AddressView {
+        /// Addressee.
+        pub name: Option<String>,
+        /// Company.
+        pub company: Option<String>,
+        /// First street line.
+        pub line1: Option<String>,
+        /// Second street line.
+        pub line2: Option<String>,
+        /// City.
+        pub city: Option<String>,
+        /// Region, state or province.
+        pub region: Option<String>,
+        /// Postal code.
+        pub postal_code: Option<String>,
+        /// ISO 3166 alpha-2 country code.
+        pub country: Option<String>,
+        /// Phone number given with the address.
+        pub phone: Option<String>,
+    }
 }
 
 impl From<&event::Address> for AddressView {
@@ -118,65 +156,83 @@ impl From<&event::Address> for AddressView {
     }
 }
 
-/// Marketing consent as the source reported it (Avro record `Consent`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsentView {
-    /// Email marketing opt-in; `None` when the source did not say.
-    pub email_marketing: Option<bool>,
-    /// SMS marketing opt-in; `None` when the source did not say.
-    pub sms_marketing: Option<bool>,
+avro_view! {
+    /// Marketing consent as the source reported it.
+    #[avro(name = "Consent")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ConsentView {
+        /// Opted in to email marketing; null when the source did not say.
+        pub email_marketing: Option<bool>,
+        /// Opted in to SMS marketing; null when the source did not say.
+        pub sms_marketing: Option<bool>,
+    }
 }
 
-/// One identity value known for the customer (Avro record `IdentityValue`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentityValueView {
-    /// `email`, `phone`, `anonymous_id` or the source of an external id.
-    pub kind: String,
-    /// The value.
-    pub value: String,
+avro_view! {
+    /// One identity value resolved to the customer.
+    #[avro(name = "IdentityValue")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct IdentityValueView {
+        /// `email`, `phone`, `anonymous_id`, or the source of an external id
+        /// (e.g. `shopify`).
+        pub kind: String,
+        /// The value.
+        pub value: String,
+    }
 }
 
-/// A customer id merged into this one (Avro record `Merged`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MergedView {
-    /// The former customer id.
-    pub merged_id: String,
-    /// Why identity resolution merged it.
-    pub reason: String,
+avro_view! {
+    /// A customer id merged into this one.
+    #[avro(name = "Merged")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct MergedView {
+        /// The former customer id.
+        pub merged_id: String,
+        /// Why identity resolution merged it.
+        pub reason: String,
+    }
 }
 
-/// Campaign parameters of a touch (Avro record `Utm`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UtmView {
-    /// `utm_source`.
-    pub source: Option<String>,
-    /// `utm_medium`.
-    pub medium: Option<String>,
-    /// `utm_campaign`.
-    pub campaign: Option<String>,
-    /// `utm_term`.
-    pub term: Option<String>,
-    /// `utm_content`.
-    pub content: Option<String>,
+avro_view! {
+    /// Campaign parameters of a visit (the `utm_*` parameters of its URL).
+    #[avro(name = "Utm")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UtmView {
+        /// `utm_source`.
+        pub source: Option<String>,
+        /// `utm_medium`.
+        pub medium: Option<String>,
+        /// `utm_campaign`.
+        pub campaign: Option<String>,
+        /// `utm_term`.
+        pub term: Option<String>,
+        /// `utm_content`.
+        pub content: Option<String>,
+    }
 }
 
-/// A marketing touch: a visit with its campaign (Avro record `Touch`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TouchView {
-    /// When it happened, milliseconds since the Unix epoch.
-    pub at: i64,
-    /// The collector's id of the touch.
-    pub touch_id: String,
-    /// Its campaign parameters.
-    pub utm: UtmView,
-    /// The page the visit landed on.
-    pub landing_page: Option<String>,
-    /// The referring page.
-    pub referrer: Option<String>,
-    /// Google Ads click id (erased on redaction).
-    pub gclid: Option<String>,
-    /// Meta click id (erased on redaction).
-    pub fbclid: Option<String>,
+avro_view! {
+    /// A marketing touch: one visit that named the customer, with its
+    /// campaign.
+    #[avro(name = "Touch")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TouchView {
+        /// When the visit happened.
+        #[avro(timestamp_millis)]
+        pub at: i64,
+        /// The collector's id of the touch.
+        pub touch_id: String,
+        /// Its campaign parameters.
+        pub utm: UtmView,
+        /// The page the visit landed on.
+        pub landing_page: Option<String>,
+        /// The page that referred the visit.
+        pub referrer: Option<String>,
+        /// Google Ads click id; erased when the customer is redacted.
+        pub gclid: Option<String>,
+        /// Meta click id; erased when the customer is redacted.
+        pub fbclid: Option<String>,
+    }
 }
 
 impl From<&aggregate::TouchEntry> for TouchView {
@@ -206,70 +262,87 @@ impl From<&aggregate::TouchEntry> for TouchView {
     }
 }
 
-/// Touch events counted by UTM value (Avro record `TouchCounts`); rare values
-/// beyond the configured bound are counted under `(other)`, touches without
-/// the parameter under `(none)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TouchCountsView {
-    /// By `utm_source`.
-    pub source: BTreeMap<String, i64>,
-    /// By `utm_medium`.
-    pub medium: BTreeMap<String, i64>,
-    /// By `utm_campaign`.
-    pub campaign: BTreeMap<String, i64>,
+avro_view! {
+    /// Touches counted by campaign parameter value. A touch without the
+    /// parameter counts under `(none)`; rare values past the configured bound
+    /// count under `(other)`.
+    #[avro(name = "TouchCounts")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TouchCountsView {
+        /// By `utm_source`.
+        pub source: BTreeMap<String, i64>,
+        /// By `utm_medium`.
+        pub medium: BTreeMap<String, i64>,
+        /// By `utm_campaign`.
+        pub campaign: BTreeMap<String, i64>,
+    }
 }
 
-/// One order in the customer's list (Avro record `OrderSummary`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderSummaryView {
-    /// Order id namespaced by store.
-    pub order_id: String,
-    /// The store's order number, e.g. `#1001`.
-    pub number: Option<String>,
-    /// Order status name (`pending`, `open`, `on_hold`, `completed`, …).
-    pub status: String,
-    /// The order total in the shop currency.
-    pub total: MoneyView,
-    /// When it was placed, milliseconds since the Unix epoch.
-    pub created_at: i64,
+avro_view! {
+    /// One order in the customer's list.
+    #[avro(name = "OrderSummary")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderSummaryView {
+        /// Order id namespaced by store, e.g. `shopify:450789469`.
+        pub order_id: String,
+        /// The store's order number, e.g. `#1001`.
+        pub number: Option<String>,
+        /// Order status: `pending`, `open`, `on_hold`, `completed`,
+        /// `cancelled`, `refunded`, `failed` (an open set).
+        pub status: String,
+        /// The order total in the shop currency.
+        pub total: MoneyView,
+        /// When the order was placed.
+        #[avro(timestamp_millis)]
+        pub created_at: i64,
+    }
 }
 
-/// The customer's revenue in one currency (Avro record `CurrencyRevenue`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CurrencyRevenueView {
-    /// ISO 4217 code the amounts are in.
-    pub currency: String,
-    /// Captured money that counts.
-    pub gross: i64,
-    /// Refunded.
-    pub refunded: i64,
-    /// Lost to chargebacks.
-    pub chargeback_lost: i64,
-    /// `gross − refunded − chargeback_lost`.
-    pub net: i64,
-    /// Orders paid in this currency.
-    pub orders: i64,
-    /// Average order value (`gross / orders`, rounded down).
-    pub aov: i64,
+avro_view! {
+    /// The customer's revenue in one currency, in its minor units.
+    #[avro(name = "CurrencyRevenue")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CurrencyRevenueView {
+        /// ISO 4217 code of the currency the amounts are in.
+        pub currency: String,
+        /// Captured money that counts.
+        pub gross: i64,
+        /// Refunded.
+        pub refunded: i64,
+        /// Lost to chargebacks and reversals.
+        pub chargeback_lost: i64,
+        /// `gross` minus `refunded` minus `chargeback_lost`.
+        pub net: i64,
+        /// Orders paid in this currency.
+        pub orders: i64,
+        /// Average order value: `gross` divided by `orders`, rounded down.
+        pub aov: i64,
+    }
 }
 
-/// Revenue in the tenant's reporting currency (Avro record `ReportingRevenue`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportingRevenueView {
-    /// The reporting currency.
-    pub currency: String,
-    /// Converted gross.
-    pub gross: i64,
-    /// Converted refunds.
-    pub refunded: i64,
-    /// Converted chargeback losses.
-    pub chargeback_lost: i64,
-    /// Converted net.
-    pub net: i64,
-    /// Converted fees.
-    pub fees: i64,
-    /// Amounts without a usable rate: figure name → currency code → minor units.
-    pub unconverted: BTreeMap<String, BTreeMap<String, i64>>,
+avro_view! {
+    /// The customer's revenue converted to the tenant's reporting currency,
+    /// in its minor units.
+    #[avro(name = "ReportingRevenue")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReportingRevenueView {
+        /// The reporting currency.
+        pub currency: String,
+        /// Converted gross.
+        pub gross: i64,
+        /// Converted refunds.
+        pub refunded: i64,
+        /// Converted chargeback losses.
+        pub chargeback_lost: i64,
+        /// Converted net.
+        pub net: i64,
+        /// Converted fees.
+        pub fees: i64,
+        /// Amounts for which no usable exchange rate was found, by figure name
+        /// and then currency code, in minor units. They are kept here rather
+        /// than added to the sums above.
+        pub unconverted: BTreeMap<String, BTreeMap<String, i64>>,
+    }
 }
 
 impl From<&ReportingRevenue> for ReportingRevenueView {
@@ -290,100 +363,120 @@ impl From<&ReportingRevenue> for ReportingRevenueView {
     }
 }
 
-/// A support ticket (Avro record `TicketSummary`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TicketView {
-    /// Help desk, e.g. `zendesk`.
-    pub provider: String,
-    /// The help desk's ticket id.
-    pub ticket_id: String,
-    /// Status name (`new`, `open`, `pending`, `solved`, `closed`, …).
-    pub status: String,
-    /// Contact reasons (`shipping`, `refund`, …).
-    pub reasons: Vec<String>,
-    /// When it was opened, milliseconds since the Unix epoch.
-    pub created_at: i64,
-    /// Seconds to the first agent response, when answered.
-    pub first_response_secs: Option<i64>,
-    /// Satisfaction score 1–5, when rated.
-    pub csat: Option<i32>,
+avro_view! {
+    /// A support ticket.
+    #[avro(name = "TicketSummary")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TicketView {
+        /// Help desk, e.g. `zendesk`.
+        pub provider: String,
+        /// The help desk's ticket id.
+        pub ticket_id: String,
+        /// Ticket status: `new`, `open`, `pending`, `on_hold`, `solved`,
+        /// `closed` (an open set).
+        pub status: String,
+        /// Contact reasons (`shipping`, `refund`, ...).
+        pub reasons: Vec<String>,
+        /// When the ticket was opened.
+        #[avro(timestamp_millis)]
+        pub created_at: i64,
+        /// Seconds until the first agent response, once answered.
+        pub first_response_secs: Option<i64>,
+        /// Satisfaction score from 1 to 5, once rated.
+        pub csat: Option<i32>,
+    }
 }
 
-/// The Customer 360 (Avro record `CustomerView`): everything storefold knows
-/// of one customer. The tenant, id, email, phone and redaction flag are the
-/// projection's own fields and are not repeated here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomerView {
-    /// Given name.
-    pub first_name: Option<String>,
-    /// Family name.
-    pub last_name: Option<String>,
-    /// Postal addresses from the store's customer record.
-    pub addresses: Vec<AddressView>,
-    /// Marketing consent.
-    pub consent: ConsentView,
-    /// The store's tags.
-    pub tags: Vec<String>,
-    /// Every identity value resolved to this customer.
-    pub identities: Vec<IdentityValueView>,
-    /// Customer ids merged into this one.
-    pub merged: Vec<MergedView>,
-    /// The earliest touch.
-    pub first_touch: Option<TouchView>,
-    /// The newest touch.
-    pub last_touch: Option<TouchView>,
-    /// Touches folded in (distinct touch ids).
-    pub touches: i64,
-    /// Touches by campaign parameter.
-    pub touch_counts: TouchCountsView,
-    /// Orders that count (placed, not test, not cancelled unpaid).
-    pub orders_count: i64,
-    /// The newest orders, oldest first (cut to the configured length: see
-    /// `truncated`).
-    pub orders: Vec<OrderSummaryView>,
-    /// Revenue per currency.
-    pub revenue: Vec<CurrencyRevenueView>,
-    /// Revenue in the reporting currency, when the tenant has one.
-    pub revenue_reporting: Option<ReportingRevenueView>,
-    /// When the first counted order was placed.
-    pub first_order_at: Option<i64>,
-    /// When the newest counted order was placed.
-    pub last_order_at: Option<i64>,
-    /// The first counted order.
-    pub first_order_id: Option<String>,
-    /// The newest counted order.
-    pub last_order_id: Option<String>,
-    /// Returns asked for.
-    pub returns: i64,
-    /// Returns by reason.
-    pub return_reasons: BTreeMap<String, i64>,
-    /// The newest tickets.
-    pub tickets: Vec<TicketView>,
-    /// Tickets not solved or closed.
-    pub open_tickets: i64,
-    /// Tickets by contact reason.
-    pub ticket_reasons: BTreeMap<String, i64>,
-    /// Average satisfaction ×100 (450 = 4.5), when any ticket was rated.
-    pub csat_avg_x100: Option<i64>,
-    /// Rated tickets.
-    pub csat_count: i64,
-    /// Disputes opened.
-    pub chargebacks: i64,
-    /// Disputes lost.
-    pub chargebacks_lost: i64,
-    /// Segment names (`new`, `repeat`, `vip`, `lapsed`, …).
-    pub segments: Vec<String>,
-    /// The store deleted its customer record.
-    pub deleted_at_source: bool,
-    /// The earliest event time of the customer.
-    pub first_seen_at: Option<i64>,
-    /// The newest event time of the customer.
-    pub last_event_at: Option<i64>,
-    /// `orders` or `tickets` were cut to their newest entries (the figures
-    /// above still count everything).
-    pub truncated: bool,
-    /// Entries each cut list left out, by list name.
-    pub omitted: BTreeMap<String, i64>,
+avro_view! {
+    /// The Customer 360 as typed fields: everything storefold knows of one
+    /// customer. Its tenant, id, email, phone and redaction flag are fields of
+    /// the projection itself and are not repeated here. Counts are longs;
+    /// amounts are longs in minor units next to their ISO 4217 currency code;
+    /// times are milliseconds since the Unix epoch.
+    #[avro(name = "CustomerView")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CustomerView {
+        /// Given name (from the store's customer record, else from the newest
+        /// order).
+        pub first_name: Option<String>,
+        /// Family name.
+        pub last_name: Option<String>,
+        /// Postal addresses of the store's customer record.
+        pub addresses: Vec<AddressView>,
+        /// Marketing consent.
+        pub consent: ConsentView,
+        /// The store's tags on the customer.
+        pub tags: Vec<String>,
+        /// Every identity value resolved to this customer (personal data:
+        /// empty once the customer is redacted).
+        pub identities: Vec<IdentityValueView>,
+        /// Customer ids merged into this one.
+        pub merged: Vec<MergedView>,
+        /// The customer's earliest touch.
+        pub first_touch: Option<TouchView>,
+        /// The customer's newest touch.
+        pub last_touch: Option<TouchView>,
+        /// Touches folded in (distinct touch ids).
+        pub touches: i64,
+        /// Touches by campaign parameter.
+        pub touch_counts: TouchCountsView,
+        /// Orders that count: placed, not test orders, not cancelled unpaid.
+        pub orders_count: i64,
+        /// The customer's newest orders, oldest first, cut to the configured
+        /// length (see `truncated`).
+        pub orders: Vec<OrderSummaryView>,
+        /// Revenue per currency.
+        pub revenue: Vec<CurrencyRevenueView>,
+        /// Revenue in the tenant's reporting currency, when it has one.
+        pub revenue_reporting: Option<ReportingRevenueView>,
+        /// When the first counted order was placed.
+        #[avro(timestamp_millis)]
+        pub first_order_at: Option<i64>,
+        /// When the newest counted order was placed.
+        #[avro(timestamp_millis)]
+        pub last_order_at: Option<i64>,
+        /// The first counted order.
+        pub first_order_id: Option<String>,
+        /// The newest counted order.
+        pub last_order_id: Option<String>,
+        /// Returns asked for.
+        pub returns: i64,
+        /// Returns by reason (`damaged`, `wrong_item`, ...).
+        pub return_reasons: BTreeMap<String, i64>,
+        /// The newest tickets, cut to the configured length (see
+        /// `truncated`).
+        pub tickets: Vec<TicketView>,
+        /// Tickets not solved or closed.
+        pub open_tickets: i64,
+        /// Tickets by contact reason.
+        pub ticket_reasons: BTreeMap<String, i64>,
+        /// Average satisfaction times 100 (450 means 4.5), once any ticket was
+        /// rated.
+        pub csat_avg_x100: Option<i64>,
+        /// Rated tickets.
+        pub csat_count: i64,
+        /// Disputes opened.
+        pub chargebacks: i64,
+        /// Disputes lost.
+        pub chargebacks_lost: i64,
+        /// Segments the customer's figures put it in (`prospect`, `new`,
+        /// `repeat`, `vip`, `lapsed`, `refund_heavy`, `chargeback`,
+        /// `support_heavy`, `unhappy`, `engaged_prospect`; an open set).
+        pub segments: Vec<String>,
+        /// The store deleted its customer record.
+        pub deleted_at_source: bool,
+        /// Time of the customer's earliest event.
+        #[avro(timestamp_millis)]
+        pub first_seen_at: Option<i64>,
+        /// Time of the customer's newest event.
+        #[avro(timestamp_millis)]
+        pub last_event_at: Option<i64>,
+        /// `orders` or `tickets` were cut to their newest entries; every count
+        /// and figure above still covers all of them.
+        pub truncated: bool,
+        /// Entries each cut list left out, by list name.
+        pub omitted: BTreeMap<String, i64>,
+    }
 }
 
 impl From<&Customer> for CustomerView {
@@ -495,59 +588,70 @@ impl CustomerView {
     }
 }
 
-/// An order's totals as the store reported them (Avro record `Totals`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TotalsView {
-    /// Total charged, in the shop currency.
-    pub total: MoneyView,
-    /// Before discounts, shipping and tax.
-    pub subtotal: Option<MoneyView>,
-    /// Discounts.
-    pub discounts: Option<MoneyView>,
-    /// Shipping.
-    pub shipping: Option<MoneyView>,
-    /// Tax.
-    pub tax: Option<MoneyView>,
-    /// The total in the currency the customer saw, when it differs.
-    pub presentment_total: Option<MoneyView>,
+avro_view! {
+    /// The order's totals as the store reported them.
+    #[avro(name = "Totals")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TotalsView {
+        /// Total charged to the customer, in the shop currency.
+        pub total: MoneyView,
+        /// Before discounts, shipping and tax.
+        pub subtotal: Option<MoneyView>,
+        /// Discounts.
+        pub discounts: Option<MoneyView>,
+        /// Shipping.
+        pub shipping: Option<MoneyView>,
+        /// Tax.
+        pub tax: Option<MoneyView>,
+        /// The total in the currency the customer saw, when that differs.
+        pub presentment_total: Option<MoneyView>,
+    }
 }
 
-/// One line of an order (Avro record `LineItem`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineItemView {
-    /// The store's line id.
-    pub id: String,
-    /// Stock keeping unit.
-    pub sku: Option<String>,
-    /// Product title.
-    pub title: String,
-    /// Quantity ordered.
-    pub quantity: i64,
-    /// Price of one unit.
-    pub unit_price: MoneyView,
-    /// Discount on the whole line.
-    pub total_discount: Option<MoneyView>,
+avro_view! {
+    /// One line of the order.
+    #[avro(name = "LineItem")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct LineItemView {
+        /// The store's line id.
+        pub id: String,
+        /// Stock keeping unit.
+        pub sku: Option<String>,
+        /// Product title.
+        pub title: String,
+        /// Quantity ordered.
+        pub quantity: i64,
+        /// Price of one unit.
+        pub unit_price: MoneyView,
+        /// Discount on the whole line.
+        pub total_discount: Option<MoneyView>,
+    }
 }
 
-/// Figures in the tenant's reporting currency (Avro record `ReportingFigures`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportingFiguresView {
-    /// The reporting currency.
-    pub currency: String,
-    /// Converted paid.
-    pub paid: i64,
-    /// Converted refunds.
-    pub refunded: i64,
-    /// Converted chargeback losses.
-    pub chargeback_lost: i64,
-    /// Converted net.
-    pub net: i64,
-    /// Converted fees.
-    pub fees: i64,
-    /// `net − fees` when every fee is known.
-    pub net_after_fees: Option<i64>,
-    /// Amounts without a usable rate: figure name → currency code → minor units.
-    pub unconverted: BTreeMap<String, BTreeMap<String, i64>>,
+avro_view! {
+    /// The figures converted to the tenant's reporting currency, in its minor
+    /// units.
+    #[avro(name = "ReportingFigures")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReportingFiguresView {
+        /// The reporting currency.
+        pub currency: String,
+        /// Converted paid.
+        pub paid: i64,
+        /// Converted refunds.
+        pub refunded: i64,
+        /// Converted chargeback losses.
+        pub chargeback_lost: i64,
+        /// Converted net.
+        pub net: i64,
+        /// Converted fees.
+        pub fees: i64,
+        /// `net` minus `fees`, when every fee is known.
+        pub net_after_fees: Option<i64>,
+        /// Amounts for which no usable exchange rate was found, by figure name
+        /// and then currency code, in minor units.
+        pub unconverted: BTreeMap<String, BTreeMap<String, i64>>,
+    }
 }
 
 impl From<&ReportingFigures> for ReportingFiguresView {
@@ -569,32 +673,37 @@ impl From<&ReportingFigures> for ReportingFiguresView {
     }
 }
 
-/// An order's money figures from its books (Avro record `OrderFigures`); each
-/// amount is a map currency code → minor units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderFiguresView {
-    /// Captured money that counts.
-    pub paid: BTreeMap<String, i64>,
-    /// Where `paid` comes from: `provider`, `store` or `none`.
-    pub paid_source: String,
-    /// Authorised, not captured yet.
-    pub authorized: BTreeMap<String, i64>,
-    /// Refunds that count.
-    pub refunded: BTreeMap<String, i64>,
-    /// Lost disputes and reversals.
-    pub chargeback_lost: BTreeMap<String, i64>,
-    /// Disputes still open.
-    pub disputed: BTreeMap<String, i64>,
-    /// `paid − refunded − chargeback_lost`.
-    pub net: BTreeMap<String, i64>,
-    /// Processing and dispute fees.
-    pub fees: BTreeMap<String, i64>,
-    /// Every payment with captured money has a known fee.
-    pub fees_known: bool,
-    /// `net − fees`; `None` when unknown (not zero).
-    pub net_after_fees: Option<BTreeMap<String, i64>>,
-    /// The figures in the reporting currency, when the tenant has one.
-    pub reporting: Option<ReportingFiguresView>,
+avro_view! {
+    /// The order's money figures, summed from the counted lines of its books
+    /// (docs/books.md). Each amount is a map from currency code to minor
+    /// units.
+    #[avro(name = "OrderFigures")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderFiguresView {
+        /// Captured money that counts.
+        pub paid: BTreeMap<String, i64>,
+        /// Where `paid` comes from: `provider`, `store` or `none`.
+        pub paid_source: String,
+        /// Authorised and not yet captured, voided or released.
+        pub authorized: BTreeMap<String, i64>,
+        /// Refunds that count (succeeded or pending).
+        pub refunded: BTreeMap<String, i64>,
+        /// Lost disputes and reversals.
+        pub chargeback_lost: BTreeMap<String, i64>,
+        /// Disputes still open.
+        pub disputed: BTreeMap<String, i64>,
+        /// `paid` minus `refunded` minus `chargeback_lost`.
+        pub net: BTreeMap<String, i64>,
+        /// Processing and dispute fees, in the currencies they were charged
+        /// in.
+        pub fees: BTreeMap<String, i64>,
+        /// Every payment with captured money has a known fee.
+        pub fees_known: bool,
+        /// `net` minus `fees`; null when unknown (which is not zero).
+        pub net_after_fees: Option<BTreeMap<String, i64>>,
+        /// The figures in the reporting currency, when the tenant has one.
+        pub reporting: Option<ReportingFiguresView>,
+    }
 }
 
 impl From<&OrderFigures> for OrderFiguresView {
@@ -615,14 +724,16 @@ impl From<&OrderFigures> for OrderFiguresView {
     }
 }
 
-/// A ledger amount expressed in the tenant's reporting currency (Avro record
-/// `Converted`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConvertedView {
-    /// The converted amount, in minor units of the reporting currency.
-    pub amount: MoneyView,
-    /// Day of the exchange rate applied, `YYYY-MM-DD`.
-    pub rate_date: String,
+avro_view! {
+    /// A ledger amount expressed in the tenant's reporting currency.
+    #[avro(name = "Converted")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ConvertedView {
+        /// The converted amount, in minor units of the reporting currency.
+        pub amount: MoneyView,
+        /// Day of the exchange rate applied, as `YYYY-MM-DD`.
+        pub rate_date: String,
+    }
 }
 
 impl From<&Converted> for ConvertedView {
@@ -635,36 +746,50 @@ impl From<&Converted> for ConvertedView {
     }
 }
 
-/// One line of an order's books (Avro record `LedgerEntry`): an amount a
-/// provider or the store reported, whether a figure counts it, and why. The
-/// figures of [`OrderFiguresView`] are the sums of the counted lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntryView {
-    /// What the line records, as the core's snake_case name (`captured`,
-    /// `refund`, `dispute_lost`, `fee`, …); an open set.
-    pub kind: String,
-    /// Who reported it (`stripe`, `adyen`, `paypal`, `shopify`, …).
-    pub provider: String,
-    /// The provider's id of the payment, capture, refund, dispute or balance
-    /// transaction the line is about.
-    pub reference: String,
-    /// The canonical event the amount comes from (the newest of several).
-    pub source_event_id: String,
-    /// A magnitude in minor units; the kind gives the direction (only a dispute
-    /// fee handed back is negative).
-    pub amount: MoneyView,
-    /// When it happened, milliseconds since the Unix epoch.
-    pub at: i64,
-    /// The amount is part of a figure.
-    pub counted: bool,
-    /// The figure it goes into, or would if counted (`paid`, `authorized`,
-    /// `refunded`, `chargeback_lost`, `disputed`, `fees`).
-    pub figure: Option<String>,
-    /// Why it is counted or left out, in words.
-    pub why: String,
-    /// The amount in the reporting currency, when the tenant has one and a
-    /// rate was found.
-    pub converted: Option<ConvertedView>,
+avro_view! {
+    /// One line of the order's books: an amount a payment provider or the
+    /// store reported, whether a figure counts it, and why (docs/books.md).
+    /// The order's figures are the sums of its counted lines.
+    #[avro(name = "LedgerEntry")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct LedgerEntryView {
+        /// What the line records, as storefold-core's snake_case name:
+        /// `authorized`, `captured`, `capture_failed`, `payment_failed`,
+        /// `voided`, `released`, `reversed`, `store_received`, `refund`,
+        /// `refund_pending`, `refund_failed`, `refund_total_only`,
+        /// `store_refund_beyond_provider`, `dispute_opened`,
+        /// `dispute_withdrawn`, `dispute_reinstated`, `dispute_lost`,
+        /// `dispute_won`, `dispute_merchant_refunded`, `fee` or `dispute_fee`.
+        /// An open set: readers keep the kinds they do not know.
+        pub kind: String,
+        /// Who reported the amount (`stripe`, `adyen`, `paypal`, `shopify`,
+        /// `woocommerce`, ...).
+        pub provider: String,
+        /// That provider's id of what the line is about: a payment, capture,
+        /// refund, dispute or balance transaction.
+        pub reference: String,
+        /// Id of the canonical event the amount was taken from (the newest one
+        /// when several carried it).
+        pub source_event_id: String,
+        /// The amount as a magnitude in minor units, with its currency; the
+        /// kind gives the direction the money moved. Only a dispute fee that
+        /// was handed back is negative.
+        pub amount: MoneyView,
+        /// When the provider says the movement happened.
+        #[avro(timestamp_millis)]
+        pub at: i64,
+        /// The amount is part of a figure.
+        pub counted: bool,
+        /// The figure the line goes into, or would go into if it were counted:
+        /// `paid`, `authorized`, `refunded`, `chargeback_lost`, `disputed` or
+        /// `fees`. Null for a line that belongs to no figure.
+        pub figure: Option<String>,
+        /// A short sentence saying why the line is counted or left out.
+        pub why: String,
+        /// The amount in the reporting currency; null when the tenant has none
+        /// or no usable rate was found.
+        pub converted: Option<ConvertedView>,
+    }
 }
 
 impl From<&LedgerEntry> for LedgerEntryView {
@@ -696,34 +821,46 @@ impl From<&LedgerEntry> for LedgerEntryView {
     }
 }
 
-/// One step of a tracking timeline (Avro record `Checkpoint`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointView {
-    /// When, milliseconds since the Unix epoch.
-    pub at: i64,
-    /// Shipment status name (`label_created`, `in_transit`, `delivered`, …).
-    pub status: String,
-    /// The carrier's words.
-    pub message: Option<String>,
-    /// Where (erased on redaction).
-    pub location: Option<String>,
+avro_view! {
+    /// One step of a tracking timeline.
+    #[avro(name = "Checkpoint")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CheckpointView {
+        /// When.
+        #[avro(timestamp_millis)]
+        pub at: i64,
+        /// Shipment status at that step (`label_created`, `in_transit`,
+        /// `delivered`, ...).
+        pub status: String,
+        /// The carrier's words.
+        pub message: Option<String>,
+        /// Where; erased when the order is redacted.
+        pub location: Option<String>,
+    }
 }
 
-/// A shipment with its merged timeline (Avro record `Shipment`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShipmentView {
-    /// Tracking number (`fulfillment:<id>` for a fulfillment without one).
-    pub tracking_number: String,
-    /// Carrier name.
-    pub carrier: Option<String>,
-    /// Status of the newest checkpoint.
-    pub status: Option<String>,
-    /// Expected delivery, milliseconds since the Unix epoch.
-    pub estimated_delivery: Option<i64>,
-    /// Lines of the order in the parcel.
-    pub line_item_ids: Vec<String>,
-    /// The timeline, oldest first.
-    pub checkpoints: Vec<CheckpointView>,
+avro_view! {
+    /// A shipment: the store's fulfillment merged with the carrier's tracking
+    /// of the same parcel.
+    #[avro(name = "Shipment")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ShipmentView {
+        /// Tracking number (`fulfillment:<id>` for a fulfillment without one).
+        pub tracking_number: String,
+        /// Carrier name.
+        pub carrier: Option<String>,
+        /// Status of the newest checkpoint (`label_created`, `in_transit`,
+        /// `out_for_delivery`, `delivered`, `exception`, `returned`; an open
+        /// set).
+        pub status: Option<String>,
+        /// Expected delivery.
+        #[avro(timestamp_millis)]
+        pub estimated_delivery: Option<i64>,
+        /// Lines of the order in the parcel.
+        pub line_item_ids: Vec<String>,
+        /// The tracking timeline, oldest first.
+        pub checkpoints: Vec<CheckpointView>,
+    }
 }
 
 impl From<&aggregate::ShipmentView> for ShipmentView {
@@ -748,61 +885,75 @@ impl From<&aggregate::ShipmentView> for ShipmentView {
     }
 }
 
-/// A return (Avro record `Return`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReturnView {
-    /// The provider's return id.
-    pub return_id: String,
-    /// Who reported it.
-    pub provider: String,
-    /// Reason name (`damaged`, `wrong_item`, …).
-    pub reason: String,
-    /// The resolution's name once resolved (`refund`, `exchange`, …).
-    pub resolution: Option<String>,
-    /// The return was resolved.
-    pub resolved: bool,
-    /// Lines returned.
-    pub line_item_ids: Vec<String>,
-    /// Time of the newest report, milliseconds since the Unix epoch.
-    pub at: i64,
+avro_view! {
+    /// A return.
+    #[avro(name = "Return")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReturnView {
+        /// The provider's return id.
+        pub return_id: String,
+        /// Who reported it.
+        pub provider: String,
+        /// Reason (`damaged`, `wrong_item`, ...; an open set).
+        pub reason: String,
+        /// How it was resolved (`refund`, `exchange`, ...), once resolved.
+        pub resolution: Option<String>,
+        /// The return was resolved.
+        pub resolved: bool,
+        /// Lines returned.
+        pub line_item_ids: Vec<String>,
+        /// Time of the newest report of the return.
+        #[avro(timestamp_millis)]
+        pub at: i64,
+    }
 }
 
-/// The order as the CRM sees it (Avro record `OrderView`). The tenant, order
-/// id, customer id and status are the projection's own fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderView {
-    /// The store's order number, e.g. `#1001`.
-    pub number: Option<String>,
-    /// When it was placed; `None` before the store's order arrived.
-    pub created_at: Option<i64>,
-    /// The store's financial status (kept; the payment providers decide money).
-    pub financial_status: Option<String>,
-    /// The store's fulfillment status.
-    pub fulfillment_status: Option<String>,
-    /// A test order (never counted).
-    pub test: bool,
-    /// Totals; `None` before the store's order arrived.
-    pub totals: Option<TotalsView>,
-    /// Order lines.
-    pub line_items: Vec<LineItemView>,
-    /// Discount codes used.
-    pub discount_codes: Vec<String>,
-    /// Money figures from the order's books.
-    pub figures: OrderFiguresView,
-    /// The order's books: every amount reported, counted or not, with why
-    /// (empty in records written before the ledger was typed).
-    #[serde(default)]
-    pub ledger: Vec<LedgerEntryView>,
-    /// Shipments, store fulfillments merged with carrier tracking.
-    pub shipments: Vec<ShipmentView>,
-    /// Returns.
-    pub returns: Vec<ReturnView>,
-    /// The customer's first touch as of the order.
-    pub first_touch: Option<TouchView>,
-    /// The customer's last touch before the order.
-    pub last_touch: Option<TouchView>,
-    /// Personal data was erased from the order.
-    pub redacted: bool,
+avro_view! {
+    /// The order as typed fields, as the CRM sees it. Its tenant, id, customer
+    /// and status are fields of the projection itself. Amounts are longs in
+    /// minor units next to their ISO 4217 currency code (a money map goes from
+    /// currency code to minor units); times are milliseconds since the Unix
+    /// epoch.
+    #[avro(name = "OrderView")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderView {
+        /// The store's order number, e.g. `#1001`.
+        pub number: Option<String>,
+        /// When the order was placed; null until the store's order arrived.
+        #[avro(timestamp_millis)]
+        pub created_at: Option<i64>,
+        /// The store's own financial status, kept as reported (the payment
+        /// providers' events decide the figures).
+        pub financial_status: Option<String>,
+        /// The store's fulfillment status.
+        pub fulfillment_status: Option<String>,
+        /// A test order, never counted in revenue.
+        pub test: bool,
+        /// Totals; null until the store's order arrived.
+        pub totals: Option<TotalsView>,
+        /// Order lines.
+        pub line_items: Vec<LineItemView>,
+        /// Discount codes used.
+        pub discount_codes: Vec<String>,
+        /// Money figures.
+        pub figures: OrderFiguresView,
+        /// The order's books: every amount reported for it, counted or not,
+        /// from which the figures are summed. Empty in records written before
+        /// the ledger was added.
+        #[avro(default_empty)]
+        #[serde(default)]
+        pub ledger: Vec<LedgerEntryView>,
+        /// Shipments.
+        pub shipments: Vec<ShipmentView>,
+        /// Returns.
+        pub returns: Vec<ReturnView>,
+        /// The customer's first touch as of the order.
+        pub first_touch: Option<TouchView>,
+        /// The customer's last touch before the order was placed.
+        pub last_touch: Option<TouchView>,
+        /// Personal data was erased from the order (its figures stay).
+        pub redacted: bool,
+    }
 }
 
 impl From<&storefold_core::engine::OrderView> for OrderView {
@@ -982,9 +1133,11 @@ mod tests {
         assert!(missing.is_empty(), "not in the schema: {missing:?}");
     }
 
-    /// The Rust records have exactly the fields of their Avro records.
+    /// The schema's field names are the Rust field names (`avro_view!`
+    /// generates them), and serde must write the same names: a serde rename
+    /// on a view would break the encoding, and fails here.
     #[test]
-    fn the_rust_views_mirror_the_schema_records() {
+    fn serde_writes_the_avro_field_names_of_the_views() {
         let (customers, orders) = folded();
         let c = customers
             .iter()
