@@ -207,17 +207,29 @@ impl FromStr for ProviderKind {
 /// Why a signature check failed. Every variant is a 401 at the ingest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    /// The scheme's signature (or timestamp) header is absent or blank.
     #[error("missing signature header {0}")]
     MissingHeader(&'static str),
+    /// The header is there but cannot be read (not base64, wrong length,
+    /// unknown format).
     #[error("malformed signature header {header}: {reason}")]
     MalformedHeader {
+        /// The header's name (`email_token` for a beacon's identity token).
         header: &'static str,
+        /// What is wrong with it (never the secret).
         reason: String,
     },
+    /// The signature is well formed but is not the one the secret gives.
     #[error("signature does not match")]
     Mismatch,
+    /// The signed timestamp is too far from the time of the check (replay guard).
     #[error("timestamp outside the {tolerance_secs}s tolerance")]
-    Expired { tolerance_secs: i64 },
+    Expired {
+        /// How far either way the timestamp may be, in seconds.
+        tolerance_secs: i64,
+    },
+    /// A provider that signs nothing came without the tenant's `?token=`, or
+    /// with another one.
     #[error("missing or wrong URL token")]
     BadToken,
     /// The configured credentials cannot be used (bad hex key, bad certificate).
@@ -243,16 +255,28 @@ impl VerifyError {
 /// (for [`describe`](ProviderKind::describe)), a dead letter at the processor.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
+    /// The body does not parse into the provider's model; the text names the
+    /// place and never a value ([`json_error_text`]).
     #[error("body is not valid JSON: {0}")]
     Json(String),
+    /// A field the mapping needs is absent (its path).
     #[error("missing field {0}")]
     MissingField(String),
+    /// A field is there but unusable.
     #[error("invalid field {field}: {reason}")]
-    InvalidField { field: String, reason: String },
+    InvalidField {
+        /// The field's path.
+        field: String,
+        /// Why it cannot be used (never its value).
+        reason: String,
+    },
+    /// A header the mapping needs (the topic, for instance) is absent.
     #[error("missing header {0}")]
     MissingHeader(&'static str),
+    /// The provider's topic is not one storefold maps.
     #[error("unsupported topic {0:?}")]
     UnsupportedTopic(String),
+    /// An amount or currency that is not valid money (shown without the amount).
     #[error("money: {}", common::money_reason(.0))]
     Money(#[from] MoneyError),
 }
@@ -274,8 +298,10 @@ impl MapError {
 /// Why a payload could not be signed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
+    /// The secret cannot sign (empty, or not in the form the scheme needs).
     #[error("unusable signing secret: {0}")]
     BadSecret(String),
+    /// The provider (named) has nothing to sign with: `collect`.
     #[error("{0} does not sign its requests with a shared secret")]
     NotSigned(&'static str),
 }

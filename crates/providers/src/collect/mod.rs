@@ -52,12 +52,15 @@ pub fn email_trusted(headers: &Headers) -> bool {
 pub struct Claims {
     /// The email, normalised (trimmed, lower case), when it is one.
     pub email: Option<String>,
+    /// The beacon's `email_token`, when it carries one (the ingest checks it
+    /// with [`verify_identity_token`]).
     pub email_token: Option<String>,
     /// `at`, when given.
     pub at: Option<OffsetDateTime>,
     /// Whether the beacon says anything about a visit (else an email makes it
     /// an identify).
     pub visit: bool,
+    /// Whether the beacon carries an `anonymous_id`.
     pub anonymous_id: bool,
 }
 
