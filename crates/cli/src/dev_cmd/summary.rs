@@ -6,20 +6,16 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use storefold_codec::CustomerView;
 
 use super::Access;
 use crate::dev_sample::{Expected, Sample, TENANT, format_money};
 
-/// Net revenue per currency of a Customer 360 document.
-fn net_revenue(doc: &Value) -> BTreeMap<String, i64> {
+/// Net revenue per currency of a Customer 360.
+fn net_revenue(view: &CustomerView) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
-    for r in doc["revenue"].as_array().into_iter().flatten() {
-        let currency = match &r["currency"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        *out.entry(currency).or_default() += r["net"].as_i64().unwrap_or(0);
+    for r in &view.revenue {
+        *out.entry(r.currency.clone()).or_default() += r.net;
     }
     out
 }
@@ -60,18 +56,18 @@ pub(super) async fn summarise(
             wrong.push(format!("{}: HTTP {}", exp.email, resp.status()));
             continue;
         }
-        let bytes = resp.bytes().await.context("a Customer 360 document")?;
-        let doc: Value = serde_json::from_slice(&bytes).context("a Customer 360 document")?;
-        let net = net_revenue(&doc);
-        let orders = doc["orders_count"].as_u64().unwrap_or(0);
-        let open = doc["open_tickets"].as_u64().unwrap_or(0);
-        let segments: Vec<&str> = doc["segments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let merged = doc["merged"].as_array().map_or(0, Vec::len);
+        let doc = resp.text().await.context("a Customer 360 document")?;
+        // The query API answers with the Customer 360 JSON document (the
+        // projection's `doc`); read it as the typed view the projections carry.
+        let Some(view) = CustomerView::from_doc(&doc) else {
+            wrong.push(format!("{}: the answer is not a Customer 360", exp.email));
+            continue;
+        };
+        let net = net_revenue(&view);
+        let orders = u64::try_from(view.orders_count).unwrap_or(0);
+        let open = u64::try_from(view.open_tickets).unwrap_or(0);
+        let segments: Vec<&str> = view.segments.iter().map(String::as_str).collect();
+        let merged = view.merged.len();
         if merged > 0 {
             merges.push(format!("{} ({merged} merged in)", exp.name));
         }
