@@ -5,8 +5,8 @@
 //! These Rust types are the single source of that part of the contract. Each
 //! is declared with `avro_view!` (see `avro_type.rs`), which derives its Avro
 //! record from the struct: field names, types, doc comments, `null` defaults
-//! of the optional fields, and the `timestamp-millis` / `default_empty`
-//! options written on a field. `cargo run -p storefold-codec --example
+//! of the optional fields, and the `#[avro(...)]` options written on a field
+//! (`timestamp_millis`, `default = ...`, `default_empty`). `cargo run -p storefold-codec --example
 //! schemas` (or `make schemas`) writes the result into the two `.avsc` files,
 //! and a test fails while a checked-in file differs from what the types
 //! generate.
@@ -22,24 +22,33 @@
 //!
 //! # Adding a field to the Customer 360 (or to the order view)
 //!
-//! 1. New data: compute it in storefold-core (`aggregate/customer.rs` builds
-//!    the `Customer` 360, `engine` the order view). Persisted types must
-//!    decode state written without the field: `Customer` is
-//!    `#[serde(default)]` as a whole; elsewhere give the field
-//!    `#[serde(default)]` or make it an `Option` (the rules and the fixture
-//!    tests are in `storefold_core::state`).
-//! 2. Here: add the field, with a doc comment, to `CustomerView` (or
-//!    `OrderView`, or a nested record). An `Option` gets a `null` default by
-//!    itself; a time is an `i64` marked `#[avro(timestamp_millis)]`. Any other
-//!    new field needs a default so that records written before it stay
-//!    readable: `#[avro(default_empty)]` (with `#[serde(default)]`) on a
-//!    `Vec` or map, else make it an `Option`. The struct literal of the `From`
-//!    impl below then fails to compile until it fills the field in.
-//! 3. Run `make schemas` and commit the regenerated `.avsc` files with the
-//!    code; `storefold schemas check` (in `make test`) then proves them
-//!    backward compatible with the committed ones.
+//! 1. New data: compute it in storefold-core (`Customer::build` in
+//!    `aggregate/customer.rs` for the 360, `engine` for the order view). The
+//!    `Customer` is persisted with its customer, so the new field needs
+//!    `#[serde(default, skip_serializing_if = ...)]` (skip its empty or zero
+//!    value): state written without it then decodes
+//!    (`state::tests::every_golden_fixture_of_every_version_decodes`) and
+//!    state written with the current version still encodes byte for byte
+//!    (`state::tests::the_current_version_round_trips_its_fixtures_byte_for_byte`
+//!    fails otherwise). `storefold_core::state` has the rules.
+//! 2. Here: `From<&Customer> for CustomerView` names every field of the
+//!    core's `Customer`, so after step 1 this crate does not compile until
+//!    the field is handled here. Add it, with a doc comment, to `CustomerView` (or
+//!    `OrderView`, or a nested record), and fill it in the `From` impl (its
+//!    struct literal does not compile until you do). An `Option` gets a
+//!    `null` default by itself; a time is an `i64` marked
+//!    `#[avro(timestamp_millis)]`. Any other new field needs a default, so
+//!    that records written before it stay readable: `#[avro(default = 0)]`
+//!    (or `false`, `"..."`) on a number, flag or string, `#[avro(default_empty)]`
+//!    on a `Vec` or map, each with `#[serde(default)]`.
+//! 3. Run `make schemas` (`cargo run -p storefold-codec --example schemas`)
+//!    and commit the regenerated `.avsc` files with the code. The codec's
+//!    tests fail until then; `storefold schemas check` and the codec test
+//!    `repository_schemas_are_new_or_compatible_with_git_head` fail if the
+//!    change is not backward compatible (e.g. a field without a default).
 //! 4. Only if HubSpot should receive it: a row in `CONTACT_FIELDS` of
-//!    `crates/sinks/src/hubspot/mapping.rs`.
+//!    `crates/sinks/src/hubspot/mapping.rs` and its arm in
+//!    `Mapping::contact`.
 
 use std::collections::BTreeMap;
 
@@ -481,42 +490,83 @@ avro_view! {
 
 impl From<&Customer> for CustomerView {
     fn from(c: &Customer) -> Self {
+        // Every field of the core's Customer 360 is named here, so a field
+        // added there fails to compile until it is mapped below (or, for a
+        // field of the projection itself, ignored here).
+        let Customer {
+            tenant: _,
+            customer_id: _,
+            email: _,
+            phone: _,
+            redacted: _,
+            first_name,
+            last_name,
+            addresses,
+            consent,
+            tags,
+            identities,
+            merged,
+            first_touch,
+            last_touch,
+            touches,
+            touch_counts,
+            orders_count,
+            orders,
+            revenue,
+            revenue_reporting,
+            first_order_at,
+            last_order_at,
+            first_order_id,
+            last_order_id,
+            returns,
+            return_reasons,
+            tickets,
+            open_tickets,
+            ticket_reasons,
+            csat_avg_x100,
+            csat_count,
+            chargebacks,
+            chargebacks_lost,
+            segments,
+            deleted_at_source,
+            first_seen_at,
+            last_event_at,
+            truncated,
+            omitted,
+        } = c;
         Self {
-            first_name: c.first_name.clone(),
-            last_name: c.last_name.clone(),
-            addresses: c.addresses.iter().map(AddressView::from).collect(),
+            first_name: first_name.clone(),
+            last_name: last_name.clone(),
+            addresses: addresses.iter().map(AddressView::from).collect(),
             consent: ConsentView {
-                email_marketing: c.consent.email_marketing,
-                sms_marketing: c.consent.sms_marketing,
+                email_marketing: consent.email_marketing,
+                sms_marketing: consent.sms_marketing,
             },
-            tags: c.tags.clone(),
-            identities: c
-                .identities
+            tags: tags.clone(),
+            identities: identities
                 .iter()
                 .map(|i| IdentityValueView {
                     kind: i.kind.clone(),
                     value: i.value.clone(),
                 })
                 .collect(),
-            merged: c
-                .merged
+            merged: merged
                 .iter()
                 .map(|m| MergedView {
                     merged_id: m.merged_id.clone(),
                     reason: m.reason.clone(),
                 })
                 .collect(),
-            first_touch: c.first_touch.as_ref().map(TouchView::from),
-            last_touch: c.last_touch.as_ref().map(TouchView::from),
-            touches: count(c.touches),
+            first_touch: first_touch.as_ref().map(TouchView::from),
+            last_touch: last_touch.as_ref().map(TouchView::from),
+            touches: count(*touches),
             touch_counts: TouchCountsView {
-                source: counts(&c.touch_counts.source.0),
-                medium: counts(&c.touch_counts.medium.0),
-                campaign: counts(&c.touch_counts.campaign.0),
+                source: counts(&touch_counts.source.0),
+                medium: counts(&touch_counts.medium.0),
+                campaign: counts(&touch_counts.campaign.0),
             },
-            orders_count: count(c.orders_count),
-            orders: c
-                .orders
+            orders_count: count(*orders_count),
+            orders: orders
                 .iter()
                 .map(|o| OrderSummaryView {
                     order_id: o.order_id.clone(),
@@ -526,8 +576,7 @@ impl From<&Customer> for CustomerView {
                     created_at: epoch_millis(o.created_at),
                 })
                 .collect(),
-            revenue: c
-                .revenue
+            revenue: revenue
                 .iter()
                 .map(|r| CurrencyRevenueView {
                     currency: r.currency.code().to_owned(),
@@ -539,15 +588,14 @@ impl From<&Customer> for CustomerView {
                     aov: r.aov,
                 })
                 .collect(),
-            revenue_reporting: c.revenue_reporting.as_ref().map(ReportingRevenueView::from),
-            first_order_at: opt_millis(c.first_order_at),
-            last_order_at: opt_millis(c.last_order_at),
-            first_order_id: c.first_order_id.clone(),
-            last_order_id: c.last_order_id.clone(),
-            returns: count(c.returns),
-            return_reasons: counts(&c.return_reasons),
-            tickets: c
-                .tickets
+            revenue_reporting: revenue_reporting.as_ref().map(ReportingRevenueView::from),
+            first_order_at: opt_millis(*first_order_at),
+            last_order_at: opt_millis(*last_order_at),
+            first_order_id: first_order_id.clone(),
+            last_order_id: last_order_id.clone(),
+            returns: count(*returns),
+            return_reasons: counts(return_reasons),
+            tickets: tickets
                 .iter()
                 .map(|t| TicketView {
                     provider: t.provider.clone(),
@@ -559,18 +607,18 @@ impl From<&Customer> for CustomerView {
                     csat: t.csat.map(i32::from),
                 })
                 .collect(),
-            open_tickets: count(c.open_tickets),
-            ticket_reasons: counts(&c.ticket_reasons),
-            csat_avg_x100: c.csat_avg_x100.map(i64::from),
-            csat_count: count(c.csat_count),
-            chargebacks: count(c.chargebacks),
-            chargebacks_lost: count(c.chargebacks_lost),
-            segments: c.segments.clone(),
-            deleted_at_source: c.deleted_at_source,
-            first_seen_at: opt_millis(c.first_seen_at),
-            last_event_at: opt_millis(c.last_event_at),
-            truncated: c.truncated,
-            omitted: counts(&c.omitted),
+            open_tickets: count(*open_tickets),
+            ticket_reasons: counts(ticket_reasons),
+            csat_avg_x100: csat_avg_x100.map(i64::from),
+            csat_count: count(*csat_count),
+            chargebacks: count(*chargebacks),
+            chargebacks_lost: count(*chargebacks_lost),
+            segments: segments.clone(),
+            deleted_at_source: *deleted_at_source,
+            first_seen_at: opt_millis(*first_seen_at),
+            last_event_at: opt_millis(*last_event_at),
+            truncated: *truncated,
+            omitted: counts(omitted),
         }
     }
 }
