@@ -60,7 +60,7 @@ fn main() {
         samples::tenant_toml(TENANT)
     );
     let config = Config::from_toml_str(&toml, Vec::new()).expect("bench config");
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &storefold_sinks::registry::names()) {
         broker
             .create_topic(&spec.name, spec.partitions)
             .expect("topic");

@@ -99,7 +99,9 @@ fn main() {
     };
     let toml = format!("[sinks.postgres]\nurl = \"{}\"\n", pg.url());
     let config = Config::from_toml_str(&toml, Vec::new()).expect("config");
-    let cfg = config.sinks.postgres.expect("[sinks.postgres]");
+    let cfg = storefold_sinks::postgres::PostgresSinkConfig::from_config(&config)
+        .expect("valid [sinks.postgres]")
+        .expect("[sinks.postgres]");
     rt.block_on(async {
         let mut sink = PostgresSink::connect(&cfg, &Registry::new())
             .await

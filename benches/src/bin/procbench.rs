@@ -64,7 +64,7 @@ fn main() {
     );
     let config = Config::from_toml_str(&toml, Vec::new()).expect("config");
     let topics = Topics::new(&config.kafka.topic_prefix);
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &storefold_sinks::registry::names()) {
         broker
             .create_topic(&spec.name, spec.partitions)
             .expect("topic");

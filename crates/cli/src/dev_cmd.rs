@@ -22,8 +22,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use storefold_processor::Mode;
 use storefold_providers::ProviderKind;
-use storefold_runtime::config::{Config, PostgresSinkConfig};
+use storefold_runtime::config::Config;
 use storefold_runtime::kafka::topic_specs;
+use storefold_sinks::postgres::PostgresSinkConfig;
+use storefold_sinks::registry;
 use tokio::net::TcpListener;
 
 use crate::dev_sample::{self, TENANT};
@@ -72,11 +74,13 @@ pub(crate) struct DevArgs {
 pub(crate) fn config(path: Option<&Path>) -> Result<Config> {
     match path {
         Some(p) => Config::load(p, std::env::vars())
+            .and_then(crate::check_sinks)
             .with_context(|| format!("configuration {}", p.display())),
         None => Config::from_toml_str(
             include_str!("../../../storefold.example.toml"),
             std::env::vars(),
         )
+        .and_then(crate::check_sinks)
         .context("the bundled example configuration"),
     }
 }
@@ -126,7 +130,7 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
         });
     config.validate().context("the operator token of dev")?;
 
-    let topics: Vec<(String, i32)> = topic_specs(&config.kafka)
+    let topics: Vec<(String, i32)> = topic_specs(&config.kafka, &registry::names())
         .into_iter()
         .map(|s| (s.name, s.partitions))
         .collect();
@@ -183,14 +187,18 @@ pub(crate) async fn run(mut config: Config, args: DevArgs) -> Result<()> {
     let mut sinks = Sinks::default();
     let mut pg_group = None;
     if let Some(url) = &args.postgres_url {
-        let mut cfg = match config.sinks.postgres.clone() {
-            Some(c) => c,
-            None => serde_json::from_value::<PostgresSinkConfig>(serde_json::json!({ "url": url }))
-                .context("PostgreSQL sink settings")?,
-        };
-        cfg.url = url.clone();
-        pg_group = Some(cfg.group_id.clone());
-        config.sinks.postgres = Some(cfg);
+        // The URL goes into the section (made when missing), whose other
+        // settings keep their values or defaults.
+        config
+            .sinks
+            .sections
+            .entry("postgres".into())
+            .or_default()
+            .insert("url".into(), url.clone().into());
+        let cfg = PostgresSinkConfig::from_config(&config)
+            .context("PostgreSQL sink settings")?
+            .context("the [sinks.postgres] section just made")?;
+        pg_group = Some(cfg.group_id);
         sinks.0.push(&storefold_sinks::postgres::PostgresSpec);
     }
     let roles = Roles::start(&config, http, operator, Mode::All, sinks).await?;

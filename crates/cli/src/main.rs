@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use storefold_runtime::config::{Config, LogFormat};
+use storefold_runtime::config::{Config, ConfigError, LogFormat};
 
 // glibc's allocator costs the ingest about a quarter of its throughput under load
 // (measured with benches' loadgen); mimalloc does not.
@@ -297,7 +297,34 @@ pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
 /// The configuration: `--config`, else `./storefold.toml`, else the defaults; then
 /// the environment.
 fn load_config(path: Option<&Path>) -> Result<Config> {
-    Ok(load_config_if_any(path)?.unwrap_or(Config::from_toml_str("", std::env::vars())?))
+    match load_config_if_any(path)? {
+        Some(config) => Ok(config),
+        None => Config::from_toml_str("", std::env::vars())
+            .and_then(check_sinks)
+            .context("the configuration from the environment"),
+    }
+}
+
+/// `config` once its `[sinks.<name>]` sections passed their sinks' checks
+/// (`storefold_sinks::registry::check`): every role refuses a wrong sink
+/// section at start, as it refuses any other wrong setting.
+pub(crate) fn check_sinks(config: Config) -> Result<Config, ConfigError> {
+    storefold_sinks::registry::check(&config)?;
+    Ok(config)
+}
+
+/// The processor's run options, measuring the dead-letter topics of every
+/// registered sink.
+pub(crate) fn processor_options(
+    config: &Config,
+    mode: storefold_processor::Mode,
+) -> storefold_processor::RunOptions {
+    let mut opts = storefold_processor::options(config, mode);
+    opts.dead_letter_sinks = storefold_sinks::registry::names()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    opts
 }
 
 /// Like [`load_config`], but `None` when there is no file at all (for tools that
@@ -310,6 +337,7 @@ fn load_config_if_any(path: Option<&Path>) -> Result<Option<Config>> {
         None => return Ok(None),
     };
     Config::load(path, std::env::vars())
+        .and_then(check_sinks)
         .map(Some)
         .with_context(|| format!("configuration {}", path.display()))
 }

@@ -62,7 +62,7 @@ async fn bind(config: &Config) -> Result<TcpListener> {
 pub(crate) async fn process(mut config: Config, args: ProcessArgs) -> Result<()> {
     apply(&mut config, args.listen, args.state_dir);
     let listener = bind(&config).await?;
-    let mut opts = storefold_processor::options(&config, Mode::Group);
+    let mut opts = crate::processor_options(&config, Mode::Group);
     opts.exit_when_caught_up = args.exit_when_caught_up;
     let shutdown = storefold_runtime::shutdown::on_signal();
     let summary = storefold_processor::serve(&config, listener, opts, shutdown).await?;
@@ -78,7 +78,7 @@ pub(crate) async fn process(mut config: Config, args: ProcessArgs) -> Result<()>
 pub(crate) async fn replay(mut config: Config, args: ReplayArgs) -> Result<()> {
     apply(&mut config, args.listen, args.state_dir);
     let listener = bind(&config).await?;
-    let mut opts = storefold_processor::options(&config, Mode::All);
+    let mut opts = crate::processor_options(&config, Mode::All);
     opts.reset = true;
     opts.exit_when_caught_up = !args.keep_running;
     tracing::warn!(

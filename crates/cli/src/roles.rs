@@ -101,7 +101,7 @@ impl Roles {
             for spec in sinks.0 {
                 let name = spec.name();
                 let settings = spec
-                    .settings(config)
+                    .settings(config)?
                     .ok_or_else(|| anyhow!(registry::not_configured(name)))?;
                 let sink = spec
                     .build(config, &registry)
@@ -166,7 +166,7 @@ impl Roles {
         let folding = {
             let p = processor.clone();
             let token = stop_roles.clone();
-            let opts = storefold_processor::options(config, mode);
+            let opts = crate::processor_options(config, mode);
             tokio::task::spawn_blocking(move || p.run_blocking(opts, token))
         };
         Ok(Roles {

@@ -52,7 +52,7 @@ fn chosen(config: &Config, args: &RunArgs) -> Result<Sinks> {
     }
     for spec in &args.sinks {
         let name = spec.name();
-        if spec.settings(config).is_none() {
+        if config.sinks.section(name).is_none() {
             bail!("--sink {name}: {}", registry::not_configured(name));
         }
     }

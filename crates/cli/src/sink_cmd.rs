@@ -49,7 +49,7 @@ pub(crate) async fn run_sink(mut config: Config, args: SinkArgs) -> Result<()> {
     // The section first: a missing one is the likeliest mistake, and says so
     // before anything is bound or connected.
     let settings = spec
-        .settings(&config)
+        .settings(&config)?
         .ok_or_else(|| anyhow!(registry::not_configured(spec.name())))?;
     let addr = config.sinks.listen;
     let listener = TcpListener::bind(addr)

@@ -32,7 +32,7 @@ pub(crate) enum TopicsCommand {
 }
 
 pub(crate) async fn run(config: &Config, command: TopicsCommand) -> Result<()> {
-    let specs = topic_specs(&config.kafka);
+    let specs = topic_specs(&config.kafka, &storefold_sinks::registry::names());
     let mut out = std::io::stdout().lock();
     let (strict, timeout) = match command {
         TopicsCommand::Create { timeout } => {

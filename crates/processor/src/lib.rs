@@ -248,7 +248,8 @@ impl Processor {
     }
 }
 
-/// Run options from the configuration.
+/// Run options from the configuration. No sink's dead-letter topic is
+/// measured until the caller names the sinks (`dead_letter_sinks`).
 pub fn options(config: &Config, mode: Mode) -> RunOptions {
     RunOptions {
         mode,
@@ -257,6 +258,7 @@ pub fn options(config: &Config, mode: Mode) -> RunOptions {
         batch_size: config.processor.batch_size,
         commit_interval: Duration::from_millis(config.processor.commit_interval_ms),
         group_id: config.processor.group_id.clone(),
+        dead_letter_sinks: Vec::new(),
     }
 }
 

@@ -39,6 +39,11 @@ pub struct RunOptions {
     pub batch_size: usize,
     pub commit_interval: Duration,
     pub group_id: String,
+    /// The sinks whose dead-letter topics (`dlq.sink.<name>`) the
+    /// `storefold_processor_dlq_records` gauge measures, besides the
+    /// processor's own. The sinks are registered above this crate, so the
+    /// caller names them (the CLI: `storefold_sinks::registry::names()`).
+    pub dead_letter_sinks: Vec<String>,
 }
 
 /// What a run did.
@@ -63,6 +68,8 @@ struct Ctx {
     owned: Owned,
     reset: bool,
     fatal: Mutex<Option<TaskError>>,
+    /// The dead-letter topics measured by `dlq_records`.
+    dead_letters: Vec<String>,
 }
 
 impl Ctx {
@@ -206,6 +213,13 @@ pub fn run(
         owned,
         reset: opts.reset,
         fatal: Mutex::new(None),
+        dead_letters: std::iter::once(shared.topics.dlq_processor())
+            .chain(
+                opts.dead_letter_sinks
+                    .iter()
+                    .map(|s| shared.topics.dlq_sink(s)),
+            )
+            .collect(),
     };
     let mut cc = storefold_runtime::kafka::client_config(&shared.kafka);
     cc.set("group.id", &opts.group_id)
@@ -597,13 +611,7 @@ fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
 /// topic missing or with fewer partitions) is each topic asked alone.
 fn update_dlq_records(consumer: &BaseConsumer<Ctx>, owned: &[i32]) {
     let shared = &consumer.context().shared;
-    let topics: Vec<String> = std::iter::once(shared.topics.dlq_processor())
-        .chain(
-            storefold_runtime::kafka::SINKS
-                .iter()
-                .map(|s| shared.topics.dlq_sink(s)),
-        )
-        .collect();
+    let topics = &consumer.context().dead_letters;
     let wanted = |topics: &[String]| -> Vec<(String, i32)> {
         topics
             .iter()
@@ -623,13 +631,13 @@ fn update_dlq_records(consumer: &BaseConsumer<Ctx>, owned: &[i32]) {
             .set(held);
     };
     let timeout = Duration::from_secs(10);
-    if let Ok(marks) = crate::task::watermarks(consumer, &wanted(&topics), timeout) {
-        for t in &topics {
+    if let Ok(marks) = crate::task::watermarks(consumer, &wanted(topics), timeout) {
+        for t in topics {
             publish(t, &marks);
         }
         return;
     }
-    for t in &topics {
+    for t in topics {
         match crate::task::watermarks(consumer, &wanted(std::slice::from_ref(t)), timeout) {
             Ok(marks) => publish(t, &marks),
             Err(e) => tracing::debug!(topic = %t, error = %e, "dead-letter records not measured"),

@@ -67,12 +67,6 @@ impl Topics {
     }
 }
 
-/// The sinks, each with its dead-letter topic `dlq.sink.<name>`. The sinks
-/// themselves are registered in `storefold_sinks::registry::SINKS` (a crate
-/// above this one); this list names them for the topic set and the
-/// processor's dead-letter gauges, and a test there fails until both agree.
-pub const SINKS: [&str; 3] = ["postgres", "hubspot", "webhook"];
-
 /// How a topic is cleaned up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CleanupPolicy {
@@ -105,8 +99,12 @@ pub struct TopicSpec {
     pub co_partitioned: bool,
 }
 
-/// The topics storefold needs, from the configuration.
-pub fn topic_specs(kafka: &KafkaConfig) -> Vec<TopicSpec> {
+/// The topics storefold needs, from the configuration: with a dead-letter
+/// topic `dlq.sink.<name>` for each of `dlq_sinks`. The sinks are registered
+/// in a crate above this one, so callers pass their names
+/// (`storefold_sinks::registry::names()`); a caller that runs no sink may pass
+/// none.
+pub fn topic_specs(kafka: &KafkaConfig, dlq_sinks: &[&str]) -> Vec<TopicSpec> {
     let topics = Topics::new(&kafka.topic_prefix);
     let p = kafka.partitions;
     let mut specs: Vec<TopicSpec> = topics
@@ -139,7 +137,7 @@ pub fn topic_specs(kafka: &KafkaConfig) -> Vec<TopicSpec> {
             co_partitioned: false,
         });
     }
-    let dlqs = SINKS.iter().map(|s| topics.dlq_sink(s));
+    let dlqs = dlq_sinks.iter().map(|s| topics.dlq_sink(s));
     for name in [topics.triggers(), topics.dlq_processor()]
         .into_iter()
         .chain(dlqs)
@@ -562,8 +560,13 @@ mod tests {
             partitions: 6,
             ..KafkaConfig::default()
         };
-        let specs = topic_specs(&kafka);
+        let specs = topic_specs(&kafka, &["postgres", "hubspot", "webhook"]);
         assert_eq!(specs.len(), 11 + 1 + 2 + 2 + 3);
+        assert_eq!(
+            topic_specs(&kafka, &[]).len(),
+            11 + 1 + 2 + 2,
+            "no sink, no sink dead-letter topic"
+        );
         let dlq = specs
             .iter()
             .find(|s| s.name == "sf.dlq.sink.hubspot")

@@ -40,7 +40,7 @@ fn min_insync_replicas_defaults_to_two_within_the_replication_factor() {
     let c = load("[kafka]\nreplication_factor = 5\nmin_insync_replicas = 3\n").expect("3 of 5");
     assert_eq!(c.kafka.min_insync(), 3);
     assert!(
-        topic_specs(&c.kafka)
+        topic_specs(&c.kafka, &["postgres"])
             .iter()
             .all(|s| s.min_insync_replicas == 3)
     );
@@ -53,7 +53,7 @@ fn min_insync_replicas_defaults_to_two_within_the_replication_factor() {
 #[test]
 fn topics_check_reports_a_different_min_insync_replicas() {
     let c = load("").expect("defaults");
-    let spec = &topic_specs(&c.kafka)[0];
+    let spec = &topic_specs(&c.kafka, &[])[0];
     assert!(matches!(
         min_insync_finding(spec, Some("2")),
         Finding::Ok(_)

@@ -1,17 +1,21 @@
 //! The one list of sinks.
 //!
 //! Each sink lives in its own directory (`postgres/`, `hubspot/`, `webhook/`)
-//! with its writer, its unit tests and a [`SinkSpec`]: its name, the settings of
-//! its `[sinks.<name>]` section, and how to build it from the configuration.
-//! [`SINKS`] names every spec once; from it follow `storefold sink <name>` (its
-//! choices and help), the sinks `storefold run` starts, and the checks that the
-//! dead-letter topics (`storefold_runtime::kafka::SINKS`) and the Helm chart
-//! list the same sinks.
+//! with its writer, its unit tests, the type of its `[sinks.<name>]` section
+//! (`config.rs`: defaults, checks, redacted `Debug`) and a [`SinkSpec`]: its
+//! name, its section's checks and example, and how to build it from the
+//! configuration. [`SINKS`] names every spec once; from it follow
+//! `storefold sink <name>` (its choices and help), the sinks `storefold run`
+//! starts, the sections the configuration may have ([`check`]), the
+//! dead-letter topics ([`names`], passed to
+//! `storefold_runtime::kafka::topic_specs`) and the processor's dead-letter
+//! gauges.
 
 use std::time::Duration;
 
 use prometheus::Registry;
-use storefold_runtime::config::Config;
+use serde::de::DeserializeOwned;
+use storefold_runtime::config::{Config, ConfigError};
 
 use crate::hubspot::HubSpotSpec;
 use crate::postgres::PostgresSpec;
@@ -55,9 +59,18 @@ pub trait SinkSpec: Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// One line for `--help`: what the sink does.
     fn about(&self) -> &'static str;
-    /// The runner settings of the sink's section; `None` when the configuration
-    /// has no `[sinks.<name>]`.
-    fn settings(&self, config: &Config) -> Option<SinkSettings>;
+    /// A working `[sinks.<name>]` section (header included), with literal
+    /// values only: a unit test parses and checks it.
+    fn example(&self) -> &'static str;
+    /// The runner settings of the sink's section, parsed and checked; `None`
+    /// when the configuration has no `[sinks.<name>]`.
+    fn settings(&self, config: &Config) -> Result<Option<SinkSettings>, ConfigError>;
+    /// Parses and checks the sink's section, when present, against the whole
+    /// configuration (a sink may depend on other settings, as HubSpot on the
+    /// tenants). By default, what [`settings`](Self::settings) does.
+    fn check(&self, config: &Config) -> Result<(), ConfigError> {
+        self.settings(config).map(drop)
+    }
     /// Builds the sink from its section (connecting where it must, so that a
     /// wrong address or credential is reported before anything runs). Fails
     /// with [`not_configured`]'s message when the section is missing.
@@ -83,8 +96,48 @@ pub fn configured(config: &Config) -> Vec<&'static dyn SinkSpec> {
     SINKS
         .iter()
         .copied()
-        .filter(|s| s.settings(config).is_some())
+        .filter(|s| config.sinks.section(s.name()).is_some())
         .collect()
+}
+
+/// Checks the configuration's sink sections: each `[sinks.<x>]` must name a
+/// registered sink, and each present section must parse and pass its sink's
+/// checks. Every role calls it when it loads the configuration, so a wrong
+/// section stops any of them at start, not only the sink's own.
+pub fn check(config: &Config) -> Result<(), ConfigError> {
+    for name in config.sinks.sections.keys() {
+        if find(name).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "unknown sink section [sinks.{name}]; the sinks are: {}",
+                names().join(", ")
+            )));
+        }
+    }
+    SINKS.iter().try_for_each(|s| s.check(config))
+}
+
+/// `[sinks.<name>]` read as `T`; `None` without the section. Errors name the
+/// key (`sinks.<name>.<key>`) as the rest of the configuration's do. `T`'s own
+/// checks are its caller's (the section types' `from_config`).
+pub fn parse_section<T: DeserializeOwned>(
+    config: &Config,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    let Some(table) = config.sinks.section(name) else {
+        return Ok(None);
+    };
+    serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
+        .map(Some)
+        .map_err(|e| {
+            let mut key = format!("sinks.{name}");
+            if e.path().iter().next().is_some() {
+                key = format!("{key}.{}", e.path());
+            }
+            ConfigError::Key {
+                key,
+                message: e.into_inner().to_string(),
+            }
+        })
 }
 
 /// The message for a sink asked for without its section.
@@ -106,8 +159,12 @@ pub(crate) fn missing_section(name: &str) -> WriteError {
 mod tests {
     use super::*;
 
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// storefold.example.toml with its commented `[sinks.<name>]` sections
-    /// switched on, so that every sink has its section.
+    /// switched on.
     fn example() -> Config {
         let text = include_str!("../../../storefold.example.toml");
         let mut out = Vec::new();
@@ -142,18 +199,24 @@ mod tests {
         Config::from_toml_str(&text, env).expect("uncommented example")
     }
 
+    /// Every spec's own example, alone in a configuration.
+    fn own_example(spec: &dyn SinkSpec) -> Config {
+        Config::from_toml_str(spec.example(), no_env())
+            .unwrap_or_else(|e| panic!("{}: the example does not load: {e}", spec.name()))
+    }
+
     #[test]
-    fn names_are_unique_and_match_the_dead_letter_topics() {
+    fn names_are_unique_config_keys_and_topic_suffixes() {
         let mut names = names();
-        assert_eq!(names, storefold_runtime::kafka::SINKS.to_vec());
         names.sort();
         names.dedup();
         assert_eq!(names.len(), SINKS.len(), "two specs share a name");
         for s in SINKS {
             assert!(
-                s.name()
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                !s.name().is_empty()
+                    && s.name()
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{}: a sink name is a config key, a topic suffix and a CLI word",
                 s.name()
             );
@@ -161,16 +224,27 @@ mod tests {
             assert_eq!(find(s.name()).map(|f| f.name()), Some(s.name()));
         }
         assert!(find("nowhere").is_none());
+        // The dead-letter topics follow the registry.
+        let kafka = storefold_runtime::config::KafkaConfig::default();
+        let topics = storefold_runtime::kafka::topic_specs(&kafka, &super::names());
+        let prefix = format!("{}dlq.sink.", kafka.topic_prefix);
+        let dlqs: Vec<&str> = topics
+            .iter()
+            .filter_map(|t| t.name.strip_prefix(&prefix))
+            .collect();
+        assert_eq!(dlqs, super::names());
     }
 
     #[test]
-    fn every_sink_reads_its_section_and_only_its_own() {
-        let config = example();
-        let none = Config::from_toml_str("", Vec::<(String, String)>::new()).expect("empty");
-        assert!(configured(&none).is_empty());
+    fn every_sink_has_an_example_that_loads_and_passes_its_checks() {
         for s in SINKS {
+            let config = own_example(*s);
+            let sections: Vec<&String> = config.sinks.sections.keys().collect();
+            assert_eq!(sections, [s.name()], "{}: the example's sections", s.name());
+            check(&config).unwrap_or_else(|e| panic!("{}: {e}", s.name()));
             let settings = s
                 .settings(&config)
+                .unwrap_or_else(|e| panic!("{}: {e}", s.name()))
                 .unwrap_or_else(|| panic!("{}: the example's section is not read", s.name()));
             assert!(settings.batch_size > 0, "{}", s.name());
             assert!(
@@ -179,9 +253,35 @@ mod tests {
                 s.name(),
                 settings.group_id
             );
-            assert_eq!(s.settings(&none), None, "{}", s.name());
+            assert_eq!(configured(&config).len(), 1, "{}", s.name());
+            // Another sink's spec finds nothing in it.
+            for other in SINKS.iter().filter(|o| o.name() != s.name()) {
+                assert_eq!(other.settings(&config).ok(), Some(None), "{}", other.name());
+            }
         }
-        assert_eq!(configured(&config).len(), SINKS.len());
+    }
+
+    #[test]
+    fn the_example_configuration_names_only_sinks_that_load() {
+        let config = example();
+        check(&config).expect("the uncommented example's sink sections");
+        assert!(
+            !config.sinks.sections.is_empty(),
+            "the example shows at least one sink section"
+        );
+        for name in config.sinks.sections.keys() {
+            let spec = find(name).expect("a registered sink");
+            assert!(
+                matches!(spec.settings(&config), Ok(Some(_))),
+                "{name}: its section is read"
+            );
+        }
+        let none = Config::from_toml_str("", no_env()).expect("empty");
+        assert!(configured(&none).is_empty());
+        check(&none).expect("no sink at all");
+        for s in SINKS {
+            assert_eq!(s.settings(&none).ok(), Some(None), "{}", s.name());
+        }
         let opts = SinkSettings {
             group_id: "g".into(),
             batch_size: 7,
@@ -194,9 +294,39 @@ mod tests {
         assert_eq!(opts.exit_when_idle, Some(Duration::from_secs(1)));
     }
 
+    #[test]
+    fn check_refuses_unknown_sections_and_bad_ones() {
+        let config = Config::from_toml_str("[sinks.hubspott]\ntoken = \"t\"\n", no_env())
+            .expect("runtime keeps any table");
+        let err = check(&config).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "unknown sink section [sinks.hubspott]; the sinks are: {}",
+                names().join(", ")
+            )
+        );
+        for s in SINKS {
+            // The example with a key no sink has.
+            let text = s.example().replacen(
+                &format!("[sinks.{}]\n", s.name()),
+                &format!("[sinks.{}]\nno_such_key = 1\n", s.name()),
+                1,
+            );
+            let config = Config::from_toml_str(&text, no_env()).expect("raw");
+            let err = check(&config).expect_err(s.name()).to_string();
+            assert!(
+                err.contains(&format!("sinks.{}", s.name())) && err.contains("no_such_key"),
+                "{}: {err}",
+                s.name()
+            );
+            assert!(s.settings(&config).is_err(), "{}", s.name());
+        }
+    }
+
     #[tokio::test]
     async fn building_without_the_section_names_it() {
-        let config = Config::from_toml_str("", Vec::<(String, String)>::new()).expect("empty");
+        let config = Config::from_toml_str("", no_env()).expect("empty");
         let registry = Registry::new();
         for s in SINKS {
             let err = match s.build(&config, &registry).await {
@@ -214,9 +344,9 @@ mod tests {
     #[tokio::test]
     async fn a_built_sink_is_the_spec_it_came_from() {
         // The webhook sink builds without connecting anywhere.
-        let config = example();
-        let registry = Registry::new();
         let spec = find("webhook").expect("webhook");
+        let config = own_example(spec);
+        let registry = Registry::new();
         let sink = spec.build(&config, &registry).await.expect("webhook sink");
         assert_eq!(crate::Sink::name(&sink), "webhook");
         assert!(!crate::Sink::streams(&sink).is_empty());

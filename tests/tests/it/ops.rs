@@ -40,6 +40,8 @@ use serde_json::{Value, json};
 use storefold_providers::ProviderKind;
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::topic_specs;
+use storefold_sinks::postgres::PostgresSinkConfig;
+use storefold_sinks::registry;
 use storefold_testkit::broker::BrokerProcess;
 use storefold_testkit::{free_port, samples};
 
@@ -173,8 +175,11 @@ fn load_config(toml: &str, given: &BTreeMap<String, String>, what: &str) -> Conf
             (k, v)
         })
         .collect::<Vec<_>>();
-    Config::from_toml_str(toml, env)
-        .unwrap_or_else(|e| panic!("{what} is not a configuration storefold loads: {e}"))
+    let config = Config::from_toml_str(toml, env)
+        .unwrap_or_else(|e| panic!("{what} is not a configuration storefold loads: {e}"));
+    registry::check(&config)
+        .unwrap_or_else(|e| panic!("{what}: a sink section storefold refuses: {e}"));
+    config
 }
 
 fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
@@ -782,7 +787,7 @@ fn real_metrics_scrapes_pass_promtool_and_match_the_registrations() {
     let config_path = dir.path().join("storefold.toml");
     std::fs::write(&config_path, &toml).unwrap();
     let config = Config::from_toml_str(&toml, Vec::new()).expect("test configuration");
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &registry::names()) {
         broker
             .create_topic(&spec.name, spec.partitions)
             .expect("create topic");
@@ -1156,7 +1161,9 @@ fn compose_stack_validates_and_agrees_with_its_configuration() {
             }
             "sink-postgres" => {
                 assert_eq!(command, ["sink", "postgres"]);
-                let pg = config.sinks.postgres.as_ref().expect("[sinks.postgres]");
+                let pg = PostgresSinkConfig::from_config(&config)
+                    .expect("valid [sinks.postgres]")
+                    .expect("[sinks.postgres]");
                 assert!(pg.url.contains("@postgres:5432/"), "{}", pg.url);
                 assert_eq!(
                     services["postgres"]["environment"]["POSTGRES_DB"],
@@ -1553,22 +1560,24 @@ fn helm_chart_renders_validates_and_fits_the_binary() {
         ));
 
         // The chart's sinks are the entries of values.yaml's `sinks` with an
-        // `enabled` key: the same names as the sinks storefold has.
-        let mut chart_sinks: Vec<&str> = defaults["sinks"]
+        // `enabled` key: each a sink storefold has (the chart may leave some
+        // out; a sink without an entry is simply not deployed by it).
+        let chart_sinks: Vec<&str> = defaults["sinks"]
             .as_object()
             .expect("values.yaml: sinks")
             .iter()
             .filter(|(_, v)| v.get("enabled").is_some())
             .map(|(k, _)| k.as_str())
             .collect();
-        chart_sinks.sort_unstable();
-        let mut known = storefold_runtime::kafka::SINKS.to_vec();
-        known.sort_unstable();
-        assert_eq!(
-            chart_sinks, known,
-            "values.yaml's sinks are not storefold's (storefold_sinks::registry::SINKS)"
-        );
-        // One Deployment per enabled sink, each with its section in the configuration.
+        for sink in &chart_sinks {
+            assert!(
+                registry::find(sink).is_some(),
+                "values.yaml's sink {sink} is not one of storefold's ({})",
+                registry::names().join(", ")
+            );
+        }
+        // One Deployment per enabled sink, each with its section in the
+        // configuration, read by that sink's own spec.
         for sink in chart_sinks {
             let enabled = values["sinks"][sink]["enabled"]
                 .as_bool()
@@ -1584,6 +1593,11 @@ fn helm_chart_renders_validates_and_fits_the_binary() {
                 assert!(
                     toml.lines().any(|l| l.trim() == section),
                     "{label}: sink {sink} runs without [sinks.{sink}]"
+                );
+                let spec = registry::find(sink).expect("a registered sink");
+                assert!(
+                    matches!(spec.settings(&config), Ok(Some(_))),
+                    "{label}: [sinks.{sink}] is not read by the {sink} sink"
                 );
             }
         }

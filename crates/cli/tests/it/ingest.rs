@@ -47,7 +47,7 @@ fn setup(bootstrap: &str, partitions: i32) -> Setup {
 }
 
 fn create_all(broker: &mut BrokerProcess, config: &Config) {
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &storefold_sinks::registry::names()) {
         broker.create_topic(&spec.name, spec.partitions).unwrap();
     }
 }
@@ -301,7 +301,7 @@ fn topics_check_finds_wrong_partition_counts_and_says_what_it_cannot_verify() {
     // A raw topic with a different partition count breaks co-partitioning.
     let mut other = BrokerProcess::start(1);
     let bad = self::setup(other.bootstrap(), 3);
-    for spec in topic_specs(&bad.config.kafka) {
+    for spec in topic_specs(&bad.config.kafka, &storefold_sinks::registry::names()) {
         let n = if spec.name == "storefold.raw.stripe" {
             2
         } else {
@@ -384,7 +384,10 @@ fn the_example_configuration_loads() {
     let demo = &config.tenants["demo"];
     assert!(demo.providers.len() >= 9);
     assert_eq!(config.kafka.topic_prefix, "storefold.");
-    let pg = config.sinks.postgres.as_ref().expect("[sinks.postgres]");
+    storefold_sinks::registry::check(&config).expect("the example's sink sections");
+    let pg = storefold_sinks::postgres::PostgresSinkConfig::from_config(&config)
+        .expect("valid")
+        .expect("[sinks.postgres]");
     assert_eq!(pg.schema, "storefold");
     assert_eq!(pg.batch_size, 1000);
     // --help of every subcommand works (the docs an operator reads first).

@@ -16,7 +16,7 @@ use storefold_core::MoneyBag;
 use storefold_core::ledger::OrderFigures;
 use storefold_journeys::{FiguresExpect, Journey, library};
 use storefold_providers::{AdyenCapture, MapOptions, OrderReference, ProviderKind};
-use storefold_runtime::config::HubSpotSinkConfig;
+use storefold_sinks::hubspot::HubSpotSinkConfig;
 use storefold_sinks::hubspot::mapping::Mapping;
 use storefold_testkit::broker::MockBroker;
 use storefold_testkit::postgres::PgServer;

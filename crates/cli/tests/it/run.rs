@@ -393,6 +393,53 @@ fn a_chosen_sink_without_its_section_and_a_config_without_tenants_are_refused() 
         "{err}"
     );
 
+    // A wrong sink section stops every role at start, not only the sink's own:
+    // a section no sink has, and a section its sink refuses.
+    for (sinks, says) in [
+        (
+            "[sinks.hubspott]\ntoken = \"t\"\n",
+            "unknown sink section [sinks.hubspott]; the sinks are: postgres, hubspot, webhook",
+        ),
+        (
+            "[sinks.webhook]\nurl = \"ftp://hooks.example\"\nsecret = \"s\"\n",
+            "sinks.webhook.url must be an http(s) URL",
+        ),
+        (
+            "[sinks.postgres]\nurl = \"postgres://db/crm\"\nbatchsize = 5\n",
+            "batchsize",
+        ),
+    ] {
+        let wrong = write_config(dir.path(), "127.0.0.1:1", free_port(), sinks);
+        for role in [
+            &["ingest"][..],
+            &["process"],
+            &["topics", "check"],
+            &["run", "--no-sinks"],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
+                .arg("--config")
+                .arg(&wrong)
+                .args(role)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{role:?} with {sinks}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(says), "{role:?} with {sinks}: {err}");
+        }
+    }
+    // The same from the environment alone.
+    let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
+        .arg("--config")
+        .arg(&config)
+        .args(["topics", "check"])
+        .env("STOREFOLD_SINKS__WEBHOOK__URL", "hooks.example")
+        .env("STOREFOLD_SINKS__WEBHOOK__SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sinks.webhook.url"), "{err}");
+
     let bare = dir.path().join("bare.toml");
     std::fs::write(&bare, "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_storefold"))

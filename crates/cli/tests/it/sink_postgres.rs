@@ -209,7 +209,7 @@ async fn a_sink_killed_mid_run_and_restarted_converges_to_the_newest_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), broker.bootstrap(), &pg.url());
     let config = Config::load(&path, Vec::new()).expect("config");
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &storefold_sinks::registry::names()) {
         broker.create_topic(&spec.name, spec.partitions).unwrap();
     }
     let topics = Topics::new(&config.kafka.topic_prefix);

@@ -1,19 +1,26 @@
-//! `[sinks]` and one section per sink.
+//! `[sinks]`: the settings every sink shares, and each sink's own section kept
+//! as a raw TOML table.
+//!
+//! The sections' types live with their sinks (`storefold-sinks`, a crate above
+//! this one), which parse and check them from [`SinksConfig::section`]; this
+//! crate only knows that a table under `[sinks]` is some sink's section.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-use super::{ConfigError, TenantConfig, invalid};
+use super::{ConfigError, invalid};
 
 /// The sinks: settings every sink shares, and one optional section per sink.
 /// A sink runs (`storefold sink <name>`) only when its section is present.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+///
+/// Any table under `[sinks]` is kept in [`sections`](Self::sections) by name;
+/// which names are sinks, and what their sections hold, is decided by the
+/// sinks' registry (`storefold_sinks::registry::check`). Any other key must be
+/// one of the shared settings below.
+#[derive(Clone)]
 pub struct SinksConfig {
     /// Address of a sink's /healthz, /readyz and /metrics.
     pub listen: SocketAddr,
@@ -28,12 +35,64 @@ pub struct SinksConfig {
     /// The longest a destination's `Retry-After` (or a HubSpot quota pause) may
     /// hold a sink before the next attempt: a longer one is cut to this.
     pub max_retry_after_secs: u64,
-    pub postgres: Option<PostgresSinkConfig>,
-    pub hubspot: Option<HubSpotSinkConfig>,
-    pub webhook: Option<WebhookSinkConfig>,
+    /// `[sinks.<name>]` tables by name, as written (after `${VAR}` substitution
+    /// and `STOREFOLD_SINKS__<NAME>__<KEY>` overrides). They may hold
+    /// credentials, so `Debug` shows only their names.
+    pub sections: BTreeMap<String, toml::Table>,
 }
 
 impl Default for SinksConfig {
+    fn default() -> Self {
+        let shared = Shared::default();
+        Self {
+            listen: shared.listen,
+            retry_initial_ms: shared.retry_initial_ms,
+            retry_max_ms: shared.retry_max_ms,
+            circuit_failure_threshold: shared.circuit_failure_threshold,
+            circuit_open_ms: shared.circuit_open_ms,
+            max_retry_after_secs: shared.max_retry_after_secs,
+            sections: BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for SinksConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinksConfig")
+            .field("listen", &self.listen)
+            .field("retry_initial_ms", &self.retry_initial_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .field("circuit_failure_threshold", &self.circuit_failure_threshold)
+            .field("circuit_open_ms", &self.circuit_open_ms)
+            .field("max_retry_after_secs", &self.max_retry_after_secs)
+            .field("sections", &self.sections.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The keys of [`Shared`]: any other non-table key under `[sinks]` is a typo.
+const SHARED_KEYS: [&str; 6] = [
+    "listen",
+    "retry_initial_ms",
+    "retry_max_ms",
+    "circuit_failure_threshold",
+    "circuit_open_ms",
+    "max_retry_after_secs",
+];
+
+/// The shared settings as written, without the sink sections.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Shared {
+    listen: SocketAddr,
+    retry_initial_ms: u64,
+    retry_max_ms: u64,
+    circuit_failure_threshold: u32,
+    circuit_open_ms: u64,
+    max_retry_after_secs: u64,
+}
+
+impl Default for Shared {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
@@ -42,227 +101,77 @@ impl Default for SinksConfig {
             circuit_failure_threshold: 5,
             circuit_open_ms: 30_000,
             max_retry_after_secs: 900,
-            postgres: None,
-            hubspot: None,
-            webhook: None,
         }
     }
 }
 
-/// `[sinks.postgres]`: upserts projections into PostgreSQL (schema per §3).
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSinkConfig {
-    /// libpq-style URL, e.g. `postgres://storefold:${PGPASSWORD}@db:5432/crm`.
-    pub url: String,
-    /// Schema holding the tables (created by the migrations).
-    #[serde(default = "default_pg_schema")]
-    pub schema: String,
-    /// Consumer group of this sink.
-    #[serde(default = "default_pg_group")]
-    pub group_id: String,
-    /// Records per write (one upsert statement per table and batch).
-    #[serde(default = "default_pg_batch")]
-    pub batch_size: usize,
-    /// How long a batch waits to fill before it is written anyway.
-    #[serde(default = "default_linger")]
-    pub linger_ms: u64,
-    /// Also append `triggers` to the `triggers` table.
-    #[serde(default = "default_true")]
-    pub triggers: bool,
-    /// TLS: `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (as
-    /// libpq). Overrides an `sslmode` in `url`; default: the URL's, else `prefer`.
-    #[serde(default)]
-    pub sslmode: Option<String>,
-    /// PEM file of the certificate authorities that verify the server
-    /// (`verify-ca`, `verify-full`); default: the system's roots. Overrides an
-    /// `sslrootcert` in `url`.
-    #[serde(default)]
-    pub sslrootcert: Option<PathBuf>,
-}
-
-impl fmt::Debug for PostgresSinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresSinkConfig")
-            .field("url", &redact_url(&self.url))
-            .field("schema", &self.schema)
-            .field("group_id", &self.group_id)
-            .field("batch_size", &self.batch_size)
-            .field("linger_ms", &self.linger_ms)
-            .field("triggers", &self.triggers)
-            .field("sslmode", &self.sslmode)
-            .field("sslrootcert", &self.sslrootcert)
-            .finish()
+impl<'de> Deserialize<'de> for SinksConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let table = toml::Table::deserialize(deserializer)?;
+        Self::from_table(table).map_err(serde::de::Error::custom)
     }
 }
 
-/// `[sinks.hubspot]`: contacts by email and orders as deals, within the portal's limits.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HubSpotSinkConfig {
-    /// Private app access token (sent as `Authorization: Bearer`): the portal
-    /// of a deployment with one tenant. With several tenants, use `tenants`.
-    #[serde(default)]
-    pub token: String,
-    /// `[sinks.hubspot.tenants.<id>]`: one portal (token) per tenant, so that
-    /// tenants never share contacts or deals.
-    #[serde(default)]
-    pub tenants: BTreeMap<String, HubSpotTenantConfig>,
-    /// API base URL.
-    #[serde(default = "default_hubspot_url")]
-    pub base_url: String,
-    #[serde(default = "default_hubspot_group")]
-    pub group_id: String,
-    /// Records per batch request (HubSpot accepts at most 100).
-    #[serde(default = "default_hubspot_batch")]
-    pub batch_size: usize,
-    #[serde(default = "default_linger")]
-    pub linger_ms: u64,
-    /// Requests allowed per rolling 10 seconds (the portal's burst limit).
-    #[serde(default = "default_hubspot_per_10s")]
-    pub requests_per_10s: u32,
-    /// Requests allowed per day (the portal's daily limit).
-    #[serde(default = "default_hubspot_daily")]
-    pub requests_per_day: u32,
-    /// storefold field -> HubSpot contact property name. Unlisted fields are not sent.
-    #[serde(default)]
-    pub contact_properties: BTreeMap<String, String>,
-    /// storefold field -> HubSpot deal property name.
-    #[serde(default)]
-    pub deal_properties: BTreeMap<String, String>,
-    /// Deal property holding storefold's order id (must be a unique-value property).
-    #[serde(default = "default_hubspot_order_id_property")]
-    pub order_id_property: String,
-    /// Pipeline (internal id) of the deals storefold creates.
-    #[serde(default = "default_hubspot_deal_pipeline")]
-    pub deal_pipeline: String,
-    /// storefold order status (`pending`, `open`, `on_hold`, `completed`,
-    /// `cancelled`, `refunded`, `failed`) -> deal stage (internal id). Statuses
-    /// left out keep their default stage.
-    #[serde(default)]
-    pub deal_stages: BTreeMap<String, String>,
-}
-
-impl fmt::Debug for HubSpotSinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HubSpotSinkConfig")
-            .field("token", &"<redacted>")
-            .field("tenants", &self.tenants.keys().collect::<Vec<_>>())
-            .field("base_url", &self.base_url)
-            .field("group_id", &self.group_id)
-            .field("batch_size", &self.batch_size)
-            .field("linger_ms", &self.linger_ms)
-            .field("requests_per_10s", &self.requests_per_10s)
-            .field("requests_per_day", &self.requests_per_day)
-            .field("contact_properties", &self.contact_properties)
-            .field("deal_properties", &self.deal_properties)
-            .field("order_id_property", &self.order_id_property)
-            .field("deal_pipeline", &self.deal_pipeline)
-            .field("deal_stages", &self.deal_stages)
-            .finish()
+impl SinksConfig {
+    /// Splits `[sinks]` into its shared settings and its sections (the tables).
+    fn from_table(table: toml::Table) -> Result<Self, String> {
+        let mut sections = BTreeMap::new();
+        let mut shared = toml::Table::new();
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(t) => {
+                    sections.insert(key, t);
+                }
+                other if SHARED_KEYS.contains(&key.as_str()) => {
+                    shared.insert(key, other);
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown setting sinks.{key} (the shared settings are {}; a sink's own \
+                         settings go in its [sinks.<name>] section)",
+                        SHARED_KEYS.join(", ")
+                    ));
+                }
+            }
+        }
+        let shared: Shared =
+            serde_path_to_error::deserialize(toml::Value::Table(shared)).map_err(|e| {
+                let key = e.path().to_string();
+                format!("sinks.{key}: {}", e.into_inner())
+            })?;
+        Ok(Self {
+            listen: shared.listen,
+            retry_initial_ms: shared.retry_initial_ms,
+            retry_max_ms: shared.retry_max_ms,
+            circuit_failure_threshold: shared.circuit_failure_threshold,
+            circuit_open_ms: shared.circuit_open_ms,
+            max_retry_after_secs: shared.max_retry_after_secs,
+            sections,
+        })
     }
-}
 
-/// `[sinks.hubspot.tenants.<id>]`: a tenant's own HubSpot portal.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HubSpotTenantConfig {
-    /// The private app access token of the tenant's portal.
-    pub token: String,
-}
-
-impl fmt::Debug for HubSpotTenantConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HubSpotTenantConfig")
-            .field("token", &"<redacted>")
-            .finish()
+    /// The raw `[sinks.<name>]` table, if the configuration has one.
+    pub fn section(&self, name: &str) -> Option<&toml::Table> {
+        self.sections.get(name)
     }
-}
 
-/// `[sinks.webhook]`: signed JSON POSTs of projections and triggers.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSinkConfig {
-    /// Receiver URL.
-    pub url: String,
-    /// HMAC-SHA256 key for the signature header (never in `Debug` output).
-    pub secret: SecretString,
-    #[serde(default = "default_webhook_group")]
-    pub group_id: String,
-    /// Which topics to forward: any of `customers`, `orders`, `triggers`.
-    #[serde(default = "default_webhook_streams")]
-    pub streams: Vec<String>,
-    /// Records per POST (the body is a JSON array).
-    #[serde(default = "default_webhook_batch")]
-    pub batch_size: usize,
-    #[serde(default = "default_linger")]
-    pub linger_ms: u64,
-    /// Per-request timeout.
-    #[serde(default = "default_webhook_timeout")]
-    pub timeout_ms: u64,
-}
-
-impl fmt::Debug for WebhookSinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookSinkConfig")
-            .field("url", &redact_url(&self.url))
-            .field("secret", &self.secret)
-            .field("group_id", &self.group_id)
-            .field("streams", &self.streams)
-            .field("batch_size", &self.batch_size)
-            .field("linger_ms", &self.linger_ms)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
+    /// Checks the shared settings; the sections are the sinks' to check.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
+            return Err(invalid(
+                "sinks.retry_initial_ms must be positive and at most sinks.retry_max_ms",
+            ));
+        }
+        if self.circuit_failure_threshold == 0 || self.circuit_open_ms == 0 {
+            return Err(invalid(
+                "sinks.circuit_failure_threshold and circuit_open_ms must be positive",
+            ));
+        }
+        if self.max_retry_after_secs == 0 {
+            return Err(invalid("sinks.max_retry_after_secs must be positive"));
+        }
+        Ok(())
     }
-}
-
-fn default_pg_schema() -> String {
-    "storefold".into()
-}
-fn default_pg_group() -> String {
-    "storefold-sink-postgres".into()
-}
-fn default_pg_batch() -> usize {
-    1_000
-}
-fn default_linger() -> u64 {
-    200
-}
-fn default_true() -> bool {
-    true
-}
-fn default_hubspot_url() -> String {
-    "https://api.hubapi.com".into()
-}
-fn default_hubspot_group() -> String {
-    "storefold-sink-hubspot".into()
-}
-fn default_hubspot_batch() -> usize {
-    100
-}
-fn default_hubspot_per_10s() -> u32 {
-    100
-}
-fn default_hubspot_daily() -> u32 {
-    250_000
-}
-fn default_hubspot_order_id_property() -> String {
-    "storefold_order_id".into()
-}
-fn default_hubspot_deal_pipeline() -> String {
-    "default".into()
-}
-fn default_webhook_group() -> String {
-    "storefold-sink-webhook".into()
-}
-fn default_webhook_streams() -> Vec<String> {
-    vec!["customers".into(), "orders".into(), "triggers".into()]
-}
-fn default_webhook_batch() -> usize {
-    100
-}
-fn default_webhook_timeout() -> u64 {
-    10_000
 }
 
 /// A URL with its password (and any query string, which may hold tokens) hidden.
@@ -282,136 +191,20 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-impl SinksConfig {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
-            return Err(invalid(
-                "sinks.retry_initial_ms must be positive and at most sinks.retry_max_ms",
-            ));
-        }
-        if self.circuit_failure_threshold == 0 || self.circuit_open_ms == 0 {
-            return Err(invalid(
-                "sinks.circuit_failure_threshold and circuit_open_ms must be positive",
-            ));
-        }
-        if self.max_retry_after_secs == 0 {
-            return Err(invalid("sinks.max_retry_after_secs must be positive"));
-        }
-        if let Some(pg) = &self.postgres {
-            if pg.url.trim().is_empty() {
-                return Err(invalid("sinks.postgres.url is empty"));
-            }
-            if pg.schema.is_empty()
-                || !pg
-                    .schema
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                return Err(invalid(
-                    "sinks.postgres.schema may only hold a-z, 0-9 and '_'",
-                ));
-            }
-            if pg.batch_size == 0 {
-                return Err(invalid("sinks.postgres.batch_size must be positive"));
-            }
-            if let Some(mode) = &pg.sslmode
-                && !matches!(
-                    mode.as_str(),
-                    "disable" | "prefer" | "require" | "verify-ca" | "verify-full"
-                )
-            {
-                return Err(invalid(format!(
-                    "sinks.postgres.sslmode: {mode:?} is not one of disable, prefer, require, verify-ca, verify-full"
-                )));
-            }
-        }
-        if let Some(h) = &self.hubspot {
-            if h.tenants.is_empty() && h.token.trim().is_empty() {
-                return Err(invalid(
-                    "sinks.hubspot: set token (one tenant) or a [sinks.hubspot.tenants.<id>] token per tenant",
-                ));
-            }
-            if !h.tenants.is_empty() && !h.token.trim().is_empty() {
-                return Err(invalid(
-                    "sinks.hubspot: token and tenants are exclusive: with [sinks.hubspot.tenants.<id>], every tenant has its own token",
-                ));
-            }
-            for (id, t) in &h.tenants {
-                if t.token.trim().is_empty() {
-                    return Err(invalid(format!(
-                        "sinks.hubspot.tenants.{id}.token is missing or empty"
-                    )));
-                }
-            }
-            if !(1..=100).contains(&h.batch_size) {
-                return Err(invalid(
-                    "sinks.hubspot.batch_size must be 1-100 (HubSpot's batch limit)",
-                ));
-            }
-            if h.requests_per_10s == 0 || h.requests_per_day == 0 {
-                return Err(invalid(
-                    "sinks.hubspot.requests_per_10s and requests_per_day must be positive",
-                ));
-            }
-        }
-        if let Some(w) = &self.webhook {
-            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
-                return Err(invalid("sinks.webhook.url must be an http(s) URL"));
-            }
-            if w.secret.expose_secret().trim().is_empty() {
-                return Err(invalid(
-                    "sinks.webhook.secret is missing or empty: receivers could not verify the sink's requests",
-                ));
-            }
-            if w.batch_size == 0 || w.timeout_ms == 0 {
-                return Err(invalid(
-                    "sinks.webhook.batch_size and timeout_ms must be positive",
-                ));
-            }
-            if w.streams.is_empty() {
-                return Err(invalid("sinks.webhook.streams is empty"));
-            }
-            for s in &w.streams {
-                if !matches!(s.as_str(), "customers" | "orders" | "triggers") {
-                    return Err(invalid(format!(
-                        "sinks.webhook.streams: {s:?} is not one of customers, orders, triggers"
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// HubSpot portals never mix tenants: one `token` serves a deployment with
-    /// at most one tenant; with `tenants`, every configured tenant needs one.
-    pub(super) fn validate_hubspot_tenants(
-        &self,
-        tenants: &BTreeMap<String, TenantConfig>,
-    ) -> Result<(), ConfigError> {
-        let Some(h) = &self.hubspot else {
-            return Ok(());
-        };
-        if h.tenants.is_empty() {
-            if tenants.len() > 1 {
-                return Err(invalid(format!(
-                    "sinks.hubspot.token would put the contacts and deals of {} tenants into one portal; \
-                     give each tenant its own: [sinks.hubspot.tenants.<id>] token = ...",
-                    tenants.len()
-                )));
-            }
-            return Ok(());
+    #[test]
+    fn every_shared_key_is_a_setting() {
+        for key in SHARED_KEYS {
+            let value = if key == "listen" {
+                toml::Value::String("127.0.0.1:9000".into())
+            } else {
+                toml::Value::Integer(7)
+            };
+            let table = toml::Table::from_iter([(key.to_string(), value)]);
+            SinksConfig::from_table(table).unwrap_or_else(|e| panic!("{key}: {e}"));
         }
-        let missing: Vec<&str> = tenants
-            .keys()
-            .filter(|id| !h.tenants.contains_key(*id))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(invalid(format!(
-                "sinks.hubspot.tenants: no token for tenant(s) {}; add [sinks.hubspot.tenants.<id>] token = ... for each",
-                missing.join(", ")
-            )));
-        }
-        Ok(())
     }
 }

@@ -329,19 +329,68 @@ fn the_schema_registry_section_is_read_and_checked() {
 }
 
 #[test]
-fn the_webhook_sink_secret_is_a_secret() {
+fn sink_sections_are_kept_raw_and_never_shown() {
     let c = Config::from_toml_str(
-        "[sinks.webhook]\nurl = \"https://hooks.example/in\"\nsecret = \"whk-hunter2\"\n",
-        env(&[]),
+        "[sinks]\nretry_max_ms = 900\n[sinks.webhook]\nurl = \"https://hooks.example/in\"\nsecret = \"whk-${HOOK}\"\n\
+         [sinks.hubspot.tenants.a]\ntoken = \"pat-hunter2\"\n",
+        env(&[
+            ("HOOK", "hunter2"),
+            ("STOREFOLD_SINKS__WEBHOOK__BATCH_SIZE", "25"),
+            ("STOREFOLD_SINKS__POSTGRES__URL", "postgres://u:p@db/crm"),
+        ]),
     )
     .unwrap();
-    let w = c.sinks.webhook.as_ref().unwrap();
-    assert_eq!(w.secret.expose_secret(), "whk-hunter2");
-    assert!(!format!("{c:?}").contains("hunter2"));
-    let err = Config::from_toml_str(
-        "[sinks.webhook]\nurl = \"https://hooks.example/in\"\nsecret = \" \"\n",
-        env(&[]),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("sinks.webhook.secret"), "{err}");
+    assert_eq!(c.sinks.retry_max_ms, 900);
+    assert_eq!(c.sinks.retry_initial_ms, 200, "the default");
+    let names: Vec<&String> = c.sinks.sections.keys().collect();
+    assert_eq!(names, ["hubspot", "postgres", "webhook"]);
+    let webhook = c.sinks.section("webhook").unwrap();
+    assert_eq!(
+        webhook["secret"].as_str(),
+        Some("whk-hunter2"),
+        "substituted"
+    );
+    assert_eq!(webhook["batch_size"].as_integer(), Some(25), "overridden");
+    assert_eq!(
+        c.sinks.section("postgres").unwrap()["url"].as_str(),
+        Some("postgres://u:p@db/crm"),
+        "an override alone creates the section"
+    );
+    assert!(c.sinks.section("nowhere").is_none());
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains("u:p@"), "{shown}");
+    assert!(shown.contains("\"webhook\""), "{shown}");
+}
+
+#[test]
+fn a_value_under_sinks_is_a_shared_setting_or_an_error() {
+    for (toml, says) in [
+        (
+            "[sinks]\nretry_max = 5\n",
+            "unknown setting sinks.retry_max",
+        ),
+        (
+            "[sinks]\npostgres = \"db\"\n",
+            "unknown setting sinks.postgres",
+        ),
+        ("[sinks]\nretry_max_ms = \"soon\"\n", "sinks.retry_max_ms"),
+        ("[sinks]\nretry_initial_ms = 0\n", "sinks.retry_initial_ms"),
+        (
+            "[sinks]\nmax_retry_after_secs = 0\n",
+            "max_retry_after_secs",
+        ),
+        ("[sinks]\ncircuit_open_ms = 0\n", "circuit_open_ms"),
+    ] {
+        let err = Config::from_toml_str(toml, env(&[]))
+            .expect_err(toml)
+            .to_string();
+        assert!(err.contains(says), "{toml}: {err}");
+    }
+    let err = Config::from_toml_str("", env(&[("STOREFOLD_SINKS__LISTN", "127.0.0.1:1")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown setting sinks.listn"), "{err}");
+    let c = Config::from_toml_str("", env(&[("STOREFOLD_SINKS__LISTEN", "127.0.0.1:9")])).unwrap();
+    assert_eq!(c.sinks.listen.port(), 9);
 }

@@ -19,12 +19,12 @@
 
 use std::collections::BTreeMap;
 
+use super::HubSpotSinkConfig;
 use storefold_codec::{
     CurrencyRevenueView, CustomerProjection, CustomerView, MoneyView, OrderProjection, OrderView,
     TouchView, Trigger, UtmView,
 };
 use storefold_core::{Currency, Money};
-use storefold_runtime::config::HubSpotSinkConfig;
 use time::OffsetDateTime;
 
 /// How a storefold field's value is written.

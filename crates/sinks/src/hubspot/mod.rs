@@ -67,6 +67,7 @@
 
 mod answer;
 mod client;
+mod config;
 mod enqueue;
 pub mod mapping;
 mod metrics;
@@ -81,13 +82,13 @@ use std::time::Duration;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 use serde_json::{Value, json};
 use storefold_codec::{CustomerProjection, OrderProjection, Trigger};
-use storefold_runtime::config::HubSpotSinkConfig;
 use storefold_runtime::metrics::LATENCY_BUCKETS;
 use tokio::time::Instant;
 
 use crate::{Item, Rejection, Sink, SinkRecord, Stream, WriteError};
 pub(crate) use client::install_crypto_provider;
 use client::{Answer, Client, Endpoint, Failure};
+pub use config::{HubSpotSinkConfig, HubSpotTenantConfig};
 use mapping::Mapping;
 use planner::{MAX_INLINE_WAIT, Planner};
 pub use spec::HubSpotSpec;

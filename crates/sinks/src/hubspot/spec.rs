@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use prometheus::Registry;
-use storefold_runtime::config::Config;
+use storefold_runtime::config::{Config, ConfigError};
 
-use super::HubSpotSink;
+use super::{HubSpotSink, HubSpotSinkConfig};
 use crate::registry::{SinkSettings, SinkSpec, missing_section};
 use crate::{BoxFuture, BoxedSink, WriteError};
 
@@ -22,12 +22,28 @@ impl SinkSpec for HubSpotSpec {
         "Upserts contacts and deals into HubSpot, within the portal's limits"
     }
 
-    fn settings(&self, config: &Config) -> Option<SinkSettings> {
-        config.sinks.hubspot.as_ref().map(|c| SinkSettings {
-            group_id: c.group_id.clone(),
-            batch_size: c.batch_size,
-            linger_ms: c.linger_ms,
-        })
+    fn example(&self) -> &'static str {
+        "[sinks.hubspot]\n\
+         token = \"pat-na1-00000000-0000-0000-0000-000000000000\"\n\
+         batch_size = 100\n\
+         requests_per_10s = 100\n\
+         requests_per_day = 250000\n\
+         order_id_property = \"storefold_order_id\"\n\
+         deal_pipeline = \"default\"\n\
+         deal_stages = { pending = \"contractsent\", completed = \"closedwon\" }\n\
+         [sinks.hubspot.contact_properties]\n\
+         lifetime_value = \"storefold_lifetime_value\"\n\
+         orders_count = \"storefold_orders_count\"\n"
+    }
+
+    fn settings(&self, config: &Config) -> Result<Option<SinkSettings>, ConfigError> {
+        Ok(
+            HubSpotSinkConfig::from_config(config)?.map(|c| SinkSettings {
+                group_id: c.group_id,
+                batch_size: c.batch_size,
+                linger_ms: c.linger_ms,
+            }),
+        )
     }
 
     fn build<'a>(
@@ -36,12 +52,12 @@ impl SinkSpec for HubSpotSpec {
         registry: &'a Registry,
     ) -> BoxFuture<'a, Result<BoxedSink, WriteError>> {
         Box::pin(async move {
-            let cfg = config
-                .sinks
-                .hubspot
-                .as_ref()
+            let cfg = HubSpotSinkConfig::from_config(config)
+                .map_err(|e| WriteError::Fatal {
+                    message: e.to_string(),
+                })?
                 .ok_or_else(|| missing_section(self.name()))?;
-            let sink = HubSpotSink::new(cfg, registry)?
+            let sink = HubSpotSink::new(&cfg, registry)?
                 .with_max_retry_after(Duration::from_secs(config.sinks.max_retry_after_secs));
             Ok(Box::new(sink) as BoxedSink)
         })

@@ -33,7 +33,7 @@
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
-use storefold_runtime::config::{PostgresSinkConfig, redact_url};
+use storefold_runtime::config::redact_url;
 use storefold_runtime::register;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
@@ -41,9 +41,11 @@ use tokio_postgres::{Client, Statement};
 use crate::{Item, Rejection, Sink, SinkRecord, Stream, WriteError};
 use tls::{RustlsConnect, SslMode, connector, split_ssl_params, tls_refusal};
 
+mod config;
 mod spec;
 mod tls;
 
+pub use config::PostgresSinkConfig;
 pub use spec::PostgresSpec;
 
 /// How long one write (a batch's transaction) may take before the connection is

@@ -1,9 +1,9 @@
 //! The PostgreSQL sink in the registry.
 
 use prometheus::Registry;
-use storefold_runtime::config::Config;
+use storefold_runtime::config::{Config, ConfigError};
 
-use super::PostgresSink;
+use super::{PostgresSink, PostgresSinkConfig};
 use crate::registry::{SinkSettings, SinkSpec, missing_section};
 use crate::{BoxFuture, BoxedSink, WriteError};
 
@@ -20,12 +20,24 @@ impl SinkSpec for PostgresSpec {
         "Upserts customers and orders (and appends triggers) into PostgreSQL"
     }
 
-    fn settings(&self, config: &Config) -> Option<SinkSettings> {
-        config.sinks.postgres.as_ref().map(|c| SinkSettings {
-            group_id: c.group_id.clone(),
-            batch_size: c.batch_size,
-            linger_ms: c.linger_ms,
-        })
+    fn example(&self) -> &'static str {
+        "[sinks.postgres]\n\
+         url = \"postgres://storefold@127.0.0.1:5432/storefold\"\n\
+         schema = \"storefold\"\n\
+         batch_size = 1000\n\
+         linger_ms = 200\n\
+         triggers = true\n\
+         sslmode = \"prefer\"\n"
+    }
+
+    fn settings(&self, config: &Config) -> Result<Option<SinkSettings>, ConfigError> {
+        Ok(
+            PostgresSinkConfig::from_config(config)?.map(|c| SinkSettings {
+                group_id: c.group_id,
+                batch_size: c.batch_size,
+                linger_ms: c.linger_ms,
+            }),
+        )
     }
 
     fn build<'a>(
@@ -34,12 +46,12 @@ impl SinkSpec for PostgresSpec {
         registry: &'a Registry,
     ) -> BoxFuture<'a, Result<BoxedSink, WriteError>> {
         Box::pin(async move {
-            let cfg = config
-                .sinks
-                .postgres
-                .as_ref()
+            let cfg = PostgresSinkConfig::from_config(config)
+                .map_err(|e| WriteError::Fatal {
+                    message: e.to_string(),
+                })?
                 .ok_or_else(|| missing_section(self.name()))?;
-            let sink = PostgresSink::connect(cfg, registry).await?;
+            let sink = PostgresSink::connect(&cfg, registry).await?;
             Ok(Box::new(sink) as BoxedSink)
         })
     }

@@ -15,7 +15,7 @@
 //! use storefold_sinks::runner::run;
 //! let metrics = prometheus::Registry::new();
 //! let spec = registry::find("postgres").ok_or("no such sink")?;
-//! let settings = spec.settings(&config).ok_or("[sinks.postgres] is missing")?;
+//! let settings = spec.settings(&config)?.ok_or("[sinks.postgres] is missing")?;
 //! let sink = spec.build(&config, &metrics).await?;
 //! let opts = settings.run_options(None);
 //! let summary = run(sink, &config, opts, &metrics, Default::default()).await?;

@@ -38,13 +38,14 @@ use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use storefold_runtime::config::WebhookSinkConfig;
 
 use crate::hubspot::install_crypto_provider;
 use crate::{Item, Rejection, Sink, SinkRecord, Stream, WriteError};
 
+mod config;
 mod spec;
 
+pub use config::WebhookSinkConfig;
 pub use spec::WebhookSpec;
 
 /// Unix seconds of the signature.
@@ -372,8 +373,10 @@ mod tests {
             Vec::<(String, String)>::new(),
         )
         .expect("config");
-        let cfg = config.sinks.webhook.as_ref().expect("[sinks.webhook]");
-        let sink = WebhookSink::new(cfg, &Registry::new()).expect("sink");
+        let cfg = WebhookSinkConfig::from_config(&config)
+            .expect("valid")
+            .expect("[sinks.webhook]");
+        let sink = WebhookSink::new(&cfg, &Registry::new()).expect("sink");
         let shown = format!("{sink:?}");
         assert!(shown.contains("hooks.example"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");

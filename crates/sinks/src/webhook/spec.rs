@@ -1,9 +1,9 @@
 //! The webhook sink in the registry.
 
 use prometheus::Registry;
-use storefold_runtime::config::Config;
+use storefold_runtime::config::{Config, ConfigError};
 
-use super::WebhookSink;
+use super::{WebhookSink, WebhookSinkConfig};
 use crate::registry::{SinkSettings, SinkSpec, missing_section};
 use crate::{BoxFuture, BoxedSink, WriteError};
 
@@ -20,12 +20,24 @@ impl SinkSpec for WebhookSpec {
         "POSTs projections and triggers as signed JSON to a URL"
     }
 
-    fn settings(&self, config: &Config) -> Option<SinkSettings> {
-        config.sinks.webhook.as_ref().map(|c| SinkSettings {
-            group_id: c.group_id.clone(),
-            batch_size: c.batch_size,
-            linger_ms: c.linger_ms,
-        })
+    fn example(&self) -> &'static str {
+        "[sinks.webhook]\n\
+         url = \"https://crm-bridge.example.com/storefold\"\n\
+         secret = \"a-key-shared-with-the-receiver\"\n\
+         streams = [\"customers\", \"orders\", \"triggers\"]\n\
+         batch_size = 100\n\
+         linger_ms = 200\n\
+         timeout_ms = 10000\n"
+    }
+
+    fn settings(&self, config: &Config) -> Result<Option<SinkSettings>, ConfigError> {
+        Ok(
+            WebhookSinkConfig::from_config(config)?.map(|c| SinkSettings {
+                group_id: c.group_id,
+                batch_size: c.batch_size,
+                linger_ms: c.linger_ms,
+            }),
+        )
     }
 
     fn build<'a>(
@@ -34,12 +46,12 @@ impl SinkSpec for WebhookSpec {
         registry: &'a Registry,
     ) -> BoxFuture<'a, Result<BoxedSink, WriteError>> {
         Box::pin(async move {
-            let cfg = config
-                .sinks
-                .webhook
-                .as_ref()
+            let cfg = WebhookSinkConfig::from_config(config)
+                .map_err(|e| WriteError::Fatal {
+                    message: e.to_string(),
+                })?
                 .ok_or_else(|| missing_section(self.name()))?;
-            Ok(Box::new(WebhookSink::new(cfg, registry)?) as BoxedSink)
+            Ok(Box::new(WebhookSink::new(&cfg, registry)?) as BoxedSink)
         })
     }
 }

@@ -11,9 +11,10 @@ use prometheus::Registry;
 use serde_json::Value;
 use storefold_codec::{CustomerProjection, OrderProjection};
 use storefold_core::{Currency, Money};
-use storefold_runtime::config::{Config, HubSpotSinkConfig};
+use storefold_runtime::config::Config;
 use storefold_runtime::kafka::Topics;
 use storefold_sinks::hubspot::HubSpotSink;
+use storefold_sinks::hubspot::HubSpotSinkConfig;
 use storefold_sinks::hubspot::mapping::Mapping;
 use storefold_sinks::runner::{self, RunOptions};
 use storefold_sinks::{Item, Sink, WriteError};
@@ -39,10 +40,9 @@ fn hubspot_cfg(hs: &HubSpotStandIn, extra: &str) -> HubSpotSinkConfig {
         "[kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n{}",
         hubspot_toml(hs, extra)
     );
-    Config::from_toml_str(&toml, Vec::new())
-        .expect("config")
-        .sinks
-        .hubspot
+    let config = Config::from_toml_str(&toml, Vec::new()).expect("config");
+    HubSpotSinkConfig::from_config(&config)
+        .expect("valid")
         .expect("hubspot section")
 }
 
@@ -520,11 +520,16 @@ fn the_example_configuration_sections_are_valid() {
         ("STOREFOLD_WEBHOOK_SECRET".to_string(), "s3cret".to_string()),
     ];
     let config = Config::from_toml_str(&out.join("\n"), env).expect("uncommented example");
-    let hubspot = config.sinks.hubspot.as_ref().expect("hubspot section");
+    storefold_sinks::registry::check(&config).expect("the example's sink sections");
+    let hubspot = HubSpotSinkConfig::from_config(&config)
+        .expect("valid")
+        .expect("hubspot section");
     assert_eq!(hubspot.deal_stages["pending"], "contractsent");
-    HubSpotSink::new(hubspot, &Registry::new()).expect("hubspot sink");
-    let webhook = config.sinks.webhook.as_ref().expect("webhook section");
-    storefold_sinks::webhook::WebhookSink::new(webhook, &Registry::new()).expect("webhook sink");
+    HubSpotSink::new(&hubspot, &Registry::new()).expect("hubspot sink");
+    let webhook = storefold_sinks::webhook::WebhookSinkConfig::from_config(&config)
+        .expect("valid")
+        .expect("webhook section");
+    storefold_sinks::webhook::WebhookSink::new(&webhook, &Registry::new()).expect("webhook sink");
 }
 
 // ---------------------------------------------------------------------------
@@ -695,7 +700,9 @@ async fn a_429_storm_and_a_60_second_outage_lose_nothing_and_never_exceed_the_ra
         ),
     );
     let config = env.config.clone();
-    let cfg = config.sinks.hubspot.clone().expect("hubspot");
+    let cfg = HubSpotSinkConfig::from_config(&config)
+        .expect("valid")
+        .expect("hubspot");
     let mapping = Mapping::new(&cfg).expect("mapping");
     let waves = waves();
     let (contacts, deals) = expected_state(&mapping, &waves);
@@ -825,7 +832,8 @@ async fn a_refused_record_lands_in_the_dlq_with_hubspots_message() {
     let items: Vec<Item> = customers.iter().cloned().map(Item::Customer).collect();
     produce(&config, &items);
     let registry = Registry::new();
-    let sink = HubSpotSink::new(config.sinks.hubspot.as_ref().unwrap(), &registry).expect("sink");
+    let cfg = HubSpotSinkConfig::from_config(&config).unwrap().unwrap();
+    let sink = HubSpotSink::new(&cfg, &registry).expect("sink");
     assert_eq!(sink.name(), "hubspot");
     let summary = runner::run(
         sink,
@@ -1021,25 +1029,24 @@ async fn tenants_write_into_their_own_portals_only() {
     // One token for several configured tenants is refused at start, and so is
     // a configured tenant without a token of its own.
     let two_tenants = "[tenants.acme]\n[tenants.globex]\n";
-    let err = Config::from_toml_str(
-        &format!(
-            "{two_tenants}[sinks.hubspot]\ntoken = \"t\"\nbase_url = \"{}\"\n",
-            hs.base_url()
-        ),
-        Vec::new(),
-    )
-    .unwrap_err()
-    .to_string();
+    let load = |toml: &str| -> Result<Config, String> {
+        let config = Config::from_toml_str(toml, Vec::new()).map_err(|e| e.to_string())?;
+        storefold_sinks::registry::check(&config).map_err(|e| e.to_string())?;
+        Ok(config)
+    };
+    let err = load(&format!(
+        "{two_tenants}[sinks.hubspot]\ntoken = \"t\"\nbase_url = \"{}\"\n",
+        hs.base_url()
+    ))
+    .unwrap_err();
     assert!(err.contains("one portal"), "{err}");
-    let err = Config::from_toml_str(
+    let err = load(
         &format!(
             "{two_tenants}[sinks.hubspot]\nbase_url = \"{}\"\n[sinks.hubspot.tenants.acme]\ntoken = \"t\"\n",
             hs.base_url()
         ),
-        Vec::new(),
     )
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
     assert!(err.contains("no token for tenant(s) globex"), "{err}");
 }
 
@@ -1071,9 +1078,8 @@ async fn a_huge_retry_after_is_cut_to_the_configured_maximum() {
 
 fn hubspot_cfg_without_token(sinks_toml: &str) -> HubSpotSinkConfig {
     let toml = format!("[kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n{sinks_toml}");
-    Config::from_toml_str(&toml, Vec::new())
-        .expect("config")
-        .sinks
-        .hubspot
+    let config = Config::from_toml_str(&toml, Vec::new()).expect("config");
+    HubSpotSinkConfig::from_config(&config)
+        .expect("valid")
         .expect("hubspot section")
 }

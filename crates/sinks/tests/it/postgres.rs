@@ -17,6 +17,7 @@ use storefold_codec::{
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, producer_config, topic_specs};
 use storefold_sinks::postgres::PostgresSink;
+use storefold_sinks::postgres::PostgresSinkConfig;
 use storefold_sinks::runner::{RunOptions, RunSummary, run};
 use storefold_sinks::{Sink, SinkError};
 use storefold_testkit::broker::{MockBroker, read_topic};
@@ -50,7 +51,7 @@ fn env(batch_size: usize) -> Env {
         pg.url()
     );
     let config = Config::from_toml_str(&toml, Vec::new()).expect("test config");
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &storefold_sinks::registry::names()) {
         broker
             .create_topic(&spec.name, spec.partitions)
             .expect("create topic");
@@ -176,7 +177,10 @@ impl Env {
     }
 
     async fn sink(&self, registry: &Registry) -> PostgresSink {
-        PostgresSink::connect(self.config.sinks.postgres.as_ref().unwrap(), registry)
+        let cfg = PostgresSinkConfig::from_config(&self.config)
+            .unwrap()
+            .unwrap();
+        PostgresSink::connect(&cfg, registry)
             .await
             .expect("connect")
     }
@@ -774,7 +778,9 @@ async fn a_postgresql_outage_is_retried_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_run_once_when_sinks_start_together() {
     let env = env(10);
-    let cfg = env.config.sinks.postgres.clone().unwrap();
+    let cfg = PostgresSinkConfig::from_config(&env.config)
+        .unwrap()
+        .unwrap();
     let mut starts = Vec::new();
     for _ in 0..4 {
         let cfg = cfg.clone();

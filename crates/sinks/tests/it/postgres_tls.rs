@@ -9,8 +9,8 @@ use std::process::Command;
 
 use prometheus::Registry;
 use storefold_codec::CustomerProjection;
-use storefold_runtime::config::PostgresSinkConfig;
 use storefold_sinks::postgres::PostgresSink;
+use storefold_sinks::postgres::PostgresSinkConfig;
 use storefold_sinks::{Item, Sink, SinkRecord, SourcePosition, WriteError};
 use storefold_testkit::postgres::PgServer;
 
@@ -286,27 +286,30 @@ async fn tls_required_but_the_server_has_none_is_refused() {
 
 #[test]
 fn the_configuration_refuses_unknown_tls_modes_and_a_zero_retry_after_cap() {
+    let load = |toml: &str| -> Result<storefold_runtime::config::Config, String> {
+        let config = storefold_runtime::config::Config::from_toml_str(toml, Vec::new())
+            .map_err(|e| e.to_string())?;
+        storefold_sinks::registry::check(&config).map_err(|e| e.to_string())?;
+        Ok(config)
+    };
     let parse = |extra: &str| {
-        storefold_runtime::config::Config::from_toml_str(
-            &format!(
-                "[sinks]\n{extra}\n[sinks.postgres]\nurl = \"postgres://db/crm\"\nsslmode = \"verify-full\"\n"
-            ),
-            Vec::new(),
-        )
+        load(&format!(
+            "[sinks]\n{extra}\n[sinks.postgres]\nurl = \"postgres://db/crm\"\nsslmode = \"verify-full\"\n"
+        ))
     };
     let ok = parse("").expect("verify-full is a mode");
     assert_eq!(
-        ok.sinks.postgres.unwrap().sslmode.as_deref(),
+        PostgresSinkConfig::from_config(&ok)
+            .unwrap()
+            .unwrap()
+            .sslmode
+            .as_deref(),
         Some("verify-full")
     );
     assert_eq!(ok.sinks.max_retry_after_secs, 900);
-    let err = parse("max_retry_after_secs = 0").unwrap_err().to_string();
+    let err = parse("max_retry_after_secs = 0").unwrap_err();
     assert!(err.contains("max_retry_after_secs"), "{err}");
-    let err = storefold_runtime::config::Config::from_toml_str(
-        "[sinks.postgres]\nurl = \"postgres://db/crm\"\nsslmode = \"allow\"\n",
-        Vec::new(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err =
+        load("[sinks.postgres]\nurl = \"postgres://db/crm\"\nsslmode = \"allow\"\n").unwrap_err();
     assert!(err.contains("sinks.postgres.sslmode"), "{err}");
 }

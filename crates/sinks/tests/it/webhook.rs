@@ -16,10 +16,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use prometheus::Registry;
 use serde_json::Value;
-use storefold_runtime::config::{Config, WebhookSinkConfig};
+use storefold_runtime::config::Config;
 use storefold_runtime::kafka::Topics;
 use storefold_sinks::runner::{self, RunOptions};
 use storefold_sinks::webhook::WebhookSink;
+use storefold_sinks::webhook::WebhookSinkConfig;
 use storefold_sinks::{Item, Sink, WriteError};
 use storefold_testkit::broker::read_topic;
 use tokio_util::sync::CancellationToken;
@@ -147,11 +148,8 @@ fn webhook_cfg(addr: SocketAddr) -> WebhookSinkConfig {
         "[kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n{}",
         webhook_toml(addr, "")
     );
-    Config::from_toml_str(&toml, Vec::new())
-        .unwrap()
-        .sinks
-        .webhook
-        .unwrap()
+    let config = Config::from_toml_str(&toml, Vec::new()).unwrap();
+    WebhookSinkConfig::from_config(&config).unwrap().unwrap()
 }
 
 fn options() -> RunOptions {
@@ -197,7 +195,10 @@ fn identity_of(item: &Item) -> (String, String, String) {
 /// Runs the webhook sink of `env`'s configuration until it went idle.
 async fn run_webhook_sink(env: &KafkaEnv) -> runner::RunSummary {
     let registry = Registry::new();
-    let sink = WebhookSink::new(env.config.sinks.webhook.as_ref().unwrap(), &registry).unwrap();
+    let cfg = WebhookSinkConfig::from_config(&env.config)
+        .unwrap()
+        .unwrap();
+    let sink = WebhookSink::new(&cfg, &registry).unwrap();
     assert_eq!(sink.name(), "webhook");
     runner::run(
         sink,

@@ -66,7 +66,7 @@ impl Run {
 /// Creates on the mock broker every topic the configuration at `config` names.
 pub(crate) fn create_topics(broker: &MockBroker, config: &Path) {
     let config = Config::load(config, Vec::<(String, String)>::new()).unwrap();
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &storefold_sinks::registry::names()) {
         broker.create_topic(&spec.name, spec.partitions).unwrap();
     }
 }

@@ -37,7 +37,7 @@ pub fn config(bootstrap: &str, extra_ingest: &str) -> Config {
 
 /// Creates every topic of the configuration through the mock.
 pub fn create_topics(broker: &MockBroker, config: &Config) {
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &[]) {
         broker
             .create_topic(&spec.name, spec.partitions)
             .expect("create topic");

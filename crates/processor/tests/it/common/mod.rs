@@ -70,7 +70,7 @@ pub fn env_with(partitions: i32, park_timeout_hours: u64, more_toml: &str) -> En
         admin = storefold_runtime::operator::hash_token(ADMIN_TOKEN),
     );
     let config = Config::from_toml_str(&toml, Vec::new()).expect("test config");
-    for spec in topic_specs(&config.kafka) {
+    for spec in topic_specs(&config.kafka, &[]) {
         broker
             .create_topic(&spec.name, spec.partitions)
             .expect("create topic");

@@ -188,7 +188,8 @@ pub fn kafka_env(partitions: i32, sinks_toml: &str) -> KafkaEnv {
         broker.bootstrap()
     );
     let config = Config::from_toml_str(&toml, Vec::new()).expect("test config");
-    for spec in topic_specs(&config.kafka) {
+    storefold_sinks::registry::check(&config).expect("the test's sink sections");
+    for spec in topic_specs(&config.kafka, &storefold_sinks::registry::names()) {
         broker
             .create_topic(&spec.name, spec.partitions)
             .expect("create topic");
