@@ -6,9 +6,12 @@
 //! redeliveries and replays never move the CRM backwards.
 //!
 //! The pieces: [`Sink`] is what a destination implements (PostgreSQL, HubSpot,
-//! webhook), each in its own directory with its writer, its [`registry::SinkSpec`]
-//! (name, config section, construction) and its unit tests; [`registry::SINKS`]
-//! lists them once, and the CLI, `storefold run` and the topic list follow it.
+//! webhook), each in its own directory with its writer, the type of its
+//! `[sinks.<name>]` section, its [`registry::SinkSpec`] (name, section checks
+//! and example, construction) and its unit tests; one line of `sinks!` below
+//! declares the directory and lists the spec in [`registry::SINKS`], which the
+//! CLI, `storefold run`, the configuration check, the dead-letter topics and
+//! the processor's dead-letter gauges follow.
 //! The runner owns Kafka, batching, "newest per key", retries with backoff and
 //! `Retry-After`, the circuit breaker, the dead-letter topic and the metrics.
 
@@ -223,11 +226,26 @@ impl Sink for BoxedSink {
 }
 
 pub mod http;
-pub mod hubspot;
-pub mod postgres;
 pub mod registry;
 pub mod runner;
 pub mod supervisor;
-pub mod webhook;
+
+/// Declares each sink's module (its directory) and lists its spec in
+/// [`registry::SINKS`], in the order given.
+macro_rules! sinks {
+    ($($module:ident :: $spec:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+        /// Every sink's spec, in the order `sinks!` lists them.
+        const SPECS: &[&dyn registry::SinkSpec] = &[$(&$module::$spec),+];
+    };
+}
+
+// Every sink storefold has, in the order `--help` lists them: adding a sink is
+// its directory and one line here (`<module>::<Spec>`).
+sinks! {
+    postgres::PostgresSpec,
+    hubspot::HubSpotSpec,
+    webhook::WebhookSpec,
+}
 
 pub use runner::{RunOptions, RunSummary, SinkError};

@@ -4,7 +4,8 @@
 //! with its writer, its unit tests, the type of its `[sinks.<name>]` section
 //! (`config.rs`: defaults, checks, redacted `Debug`) and a [`SinkSpec`]: its
 //! name, its section's checks and example, and how to build it from the
-//! configuration. [`SINKS`] names every spec once; from it follow
+//! configuration. [`SINKS`] names every spec once (one line of `sinks!` in
+//! `lib.rs`, which also declares the sink's module); from it follow
 //! `storefold sink <name>` (its choices and help), the sinks `storefold run`
 //! starts, the sections the configuration may have ([`check`]), the
 //! dead-letter topics ([`names`], passed to
@@ -17,14 +18,12 @@ use prometheus::Registry;
 use serde::de::DeserializeOwned;
 use storefold_runtime::config::{Config, ConfigError};
 
-use crate::hubspot::HubSpotSpec;
-use crate::postgres::PostgresSpec;
 use crate::runner::RunOptions;
-use crate::webhook::WebhookSpec;
 use crate::{BoxFuture, BoxedSink, WriteError};
 
-/// Every sink storefold has, in the order `--help` lists them.
-pub static SINKS: &[&dyn SinkSpec] = &[&PostgresSpec, &HubSpotSpec, &WebhookSpec];
+/// Every sink storefold has, in the order `--help` lists them: the list of
+/// `sinks!` in `lib.rs`, which also declares each sink's module.
+pub static SINKS: &[&dyn SinkSpec] = crate::SPECS;
 
 /// How the runner consumes for one sink, read from its config section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,11 +147,19 @@ pub fn not_configured(name: &str) -> String {
     )
 }
 
-/// The [`WriteError`] a spec's `build` returns without its section.
-pub(crate) fn missing_section(name: &str) -> WriteError {
-    WriteError::Fatal {
-        message: not_configured(name),
-    }
+/// For a spec's `build`: the section its type's `from_config` read, or a
+/// fatal error saying what is wrong with it or that it is missing.
+pub(crate) fn required<T>(
+    name: &str,
+    section: Result<Option<T>, ConfigError>,
+) -> Result<T, WriteError> {
+    section
+        .map_err(|e| WriteError::Fatal {
+            message: e.to_string(),
+        })?
+        .ok_or_else(|| WriteError::Fatal {
+            message: not_configured(name),
+        })
 }
 
 #[cfg(test)]

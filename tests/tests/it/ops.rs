@@ -1164,10 +1164,11 @@ fn compose_stack_validates_and_agrees_with_its_configuration() {
                 let pg = PostgresSinkConfig::from_config(&config)
                     .expect("valid [sinks.postgres]")
                     .expect("[sinks.postgres]");
-                assert!(pg.url.contains("@postgres:5432/"), "{}", pg.url);
+                let url = storefold_runtime::config::ExposeSecret::expose_secret(&pg.url);
+                assert!(url.contains("@postgres:5432/"), "{url}");
                 assert_eq!(
                     services["postgres"]["environment"]["POSTGRES_DB"],
-                    pg.url.rsplit('/').next().unwrap()
+                    url.rsplit('/').next().unwrap()
                 );
                 assert_eq!(
                     svc["depends_on"]["postgres"]["condition"],

@@ -427,7 +427,9 @@ fn a_chosen_sink_without_its_section_and_a_config_without_tenants_are_refused() 
             assert!(err.contains(says), "{role:?} with {sinks}: {err}");
         }
     }
-    // The same from the environment alone.
+    // The same from the environment alone (write_config rewrites the one
+    // file of `dir`: the sections of the loop above are gone).
+    let config = write_config(dir.path(), "127.0.0.1:1", free_port(), "");
     let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
         .arg("--config")
         .arg(&config)

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use storefold_runtime::config::{Config, ConfigError};
 
@@ -14,8 +15,9 @@ use crate::registry::parse_section;
 pub struct HubSpotSinkConfig {
     /// Private app access token (sent as `Authorization: Bearer`): the portal
     /// of a deployment with one tenant. With several tenants, use `tenants`.
+    /// Empty when not set; never in `Debug` output.
     #[serde(default)]
-    pub token: String,
+    pub token: SecretString,
     /// `[sinks.hubspot.tenants.<id>]`: one portal (token) per tenant, so that
     /// tenants never share contacts or deals.
     #[serde(default)]
@@ -60,8 +62,8 @@ pub struct HubSpotSinkConfig {
 impl fmt::Debug for HubSpotSinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubSpotSinkConfig")
-            .field("token", &"<redacted>")
-            .field("tenants", &self.tenants.keys().collect::<Vec<_>>())
+            .field("token", &self.token)
+            .field("tenants", &self.tenants)
             .field("base_url", &self.base_url)
             .field("group_id", &self.group_id)
             .field("batch_size", &self.batch_size)
@@ -81,14 +83,15 @@ impl fmt::Debug for HubSpotSinkConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotTenantConfig {
-    /// The private app access token of the tenant's portal.
-    pub token: String,
+    /// The private app access token of the tenant's portal (never in `Debug`
+    /// output).
+    pub token: SecretString,
 }
 
 impl fmt::Debug for HubSpotTenantConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubSpotTenantConfig")
-            .field("token", &"<redacted>")
+            .field("token", &self.token)
             .finish()
     }
 }
@@ -134,20 +137,20 @@ impl HubSpotSinkConfig {
     /// never mix tenants: one `token` serves a deployment with at most one
     /// tenant; with `tenants`, every tenant of `config` needs one.
     pub fn validate(&self, config: &Config) -> Result<(), String> {
-        if self.tenants.is_empty() && self.token.trim().is_empty() {
+        if self.tenants.is_empty() && self.token.expose_secret().trim().is_empty() {
             return Err(
                 "sinks.hubspot: set token (one tenant) or a [sinks.hubspot.tenants.<id>] token per tenant"
                     .into(),
             );
         }
-        if !self.tenants.is_empty() && !self.token.trim().is_empty() {
+        if !self.tenants.is_empty() && !self.token.expose_secret().trim().is_empty() {
             return Err(
                 "sinks.hubspot: token and tenants are exclusive: with [sinks.hubspot.tenants.<id>], every tenant has its own token"
                     .into(),
             );
         }
         for (id, t) in &self.tenants {
-            if t.token.trim().is_empty() {
+            if t.token.expose_secret().trim().is_empty() {
                 return Err(format!(
                     "sinks.hubspot.tenants.{id}.token is missing or empty"
                 ));
@@ -202,18 +205,21 @@ mod tests {
         let h = load("[sinks.hubspot]\ntoken = \"${HS}\"\n")
             .unwrap()
             .unwrap();
-        assert_eq!(h.token, "pat-hunter2");
+        assert_eq!(h.token.expose_secret(), "pat-hunter2");
         assert_eq!(h.base_url, "https://api.hubapi.com");
         assert_eq!((h.batch_size, h.requests_per_10s), (100, 100));
         assert_eq!(h.order_id_property, "storefold_order_id");
-        assert!(!format!("{h:?}").contains("hunter2"));
+        let shown = format!("{h:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("token: SecretBox<str>([REDACTED])"), "{shown}");
         let t = load("[tenants.a]\n[sinks.hubspot.tenants.a]\ntoken = \"${HS}\"\n")
             .unwrap()
             .unwrap();
-        assert_eq!(t.tenants["a"].token, "pat-hunter2");
+        assert_eq!(t.tenants["a"].token.expose_secret(), "pat-hunter2");
         let shown = format!("{t:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
         assert!(
-            !shown.contains("hunter2") && shown.contains("\"a\""),
+            shown.contains("\"a\": HubSpotTenantConfig { token: SecretBox<str>([REDACTED]) }"),
             "{shown}"
         );
         assert!(load("").unwrap().is_none());

@@ -80,6 +80,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use storefold_codec::{CustomerProjection, OrderProjection, Trigger};
 use storefold_runtime::metrics::LATENCY_BUCKETS;
@@ -159,7 +160,7 @@ impl HubSpotSink {
         let metrics = HubSpotMetrics::new(registry)
             .map_err(|e| fatal(format!("cannot register the HubSpot metrics: {e}")))?;
         if cfg.tenants.is_empty() {
-            if cfg.token.trim().is_empty() {
+            if cfg.token.expose_secret().trim().is_empty() {
                 return Err(fatal(
                     "sinks.hubspot: no token, and no [sinks.hubspot.tenants.<id>]".into(),
                 ));
@@ -168,7 +169,7 @@ impl HubSpotSink {
                 portals: BTreeMap::new(),
                 single: Some(Portal::new(
                     cfg,
-                    &cfg.token,
+                    cfg.token.expose_secret(),
                     "sinks.hubspot.token",
                     metrics,
                 )?),
@@ -178,7 +179,7 @@ impl HubSpotSink {
         for (tenant, t) in &cfg.tenants {
             let portal = Portal::new(
                 cfg,
-                &t.token,
+                t.token.expose_secret(),
                 &format!("sinks.hubspot.tenants.{tenant}.token"),
                 metrics.clone(),
             )?;

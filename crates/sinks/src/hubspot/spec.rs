@@ -6,7 +6,7 @@ use prometheus::Registry;
 use storefold_runtime::config::{Config, ConfigError};
 
 use super::{HubSpotSink, HubSpotSinkConfig};
-use crate::registry::{SinkSettings, SinkSpec, missing_section};
+use crate::registry::{SinkSettings, SinkSpec, required};
 use crate::{BoxFuture, BoxedSink, WriteError};
 
 /// `[sinks.hubspot]`: see [`HubSpotSink`].
@@ -52,11 +52,7 @@ impl SinkSpec for HubSpotSpec {
         registry: &'a Registry,
     ) -> BoxFuture<'a, Result<BoxedSink, WriteError>> {
         Box::pin(async move {
-            let cfg = HubSpotSinkConfig::from_config(config)
-                .map_err(|e| WriteError::Fatal {
-                    message: e.to_string(),
-                })?
-                .ok_or_else(|| missing_section(self.name()))?;
+            let cfg = required(self.name(), HubSpotSinkConfig::from_config(config))?;
             let sink = HubSpotSink::new(&cfg, registry)?
                 .with_max_retry_after(Duration::from_secs(config.sinks.max_retry_after_secs));
             Ok(Box::new(sink) as BoxedSink)

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use storefold_runtime::config::{Config, ConfigError, redact_url};
 
@@ -13,7 +14,8 @@ use crate::registry::parse_section;
 #[serde(deny_unknown_fields)]
 pub struct PostgresSinkConfig {
     /// libpq-style URL, e.g. `postgres://storefold:${PGPASSWORD}@db:5432/crm`.
-    pub url: String,
+    /// It may hold a password: `Debug` shows it with the password redacted.
+    pub url: SecretString,
     /// Schema holding the tables (created by the migrations).
     #[serde(default = "default_schema")]
     pub schema: String,
@@ -43,7 +45,7 @@ pub struct PostgresSinkConfig {
 impl fmt::Debug for PostgresSinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresSinkConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &redact_url(self.url.expose_secret()))
             .field("schema", &self.schema)
             .field("group_id", &self.group_id)
             .field("batch_size", &self.batch_size)
@@ -76,7 +78,7 @@ impl PostgresSinkConfig {
     /// default.
     pub fn with_url(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            url: SecretString::from(url.into()),
             schema: default_schema(),
             group_id: default_group(),
             batch_size: default_batch(),
@@ -99,7 +101,7 @@ impl PostgresSinkConfig {
     /// What deserialisation cannot check: a URL, a schema name that is safe in
     /// SQL, a positive batch and a known `sslmode`.
     pub fn validate(&self) -> Result<(), String> {
-        if self.url.trim().is_empty() {
+        if self.url.expose_secret().trim().is_empty() {
             return Err("sinks.postgres.url is empty".into());
         }
         if self.schema.is_empty()
@@ -142,8 +144,8 @@ mod tests {
         let pg = load("[sinks.postgres]\nurl = \"postgres://sf:${PGPASSWORD}@db:5432/crm\"\n")
             .unwrap()
             .unwrap();
-        assert_eq!(pg.url, "postgres://sf:pa55@db:5432/crm");
-        let defaults = PostgresSinkConfig::with_url(pg.url.clone());
+        assert_eq!(pg.url.expose_secret(), "postgres://sf:pa55@db:5432/crm");
+        let defaults = PostgresSinkConfig::with_url(pg.url.expose_secret());
         assert_eq!(format!("{pg:?}"), format!("{defaults:?}"));
         assert_eq!(
             (pg.schema.as_str(), pg.batch_size, pg.linger_ms, pg.triggers),

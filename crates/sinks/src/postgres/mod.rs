@@ -33,6 +33,7 @@
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use secrecy::ExposeSecret;
 use storefold_runtime::config::redact_url;
 use storefold_runtime::register;
 use tokio_postgres::types::ToSql;
@@ -385,10 +386,10 @@ impl PostgresSink {
         cfg: &PostgresSinkConfig,
         registry: &Registry,
     ) -> Result<Self, WriteError> {
-        let url = redact_url(&cfg.url);
+        let url = redact_url(cfg.url.expose_secret());
         let fatal = |message: String| WriteError::Fatal { message };
         // tokio-postgres knows neither the verifying modes nor root files.
-        let (rest, url_mode, url_root) = split_ssl_params(&cfg.url);
+        let (rest, url_mode, url_root) = split_ssl_params(cfg.url.expose_secret());
         let mut pg: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| fatal(format!("sinks.postgres.url ({url}) does not parse: {e}")))?;

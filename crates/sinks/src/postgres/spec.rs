@@ -4,7 +4,7 @@ use prometheus::Registry;
 use storefold_runtime::config::{Config, ConfigError};
 
 use super::{PostgresSink, PostgresSinkConfig};
-use crate::registry::{SinkSettings, SinkSpec, missing_section};
+use crate::registry::{SinkSettings, SinkSpec, required};
 use crate::{BoxFuture, BoxedSink, WriteError};
 
 /// `[sinks.postgres]`: see [`PostgresSink`].
@@ -46,11 +46,7 @@ impl SinkSpec for PostgresSpec {
         registry: &'a Registry,
     ) -> BoxFuture<'a, Result<BoxedSink, WriteError>> {
         Box::pin(async move {
-            let cfg = PostgresSinkConfig::from_config(config)
-                .map_err(|e| WriteError::Fatal {
-                    message: e.to_string(),
-                })?
-                .ok_or_else(|| missing_section(self.name()))?;
+            let cfg = required(self.name(), PostgresSinkConfig::from_config(config))?;
             let sink = PostgresSink::connect(&cfg, registry).await?;
             Ok(Box::new(sink) as BoxedSink)
         })

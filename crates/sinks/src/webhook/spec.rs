@@ -4,7 +4,7 @@ use prometheus::Registry;
 use storefold_runtime::config::{Config, ConfigError};
 
 use super::{WebhookSink, WebhookSinkConfig};
-use crate::registry::{SinkSettings, SinkSpec, missing_section};
+use crate::registry::{SinkSettings, SinkSpec, required};
 use crate::{BoxFuture, BoxedSink, WriteError};
 
 /// `[sinks.webhook]`: see [`WebhookSink`].
@@ -46,11 +46,7 @@ impl SinkSpec for WebhookSpec {
         registry: &'a Registry,
     ) -> BoxFuture<'a, Result<BoxedSink, WriteError>> {
         Box::pin(async move {
-            let cfg = WebhookSinkConfig::from_config(config)
-                .map_err(|e| WriteError::Fatal {
-                    message: e.to_string(),
-                })?
-                .ok_or_else(|| missing_section(self.name()))?;
+            let cfg = required(self.name(), WebhookSinkConfig::from_config(config))?;
             Ok(Box::new(WebhookSink::new(&cfg, registry)?) as BoxedSink)
         })
     }
