@@ -376,6 +376,46 @@ fn bad_input_goes_to_the_dead_letter_topic_and_the_task_keeps_going() {
     );
 }
 
+/// The sinks' dead-letter topics the gauge measures are the ones the caller
+/// names (the CLI names every registered sink): each is measured per owned
+/// partition, and a topic nobody named is not.
+#[test]
+fn the_dead_letter_gauge_measures_the_sinks_it_is_given() {
+    let env = env(2);
+    let topics = storefold_runtime::kafka::Topics::new(&env.config.kafka.topic_prefix);
+    // The test cluster has no sink dead-letter topic: the sinks are named above
+    // this crate. One is made here and holds three records.
+    let dlq = topics.dlq_sink("webhook");
+    env.broker.create_topic(&dlq, 2).expect("create topic");
+    for (partition, key) in [(0, b"acme/a"), (1, b"acme/b"), (1, b"acme/c")] {
+        produce_bytes(
+            &env.config,
+            &dlq,
+            partition,
+            key,
+            b"refused by the receiver",
+        );
+    }
+    let at = datetime!(2026-03-01 10:00 UTC);
+    produce(
+        &env.config,
+        &[raw_event("acme", &shopify_order(1, "a@example.com"), at)],
+    );
+    let gauge = format!("storefold_processor_dlq_records{{topic=\"{dlq}\"}}");
+
+    let mut opts = options(&env.config, Mode::All);
+    opts.dead_letter_sinks = vec!["webhook".into()];
+    let (_, metrics) = run(&env, &env.config, opts);
+    assert_eq!(metric(&metrics, &gauge), 3.0, "{metrics}");
+
+    let (_, metrics) = run(&env, &env.config, options(&env.config, Mode::All));
+    assert!(
+        !metrics.contains(&dlq),
+        "nobody named the webhook sink: {metrics}"
+    );
+    assert!(metrics.contains(&topics.dlq_processor()), "{metrics}");
+}
+
 #[test]
 fn state_is_never_applied_to_another_log() {
     let env = env(2);
