@@ -185,7 +185,7 @@ pub(crate) fn read_from_dir(dir: &Path, kind: RecordKind) -> Result<String> {
 ///
 /// Implementations disagree on logical types: Java reduces
 /// `{"type":"long","logicalType":"timestamp-millis"}` to `"long"` (the spec's
-/// [PRIMITIVES] rule once [STRIP] removed `logicalType`), while apache-avro 0.22's
+/// `[PRIMITIVES]` rule once `[STRIP]` removed `logicalType`), while apache-avro 0.22's
 /// `Schema::canonical_form` and Python's avro 1.12 leave `{"type":"long"}`. The
 /// single-object headers storefold writes follow Java; decoding accepts both (see
 /// [`Fingerprint::accepted`]). Schemas without logical types give the same text
