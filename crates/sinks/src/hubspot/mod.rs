@@ -107,7 +107,7 @@ use answer::*;
 pub use metrics::HubSpotMetrics;
 use queue::*;
 
-/// The HubSpot sink (see the module docs): one [`Portal`] per tenant
+/// The HubSpot sink (see the module docs): one portal (`Portal`) per tenant
 /// (`[sinks.hubspot.tenants.<id>]`), or one portal for a deployment with a
 /// single tenant (`token`).
 #[derive(Debug)]

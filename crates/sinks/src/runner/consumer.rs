@@ -37,7 +37,8 @@ pub(super) struct Ctx {
     pub(super) sink: &'static str,
     /// Assigned partitions → next offset to handle (`None`: from the beginning).
     pub(super) positions: Mutex<BTreeMap<Tp, Option<i64>>>,
-    /// Assignments received (see [`RunSummary::assignments`]).
+    /// Assignments received (see
+    /// [`RunSummary::assignments`](super::RunSummary::assignments)).
     pub(super) assignments: std::sync::atomic::AtomicU64,
 }
 
