@@ -113,15 +113,16 @@ enum Command {
     /// Run a sink: keep a destination in step with the projection topics
     /// (customers, orders, triggers), consumed in the sink's own consumer group.
     ///
-    /// The sinks and what each writes are listed under <NAME>. Writes never
+    /// The sinks and what each writes are listed under `<NAME>`. Writes never
     /// move a row backwards ((generation, version) guard); failed writes are
     /// retried with backoff and a circuit breaker; a record the destination
-    /// refuses goes to dlq.sink.<name> with the reason. Offsets are committed
+    /// refuses goes to `dlq.sink.<name>` with the reason. Offsets are committed
     /// only after the write. Serves /healthz, /readyz, /metrics on sinks.listen.
-    /// Refuses to start when [sinks.<name>] is missing. Stops gracefully on SIGTERM.
+    /// Refuses to start when `[sinks.<name>]` is missing. Stops gracefully on
+    /// SIGTERM.
     Sink(sink_cmd::SinkArgs),
-    /// Create or check storefold's Kafka topics (raw.<provider>, changelog,
-    /// customers, orders, triggers, dlq.processor, dlq.sink.<name>).
+    /// Create or check storefold's Kafka topics (`raw.<provider>`, changelog,
+    /// customers, orders, triggers, dlq.processor, `dlq.sink.<name>`).
     Topics {
         #[command(subcommand)]
         command: topics_cmd::TopicsCommand,

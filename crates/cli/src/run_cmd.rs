@@ -28,7 +28,7 @@ pub(crate) struct RunArgs {
     /// Where the processor's tasks keep their RocksDB (overrides processor.state_dir).
     #[arg(long, env = "STOREFOLD_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Run only these sinks (repeatable; each needs its [sinks.<name>] section).
+    /// Run only these sinks (repeatable; each needs its `[sinks.<name>]` section).
     /// Default: every sink the configuration has a section for.
     #[arg(
         long = "sink",
