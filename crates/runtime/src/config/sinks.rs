@@ -43,16 +43,7 @@ pub struct SinksConfig {
 
 impl Default for SinksConfig {
     fn default() -> Self {
-        let shared = Shared::default();
-        Self {
-            listen: shared.listen,
-            retry_initial_ms: shared.retry_initial_ms,
-            retry_max_ms: shared.retry_max_ms,
-            circuit_failure_threshold: shared.circuit_failure_threshold,
-            circuit_open_ms: shared.circuit_open_ms,
-            max_retry_after_secs: shared.max_retry_after_secs,
-            sections: BTreeMap::new(),
-        }
+        Self::from_parts(Shared::default(), BTreeMap::new())
     }
 }
 
@@ -139,7 +130,11 @@ impl SinksConfig {
                 let key = e.path().to_string();
                 format!("sinks.{key}: {}", e.into_inner())
             })?;
-        Ok(Self {
+        Ok(Self::from_parts(shared, sections))
+    }
+
+    fn from_parts(shared: Shared, sections: BTreeMap<String, toml::Table>) -> Self {
+        Self {
             listen: shared.listen,
             retry_initial_ms: shared.retry_initial_ms,
             retry_max_ms: shared.retry_max_ms,
@@ -147,7 +142,7 @@ impl SinksConfig {
             circuit_open_ms: shared.circuit_open_ms,
             max_retry_after_secs: shared.max_retry_after_secs,
             sections,
-        })
+        }
     }
 
     /// The raw `[sinks.<name>]` table, if the configuration has one.
