@@ -32,7 +32,8 @@
 //!    (`state::tests::the_current_version_round_trips_its_fixtures_byte_for_byte`
 //!    fails otherwise). `storefold_core::state` has the rules.
 //! 2. Here: `From<&Customer> for CustomerView` names every field of the
-//!    core's `Customer`, so after step 1 this crate does not compile until
+//!    core's `Customer` (and the order view's `From` every field of the
+//!    engine's `OrderView`), so after step 1 this crate does not compile until
 //!    the field is handled here. Add it, with a doc comment, to `CustomerView` (or
 //!    `OrderView`, or a nested record), and fill it in the `From` impl (its
 //!    struct literal does not compile until you do). An `Option` gets a
@@ -1006,7 +1007,21 @@ avro_view! {
 
 impl From<&storefold_core::engine::OrderView> for OrderView {
     fn from(v: &storefold_core::engine::OrderView) -> Self {
-        let snapshot = v.order.snapshot.as_ref().map(|s| &s.value);
+        // Named field by field, like the customer's view: a field added to the
+        // core's order view does not compile here until the typed view has it
+        // (or says why not).
+        let storefold_core::engine::OrderView {
+            // The projection's own fields, not repeated in the view.
+            tenant: _,
+            order_id: _,
+            customer_id: _,
+            figures,
+            ledger,
+            shipments,
+            touches,
+            order,
+        } = v;
+        let snapshot = order.snapshot.as_ref().map(|s| &s.value);
         let money = |m: &Option<storefold_core::Money>| m.as_ref().map(MoneyView::from);
         Self {
             number: snapshot.and_then(|s| s.number.clone()),
@@ -1040,11 +1055,10 @@ impl From<&storefold_core::engine::OrderView> for OrderView {
             discount_codes: snapshot
                 .map(|s| s.discount_codes.clone())
                 .unwrap_or_default(),
-            figures: OrderFiguresView::from(&v.figures),
-            ledger: v.ledger.iter().map(LedgerEntryView::from).collect(),
-            shipments: v.shipments.iter().map(ShipmentView::from).collect(),
-            returns: v
-                .order
+            figures: OrderFiguresView::from(figures),
+            ledger: ledger.iter().map(LedgerEntryView::from).collect(),
+            shipments: shipments.iter().map(ShipmentView::from).collect(),
+            returns: order
                 .returns
                 .values()
                 .filter_map(|r| {
@@ -1062,17 +1076,15 @@ impl From<&storefold_core::engine::OrderView> for OrderView {
                     })
                 })
                 .collect(),
-            first_touch: v
-                .touches
+            first_touch: touches
                 .as_ref()
                 .and_then(|t| t.first.as_ref())
                 .map(TouchView::from),
-            last_touch: v
-                .touches
+            last_touch: touches
                 .as_ref()
                 .and_then(|t| t.last.as_ref())
                 .map(TouchView::from),
-            redacted: v.order.redacted,
+            redacted: order.redacted,
         }
     }
 }
