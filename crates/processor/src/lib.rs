@@ -13,6 +13,7 @@
 
 pub mod db;
 mod failpoint;
+mod lanes;
 pub mod metrics;
 pub mod parked;
 pub mod query;

@@ -404,32 +404,12 @@ fn commit_tasks(
     }
     let ctx = consumer.context();
     let mut tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
-    let mut work: Vec<(i32, &mut Task)> = tasks
+    let work: Vec<(i32, &mut Task)> = tasks
         .iter_mut()
         .filter(|(p, _)| due.contains(p))
         .map(|(p, t)| (*p, t))
         .collect();
-    let lanes = work.len().min(PARALLEL_COMMITS);
-    let mut per_lane: Vec<Vec<(i32, &mut Task)>> = (0..lanes).map(|_| Vec::new()).collect();
-    for (i, w) in work.drain(..).enumerate() {
-        per_lane[i % lanes].push(w);
-    }
-    let results: Vec<(i32, Result<usize, TaskError>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = per_lane
-            .into_iter()
-            .map(|lane| {
-                scope.spawn(move || {
-                    lane.into_iter()
-                        .map(|(p, task)| (p, task.commit()))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    let results = crate::lanes::run(work, PARALLEL_COMMITS, |task: &mut Task| task.commit());
     let mut failed = Vec::new();
     let mut tpl = TopicPartitionList::new();
     let mut committed = Vec::new();
@@ -488,6 +468,7 @@ fn restart(consumer: &BaseConsumer<Ctx>, p: i32, e: &TaskError, summary: &mut Ru
         TaskError::Changelog(_) => "changelog",
         TaskError::Db(_) => "state",
         TaskError::WrongLog(_) => "wrong_log",
+        TaskError::Panicked(_) => "panic",
     };
     ctx.shared
         .metrics
@@ -498,14 +479,22 @@ fn restart(consumer: &BaseConsumer<Ctx>, p: i32, e: &TaskError, summary: &mut Ru
     std::thread::sleep(Duration::from_millis(500));
     match Task::start(ctx.shared.clone(), p, false) {
         Ok(task) => {
-            for (topic, next) in task.positions() {
-                if let Err(e) =
-                    consumer.seek(topic, p, Offset::Offset(*next), Duration::from_secs(10))
-                {
-                    tracing::warn!(task = p, topic, error = %e, "seek after restart");
-                }
+            // The consumer has read past the abandoned batch: folding on
+            // without rewinding would skip its records, so a seek that keeps
+            // failing stops the processor (its committed state is intact).
+            let positions = task.positions().iter().map(|(t, next)| (t.as_str(), *next));
+            let rewound = crate::lanes::seek_all(positions, 5, |topic, next| {
+                consumer
+                    .seek(topic, p, Offset::Offset(next), Duration::from_secs(10))
+                    .map_err(|e| e.to_string())
+            });
+            match rewound {
+                Ok(()) => ctx.install(task),
+                Err(e) => ctx.set_fatal(TaskError::Kafka(format!(
+                    "task {p} restarted but could not rewind its consumer ({e}); stopping \
+                     rather than skipping the abandoned batch's records"
+                ))),
             }
-            ctx.install(task);
         }
         Err(e) => ctx.set_fatal(e),
     }

@@ -41,6 +41,10 @@ pub enum TaskError {
     Kafka(String),
     #[error("changelog: {0}")]
     Changelog(String),
+    /// The batch's commit panicked (a bug): the task restarts from its
+    /// committed state, as after a crash.
+    #[error("commit panicked: {0}")]
+    Panicked(String),
 }
 
 impl TaskError {
