@@ -115,19 +115,19 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
     SINKS.iter().try_for_each(|s| s.check(config))
 }
 
-/// `[sinks.<name>]` read as `T`; `None` without the section. Errors name the
-/// key (`sinks.<name>.<key>`) as the rest of the configuration's do. `T`'s own
-/// checks are its caller's (the section types' `from_config`).
+/// `[sinks.<name>]` read as `T` and passed through `check` (what
+/// deserialisation cannot check); `None` without the section. Errors name the
+/// key (`sinks.<name>.<key>`) as the rest of the configuration's do.
 pub fn parse_section<T: DeserializeOwned>(
     config: &Config,
     name: &str,
+    check: impl FnOnce(&T) -> Result<(), String>,
 ) -> Result<Option<T>, ConfigError> {
     let Some(table) = config.sinks.section(name) else {
         return Ok(None);
     };
-    serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
-        .map(Some)
-        .map_err(|e| {
+    let section: T =
+        serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
             let mut key = format!("sinks.{name}");
             if e.path().iter().next().is_some() {
                 key = format!("{key}.{}", e.path());
@@ -136,7 +136,9 @@ pub fn parse_section<T: DeserializeOwned>(
                 key,
                 message: e.into_inner().to_string(),
             }
-        })
+        })?;
+    check(&section).map_err(ConfigError::Invalid)?;
+    Ok(Some(section))
 }
 
 /// The message for a sink asked for without its section.

@@ -125,11 +125,7 @@ impl HubSpotSinkConfig {
     /// The section of `config`, parsed and checked (against the configured
     /// tenants too); `None` without one.
     pub fn from_config(config: &Config) -> Result<Option<Self>, ConfigError> {
-        let Some(c) = parse_section::<Self>(config, "hubspot")? else {
-            return Ok(None);
-        };
-        c.validate(config).map_err(ConfigError::Invalid)?;
-        Ok(Some(c))
+        parse_section(config, "hubspot", |c: &Self| c.validate(config))
     }
 
     /// What deserialisation cannot check: a token or one per tenant (never
@@ -211,7 +207,10 @@ mod tests {
         assert_eq!(h.order_id_property, "storefold_order_id");
         let shown = format!("{h:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("token: SecretBox<str>([REDACTED])"), "{shown}");
+        assert!(
+            shown.contains("token: SecretBox<str>([REDACTED])"),
+            "{shown}"
+        );
         let t = load("[tenants.a]\n[sinks.hubspot.tenants.a]\ntoken = \"${HS}\"\n")
             .unwrap()
             .unwrap();

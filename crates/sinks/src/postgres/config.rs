@@ -91,11 +91,7 @@ impl PostgresSinkConfig {
 
     /// The section of `config`, parsed and checked; `None` without one.
     pub fn from_config(config: &Config) -> Result<Option<Self>, ConfigError> {
-        let Some(c) = parse_section::<Self>(config, "postgres")? else {
-            return Ok(None);
-        };
-        c.validate().map_err(ConfigError::Invalid)?;
-        Ok(Some(c))
+        parse_section(config, "postgres", |c: &Self| c.validate())
     }
 
     /// What deserialisation cannot check: a URL, a schema name that is safe in

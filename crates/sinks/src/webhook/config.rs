@@ -66,11 +66,7 @@ fn default_timeout() -> u64 {
 impl WebhookSinkConfig {
     /// The section of `config`, parsed and checked; `None` without one.
     pub fn from_config(config: &Config) -> Result<Option<Self>, ConfigError> {
-        let Some(c) = parse_section::<Self>(config, "webhook")? else {
-            return Ok(None);
-        };
-        c.validate().map_err(ConfigError::Invalid)?;
-        Ok(Some(c))
+        parse_section(config, "webhook", |c: &Self| c.validate())
     }
 
     /// What deserialisation cannot check: the URL's scheme, a usable secret,
