@@ -98,7 +98,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub processor: ProcessorConfig,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sinks::deserialize")]
     pub sinks: SinksConfig,
     #[serde(default)]
     pub log: LogConfig,

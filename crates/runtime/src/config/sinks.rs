@@ -20,7 +20,8 @@ use super::{ConfigError, invalid};
 /// which names are sinks, and what their sections hold, is decided by the
 /// sinks' registry (`storefold_sinks::registry::check`). Any other key must be
 /// one of the shared settings below.
-#[derive(Clone)]
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SinksConfig {
     /// Address of a sink's /healthz, /readyz and /metrics.
     pub listen: SocketAddr,
@@ -38,12 +39,21 @@ pub struct SinksConfig {
     /// `[sinks.<name>]` tables by name, as written (after `${VAR}` substitution
     /// and `STOREFOLD_SINKS__<NAME>__<KEY>` overrides). They may hold
     /// credentials, so `Debug` shows only their names.
+    #[serde(skip)]
     pub sections: BTreeMap<String, toml::Table>,
 }
 
 impl Default for SinksConfig {
     fn default() -> Self {
-        Self::from_parts(Shared::default(), BTreeMap::new())
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
+            retry_initial_ms: 200,
+            retry_max_ms: 30_000,
+            circuit_failure_threshold: 5,
+            circuit_open_ms: 30_000,
+            max_retry_after_secs: 900,
+            sections: BTreeMap::new(),
+        }
     }
 }
 
@@ -61,7 +71,7 @@ impl fmt::Debug for SinksConfig {
     }
 }
 
-/// The keys of [`Shared`]: any other non-table key under `[sinks]` is a typo.
+/// The shared settings' keys: any other non-table key under `[sinks]` is a typo.
 const SHARED_KEYS: [&str; 6] = [
     "listen",
     "retry_initial_ms",
@@ -71,36 +81,13 @@ const SHARED_KEYS: [&str; 6] = [
     "max_retry_after_secs",
 ];
 
-/// The shared settings as written, without the sink sections.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Shared {
-    listen: SocketAddr,
-    retry_initial_ms: u64,
-    retry_max_ms: u64,
-    circuit_failure_threshold: u32,
-    circuit_open_ms: u64,
-    max_retry_after_secs: u64,
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
-            retry_initial_ms: 200,
-            retry_max_ms: 30_000,
-            circuit_failure_threshold: 5,
-            circuit_open_ms: 30_000,
-            max_retry_after_secs: 900,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for SinksConfig {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let table = toml::Table::deserialize(deserializer)?;
-        Self::from_table(table).map_err(serde::de::Error::custom)
-    }
+/// Reads `[sinks]` (Config's `sinks` field): the tables are kept as sections,
+/// the other keys are the shared settings.
+pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SinksConfig, D::Error> {
+    let table = toml::Table::deserialize(deserializer)?;
+    SinksConfig::from_table(table).map_err(serde::de::Error::custom)
 }
 
 impl SinksConfig {
@@ -125,24 +112,13 @@ impl SinksConfig {
                 }
             }
         }
-        let shared: Shared =
-            serde_path_to_error::deserialize(toml::Value::Table(shared)).map_err(|e| {
+        let mut config: SinksConfig = serde_path_to_error::deserialize(toml::Value::Table(shared))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 format!("sinks.{key}: {}", e.into_inner())
             })?;
-        Ok(Self::from_parts(shared, sections))
-    }
-
-    fn from_parts(shared: Shared, sections: BTreeMap<String, toml::Table>) -> Self {
-        Self {
-            listen: shared.listen,
-            retry_initial_ms: shared.retry_initial_ms,
-            retry_max_ms: shared.retry_max_ms,
-            circuit_failure_threshold: shared.circuit_failure_threshold,
-            circuit_open_ms: shared.circuit_open_ms,
-            max_retry_after_secs: shared.max_retry_after_secs,
-            sections,
-        }
+        config.sections = sections;
+        Ok(config)
     }
 
     /// The raw `[sinks.<name>]` table, if the configuration has one.
