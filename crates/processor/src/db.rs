@@ -279,6 +279,24 @@ impl TaskDb {
         Ok(out)
     }
 
+    /// The entries of one family whose key starts with `prefix`, in key order.
+    pub fn entries_with_prefix(
+        &self,
+        f: Family,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(f), mode) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Every entry of one family (tests and tools).
     pub fn entries(&self, f: Family) -> Result<Vec<(String, Vec<u8>)>, DbError> {
         let mut out = Vec::new();
