@@ -8,6 +8,8 @@
 //! - [`history`]: a seeded multi-tenant history of raw webhooks (Shopify, Stripe,
 //!   AfterShip, Zendesk, Gorgias, browser touches) in arrival order, late and
 //!   duplicated deliveries included, and the in-memory fold it must give.
+//! - [`log_cleaner`]: what Kafka's log cleaner may leave of a compacted
+//!   topic's partition (the mock cluster never compacts).
 //! - [`schema_registry`]: a stand-in for a Confluent schema registry (its REST
 //!   contract, in memory).
 //! - [`samples`]: one real-looking webhook per provider, signed as the provider would
@@ -17,6 +19,7 @@ pub mod broker;
 pub mod browser;
 pub mod history;
 pub mod hubspot;
+pub mod log_cleaner;
 pub mod postgres;
 pub mod samples;
 pub mod schema_registry;
