@@ -13,6 +13,7 @@
 
 pub mod db;
 mod failpoint;
+pub mod idem;
 mod lanes;
 pub mod metrics;
 pub mod parked;

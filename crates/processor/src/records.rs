@@ -76,6 +76,9 @@ pub fn family_of(key: &str) -> Option<Family> {
     if key.starts_with(OUTBOX_PREFIX) {
         return Some(Family::Outbox);
     }
+    if crate::idem::is_batch_key(key) {
+        return Some(Family::Idempotency);
+    }
     if key.starts_with('~') {
         return None;
     }
@@ -107,7 +110,8 @@ pub fn idempotency_stamp(value: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(value.get(..8)?.try_into().ok()?))
 }
 
-/// Outbox key of the `index`-th output of batch `sequence` (sorts by batch).
+/// Outbox key of the `index`-th chunk of batch `sequence` (sorts by batch;
+/// older builds wrote one key per output in the same shape).
 pub fn outbox_key(sequence: i64, index: usize) -> String {
     format!("{OUTBOX_PREFIX}{sequence:016}/{index:08}")
 }
@@ -211,6 +215,58 @@ impl OutboxEntry {
             value,
             headers,
         })
+    }
+}
+
+/// Version byte of an outbox chunk (several entries in one value).
+const OUTBOX_CHUNK: u8 = 2;
+
+/// Packs a batch's outputs into outbox chunk values of at most `budget` bytes
+/// each (an entry larger than the budget gets a chunk of its own), in order.
+/// A chunk is one changelog record, so a batch's outputs cost a few records
+/// (and tombstones) instead of one each.
+pub fn outbox_chunks(entries: &[OutboxEntry], budget: usize) -> Vec<Vec<u8>> {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let mut count: u32 = 0;
+    let finish = |current: &mut Vec<u8>, count: &mut u32, chunks: &mut Vec<Vec<u8>>| {
+        if *count > 0 {
+            let mut value = Vec::with_capacity(current.len() + 5);
+            value.push(OUTBOX_CHUNK);
+            value.extend_from_slice(&count.to_be_bytes());
+            value.append(current);
+            chunks.push(value);
+            *count = 0;
+        }
+    };
+    for e in entries {
+        let bytes = e.encode();
+        if count > 0 && current.len() + bytes.len() + 9 > budget {
+            finish(&mut current, &mut count, &mut chunks);
+        }
+        put_bytes(&mut current, &bytes);
+        count += 1;
+    }
+    finish(&mut current, &mut count, &mut chunks);
+    chunks
+}
+
+/// The entries of an outbox value: a chunk, or a single entry as older
+/// builds wrote it; `None` when unreadable.
+pub fn decode_outbox(bytes: &[u8]) -> Option<Vec<OutboxEntry>> {
+    match bytes.first()? {
+        1 => Some(vec![OutboxEntry::decode(bytes)?]),
+        &OUTBOX_CHUNK => {
+            let mut input = bytes.get(1..)?;
+            let n = u32::from_be_bytes(input.get(..4)?.try_into().ok()?) as usize;
+            input = input.get(4..)?;
+            let mut out = Vec::with_capacity(n.min(input.len() / 4));
+            for _ in 0..n {
+                out.push(OutboxEntry::decode(take_bytes(&mut input)?)?);
+            }
+            input.is_empty().then_some(out)
+        }
+        _ => None,
     }
 }
 
@@ -373,6 +429,10 @@ mod tests {
             Some(Family::Idempotency)
         );
         assert_eq!(family_of(&outbox_key(7, 3)), Some(Family::Outbox));
+        assert_eq!(
+            family_of(&crate::idem::batch_key(2, 9)),
+            Some(Family::Idempotency)
+        );
         assert_eq!(family_of(&marker_key(2)), None);
         assert_eq!(family_of("acme/nonsense/x"), None);
     }
@@ -411,6 +471,35 @@ mod tests {
             let key = StateKey::new("acme", item).encode();
             assert_eq!(family_of(&key), Some(family), "{key}");
         }
+    }
+
+    #[test]
+    fn outbox_chunks_hold_every_entry_in_order_within_the_budget() {
+        let entry = |i: usize, size: usize| OutboxEntry {
+            topic: "storefold.orders".into(),
+            key: format!("acme/o{i}").into_bytes(),
+            value: vec![i as u8; size],
+            headers: vec![],
+        };
+        let entries: Vec<OutboxEntry> = (0..50).map(|i| entry(i, 100 + i * 10)).collect();
+        let chunks = outbox_chunks(&entries, 2_000);
+        assert!(chunks.len() > 1);
+        assert!(chunks.iter().all(|c| c.len() <= 2_000), "within the budget");
+        let back: Vec<OutboxEntry> = chunks
+            .iter()
+            .flat_map(|c| decode_outbox(c).expect("chunk"))
+            .collect();
+        assert_eq!(back, entries);
+        // An entry over the budget travels alone, never split or dropped.
+        let big = vec![entry(1, 10), entry(2, 5_000), entry(3, 10)];
+        let chunks = outbox_chunks(&big, 2_000);
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(decode_outbox(&chunks[1]), Some(vec![big[1].clone()]));
+        assert!(outbox_chunks(&[], 2_000).is_empty());
+        // A value of an older build (one entry) still reads.
+        assert_eq!(decode_outbox(&big[0].encode()), Some(vec![big[0].clone()]));
+        assert_eq!(decode_outbox(&chunks[0][..chunks[0].len() - 1]), None);
+        assert_eq!(decode_outbox(&[9, 0, 0]), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use storefold_core::engine::Engine;
 
 use crate::db::{DbError, Meta, TaskDb};
+use crate::idem::BatchRecords;
 use crate::parked::{ParkedIndex, Progress};
 use crate::records::OutboxEntry;
 
@@ -113,6 +114,8 @@ pub struct Task {
     repair: Vec<String>,
     /// Outbox keys produced and deleted locally, to tombstone in the changelog.
     flushed_outbox: Vec<String>,
+    /// The idempotency batch records still within the retention.
+    idem_batches: BatchRecords,
     pub report: StartReport,
 }
 

@@ -1,6 +1,7 @@
 //! Committing the open batch (steps a–c of ARCHITECTURE §5): the changelog
 //! records and the marker, one local write, then the outputs from the outbox.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rocksdb::WriteBatch;
@@ -9,12 +10,13 @@ use storefold_core::engine::{Engine, Item, StateValue};
 
 use super::shared::Out;
 use super::{Task, TaskError, task_label};
-use crate::db::DbSource;
-use crate::failpoint;
+use crate::db::{DbError, DbSource};
 use crate::parked::parked_since;
 use crate::records::{
-    Family, decode_value, family_of, idempotency_value, input_positions, marker_key, outbox_key,
+    Family, OutboxEntry, decode_outbox, decode_value, family_of, input_positions, marker_key,
+    outbox_chunks, outbox_key,
 };
+use crate::{failpoint, idem, size};
 
 impl Task {
     /// Abandons the open batch: the engine's working set may hold its changes,
@@ -93,8 +95,21 @@ impl Task {
         for p in released {
             *self.batch_outcomes.entry((p, "released")).or_default() += 1;
         }
-        for (k, at) in &self.batch_idem {
-            records.push((k.clone(), Some(idempotency_value(*at))));
+        // The batch's idempotency keys as one record; batch records out of
+        // the retention tombstoned (see crate::idem).
+        let idem_record = (!self.batch_idem.is_empty()).then(|| {
+            let key = idem::batch_key(self.epoch, seq);
+            let value = idem::encode_batch(&self.batch_idem);
+            let newest = idem::batch_newest(&value).unwrap_or(0);
+            records.push((key.clone(), Some(value)));
+            (key, newest)
+        });
+        let watermark = self.watermark.load(Ordering::Relaxed);
+        for k in self
+            .idem_batches
+            .expire(watermark, self.shared.retention_ms)
+        {
+            records.push((k, None));
         }
         // Orphans of a crashed batch: written again with their committed value.
         for k in std::mem::take(&mut self.repair) {
@@ -102,13 +117,14 @@ impl Task {
             records.push((k, v));
         }
         let outputs = self.outputs(&output);
-        let outbox: Vec<(String, Vec<u8>)> = outputs
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (outbox_key(seq, i), e.encode()))
-            .collect();
-        for (k, v) in &outbox {
-            records.push((k.clone(), Some(v.clone())));
+        // The outputs travel in a few chunk records, each within the
+        // producer's message limit.
+        let budget = self
+            .shared
+            .max_message_bytes
+            .saturating_sub(size::RECORD_OVERHEAD + 256);
+        for (i, chunk) in outbox_chunks(&outputs, budget).into_iter().enumerate() {
+            records.push((outbox_key(seq, i), Some(chunk)));
         }
         for k in std::mem::take(&mut self.flushed_outbox) {
             records.push((k, None));
@@ -122,7 +138,7 @@ impl Task {
         // records without copying their values.
         let mut batch = WriteBatch::default();
         for (k, v) in &records {
-            self.db.stage(&mut batch, k, v.as_deref());
+            idem::stage_record(&self.db, &mut batch, k, v.as_deref())?;
         }
         let record_count = records.len() as i64;
         let encoded: Vec<(String, Vec<u8>)> = records
@@ -238,6 +254,9 @@ impl Task {
         self.batch_started = None;
         self.batch_idem.clear();
         self.batch_idem_set.clear();
+        if let Some((key, newest)) = idem_record {
+            self.idem_batches.insert(key, newest);
+        }
 
         // (c) the outputs, then their outbox entries deleted.
         let step = Instant::now();
@@ -256,17 +275,26 @@ impl Task {
 
     /// Produces every outbox entry and deletes them once acknowledged.
     pub(super) fn flush_outbox(&mut self) -> Result<(), TaskError> {
-        let outbox = self.db.outbox()?;
+        let mut outbox: Vec<(String, Vec<OutboxEntry>)> = Vec::new();
+        for (key, value) in self.db.entries(Family::Outbox)? {
+            let entries = decode_outbox(&value).ok_or_else(|| DbError::Corrupt {
+                path: self.db.path().to_path_buf(),
+                key: key.clone(),
+                detail: "undecodable outbox entry".into(),
+            })?;
+            outbox.push((key, entries));
+        }
         let depth = self
             .shared
             .metrics
             .outbox_depth
             .with_label_values(&[&task_label(self.partition)]);
-        depth.set(outbox.len() as i64);
+        depth.set(outbox.iter().map(|(_, e)| e.len()).sum::<usize>() as i64);
         if !outbox.is_empty() {
             let outs: Vec<Out<'_>> = outbox
                 .iter()
-                .map(|(_, e)| Out {
+                .flat_map(|(_, entries)| entries)
+                .map(|e| Out {
                     topic: &e.topic,
                     partition: None,
                     key: &e.key,

@@ -19,6 +19,7 @@ use super::shared::{Out, watermarks};
 use super::{Shared, StartReport, Task, TaskError, task_label};
 use crate::db::{DbError, Meta, TaskDb};
 use crate::failpoint;
+use crate::idem::{BatchRecords, IDEM_BATCH_PREFIX, stage_record};
 use crate::parked::{ParkedIndex, Progress, parked_since};
 use crate::records::{Family, Fence, decode_value, fence_key};
 use crate::restore::{Committed, Op, Restorer, outbox_flushed};
@@ -257,13 +258,22 @@ impl Task {
         let mut sequence = c.sequence;
         let mut flushed = c.flushed;
         if reset {
+            // The old history's idempotency batch records have keys nothing
+            // rewrites: the first batch tombstones them (a repair of a key
+            // whose committed value is now none).
+            let old_batches: Vec<String> = db
+                .entries_with_prefix(Family::Idempotency, IDEM_BATCH_PREFIX)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
             let mut batch = WriteBatch::default();
             db.stage_clear(&mut batch)?;
             db.write(batch)?;
             positions.clear();
-            repair.clear();
+            repair = old_batches;
             flushed = sequence;
         }
+        let idem_batches = BatchRecords::load(&db)?;
         // Where the raw topics continue: the committed positions, or the start of
         // each partition for a topic never read.
         for topic in &shared.raw_topics {
@@ -368,13 +378,14 @@ impl Task {
             batch_outcomes: BTreeMap::new(),
             repair,
             flushed_outbox: Vec::new(),
+            idem_batches,
             report,
         };
         // Outputs of batches committed but not produced: drop those already
         // produced (they will be tombstoned), produce the rest.
-        let outbox = task.db.outbox()?;
+        let outbox = task.db.keys(Family::Outbox)?;
         let mut drop = WriteBatch::default();
-        for (key, _) in &outbox {
+        for key in &outbox {
             if outbox_flushed(key, task.meta.flushed) {
                 task.db.stage(&mut drop, key, None);
                 task.flushed_outbox.push(key.clone());
@@ -389,7 +400,7 @@ impl Task {
 
 fn apply_op(db: &TaskDb, batch: &mut WriteBatch, op: Op) -> Result<(), TaskError> {
     match op {
-        Op::Write(k, v) => db.stage(batch, &k, v.as_deref()),
+        Op::Write(k, v) => stage_record(db, batch, &k, v.as_deref())?,
         Op::Reset => {
             db.write(std::mem::take(batch))?;
             let mut clear = WriteBatch::default();
