@@ -67,6 +67,10 @@ use tenants::tenant_options;
 /// (`STOREFOLD_CONFIG`, `STOREFOLD_LOG_FORMAT`) are command-line options.
 pub const ENV_PREFIX: &str = "STOREFOLD_";
 
+/// Largest `processor.memory_budget_mb` accepted (1 TiB): a larger value is
+/// almost certainly a size in bytes given where MiB are expected.
+pub const MAX_MEMORY_BUDGET_MB: usize = 1 << 20;
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -215,6 +219,17 @@ impl Config {
         }
         if p.group_id.trim().is_empty() {
             return Err(invalid("processor.group_id is empty"));
+        }
+        if p.memory_budget_mb == 0 {
+            return Err(invalid(
+                "processor.memory_budget_mb must be positive: it is the RocksDB block cache and memtable memory of all the instance's tasks (default 1024)",
+            ));
+        }
+        if p.memory_budget_mb > MAX_MEMORY_BUDGET_MB {
+            return Err(invalid(format!(
+                "processor.memory_budget_mb = {} is more than {MAX_MEMORY_BUDGET_MB} (1 TiB): give the budget in MiB",
+                p.memory_budget_mb
+            )));
         }
         for (key, v) in [
             ("max_touches", p.max_touches),

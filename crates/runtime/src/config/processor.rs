@@ -22,8 +22,16 @@ pub struct ProcessorConfig {
     /// How long a provider event id is remembered to recognise retries (hours,
     /// measured in the events' receive time, not the processor's clock).
     pub idempotency_retention_hours: u64,
-    /// Records kept in memory between batches per task (a read cache in front of RocksDB).
+    /// State records the instance keeps in memory between batches (a read
+    /// cache in front of RocksDB), shared by its tasks: each task keeps its
+    /// share, this divided by the tasks the instance owns, but never fewer
+    /// than 1000.
     pub cache_records: usize,
+    /// Memory (MiB) RocksDB may use for all the instance's task stores
+    /// together: one block cache of this size, shared by every store, within
+    /// which the memtables of every store may take up to half. Does not
+    /// depend on how many tasks the instance owns.
+    pub memory_budget_mb: usize,
     /// fsync RocksDB's write-ahead log on every commit (survives power loss, not
     /// only process crashes).
     pub sync_writes: bool,
@@ -61,6 +69,7 @@ impl Default for ProcessorConfig {
             batch_size: 2_000,
             idempotency_retention_hours: 24 * 30,
             cache_records: 200_000,
+            memory_budget_mb: 1024,
             sync_writes: false,
             produce_timeout_ms: 30_000,
             park_timeout_hours: 72,
@@ -70,5 +79,12 @@ impl Default for ProcessorConfig {
             max_listed_orders: 200,
             max_checkpoints: 100,
         }
+    }
+}
+
+impl ProcessorConfig {
+    /// `memory_budget_mb` in bytes.
+    pub fn memory_budget_bytes(&self) -> usize {
+        self.memory_budget_mb.saturating_mul(1 << 20)
     }
 }

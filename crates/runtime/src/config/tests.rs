@@ -394,3 +394,43 @@ fn a_value_under_sinks_is_a_shared_setting_or_an_error() {
     let c = Config::from_toml_str("", env(&[("STOREFOLD_SINKS__LISTEN", "127.0.0.1:9")])).unwrap();
     assert_eq!(c.sinks.listen.port(), 9);
 }
+
+#[test]
+fn the_processor_memory_budget_defaults_parses_overrides_and_refuses_nonsense() {
+    let c = Config::from_toml_str("", env(&[])).unwrap();
+    assert_eq!(c.processor.memory_budget_mb, 1024);
+    assert_eq!(c.processor.memory_budget_bytes(), 1 << 30);
+
+    let c = Config::from_toml_str("[processor]\nmemory_budget_mb = 256\n", env(&[])).unwrap();
+    assert_eq!(c.processor.memory_budget_mb, 256);
+    assert_eq!(c.processor.memory_budget_bytes(), 256 << 20);
+
+    let c = Config::from_toml_str(
+        "[processor]\nmemory_budget_mb = 256\n",
+        env(&[("STOREFOLD_PROCESSOR__MEMORY_BUDGET_MB", "4096")]),
+    )
+    .unwrap();
+    assert_eq!(c.processor.memory_budget_mb, 4096, "the environment wins");
+
+    for (toml, says) in [
+        ("[processor]\nmemory_budget_mb = 0\n", "must be positive"),
+        (
+            "[processor]\nmemory_budget_mb = 1073741824\n",
+            "give the budget in MiB",
+        ),
+    ] {
+        let err = Config::from_toml_str(toml, env(&[]))
+            .expect_err(toml)
+            .to_string();
+        assert!(err.contains("processor.memory_budget_mb"), "{toml}: {err}");
+        assert!(err.contains(says), "{toml}: {err}");
+    }
+    let err = Config::from_toml_str("", env(&[("STOREFOLD_PROCESSOR__MEMORY_BUDGET_MB", "0")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("processor.memory_budget_mb"), "{err}");
+    let err = Config::from_toml_str("[processor]\nmemory_budget_mb = -1\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("memory_budget_mb"), "{err}");
+}
