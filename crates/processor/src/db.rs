@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, WriteBatch,
-    WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
 use storefold_core::engine::{Source, StateKey, StateValue};
@@ -68,6 +68,114 @@ pub enum DbError {
     },
 }
 
+/// The RocksDB memory every task store of one processor instance shares, so
+/// that it follows the configured budget (`processor.memory_budget_mb`), not
+/// the number of tasks the instance owns.
+///
+/// The split: one LRU block cache whose capacity is the whole budget holds the
+/// data blocks, index blocks and bloom filters of every store; one write
+/// buffer manager limits the memtables of every store to half the budget and
+/// charges them to that same cache (RocksDB reserves their size in it), so the
+/// blocks get the rest and both together stay near the budget. The cache is
+/// not strict: pinned blocks (the newest files' index and filter blocks) can
+/// push it a little over, and a memtable flush only starts once the memtables
+/// reach about 7/8 of their half, so writes that outrun the flushes can
+/// briefly exceed it too.
+#[derive(Clone)]
+pub struct StoreMemory {
+    budget: usize,
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl StoreMemory {
+    /// The block cache and write buffer manager for a budget of
+    /// `budget_bytes` (at least 1 MiB is used).
+    pub fn new(budget_bytes: usize) -> StoreMemory {
+        let budget = budget_bytes.max(1 << 20);
+        let cache = Cache::new_lru_cache(budget);
+        // No stall: a stalled writer waits for memory that only other stores'
+        // flushes free, and an idle store never flushes.
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            budget / 2,
+            false,
+            cache.clone(),
+        );
+        StoreMemory {
+            budget,
+            cache,
+            write_buffers,
+        }
+    }
+
+    /// The whole budget (bytes): the block cache's capacity.
+    pub fn budget_bytes(&self) -> usize {
+        self.budget
+    }
+
+    /// The most the memtables of all stores together may take (bytes).
+    pub fn memtable_limit_bytes(&self) -> usize {
+        self.write_buffers.get_buffer_size()
+    }
+
+    /// What the memtables of all stores hold now (bytes of arena allocated).
+    pub fn memtable_bytes(&self) -> usize {
+        self.write_buffers.get_usage()
+    }
+
+    /// What the shared cache holds now, memtable reservations included (bytes).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.get_usage()
+    }
+
+    /// What the shared cache holds besides the memtables' reservations (bytes):
+    /// data, index and filter blocks. The reservation is made in steps, so
+    /// this is an estimate.
+    pub fn block_cache_bytes(&self) -> usize {
+        self.cache_bytes().saturating_sub(self.memtable_bytes())
+    }
+}
+
+impl std::fmt::Debug for StoreMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreMemory")
+            .field("budget", &self.budget)
+            .field("cache", &self.cache_bytes())
+            .field("memtables", &self.memtable_bytes())
+            .finish()
+    }
+}
+
+/// Families whose lookups are mostly point reads of keys that may be missing
+/// (a new event id, a new identity, an order seen for the first time): their
+/// files carry bloom filters.
+const FILTERED: [Family; 3] = [Family::Idempotency, Family::Indexes, Family::Aggregates];
+
+/// Bits per key of the bloom filters (about 1% false positives).
+const BLOOM_BITS_PER_KEY: f64 = 10.0;
+
+/// Size of the memtables' arena blocks. A memtable that holds anything takes
+/// at least one block, and hundreds of stores × the families each batch
+/// writes keep one resident between flushes: with RocksDB's default (up to
+/// 1 MiB) that floor alone would exceed the budget (768 stores × 5 families
+/// × 1 MiB), at 16 KiB it is 60 MiB. Entries are small, so a smaller block
+/// only means more, still rare, allocations.
+const ARENA_BLOCK_BYTES: usize = 16 << 10;
+
+/// Table options of every family: blocks, index and filter blocks in the
+/// shared cache, the newest files' index and filter blocks pinned there.
+fn table_options(memory: &StoreMemory, bloom: bool) -> BlockBasedOptions {
+    let mut t = BlockBasedOptions::default();
+    t.set_block_cache(&memory.cache);
+    t.set_cache_index_and_filter_blocks(true);
+    t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    if bloom {
+        t.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+        t.set_optimize_filters_for_memory(true);
+    }
+    t
+}
+
 /// A task's RocksDB.
 pub struct TaskDb {
     db: rocksdb::DB,
@@ -82,11 +190,15 @@ impl std::fmt::Debug for TaskDb {
 }
 
 impl TaskDb {
-    /// Opens (creating when missing) the store at `path`. Idempotency keys
-    /// older than `retention_ms` before `watermark` (the newest receive time the
-    /// task has folded) are dropped by compaction.
+    /// Opens (creating when missing) the store at `path`, its block cache and
+    /// memtables counted in `memory` (shared by every store of the instance).
+    /// Idempotency keys older than `retention_ms` before `watermark` (the
+    /// newest receive time the task has folded) are dropped by compaction;
+    /// the per-batch records (keys starting with `~`) are not: their owner
+    /// expires them.
     pub fn open(
         path: &Path,
+        memory: &StoreMemory,
         retention_ms: i64,
         watermark: Arc<AtomicI64>,
         sync: bool,
@@ -96,10 +208,10 @@ impl TaskDb {
         opts.create_missing_column_families(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
-        // A process runs one store per task: keep each one's footprint small.
-        // RocksDB preallocates each WAL file at 1.1× the largest write buffer
-        // (~70 MB with the 64 MB default), so the buffers are small; memtables
-        // are bounded for the whole store; the info log is short.
+        // A process runs one store per task: keep each one's disk footprint
+        // small. RocksDB preallocates each WAL file at 1.1× the largest write
+        // buffer (~70 MB with the 64 MB default), so the buffers are small;
+        // the info log is short.
         opts.set_db_write_buffer_size(32 << 20);
         // The default column family holds nothing, but its write buffer size
         // (64 MiB by default) sizes the WAL preallocation of the whole store.
@@ -112,28 +224,32 @@ impl TaskDb {
         opts.set_max_log_file_size(1 << 20);
         // No fallocate: RocksDB would reserve tens of MB of WAL per store up
         // front, which hundreds of tasks on one disk cannot afford.
-        let opts = opts
+        let mut opts = opts
             .get_options_from_string("allow_fallocate=false")
             .map_err(|source| DbError::Rocks {
                 path: path.to_path_buf(),
                 source,
             })?;
+        // The memtables of every store count against the instance's shared
+        // write buffer manager (which then ignores db_write_buffer_size); the
+        // block cache is shared too (see StoreMemory): even the default
+        // family, which holds nothing, would otherwise get a cache of its own.
+        // Set on the options actually used, so that they keep both alive.
+        opts.set_write_buffer_manager(&memory.write_buffers);
+        opts.set_block_based_table_factory(&table_options(memory, false));
+        opts.set_arena_block_size(ARENA_BLOCK_BYTES);
         let cfs = Family::ALL.iter().map(|f| {
             let mut o = Options::default();
             o.set_compression_type(DBCompressionType::Lz4);
             o.set_write_buffer_size(8 << 20);
+            o.set_arena_block_size(ARENA_BLOCK_BYTES);
+            o.set_block_based_table_factory(&table_options(memory, FILTERED.contains(f)));
             if *f == Family::Idempotency {
                 let watermark = watermark.clone();
                 o.set_compaction_filter(
                     "storefold-idempotency-retention",
-                    move |_, _, v: &[u8]| {
-                        let newest = watermark.load(Ordering::Relaxed);
-                        match idempotency_stamp(v) {
-                            Some(at) if newest > 0 && at < newest.saturating_sub(retention_ms) => {
-                                Decision::Remove
-                            }
-                            _ => Decision::Keep,
-                        }
+                    move |_, k: &[u8], v: &[u8]| {
+                        idempotency_decision(k, v, watermark.load(Ordering::Relaxed), retention_ms)
                     },
                 );
             }
@@ -321,6 +437,20 @@ impl TaskDb {
     }
 }
 
+/// The idempotency family's compaction rule: a per-event key whose receive
+/// time (the value's 8-byte stamp) is more than `retention_ms` behind `newest`
+/// goes; a key starting with `~` (a per-batch record, expired by its owner), a
+/// value without a stamp and anything before the first event folded stay.
+fn idempotency_decision(key: &[u8], value: &[u8], newest: i64, retention_ms: i64) -> Decision {
+    if key.first() == Some(&b'~') {
+        return Decision::Keep;
+    }
+    match idempotency_stamp(value) {
+        Some(at) if newest > 0 && at < newest.saturating_sub(retention_ms) => Decision::Remove,
+        _ => Decision::Keep,
+    }
+}
+
 /// The fold's view of a task's store. A value that cannot be read stops the
 /// batch: it is remembered here and checked after every apply.
 #[derive(Debug)]
@@ -371,7 +501,8 @@ mod tests {
     fn compaction_drops_idempotency_keys_older_than_the_retention_behind_the_watermark() {
         let dir = tempfile::tempdir().expect("tempdir");
         let watermark = Arc::new(AtomicI64::new(0));
-        let db = TaskDb::open(dir.path(), 1_000, watermark.clone(), false).expect("open");
+        let memory = StoreMemory::new(16 << 20);
+        let db = TaskDb::open(dir.path(), &memory, 1_000, watermark.clone(), false).expect("open");
         let old = idempotency_key("acme", "shopify", "old");
         let edge = idempotency_key("acme", "shopify", "edge");
         let new = idempotency_key("acme", "stripe", "new");
@@ -383,8 +514,22 @@ mod tests {
         db.stage(&mut batch, &new, Some(&idempotency_value(10_000)));
         db.stage(&mut batch, &odd, Some(b"x"));
         db.stage(&mut batch, state, Some(&idempotency_value(1)));
+        // A per-batch record (see crate::idem): stamped like a key, but its
+        // owner expires it, never the filter.
+        let batch_record = "~idem/0000000000000001/0000000000000007";
+        batch.put_cf(
+            db.cf(Family::Idempotency),
+            batch_record,
+            [idempotency_value(5_000), b"pairs".to_vec()].concat(),
+        );
         db.write(batch).expect("write");
         let present = |k: &str| db.get(k).expect("get").is_some();
+        let batch_record_present = || {
+            db.db
+                .get_cf(db.cf(Family::Idempotency), batch_record)
+                .expect("get")
+                .is_some()
+        };
 
         // Nothing folded yet (watermark 0): nothing is old.
         compact(&db, Family::Idempotency);
@@ -402,11 +547,276 @@ mod tests {
             "a value without a stamp is kept, not guessed"
         );
         assert!(present(state), "state keys are never filtered");
+        assert!(
+            batch_record_present(),
+            "a batch record stamped 5 000 is kept: its owner expires it"
+        );
 
         // The retention follows the events, not the clock: later events move it.
         watermark.store(10_500, Ordering::Relaxed);
         compact(&db, Family::Idempotency);
         assert!(!present(&edge));
         assert!(present(&new));
+        assert!(batch_record_present());
+    }
+
+    #[test]
+    fn the_retention_rule_keeps_batch_records_and_unstamped_values() {
+        let stamp = |at: i64| idempotency_value(at);
+        let decide = |k: &[u8], v: &[u8]| idempotency_decision(k, v, 10_000, 1_000);
+        assert!(matches!(
+            decide(b"t/idem/p:old", &stamp(8_999)),
+            Decision::Remove
+        ));
+        assert!(matches!(
+            decide(b"t/idem/p:edge", &stamp(9_000)),
+            Decision::Keep
+        ));
+        assert!(matches!(
+            decide(b"~idem/0000000000000001/0000000000000002", &stamp(1)),
+            Decision::Keep
+        ));
+        assert!(matches!(decide(b"~", &stamp(1)), Decision::Keep));
+        assert!(matches!(decide(b"t/idem/p:short", b"x"), Decision::Keep));
+        // Before the first event (watermark 0) nothing is old.
+        assert!(matches!(
+            idempotency_decision(b"t/idem/p:old", &stamp(1), 0, 1_000),
+            Decision::Keep
+        ));
+    }
+
+    /// The workload of the memory tests: `stores` stores written round by
+    /// round, each round one batch per store (aggregates, index entries,
+    /// idempotency keys, outbox entries, meta), as a task's commit writes.
+    struct Workload {
+        stores: usize,
+        rounds: usize,
+        keys: usize,
+    }
+
+    impl Workload {
+        /// One batch's records for `store` in `round`: (family, key, value).
+        fn batch(&self, store: usize, round: usize) -> Vec<(Family, String, Vec<u8>)> {
+            let mut out = Vec::new();
+            for k in 0..self.keys {
+                let n = round * self.keys + k;
+                // Values that do not compress to nothing: a simple LCG stream.
+                let mut x = (store * 1_000_003 + n) as u64;
+                let mut value = vec![0u8; 300];
+                for b in value.iter_mut() {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    *b = (x >> 56) as u8;
+                }
+                out.push((
+                    Family::Aggregates,
+                    format!("t{store}/order/o{:06}", n % 2_000),
+                    value,
+                ));
+                out.push((
+                    Family::Indexes,
+                    format!("t{store}/idx/email:{n:08}"),
+                    format!("cust-{n}").into_bytes(),
+                ));
+                out.push((
+                    Family::Idempotency,
+                    idempotency_key(&format!("t{store}"), "shopify", &format!("evt-{n:08}")),
+                    idempotency_value(n as i64),
+                ));
+            }
+            out.push((
+                Family::Outbox,
+                crate::records::outbox_key(round as i64, 0),
+                vec![7u8; 200],
+            ));
+            out
+        }
+
+        /// Writes round `round` to every store; returns the bytes written.
+        fn write_round(&self, dbs: &[TaskDb], round: usize) -> usize {
+            let mut written = 0;
+            for (i, db) in dbs.iter().enumerate() {
+                let mut batch = WriteBatch::default();
+                for (f, k, v) in self.batch(i, round) {
+                    written += k.len() + v.len();
+                    batch.put_cf(db.cf(f), k.as_bytes(), &v);
+                }
+                let meta = Meta {
+                    sequence: round as i64,
+                    ..Meta::fresh()
+                };
+                db.stage_meta(&mut batch, &meta);
+                db.write(batch).expect("write");
+            }
+            written
+        }
+    }
+
+    /// An idempotency key of store `store` that was never written, inside the
+    /// key range of its files (a key outside every file's range is answered
+    /// without their filters).
+    fn missing_event(store: usize, n: usize) -> String {
+        idempotency_key(
+            &format!("t{store}"),
+            "shopify",
+            &format!("evt-{:08}-retry", n * 37),
+        )
+    }
+
+    /// Waits until no flush or compaction of `db` is pending or running.
+    fn settle(db: &TaskDb) {
+        db.db
+            .wait_for_compact(&rocksdb::WaitForCompactOptions::default())
+            .expect("wait for background work");
+    }
+
+    fn property(db: &TaskDb, f: Family, name: &str) -> u64 {
+        db.db
+            .property_int_value_cf(db.cf(f), name)
+            .expect("property")
+            .unwrap_or_else(|| panic!("{name} of {}", f.name()))
+    }
+
+    /// Bloom filter exclusions counted by this thread's perf context while
+    /// `f` runs.
+    fn bloom_exclusions(f: impl FnOnce()) -> u64 {
+        use rocksdb::perf::{PerfContext, PerfMetric, PerfStatsLevel, set_perf_stats};
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut ctx = PerfContext::default();
+        ctx.reset();
+        f();
+        let n = ctx.metric(PerfMetric::BloomSstMissCount);
+        set_perf_stats(PerfStatsLevel::Disable);
+        n
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// 64 stores share one 16 MiB budget and are written well past it: the
+    /// memtables RocksDB counts stay within their half of the budget (plus
+    /// RocksDB's slack: a flush starts at 7/8 of the limit, and the store
+    /// written last may still hold its own small memtables), every store
+    /// reports the one shared cache, whose usage stays within its capacity,
+    /// and lookups of missing keys are answered by bloom filters.
+    #[test]
+    fn many_stores_share_one_memory_budget() {
+        let budget = 16 * MIB;
+        let memory = StoreMemory::new(budget);
+        assert_eq!(memory.budget_bytes(), budget);
+        assert_eq!(memory.memtable_limit_bytes(), budget / 2);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let load = Workload {
+            stores: 64,
+            rounds: 60,
+            keys: 40,
+        };
+        let dbs: Vec<TaskDb> = (0..load.stores)
+            .map(|i| {
+                let path = dir.path().join(format!("task-{i}"));
+                TaskDb::open(&path, &memory, i64::MAX, Arc::new(AtomicI64::new(0)), false)
+                    .expect("open")
+            })
+            .collect();
+        let slack = ARENA_BLOCK_BYTES * Family::ALL.len() + MIB;
+        let mut written = 0;
+        let mut highest = 0;
+        for round in 0..load.rounds {
+            written += load.write_round(&dbs, round);
+            dbs.iter().for_each(settle);
+            let used = memory.memtable_bytes();
+            highest = highest.max(used);
+            assert!(
+                used <= memory.memtable_limit_bytes() + slack,
+                "round {round}: memtables hold {used} bytes, limit {} (+{slack})",
+                memory.memtable_limit_bytes()
+            );
+        }
+        assert!(
+            written > 3 * budget,
+            "the stores were written {written} bytes, well past the budget"
+        );
+        assert!(
+            highest > memory.memtable_limit_bytes() / 2,
+            "the memtables were filled ({highest} bytes at most): the bound was tested"
+        );
+
+        // Reads fill the cache: present keys, and missing idempotency keys.
+        let mut excluded = 0;
+        for (i, db) in dbs.iter().enumerate() {
+            for n in 0..load.keys {
+                let k = format!("t{i}/order/o{n:06}");
+                assert!(db.get(&k).expect("get").is_some(), "{k}");
+            }
+            excluded += bloom_exclusions(|| {
+                for n in 0..load.keys {
+                    let k = missing_event(i, n);
+                    assert!(db.get(&k).expect("get").is_none(), "{k}");
+                }
+            });
+        }
+        // Each lookup consults the filter of every file whose key range holds
+        // the key; a false positive (about 1% at 10 bits a key) or a key
+        // outside a file's range does not count.
+        let lookups = (load.stores * load.keys) as u64;
+        assert!(
+            excluded >= lookups / 2,
+            "bloom filters ruled out files for {excluded} of {lookups} missing idempotency keys"
+        );
+        // The outbox has no filter: its lookups open its files' blocks.
+        let outbox_excluded = bloom_exclusions(|| {
+            for db in &dbs {
+                let k = crate::records::outbox_key(1_000_000, 0);
+                assert!(db.get(&k).expect("get").is_none());
+            }
+        });
+        assert_eq!(outbox_excluded, 0, "the outbox family has no bloom filter");
+
+        // One cache: every family of every store reports its capacity and
+        // the same usage.
+        let usage = property(&dbs[0], Family::Aggregates, "rocksdb.block-cache-usage");
+        for db in &dbs {
+            for f in Family::ALL {
+                assert_eq!(
+                    property(db, f, "rocksdb.block-cache-capacity"),
+                    budget as u64
+                );
+                assert_eq!(property(db, f, "rocksdb.block-cache-usage"), usage);
+            }
+        }
+        assert_eq!(usage, memory.cache_bytes() as u64);
+        assert!(
+            memory.cache_bytes() <= budget,
+            "cache usage {} within its capacity {budget}",
+            memory.cache_bytes()
+        );
+        assert!(
+            memory.block_cache_bytes() > 0,
+            "blocks were read into the shared cache"
+        );
+        // Index and filter blocks live in the cache, not in the table readers.
+        let readers: u64 = dbs
+            .iter()
+            .flat_map(|db| {
+                Family::ALL
+                    .iter()
+                    .map(move |f| property(db, *f, "rocksdb.estimate-table-readers-mem"))
+            })
+            .sum();
+        let memtables: u64 = dbs
+            .iter()
+            .flat_map(|db| {
+                Family::ALL
+                    .iter()
+                    .map(move |f| property(db, *f, "rocksdb.size-all-mem-tables"))
+            })
+            .sum();
+        eprintln!(
+            "64 stores, budget {budget}: written {written} B; memtables now {} B ({memtables} B \
+             by the stores' count; highest settled {highest} B, limit {}); cache {} B of which \
+             blocks {} B; table readers {readers} B",
+            memory.memtable_bytes(),
+            memory.memtable_limit_bytes(),
+            memory.cache_bytes(),
+            memory.block_cache_bytes(),
+        );
     }
 }

@@ -187,6 +187,8 @@ impl Processor {
             sync_writes: p.sync_writes,
             produce_timeout: timeout,
             cache_records: p.cache_records,
+            tasks: Default::default(),
+            memory: db::StoreMemory::new(p.memory_budget_bytes()),
             map_options,
             default_map_options: MapOptions::default(),
             fold: Arc::new(fold),

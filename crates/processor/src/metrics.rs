@@ -7,6 +7,8 @@ use prometheus::{
 use storefold_runtime::metrics::LATENCY_BUCKETS;
 use storefold_runtime::register;
 
+use crate::db::StoreMemory;
+
 /// Batch sizes in events.
 const BATCH_BUCKETS: &[f64] = &[
     1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
@@ -57,6 +59,13 @@ pub struct ProcessorMetrics {
     /// up on after `processor.park_timeout_hours` (sent to `dlq.processor`
     /// with reason `unresolved_order`).
     pub parked_expired: IntCounterVec,
+    /// `storefold_processor_rocksdb_memory_bytes{kind}`: what the task stores
+    /// of this instance hold in memory together: `block_cache` (data, index
+    /// and filter blocks in the shared cache) and `memtables` (write buffers).
+    pub rocksdb_memory: IntGaugeVec,
+    /// `storefold_processor_memory_budget_bytes`: `processor.memory_budget_mb`
+    /// in bytes, the bound of the two above together.
+    pub memory_budget: IntGauge,
 }
 
 impl ProcessorMetrics {
@@ -190,6 +199,36 @@ impl ProcessorMetrics {
                     &["provider"]
                 )
             ),
+            rocksdb_memory: register!(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "storefold_processor_rocksdb_memory_bytes",
+                        "Memory the task stores of this instance use together, by kind (block_cache: data, index and filter blocks; memtables: write buffers)"
+                    ),
+                    &["kind"]
+                )
+            ),
+            memory_budget: register!(
+                registry,
+                IntGauge::new(
+                    "storefold_processor_memory_budget_bytes",
+                    "RocksDB memory budget of this instance (processor.memory_budget_mb), block cache and memtables together"
+                )
+            ),
         }
+    }
+
+    /// Publishes what the shared block cache and the memtables hold now, and
+    /// the budget they share.
+    pub fn update_memory(&self, memory: &StoreMemory) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.memory_budget.set(gauge(memory.budget_bytes()));
+        self.rocksdb_memory
+            .with_label_values(&["block_cache"])
+            .set(gauge(memory.block_cache_bytes()));
+        self.rocksdb_memory
+            .with_label_values(&["memtables"])
+            .set(gauge(memory.memtable_bytes()));
     }
 }

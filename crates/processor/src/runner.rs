@@ -2,6 +2,7 @@
 //! closed by the rebalance callback, batches committed by size or interval.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,7 @@ impl Ctx {
             .insert(task.partition, task.db().clone());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.insert(task.partition, task);
+        self.shared.tasks.store(tasks.len(), Ordering::Relaxed);
         self.shared.metrics.tasks.set(tasks.len() as i64);
     }
 
@@ -108,6 +110,7 @@ impl Ctx {
             t.retire();
             tracing::info!(task = p, "task closed");
         }
+        self.shared.tasks.store(tasks.len(), Ordering::Relaxed);
         self.shared.metrics.tasks.set(tasks.len() as i64);
     }
 
@@ -255,6 +258,7 @@ pub fn run(
                 .map_err(|e| TaskError::Kafka(e.to_string()))?;
         }
     }
+    shared.metrics.update_memory(&shared.memory);
     let mut summary = RunSummary::default();
     let mut last_check = Instant::now();
     let mut last_partition_check = Instant::now();
@@ -344,6 +348,7 @@ pub fn run(
         }
         if (idle || !opts.exit_when_caught_up) && last_check.elapsed() >= every {
             last_check = Instant::now();
+            shared.metrics.update_memory(&shared.memory);
             let caught_up = update_lag(&consumer);
             summary.lag_checks += last_check.elapsed();
             tracing::debug!(elapsed = ?last_check.elapsed(), caught_up, "lag checked");

@@ -18,7 +18,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use storefold_codec::{AvroCodec, CustomerProjection, OrderProjection, RawEvent, WireFormat};
 use storefold_core::aggregate::{Customer, Order};
 use storefold_core::engine::StateValue;
-use storefold_processor::db::TaskDb;
+use storefold_processor::db::{StoreMemory, TaskDb};
 use storefold_processor::records::{Family, decode_value};
 use storefold_providers::ProviderKind;
 use storefold_runtime::kafka::{Topics, java_partition};
@@ -162,12 +162,14 @@ fn state(dir: &Path) -> (Views, BTreeSet<String>) {
     let mut customers = BTreeMap::new();
     let mut orders = BTreeMap::new();
     let mut idem = BTreeSet::new();
+    let memory = StoreMemory::new(16 << 20);
     for p in 0..PARTITIONS {
         let path = dir.join(format!("task-{p}"));
         if !path.exists() {
             continue;
         }
-        let db = TaskDb::open(&path, i64::MAX, Arc::new(AtomicI64::new(0)), false).expect("open");
+        let db = TaskDb::open(&path, &memory, i64::MAX, Arc::new(AtomicI64::new(0)), false)
+            .expect("open");
         for (k, v) in db.entries(Family::Aggregates).expect("read") {
             match decode_value(&v).expect("decode") {
                 StateValue::Customer(c) => {

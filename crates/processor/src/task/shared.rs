@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
@@ -19,6 +20,7 @@ use storefold_runtime::config::KafkaConfig;
 use storefold_runtime::kafka::Topics;
 
 use super::TaskError;
+use crate::db::StoreMemory;
 use crate::metrics::ProcessorMetrics;
 use crate::parked::release_topics;
 
@@ -43,7 +45,13 @@ pub struct Shared {
     pub retention_ms: i64,
     pub sync_writes: bool,
     pub produce_timeout: Duration,
+    /// State records the engines of all owned tasks keep between batches
+    /// together (see [`Shared::cache_per_task`]).
     pub cache_records: usize,
+    /// Tasks the instance owns now (kept by the runner).
+    pub tasks: AtomicUsize,
+    /// The block cache and memtable budget every task store shares.
+    pub memory: StoreMemory,
     /// How each configured tenant's payloads are mapped (its stores, where its
     /// payment providers name the order).
     pub map_options: BTreeMap<String, MapOptions>,
@@ -59,7 +67,18 @@ pub struct Shared {
     pub max_message_bytes: usize,
 }
 
+/// Fewest state records a task keeps between batches, however many tasks
+/// share `processor.cache_records`.
+const CACHE_FLOOR: usize = 1_000;
+
 impl Shared {
+    /// This task's share of `cache_records`: the budget divided by the tasks
+    /// the instance owns, but at least 1000 (or the whole budget, when it is
+    /// smaller).
+    pub fn cache_per_task(&self) -> usize {
+        cache_share(self.cache_records, self.tasks.load(Ordering::Relaxed))
+    }
+
     /// The mapping options of `tenant`.
     pub fn map_options(&self, tenant: &str) -> &MapOptions {
         self.map_options
@@ -83,6 +102,11 @@ impl std::fmt::Debug for Shared {
             .field("partitions", &self.partitions)
             .finish()
     }
+}
+
+/// A task's share of `budget` records among `tasks` (see [`Shared::cache_per_task`]).
+fn cache_share(budget: usize, tasks: usize) -> usize {
+    (budget / tasks.max(1)).max(CACHE_FLOOR.min(budget))
 }
 
 /// One record to produce.
@@ -213,4 +237,29 @@ pub fn watermarks<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
             (key, (l, h))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_budget_is_divided_among_the_tasks_down_to_a_floor() {
+        assert_eq!(cache_share(200_000, 0), 200_000, "no task yet: all of it");
+        assert_eq!(cache_share(200_000, 1), 200_000);
+        assert_eq!(cache_share(200_000, 8), 25_000);
+        assert_eq!(cache_share(200_000, 200), 1_000);
+        assert_eq!(
+            cache_share(200_000, 768),
+            CACHE_FLOOR,
+            "never below the floor"
+        );
+        assert_eq!(cache_share(200_000, 100_000), CACHE_FLOOR);
+        assert_eq!(
+            cache_share(500, 768),
+            500,
+            "a budget under the floor is kept as set"
+        );
+        assert_eq!(cache_share(0, 4), 0);
+    }
 }

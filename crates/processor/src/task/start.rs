@@ -41,6 +41,7 @@ impl Task {
         let watermark = Arc::new(AtomicI64::new(0));
         let db = Arc::new(TaskDb::open(
             &path,
+            &shared.memory,
             shared.retention_ms,
             watermark.clone(),
             shared.sync_writes,

@@ -461,6 +461,7 @@ fn a_position_beyond_the_end_of_the_log_is_refused() {
     {
         let db = storefold_processor::db::TaskDb::open(
             &path,
+            &storefold_processor::db::StoreMemory::new(16 << 20),
             i64::MAX,
             std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0)),
             false,

@@ -16,7 +16,7 @@ use prometheus::Registry;
 use serde_json::{Value, json};
 use storefold_codec::RawEvent;
 use storefold_core::engine::{Item, ParkedEvent, StateKey, StateValue, order_view};
-use storefold_processor::db::{DbSource, TaskDb};
+use storefold_processor::db::{DbSource, StoreMemory, TaskDb};
 use storefold_processor::records::{Family, decode_value};
 use storefold_processor::{Mode, Processor};
 use storefold_providers::ProviderKind;
@@ -104,7 +104,8 @@ fn parked_on_disk(env: &Env) -> BTreeSet<String> {
 
 fn open_task(env: &Env) -> TaskDb {
     let path = env.config.processor.state_dir.join("task-0");
-    TaskDb::open(&path, i64::MAX, Arc::new(AtomicI64::new(0)), false).expect("open")
+    let memory = StoreMemory::new(16 << 20);
+    TaskDb::open(&path, &memory, i64::MAX, Arc::new(AtomicI64::new(0)), false).expect("open")
 }
 
 /// The event ids a raw Stripe charge maps to (one canonical payment event).

@@ -76,8 +76,14 @@ fn fold_and_serve(env: &Env, events: &[RawEvent], serve: &[i32]) -> Served {
         let mut owned = processor.owned.write().expect("lock");
         for p in serve {
             let path = env.config.processor.state_dir.join(format!("task-{p}"));
-            let db = TaskDb::open(&path, i64::MAX, Arc::new(AtomicI64::new(0)), false)
-                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            let db = TaskDb::open(
+                &path,
+                &processor.shared.memory,
+                i64::MAX,
+                Arc::new(AtomicI64::new(0)),
+                false,
+            )
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
             owned.insert(*p, Arc::new(db));
         }
     }

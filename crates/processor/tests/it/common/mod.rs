@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use storefold_codec::{AvroCodec, RawEvent, Verification, WireFormat};
 use storefold_core::aggregate::{Customer, Order};
 use storefold_core::engine::StateValue;
-use storefold_processor::db::TaskDb;
+use storefold_processor::db::{StoreMemory, TaskDb};
 use storefold_processor::records::{Family, decode_value};
 use storefold_processor::{Mode, Processor, RunOptions, RunSummary};
 use storefold_providers::{Headers, ProviderKind, WebhookRequest};
@@ -191,12 +191,14 @@ pub fn state(
 ) -> (BTreeMap<String, Customer>, BTreeMap<String, Order>) {
     let mut customers = BTreeMap::new();
     let mut orders = BTreeMap::new();
+    let memory = StoreMemory::new(16 << 20);
     for p in 0..partitions {
         let path = state_dir.join(format!("task-{p}"));
         if !path.exists() {
             continue;
         }
-        let db = TaskDb::open(&path, i64::MAX, Arc::new(AtomicI64::new(0)), false).expect("open");
+        let db = TaskDb::open(&path, &memory, i64::MAX, Arc::new(AtomicI64::new(0)), false)
+            .expect("open");
         for (k, v) in db.entries(Family::Aggregates).expect("read") {
             match decode_value(&v).unwrap_or_else(|e| panic!("{k}: {e}")) {
                 StateValue::Customer(c) => {
