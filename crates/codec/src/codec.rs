@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::ResolvedSchema;
 use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
 use apache_avro::writer::datum::GenericDatumWriter;
 
@@ -70,12 +72,82 @@ impl WireFormat {
     }
 }
 
-/// A schema the codec can read data of.
-#[derive(Debug)]
+/// A schema the codec can read data of, with what encoding and decoding need
+/// built once: the resolved names of its named types, a writer (used when it is
+/// the current schema of its kind) and a reader that resolves its data to the
+/// current schema of its kind (plain when it is the current one).
 struct WriterSchema {
     kind: RecordKind,
     fingerprint: Fingerprint,
-    schema: Schema,
+    schema: &'static Schema,
+    writer: GenericDatumWriter<'static>,
+    reader: GenericDatumReader<'static>,
+    /// Length of the latest encoding, to size the next one's buffer.
+    size_hint: AtomicUsize,
+}
+
+impl std::fmt::Debug for WriterSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterSchema")
+            .field("kind", &self.kind)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WriterSchema {
+    /// The entry of `schema`, whose data a decoder resolves to `current` (the
+    /// current schema of `kind`; `None` when `schema` is that schema).
+    fn new(
+        kind: RecordKind,
+        schema: &'static Schema,
+        current: Option<&'static Schema>,
+    ) -> Result<Self> {
+        let invalid = |cause| Error::SchemaParse {
+            name: kind.file_name().to_owned(),
+            cause,
+        };
+        let names = ResolvedSchema::try_from(schema).map_err(invalid)?;
+        let writer = GenericDatumWriter::builder(schema)
+            .resolved_schemata(names.clone())
+            .build()
+            .map_err(invalid)?;
+        let reader = GenericDatumReader::builder(schema)
+            .resolved_writer_schemata(names)
+            .maybe_reader_schema(current)
+            .build()
+            .map_err(invalid)?;
+        Ok(WriterSchema {
+            kind,
+            fingerprint: Fingerprint::of(schema),
+            schema,
+            writer,
+            reader,
+            size_hint: AtomicUsize::new(128),
+        })
+    }
+}
+
+/// The schema `json` of `kind`, parsed once per process.
+///
+/// Every distinct (kind, text) pair is parsed once and kept for the life of the
+/// process, so that a codec can keep readers and writers that borrow it instead
+/// of rebuilding them (and re-resolving the schema's names) for every record.
+/// What is kept is bounded by the schemas a process is given: one per record
+/// kind, plus the older versions and registry schemas it registers.
+fn interned(kind: RecordKind, json: &str) -> Result<&'static Schema> {
+    type Interned = HashMap<(RecordKind, String), &'static Schema>;
+    static SCHEMAS: OnceLock<Mutex<Interned>> = OnceLock::new();
+    let mut schemas = SCHEMAS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(schema) = schemas.get(&(kind, json.to_owned())) {
+        return Ok(schema);
+    }
+    let schema: &'static Schema = Box::leak(Box::new(parse_for_kind(kind, json)?));
+    schemas.insert((kind, json.to_owned()), schema);
+    Ok(schema)
 }
 
 /// Encodes and decodes storefold's records.
@@ -134,13 +206,9 @@ impl AvroCodec {
             by_id: HashMap::new(),
         };
         for kind in RecordKind::ALL {
-            let schema = parse_for_kind(kind, &source(kind)?)?;
-            let entry = Arc::new(WriterSchema {
-                kind,
-                fingerprint: Fingerprint::of(&schema),
-                schema,
-            });
-            for fingerprint in Fingerprint::accepted(&entry.schema) {
+            let schema = interned(kind, &source(kind)?)?;
+            let entry = Arc::new(WriterSchema::new(kind, schema, None)?);
+            for fingerprint in Fingerprint::accepted(entry.schema) {
                 codec.by_fingerprint.insert(fingerprint, entry.clone());
             }
             codec.current.insert(kind, entry);
@@ -155,7 +223,7 @@ impl AvroCodec {
 
     /// The current schema of `kind`.
     pub fn schema(&self, kind: RecordKind) -> &Schema {
-        &self.current_entry(kind).schema
+        self.current_entry(kind).schema
     }
 
     /// Fingerprint of the current schema of `kind`.
@@ -187,7 +255,7 @@ impl AvroCodec {
     /// the current schema cannot read data written with it.
     pub fn register_writer_schema(&mut self, kind: RecordKind, json: &str) -> Result<Fingerprint> {
         let entry = self.writer_entry(kind, json)?;
-        for fingerprint in Fingerprint::accepted(&entry.schema) {
+        for fingerprint in Fingerprint::accepted(entry.schema) {
             self.by_fingerprint
                 .entry(fingerprint)
                 .or_insert_with(|| entry.clone());
@@ -223,13 +291,13 @@ impl AvroCodec {
     }
 
     fn writer_entry(&self, kind: RecordKind, json: &str) -> Result<Arc<WriterSchema>> {
-        let schema = parse_for_kind(kind, json)?;
-        let fingerprint = Fingerprint::of(&schema);
+        let schema = interned(kind, json)?;
+        let fingerprint = Fingerprint::of(schema);
         let current = self.current_entry(kind);
         if fingerprint == current.fingerprint {
             return Ok(current.clone());
         }
-        match SchemaCompatibility::can_read(&schema, &current.schema) {
+        match SchemaCompatibility::can_read(schema, current.schema) {
             Ok(Compatibility::Full) => {}
             Ok(Compatibility::Partial) => {
                 return Err(Error::IncompatibleWriter {
@@ -246,18 +314,18 @@ impl AvroCodec {
                 });
             }
         }
-        Ok(Arc::new(WriterSchema {
+        Ok(Arc::new(WriterSchema::new(
             kind,
-            fingerprint,
             schema,
-        }))
+            Some(current.schema),
+        )?))
     }
 
     /// Encodes `value` with the current schema of its record, framed as `format`.
     pub fn encode<T: AvroRecord>(&self, value: &T, format: WireFormat) -> Result<Vec<u8>> {
         let kind = T::KIND;
         let entry = self.current_entry(kind);
-        let mut out = Vec::with_capacity(128);
+        let mut out = Vec::with_capacity(entry.size_hint.load(Ordering::Relaxed));
         match format {
             WireFormat::SingleObject => {
                 out.extend_from_slice(&SINGLE_OBJECT_MARKER);
@@ -280,10 +348,11 @@ impl AvroCodec {
         let encode_err = |cause| Error::Encode { kind, cause };
         // Serialize straight from the struct (not through `Value`, whose maps are
         // hash maps) so that equal values always give equal bytes.
-        let writer = GenericDatumWriter::builder(&entry.schema)
-            .build()
+        entry
+            .writer
+            .write_ser(&mut out, value)
             .map_err(encode_err)?;
-        writer.write_ser(&mut out, value).map_err(encode_err)?;
+        entry.size_hint.store(out.len(), Ordering::Relaxed);
         Ok(out)
     }
 
@@ -301,15 +370,10 @@ impl AvroCodec {
                 found: entry.kind,
             });
         }
-        let current = self.current_entry(kind);
         let decode_err = |cause| Error::Decode { kind, cause };
-        let reader_schema = (entry.fingerprint != current.fingerprint).then_some(&current.schema);
-        let reader = GenericDatumReader::builder(&entry.schema)
-            .maybe_reader_schema(reader_schema)
-            .build()
-            .map_err(decode_err)?;
+        // The entry's reader resolves data of an older schema to the current one.
         let mut input = EofGuard::new(datum);
-        let value = reader.read_value(&mut input).map_err(decode_err)?;
+        let value = entry.reader.read_value(&mut input).map_err(decode_err)?;
         if input.hit_eof {
             return Err(Error::TruncatedDatum { kind });
         }
