@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use storefold_codec::{CustomerProjection, OrderProjection, StateKind};
+use storefold_codec::{CustomerProjection, OrderProjection, StateKind, StateRecord};
 use storefold_core::engine::{Projection, StateValue, Trigger};
 use time::OffsetDateTime;
 
@@ -133,6 +133,54 @@ pub fn fence_key(epoch: i64) -> String {
     format!("{FENCE_PREFIX}{epoch:016}")
 }
 
+/// Header of a changelog tombstone naming the epoch that wrote it.
+pub const TOMBSTONE_EPOCH_HEADER: &str = "storefold-epoch";
+/// Header of a changelog tombstone naming its batch sequence.
+pub const TOMBSTONE_SEQUENCE_HEADER: &str = "storefold-sequence";
+
+/// The headers of the tombstones (deletes) of batch `sequence` of `epoch`: a
+/// tombstone has no value to carry the protocol's fields, so they travel as
+/// headers (decimal text), which compaction keeps with the tombstone.
+pub fn tombstone_headers(epoch: i64, sequence: i64) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            TOMBSTONE_EPOCH_HEADER.to_string(),
+            epoch.to_string().into_bytes(),
+        ),
+        (
+            TOMBSTONE_SEQUENCE_HEADER.to_string(),
+            sequence.to_string().into_bytes(),
+        ),
+    ]
+}
+
+/// The state record a changelog tombstone stands for (a delete of `key` by
+/// the batch its headers name); `None` when the headers do not name one, like
+/// a tombstone written by hand, which the restore skips.
+pub fn tombstone_record<'a>(
+    key: &[u8],
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Option<StateRecord> {
+    let (mut epoch, mut sequence) = (None, None);
+    for (name, value) in headers {
+        let n = std::str::from_utf8(value).ok()?.parse::<i64>().ok();
+        match name {
+            TOMBSTONE_EPOCH_HEADER => epoch = n,
+            TOMBSTONE_SEQUENCE_HEADER => sequence = n,
+            _ => {}
+        }
+    }
+    let key = String::from_utf8(key.to_vec()).ok()?;
+    let kind = family_of(&key).map_or(StateKind::Meta, Family::kind);
+    Some(StateRecord {
+        key,
+        kind,
+        epoch: epoch?,
+        sequence: sequence?,
+        value: None,
+    })
+}
+
 /// Encodes a state value: a version byte and its JSON (see
 /// [`storefold_core::state`]).
 pub fn encode_value(v: &StateValue) -> Vec<u8> {
@@ -153,6 +201,24 @@ pub struct Fence {
     /// `storefold replay`: everything before this record is void.
     #[serde(default)]
     pub reset: bool,
+    /// What the new owner found committed when it took the task over (absent
+    /// in fences of older builds). Compaction keeps one marker per epoch, the
+    /// newest: a fenced-off owner's late marker can replace the marker that
+    /// committed its epoch's last batch, and the fence then still tells what
+    /// was committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<FenceCommitted>,
+}
+
+/// The committed state a fence's owner started from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FenceCommitted {
+    /// Sequence of the newest committed batch (-1: none).
+    pub sequence: i64,
+    /// Newest batch whose outputs were produced.
+    pub flushed: i64,
+    /// Next offset per raw topic.
+    pub positions: BTreeMap<String, i64>,
 }
 
 /// Something to produce after the commit: a projection, a trigger or a dead
@@ -500,6 +566,25 @@ mod tests {
         assert_eq!(decode_outbox(&big[0].encode()), Some(vec![big[0].clone()]));
         assert_eq!(decode_outbox(&chunks[0][..chunks[0].len() - 1]), None);
         assert_eq!(decode_outbox(&[9, 0, 0]), None);
+    }
+
+    #[test]
+    fn a_tombstone_names_its_batch_in_its_headers() {
+        let headers = tombstone_headers(7, 42);
+        let rec = tombstone_record(
+            b"acme/parked/evt_1",
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )
+        .expect("a tombstone of a batch");
+        assert_eq!(rec.key, "acme/parked/evt_1");
+        assert_eq!((rec.epoch, rec.sequence, rec.value), (7, 42, None));
+        assert_eq!(rec.kind, StateKind::Parked);
+        assert_eq!(tombstone_record(b"acme/parked/evt_1", []), None);
+        let bad = [
+            (TOMBSTONE_EPOCH_HEADER, &b"x"[..]),
+            (TOMBSTONE_SEQUENCE_HEADER, b"1"),
+        ];
+        assert_eq!(tombstone_record(b"k", bad), None);
     }
 
     #[test]

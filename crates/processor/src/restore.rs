@@ -155,6 +155,32 @@ impl Restorer {
                     self.resume_offset = Some(offset + 1);
                 } else {
                     self.committed.generation = fence.generation;
+                    // The fence's owner started from the batches committed
+                    // up to the sequence before the fence's: older epochs'
+                    // records up to it are committed even when compaction
+                    // replaced their marker by a fenced-off owner's later
+                    // one; those past it never will be (orphans, repaired).
+                    let last = rec.sequence - 1;
+                    let older: Vec<i64> = self.pending.range(..e).map(|(k, _)| *k).collect();
+                    for epoch in older {
+                        for (s, off, key, value) in self.pending.remove(&epoch).unwrap_or_default()
+                        {
+                            if s <= last {
+                                if self.suspect.get(&key) == Some(&off) {
+                                    self.suspect.remove(&key);
+                                }
+                                self.stats.applied += 1;
+                                self.ready.push(Op::Write(key, value));
+                            }
+                        }
+                    }
+                    if let Some(c) = fence.committed
+                        && c.sequence >= self.committed.sequence
+                    {
+                        self.committed.sequence = c.sequence;
+                        self.committed.flushed = c.flushed;
+                        self.committed.positions = c.positions;
+                    }
                 }
             }
             StateKind::Marker => {
@@ -277,20 +303,33 @@ mod tests {
         }
     }
 
-    fn fence(epoch: i64, reset: bool) -> StateRecord {
+    /// The fence of `epoch` whose owner found batch `seq - 1` committed
+    /// (a fence's sequence is the next batch's), carrying `committed` when
+    /// written by this build.
+    fn fence_at(
+        epoch: i64,
+        seq: i64,
+        reset: bool,
+        committed: Option<crate::records::FenceCommitted>,
+    ) -> StateRecord {
         StateRecord {
             key: fence_key(epoch),
             kind: StateKind::Fence,
             epoch,
-            sequence: 0,
+            sequence: seq,
             value: Some(
                 serde_json::to_vec(&Fence {
                     generation: if reset { 2 } else { 1 },
                     reset,
+                    committed,
                 })
                 .unwrap(),
             ),
         }
+    }
+
+    fn fence(epoch: i64, seq: i64, reset: bool) -> StateRecord {
+        fence_at(epoch, seq, reset, None)
     }
 
     fn run(records: Vec<StateRecord>) -> (Outcome, Vec<Op>) {
@@ -318,7 +357,7 @@ mod tests {
     #[test]
     fn only_batches_with_a_marker_are_applied() {
         let (out, ops) = run(vec![
-            fence(1, false),
+            fence(1, 0, false),
             rec("a", 1, 0, "a0"),
             rec("b", 1, 0, "b0"),
             marker(1, 0, 5),
@@ -334,10 +373,10 @@ mod tests {
     #[test]
     fn zombies_after_a_higher_epoch_are_ignored() {
         let (out, ops) = run(vec![
-            fence(1, false),
+            fence(1, 0, false),
             rec("a", 1, 0, "a0"),
             marker(1, 0, 3),
-            fence(2, false),
+            fence(2, 1, false),
             rec("a", 1, 1, "zombie"),
             marker(1, 1, 9),
             rec("b", 2, 1, "b1"),
@@ -359,7 +398,7 @@ mod tests {
             rec("b", 1, 1, "b1"),
             rec("c", 1, 2, "c2"),
             marker(1, 2, 7),
-            fence(2, false),
+            fence(2, 3, false),
         ]);
         assert_eq!(ops, vec![w("a", "a0"), w("b", "b1"), w("c", "c2")]);
         assert!(out.repair.is_empty());
@@ -371,7 +410,7 @@ mod tests {
     fn a_later_committed_record_clears_an_orphan() {
         let (out, _) = run(vec![
             rec("a", 1, 0, "orphan"),
-            fence(2, false),
+            fence(2, 0, false),
             rec("a", 2, 1, "a1"),
             marker(2, 1, 2),
         ]);
@@ -383,12 +422,75 @@ mod tests {
         let (out, ops) = run(vec![
             rec("a", 1, 0, "a0"),
             marker(1, 0, 50),
-            fence(2, true),
+            fence(2, 1, true),
             rec("b", 2, 1, "b1"),
             marker(2, 1, 3),
         ]);
         assert_eq!(ops, vec![w("a", "a0"), Op::Reset, w("b", "b1")]);
         assert_eq!(out.committed.generation, 2);
+        assert_eq!(out.committed.positions["raw.shopify"], 3);
+    }
+
+    /// Compaction keeps one marker per epoch: a fenced-off owner's late marker
+    /// replaces the one that committed its epoch's last batch. The fence of
+    /// the next owner still commits that batch, and carries its positions.
+    #[test]
+    fn a_fence_commits_the_batches_its_owner_started_from() {
+        let committed = crate::records::FenceCommitted {
+            sequence: 0,
+            flushed: 0,
+            positions: BTreeMap::from([("raw.shopify".to_string(), 3)]),
+        };
+        let uncompacted = vec![
+            rec("a", 1, 0, "a0"),
+            marker(1, 0, 3),
+            fence_at(2, 1, false, Some(committed.clone())),
+            rec("b", 1, 1, "zombie"),
+            marker(1, 1, 9),
+            rec("c", 2, 1, "c1"),
+            marker(2, 1, 4),
+        ];
+        let (out, ops) = run(uncompacted);
+        assert_eq!(ops, vec![w("a", "a0"), w("c", "c1")]);
+        assert_eq!(out.committed.positions["raw.shopify"], 4);
+        // Compacted: marker(1, 0) gone, the zombie's marker(1, 1) kept.
+        let compacted = vec![
+            rec("a", 1, 0, "a0"),
+            fence_at(2, 1, false, Some(committed)),
+            rec("b", 1, 1, "zombie"),
+            marker(1, 1, 9),
+        ];
+        let (out, ops) = run(compacted);
+        assert_eq!(
+            ops,
+            vec![w("a", "a0")],
+            "batch 0 was committed before the fence"
+        );
+        assert_eq!(out.committed.sequence, 0);
+        assert_eq!(
+            out.committed.positions["raw.shopify"], 3,
+            "the fence's positions, not the zombie's"
+        );
+        assert_eq!(out.repair, vec!["b".to_string()]);
+    }
+
+    /// An older epoch's batch the next owner did not find committed is never
+    /// committed by a later fence, even once the sequence moved past it.
+    #[test]
+    fn a_fence_never_commits_an_orphan_of_an_older_epoch() {
+        let (out, ops) = run(vec![
+            rec("a", 1, 0, "a0"),
+            marker(1, 0, 1),
+            rec("x", 1, 1, "orphan"),
+            fence(2, 1, false),
+            rec("y", 2, 1, "y1"),
+            marker(2, 1, 2),
+            rec("z", 2, 2, "z2"),
+            marker(2, 2, 3),
+            fence(3, 3, false),
+        ]);
+        assert_eq!(ops, vec![w("a", "a0"), w("y", "y1"), w("z", "z2")]);
+        assert_eq!(out.repair, vec!["x".to_string()]);
         assert_eq!(out.committed.positions["raw.shopify"], 3);
     }
 }

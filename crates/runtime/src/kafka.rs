@@ -484,6 +484,10 @@ pub async fn create_topics(
                 // The changelog: a superseded committed value must outlive any
                 // orphan record that still has to be repaired (ARCHITECTURE §5.5).
                 t = t.set("min.compaction.lag.ms", "3600000");
+                // Deletes are tombstones: a processor whose store has not
+                // followed the changelog for this long rebuilds it
+                // (storefold_processor::task STALE_AFTER is below it).
+                t = t.set("delete.retention.ms", "86400000");
             }
             t
         })

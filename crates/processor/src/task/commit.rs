@@ -14,7 +14,7 @@ use crate::db::{DbError, DbSource};
 use crate::parked::parked_since;
 use crate::records::{
     Family, OutboxEntry, decode_outbox, decode_value, family_of, input_positions, marker_key,
-    outbox_chunks, outbox_key,
+    outbox_chunks, outbox_key, tombstone_headers,
 };
 use crate::{failpoint, idem, size};
 
@@ -141,27 +141,34 @@ impl Task {
             idem::stage_record(&self.db, &mut batch, k, v.as_deref())?;
         }
         let record_count = records.len() as i64;
-        let encoded: Vec<(String, Vec<u8>)> = records
+        // A put is a StateRecord; a delete is a Kafka tombstone carrying the
+        // epoch and sequence in its headers, so compaction removes the key
+        // (and, after `delete.retention.ms`, the tombstone) instead of keeping
+        // a deleted key's last record for ever.
+        let deleted = tombstone_headers(self.epoch, seq);
+        let encoded: Vec<(String, Option<Vec<u8>>)> = records
             .into_iter()
             .map(|(key, value)| {
+                let Some(value) = value else {
+                    return (key, None);
+                };
                 let kind = family_of(&key).map_or(StateKind::Meta, Family::kind);
                 let rec = StateRecord {
                     key,
                     kind,
                     epoch: self.epoch,
                     sequence: seq,
-                    value,
+                    value: Some(value),
                 };
                 let bytes = self.shared.encode(&rec);
-                (rec.key, bytes)
+                (rec.key, Some(bytes))
             })
             .collect();
         // A state record over the producer's limit would fail this batch on
         // every attempt: say which, instead of librdkafka's bare refusal.
-        if let Some((k, v)) = encoded
-            .iter()
-            .find(|(k, v)| k.len() + v.len() + 256 > self.shared.max_message_bytes)
-        {
+        if let Some((k, Some(v))) = encoded.iter().find(|(k, v)| {
+            k.len() + v.as_ref().map_or(0, Vec::len) + 256 > self.shared.max_message_bytes
+        }) {
             metrics.oversized.with_label_values(&["state"]).inc();
             return Err(TaskError::Changelog(format!(
                 "state record {k} is {} bytes, over message.max.bytes ({}): the batch cannot be \
@@ -177,8 +184,8 @@ impl Task {
                 topic: &changelog,
                 partition: Some(self.partition),
                 key: k.as_bytes(),
-                value: Some(v),
-                headers: &[],
+                value: v.as_deref(),
+                headers: if v.is_some() { &[] } else { &deleted },
             })
             .collect();
         self.shared.produce_all(&outs)?;

@@ -3,9 +3,10 @@
 //! rebuilt and what the outbox still holds produced.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -21,7 +22,7 @@ use crate::db::{DbError, Meta, TaskDb};
 use crate::failpoint;
 use crate::idem::{BatchRecords, IDEM_BATCH_PREFIX, stage_record};
 use crate::parked::{ParkedIndex, Progress, parked_since};
-use crate::records::{Family, Fence, decode_value, fence_key};
+use crate::records::{Family, Fence, FenceCommitted, decode_value, fence_key, tombstone_record};
 use crate::restore::{Committed, Op, Restorer, outbox_flushed};
 
 impl Task {
@@ -47,8 +48,9 @@ impl Task {
             shared.sync_writes,
         )?);
         let stored = db.meta()?;
-        let empty_disk = stored.is_none();
+        let mut empty_disk = stored.is_none();
         let mut meta = stored.unwrap_or_else(Meta::fresh);
+        let stale = !empty_disk && out_of_sync(&path, SystemTime::now());
         // Never apply state to a different log.
         if let Some(id) = &meta.cluster_id
             && *id != shared.cluster_id
@@ -105,6 +107,33 @@ impl Task {
                     path.display()
                 )));
             }
+        }
+        let mut db = db;
+        if stale {
+            // Deletes are tombstones, which compaction removes after the
+            // changelog's delete.retention.ms: a store that has not followed
+            // the changelog for longer may have missed some. Rebuilt from the
+            // changelog instead (the checks above still ran on it).
+            tracing::warn!(
+                task = partition,
+                dir = %path.display(),
+                "the local state has not been written for over {} hours (longer than the \
+                 changelog keeps tombstones): rebuilding it from the changelog",
+                STALE_AFTER.as_secs() / 3600
+            );
+            drop(db);
+            std::fs::remove_dir_all(&path).map_err(|e| {
+                TaskError::WrongLog(format!("cannot remove {}: {e}", path.display()))
+            })?;
+            db = Arc::new(TaskDb::open(
+                &path,
+                &shared.memory,
+                shared.retention_ms,
+                watermark.clone(),
+                shared.sync_writes,
+            )?);
+            meta = Meta::fresh();
+            empty_disk = true;
         }
         let from = meta.changelog_next.max(low);
         let mut restorer = Restorer::new(Committed {
@@ -168,13 +197,17 @@ impl Task {
                         next = m.offset() + 1;
                         restored.inc();
                         remaining.set(high - next);
-                        let Some(payload) = m.payload() else {
-                            // A compaction tombstone of a key: nothing to restore.
-                            continue;
+                        let rec: StateRecord = match m.payload() {
+                            Some(payload) => shared.codec.decode(payload).map_err(|e| {
+                                TaskError::Changelog(format!("offset {}: {e}", m.offset()))
+                            })?,
+                            // A delete of a batch (its headers name it), or a
+                            // tombstone nobody can place: skipped.
+                            None => match tombstone_of(&m) {
+                                Some(rec) => rec,
+                                None => continue,
+                            },
                         };
-                        let rec: StateRecord = shared.codec.decode(payload).map_err(|e| {
-                            TaskError::Changelog(format!("offset {}: {e}", m.offset()))
-                        })?;
                         restorer
                             .feed(m.offset(), rec, |b| {
                                 shared.codec.decode::<CommitMarker>(b).ok()
@@ -234,7 +267,15 @@ impl Task {
         } else {
             c.generation.max(1)
         };
-        let fence = Fence { generation, reset };
+        let fence = Fence {
+            generation,
+            reset,
+            committed: (!reset).then(|| FenceCommitted {
+                sequence: c.sequence,
+                flushed: c.flushed,
+                positions: c.positions.clone(),
+            }),
+        };
         let fence_rec = StateRecord {
             key: fence_key(epoch),
             kind: StateKind::Fence,
@@ -399,6 +440,39 @@ impl Task {
     }
 }
 
+/// The delete a changelog tombstone stands for, from its key and headers.
+fn tombstone_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<StateRecord> {
+    use rdkafka::message::Headers as _;
+    let headers = m.headers()?;
+    tombstone_record(
+        m.key()?,
+        headers.iter().filter_map(|h| Some((h.key, h.value?))),
+    )
+}
+
+/// How long a task's store may go without a write before a start rebuilds it
+/// from the changelog: below the 24 hours `storefold topics create` gives the
+/// changelog's `delete.retention.ms`, after which compaction may remove a
+/// delete (tombstone) the store never read.
+const STALE_AFTER: Duration = Duration::from_secs(20 * 3600);
+
+/// True when no file of the store at `path` was written within
+/// [`STALE_AFTER`] before `now`. RocksDB appends every write to its log
+/// files, and a start ends with a write, so the newest file time is the last
+/// time the store followed the changelog (or earlier: never later). The
+/// info logs (`LOG*`), written on every open, do not count.
+fn out_of_sync(path: &Path, now: SystemTime) -> bool {
+    let Ok(dir) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let newest = dir
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("LOG"))
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    newest.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE_AFTER))
+}
+
 fn apply_op(db: &TaskDb, batch: &mut WriteBatch, op: Op) -> Result<(), TaskError> {
     match op {
         Op::Write(k, v) => stage_record(db, batch, &k, v.as_deref())?,
@@ -410,4 +484,30 @@ fn apply_op(db: &TaskDb, batch: &mut WriteBatch, op: Op) -> Result<(), TaskError
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_out_of_sync_once_no_file_was_written_for_longer_than_tombstones_live() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = SystemTime::now();
+        let set = |name: &str, age: Duration| {
+            let f = std::fs::File::create(dir.path().join(name)).expect("file");
+            f.set_modified(now - age).expect("set mtime");
+        };
+        assert!(!out_of_sync(dir.path(), now), "an empty directory");
+        assert!(!out_of_sync(&dir.path().join("missing"), now));
+        set("000012.sst", Duration::from_secs(48 * 3600));
+        set("LOG", Duration::ZERO);
+        assert!(
+            out_of_sync(dir.path(), now),
+            "the info log is written on every open and does not count"
+        );
+        set("000013.log", STALE_AFTER - Duration::from_secs(60));
+        assert!(!out_of_sync(dir.path(), now), "a write within the limit");
+        assert!(out_of_sync(dir.path(), now + Duration::from_secs(120)));
+    }
 }

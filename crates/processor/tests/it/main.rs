@@ -5,5 +5,6 @@ mod fold;
 mod parked;
 mod poison;
 mod rebalance;
+mod retention;
 mod schema_registry;
 mod ui;
