@@ -91,7 +91,7 @@ impl Task {
         if let Some(e) = src.take_error() {
             return Err(e.into());
         }
-        self.engine.trim(self.shared.cache_records);
+        self.engine.trim(self.shared.cache_per_task());
         for p in released {
             *self.batch_outcomes.entry((p, "released")).or_default() += 1;
         }
