@@ -1,8 +1,8 @@
 //! The consumer loop: one consumer in the processor group, tasks opened and
 //! closed by the rebalance callback, batches committed by size or interval.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,10 @@ struct Ctx {
     fatal: Mutex<Option<TaskError>>,
     /// The dead-letter topics measured by `dlq_records`.
     dead_letters: Vec<String>,
+    /// A task was installed since the loop last looked: its batch state is
+    /// unknown to the loop's deadlines (and a task with keys to repair is due
+    /// at once), so the loop checks every task once.
+    installed: AtomicBool,
 }
 
 impl Ctx {
@@ -98,6 +102,7 @@ impl Ctx {
         tasks.insert(task.partition, task);
         self.shared.tasks.store(tasks.len(), Ordering::Relaxed);
         self.shared.metrics.tasks.set(tasks.len() as i64);
+        self.installed.store(true, Ordering::Release);
     }
 
     fn remove(&self, p: i32) {
@@ -223,6 +228,7 @@ pub fn run(
                     .map(|s| shared.topics.dlq_sink(s)),
             )
             .collect(),
+        installed: AtomicBool::new(false),
     };
     let mut cc = storefold_runtime::kafka::client_config(&shared.kafka);
     cc.set("group.id", &opts.group_id)
@@ -262,6 +268,9 @@ pub fn run(
     let mut summary = RunSummary::default();
     let mut last_check = Instant::now();
     let mut last_partition_check = Instant::now();
+    let mut deadlines = Deadlines::default();
+    let mut last_scan = Instant::now();
+    let mut due: Vec<i32> = Vec::new();
     let result = loop {
         if let Some(e) = ctx.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
             break Err(e);
@@ -270,10 +279,23 @@ pub fn run(
             break Ok(());
         }
         let polled_at = Instant::now();
-        let polled = consumer.poll(Duration::from_millis(50));
+        // Wake up for the earliest batch deadline, at the latest after 50 ms.
+        let wait = deadlines
+            .next()
+            .map_or(POLL_WAIT, |at| at.saturating_duration_since(polled_at))
+            .min(POLL_WAIT);
+        let polled = consumer.poll(wait);
         let idle = polled.is_none();
         if idle {
             summary.idle += polled_at.elapsed();
+        }
+        // Tasks installed during the poll (a rebalance) or by a restart: drop
+        // the deadlines of batches that no longer exist, and check every task
+        // below (a restarted task with keys to repair is due at once).
+        let mut scan_all = ctx.installed.swap(false, Ordering::Acquire);
+        if scan_all {
+            let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            deadlines.retain(|p| tasks.get(&p).is_some_and(|t| t.batch_events() > 0));
         }
         let folding = Instant::now();
         match polled {
@@ -293,12 +315,26 @@ pub fn run(
                         payload: m.payload(),
                         headers,
                     };
-                    if let Err(e) = task.process(&input) {
-                        drop(tasks);
-                        if e.is_fatal() {
-                            break Err(e);
+                    match task.process(&input) {
+                        Ok(()) => {
+                            // Only the task that took the record can have
+                            // filled its batch; its deadline is set by the
+                            // batch's first record.
+                            if task.batch_events() > 0 {
+                                deadlines.open(p, Instant::now() + opts.commit_interval);
+                            }
+                            if task.due(opts.batch_size, opts.commit_interval) {
+                                due.push(p);
+                            }
                         }
-                        restart(&consumer, p, &e, &mut summary);
+                        Err(e) => {
+                            drop(tasks);
+                            if e.is_fatal() {
+                                break Err(e);
+                            }
+                            deadlines.close(p);
+                            restart(&consumer, p, &e, &mut summary);
+                        }
                     }
                 }
             }
@@ -315,22 +351,46 @@ pub fn run(
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
         }
         summary.folding += folding.elapsed();
-        // Commit due batches.
+        // Commit due batches: the one filled above, those whose deadline
+        // passed and, after an install or once per commit interval (a
+        // backstop that keeps `Task::due` the only rule), any task found due
+        // by asking each.
         let committing = Instant::now();
-        let due: Vec<i32> = {
+        let now = Instant::now();
+        scan_all |= now.duration_since(last_scan) >= opts.commit_interval;
+        {
             let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
-            tasks
-                .iter()
-                .filter(|(_, t)| t.due(opts.batch_size, opts.commit_interval))
-                .map(|(p, _)| *p)
-                .collect()
-        };
+            for p in deadlines.take_due(now) {
+                let Some(task) = tasks.get(&p) else { continue };
+                if task.due(opts.batch_size, opts.commit_interval) {
+                    due.push(p);
+                } else if task.batch_events() > 0 {
+                    // Not due by the task's own clock yet: ask again later.
+                    deadlines.open(p, now + opts.commit_interval);
+                }
+            }
+            if scan_all {
+                last_scan = now;
+                due.extend(
+                    tasks
+                        .iter()
+                        .filter(|(_, t)| t.due(opts.batch_size, opts.commit_interval))
+                        .map(|(p, _)| *p),
+                );
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        for p in &due {
+            deadlines.close(*p);
+        }
         for (p, e) in commit_tasks(&consumer, &due, &opts.mode, &mut summary) {
             if e.is_fatal() {
                 return Err(e);
             }
             restart(&consumer, p, &e, &mut summary);
         }
+        due.clear();
         summary.committing += committing.elapsed();
         let every = if opts.exit_when_caught_up {
             Duration::from_millis(500)
@@ -388,6 +448,72 @@ pub fn run(
         ctx.remove(p);
     }
     result.map(|()| summary)
+}
+
+/// Longest wait for a record before the loop looks at deadlines and lag again.
+const POLL_WAIT: Duration = Duration::from_millis(50);
+
+/// When each open batch falls due by time: the batch's first record plus the
+/// commit interval. Finding the due batches after a record is then a look at
+/// the earliest deadlines, not a question to every task.
+#[derive(Debug, Default)]
+struct Deadlines {
+    /// (deadline, task), earliest first.
+    order: BTreeSet<(Instant, i32)>,
+    /// The deadline of each task in `order`.
+    of: HashMap<i32, Instant>,
+}
+
+impl Deadlines {
+    /// Gives task `p` the deadline `at` unless it has one: a batch keeps the
+    /// deadline of its first record.
+    fn open(&mut self, p: i32, at: Instant) {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.of.entry(p) {
+            v.insert(at);
+            self.order.insert((at, p));
+        }
+    }
+
+    /// Forgets the deadline of task `p` (its batch was committed or dropped).
+    fn close(&mut self, p: i32) {
+        if let Some(at) = self.of.remove(&p) {
+            self.order.remove(&(at, p));
+        }
+    }
+
+    /// The earliest deadline.
+    fn next(&self) -> Option<Instant> {
+        self.order.first().map(|(at, _)| *at)
+    }
+
+    /// Removes and returns the tasks whose deadline is `now` or earlier,
+    /// earliest first.
+    fn take_due(&mut self, now: Instant) -> Vec<i32> {
+        let mut due = Vec::new();
+        while let Some(&(at, p)) = self.order.first() {
+            if at > now {
+                break;
+            }
+            self.order.pop_first();
+            self.of.remove(&p);
+            due.push(p);
+        }
+        due
+    }
+
+    /// Keeps the deadlines of the tasks for which `keep` is true.
+    fn retain(&mut self, mut keep: impl FnMut(i32) -> bool) {
+        let gone: Vec<i32> = self.of.keys().copied().filter(|p| !keep(*p)).collect();
+        for p in gone {
+            self.close(p);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        debug_assert_eq!(self.order.len(), self.of.len());
+        self.of.len()
+    }
 }
 
 /// Most commits that run at once. Each waits on Kafka acknowledgements most of
@@ -636,5 +762,69 @@ fn update_dlq_records(consumer: &BaseConsumer<Ctx>, owned: &[i32]) {
             Ok(marks) => publish(t, &marks),
             Err(e) => tracing::debug!(topic = %t, error = %e, "dead-letter records not measured"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn deadlines_fall_due_in_order_and_only_once() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::default();
+        d.open(3, at(t0, 30));
+        d.open(1, at(t0, 10));
+        d.open(2, at(t0, 20));
+        assert_eq!(d.next(), Some(at(t0, 10)));
+        assert!(d.take_due(at(t0, 5)).is_empty());
+        assert_eq!(d.take_due(at(t0, 20)), vec![1, 2]);
+        assert_eq!(d.next(), Some(at(t0, 30)));
+        assert!(d.take_due(at(t0, 20)).is_empty());
+        assert_eq!(d.take_due(at(t0, 1000)), vec![3]);
+        assert_eq!(d.next(), None);
+        assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn a_batch_keeps_the_deadline_of_its_first_record() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::default();
+        d.open(7, at(t0, 10));
+        d.open(7, at(t0, 50));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.take_due(at(t0, 10)), vec![7]);
+        // Once taken (committed), the next batch gets a new deadline.
+        d.open(7, at(t0, 50));
+        assert_eq!(d.next(), Some(at(t0, 50)));
+    }
+
+    #[test]
+    fn closed_and_dropped_batches_never_fall_due() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::default();
+        for p in 0..5 {
+            d.open(p, at(t0, 10));
+        }
+        d.close(1);
+        d.close(1);
+        d.close(99);
+        d.retain(|p| p != 3);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.take_due(at(t0, 10)), vec![0, 2, 4]);
+    }
+
+    #[test]
+    fn tasks_with_the_same_deadline_are_all_kept() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::default();
+        d.open(2, at(t0, 10));
+        d.open(1, at(t0, 10));
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.take_due(at(t0, 10)), vec![1, 2]);
     }
 }
