@@ -43,7 +43,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use storefold_codec::{CommitMarker, RecordKind, StateKind, StateRecord};
 use storefold_processor::db::{StoreMemory, TaskDb};
 use storefold_processor::idem;
-use storefold_processor::records::{Family, Fence, marker_key};
+use storefold_processor::records::{Family, marker_key};
 use storefold_processor::restore::{Committed, Op, Restorer};
 use storefold_processor::task::Task;
 use storefold_processor::{Mode, Processor, Shared};
@@ -547,10 +547,9 @@ fn stale_projections(
 }
 
 #[test]
-#[ignore = "fails (c33a830 and the lead's work in progress): per-event idempotency keys of \
-            retired ~idem/ batch records are missing after a restore from a compacted \
-            changelog, and a zombie's marker compacted over its epoch's marker loses that \
-            epoch (see the test below); run with --run-ignored all"]
+#[ignore = "fails on fc6dd94: per-event idempotency keys of retired ~idem/ batch records stay in \
+            the task's store but are missing after a restore from a compacted changelog (946 \
+            keys here); run with --run-ignored all"]
 fn a_restore_from_a_compacted_changelog_equals_the_state() {
     let env = env(PARTITIONS);
     let bootstrap = env.config.kafka.bootstrap_servers.clone();
@@ -742,11 +741,11 @@ fn a_restore_from_a_compacted_changelog_equals_the_state() {
 /// (a zombie) that commits a batch after the newest fence writes its epoch's
 /// marker again, under the same key (`~marker/<epoch>`). Compaction keeps
 /// only that newest marker, which the restore ignores (a lower epoch after a
-/// higher fence); the epoch's own marker is gone, so nothing of that epoch
-/// that has not been written again later counts as committed.
+/// higher fence), and the epoch's own marker is gone: the epoch's batches
+/// below the fence's sequence must still count as committed (the fence's
+/// owner started from them). A fence written by an older build (sequence,
+/// no committed state in its value) is enough.
 #[test]
-#[ignore = "fails (c33a830 and the lead's work in progress): the restore ignores the zombie's \
-            marker, and compaction removed the epoch's own; run with --run-ignored all"]
 fn a_zombies_marker_compacted_over_its_epochs_marker_keeps_the_epoch_committed() {
     let data = |key: &str, epoch: i64, sequence: i64, value: &str| StateRecord {
         key: key.into(),
@@ -777,13 +776,9 @@ fn a_zombies_marker_compacted_over_its_epochs_marker_keeps_the_epoch_committed()
         kind: StateKind::Fence,
         epoch: 2,
         sequence: 1,
-        value: Some(
-            serde_json::to_vec(&Fence {
-                generation: 1,
-                reset: false,
-            })
-            .expect("json"),
-        ),
+        // A fence's value is JSON; written by hand so that fields added to
+        // it later do not change this test.
+        value: Some(br#"{"generation":1,"reset":false}"#.to_vec()),
     };
     let restore = |records: Vec<StateRecord>| -> Vec<Op> {
         let mut r = Restorer::new(Committed {

@@ -1,6 +1,7 @@
 //! Integration tests of storefold-processor, in one binary so that it is linked once.
 
 mod common;
+mod compaction;
 mod fold;
 mod parked;
 mod poison;
