@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicI64;
 use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use rocksdb::WriteBatch;
 use storefold_codec::{CommitMarker, StateKind, StateRecord};
@@ -22,8 +22,11 @@ use crate::db::{DbError, Meta, TaskDb};
 use crate::failpoint;
 use crate::idem::{BatchRecords, IDEM_BATCH_PREFIX, stage_record};
 use crate::parked::{ParkedIndex, Progress, parked_since};
-use crate::records::{Family, Fence, FenceCommitted, decode_value, fence_key, tombstone_record};
-use crate::restore::{Committed, Op, Restorer, outbox_flushed};
+use crate::records::{
+    FENCE_PREFIX, Family, Fence, FenceCommitted, MARKER_PREFIX, decode_value, fence_key,
+    tombstone_record,
+};
+use crate::restore::{Committed, Op, Plan, Restorer, outbox_flushed};
 
 impl Task {
     /// Opens the task's store and runs the start protocol: reads the changelog
@@ -156,90 +159,80 @@ impl Task {
                 empty_disk,
                 "restoring from the changelog"
             );
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&changelog, partition, Offset::Offset(from))
-                .map_err(|e| TaskError::Kafka(e.to_string()))?;
-            consumer
-                .assign(&tpl)
-                .map_err(|e| TaskError::Kafka(e.to_string()))?;
             let started = Instant::now();
-            let mut last_log = Instant::now();
-            let mut last_progress = Instant::now();
-            let mut next = from;
-            let mut batch = WriteBatch::default();
-            while next < high {
-                match consumer.poll(Duration::from_millis(200)) {
-                    None => {
-                        // Compaction may leave the last offsets empty: the
-                        // fetch position still reaches the end.
-                        let at = consumer
-                            .position()
-                            .ok()
-                            .and_then(|tpl| tpl.elements().first().map(|e| e.offset()));
-                        if let Some(Offset::Offset(o)) = at
-                            && o >= high
-                        {
-                            break;
-                        }
-                        if last_progress.elapsed() > timeout {
-                            return Err(TaskError::Kafka(format!(
-                                "restore of task {partition} made no progress for {timeout:?} at {changelog} offset {next}"
-                            )));
-                        }
-                    }
-                    Some(Err(e)) => {
-                        return Err(TaskError::Kafka(format!(
-                            "reading {changelog}/{partition}: {e}"
-                        )));
-                    }
-                    Some(Ok(m)) => {
-                        last_progress = Instant::now();
-                        next = m.offset() + 1;
-                        restored.inc();
-                        remaining.set(high - next);
-                        let rec: StateRecord = match m.payload() {
-                            Some(payload) => shared.codec.decode(payload).map_err(|e| {
-                                TaskError::Changelog(format!("offset {}: {e}", m.offset()))
-                            })?,
-                            // A delete of a batch (its headers name it), or a
-                            // tombstone nobody can place: skipped.
-                            None => match tombstone_of(&m) {
-                                Some(rec) => rec,
-                                None => continue,
-                            },
-                        };
-                        restorer
-                            .feed(m.offset(), rec, |b| {
-                                shared.codec.decode::<CommitMarker>(b).ok()
-                            })
-                            .map_err(|e| TaskError::Changelog(e.to_string()))?;
-                        for op in restorer.drain() {
-                            apply_op(&db, &mut batch, op)?;
-                        }
-                        if batch.len() >= 2_000 {
-                            db.write(std::mem::take(&mut batch))?;
-                            failpoint::hit("mid_restore");
-                        }
-                        if last_log.elapsed() > Duration::from_secs(5) {
-                            last_log = Instant::now();
-                            tracing::info!(
-                                task = partition,
-                                offset = next,
-                                to = high,
-                                percent = (next - from) * 100 / (high - from).max(1),
-                                "restoring"
-                            );
-                        }
-                    }
+            let reader = Reader {
+                consumer: &consumer,
+                changelog: &changelog,
+                partition,
+                from,
+                high,
+                timeout,
+            };
+            // Pass 1: only the markers and fences, so that pass 2 knows at
+            // each record whether its batch was committed and holds nothing
+            // back (memory stays bounded however long an epoch ran).
+            let mut plan = Plan::new(meta.epoch);
+            reader.read("scanning", |m| {
+                remaining.set(2 * high - from - m.offset() - 1);
+                let key = m.key().unwrap_or_default();
+                if !(key.starts_with(MARKER_PREFIX.as_bytes())
+                    || key.starts_with(FENCE_PREFIX.as_bytes()))
+                {
+                    return Ok(());
                 }
-            }
+                let Some(payload) = m.payload() else {
+                    return Ok(());
+                };
+                let rec: StateRecord = shared
+                    .codec
+                    .decode(payload)
+                    .map_err(|e| TaskError::Changelog(format!("offset {}: {e}", m.offset())))?;
+                match rec.kind {
+                    StateKind::Marker => plan.marker(rec.epoch, rec.sequence),
+                    StateKind::Fence => plan.fence(m.offset(), rec.epoch, rec.sequence),
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            restorer.follow(plan);
+            // Pass 2: every record, applied as it comes.
+            let mut batch = WriteBatch::default();
+            let next = reader.read("restoring", |m| {
+                restored.inc();
+                remaining.set(high - m.offset() - 1);
+                let rec: StateRecord = match m.payload() {
+                    Some(payload) => shared
+                        .codec
+                        .decode(payload)
+                        .map_err(|e| TaskError::Changelog(format!("offset {}: {e}", m.offset())))?,
+                    // A delete of a batch (its headers name it), or a
+                    // tombstone nobody can place: skipped.
+                    None => match tombstone_of(m) {
+                        Some(rec) => rec,
+                        None => return Ok(()),
+                    },
+                };
+                restorer
+                    .feed(m.offset(), rec, |b| {
+                        shared.codec.decode::<CommitMarker>(b).ok()
+                    })
+                    .map_err(|e| TaskError::Changelog(e.to_string()))?;
+                for op in restorer.drain() {
+                    apply_op(&db, &mut batch, op)?;
+                }
+                if batch.len() >= 2_000 {
+                    db.write(std::mem::take(&mut batch))?;
+                    failpoint::hit("mid_restore");
+                }
+                Ok(())
+            })?;
             db.write(batch)?;
             let rate = (next - from) as f64 / started.elapsed().as_secs_f64().max(1e-6);
             tracing::info!(
                 task = partition,
                 records = next - from,
                 per_second = rate as u64,
-                "changelog read"
+                "changelog read (two passes)"
             );
         }
         remaining.set(0);
@@ -440,8 +433,87 @@ impl Task {
     }
 }
 
+/// Reads one changelog partition from `from` to `high`.
+struct Reader<'a> {
+    consumer: &'a BaseConsumer,
+    changelog: &'a str,
+    partition: i32,
+    from: i64,
+    high: i64,
+    timeout: Duration,
+}
+
+impl Reader<'_> {
+    /// Hands every record from `from` to `high` to `each`, in offset order,
+    /// logging progress every 5 s; returns the offset after the last one read.
+    fn read(
+        &self,
+        phase: &'static str,
+        mut each: impl FnMut(&BorrowedMessage<'_>) -> Result<(), TaskError>,
+    ) -> Result<i64, TaskError> {
+        let (changelog, partition, from, high) =
+            (self.changelog, self.partition, self.from, self.high);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(changelog, partition, Offset::Offset(from))
+            .map_err(|e| TaskError::Kafka(e.to_string()))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| TaskError::Kafka(e.to_string()))?;
+        let mut last_log = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut next = from;
+        while next < high {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {
+                    // Compaction may leave the last offsets empty: the
+                    // fetch position still reaches the end.
+                    let at = self
+                        .consumer
+                        .position()
+                        .ok()
+                        .and_then(|tpl| tpl.elements().first().map(|e| e.offset()));
+                    if let Some(Offset::Offset(o)) = at
+                        && o >= high
+                    {
+                        break;
+                    }
+                    if last_progress.elapsed() > self.timeout {
+                        return Err(TaskError::Kafka(format!(
+                            "restore of task {partition} made no progress for {:?} at \
+                             {changelog} offset {next}",
+                            self.timeout
+                        )));
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(TaskError::Kafka(format!(
+                        "reading {changelog}/{partition}: {e}"
+                    )));
+                }
+                Some(Ok(m)) => {
+                    last_progress = Instant::now();
+                    next = m.offset() + 1;
+                    each(&m)?;
+                    if last_log.elapsed() > Duration::from_secs(5) {
+                        last_log = Instant::now();
+                        tracing::info!(
+                            task = partition,
+                            phase,
+                            offset = next,
+                            to = high,
+                            percent = (next - from) * 100 / (high - from).max(1),
+                            "restoring"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(next)
+    }
+}
+
 /// The delete a changelog tombstone stands for, from its key and headers.
-fn tombstone_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<StateRecord> {
+fn tombstone_of(m: &BorrowedMessage<'_>) -> Option<StateRecord> {
     use rdkafka::message::Headers as _;
     let headers = m.headers()?;
     tombstone_record(
