@@ -14,7 +14,16 @@
 //! 3. (b) the processor (all partitions, one instance) folds the same input;
 //! 4. cold restore: a second instance with an empty state dir rebuilds every
 //!    task from the changelog;
-//! 5. peak RSS of (b) (the bench process, reset before the run).
+//! 5. peak RSS of (b) (the bench process, reset before the run);
+//! 6. where the records went: the changelog read back and decoded, counted
+//!    by kind (aggregates, indexes, idempotency, parked, outbox, meta, markers,
+//!    fences, tombstones) and the output topics (projections, triggers, dead
+//!    letters), in records and bytes (key + value) per raw event.
+//!
+//! Sizes: `--preset 64`, `--preset 256` or `--preset 768` picks the customers,
+//! tenants and partitions of the README's three runs (60k customers over 300
+//! tenants and 64 partitions; 200k / 1000 / 256; 1M / 3000 / 768); `--customers`,
+//! `--events`, `--tenants`, `--partitions` and `--batch` set each one alone.
 
 use std::time::{Duration, Instant};
 use storefold_benches::{arg, say};
@@ -24,7 +33,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
-use storefold_codec::{AvroCodec, WireFormat};
+use storefold_codec::{AvroCodec, StateKind, StateRecord, WireFormat};
 use storefold_processor::{Mode, Processor};
 use storefold_providers::ProviderKind;
 use storefold_runtime::config::Config;
@@ -47,12 +56,80 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Records and bytes (key + value) of one kind of written record.
+#[derive(Default)]
+struct Tally {
+    records: usize,
+    bytes: usize,
+}
+
+impl Tally {
+    fn add(&mut self, key: Option<&[u8]>, payload: Option<&[u8]>) {
+        self.records += 1;
+        self.bytes += key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
+    }
+}
+
+/// What a changelog record is: the kind its decoded [`StateRecord`] names
+/// (idempotency split into per-event keys and per-batch records); a tombstone
+/// by the family of its key.
+fn changelog_kind(codec: &AvroCodec, key: &str, payload: Option<&[u8]>) -> String {
+    let Some(payload) = payload else {
+        let of = if key.starts_with("~marker/") {
+            "markers".to_string()
+        } else if key.starts_with("~fence/") {
+            "fences".to_string()
+        } else {
+            storefold_processor::records::family_of(key)
+                .map_or("other", |f| f.name())
+                .to_string()
+        };
+        return format!("tombstones ({of})");
+    };
+    let Ok(rec) = codec.decode::<StateRecord>(payload) else {
+        return "undecodable".to_string();
+    };
+    let kind = match &rec.kind {
+        StateKind::Aggregate => "aggregates",
+        StateKind::Index => "indexes",
+        StateKind::Idempotency if key.starts_with('~') => "idempotency (batch records)",
+        StateKind::Idempotency => "idempotency (per-event keys)",
+        StateKind::Parked => "parked",
+        StateKind::Meta => "meta",
+        StateKind::Marker => "markers",
+        StateKind::Fence => "fences",
+        StateKind::Other(other) => other.as_str(),
+    };
+    if rec.value.is_none() {
+        format!("deletes ({kind})")
+    } else {
+        kind.to_string()
+    }
+}
+
+/// The README's three sizes: (customers, tenants, partitions).
+fn preset(size: usize) -> (usize, usize, usize) {
+    match size {
+        0 => (1_000_000, 1000, 128),
+        64 => (60_000, 300, 64),
+        256 => (200_000, 1000, 256),
+        768 => (1_000_000, 3000, 768),
+        other => {
+            say(format!(
+                "--preset {other}: the presets are 64, 256 and 768 (partitions)"
+            ));
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
-    let customers = arg("--customers", 1_000_000);
+    let (customers, tenants, partitions) = preset(arg("--preset", 0));
+    let customers = arg("--customers", customers);
     let events_n = arg("--events", customers * 6 / 5);
-    let partitions = arg("--partitions", 128) as i32;
+    let partitions = arg("--partitions", partitions) as i32;
     let batch = arg("--batch", 5_000);
-    let tenants = arg("--tenants", 1000);
+    let tenants = arg("--tenants", tenants);
 
     let mut broker = BrokerProcess::start(1);
     let dir = tempfile::tempdir().expect("tmp");
@@ -227,54 +304,77 @@ fn main() {
         peak / 1024,
         rss_before / 1024
     ));
-    // What the processor wrote per raw event, by kind of record.
-    {
-        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
-        let mut written = 0usize;
-        for topic in [
-            topics.changelog(),
-            topics.customers(),
-            topics.orders(),
-            topics.triggers(),
-            topics.dlq_processor(),
+    // What the processor wrote per raw event: the changelog decoded record by
+    // record (after the run, so the processor pays nothing for it), then the
+    // output topics.
+    let (changelog_per_event, changelog_bytes_per_event) = {
+        let codec = AvroCodec::embedded().expect("codec");
+        let per_event = |n: usize| n as f64 / summary.events.max(1) as f64;
+        let mut changelog: std::collections::BTreeMap<String, Tally> = Default::default();
+        let mut changelog_total = Tally::default();
+        for r in storefold_testkit::broker::read_topic(
+            broker.bootstrap(),
+            &topics.changelog(),
+            Duration::from_secs(300),
+        ) {
+            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            let kind = changelog_kind(&codec, &key, r.payload.as_deref());
+            changelog
+                .entry(kind)
+                .or_default()
+                .add(r.key.as_deref(), r.payload.as_deref());
+            changelog_total.add(r.key.as_deref(), r.payload.as_deref());
+        }
+        let mut outputs: Vec<(&str, Tally)> = Vec::new();
+        for (name, topic) in [
+            ("customer projections", topics.customers()),
+            ("order projections", topics.orders()),
+            ("triggers", topics.triggers()),
+            ("dead letters", topics.dlq_processor()),
         ] {
+            let mut t = Tally::default();
             for r in storefold_testkit::broker::read_topic(
                 broker.bootstrap(),
                 &topic,
                 Duration::from_secs(300),
             ) {
-                written += 1;
-                let key =
-                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-                let kind = if topic == topics.changelog() {
-                    let k = if key.starts_with('~') {
-                        key.split('/').next().unwrap_or_default().to_string()
-                    } else {
-                        key.split('/').nth(1).unwrap_or_default().to_string()
-                    };
-                    let tomb = if r.payload.as_deref().is_some_and(|p| p.len() > 60) {
-                        ""
-                    } else {
-                        "(small/tombstone)"
-                    };
-                    format!("changelog {k}{tomb}")
-                } else {
-                    topic.clone()
-                };
-                *kinds.entry(kind).or_default() += 1;
+                t.add(r.key.as_deref(), r.payload.as_deref());
             }
+            outputs.push((name, t));
         }
+        let outputs_records: usize = outputs.iter().map(|(_, t)| t.records).sum();
+        let outputs_bytes: usize = outputs.iter().map(|(_, t)| t.bytes).sum();
         say(format!(
-            "records written: {written} = {:.2} per raw event",
-            written as f64 / summary.events.max(1) as f64
+            "records written per raw event: {:.2} ({:.0} B): changelog {:.2} ({:.0} B), outputs {:.2} ({:.0} B)",
+            per_event(changelog_total.records + outputs_records),
+            per_event(changelog_total.bytes + outputs_bytes),
+            per_event(changelog_total.records),
+            per_event(changelog_total.bytes),
+            per_event(outputs_records),
+            per_event(outputs_bytes),
         ));
-        for (k, n) in kinds {
+        let line = |name: &str, t: &Tally| {
             say(format!(
-                "  {k}: {n} ({:.2} per event)",
-                n as f64 / summary.events.max(1) as f64
-            ));
+                "  {name:<34} {:>9} records {:>6.3}/event {:>12} B {:>7.1} B/event",
+                t.records,
+                per_event(t.records),
+                t.bytes,
+                per_event(t.bytes)
+            ))
+        };
+        say("  changelog (key + value bytes):".to_string());
+        for (kind, t) in &changelog {
+            line(kind, t);
         }
-    }
+        say("  outputs:".to_string());
+        for (name, t) in &outputs {
+            line(name, t);
+        }
+        (
+            per_event(changelog_total.records),
+            per_event(changelog_total.bytes),
+        )
+    };
     say(format!(
         "ratio processor / passthrough = {:.2} (target >= 0.5)",
         proc_rate / pass_rate
@@ -299,9 +399,9 @@ fn main() {
         .filter(|l| l.starts_with("storefold_processor_restore_records_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
+    let restore_rate = restored / secs;
     say(format!(
-        "cold restore: {restored:.0} changelog records in {secs:.1} s = {:.0} records/s",
-        restored / secs
+        "cold restore: {restored:.0} changelog records in {secs:.1} s = {restore_rate:.0} records/s"
     ));
 
     // Nothing may have been dropped by the mock cluster.
@@ -338,5 +438,13 @@ fn main() {
     }
     say(format!(
         "no partition lost a record (largest partition: {biggest} records)"
+    ));
+    say(format!(
+        "summary: {partitions} partitions, {total} events: passthrough {pass_rate:.0} records/s, \
+         processor {proc_rate:.0} events/s, ratio {:.2}, peak RSS {} MiB, cold restore \
+         {restore_rate:.0} records/s, changelog {changelog_per_event:.2} records \
+         ({changelog_bytes_per_event:.0} B) per raw event",
+        proc_rate / pass_rate,
+        peak / 1024
     ));
 }
