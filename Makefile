@@ -91,22 +91,34 @@ core-purity:
 ## reuses: ~20-30 s when the workspace crates changed, nothing when they did not.
 test: deps fmt-check clippy doc core-purity unit schemas-check
 
-## bench: criterion benchmarks (figures are printed, never asserted)
+## bench: criterion benchmarks (figures are printed, never asserted). Built with
+## the test profile, like procbench: the bench profile is release-based and would
+## compile RocksDB's C++ once more (~40 min on 2 cores). One bench alone:
+## `make bench BENCH_ARGS="--bench codec"` (fold, providers, codec).
 bench:
-	$(CARGO) bench -p storefold-benches
+	$(CARGO) bench --profile test -p storefold-benches $(BENCH_ARGS)
 
 ## loadgen: ingest vs a bare handler under a mix of signed webhooks (figures printed)
 loadgen:
 	$(CARGO) run --release -q -p storefold-benches --bin loadgen -- --seconds 10
 
-## procbench: processor vs a raw passthrough on the same broker (figures printed).
-## Built with the test profile (opt-level 1): a release RocksDB build takes ~40 min here.
+## procbench: processor vs a raw passthrough on the same broker (figures printed):
+## throughput and ratio, peak RSS, cold restore, and the changelog and output
+## records and bytes per raw event by kind. PROCBENCH_ARGS="--preset 64" (or 256,
+## 768) picks one of the README's three sizes; --customers, --tenants, --partitions,
+## --events and --batch set each alone.
+## Built with the test profile so that it shares CI's RocksDB and librdkafka builds
+## (a release build of RocksDB takes ~40 min here). That profile builds the
+## processor's crates (core, codec, providers, runtime, processor) and apache-avro
+## at opt-level 3 and every other dependency at opt-level 1 (Cargo.toml
+## [profile.test.package.*]).
 procbench:
 	$(CARGO) build -q --profile test -p storefold-testkit --bin storefold-testkit-broker
 	$(CARGO) run -q --profile test -p storefold-benches --bin procbench -- $(PROCBENCH_ARGS)
 
 ## pgbench: the PostgreSQL sink's batched upsert vs single-row upserts of the same
-## rows (figures printed). Test profile for the same reason as procbench.
+## rows (figures printed). Test profile for the same reason as procbench (the sink's
+## own crate stays at opt-level 1; its time goes to PostgreSQL).
 pgbench:
 	$(CARGO) run -q --profile test -p storefold-benches --bin pgbench -- $(PGBENCH_ARGS)
 
