@@ -4,9 +4,22 @@ use super::*;
 
 impl Engine {
     pub(super) fn index(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) -> IndexNode {
-        match self.get(src, &StateKey::new(tenant, Item::Index(k.clone()))) {
+        match self.get(src, StateKey::new(tenant, Item::Index(k.clone()))) {
             Some(StateValue::Index(n)) => n.clone(),
             _ => IndexNode::default(),
+        }
+    }
+
+    /// The customer `k` was last published as merged into, read in place.
+    pub(super) fn merged_into(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        k: &IdentityKey,
+    ) -> Option<IdentityKey> {
+        match self.get(src, StateKey::new(tenant, Item::Index(k.clone()))) {
+            Some(StateValue::Index(n)) => n.merged_into.clone(),
+            _ => None,
         }
     }
 
@@ -19,8 +32,7 @@ impl Engine {
     ) {
         // In place: the record is marked changed only when `f` changed it (most
         // claims repeat what the index already knows).
-        let key = StateKey::new(tenant, Item::Index(k.clone()));
-        let slot = self.slot(src, &key);
+        let slot = self.slot(src, StateKey::new(tenant, Item::Index(k.clone())));
         let changed = match &mut slot.value {
             Some(StateValue::Index(n)) => f(n),
             other => {
@@ -42,7 +54,7 @@ impl Engine {
         if k.kind == IdentityKind::Email {
             return k.clone();
         }
-        match self.get(src, &StateKey::new(tenant, Item::Index(k.clone()))) {
+        match self.get(src, StateKey::new(tenant, Item::Index(k.clone()))) {
             Some(StateValue::Index(n)) if n.claimed_by.len() == 1 => n
                 .claimed_by
                 .iter()
@@ -59,7 +71,7 @@ impl Engine {
         tenant: &str,
         k: &IdentityKey,
     ) -> &'a mut Fragment {
-        let slot = self.get_mut(src, &StateKey::new(tenant, Item::Fragment(k.clone())));
+        let slot = self.get_mut(src, StateKey::new(tenant, Item::Fragment(k.clone())));
         if !matches!(slot, Some(StateValue::Fragment(_))) {
             *slot = Some(StateValue::Fragment(Box::new(Fragment::new(k.clone()))));
         }
@@ -120,7 +132,7 @@ impl Engine {
     }
 
     pub(super) fn has_fragment(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) -> bool {
-        self.get(src, &StateKey::new(tenant, Item::Fragment(k.clone())))
+        self.get(src, StateKey::new(tenant, Item::Fragment(k.clone())))
             .is_some()
     }
 
@@ -131,7 +143,7 @@ impl Engine {
         tenant: &str,
         id: &str,
     ) -> Option<IdentityKey> {
-        match self.get(src, &StateKey::new(tenant, Item::Order(id.to_string()))) {
+        match self.get(src, StateKey::new(tenant, Item::Order(id.to_string()))) {
             Some(StateValue::Order(o)) => o.customer_key(tenant),
             _ => None,
         }
@@ -147,7 +159,11 @@ impl Engine {
     ) -> Vec<IdentityKey> {
         let mut out = vec![root.clone()];
         if root.kind == IdentityKind::Email {
-            let claims = self.index(src, tenant, root).claims;
+            let claims: Vec<IdentityKey> =
+                match self.get(src, StateKey::new(tenant, Item::Index(root.clone()))) {
+                    Some(StateValue::Index(n)) => n.claims.iter().cloned().collect(),
+                    _ => Vec::new(),
+                };
             for k in claims {
                 if self.root(src, tenant, &k) == *root {
                     out.push(k);

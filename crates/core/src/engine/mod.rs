@@ -91,6 +91,15 @@ pub struct Engine {
     dirty_orders: BTreeSet<(String, OrderId)>,
     /// When the event being applied was received (for parking), if known.
     received_at: Option<i64>,
+    /// The books of orders as last derived, by the order's allocation: a
+    /// customer recompute needs the books of all its orders, most of them
+    /// unchanged since the last batch. An entry holds a weak reference to its
+    /// order, so the address stays that order's while the entry lives; and
+    /// while a weak reference exists an `Arc<Order>` is never changed in place
+    /// (`Arc::make_mut` moves the order to a new allocation first), so an
+    /// entry whose order is still alive at that address describes it as it is.
+    /// Entries of orders gone are dropped at the end of each settle.
+    books: HashMap<usize, (std::sync::Weak<Order>, Books), FxBuild>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -127,15 +136,22 @@ fn trigger_id(kind: &str, subject: &str, source: &str) -> String {
 
 /// A trigger's content hash (what a republish compares).
 fn trigger_hash(t: &Trigger) -> String {
-    let v = serde_json::json!([
-        t.kind,
-        t.customer_id,
-        t.order_id,
+    // The JSON array `[kind, customer_id, order_id, "nanos", source, data]`,
+    // written straight from the fields (the same bytes a `json!` array of them
+    // prints, without copying them into a value first).
+    let v = (
+        &t.kind,
+        &t.customer_id,
+        &t.order_id,
         t.occurred_at.unix_timestamp_nanos().to_string(),
-        t.source_event_id,
-        t.data
-    ]);
-    content_hash(v.to_string().as_bytes())[..16].to_string()
+        &t.source_event_id,
+        &t.data,
+    );
+    // Strings, options and a JSON value always serialise.
+    let bytes = serde_json::to_vec(&v).unwrap_or_default();
+    let mut h = content_hash(&bytes);
+    h.truncate(16);
+    h
 }
 
 /// The links of an event that needs an order, if it is one.
@@ -193,30 +209,30 @@ impl Engine {
         self.cache.len()
     }
 
-    fn get<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> Option<&'a StateValue> {
+    fn get<'a>(&'a mut self, src: &dyn Source, key: StateKey) -> Option<&'a StateValue> {
         self.slot(src, key).value.as_ref()
     }
 
-    fn get_mut<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> &'a mut Option<StateValue> {
+    fn get_mut<'a>(&'a mut self, src: &dyn Source, key: StateKey) -> &'a mut Option<StateValue> {
         let slot = self.slot(src, key);
         slot.dirty = true;
         &mut slot.value
     }
 
     /// The working-set slot of `key`, loaded from `src` when absent; not marked
-    /// changed.
-    fn slot<'a>(&'a mut self, src: &dyn Source, key: &StateKey) -> &'a mut Slot {
-        if !self.cache.contains_key(key) {
-            let v = src.load(key);
-            self.cache.insert(
-                key.clone(),
-                Slot {
-                    value: v,
+    /// changed. Takes the key by value: one lookup whether it is there or not
+    /// (the key is kept only when it is new to the working set).
+    fn slot<'a>(&'a mut self, src: &dyn Source, key: StateKey) -> &'a mut Slot {
+        match self.cache.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let value = src.load(e.key());
+                e.insert(Slot {
+                    value,
                     dirty: false,
-                },
-            );
+                })
+            }
         }
-        self.cache.get_mut(key).expect("inserted above")
     }
 
     /// A record already in the working set (no loading).

@@ -11,7 +11,7 @@ impl Engine {
     ) -> &'a mut Order {
         let slot = self.get_mut(
             src,
-            &StateKey::new(tenant, Item::Order(order_id.to_string())),
+            StateKey::new(tenant, Item::Order(order_id.to_string())),
         );
         if !matches!(slot, Some(StateValue::Order(_))) {
             *slot = Some(StateValue::Order(Arc::new(Order::new(order_id))));
@@ -59,7 +59,7 @@ impl Engine {
     /// Whether the order exists (the store's snapshot of it has arrived).
     pub(super) fn order_exists(&mut self, src: &dyn Source, tenant: &str, order_id: &str) -> bool {
         matches!(
-            self.get(src, &StateKey::new(tenant, Item::Order(order_id.to_string()))),
+            self.get(src, StateKey::new(tenant, Item::Order(order_id.to_string()))),
             Some(StateValue::Order(o)) if o.snapshot.is_some()
         )
     }
@@ -71,8 +71,7 @@ impl Engine {
         reference: &str,
         order_id: &str,
     ) {
-        let key = StateKey::new(tenant, Item::Ref(reference.to_string()));
-        let slot = self.slot(src, &key);
+        let slot = self.slot(src, StateKey::new(tenant, Item::Ref(reference.to_string())));
         let added = match &mut slot.value {
             Some(StateValue::Ref(set)) => set.insert(order_id.to_string()),
             other => {
@@ -102,10 +101,7 @@ impl Engine {
         tenant: &str,
         reference: &str,
     ) -> BTreeSet<OrderId> {
-        match self.get(
-            src,
-            &StateKey::new(tenant, Item::Ref(reference.to_string())),
-        ) {
+        match self.get(src, StateKey::new(tenant, Item::Ref(reference.to_string()))) {
             Some(StateValue::Ref(s)) => s.clone(),
             _ => BTreeSet::new(),
         }
@@ -120,7 +116,10 @@ impl Engine {
         tenant: &str,
         reference: &str,
     ) -> Option<OrderId> {
-        self.ref_orders(src, tenant, reference).into_iter().next()
+        match self.get(src, StateKey::new(tenant, Item::Ref(reference.to_string()))) {
+            Some(StateValue::Ref(s)) => s.first().cloned(),
+            _ => None,
+        }
     }
 
     /// Applies an event that names its order through links.
@@ -199,7 +198,7 @@ impl Engine {
         let key = StateKey::new(tenant, Item::Parcel(number.clone()));
         let checkpoints = self.config.limits.checkpoints;
         let changed = {
-            let slot = self.slot(src, &key);
+            let slot = self.slot(src, key);
             let changed = match &mut slot.value {
                 Some(StateValue::Parcel(p)) => p.apply(s, env),
                 other => {
@@ -258,44 +257,57 @@ impl Engine {
 
     pub(super) fn park(&mut self, src: &dyn Source, env: &Envelope, refs: Vec<String>) -> Outcome {
         let tenant = env.tenant.as_str();
-        let pkey = StateKey::new(tenant, Item::Parked(env.event_id.clone()));
-        if self.get(src, &pkey).is_some() {
+        let received_at = self.received_at;
+        let slot = self.slot(
+            src,
+            StateKey::new(tenant, Item::Parked(env.event_id.clone())),
+        );
+        if slot.value.is_some() {
             return Outcome::Duplicate;
         }
-        self.put(
-            pkey,
-            Some(StateValue::Parked(Box::new(ParkedEvent {
-                envelope: env.clone(),
-                received_at: self.received_at,
-            }))),
-        );
+        slot.value = Some(StateValue::Parked(Box::new(ParkedEvent {
+            envelope: env.clone(),
+            received_at,
+        })));
+        slot.dirty = true;
         for r in &refs {
-            let key = StateKey::new(tenant, Item::ParkedBy(r.clone()));
-            let mut set = match self.get(src, &key) {
-                Some(StateValue::ParkedBy(s)) => s.clone(),
-                _ => BTreeSet::new(),
-            };
-            set.insert(env.event_id.clone());
-            self.put(key, Some(StateValue::ParkedBy(set)));
+            // In place; written (marked changed) even when the id was there.
+            let slot = self.get_mut(src, StateKey::new(tenant, Item::ParkedBy(r.clone())));
+            match slot {
+                Some(StateValue::ParkedBy(set)) => {
+                    set.insert(env.event_id.clone());
+                }
+                other => {
+                    *other = Some(StateValue::ParkedBy(BTreeSet::from([env.event_id.clone()])));
+                }
+            }
         }
         Outcome::Parked(refs)
     }
 
     /// Applies the events parked under a reference that just became known.
     pub(super) fn release(&mut self, src: &dyn Source, tenant: &str, reference: &str) {
-        let key = StateKey::new(tenant, Item::ParkedBy(reference.to_string()));
-        let ids = match self.get(src, &key) {
-            Some(StateValue::ParkedBy(s)) => s.clone(),
-            _ => return,
+        // Taken out of the working set (the record is deleted), not copied.
+        let slot = self.slot(
+            src,
+            StateKey::new(tenant, Item::ParkedBy(reference.to_string())),
+        );
+        if !matches!(slot.value, Some(StateValue::ParkedBy(_))) {
+            return;
+        }
+        slot.dirty = true;
+        let Some(StateValue::ParkedBy(ids)) = slot.value.take() else {
+            return;
         };
-        self.put(key, None);
         for id in ids {
-            let pkey = StateKey::new(tenant, Item::Parked(id));
-            let parked = match self.get(src, &pkey) {
-                Some(StateValue::Parked(e)) => (**e).clone(),
-                _ => continue, // released through another reference already
+            let slot = self.slot(src, StateKey::new(tenant, Item::Parked(id)));
+            if !matches!(slot.value, Some(StateValue::Parked(_))) {
+                continue; // released through another reference already
+            }
+            slot.dirty = true;
+            let Some(StateValue::Parked(parked)) = slot.value.take() else {
+                continue;
             };
-            self.put(pkey, None);
             // It resolves now (or parks again under what it still waits for, with
             // its original receive time). It cannot fail: only events with links
             // are parked, and the link error is the only one linking returns.
@@ -313,14 +325,14 @@ impl Engine {
         event_id: &str,
     ) -> Option<ParkedEvent> {
         let pkey = StateKey::new(tenant, Item::Parked(event_id.to_string()));
-        let parked = match self.get(src, &pkey) {
+        let parked = match self.get(src, pkey.clone()) {
             Some(StateValue::Parked(p)) => (**p).clone(),
             _ => return None,
         };
         self.put(pkey, None);
         for r in parked_keys(&parked.envelope) {
             let key = StateKey::new(tenant, Item::ParkedBy(r));
-            let next = match self.get(src, &key) {
+            let next = match self.get(src, key.clone()) {
                 Some(StateValue::ParkedBy(s)) if s.contains(event_id) => {
                     let mut s = s.clone();
                     s.remove(event_id);

@@ -15,6 +15,7 @@ impl Engine {
             .collect();
         changes.sort_by(|a, b| a.0.cmp(&b.0));
         out.changes = changes;
+        self.books.clear();
         out
     }
 
@@ -29,15 +30,16 @@ impl Engine {
         mut visit: impl FnMut(&StateKey, Option<&StateValue>),
     ) -> BatchOutput {
         let out = self.settle(src);
-        let mut dirty: Vec<&StateKey> = self
+        // Borrowed from the working set, sorted by key, without looking any up again.
+        let mut dirty: Vec<(&StateKey, Option<&StateValue>)> = self
             .cache
             .iter()
             .filter(|(_, s)| s.dirty)
-            .map(|(k, _)| k)
+            .map(|(k, s)| (k, s.value.as_ref()))
             .collect();
-        dirty.sort();
-        for k in dirty {
-            visit(k, self.cache.get(k).and_then(|s| s.value.as_ref()));
+        dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in dirty {
+            visit(k, v);
         }
         for slot in self.cache.values_mut() {
             slot.dirty = false;
@@ -49,6 +51,7 @@ impl Engine {
     pub fn trim(&mut self, max: usize) {
         if self.cache.len() > max {
             self.cache.retain(|_, s| s.dirty);
+            self.books.clear();
         }
     }
 
@@ -61,7 +64,7 @@ impl Engine {
         let mut erased: Vec<(String, IdentityKey)> = Vec::new();
         for (tenant, k) in keys {
             let (redacted, requested) =
-                match self.get(src, &StateKey::new(&tenant, Item::Fragment(k.clone()))) {
+                match self.get(src, StateKey::new(&tenant, Item::Fragment(k.clone()))) {
                     Some(StateValue::Fragment(f)) => (f.redacted, f.erasure_requested),
                     _ => (false, false),
                 };
@@ -89,14 +92,14 @@ impl Engine {
 
     pub(super) fn erase_order(&mut self, src: &dyn Source, tenant: &str, oid: &str) {
         let key = StateKey::new(tenant, Item::Order(oid.to_string()));
-        let parcels = match self.get(src, &key) {
+        let parcels = match self.get(src, key) {
             Some(StateValue::Order(o)) if !o.redacted => o.parcels.clone(),
             _ => return,
         };
         self.order_mut(src, tenant, oid).scrub(tenant);
         for t in parcels {
             if let Some(StateValue::Parcel(p)) = self
-                .get_mut(src, &StateKey::new(tenant, Item::Parcel(t)))
+                .get_mut(src, StateKey::new(tenant, Item::Parcel(t)))
                 .as_mut()
             {
                 p.redacted = true;
@@ -118,7 +121,7 @@ impl Engine {
                 self.dirty_keys.insert((tenant.clone(), k));
             }
             if let Some(StateValue::OrderMeta(m)) =
-                self.get(src, &StateKey::new(tenant, Item::OrderMeta(oid.clone())))
+                self.get(src, StateKey::new(tenant, Item::OrderMeta(oid.clone())))
                 && let Some(k) = m
                     .customer_id
                     .as_ref()
@@ -135,28 +138,33 @@ impl Engine {
         for (tenant, k) in &dirty {
             let r = self.root(src, tenant, k);
             roots.insert((tenant.clone(), r));
-            if let Some(prev) = self.index(src, tenant, k).merged_into {
+            if let Some(prev) = self.merged_into(src, tenant, k) {
                 roots.insert((tenant.clone(), prev));
             }
             roots.insert((tenant.clone(), k.clone()));
         }
         for (tenant, root) in roots {
-            let node = self.index(src, &tenant, &root);
-            if node.merged_into.is_some() && self.root(src, &tenant, &root) == root {
+            let was_merged = self.merged_into(src, &tenant, &root).is_some();
+            let resolved = self.root(src, &tenant, &root);
+            if was_merged && resolved == root {
                 // It was merged and no longer is (its phone became ambiguous).
                 self.update_index(src, &tenant, &root, |n| {
                     n.merged_into = None;
                     true
                 });
             }
-            if self.root(src, &tenant, &root) != root {
+            if resolved != root {
                 // `root` is merged into another: publish it as merged, once.
-                let survivor = self.root(src, &tenant, &root);
-                let node = self.index(src, &tenant, &root);
-                let has_data = self.has_fragment(src, &tenant, &root) || !node.orders.is_empty();
+                let survivor = resolved;
+                let (has_orders, merged_into) =
+                    match self.get(src, StateKey::new(&tenant, Item::Index(root.clone()))) {
+                        Some(StateValue::Index(n)) => (!n.orders.is_empty(), n.merged_into.clone()),
+                        _ => (false, None),
+                    };
+                let has_data = self.has_fragment(src, &tenant, &root) || has_orders;
                 // Published once, and only when there was a customer to merge: a
                 // phone nobody used on its own merges nothing visible.
-                if has_data && node.merged_into.as_ref() != Some(&survivor) {
+                if has_data && merged_into.as_ref() != Some(&survivor) {
                     self.update_index(src, &tenant, &root, |n| {
                         n.merged_into = Some(survivor.clone());
                         true
@@ -186,6 +194,9 @@ impl Engine {
         for (tenant, oid) in &all_orders {
             self.recompute_order(src, tenant, oid, &mut out);
         }
+        // Forget the books of orders no longer alive (changed since, or gone
+        // from the working set).
+        self.books.retain(|_, (w, _)| w.strong_count() > 0);
         out
     }
 
@@ -197,7 +208,7 @@ impl Engine {
         computed: Option<u64>,
     ) -> u64 {
         let key = StateKey::new(tenant, Item::Customer(anchor.clone()));
-        let prev = match self.get(src, &key) {
+        let prev = match self.get(src, key) {
             Some(StateValue::Customer(c)) => Some(c.version),
             _ => None,
         };
@@ -222,13 +233,25 @@ impl Engine {
             .map(|t| StateKey::new(tenant, Item::Parcel(t.clone())))
             .collect();
         for k in &keys {
-            self.get(src, k);
+            self.get(src, k.clone());
         }
         keys
     }
 
     pub(super) fn books_of(&self, tenant: &str, order: &Order) -> Books {
         ledger::books(order, self.config.reporting(tenant))
+    }
+
+    /// Makes sure `self.books` holds the books of `order` as it is now.
+    pub(super) fn ensure_books(&mut self, tenant: &str, order: &Arc<Order>) {
+        let at = Arc::as_ptr(order) as usize;
+        if let Some((w, _)) = self.books.get(&at)
+            && w.strong_count() > 0
+        {
+            return;
+        }
+        let books = self.books_of(tenant, order);
+        self.books.insert(at, (Arc::downgrade(order), books));
     }
 
     pub(super) fn recompute_customer(
@@ -245,7 +268,7 @@ impl Engine {
         let mut present: Vec<StateKey> = Vec::new();
         for m in &members {
             let node_key = StateKey::new(tenant, Item::Index(m.clone()));
-            let (claimed, has_orders) = match self.get(src, &node_key) {
+            let (claimed, has_orders) = match self.get(src, node_key) {
                 Some(StateValue::Index(n)) => {
                     order_ids.extend(n.orders.iter().cloned());
                     (n.claimed_by.len() as u64, !n.orders.is_empty())
@@ -254,7 +277,7 @@ impl Engine {
             };
             version += claimed;
             let fkey = StateKey::new(tenant, Item::Fragment(m.clone()));
-            let has_fragment = match self.get(src, &fkey) {
+            let has_fragment = match self.get(src, fkey.clone()) {
                 Some(StateValue::Fragment(f)) => {
                     version += f.seen.count();
                     true
@@ -275,7 +298,7 @@ impl Engine {
         let mut orders: Vec<Arc<Order>> = Vec::new();
         for oid in &order_ids {
             let okey = StateKey::new(tenant, Item::Order(oid.clone()));
-            let order = match self.get(src, &okey) {
+            let order = match self.get(src, okey) {
                 Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
                 _ => continue,
             };
@@ -289,7 +312,7 @@ impl Engine {
             // Published under another customer id before (a merge moved it
             // here): publish it again, whatever batch the merge came in.
             let meta = StateKey::new(tenant, Item::OrderMeta(oid.clone()));
-            if let Some(StateValue::OrderMeta(m)) = self.get(src, &meta)
+            if let Some(StateValue::OrderMeta(m)) = self.get(src, meta)
                 && m.customer_id.as_deref() != Some(root_id.as_str())
             {
                 self.dirty_orders.insert((tenant.to_string(), oid.clone()));
@@ -300,7 +323,9 @@ impl Engine {
             return;
         }
         merged.sort();
-        let books: Vec<Books> = orders.iter().map(|o| self.books_of(tenant, o)).collect();
+        for o in &orders {
+            self.ensure_books(tenant, o);
+        }
         let frag_refs: Vec<&Fragment> = present
             .iter()
             .filter_map(|k| match self.peek(k) {
@@ -308,8 +333,14 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let order_refs: Vec<(&Order, &Books)> =
-            orders.iter().map(|o| &**o).zip(books.iter()).collect();
+        // Every order has its books (just ensured above).
+        let order_refs: Vec<(&Order, &Books)> = orders
+            .iter()
+            .filter_map(|o| {
+                let (_, b) = self.books.get(&(Arc::as_ptr(o) as usize))?;
+                Some((&**o, b))
+            })
+            .collect();
         let view = Arc::new(Customer::build(
             tenant,
             root,
@@ -379,45 +410,64 @@ impl Engine {
         drop(order_refs);
         drop(frag_refs);
         for (oid, touches) in order_touches {
+            // In place: the order's meta changes (and the order is published
+            // again) only when its touches do.
             let meta_key = StateKey::new(tenant, Item::OrderMeta(oid.clone()));
-            let current = match self.get(src, &meta_key) {
-                Some(StateValue::OrderMeta(m)) => Some(m.touches.clone()),
-                _ => None,
+            let slot = self.slot(src, meta_key);
+            let changed = match &mut slot.value {
+                Some(StateValue::OrderMeta(m)) => {
+                    if m.touches != touches {
+                        m.touches = touches;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                other => {
+                    *other = Some(StateValue::OrderMeta(OrderMeta {
+                        touches,
+                        ..OrderMeta::default()
+                    }));
+                    true
+                }
             };
-            if current.as_ref() != Some(&touches) {
-                let mut meta = match self.get(src, &meta_key) {
-                    Some(StateValue::OrderMeta(m)) => m.clone(),
-                    _ => OrderMeta::default(),
-                };
-                meta.touches = touches;
-                self.put(meta_key, Some(StateValue::OrderMeta(meta)));
+            if changed {
+                slot.dirty = true;
                 self.dirty_orders.insert((tenant.to_string(), oid));
             }
         }
-        let key = StateKey::new(tenant, Item::Customer(root.clone()));
-        let prev_triggers = match self.get(src, &key) {
+        // The published record, read and replaced in place: unchanged view and
+        // triggers publish nothing; otherwise the triggers whose content moved
+        // go out.
+        let slot = self.slot(src, StateKey::new(tenant, Item::Customer(root.clone())));
+        let prev_version = match &slot.value {
             Some(StateValue::Customer(c)) => {
                 if c.view == view && c.triggers == placed_hashes {
                     return;
                 }
-                c.triggers.clone()
+                for (id, t) in placed_triggers {
+                    if c.triggers.get(&id) != placed_hashes.get(&id) {
+                        out.triggers.push(t);
+                    }
+                }
+                Some(c.version)
             }
-            _ => BTreeMap::new(),
+            _ => {
+                out.triggers.extend(placed_triggers.into_values());
+                None
+            }
         };
-        for (id, t) in placed_triggers {
-            if prev_triggers.get(&id) != placed_hashes.get(&id) {
-                out.triggers.push(t);
-            }
-        }
-        let version = self.bump_customer_version(src, tenant, root, Some(version));
-        self.put(
-            key,
-            Some(StateValue::Customer(Box::new(CustomerRecord {
-                version,
-                view: Arc::clone(&view),
-                triggers: placed_hashes,
-            }))),
-        );
+        let version = match prev_version {
+            Some(p) if version > p => version,
+            Some(p) => p + 1,
+            None => version.max(1),
+        };
+        slot.value = Some(StateValue::Customer(Box::new(CustomerRecord {
+            version,
+            view: Arc::clone(&view),
+            triggers: placed_hashes,
+        })));
+        slot.dirty = true;
         out.projections.push(Projection::Customer { version, view });
     }
 
@@ -428,7 +478,7 @@ impl Engine {
         oid: &str,
         out: &mut BatchOutput,
     ) {
-        let order = match self.get(src, &StateKey::new(tenant, Item::Order(oid.to_string()))) {
+        let order = match self.get(src, StateKey::new(tenant, Item::Order(oid.to_string()))) {
             Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
             _ => return,
         };
@@ -436,7 +486,11 @@ impl Engine {
             .customer_key(tenant)
             .map(|k| self.root(src, tenant, &k).customer_id().0);
         let parcel_keys = self.load_parcels(src, tenant, &order);
-        let books = self.books_of(tenant, &order);
+        // Derived already when the order is one of a recomputed customer's.
+        let books = match self.books.get(&(Arc::as_ptr(&order) as usize)) {
+            Some((w, b)) if w.strong_count() > 0 => b.clone(),
+            _ => self.books_of(tenant, &order),
+        };
         let parcels: BTreeMap<String, &Parcel> = parcel_keys
             .iter()
             .filter_map(|k| match (self.peek(k), &k.item) {
@@ -448,8 +502,9 @@ impl Engine {
         let shipments = order.shipment_views(&parcels);
         drop(parcels);
         let meta_key = StateKey::new(tenant, Item::OrderMeta(oid.to_string()));
-        let prev = match self.get(src, &meta_key) {
-            Some(StateValue::OrderMeta(m)) => Some(m.clone()),
+        // Replaced below: taken, not copied.
+        let prev = match self.get_mut(src, meta_key.clone()).take() {
+            Some(StateValue::OrderMeta(m)) => Some(m),
             _ => None,
         };
         let computed = order.seen.count() + parcel_events;
