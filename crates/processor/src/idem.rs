@@ -86,15 +86,25 @@ pub fn decode_batch(value: &[u8]) -> Option<(i64, Vec<(String, i64)>)> {
 }
 
 /// Stages a state record's put or delete on `batch`; an idempotency batch
-/// record that is put also puts each of its per-event keys (a delete retires
-/// only the batch record: the per-event keys expire by the family's
-/// compaction filter, at the same retention).
+/// record that is put also puts each of its per-event keys, and one that is
+/// deleted (retired) deletes those the store holds, so that the store holds
+/// exactly what a restore from the compacted changelog gives. A delete reads
+/// the batch record from the store: `batch` must not hold its put.
 pub fn stage_record(
     db: &TaskDb,
     batch: &mut WriteBatch,
     key: &str,
     value: Option<&[u8]>,
 ) -> Result<(), DbError> {
+    if value.is_none()
+        && is_batch_key(key)
+        && let Some(v) = db.get(key)?
+        && let Some((_, entries)) = decode_batch(&v)
+    {
+        for (k, _) in entries {
+            db.stage(batch, &k, None);
+        }
+    }
     db.stage(batch, key, value);
     if let Some(v) = value
         && is_batch_key(key)
@@ -215,5 +225,50 @@ mod tests {
         assert_eq!(live.expire(i64::MAX, i64::MAX), Vec::<String>::new());
         assert_eq!(live.expire(20_000, 0), vec![batch_key(1, 1)]);
         assert!(live.is_empty());
+    }
+
+    /// Putting a batch record puts its keys; retiring it deletes them, so the
+    /// store holds what a restore from the compacted changelog gives.
+    #[test]
+    fn a_batch_record_brings_and_takes_its_keys() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicI64;
+
+        use crate::db::StoreMemory;
+        use crate::records::idempotency_key;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TaskDb::open(
+            dir.path(),
+            &StoreMemory::new(8 << 20),
+            i64::MAX,
+            Arc::new(AtomicI64::new(0)),
+            false,
+        )
+        .expect("open");
+        let (a, b) = (
+            idempotency_key("acme", "shopify", "1"),
+            idempotency_key("acme", "stripe", "evt_2"),
+        );
+        let record = batch_key(1, 0);
+        let mut batch = WriteBatch::default();
+        let value = encode_batch(&[(a.clone(), 10), (b.clone(), 20)]);
+        stage_record(&db, &mut batch, &record, Some(&value)).expect("stage");
+        db.write(batch).expect("write");
+        assert_eq!(db.get(&a).expect("get"), Some(idempotency_value(10)));
+        assert_eq!(db.get(&b).expect("get"), Some(idempotency_value(20)));
+        assert!(db.get(&record).expect("get").is_some());
+        let loaded = BatchRecords::load(&db).expect("load");
+        assert_eq!(loaded.len(), 1);
+
+        let mut batch = WriteBatch::default();
+        stage_record(&db, &mut batch, &record, None).expect("stage");
+        db.write(batch).expect("write");
+        for k in [&a, &b, &record] {
+            assert_eq!(db.get(k).expect("get"), None, "{k}");
+        }
+        // A damaged record is refused, not half applied.
+        let mut batch = WriteBatch::default();
+        assert!(stage_record(&db, &mut batch, &record, Some(b"short")).is_err());
     }
 }

@@ -111,7 +111,13 @@ impl Ctx {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&p);
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = tasks.remove(&p) {
+        if let Some(mut t) = tasks.remove(&p) {
+            // The newest batch's outputs were handed to the producer without
+            // waiting: wait now and delete their outbox entries, so the next
+            // owner does not produce them again.
+            if let Err(e) = t.settle_outbox() {
+                tracing::warn!(task = p, error = %e, "outputs not acknowledged; the next start produces them again");
+            }
             t.retire();
             tracing::info!(task = p, "task closed");
         }

@@ -116,6 +116,8 @@ pub struct Task {
     flushed_outbox: Vec<String>,
     /// The idempotency batch records still within the retention.
     idem_batches: BatchRecords,
+    /// The newest batch's outputs while their acknowledgements are awaited.
+    outbox_in_flight: Option<commit::InFlight>,
     pub report: StartReport,
 }
 

@@ -49,6 +49,14 @@ impl Task {
 
     fn commit_inner(&mut self) -> Result<usize, TaskError> {
         let total = Instant::now();
+        // The previous batch's outputs, acknowledged while this batch folded.
+        let step = Instant::now();
+        self.settle_outbox()?;
+        self.shared
+            .metrics
+            .commit_seconds
+            .with_label_values(&["outbox"])
+            .observe(step.elapsed().as_secs_f64());
         let metrics = self.shared.metrics.clone();
         let seq = self.next_seq;
         let events = self.batch_events;
@@ -95,15 +103,10 @@ impl Task {
         for p in released {
             *self.batch_outcomes.entry((p, "released")).or_default() += 1;
         }
-        // The batch's idempotency keys as one record; batch records out of
-        // the retention tombstoned (see crate::idem).
-        let idem_record = (!self.batch_idem.is_empty()).then(|| {
-            let key = idem::batch_key(self.epoch, seq);
-            let value = idem::encode_batch(&self.batch_idem);
-            let newest = idem::batch_newest(&value).unwrap_or(0);
-            records.push((key.clone(), Some(value)));
-            (key, newest)
-        });
+        // Batch records out of the retention tombstoned (with their keys),
+        // then the batch's idempotency keys as one record (see crate::idem):
+        // in this order, so that an event applied again after its key expired
+        // keeps the key the new record gives it.
         let watermark = self.watermark.load(Ordering::Relaxed);
         for k in self
             .idem_batches
@@ -111,6 +114,13 @@ impl Task {
         {
             records.push((k, None));
         }
+        let idem_record = (!self.batch_idem.is_empty()).then(|| {
+            let key = idem::batch_key(self.epoch, seq);
+            let value = idem::encode_batch(&self.batch_idem);
+            let newest = idem::batch_newest(&value).unwrap_or(0);
+            records.push((key.clone(), Some(value)));
+            (key, newest)
+        });
         // Orphans of a crashed batch: written again with their committed value.
         for k in std::mem::take(&mut self.repair) {
             let v = self.db.get(&k)?;
@@ -265,13 +275,9 @@ impl Task {
             self.idem_batches.insert(key, newest);
         }
 
-        // (c) the outputs, then their outbox entries deleted.
-        let step = Instant::now();
-        self.flush_outbox()?;
-        metrics
-            .commit_seconds
-            .with_label_values(&["outbox"])
-            .observe(step.elapsed().as_secs_f64());
+        // (c) the outputs, handed to the producer; the next commit waits for
+        // their acknowledgements and deletes their outbox entries.
+        self.send_outbox()?;
         metrics
             .commit_seconds
             .with_label_values(&["total"])
@@ -282,6 +288,15 @@ impl Task {
 
     /// Produces every outbox entry and deletes them once acknowledged.
     pub(super) fn flush_outbox(&mut self) -> Result<(), TaskError> {
+        self.send_outbox()?;
+        self.settle_outbox()
+    }
+
+    /// Hands every outbox entry to the producer; the next commit (or
+    /// [`Task::settle_outbox`]) waits for the acknowledgements, so the task
+    /// folds its next batch meanwhile.
+    fn send_outbox(&mut self) -> Result<(), TaskError> {
+        self.settle_outbox()?;
         let mut outbox: Vec<(String, Vec<OutboxEntry>)> = Vec::new();
         for (key, value) in self.db.entries(Family::Outbox)? {
             let entries = decode_outbox(&value).ok_or_else(|| DbError::Corrupt {
@@ -291,13 +306,14 @@ impl Task {
             })?;
             outbox.push((key, entries));
         }
-        let depth = self
-            .shared
+        self.shared
             .metrics
             .outbox_depth
-            .with_label_values(&[&task_label(self.partition)]);
-        depth.set(outbox.iter().map(|(_, e)| e.len()).sum::<usize>() as i64);
-        if !outbox.is_empty() {
+            .with_label_values(&[&task_label(self.partition)])
+            .set(outbox.iter().map(|(_, e)| e.len()).sum::<usize>() as i64);
+        let acks = if outbox.is_empty() {
+            Vec::new()
+        } else {
             let outs: Vec<Out<'_>> = outbox
                 .iter()
                 .flat_map(|(_, entries)| entries)
@@ -309,19 +325,50 @@ impl Task {
                     headers: &e.headers,
                 })
                 .collect();
-            self.shared.produce_all(&outs)?;
+            self.shared.send_all(&outs)?
+        };
+        self.outbox_in_flight = Some(InFlight {
+            keys: outbox.into_iter().map(|(k, _)| k).collect(),
+            sequence: self.meta.sequence,
+            acks,
+        });
+        Ok(())
+    }
+
+    /// Waits for the outputs in flight, then deletes their outbox entries
+    /// (tombstoned in the changelog by the next batch) and records their
+    /// batch as produced.
+    pub fn settle_outbox(&mut self) -> Result<(), TaskError> {
+        let Some(flight) = self.outbox_in_flight.take() else {
+            return Ok(());
+        };
+        if !flight.acks.is_empty() {
+            self.shared.acknowledged(flight.acks)?;
             failpoint::hit("after_outbox");
         }
         let mut batch = WriteBatch::default();
-        for (k, _) in &outbox {
-            self.db.stage(&mut batch, k, None);
-            self.flushed_outbox.push(k.clone());
+        for k in flight.keys {
+            self.db.stage(&mut batch, &k, None);
+            self.flushed_outbox.push(k);
         }
-        self.meta.flushed = self.meta.sequence;
+        self.meta.flushed = flight.sequence;
         self.db.stage_meta(&mut batch, &self.meta);
         self.db.write(batch)?;
-        depth.set(0);
+        self.shared
+            .metrics
+            .outbox_depth
+            .with_label_values(&[&task_label(self.partition)])
+            .set(0);
         failpoint::hit("after_outbox_deleted");
         Ok(())
     }
+}
+
+/// A batch's outputs handed to the producer, not yet acknowledged.
+pub(super) struct InFlight {
+    /// Their outbox keys, deleted once acknowledged.
+    keys: Vec<String>,
+    /// The batch they belong to.
+    sequence: i64,
+    acks: Vec<rdkafka::producer::DeliveryFuture>,
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use storefold_codec::AvroCodec;
 use storefold_codec::registry::Framing;
@@ -122,6 +122,13 @@ impl Shared {
     /// Produces the records and waits for every acknowledgement; returns their
     /// offsets. Any failure fails the whole call.
     pub(super) fn produce_all(&self, records: &[Out<'_>]) -> Result<Vec<i64>, TaskError> {
+        let futures = self.send_all(records)?;
+        self.acknowledged(futures)
+    }
+
+    /// Hands the records to the producer without waiting for their
+    /// acknowledgements ([`Shared::acknowledged`] waits).
+    pub(super) fn send_all(&self, records: &[Out<'_>]) -> Result<Vec<DeliveryFuture>, TaskError> {
         let mut futures = Vec::with_capacity(records.len());
         for r in records {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
@@ -157,6 +164,12 @@ impl Shared {
                 }
             }
         }
+        Ok(futures)
+    }
+
+    /// Waits for the acknowledgement of every record [`Shared::send_all`]
+    /// handed over; returns their offsets. Any failure fails the whole call.
+    pub(super) fn acknowledged(&self, futures: Vec<DeliveryFuture>) -> Result<Vec<i64>, TaskError> {
         self.rt.block_on(async {
             let mut offsets = Vec::with_capacity(futures.len());
             for f in futures {

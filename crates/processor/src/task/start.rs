@@ -20,7 +20,7 @@ use super::shared::{Out, watermarks};
 use super::{Shared, StartReport, Task, TaskError, task_label};
 use crate::db::{DbError, Meta, TaskDb};
 use crate::failpoint;
-use crate::idem::{BatchRecords, IDEM_BATCH_PREFIX, stage_record};
+use crate::idem::{BatchRecords, IDEM_BATCH_PREFIX, is_batch_key, stage_record};
 use crate::parked::{ParkedIndex, Progress, parked_since};
 use crate::records::{
     FENCE_PREFIX, Family, Fence, FenceCommitted, MARKER_PREFIX, decode_value, fence_key,
@@ -168,11 +168,14 @@ impl Task {
                 high,
                 timeout,
             };
-            // Pass 1: only the markers and fences, so that pass 2 knows at
-            // each record whether its batch was committed and holds nothing
-            // back (memory stays bounded however long an epoch ran).
+            // Pass 1 (long ranges only): the markers and fences, so that
+            // pass 2 knows at each record whether its batch was committed and
+            // holds nothing back (memory stays bounded however long an epoch
+            // ran). A short range (a restart on the same disk) is read once:
+            // what it can hold back is bounded by its length.
             let mut plan = Plan::new(meta.epoch);
-            reader.read("scanning", |m| {
+            let two_passes = high - from > SINGLE_PASS_RECORDS;
+            let scan = |m: &BorrowedMessage<'_>| {
                 remaining.set(2 * high - from - m.offset() - 1);
                 let key = m.key().unwrap_or_default();
                 if !(key.starts_with(MARKER_PREFIX.as_bytes())
@@ -193,8 +196,11 @@ impl Task {
                     _ => {}
                 }
                 Ok(())
-            })?;
-            restorer.follow(plan);
+            };
+            if two_passes {
+                reader.read("scanning", scan)?;
+                restorer.follow(plan);
+            }
             // Pass 2: every record, applied as it comes.
             let mut batch = WriteBatch::default();
             let next = reader.read("restoring", |m| {
@@ -232,7 +238,8 @@ impl Task {
                 task = partition,
                 records = next - from,
                 per_second = rate as u64,
-                "changelog read (two passes)"
+                passes = if two_passes { 2 } else { 1 },
+                "changelog read"
             );
         }
         remaining.set(0);
@@ -414,6 +421,7 @@ impl Task {
             repair,
             flushed_outbox: Vec::new(),
             idem_batches,
+            outbox_in_flight: None,
             report,
         };
         // Outputs of batches committed but not produced: drop those already
@@ -522,6 +530,10 @@ fn tombstone_of(m: &BorrowedMessage<'_>) -> Option<StateRecord> {
     )
 }
 
+/// Changelog ranges longer than this are read in two passes (see
+/// [`Plan`]); shorter ones once, holding back at most this many records.
+const SINGLE_PASS_RECORDS: i64 = 20_000;
+
 /// How long a task's store may go without a write before a start rebuilds it
 /// from the changelog: below the 24 hours `storefold topics create` gives the
 /// changelog's `delete.retention.ms`, after which compaction may remove a
@@ -547,7 +559,14 @@ fn out_of_sync(path: &Path, now: SystemTime) -> bool {
 
 fn apply_op(db: &TaskDb, batch: &mut WriteBatch, op: Op) -> Result<(), TaskError> {
     match op {
-        Op::Write(k, v) => stage_record(db, batch, &k, v.as_deref())?,
+        Op::Write(k, v) => {
+            if v.is_none() && is_batch_key(&k) {
+                // Retiring a batch record reads it from the store to delete
+                // the keys it lists: what is staged is written first.
+                db.write(std::mem::take(batch))?;
+            }
+            stage_record(db, batch, &k, v.as_deref())?
+        }
         Op::Reset => {
             db.write(std::mem::take(batch))?;
             let mut clear = WriteBatch::default();

@@ -547,9 +547,6 @@ fn stale_projections(
 }
 
 #[test]
-#[ignore = "fails on fc6dd94: per-event idempotency keys of retired ~idem/ batch records stay in \
-            the task's store but are missing after a restore from a compacted changelog (946 \
-            keys here); run with --run-ignored all"]
 fn a_restore_from_a_compacted_changelog_equals_the_state() {
     let env = env(PARTITIONS);
     let bootstrap = env.config.kafka.bootstrap_servers.clone();

@@ -60,10 +60,17 @@ pub fn env_with(partitions: i32, park_timeout_hours: u64, more_toml: &str) -> En
         .try_init();
     let broker = MockBroker::start(1);
     let dir = tempfile::tempdir().expect("temp dir");
+    // Idempotency keys are kept as long, for the same reason, unless the test
+    // sets its own retention.
+    let retention = if more_toml.contains("idempotency_retention_hours") {
+        String::new()
+    } else {
+        format!("idempotency_retention_hours = {NO_PARK_TIMEOUT_HOURS}\n")
+    };
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{}\"\npartitions = {partitions}\n\
          [processor]\nstate_dir = \"{}\"\nbatch_size = 300\ncommit_interval_ms = 100\n\
-         park_timeout_hours = {park_timeout_hours}\n{more_toml}\n\
+         park_timeout_hours = {park_timeout_hours}\n{retention}{more_toml}\n\
          [[operator.tokens]]\nname = \"test-admin\"\nsha256 = \"{admin}\"\nadmin = true\n",
         broker.bootstrap(),
         dir.path().join("state").display(),
