@@ -15,7 +15,7 @@ use rocksdb::{
 use serde::{Deserialize, Serialize};
 use storefold_core::engine::{Source, StateKey, StateValue};
 
-use crate::records::{Family, OutboxEntry, decode_value, family_of, idempotency_stamp};
+use crate::records::{Family, decode_value, family_of, idempotency_stamp};
 
 /// What a task remembers about itself besides its state records.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,25 +364,6 @@ impl TaskDb {
             }
         }
         Ok(())
-    }
-
-    /// The outbox, in batch order.
-    pub fn outbox(&self) -> Result<Vec<(String, OutboxEntry)>, DbError> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(Family::Outbox), IteratorMode::Start)
-        {
-            let (k, v) = item.map_err(|e| self.rocks(e))?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let entry = OutboxEntry::decode(&v).ok_or_else(|| DbError::Corrupt {
-                path: self.path.clone(),
-                key: key.clone(),
-                detail: "undecodable outbox entry".into(),
-            })?;
-            out.push((key, entry));
-        }
-        Ok(out)
     }
 
     /// Keys of one family (tests and tools).

@@ -109,9 +109,19 @@ impl Plan {
         }
     }
 
+    /// Notes the record at `offset` if it is a marker or a fence (the first
+    /// pass reads nothing else).
+    pub fn read(&mut self, offset: i64, rec: &StateRecord) {
+        match rec.kind {
+            StateKind::Marker => self.marker(rec.epoch, rec.sequence),
+            StateKind::Fence => self.fence(offset, rec.epoch, rec.sequence),
+            _ => {}
+        }
+    }
+
     /// A commit marker of batch `sequence` of `epoch` (ignored when a higher
     /// epoch came before it: a fenced-off owner's).
-    pub fn marker(&mut self, epoch: i64, sequence: i64) {
+    fn marker(&mut self, epoch: i64, sequence: i64) {
         if epoch < self.max_epoch {
             return;
         }
@@ -121,7 +131,7 @@ impl Plan {
     }
 
     /// A fence at `offset` of `epoch`, whose owner's next batch is `sequence`.
-    pub fn fence(&mut self, offset: i64, epoch: i64, sequence: i64) {
+    fn fence(&mut self, offset: i64, epoch: i64, sequence: i64) {
         if epoch < self.max_epoch {
             return;
         }
@@ -633,11 +643,7 @@ mod tests {
             }
             let mut plan = Plan::new(0);
             for (offset, r) in log.iter().enumerate() {
-                match r.kind {
-                    StateKind::Marker => plan.marker(r.epoch, r.sequence),
-                    StateKind::Fence => plan.fence(offset as i64, r.epoch, r.sequence),
-                    _ => {}
-                }
+                plan.read(offset as i64, r);
             }
             let state = |ops: &[Op]| {
                 let mut m: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
@@ -687,11 +693,7 @@ mod tests {
         };
         let mut plan = Plan::new(0);
         for (offset, r) in records().enumerate() {
-            match r.kind {
-                StateKind::Marker => plan.marker(r.epoch, r.sequence),
-                StateKind::Fence => plan.fence(offset as i64, r.epoch, r.sequence),
-                _ => {}
-            }
+            plan.read(offset as i64, &r);
         }
         let mut r = Restorer::new(Committed {
             sequence: -1,

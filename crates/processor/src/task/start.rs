@@ -43,13 +43,16 @@ impl Task {
             ))
         })?;
         let watermark = Arc::new(AtomicI64::new(0));
-        let db = Arc::new(TaskDb::open(
-            &path,
-            &shared.memory,
-            shared.retention_ms,
-            watermark.clone(),
-            shared.sync_writes,
-        )?);
+        let open = || -> Result<Arc<TaskDb>, DbError> {
+            Ok(Arc::new(TaskDb::open(
+                &path,
+                &shared.memory,
+                shared.retention_ms,
+                watermark.clone(),
+                shared.sync_writes,
+            )?))
+        };
+        let db = open()?;
         let stored = db.meta()?;
         let mut empty_disk = stored.is_none();
         let mut meta = stored.unwrap_or_else(Meta::fresh);
@@ -128,13 +131,7 @@ impl Task {
             std::fs::remove_dir_all(&path).map_err(|e| {
                 TaskError::WrongLog(format!("cannot remove {}: {e}", path.display()))
             })?;
-            db = Arc::new(TaskDb::open(
-                &path,
-                &shared.memory,
-                shared.retention_ms,
-                watermark.clone(),
-                shared.sync_writes,
-            )?);
+            db = open()?;
             meta = Meta::fresh();
             empty_disk = true;
         }
@@ -190,11 +187,7 @@ impl Task {
                     .codec
                     .decode(payload)
                     .map_err(|e| TaskError::Changelog(format!("offset {}: {e}", m.offset())))?;
-                match rec.kind {
-                    StateKind::Marker => plan.marker(rec.epoch, rec.sequence),
-                    StateKind::Fence => plan.fence(m.offset(), rec.epoch, rec.sequence),
-                    _ => {}
-                }
+                plan.read(m.offset(), &rec);
                 Ok(())
             };
             if two_passes {
