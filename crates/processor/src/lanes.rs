@@ -1,4 +1,5 @@
-//! Running the due tasks' commits on parallel lanes without losing a result.
+//! Running the due tasks' commits (and the opening of newly assigned tasks)
+//! on parallel lanes without losing a result.
 //!
 //! A lane is one scoped thread committing several tasks in turn. Each task's
 //! commit runs under `catch_unwind`, so a panic in one commit becomes that

@@ -61,6 +61,13 @@ pub struct RunSummary {
     pub committing: Duration,
     /// Wall time spent checking the consumer lag.
     pub lag_checks: Duration,
+    /// Wall time spent opening tasks (local store, restore from the
+    /// changelog, fence, outputs left in the outbox), at the start and at
+    /// each assignment.
+    pub starting: Duration,
+    /// Wall time spent closing the tasks when the run ends (the last
+    /// outputs acknowledged, the stores closed).
+    pub closing: Duration,
 }
 
 struct Ctx {
@@ -75,6 +82,8 @@ struct Ctx {
     /// unknown to the loop's deadlines (and a task with keys to repair is due
     /// at once), so the loop checks every task once.
     installed: AtomicBool,
+    /// Wall time spent in [`Ctx::open_all`], taken by the loop's summary.
+    opening: Mutex<Duration>,
 }
 
 impl Ctx {
@@ -125,6 +134,11 @@ impl Ctx {
         self.shared.metrics.tasks.set(tasks.len() as i64);
     }
 
+    /// The time spent opening tasks since the last call.
+    fn take_opening(&self) -> Duration {
+        std::mem::take(&mut *self.opening.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn set_fatal(&self, e: TaskError) {
         tracing::error!(error = %e, "processor cannot continue");
         self.fatal
@@ -134,8 +148,13 @@ impl Ctx {
     }
 
     /// Opens the tasks of `partitions` and returns the assignment with the
-    /// offsets each task continues from.
+    /// offsets each task continues from. The tasks open side by side (see
+    /// [`PARALLEL_OPENS`]): each start waits on the broker most of the time
+    /// (its restore consumer, the changelog read, the fence's
+    /// acknowledgement), so opening them one after another makes a start or
+    /// a cold restore of many tasks as slow as the sum of their round trips.
     fn open_all(&self, partitions: &BTreeSet<i32>) -> TopicPartitionList {
+        let started = Instant::now();
         let mut tpl = TopicPartitionList::new();
         if let Some(&p) = partitions.iter().find(|p| **p >= self.shared.partitions) {
             // The group handed out a partition the topics did not have when
@@ -147,8 +166,11 @@ impl Ctx {
             )));
             return tpl;
         }
-        for &p in partitions {
-            let task = match self.open(p) {
+        let work: Vec<(i32, i32)> = partitions.iter().map(|&p| (p, p)).collect();
+        let mut opened = crate::lanes::run(work, PARALLEL_OPENS, |p| self.open(p));
+        opened.sort_unstable_by_key(|(p, _)| *p);
+        for (p, task) in opened {
+            let task = match task {
                 Ok(t) => t,
                 Err(e) => {
                     self.set_fatal(e);
@@ -163,6 +185,7 @@ impl Ctx {
             }
             self.install(task);
         }
+        *self.opening.lock().unwrap_or_else(|e| e.into_inner()) += started.elapsed();
         tpl
     }
 }
@@ -235,6 +258,7 @@ pub fn run(
             )
             .collect(),
         installed: AtomicBool::new(false),
+        opening: Mutex::new(Duration::ZERO),
     };
     let mut cc = storefold_runtime::kafka::client_config(&shared.kafka);
     cc.set("group.id", &opts.group_id)
@@ -250,6 +274,15 @@ pub fn run(
     }
     let consumer: BaseConsumer<Ctx> = cc
         .create_with_context(ctx)
+        .map_err(|e| TaskError::Kafka(e.to_string()))?;
+    // The broker checks (lag, dead-letter records, partition counts) go
+    // through a client of their own: on the consumer's connections they wait
+    // behind its fetches, each held open by the broker for up to
+    // `fetch.wait.max.ms`, which made a lag check take seconds.
+    let watch: BaseConsumer = storefold_runtime::kafka::client_config(&shared.kafka)
+        .set("group.id", format!("{}-watch", opts.group_id))
+        .set("enable.auto.commit", "false")
+        .create()
         .map_err(|e| TaskError::Kafka(e.to_string()))?;
     let ctx = consumer.context();
     match opts.mode {
@@ -271,7 +304,10 @@ pub fn run(
         }
     }
     shared.metrics.update_memory(&shared.memory);
-    let mut summary = RunSummary::default();
+    let mut summary = RunSummary {
+        starting: ctx.take_opening(),
+        ..RunSummary::default()
+    };
     let mut last_check = Instant::now();
     let mut last_partition_check = Instant::now();
     let mut deadlines = Deadlines::default();
@@ -292,13 +328,19 @@ pub fn run(
             .min(POLL_WAIT);
         let polled = consumer.poll(wait);
         let idle = polled.is_none();
-        if idle {
-            summary.idle += polled_at.elapsed();
-        }
         // Tasks installed during the poll (a rebalance) or by a restart: drop
         // the deadlines of batches that no longer exist, and check every task
         // below (a restarted task with keys to repair is due at once).
         let mut scan_all = ctx.installed.swap(false, Ordering::Acquire);
+        let opened = if scan_all {
+            ctx.take_opening()
+        } else {
+            Duration::ZERO
+        };
+        summary.starting += opened;
+        if idle {
+            summary.idle += polled_at.elapsed().saturating_sub(opened);
+        }
         if scan_all {
             let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
             deadlines.retain(|p| tasks.get(&p).is_some_and(|t| t.batch_events() > 0));
@@ -375,6 +417,16 @@ pub fn run(
                     deadlines.open(p, now + opts.commit_interval);
                 }
             }
+            if idle {
+                // Nothing came: batches open for long enough are committed
+                // now rather than at their deadline (see Task::due_when_idle).
+                due.extend(
+                    tasks
+                        .iter()
+                        .filter(|(_, t)| t.due_when_idle(opts.commit_interval))
+                        .map(|(p, _)| *p),
+                );
+            }
             if scan_all {
                 last_scan = now;
                 due.extend(
@@ -408,19 +460,18 @@ pub fn run(
         // caught up says it is.
         if last_partition_check.elapsed() >= Duration::from_secs(30) {
             last_partition_check = Instant::now();
-            if let Err(e) = check_partition_counts(&consumer, &shared, Duration::from_secs(10)) {
+            if let Err(e) = check_partition_counts(&watch, &shared, Duration::from_secs(10)) {
                 break Err(e);
             }
         }
         if (idle || !opts.exit_when_caught_up) && last_check.elapsed() >= every {
             last_check = Instant::now();
             shared.metrics.update_memory(&shared.memory);
-            let caught_up = update_lag(&consumer);
+            let caught_up = update_lag(ctx, &watch);
             summary.lag_checks += last_check.elapsed();
             tracing::debug!(elapsed = ?last_check.elapsed(), caught_up, "lag checked");
             if opts.exit_when_caught_up && caught_up {
-                if let Err(e) = check_partition_counts(&consumer, &shared, Duration::from_secs(10))
-                {
+                if let Err(e) = check_partition_counts(&watch, &shared, Duration::from_secs(10)) {
                     break Err(e);
                 }
                 tracing::info!("every owned task has folded its input");
@@ -442,6 +493,7 @@ pub fn run(
             tracing::warn!(task = p, error = %e, "final commit failed; the batch will be folded again");
         }
     }
+    let closing = Instant::now();
     consumer.unsubscribe();
     let parts: Vec<i32> = ctx
         .tasks
@@ -453,6 +505,7 @@ pub fn run(
     for p in parts {
         ctx.remove(p);
     }
+    summary.closing = closing.elapsed();
     result.map(|()| summary)
 }
 
@@ -521,6 +574,11 @@ impl Deadlines {
         self.of.len()
     }
 }
+
+/// Most tasks opened at once. A start is mostly waiting on the broker, but
+/// it also opens a RocksDB store and applies what it restores, so the number
+/// stays well below [`PARALLEL_COMMITS`].
+const PARALLEL_OPENS: usize = 16;
 
 /// Most commits that run at once. Each waits on Kafka acknowledgements most of
 /// the time, so committing the due tasks side by side turns one round trip per
@@ -688,8 +746,7 @@ pub fn check_partition_counts<C: Consumer<X>, X: rdkafka::consumer::ConsumerCont
 
 /// Publishes the lag per task (high watermarks asked from the broker); true
 /// when every owned task is at the end of every raw partition.
-fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
-    let ctx = consumer.context();
+fn update_lag(ctx: &Ctx, watch: &BaseConsumer) -> bool {
     let tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
     if tasks.is_empty() {
         return false;
@@ -698,7 +755,7 @@ fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
         .keys()
         .flat_map(|p| ctx.shared.raw_topics.iter().map(move |t| (t.clone(), *p)))
         .collect();
-    let marks = match crate::task::watermarks(consumer, &wanted, Duration::from_secs(10)) {
+    let marks = match crate::task::watermarks(watch, &wanted, Duration::from_secs(10)) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot measure the lag");
@@ -727,7 +784,7 @@ fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
     }
     let owned: Vec<i32> = tasks.keys().copied().collect();
     drop(tasks);
-    update_dlq_records(consumer, &owned);
+    update_dlq_records(ctx, watch, &owned);
     all
 }
 
@@ -735,9 +792,9 @@ fn update_lag(consumer: &BaseConsumer<Ctx>) -> bool {
 /// watermark) in the partitions of the owned tasks: what is left to look at.
 /// One ListOffsets round for every topic; only when that fails (a dead-letter
 /// topic missing or with fewer partitions) is each topic asked alone.
-fn update_dlq_records(consumer: &BaseConsumer<Ctx>, owned: &[i32]) {
-    let shared = &consumer.context().shared;
-    let topics = &consumer.context().dead_letters;
+fn update_dlq_records(ctx: &Ctx, watch: &BaseConsumer, owned: &[i32]) {
+    let shared = &ctx.shared;
+    let topics = &ctx.dead_letters;
     let wanted = |topics: &[String]| -> Vec<(String, i32)> {
         topics
             .iter()
@@ -757,14 +814,14 @@ fn update_dlq_records(consumer: &BaseConsumer<Ctx>, owned: &[i32]) {
             .set(held);
     };
     let timeout = Duration::from_secs(10);
-    if let Ok(marks) = crate::task::watermarks(consumer, &wanted(topics), timeout) {
+    if let Ok(marks) = crate::task::watermarks(watch, &wanted(topics), timeout) {
         for t in topics {
             publish(t, &marks);
         }
         return;
     }
     for t in topics {
-        match crate::task::watermarks(consumer, &wanted(std::slice::from_ref(t)), timeout) {
+        match crate::task::watermarks(watch, &wanted(std::slice::from_ref(t)), timeout) {
             Ok(marks) => publish(t, &marks),
             Err(e) => tracing::debug!(topic = %t, error = %e, "dead-letter records not measured"),
         }

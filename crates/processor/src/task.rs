@@ -30,6 +30,11 @@ use crate::records::OutboxEntry;
 
 pub use shared::{Shared, Watermarks, watermarks};
 
+/// An open batch may be committed once the input runs dry and it has been
+/// open for this fraction (1/n) of the commit interval; see
+/// [`Task::due_when_idle`].
+const IDLE_COMMIT_DIVISOR: u32 = 5;
+
 /// Why a task stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -159,6 +164,20 @@ impl Task {
             || (!self.repair.is_empty() && self.batch_started.is_none())
     }
 
+    /// True when the open batch may be committed early because the input ran
+    /// dry: it has been open for at least a fifth of the commit interval.
+    /// Waiting out the rest of the interval would only delay its outputs (no
+    /// record is waiting to join it), while the fifth keeps a trickle of
+    /// records from costing a commit each.
+    pub fn due_when_idle(&self, interval: Duration) -> bool {
+        open_long_enough(
+            self.batch_events,
+            self.batch_started,
+            Instant::now(),
+            interval,
+        )
+    }
+
     /// The position a raw topic's next record must have; records below it were
     /// folded already (a redelivery after a seek) and are skipped.
     pub fn expects(&self, topic: &str, offset: i64) -> bool {
@@ -187,5 +206,40 @@ impl Task {
         ] {
             let _ = g.remove_label_values(&[&label]);
         }
+    }
+}
+
+/// The rule of [`Task::due_when_idle`] at time `now`.
+fn open_long_enough(
+    events: usize,
+    started: Option<Instant>,
+    now: Instant,
+    interval: Duration,
+) -> bool {
+    events > 0
+        && started
+            .is_some_and(|t| now.saturating_duration_since(t) >= interval / IDLE_COMMIT_DIVISOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_input_commits_a_batch_once_it_is_a_fifth_of_the_interval_old() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert!(!open_long_enough(0, None, at(5_000), second), "no batch");
+        assert!(
+            !open_long_enough(0, Some(t0), at(5_000), second),
+            "an empty batch is never committed"
+        );
+        assert!(
+            !open_long_enough(3, Some(t0), at(199), second),
+            "too young: a trickle would cost a commit per record"
+        );
+        assert!(open_long_enough(3, Some(t0), at(200), second));
+        assert!(open_long_enough(3, Some(t0), at(900), second));
     }
 }
