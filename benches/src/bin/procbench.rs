@@ -24,6 +24,10 @@
 //! tenants and partitions of the README's three runs (60k customers over 300
 //! tenants and 64 partitions; 200k / 1000 / 256; 1M / 3000 / 768); `--customers`,
 //! `--events`, `--tenants`, `--partitions` and `--batch` set each one alone.
+//! `--memory-budget-mb` and `--cache-records` set the processor's memory
+//! settings (defaults: the product's, 1024 and 200 000).
+//!
+//! Logs are off; `RUST_LOG=storefold_processor=debug` (for example) shows them.
 
 use std::time::{Duration, Instant};
 use storefold_benches::{arg, say};
@@ -125,19 +129,23 @@ fn preset(size: usize) -> (usize, usize, usize) {
 
 fn main() {
     // Quiet unless RUST_LOG asks (e.g. `RUST_LOG=storefold_processor=debug`).
-    storefold_runtime::telemetry::init(storefold_runtime::config::LogFormat::Text, "error");
+    storefold_runtime::telemetry::init(storefold_runtime::config::LogFormat::Text, "off");
     let (customers, tenants, partitions) = preset(arg("--preset", 0));
     let customers = arg("--customers", customers);
     let events_n = arg("--events", customers * 6 / 5);
     let partitions = arg("--partitions", partitions) as i32;
     let batch = arg("--batch", 5_000);
+    // The processor's memory settings: RocksDB's budget (MiB) and the state
+    // records kept between batches, both instance-wide.
+    let memory_mb = arg("--memory-budget-mb", 1024);
+    let cache_records = arg("--cache-records", 200_000);
     let tenants = arg("--tenants", tenants);
 
     let mut broker = BrokerProcess::start(1);
     let dir = tempfile::tempdir().expect("tmp");
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{}\"\npartitions = {partitions}\n\
-         [processor]\nstate_dir = \"{}\"\nbatch_size = {batch}\ncommit_interval_ms = 1000\ncache_records = 300000\n",
+         [processor]\nstate_dir = \"{}\"\nbatch_size = {batch}\ncommit_interval_ms = 1000\ncache_records = {cache_records}\nmemory_budget_mb = {memory_mb}\n",
         broker.bootstrap(),
         dir.path().join("state").display()
     );

@@ -1,9 +1,9 @@
 //! Running the due tasks' commits (and the opening of newly assigned tasks)
 //! on parallel lanes without losing a result.
 //!
-//! A lane is one scoped thread committing several tasks in turn. Each task's
-//! commit runs under `catch_unwind`, so a panic in one commit becomes that
-//! task's error ([`TaskError::Panicked`]) and the task is restarted from its
+//! A lane is one scoped thread running one step of several tasks' commits in
+//! turn. Each task's step runs under `catch_unwind`, so a panic in one commit
+//! becomes that task's error ([`TaskError::Panicked`]) and the task is restarted from its
 //! committed state like any other failed batch; the other tasks of the lane
 //! still commit, and no task is left out of the results.
 

@@ -37,17 +37,50 @@ impl Task {
     }
 
     /// Commits the open batch (steps a–c of §5; the caller commits the
-    /// consumer offsets, step d). On error the batch is abandoned: the task
+    /// consumer offsets, step d): [`Task::stage`], [`Task::mark`] and
+    /// [`Task::complete`] in a row. On error the batch is abandoned: the task
     /// must be restarted from its committed state.
     pub fn commit(&mut self) -> Result<usize, TaskError> {
-        let result = self.commit_inner();
+        let staged = self.stage()?;
+        let marked = self.mark(staged)?;
+        self.complete(marked)
+    }
+
+    /// Step a, first half: settles the previous batch's outputs, serialises
+    /// the batch's changed state and hands its changelog records to the
+    /// producer without waiting. Committing many tasks, the caller stages
+    /// them all before it marks any, so that their acknowledgements are
+    /// awaited together: one round trip per step for every due task.
+    pub(crate) fn stage(&mut self) -> Result<Staged, TaskError> {
+        let result = self.stage_inner();
         if result.is_err() {
             self.abandon();
         }
         result
     }
 
-    fn commit_inner(&mut self) -> Result<usize, TaskError> {
+    /// Step a, second half: waits for the staged records' acknowledgements,
+    /// then hands the commit marker to the producer.
+    pub(crate) fn mark(&mut self, staged: Staged) -> Result<Marked, TaskError> {
+        let result = self.mark_inner(staged);
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    /// Steps b and c: waits for the marker's acknowledgement, writes the
+    /// batch to RocksDB in one write, and hands the outputs to the producer.
+    /// Returns the batch's event count.
+    pub(crate) fn complete(&mut self, marked: Marked) -> Result<usize, TaskError> {
+        let result = self.complete_inner(marked);
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    fn stage_inner(&mut self) -> Result<Staged, TaskError> {
         let total = Instant::now();
         // The previous batch's outputs, acknowledged while this batch folded.
         let step = Instant::now();
@@ -198,12 +231,40 @@ impl Task {
                 headers: if v.is_some() { &[] } else { &deleted },
             })
             .collect();
-        self.shared.produce_all(&outs)?;
+        let acks = self.shared.send_all(&outs)?;
+        Ok(Staged {
+            total,
+            step,
+            seq,
+            events,
+            record_count,
+            batch,
+            acks,
+            expired,
+            idem_record,
+        })
+    }
+
+    fn mark_inner(&mut self, staged: Staged) -> Result<Marked, TaskError> {
+        let Staged {
+            total,
+            step,
+            seq,
+            events,
+            record_count,
+            batch,
+            acks,
+            expired,
+            idem_record,
+        } = staged;
+        let metrics = self.shared.metrics.clone();
+        self.shared.acknowledged(acks)?;
         metrics
             .commit_seconds
             .with_label_values(&["changelog"])
             .observe(step.elapsed().as_secs_f64());
         failpoint::hit("after_changelog");
+        let changelog = self.shared.topics.changelog();
         let step = Instant::now();
         let marker = CommitMarker {
             epoch: self.epoch,
@@ -220,13 +281,38 @@ impl Task {
             value: Some(self.shared.encode(&marker)),
         };
         let payload = self.shared.encode(&marker_rec);
-        let offsets = self.shared.produce_all(&[Out {
+        let marker_ack = self.shared.send_all(&[Out {
             topic: &changelog,
             partition: Some(self.partition),
             key: marker_rec.key.as_bytes(),
             value: Some(&payload),
             headers: &[],
         }])?;
+        Ok(Marked {
+            total,
+            step,
+            seq,
+            events,
+            batch,
+            marker_ack,
+            expired,
+            idem_record,
+        })
+    }
+
+    fn complete_inner(&mut self, marked: Marked) -> Result<usize, TaskError> {
+        let Marked {
+            total,
+            step,
+            seq,
+            events,
+            mut batch,
+            marker_ack,
+            expired,
+            idem_record,
+        } = marked;
+        let metrics = self.shared.metrics.clone();
+        let offsets = self.shared.acknowledged(marker_ack)?;
         metrics
             .commit_seconds
             .with_label_values(&["marker"])
@@ -362,6 +448,37 @@ impl Task {
         failpoint::hit("after_outbox_deleted");
         Ok(())
     }
+}
+
+/// Parked events that expired in a batch: (tenant, id) → provider.
+type Expired = std::collections::HashMap<(String, String), String>;
+
+/// A batch whose changelog records are with the producer ([`Task::stage`]).
+pub(crate) struct Staged {
+    total: Instant,
+    step: Instant,
+    seq: i64,
+    events: usize,
+    record_count: i64,
+    /// The local write, staged (step b writes it).
+    batch: WriteBatch,
+    acks: Vec<rdkafka::producer::DeliveryFuture>,
+    /// Parked events that expired in this batch, by tenant and id.
+    expired: Expired,
+    /// The batch's idempotency record and its newest receive time.
+    idem_record: Option<(String, i64)>,
+}
+
+/// A batch whose marker is with the producer ([`Task::mark`]).
+pub(crate) struct Marked {
+    total: Instant,
+    step: Instant,
+    seq: i64,
+    events: usize,
+    batch: WriteBatch,
+    marker_ack: Vec<rdkafka::producer::DeliveryFuture>,
+    expired: Expired,
+    idem_record: Option<(String, i64)>,
 }
 
 /// A batch's outputs handed to the producer, not yet acknowledged.
