@@ -37,8 +37,8 @@ impl Task {
     }
 
     /// Commits the open batch (steps a–c of §5; the caller commits the
-    /// consumer offsets, step d): [`Task::stage`], [`Task::mark`] and
-    /// [`Task::complete`] in a row. On error the batch is abandoned: the task
+    /// consumer offsets, step d): the three steps a commit round runs for
+    /// every due task (`stage`, `mark`, `complete`), here for one task. On error the batch is abandoned: the task
     /// must be restarted from its committed state.
     pub fn commit(&mut self) -> Result<usize, TaskError> {
         let staged = self.stage()?;
@@ -233,30 +233,28 @@ impl Task {
             .collect();
         let acks = self.shared.send_all(&outs)?;
         Ok(Staged {
-            total,
+            batch: Pending {
+                total,
+                seq,
+                events,
+                writes: batch,
+                expired,
+                idem_record,
+            },
             step,
-            seq,
-            events,
             record_count,
-            batch,
             acks,
-            expired,
-            idem_record,
         })
     }
 
     fn mark_inner(&mut self, staged: Staged) -> Result<Marked, TaskError> {
         let Staged {
-            total,
-            step,
-            seq,
-            events,
-            record_count,
             batch,
+            step,
+            record_count,
             acks,
-            expired,
-            idem_record,
         } = staged;
+        let seq = batch.seq;
         let metrics = self.shared.metrics.clone();
         self.shared.acknowledged(acks)?;
         metrics
@@ -289,27 +287,25 @@ impl Task {
             headers: &[],
         }])?;
         Ok(Marked {
-            total,
-            step,
-            seq,
-            events,
             batch,
+            step,
             marker_ack,
-            expired,
-            idem_record,
         })
     }
 
     fn complete_inner(&mut self, marked: Marked) -> Result<usize, TaskError> {
         let Marked {
-            total,
+            batch:
+                Pending {
+                    total,
+                    seq,
+                    events,
+                    writes: mut batch,
+                    expired,
+                    idem_record,
+                },
             step,
-            seq,
-            events,
-            mut batch,
             marker_ack,
-            expired,
-            idem_record,
         } = marked;
         let metrics = self.shared.metrics.clone();
         let offsets = self.shared.acknowledged(marker_ack)?;
@@ -453,32 +449,35 @@ impl Task {
 /// Parked events that expired in a batch: (tenant, id) → provider.
 type Expired = std::collections::HashMap<(String, String), String>;
 
-/// A batch whose changelog records are with the producer ([`Task::stage`]).
-pub(crate) struct Staged {
+/// What a batch being committed carries from step to step.
+pub(crate) struct Pending {
+    /// When its commit began.
     total: Instant,
-    step: Instant,
     seq: i64,
     events: usize,
-    record_count: i64,
     /// The local write, staged (step b writes it).
-    batch: WriteBatch,
-    acks: Vec<rdkafka::producer::DeliveryFuture>,
+    writes: WriteBatch,
     /// Parked events that expired in this batch, by tenant and id.
     expired: Expired,
     /// The batch's idempotency record and its newest receive time.
     idem_record: Option<(String, i64)>,
 }
 
+/// A batch whose changelog records are with the producer ([`Task::stage`]).
+pub(crate) struct Staged {
+    batch: Pending,
+    /// When its records were handed over.
+    step: Instant,
+    record_count: i64,
+    acks: Vec<rdkafka::producer::DeliveryFuture>,
+}
+
 /// A batch whose marker is with the producer ([`Task::mark`]).
 pub(crate) struct Marked {
-    total: Instant,
+    batch: Pending,
+    /// When its marker was handed over.
     step: Instant,
-    seq: i64,
-    events: usize,
-    batch: WriteBatch,
     marker_ack: Vec<rdkafka::producer::DeliveryFuture>,
-    expired: Expired,
-    idem_record: Option<(String, i64)>,
 }
 
 /// A batch's outputs handed to the producer, not yet acknowledged.
