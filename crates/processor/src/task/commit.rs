@@ -36,16 +36,11 @@ impl Task {
         self.batch_outcomes.clear();
     }
 
-    /// Commits the open batch (steps a–c of §5; the caller commits the
-    /// consumer offsets, step d): the three steps a commit round runs for
-    /// every due task (`stage`, `mark`, `complete`), here for one task. On error the batch is abandoned: the task
-    /// must be restarted from its committed state.
-    pub fn commit(&mut self) -> Result<usize, TaskError> {
-        let staged = self.stage()?;
-        let marked = self.mark(staged)?;
-        self.complete(marked)
-    }
-
+    /// Committing the open batch (steps a–c of §5; the caller commits the
+    /// consumer offsets, step d) takes three calls: `stage`, `mark` and
+    /// `complete`. On error each abandons the batch: the task must be
+    /// restarted from its committed state.
+    ///
     /// Step a, first half: settles the previous batch's outputs, serialises
     /// the batch's changed state and hands its changelog records to the
     /// producer without waiting. Committing many tasks, the caller stages
