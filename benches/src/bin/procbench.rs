@@ -25,7 +25,8 @@
 //! tenants and 64 partitions; 200k / 1000 / 256; 1M / 3000 / 768); `--customers`,
 //! `--events`, `--tenants`, `--partitions` and `--batch` set each one alone.
 //! `--memory-budget-mb` and `--cache-records` set the processor's memory
-//! settings (defaults: the product's, 1024 and 200 000).
+//! settings (defaults: the product's, 1024 and 200 000);
+//! `--kafka-property key=value` (repeatable) adds to `[kafka.properties]`.
 //!
 //! Logs are off; `RUST_LOG=storefold_processor=debug` (for example) shows them.
 
@@ -58,6 +59,22 @@ fn status_kb(field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The processor's `rocksdb_memory_bytes{kind="memtables"}` gauge now.
+fn memtables_gauge(registry: &Registry) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "storefold_processor_rocksdb_memory_bytes")
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "kind" && l.value() == "memtables")
+        })
+        .map(|m| m.get_gauge().get_value())
+        .sum()
 }
 
 /// Records and bytes (key + value) of one kind of written record.
@@ -149,6 +166,20 @@ fn main() {
         broker.bootstrap(),
         dir.path().join("state").display()
     );
+    // `--kafka-property key=value` (repeatable): [kafka.properties] of the
+    // processor's clients (and of the passthrough, which uses the same).
+    let args: Vec<String> = std::env::args().collect();
+    let properties: String = args
+        .windows(2)
+        .filter(|w| w[0] == "--kafka-property")
+        .filter_map(|w| w[1].split_once('='))
+        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+        .collect();
+    let toml = if properties.is_empty() {
+        toml
+    } else {
+        format!("{toml}[kafka.properties]\n{properties}")
+    };
     let config = Config::from_toml_str(&toml, Vec::new()).expect("config");
     let topics = Topics::new(&config.kafka.topic_prefix);
     for spec in topic_specs(&config.kafka, &storefold_sinks::registry::names()) {
@@ -285,11 +316,31 @@ fn main() {
     let p = Processor::new(&config, registry.clone(), rt.handle().clone()).expect("processor");
     let mut opts = storefold_processor::options(&config, Mode::All);
     opts.exit_when_caught_up = true;
+    // The memtables' peak, sampled from the gauge the processor updates.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (registry, sampling) = (registry.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            let mut memtables = 0.0f64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                memtables = memtables.max(memtables_gauge(&registry));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            memtables
+        })
+    };
     let t = Instant::now();
     let summary = p
         .run_blocking(opts, CancellationToken::new())
         .expect("processor run");
     let proc_secs = t.elapsed().as_secs_f64();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let memtables_peak = sampler.join().unwrap_or(0.0);
+    say(format!(
+        "  memtables: peak {:.0} MiB (sampled), {} flushes requested by the processor",
+        memtables_peak / f64::from(1 << 20),
+        summary.memtable_flushes
+    ));
     let proc_rate = summary.events as f64 / proc_secs;
     say(format!(
         "  processor wall time: opening tasks {:.1?}, idle {:.1?}, folding {:.1?}, committing {:.1?}, \

@@ -68,6 +68,9 @@ pub struct RunSummary {
     /// Wall time spent closing the tasks when the run ends (the last
     /// outputs acknowledged, the stores closed).
     pub closing: Duration,
+    /// Stores asked to flush their memtables because all of them together
+    /// were over their share of the memory budget.
+    pub memtable_flushes: u64,
 }
 
 struct Ctx {
@@ -608,7 +611,46 @@ const PARALLEL_OPENS: usize = 16;
 /// more at once (peak RSS 3.1 GiB against 2.5 GiB).
 const PARALLEL_COMMITS: usize = 16;
 
-/// Commits the open batches of tasks `due` (steps a–c of each, side by side),
+/// What a commit round holds in memory per event it commits (bytes), for
+/// sizing rounds: a folded event writes about 7 KB (procbench: 4.5 KB of
+/// changelog, 2.2 KB of outputs), and until acknowledged a round holds it
+/// twice (its local write batch and the producer's queue), with the
+/// allocator's slack besides.
+const ROUND_BYTES_PER_EVENT: usize = 16 << 10;
+
+/// Most events one commit round commits: a quarter of the memory budget at
+/// [`ROUND_BYTES_PER_EVENT`] (16 384 with the default 1 GiB), so that what a
+/// round holds follows the budget even when hundreds of tasks are due at
+/// once (the graceful stop commits every open batch; so does the first scan
+/// after an assignment). In procbench's runs rounds stay below this, so it
+/// changes nothing there.
+fn round_events(memory: &crate::db::StoreMemory) -> usize {
+    (memory.budget_bytes() / 4 / ROUND_BYTES_PER_EVENT).max(1)
+}
+
+/// `due` cut into consecutive rounds whose batches hold at most `limit`
+/// events together (a round has at least one task, however large its batch).
+fn rounds<T>(due: Vec<T>, events: impl Fn(&T) -> usize, limit: usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut size = 0;
+    for t in due {
+        let n = events(&t);
+        match out.last_mut() {
+            Some(round) if size + n <= limit => {
+                size += n;
+                round.push(t);
+            }
+            _ => {
+                size = n;
+                out.push(vec![t]);
+            }
+        }
+    }
+    out
+}
+
+/// Commits the open batches of tasks `due`, in rounds of at most
+/// [`round_events`] events (steps a–c of each task of a round side by side),
 /// then the consumer offsets of every committed task in one request (step d).
 /// Returns the tasks whose batch failed, with the error.
 fn commit_tasks(
@@ -627,30 +669,39 @@ fn commit_tasks(
         .filter(|(p, _)| due.contains(p))
         .map(|(p, t)| (*p, t))
         .collect();
-    // One round for all of them: every task's changelog records are handed to
-    // the producer, then every marker once its task's records are
-    // acknowledged, then each task writes RocksDB and hands over its outputs.
-    // A task that fails a step drops out with its error; the others go on.
+    // In each round: every task's changelog records are handed to the
+    // producer, then every marker once its task's records are acknowledged,
+    // then each task writes RocksDB and hands over its outputs. A task that
+    // fails a step drops out with its error; the others go on.
     let mut failed = Vec::new();
-    let staged = succeeded(
-        &mut failed,
-        crate::lanes::run(work, PARALLEL_COMMITS, |task: &mut Task| {
-            task.stage().map(|s| (task, s))
-        }),
-    );
-    let marked = succeeded(
-        &mut failed,
-        crate::lanes::run(
-            staged,
+    let mut results = Vec::new();
+    let limit = round_events(&ctx.shared.memory);
+    for round in rounds(work, |(_, t)| t.batch_events(), limit) {
+        let staged = succeeded(
+            &mut failed,
+            crate::lanes::run(round, PARALLEL_COMMITS, |task: &mut Task| {
+                task.stage().map(|s| (task, s))
+            }),
+        );
+        let marked = succeeded(
+            &mut failed,
+            crate::lanes::run(
+                staged,
+                PARALLEL_COMMITS,
+                |(task, staged): (&mut Task, _)| task.mark(staged).map(|m| (task, m)),
+            ),
+        );
+        results.extend(crate::lanes::run(
+            marked,
             PARALLEL_COMMITS,
-            |(task, staged): (&mut Task, _)| task.mark(staged).map(|m| (task, m)),
-        ),
-    );
-    let results = crate::lanes::run(
-        marked,
-        PARALLEL_COMMITS,
-        |(task, marked): (&mut Task, _)| task.complete(marked),
-    );
+            |(task, marked): (&mut Task, _)| task.complete(marked),
+        ));
+    }
+    summary.memtable_flushes += ctx
+        .shared
+        .memory
+        .bound(tasks.values().map(|t| t.db().as_ref()));
+    ctx.shared.metrics.update_memory(&ctx.shared.memory);
     let mut tpl = TopicPartitionList::new();
     let mut committed = Vec::new();
     for (p, r) in results {
@@ -894,6 +945,23 @@ mod tests {
 
     fn at(base: Instant, ms: u64) -> Instant {
         base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn commit_rounds_hold_at_most_the_limit_and_every_task_once() {
+        // (task, events of its batch)
+        let due = vec![(1, 900), (2, 200), (3, 100), (4, 5000), (5, 700), (6, 300)];
+        let cut = rounds(due.clone(), |t| t.1, 1000);
+        let tasks = |r: &Vec<(i32, usize)>| r.iter().map(|t| t.0).collect::<Vec<_>>();
+        assert_eq!(
+            cut.iter().map(tasks).collect::<Vec<_>>(),
+            vec![vec![1], vec![2, 3], vec![4], vec![5, 6]],
+            "consecutive, within the limit, a larger batch alone"
+        );
+        assert_eq!(cut.concat(), due, "every task once, in order");
+        assert!(rounds(Vec::<(i32, usize)>::new(), |t| t.1, 1000).is_empty());
+        assert_eq!(round_events(&crate::db::StoreMemory::new(1 << 30)), 16_384);
+        assert_eq!(round_events(&crate::db::StoreMemory::new(0)), 16);
     }
 
     #[test]

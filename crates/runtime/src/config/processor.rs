@@ -25,12 +25,13 @@ pub struct ProcessorConfig {
     /// State records the instance keeps in memory between batches (a read
     /// cache in front of RocksDB), shared by its tasks: each task keeps its
     /// share, this divided by the tasks the instance owns, but never fewer
-    /// than 1000.
+    /// than 100.
     pub cache_records: usize,
     /// Memory (MiB) RocksDB may use for all the instance's task stores
     /// together: one block cache of this size, shared by every store, within
-    /// which the memtables of every store may take up to half. Does not
-    /// depend on how many tasks the instance owns.
+    /// which the memtables of every store may take up to half (past it the
+    /// processor flushes the largest). Does not depend on how many tasks the
+    /// instance owns; each store's fixed cost (~0.7 MiB) comes on top.
     pub memory_budget_mb: usize,
     /// fsync RocksDB's write-ahead log on every commit (survives power loss, not
     /// only process crashes).
