@@ -515,6 +515,9 @@ fn main() {
         say(format!(
             "{dropped} partitions lost records: the figures above are VOID; rerun with more --partitions"
         ));
+        // exit skips destructors: the state dirs (GBs at 768 partitions)
+        // would stay behind.
+        drop(dir);
         std::process::exit(1);
     }
     say(format!(
