@@ -86,6 +86,9 @@ pub struct StoreMemory {
     budget: usize,
     cache: Cache,
     write_buffers: WriteBufferManager,
+    /// Table files each store keeps open at most (-1: no limit); see
+    /// [`store_open_files`].
+    open_files: i32,
 }
 
 impl StoreMemory {
@@ -105,7 +108,14 @@ impl StoreMemory {
             budget,
             cache,
             write_buffers,
+            open_files: -1,
         }
+    }
+
+    /// The same, each store keeping at most `files` table files open.
+    pub fn with_open_files(mut self, files: i32) -> StoreMemory {
+        self.open_files = files;
+        self
     }
 
     /// The whole budget (bytes): the block cache's capacity.
@@ -165,6 +175,53 @@ impl std::fmt::Debug for StoreMemory {
 /// A family's memtable below this is not flushed to bound the memory (see
 /// [`TaskDb::request_flush`]).
 const SMALL_MEMTABLE_BYTES: u64 = 64 << 10;
+
+/// Fewest table files RocksDB lets a store keep open (it raises a smaller
+/// `max_open_files` to this).
+const MIN_STORE_FILES: u64 = 20;
+
+/// Files a store holds open besides its table files: its WAL, info log and
+/// manifest, and one being written by a flush or compaction.
+const STORE_FIXED_FILES: u64 = 4;
+
+/// Files left for the rest of the process: Kafka connections, listeners,
+/// the consumers of tasks being restored.
+const PROCESS_FILES: u64 = 1024;
+
+/// How many table files each of `stores` stores may keep open under the
+/// process's open-file limit `limit` (None: unlimited), so that together they
+/// stay within it. With RocksDB's default every table file of every store
+/// stays open: at 768 partitions, a 256 MiB budget (so more, smaller files)
+/// failed the run with "Too many open files" under a limit of 20 000. An
+/// error when even the fewest RocksDB allows would not fit.
+pub fn store_open_files(limit: Option<u64>, stores: u64) -> Result<i32, String> {
+    let Some(limit) = limit else {
+        return Ok(-1);
+    };
+    let stores = stores.max(1);
+    let per_store = limit.saturating_sub(PROCESS_FILES) / stores;
+    if per_store < MIN_STORE_FILES + STORE_FIXED_FILES {
+        let needed = PROCESS_FILES + stores * (MIN_STORE_FILES + STORE_FIXED_FILES);
+        return Err(format!(
+            "the process may open {limit} files (ulimit -n) but {stores} task stores (one per \
+             partition) need at least {needed}: raise the limit (ulimit -n, LimitNOFILE= in \
+             systemd, the container runtime's nofile) or use fewer partitions per instance"
+        ));
+    }
+    Ok(i32::try_from(per_store - STORE_FIXED_FILES).unwrap_or(i32::MAX))
+}
+
+/// The soft limit on open files of this process, from `/proc/self/limits`
+/// (None: unlimited or unknown).
+pub fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
 
 /// With the memtables of all `stores` holding `usage` bytes, over `limit`:
 /// asks the stores with the largest active memtables to flush until what is
@@ -289,6 +346,7 @@ impl TaskDb {
         // RSS, 8 batches of 200 records of 1.6 KB per store). Opened empty, 768 stores
         // still take ~530 MiB, the fixed cost of a store per task.
         opts.set_writable_file_max_buffer_size(64 << 10);
+        opts.set_max_open_files(memory.open_files);
         opts.set_table_cache_num_shard_bits(2);
         // No fallocate: RocksDB would reserve tens of MB of WAL per store up
         // front, which hundreds of tasks on one disk cannot afford.
@@ -584,6 +642,22 @@ mod tests {
     fn compact(db: &TaskDb, f: Family) {
         db.db
             .compact_range_cf(db.cf(f), None::<&[u8]>, None::<&[u8]>);
+    }
+
+    #[test]
+    fn the_stores_open_files_fit_the_process_limit_or_the_start_is_refused() {
+        assert_eq!(store_open_files(None, 768), Ok(-1), "unlimited");
+        // 20 000 files for 768 stores: 24 each, 4 of them not table files.
+        assert_eq!(store_open_files(Some(20_000), 768), Ok(20));
+        assert_eq!(store_open_files(Some(1_048_576), 768), Ok(1_360));
+        assert_eq!(store_open_files(Some(65_536), 4), Ok(16_124));
+        let refused = store_open_files(Some(4_096), 768).expect_err("too few");
+        assert!(
+            refused.contains("4096") && refused.contains("19456") && refused.contains("ulimit -n"),
+            "{refused}"
+        );
+        let here = open_file_limit();
+        assert!(here.is_none_or(|n| n > 0), "{here:?}");
     }
 
     /// Over their share, the memtables of the largest stores are flushed

@@ -188,7 +188,10 @@ impl Processor {
             produce_timeout: timeout,
             cache_records: p.cache_records,
             tasks: Default::default(),
-            memory: db::StoreMemory::new(p.memory_budget_bytes()),
+            memory: db::StoreMemory::new(p.memory_budget_bytes()).with_open_files(
+                db::store_open_files(db::open_file_limit(), partitions as u64)
+                    .map_err(ProcessorError::Config)?,
+            ),
             map_options,
             default_map_options: MapOptions::default(),
             fold: Arc::new(fold),
