@@ -61,22 +61,6 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The processor's `rocksdb_memory_bytes{kind="memtables"}` gauge now.
-fn memtables_gauge(registry: &Registry) -> f64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == "storefold_processor_rocksdb_memory_bytes")
-        .flat_map(|f| f.get_metric())
-        .filter(|m| {
-            m.get_label()
-                .iter()
-                .any(|l| l.name() == "kind" && l.value() == "memtables")
-        })
-        .map(|m| m.get_gauge().get_value())
-        .sum()
-}
-
 /// Records and bytes (key + value) of one kind of written record.
 #[derive(Default)]
 struct Tally {
@@ -316,14 +300,14 @@ fn main() {
     let p = Processor::new(&config, registry.clone(), rt.handle().clone()).expect("processor");
     let mut opts = storefold_processor::options(&config, Mode::All);
     opts.exit_when_caught_up = true;
-    // The memtables' peak, sampled from the gauge the processor updates.
+    // The memtables' peak, sampled from the stores' shared memory.
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
-        let (registry, sampling) = (registry.clone(), sampling.clone());
+        let (memory, sampling) = (p.store_memory().clone(), sampling.clone());
         std::thread::spawn(move || {
-            let mut memtables = 0.0f64;
+            let mut memtables = 0usize;
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                memtables = memtables.max(memtables_gauge(&registry));
+                memtables = memtables.max(memory.memtable_bytes());
                 std::thread::sleep(Duration::from_millis(200));
             }
             memtables
@@ -335,10 +319,10 @@ fn main() {
         .expect("processor run");
     let proc_secs = t.elapsed().as_secs_f64();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let memtables_peak = sampler.join().unwrap_or(0.0);
+    let memtables_peak = sampler.join().unwrap_or(0);
     say(format!(
-        "  memtables: peak {:.0} MiB (sampled), {} flushes requested by the processor",
-        memtables_peak / f64::from(1 << 20),
+        "  memtables: peak {} MiB (sampled), {} flushes requested by the processor",
+        memtables_peak >> 20,
         summary.memtable_flushes
     ));
     let proc_rate = summary.events as f64 / proc_secs;

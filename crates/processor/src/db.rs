@@ -80,7 +80,10 @@ pub enum DbError {
 /// not strict: pinned blocks (the newest files' index and filter blocks) can
 /// push it a little over, and a memtable flush only starts once the memtables
 /// reach about 7/8 of their half, so writes that outrun the flushes can
-/// briefly exceed it too.
+/// briefly exceed it too; the write buffer manager only flushes the store
+/// that writes, so the processor bounds the rest ([`StoreMemory::bound`]).
+/// It also carries the one other limit every store follows: how many table
+/// files each keeps open ([`store_open_files`]).
 #[derive(Clone)]
 pub struct StoreMemory {
     budget: usize,
@@ -171,6 +174,9 @@ impl std::fmt::Debug for StoreMemory {
             .finish()
     }
 }
+
+/// RocksDB's property: bytes in a family's active (mutable) memtable.
+const ACTIVE_MEMTABLE: &str = "rocksdb.cur-size-active-mem-table";
 
 /// A family's memtable below this is not flushed to bound the memory (see
 /// [`TaskDb::request_flush`]).
@@ -533,17 +539,10 @@ impl TaskDb {
     /// What this store's memtables hold, all families: (the active
     /// memtables, the immutable ones not flushed yet), in bytes.
     pub fn memtable_bytes(&self) -> (u64, u64) {
-        let prop = |f: Family, name: &str| {
-            self.db
-                .property_int_value_cf(self.cf(f), name)
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        };
         let (active, all) = Family::ALL.iter().fold((0, 0), |(active, all), f| {
             (
-                active + prop(*f, "rocksdb.cur-size-active-mem-table"),
-                all + prop(*f, "rocksdb.cur-size-all-mem-tables"),
+                active + self.property(*f, ACTIVE_MEMTABLE),
+                all + self.property(*f, "rocksdb.cur-size-all-mem-tables"),
             )
         });
         (active, all.saturating_sub(active))
@@ -558,11 +557,7 @@ impl TaskDb {
         opts.set_wait(false);
         let mut asked = 0;
         for f in Family::ALL {
-            let active = self
-                .db
-                .property_int_value_cf(self.cf(f), "rocksdb.cur-size-active-mem-table")
-                .map_err(|e| self.rocks(e))?
-                .unwrap_or(0);
+            let active = self.property(f, ACTIVE_MEMTABLE);
             if active >= min_bytes.max(1) {
                 self.db
                     .flush_cf_opt(self.cf(f), &opts)
@@ -577,13 +572,17 @@ impl TaskDb {
     pub fn live_bytes(&self) -> u64 {
         Family::ALL
             .iter()
-            .filter_map(|f| {
-                self.db
-                    .property_int_value_cf(self.cf(*f), "rocksdb.estimate-live-data-size")
-                    .ok()
-                    .flatten()
-            })
+            .map(|f| self.property(*f, "rocksdb.estimate-live-data-size"))
             .sum()
+    }
+
+    /// An integer property of family `f` (0 when RocksDB has none).
+    fn property(&self, f: Family, name: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(f), name)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
     }
 }
 

@@ -209,6 +209,12 @@ impl Processor {
         })
     }
 
+    /// The RocksDB memory the instance's task stores share (its gauges read
+    /// it too).
+    pub fn store_memory(&self) -> &db::StoreMemory {
+        &self.shared.memory
+    }
+
     /// Runs the consumer loop on the calling (blocking) thread.
     pub fn run_blocking(
         &self,

@@ -701,7 +701,6 @@ fn commit_tasks(
         .shared
         .memory
         .bound(tasks.values().map(|t| t.db().as_ref()));
-    ctx.shared.metrics.update_memory(&ctx.shared.memory);
     let mut tpl = TopicPartitionList::new();
     let mut committed = Vec::new();
     for (p, r) in results {
