@@ -143,7 +143,8 @@ impl Identity {
 
     /// Every identity key this identity names, in priority order: email first,
     /// then external ids, phone, anonymous id.
-    pub fn keys(&self, tenant: &str) -> Vec<IdentityKey> {
+    pub fn keys<'a>(&self, scope: impl Into<KeyScope<'a>>) -> Vec<IdentityKey> {
+        let tenant = scope.into();
         let mut keys = Vec::new();
         if let Some(e) = &self.email {
             keys.push(IdentityKey::new(tenant, IdentityKind::Email, e));
@@ -166,7 +167,8 @@ impl Identity {
 
     /// The key a profile fragment of this identity is stored under: the first of
     /// [`Identity::keys`].
-    pub fn primary_key(&self, tenant: &str) -> Option<IdentityKey> {
+    pub fn primary_key<'a>(&self, scope: impl Into<KeyScope<'a>>) -> Option<IdentityKey> {
+        let tenant = scope.into();
         // Same priority as `keys`, hashing only the one that wins.
         if let Some(e) = &self.email {
             return Some(IdentityKey::new(tenant, IdentityKind::Email, e));
@@ -216,6 +218,41 @@ impl IdentityKind {
     }
 }
 
+/// Where identity keys are derived: the tenant, and the tenant's identity
+/// secret when it has one. Without a secret a key is a plain hash of the tenant
+/// and the value, which anyone who knows an email can compute again; with one
+/// it is an HMAC that only the holder of the secret can.
+#[derive(Clone, Copy)]
+pub struct KeyScope<'a> {
+    pub tenant: &'a str,
+    pub secret: Option<&'a [u8]>,
+}
+
+impl<'a> From<&'a str> for KeyScope<'a> {
+    /// A tenant without an identity secret.
+    fn from(tenant: &'a str) -> Self {
+        KeyScope {
+            tenant,
+            secret: None,
+        }
+    }
+}
+
+impl<'a> From<&'a String> for KeyScope<'a> {
+    fn from(tenant: &'a String) -> Self {
+        KeyScope::from(tenant.as_str())
+    }
+}
+
+impl std::fmt::Debug for KeyScope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyScope")
+            .field("tenant", &self.tenant)
+            .field("keyed", &self.secret.is_some())
+            .finish()
+    }
+}
+
 /// A hashed identity: `em_<hex>`, `ph_<hex>`, ... Stable across replays.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct IdentityKey {
@@ -224,14 +261,36 @@ pub struct IdentityKey {
 }
 
 impl IdentityKey {
-    pub fn new(tenant: &str, kind: IdentityKind, value: &str) -> Self {
-        let mut h = Sha256::new();
-        h.update(tenant.as_bytes());
-        h.update([0u8]);
-        h.update(kind.tag().as_bytes());
-        h.update([0u8]);
-        h.update(value.as_bytes());
-        let digest = h.finalize();
+    /// The key of `value` in `scope` (a tenant name alone, or a
+    /// [`KeyScope`] with the tenant's secret).
+    pub fn new<'a>(scope: impl Into<KeyScope<'a>>, kind: IdentityKind, value: &str) -> Self {
+        let scope = scope.into();
+        let parts = [
+            scope.tenant.as_bytes(),
+            &[0u8],
+            kind.tag().as_bytes(),
+            &[0u8],
+            value.as_bytes(),
+        ];
+        let digest: Vec<u8> = match scope.secret {
+            None => {
+                let mut h = Sha256::new();
+                for p in parts {
+                    h.update(p);
+                }
+                h.finalize().to_vec()
+            }
+            Some(secret) => {
+                use hmac::{KeyInit, Mac};
+                // HMAC takes a key of any length.
+                let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+                    .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+                for p in parts {
+                    m.update(p);
+                }
+                m.finalize().into_bytes().to_vec()
+            }
+        };
         Self {
             kind,
             hash: hex::encode(&digest[..12]),
@@ -341,6 +400,35 @@ mod tests {
         );
         assert_eq!(IdentityKey::parse("zz_00"), None);
         assert!(!a.to_string().contains("a@x.com"));
+    }
+
+    const HMAC_T1_A_AT_X: &str = "5946e11dd01abd5ba2423e0e";
+
+    #[test]
+    fn a_tenant_secret_keys_identities_with_an_hmac() {
+        let plain = IdentityKey::new("t1", IdentityKind::Email, "a@x.com");
+        let scope = |secret: &'static [u8]| KeyScope {
+            tenant: "t1",
+            secret: Some(secret),
+        };
+        let keyed = IdentityKey::new(scope(b"0123456789abcdef"), IdentityKind::Email, "a@x.com");
+        assert_ne!(keyed, plain, "a secret changes every key");
+        // SHA-256("t1\0em\0a@x.com"), first 12 bytes (Python's hashlib).
+        assert_eq!(plain.hash, "48feddb623a8d0fe46ee8ac3");
+        assert_eq!(
+            keyed,
+            IdentityKey::new(scope(b"0123456789abcdef"), IdentityKind::Email, "a@x.com"),
+            "and stays stable"
+        );
+        assert_ne!(
+            keyed,
+            IdentityKey::new(scope(b"another secret!!"), IdentityKind::Email, "a@x.com")
+        );
+        // HMAC-SHA256(key, "t1\0em\0a@x.com"), first 12 bytes (computed with
+        // Python's hmac module, not with this code).
+        assert_eq!(keyed.hash, HMAC_T1_A_AT_X);
+        let id = Identity::default().with_email(Some("a@x.com"));
+        assert_eq!(id.primary_key(scope(b"0123456789abcdef")), Some(keyed));
     }
 
     #[test]

@@ -188,12 +188,14 @@ async fn find_customer(
         Err(r) => return r.into_response(),
     };
     let key = match (&q.email, &q.phone) {
-        (Some(e), _) => {
-            normalize_email(e).map(|e| IdentityKey::new(&tenant, IdentityKind::Email, &e))
-        }
-        (None, Some(p)) => {
-            normalize_phone(p, None).map(|p| IdentityKey::new(&tenant, IdentityKind::Phone, &p))
-        }
+        (Some(e), _) => normalize_email(e).map(|e| {
+            // Under the tenant's alias policy, as the fold keyed it.
+            let rules = api.fold.identity_rules(&tenant);
+            let e = rules.canonical_email(&e).unwrap_or(e);
+            IdentityKey::new(api.fold.key_scope(&tenant), IdentityKind::Email, &e)
+        }),
+        (None, Some(p)) => normalize_phone(p, None)
+            .map(|p| IdentityKey::new(api.fold.key_scope(&tenant), IdentityKind::Phone, &p)),
         (None, None) => {
             return error(
                 StatusCode::BAD_REQUEST,

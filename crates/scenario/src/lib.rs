@@ -105,6 +105,14 @@ pub struct ScenarioSpec {
     pub duplicate_pct: u64,
     /// Percent of customers sharing a phone with another (ambiguous phones).
     pub shared_phone_pct: u64,
+    /// Percent of customers who change their email in the store (a later
+    /// profile with a new email and the same store customer id; later orders
+    /// carry the new email). 0 draws nothing: older histories stay the same.
+    pub email_change_pct: u64,
+    /// Percent of customers who also write to the helpdesk without an email
+    /// (a ticket naming their helpdesk user id and phone, then one naming the
+    /// id only). 0 draws nothing.
+    pub helpdesk_phone_pct: u64,
 }
 
 impl Default for ScenarioSpec {
@@ -115,6 +123,8 @@ impl Default for ScenarioSpec {
             max_orders_per_customer: 3,
             duplicate_pct: 10,
             shared_phone_pct: 20,
+            email_change_pct: 0,
+            helpdesk_phone_pct: 0,
         }
     }
 }
@@ -255,6 +265,64 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                 }),
             );
         }
+        // A new email in the store, from `changed_at` on.
+        let changed_at = t0 + Duration::days(20);
+        let new_email = format!("customer{c}.renamed.{}@example.com", seed % 1000);
+        let changes_email = spec.email_change_pct > 0 && rng.chance(spec.email_change_pct);
+        if changes_email {
+            cx.push(
+                "shopify",
+                changed_at,
+                Event::CustomerUpserted(CustomerUpserted {
+                    identity: Identity::default()
+                        .with_email(Some(&new_email))
+                        .with_phone(Some(&phone), None)
+                        .with_external("shopify", ext.clone()),
+                    first_name: Some("Anne".into()),
+                    last_name: Some(format!("Doe{c}")),
+                    addresses: vec![],
+                    consent: Consent::default(),
+                    tags: vec![],
+                    note: None,
+                    deleted: false,
+                    created_at: Some(t0),
+                    updated_at: changed_at,
+                }),
+            );
+        }
+        if spec.helpdesk_phone_pct > 0 && rng.chance(spec.helpdesk_phone_pct) {
+            let user = format!("zd-{seed}-{c}");
+            for (k, requester) in [
+                Identity::default()
+                    .with_external("zendesk", user.clone())
+                    .with_phone(Some(&phone), None),
+                Identity::default().with_external("zendesk", user.clone()),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let at = t0 + Duration::days(4 + k as i64);
+                cx.push(
+                    "zendesk",
+                    at,
+                    Event::TicketUpdated(Ticket {
+                        provider: "zendesk".into(),
+                        ticket_id: format!("phone-{seed}-{c}-{k}"),
+                        requester,
+                        order_links: vec![],
+                        status: TicketStatus::Open,
+                        subject: Some("Called about my order".into()),
+                        reasons: vec![ReasonCode::Other],
+                        tags: vec![],
+                        created_at: at,
+                        updated_at: at,
+                        first_response_at: None,
+                        solved_at: None,
+                        csat: None,
+                    }),
+                );
+            }
+        }
         let n_orders = 1 + rng.below(spec.max_orders_per_customer as u64) as usize;
         for o in 0..n_orders {
             order_no += 1;
@@ -271,13 +339,18 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
             let track_a = format!("1Z{seed}{order_no}A");
             let track_b = format!("1Z{seed}{order_no}B");
             let split = rng.chance(50);
+            let email = if changes_email && placed >= changed_at {
+                new_email.as_str()
+            } else {
+                email.as_str()
+            };
             let mk_order =
                 |status: OrderStatus, fs: &str, updated: OffsetDateTime, tracks: Vec<String>| {
                     Event::OrderUpserted(Box::new(OrderUpserted {
                         order_id: order_id.clone(),
                         number: Some(format!("#{order_no}")),
                         customer: Identity::default()
-                            .with_email(Some(&email))
+                            .with_email(Some(email))
                             .with_external("shopify", ext.clone()),
                         customer_name: Some(format!("Ann Doe{c}")),
                         status,

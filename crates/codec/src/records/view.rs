@@ -198,8 +198,31 @@ avro_view! {
     pub struct MergedView {
         /// The former customer id.
         pub merged_id: String,
-        /// Why identity resolution merged it.
+        /// The rule that merged it: `phone`, `external_id`, `anonymous_id`,
+        /// or for an email `<source>_customer_id` (the store customer id it
+        /// shares with this customer).
         pub reason: String,
+        /// When the evidence was complete: the newest of its events' times.
+        #[avro(timestamp_millis)]
+        pub at: Option<i64>,
+        /// Ids of the events that showed the identities together, oldest
+        /// first.
+        #[avro(default_empty)]
+        pub evidence: Vec<String>,
+    }
+}
+
+avro_view! {
+    /// An identity of the customer that other customers claim too, so that it
+    /// merged nothing (a phone two people used).
+    #[avro(name = "SharedIdentity")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SharedIdentityView {
+        /// Its identity key (`ph_<hex>`, `ex_<hex>`, `an_<hex>`), which
+        /// carries no personal data.
+        pub key: String,
+        /// `phone`, `external_id` or `anonymous_id`.
+        pub kind: String,
     }
 }
 
@@ -422,6 +445,10 @@ avro_view! {
         pub identities: Vec<IdentityValueView>,
         /// Customer ids merged into this one.
         pub merged: Vec<MergedView>,
+        /// Identities other customers claim too, which therefore merged
+        /// nothing.
+        #[avro(default_empty)]
+        pub shared_identities: Vec<SharedIdentityView>,
         /// The customer's earliest touch.
         pub first_touch: Option<TouchView>,
         /// The customer's newest touch.
@@ -507,6 +534,7 @@ impl From<&Customer> for CustomerView {
             tags,
             identities,
             merged,
+            shared_identities,
             first_touch,
             last_touch,
             touches,
@@ -556,6 +584,15 @@ impl From<&Customer> for CustomerView {
                 .map(|m| MergedView {
                     merged_id: m.merged_id.clone(),
                     reason: m.reason.clone(),
+                    at: opt_millis(m.at),
+                    evidence: m.evidence.clone(),
+                })
+                .collect(),
+            shared_identities: shared_identities
+                .iter()
+                .map(|x| SharedIdentityView {
+                    key: x.key.clone(),
+                    kind: x.kind.clone(),
                 })
                 .collect(),
             first_touch: first_touch.as_ref().map(TouchView::from),

@@ -20,7 +20,29 @@ pub struct CurrencyRevenue {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MergeRecord {
     pub merged_id: String,
+    /// The rule that merged it: `phone`, `external_id`, `anonymous_id`, or for
+    /// an email `<source>_customer_id` (the store's customer id it shares).
     pub reason: String,
+    /// When the evidence was complete: the newest of its events' times.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub at: Option<OffsetDateTime>,
+    /// The events that showed the identities together, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
+}
+
+/// An identity of this customer that another customer claims too, so it
+/// merged nothing (a phone two people used): its hashed key and kind.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SharedIdentity {
+    /// `ph_<hex>`, `ex_<hex>`, `an_<hex>` (the identity key, no personal data).
+    pub key: String,
+    /// `phone`, `external_id`, `anonymous_id`.
+    pub kind: String,
 }
 
 /// One order in a customer's list.
@@ -65,6 +87,9 @@ pub struct Customer {
     pub tags: Vec<String>,
     pub identities: Vec<IdentityValue>,
     pub merged: Vec<MergeRecord>,
+    /// Identities shared with other customers, which therefore merged nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_identities: Vec<SharedIdentity>,
     pub first_touch: Option<TouchEntry>,
     pub last_touch: Option<TouchEntry>,
     pub touches: u64,
@@ -381,6 +406,7 @@ impl Customer {
             tags: profile.map(|p| p.value.tags.clone()).unwrap_or_default(),
             identities: identities.into_iter().collect(),
             merged,
+            shared_identities: Vec::new(),
             first_touch: first_touch.cloned(),
             last_touch: touch_list.last().map(|t| (*t).clone()),
             touches: touch_count,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::event::*;
-use crate::identity::{Identity, IdentityKey};
+use crate::identity::{Identity, IdentityKey, KeyScope};
 use crate::ledger::{Books, EntryKind, OrderFigures, ReportingRevenue};
 use crate::limits::{Limits, TouchCounts};
 use crate::money::{Currency, Money};

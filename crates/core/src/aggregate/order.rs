@@ -312,8 +312,9 @@ impl Order {
     }
 
     /// Folds one event into the order; `false` for a duplicate. Events that do
-    /// not concern orders are ignored.
-    pub fn apply(&mut self, env: &Envelope) -> bool {
+    /// not concern orders are ignored. `scope` keys the customer an erasure
+    /// keeps ([`Order::scrub`]).
+    pub fn apply<'a>(&mut self, env: &Envelope, scope: impl Into<KeyScope<'a>>) -> bool {
         if !self.seen.insert(&env.event_id) {
             return false;
         }
@@ -378,18 +379,19 @@ impl Order {
             _ => {}
         }
         if self.redacted {
-            self.scrub(&env.tenant);
+            self.scrub(scope);
         }
         true
     }
 
     /// Removes personal data, keeping the figures and the (hashed) customer key.
-    pub fn scrub(&mut self, tenant: &str) {
+    pub fn scrub<'a>(&mut self, scope: impl Into<KeyScope<'a>>) {
+        let scope = scope.into();
         self.redacted = true;
         if let Some(k) = self
             .snapshot
             .as_ref()
-            .and_then(|s| s.value.customer.primary_key(tenant))
+            .and_then(|s| s.value.customer.primary_key(scope))
         {
             self.erased_customer = Some(k);
         }
@@ -469,10 +471,11 @@ impl Order {
     }
 
     /// The key of the customer the store says placed the order.
-    pub fn customer_key(&self, tenant: &str) -> Option<IdentityKey> {
+    pub fn customer_key<'a>(&self, scope: impl Into<KeyScope<'a>>) -> Option<IdentityKey> {
+        let scope = scope.into();
         self.snapshot
             .as_ref()
-            .and_then(|s| s.value.customer.primary_key(tenant))
+            .and_then(|s| s.value.customer.primary_key(scope))
             .or_else(|| self.erased_customer.clone())
     }
 

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::aggregate::{Customer, Fragment, MergeRecord, Order, Parcel, TouchEntry};
+use crate::aggregate::{
+    Customer, Fragment, MergeRecord, Order, Parcel, SharedIdentity, TouchEntry,
+};
 use crate::event::*;
 use crate::identity::{IdentityKey, IdentityKind, content_hash};
 use crate::ledger::{self, Books, LedgerEntry, OrderFigures, Reporting};
@@ -33,8 +35,8 @@ mod settle;
 
 pub use output::{BatchOutput, FoldError, Merge, OrderView, Outcome, Projection, Trigger};
 pub use records::{
-    CustomerRecord, FoldConfig, IndexNode, Item, MemStore, OrderMeta, OrderTouches, ParkedEvent,
-    Source, StateKey, StateValue,
+    CustomerRecord, Evidence, FoldConfig, IdentityRules, IdentitySecret, IndexNode, Item, MemStore,
+    OrderMeta, OrderTouches, ParkedEvent, Source, StateKey, StateValue,
 };
 pub use settle::order_view;
 
@@ -89,6 +91,11 @@ pub struct Engine {
     cache: HashMap<StateKey, Slot, FxBuild>,
     dirty_keys: BTreeSet<(String, IdentityKey)>,
     dirty_orders: BTreeSet<(String, OrderId)>,
+    /// Identity resolutions of the current settle (see `identity`): the
+    /// claims do not change while the batch settles.
+    resolved: HashMap<(String, IdentityKey), IdentityKey, FxBuild>,
+    /// The identities of the current settle found claimed by several customers.
+    ambiguous: std::collections::HashSet<(String, IdentityKey), FxBuild>,
     /// When the event being applied was received (for parking), if known.
     received_at: Option<i64>,
     /// The books of orders as last derived, by the order's allocation: a
@@ -259,7 +266,13 @@ impl Engine {
         received_at: Option<i64>,
     ) -> Result<Outcome, FoldError> {
         let before = std::mem::replace(&mut self.received_at, received_at);
-        let out = self.apply_event(src, env);
+        // The tenant's email alias policy, when it has one, applies to the
+        // event as a whole (its keys, claims and stored snapshot).
+        let canonical = self
+            .config
+            .identity_rules(&env.tenant)
+            .canonical_envelope(env);
+        let out = self.apply_event(src, canonical.as_ref().unwrap_or(env));
         self.received_at = before;
         out
     }
@@ -278,7 +291,8 @@ impl Engine {
             Event::Identify(i) => self.apply_to_customer(src, env, &i.identity),
             Event::TicketUpdated(t) => self.apply_to_customer(src, env, &t.requester),
             Event::CustomerRedacted(r) => {
-                let keys = r.identity.keys(tenant);
+                let config = Arc::clone(&self.config);
+                let keys = r.identity.keys(config.key_scope(tenant));
                 if keys.is_empty() && r.orders.is_empty() {
                     return Err(FoldError::NoIdentity);
                 }
@@ -320,14 +334,14 @@ impl Engine {
                 if id.anonymous_id.is_none() {
                     id.anonymous_id = o.cart_token.clone();
                 }
-                let keys = id.keys(tenant);
-                if let Some(primary) = o.customer.primary_key(tenant) {
+                let config = Arc::clone(&self.config);
+                if let Some(primary) = o.customer.primary_key(config.key_scope(tenant)) {
                     self.with_fragment(src, tenant, &primary, env);
                     self.update_index(src, tenant, &primary, |n| {
                         n.orders.insert(o.order_id.clone())
                     });
                 }
-                self.claim(src, tenant, &keys);
+                self.claim(src, env, &id);
                 Ok(if changed {
                     Outcome::Applied
                 } else {

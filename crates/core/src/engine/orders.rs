@@ -31,6 +31,7 @@ impl Engine {
     ) -> bool {
         let tenant = env.tenant.as_str();
         let checkpoints = self.config.limits.checkpoints;
+        let config = Arc::clone(&self.config);
         let order = self.order_mut(src, tenant, order_id);
         let tracking = match &env.event {
             Event::ShipmentUpdated(s) if !s.tracking_number.starts_with("fulfillment:") => {
@@ -38,7 +39,7 @@ impl Engine {
             }
             _ => None,
         };
-        if !order.apply(env) {
+        if !order.apply(env, config.key_scope(tenant)) {
             return false;
         }
         if matches!(env.event, Event::ShipmentUpdated(_)) {

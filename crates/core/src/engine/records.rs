@@ -6,14 +6,139 @@ use super::*;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IndexNode {
-    /// Emails whose events carried this identity.
+    /// The identities whose events carried this one as a secondary identity:
+    /// the emails, or, for an event without an email, its primary identity
+    /// (an external id claims a phone it came with).
     pub claimed_by: BTreeSet<IdentityKey>,
-    /// For an email: the identities its events carried.
+    /// The secondary identities this one's events carried.
     pub claims: BTreeSet<IdentityKey>,
     /// Orders placed under this identity.
     pub orders: BTreeSet<OrderId>,
     /// The customer this identity was last published as merged into.
     pub merged_into: Option<IdentityKey>,
+    /// For an external id: the system that issued it (`shopify`), which
+    /// decides whether it links the emails that carried it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Resolution found this identity claimed by two or more customers when it
+    /// last settled (so a change either way republishes its claimers).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+    /// For each identity in `claimed_by`: the earliest event that carried both
+    /// (the evidence of the claim, shown with the merges it causes).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub evidence: BTreeMap<IdentityKey, Evidence>,
+}
+
+/// An event that showed two identities together: the earliest by event time
+/// (then id), so that any arrival order keeps the same one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Evidence {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub event_id: String,
+}
+
+/// A tenant's identity rules (`[tenants.<id>.identity]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRules {
+    /// External id sources whose ids link every email that carried them into
+    /// one customer (a store's customer id follows its customer through email
+    /// changes). Ids of other sources join an email's customer like a phone:
+    /// only when one customer claims them.
+    pub link_sources: BTreeSet<String>,
+    /// An id of a linking source that more than this many emails carried
+    /// links none of them (a shared guest or test account), and is flagged.
+    pub link_max_emails: usize,
+    /// Plus-addressing: `ann+shop@x.com` is `ann@x.com`.
+    pub email_plus: bool,
+    /// Domains whose mailboxes ignore dots in the local part (`gmail.com`):
+    /// `a.nn@gmail.com` is `ann@gmail.com` there.
+    pub email_dots_domains: BTreeSet<String>,
+    /// The tenant's identity secret: identity keys and customer ids are an
+    /// HMAC under it instead of a plain hash (see [`crate::identity::KeyScope`]).
+    pub secret: Option<IdentitySecret>,
+}
+
+/// A tenant's identity secret (never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentitySecret(pub Vec<u8>);
+
+impl std::fmt::Debug for IdentitySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentitySecret([REDACTED])")
+    }
+}
+
+impl Default for IdentityRules {
+    fn default() -> Self {
+        Self {
+            link_sources: ["shopify", "woocommerce"]
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            link_max_emails: 10,
+            email_plus: false,
+            email_dots_domains: BTreeSet::new(),
+            secret: None,
+        }
+    }
+}
+
+impl IdentityRules {
+    /// Whether the alias policy rewrites any email.
+    pub fn rewrites_emails(&self) -> bool {
+        self.email_plus || !self.email_dots_domains.is_empty()
+    }
+
+    /// `email` (already normalised) under the alias policy; `None` when it
+    /// does not change.
+    pub fn canonical_email(&self, email: &str) -> Option<String> {
+        let (local, domain) = email.rsplit_once('@')?;
+        let mut l = local;
+        if self.email_plus
+            && let Some((base, _)) = l.split_once('+')
+            && !base.is_empty()
+        {
+            l = base;
+        }
+        let undotted;
+        if self.email_dots_domains.contains(domain) && l.contains('.') {
+            undotted = l.replace('.', "");
+            if undotted.is_empty() {
+                return None;
+            }
+            l = &undotted;
+        }
+        (l != local).then(|| format!("{l}@{domain}"))
+    }
+
+    /// Rewrites the emails of the identities an event names under the alias
+    /// policy; `None` when nothing changes.
+    pub fn canonical_envelope(&self, env: &Envelope) -> Option<Envelope> {
+        if !self.rewrites_emails() {
+            return None;
+        }
+        let mut out = env.clone();
+        let mut changed = false;
+        let mut fix = |id: &mut crate::identity::Identity| {
+            if let Some(c) = id.email.as_deref().and_then(|e| self.canonical_email(e)) {
+                id.email = Some(c);
+                changed = true;
+            }
+        };
+        match &mut out.event {
+            Event::CustomerUpserted(c) => fix(&mut c.identity),
+            Event::CustomerRedacted(r) => fix(&mut r.identity),
+            Event::OrderUpserted(o) => fix(&mut o.customer),
+            Event::TicketUpdated(t) => fix(&mut t.requester),
+            Event::Touch(t) => fix(&mut t.identity),
+            Event::Identify(i) => fix(&mut i.identity),
+            // The others name an order, not a customer.
+            _ => {}
+        }
+        changed.then_some(out)
+    }
 }
 
 /// A stored customer view with its published version.
@@ -70,9 +195,31 @@ pub struct FoldConfig {
     pub rates: Rates,
     /// How much history the state keeps (`[processor]` limits).
     pub limits: Limits,
+    /// Identity rules per tenant; a tenant without an entry has the defaults.
+    pub identity: BTreeMap<String, IdentityRules>,
 }
 
 impl FoldConfig {
+    /// Where `tenant`'s identity keys are derived (with its secret, if any).
+    pub fn key_scope<'a>(&'a self, tenant: &'a str) -> crate::identity::KeyScope<'a> {
+        crate::identity::KeyScope {
+            tenant,
+            secret: self
+                .identity
+                .get(tenant)
+                .and_then(|r| r.secret.as_ref())
+                .map(|s| s.0.as_slice()),
+        }
+    }
+
+    /// The identity rules of `tenant`.
+    pub fn identity_rules(&self, tenant: &str) -> &IdentityRules {
+        static DEFAULT: std::sync::OnceLock<IdentityRules> = std::sync::OnceLock::new();
+        self.identity
+            .get(tenant)
+            .unwrap_or_else(|| DEFAULT.get_or_init(IdentityRules::default))
+    }
+
     pub fn reporting(&self, tenant: &str) -> Option<Reporting<'_>> {
         self.reporting.get(tenant).map(|c| Reporting {
             currency: *c,

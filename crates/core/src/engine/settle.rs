@@ -96,7 +96,9 @@ impl Engine {
             Some(StateValue::Order(o)) if !o.redacted => o.parcels.clone(),
             _ => return,
         };
-        self.order_mut(src, tenant, oid).scrub(tenant);
+        let config = Arc::clone(&self.config);
+        self.order_mut(src, tenant, oid)
+            .scrub(config.key_scope(tenant));
         for t in parcels {
             if let Some(StateValue::Parcel(p)) = self
                 .get_mut(src, StateKey::new(tenant, Item::Parcel(t)))
@@ -130,65 +132,61 @@ impl Engine {
                 self.dirty_keys.insert((tenant.clone(), k));
             }
         }
-        // Which roots to recompute: the root of every dirty key, and the root it
-        // was last published under (so a customer that lost a member is redone).
-        let mut roots: BTreeSet<(String, IdentityKey)> = BTreeSet::new();
+        // Which customers to recompute. Candidates: every dirty key, the
+        // customer it was last published under (which may have lost it), and,
+        // for a linking id, the emails that carried it (one more email can
+        // take it over its limit and split them). Every customer a candidate
+        // resolves to is recomputed; its members are published as merged into
+        // it, and a candidate that is its own root again loses its merge.
+        self.resolved.clear();
+        self.ambiguous.clear();
         let dirty: Vec<(String, IdentityKey)> =
             std::mem::take(&mut self.dirty_keys).into_iter().collect();
+        let mut candidates: BTreeSet<(String, IdentityKey)> = BTreeSet::new();
         for (tenant, k) in &dirty {
-            let r = self.root(src, tenant, k);
-            roots.insert((tenant.clone(), r));
-            if let Some(prev) = self.merged_into(src, tenant, k) {
-                roots.insert((tenant.clone(), prev));
+            candidates.insert((tenant.clone(), k.clone()));
+            let node = self.index(src, tenant, k);
+            if let Some(prev) = &node.merged_into {
+                candidates.insert((tenant.clone(), prev.clone()));
             }
-            roots.insert((tenant.clone(), k.clone()));
+            // An identity that became shared, or stopped being: its claimers'
+            // customers change (the flag, or the member they lose or gain).
+            let shared_changed =
+                k.kind != IdentityKind::Email && self.is_ambiguous(src, tenant, k) != node.shared;
+            if shared_changed {
+                let now = !node.shared;
+                self.update_index(src, tenant, k, |n| {
+                    n.shared = now;
+                    true
+                });
+            }
+            if node.source.is_some() || shared_changed {
+                for c in &node.claimed_by {
+                    candidates.insert((tenant.clone(), c.clone()));
+                    if let Some(prev) = self.merged_into(src, tenant, c) {
+                        candidates.insert((tenant.clone(), prev));
+                    }
+                }
+            }
         }
-        for (tenant, root) in roots {
-            let was_merged = self.merged_into(src, &tenant, &root).is_some();
-            let resolved = self.root(src, &tenant, &root);
-            if was_merged && resolved == root {
+        let mut roots: BTreeSet<(String, IdentityKey)> = BTreeSet::new();
+        for (tenant, k) in candidates {
+            let r = self.root(src, &tenant, &k);
+            if r == k && self.merged_into(src, &tenant, &k).is_some() {
                 // It was merged and no longer is (its phone became ambiguous).
-                self.update_index(src, &tenant, &root, |n| {
+                self.update_index(src, &tenant, &k, |n| {
                     n.merged_into = None;
                     true
                 });
             }
-            if resolved != root {
-                // `root` is merged into another: publish it as merged, once.
-                let survivor = resolved;
-                let (has_orders, merged_into) =
-                    match self.get(src, StateKey::new(&tenant, Item::Index(root.clone()))) {
-                        Some(StateValue::Index(n)) => (!n.orders.is_empty(), n.merged_into.clone()),
-                        _ => (false, None),
-                    };
-                let has_data = self.has_fragment(src, &tenant, &root) || has_orders;
-                // Published once, and only when there was a customer to merge: a
-                // phone nobody used on its own merges nothing visible.
-                if has_data && merged_into.as_ref() != Some(&survivor) {
-                    self.update_index(src, &tenant, &root, |n| {
-                        n.merged_into = Some(survivor.clone());
-                        true
-                    });
-                    let merge = Merge {
-                        tenant: tenant.clone(),
-                        survivor: survivor.customer_id().0,
-                        merged: root.customer_id().0,
-                        reason: root.kind.merge_reason().to_string(),
-                    };
-                    let version = self.bump_customer_version(src, &tenant, &root, None);
-                    self.put(StateKey::new(&tenant, Item::Customer(root.clone())), None);
-                    out.projections.push(Projection::CustomerMerged {
-                        tenant: tenant.clone(),
-                        customer_id: merge.merged.clone(),
-                        merged_into: merge.survivor.clone(),
-                        reason: merge.reason.clone(),
-                        version,
-                    });
-                    out.merges.push(merge);
-                }
-                continue;
+            roots.insert((tenant, r));
+        }
+        for (tenant, root) in roots {
+            let (members, shared) = self.members(src, &tenant, &root);
+            for (m, joined) in members.iter().skip(1) {
+                self.publish_merge(src, &tenant, m, &root, joined, &mut out);
             }
-            self.recompute_customer(src, &tenant, &root, &mut out);
+            self.recompute_customer(src, &tenant, &root, &members, &shared, &mut out);
         }
         let all_orders: BTreeSet<(String, OrderId)> = std::mem::take(&mut self.dirty_orders);
         for (tenant, oid) in &all_orders {
@@ -197,7 +195,54 @@ impl Engine {
         // Forget the books of orders no longer alive (changed since, or gone
         // from the working set).
         self.books.retain(|_, (w, _)| w.strong_count() > 0);
+        self.resolved.clear();
+        self.ambiguous.clear();
         out
+    }
+
+    /// Publishes `m` as merged into `survivor`, once, and only when there was a
+    /// customer to merge (a phone nobody used on its own merges nothing visible).
+    fn publish_merge(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        m: &IdentityKey,
+        survivor: &IdentityKey,
+        joined: &super::identity::Joined,
+        out: &mut BatchOutput,
+    ) {
+        let (has_orders, merged_into) =
+            match self.get(src, StateKey::new(tenant, Item::Index(m.clone()))) {
+                Some(StateValue::Index(n)) => (!n.orders.is_empty(), n.merged_into.clone()),
+                _ => (false, None),
+            };
+        if merged_into.as_ref() == Some(survivor) {
+            return;
+        }
+        let has_data = has_orders || self.has_fragment(src, tenant, m);
+        if !has_data {
+            return;
+        }
+        self.update_index(src, tenant, m, |n| {
+            n.merged_into = Some(survivor.clone());
+            true
+        });
+        let merge = Merge {
+            tenant: tenant.to_string(),
+            survivor: survivor.customer_id().0,
+            merged: m.customer_id().0,
+            reason: joined.reason.clone(),
+        };
+        let version = self.bump_customer_version(src, tenant, m, None);
+        self.put(StateKey::new(tenant, Item::Customer(m.clone())), None);
+        out.projections.push(Projection::CustomerMerged {
+            tenant: tenant.to_string(),
+            customer_id: merge.merged.clone(),
+            merged_into: merge.survivor.clone(),
+            reason: merge.reason.clone(),
+            version,
+        });
+        out.merges.push(merge);
     }
 
     pub(super) fn bump_customer_version(
@@ -259,14 +304,15 @@ impl Engine {
         src: &dyn Source,
         tenant: &str,
         root: &IdentityKey,
+        members: &[(IdentityKey, super::identity::Joined)],
+        shared: &BTreeSet<IdentityKey>,
         out: &mut BatchOutput,
     ) {
-        let members = self.members(src, tenant, root);
         let mut order_ids: BTreeSet<OrderId> = BTreeSet::new();
         let mut merged = Vec::new();
         let mut version: u64 = 0;
         let mut present: Vec<StateKey> = Vec::new();
-        for m in &members {
+        for (m, joined) in members {
             let node_key = StateKey::new(tenant, Item::Index(m.clone()));
             let (claimed, has_orders) = match self.get(src, node_key) {
                 Some(StateValue::Index(n)) => {
@@ -290,7 +336,9 @@ impl Engine {
             if m != root && (has_fragment || has_orders) {
                 merged.push(MergeRecord {
                     merged_id: m.customer_id().0,
-                    reason: m.kind.merge_reason().to_string(),
+                    reason: joined.reason.clone(),
+                    at: joined.evidence.iter().map(|e| e.at).max(),
+                    evidence: joined.evidence.iter().map(|e| e.event_id.clone()).collect(),
                 });
             }
         }
@@ -302,7 +350,7 @@ impl Engine {
                 Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
                 _ => continue,
             };
-            let Some(ck) = order.customer_key(tenant) else {
+            let Some(ck) = order.customer_key(self.config.key_scope(tenant)) else {
                 continue;
             };
             if self.root(src, tenant, &ck) != *root {
@@ -341,14 +389,22 @@ impl Engine {
                 Some((&**o, b))
             })
             .collect();
-        let view = Arc::new(Customer::build(
+        let mut built = Customer::build(
             tenant,
             root,
             &frag_refs,
             &order_refs,
             merged,
             &self.config.limits,
-        ));
+        );
+        built.shared_identities = shared
+            .iter()
+            .map(|k| SharedIdentity {
+                key: k.to_string(),
+                kind: k.kind.merge_reason().to_string(),
+            })
+            .collect();
+        let view = Arc::new(built);
         // Each order's touches as of its time, from the customer's touches.
         let mut touch_list: Vec<TouchEntry> = frag_refs
             .iter()
@@ -483,7 +539,7 @@ impl Engine {
             _ => return,
         };
         let customer_id = order
-            .customer_key(tenant)
+            .customer_key(self.config.key_scope(tenant))
             .map(|k| self.root(src, tenant, &k).customer_id().0);
         let parcel_keys = self.load_parcels(src, tenant, &order);
         // Derived already when the order is one of a recomputed customer's.

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use storefold_core::aggregate::{Customer, Order};
-use storefold_core::engine::{Merge, Projection, Trigger};
+use storefold_core::engine::{
+    FoldConfig, IdentityRules, IdentitySecret, Merge, Projection, Trigger,
+};
 use storefold_core::event::*;
-use storefold_core::identity::{Identity, IdentityKey, IdentityKind};
+use storefold_core::identity::{Identity, IdentityKey, IdentityKind, KeyScope};
 use storefold_core::money::{Currency, Money};
 use storefold_core::{Engine, Envelope, MemStore, Outcome};
 use storefold_scenario::{self as scenario, Rng, ScenarioSpec};
@@ -420,6 +422,374 @@ fn an_ambiguous_phone_merges_nothing_in_any_order() {
     }
 }
 
+fn ticket(id: &str, requester: Identity, at: OffsetDateTime) -> Event {
+    Event::TicketUpdated(Ticket {
+        provider: "zendesk".into(),
+        ticket_id: id.into(),
+        requester,
+        order_links: vec![],
+        status: TicketStatus::Open,
+        subject: None,
+        reasons: vec![],
+        tags: vec![],
+        created_at: at,
+        updated_at: at,
+        first_response_at: None,
+        solved_at: None,
+        csat: None,
+    })
+}
+
+/// Folds every permutation of `events` one per batch and in one batch, and
+/// checks they all give the first's aggregates; returns that run.
+fn same_in_every_order(events: &[Envelope]) -> Run {
+    let reference = fold_batched(events, 1);
+    let want = folded(&reference);
+    for perm in permutations(events.len()) {
+        let evs: Vec<Envelope> = perm.iter().map(|i| events[*i].clone()).collect();
+        for batch in [1, evs.len()] {
+            assert_eq!(
+                folded(&fold_batched(&evs, batch)),
+                want,
+                "order {perm:?}, batch {batch}"
+            );
+        }
+    }
+    reference
+}
+
+#[test]
+fn a_store_customer_id_keeps_a_customer_whole_through_an_email_change() {
+    // Shopify customer 207119551 signs up as ann@old.example, orders, changes
+    // their email to ann@new.example (customers/update), orders again. One
+    // customer, anchored at the email seen first, with both orders; the new
+    // email's customer merged in, with the rule and the events that show it.
+    let shop = |email: &str| {
+        Identity::default()
+            .with_email(Some(email))
+            .with_external("shopify", "207119551")
+    };
+    let mut second = order(
+        "shopify:2",
+        "ann@new.example",
+        3000,
+        T0 + Duration::days(9),
+        "paid",
+    );
+    if let Event::OrderUpserted(o) = &mut second {
+        o.customer = shop("ann@new.example");
+        o.created_at = T0 + Duration::days(9);
+    }
+    let mut first = order(
+        "shopify:1",
+        "ann@old.example",
+        2000,
+        T0 + Duration::days(1),
+        "paid",
+    );
+    if let Event::OrderUpserted(o) = &mut first {
+        o.customer = shop("ann@old.example");
+        o.created_at = T0 + Duration::days(1);
+    }
+    let events = vec![
+        env("cu-1", T0, profile(shop("ann@old.example"), "Ann", T0)),
+        env("or-1", T0 + Duration::days(1), first),
+        env(
+            "cu-2",
+            T0 + Duration::days(8),
+            profile(shop("ann@new.example"), "Ann", T0 + Duration::days(8)),
+        ),
+        env("or-2", T0 + Duration::days(9), second),
+    ];
+    let run = same_in_every_order(&events);
+    let customers = run.store.customers();
+    assert_eq!(customers.len(), 1, "{:?}", customers.keys());
+    let c = customer_of(&run, "ann@old.example");
+    assert_eq!(c.orders_count, 2);
+    assert_eq!(c.revenue[0].net, 5000);
+    let new_id = IdentityKey::new("acme", IdentityKind::Email, "ann@new.example")
+        .customer_id()
+        .0;
+    let m = c
+        .merged
+        .iter()
+        .find(|m| m.merged_id == new_id)
+        .expect("the new email's customer is merged in");
+    assert_eq!(m.reason, "shopify_customer_id");
+    // The old email carried the id at cu-1, the new one first at cu-2.
+    assert_eq!(m.evidence, ["cu-1", "cu-2"]);
+    assert_eq!(m.at, Some(T0 + Duration::days(8)));
+    assert!(
+        c.identities
+            .iter()
+            .any(|i| i.kind == "email" && i.value == "ann@new.example"),
+        "the email history is kept: {:?}",
+        c.identities
+    );
+    // Published as merged once, whatever came first.
+    assert!(run.projections.iter().any(|p| matches!(p,
+        Projection::CustomerMerged { customer_id, merged_into, reason, .. }
+            if *customer_id == new_id && *merged_into == c.customer_id
+                && reason == "shopify_customer_id")));
+}
+
+#[test]
+fn a_helpdesk_id_and_phone_without_an_email_join_the_email_that_claims_the_phone() {
+    // A Zendesk ticket from a caller (user id and phone, no email), a second
+    // ticket naming the user id only, and the store profile with email and
+    // that phone: one customer with both tickets.
+    let phone = "+14155550123";
+    let zd = || Identity::default().with_external("zendesk", "361");
+    let events = vec![
+        env(
+            "t1",
+            T0,
+            ticket("1", zd().with_phone(Some(phone), None), T0),
+        ),
+        env(
+            "t2",
+            T0 + Duration::days(1),
+            ticket("2", zd(), T0 + Duration::days(1)),
+        ),
+        env(
+            "cu",
+            T0 + Duration::days(2),
+            profile(
+                Identity::default()
+                    .with_email(Some("bo@example.com"))
+                    .with_phone(Some(phone), None),
+                "Bo",
+                T0 + Duration::days(2),
+            ),
+        ),
+    ];
+    let run = same_in_every_order(&events);
+    assert_eq!(run.store.customers().len(), 1);
+    let c = customer_of(&run, "bo@example.com");
+    assert_eq!(c.tickets.len(), 2, "{:?}", c.tickets);
+    let zd_id = zd().primary_key("acme").unwrap().customer_id().0;
+    let m = c
+        .merged
+        .iter()
+        .find(|m| m.merged_id == zd_id)
+        .expect("helpdesk id merged");
+    assert_eq!(m.reason, "external_id");
+    // Through the phone: the profile showed email and phone, the first ticket
+    // phone and id.
+    assert_eq!(m.evidence, ["t1", "cu"]);
+}
+
+#[test]
+fn a_phone_two_emails_claim_is_flagged_and_its_guest_order_kept_apart() {
+    let phone = "+16135550123";
+    let p = || Identity::default().with_phone(Some(phone), None);
+    let mut guest = order("shopify:9", "x@example.com", 1500, T0, "paid");
+    if let Event::OrderUpserted(o) = &mut guest {
+        o.customer = p();
+    }
+    let events = vec![
+        env("g", T0, guest),
+        env(
+            "a",
+            T0,
+            profile(p().with_email(Some("a@example.com")), "A", T0),
+        ),
+        env(
+            "b",
+            T0,
+            profile(p().with_email(Some("b@example.com")), "B", T0),
+        ),
+    ];
+    let run = same_in_every_order(&events);
+    let phone_key = p().primary_key("acme").unwrap();
+    let customers = run.store.customers();
+    assert_eq!(customers.len(), 3);
+    let guest = &customers[&phone_key.customer_id().0];
+    assert_eq!(
+        guest.orders_count, 1,
+        "the guest order stays with the phone"
+    );
+    for c in [
+        customer_of(&run, "a@example.com"),
+        customer_of(&run, "b@example.com"),
+        guest.clone(),
+    ] {
+        assert_eq!(c.shared_identities.len(), 1, "{}", c.customer_id);
+        assert_eq!(c.shared_identities[0].key, phone_key.to_string());
+        assert_eq!(c.shared_identities[0].kind, "phone");
+        assert!(c.merged.is_empty());
+    }
+    // With only one email, the phone and its order join it, unflagged.
+    let run = same_in_every_order(&events[..2]);
+    let a = customer_of(&run, "a@example.com");
+    assert_eq!(a.orders_count, 1);
+    assert!(a.shared_identities.is_empty());
+}
+
+#[test]
+fn a_helpdesk_id_two_emails_carried_links_nothing_but_a_store_id_does() {
+    // A Zendesk user id is not a linking source by default: two emails that
+    // carried it stay two customers (flagged); a Shopify customer id over the
+    // limit of emails links none of them.
+    let zd = |e: &str| {
+        Identity::default()
+            .with_email(Some(e))
+            .with_external("zendesk", "77")
+    };
+    let events = vec![
+        env("a", T0, profile(zd("a@example.com"), "A", T0)),
+        env("b", T0, profile(zd("b@example.com"), "B", T0)),
+    ];
+    let run = same_in_every_order(&events);
+    assert_eq!(run.store.customers().len(), 2);
+    assert_eq!(
+        customer_of(&run, "a@example.com").shared_identities.len(),
+        1
+    );
+
+    let shared_account: Vec<Envelope> = (0..12)
+        .map(|i| {
+            let id = Identity::default()
+                .with_email(Some(&format!("staff{i}@example.com")))
+                .with_external("shopify", "1");
+            env(&format!("s{i}"), T0, profile(id, "Staff", T0))
+        })
+        .collect();
+    let run = fold_batched(&shared_account, 1);
+    assert_eq!(run.store.customers().len(), 12, "over the limit, no links");
+    let run = fold_batched(&shared_account[..10], 1);
+    assert_eq!(run.store.customers().len(), 1, "at the limit, one customer");
+}
+
+#[test]
+fn email_aliases_join_only_under_the_tenants_policy() {
+    let events = vec![
+        env(
+            "a",
+            T0,
+            profile(
+                Identity::default().with_email(Some("ann@gmail.com")),
+                "Ann",
+                T0,
+            ),
+        ),
+        env(
+            "b",
+            T0 + Duration::days(1),
+            profile(
+                Identity::default().with_email(Some("A.nn+shop@Gmail.com")),
+                "Ann",
+                T0 + Duration::days(1),
+            ),
+        ),
+        env(
+            "c",
+            T0 + Duration::days(2),
+            profile(
+                Identity::default().with_email(Some("a.nn@example.com")),
+                "Ann",
+                T0 + Duration::days(2),
+            ),
+        ),
+    ];
+    // Off by default: three emails, three customers.
+    assert_eq!(fold_batched(&events, 1).store.customers().len(), 3);
+    let rules = IdentityRules {
+        email_plus: true,
+        email_dots_domains: ["gmail.com".to_string()].into(),
+        ..IdentityRules::default()
+    };
+    let config = std::sync::Arc::new(FoldConfig {
+        identity: [("acme".to_string(), rules)].into(),
+        ..FoldConfig::default()
+    });
+    for perm in permutations(events.len()) {
+        let mut store = MemStore::default();
+        for i in perm {
+            let mut engine = Engine::with_config(config.clone());
+            engine.apply(&store, &events[i]).expect("fold");
+            store.commit(engine.finish(&store).changes);
+        }
+        let customers = store.customers();
+        // The dots of example.com are its own business: two customers.
+        assert_eq!(customers.len(), 2, "{:?}", customers.keys());
+        let ann = IdentityKey::new("acme", IdentityKind::Email, "ann@gmail.com")
+            .customer_id()
+            .0;
+        assert!(customers.contains_key(&ann));
+        assert!(
+            !customers[&ann]
+                .identities
+                .iter()
+                .any(|i| i.value.contains('+')),
+            "stored under the canonical email"
+        );
+    }
+}
+
+#[test]
+fn with_a_tenant_secret_no_id_can_be_derived_from_an_email_or_phone() {
+    let phone = "+14155550123";
+    let mut guest = order("shopify:5", "x@example.com", 1500, T0, "paid");
+    if let Event::OrderUpserted(o) = &mut guest {
+        o.customer = Identity::default().with_phone(Some(phone), None);
+    }
+    let events = vec![
+        env("g", T0, guest),
+        env(
+            "c",
+            T0,
+            profile(
+                Identity::default()
+                    .with_email(Some("ann@example.com"))
+                    .with_phone(Some(phone), None),
+                "Ann",
+                T0,
+            ),
+        ),
+    ];
+    let secret = b"tenant-secret-from-the-vault".to_vec();
+    let config = std::sync::Arc::new(FoldConfig {
+        identity: [(
+            "acme".to_string(),
+            IdentityRules {
+                secret: Some(IdentitySecret(secret.clone())),
+                ..IdentityRules::default()
+            },
+        )]
+        .into(),
+        ..FoldConfig::default()
+    });
+    let mut store = MemStore::default();
+    for e in &events {
+        let mut engine = Engine::with_config(config.clone());
+        engine.apply(&store, e).expect("fold");
+        store.commit(engine.finish(&store).changes);
+    }
+    let customers = store.customers();
+    assert_eq!(customers.len(), 1, "the guest order's phone still joins");
+    let scope = KeyScope {
+        tenant: "acme",
+        secret: Some(&secret),
+    };
+    let keyed = IdentityKey::new(scope, IdentityKind::Email, "ann@example.com");
+    let c = &customers[&keyed.customer_id().0];
+    assert_eq!(c.orders_count, 1);
+    let plain = |kind, v| IdentityKey::new("acme", kind, v).to_string();
+    for unkeyed in [
+        plain(IdentityKind::Email, "ann@example.com"),
+        plain(IdentityKind::Phone, phone),
+    ] {
+        for k in store.records.keys() {
+            assert!(
+                !k.encode().contains(&unkeyed),
+                "{unkeyed} (derivable from the email or phone) is a state key: {k:?}"
+            );
+        }
+        assert!(!c.merged.iter().any(|m| m.merged_id.contains(&unkeyed)));
+    }
+}
+
 #[test]
 fn erasure_removes_personal_data_keeps_figures_and_sticks() {
     let email = "bob@example.com";
@@ -628,6 +998,8 @@ proptest! {
         customers in 1usize..6,
         shared_phone_pct in 0u64..60,
         duplicate_pct in 0u64..30,
+        email_change_pct in 0u64..80,
+        helpdesk_phone_pct in 0u64..80,
     ) {
         let spec = ScenarioSpec {
             tenant: "acme".into(),
@@ -635,6 +1007,8 @@ proptest! {
             max_orders_per_customer: 3,
             duplicate_pct,
             shared_phone_pct,
+            email_change_pct,
+            helpdesk_phone_pct,
         };
         check_permutations(seed, &spec, 4)?;
     }
@@ -675,6 +1049,48 @@ fn scenarios_exercise_what_the_property_claims() {
             .any(|c| c.revenue.iter().any(|r| r.refunded > 0))
     );
     assert!(f.customers.values().any(|c| c.first_touch.is_some()));
+}
+
+#[test]
+fn scenarios_exercise_the_identity_rules_the_property_claims() {
+    // Email changes, helpdesk callers and shared phones must actually give
+    // linked emails, joined groups and flagged identities.
+    let spec = ScenarioSpec {
+        customers: 12,
+        shared_phone_pct: 60,
+        email_change_pct: 50,
+        helpdesk_phone_pct: 50,
+        ..ScenarioSpec::default()
+    };
+    let mut events = scenario::generate(11, &spec);
+    Rng::new(5).shuffle(&mut events);
+    let run = fold_batched(&events, 3);
+    let f = folded(&run);
+    let reasons: std::collections::BTreeSet<&str> = f
+        .customers
+        .values()
+        .flat_map(|c| c.merged.iter().map(|m| m.reason.as_str()))
+        .collect();
+    for r in [
+        "shopify_customer_id",
+        "external_id",
+        "phone",
+        "anonymous_id",
+    ] {
+        assert!(reasons.contains(r), "merge rule {r} in {reasons:?}");
+    }
+    assert!(
+        f.customers
+            .values()
+            .any(|c| !c.shared_identities.is_empty())
+    );
+    assert!(
+        f.customers
+            .values()
+            .flat_map(|c| &c.merged)
+            .all(|m| !m.evidence.is_empty() && m.at.is_some()),
+        "every merge names its evidence"
+    );
 }
 
 #[test]

@@ -197,8 +197,16 @@ async function showCustomer(tenant, params, label) {
   for (const i of c.identities || []) row(ids, [i.kind, i.value]);
   const merges = $("merges").tBodies[0];
   clear(merges);
-  for (const mr of c.merged || []) row(merges, [link({ tenant, customer: mr.merged_id }, mr.merged_id), mr.reason]);
+  for (const mr of c.merged || []) {
+    row(merges, [link({ tenant, customer: mr.merged_id }, mr.merged_id), mr.reason,
+      mr.at ? when(mr.at) : "", (mr.evidence || []).join(", ")]);
+  }
   if (!(c.merged || []).length) row(merges, ["none"]);
+  const shared = $("shared"), sh = c.shared_identities || [];
+  shared.hidden = !sh.length;
+  shared.textContent = sh.length
+    ? "Claimed by other customers too, so merged nothing: " + sh.map((x) => x.kind + " " + x.key).join(", ") + "."
+    : "";
 
   $("customer").hidden = false;
   setState("loading", "Loading the journey of " + (c.email || c.customer_id) + "…");

@@ -237,6 +237,22 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
             );
         }
     }
+    // Each merge with its rule and the events that show it.
+    let merges = text_between(&dom, "merges", "timeline");
+    for m in &customer.merged {
+        assert!(
+            merges.contains(&m.merged_id) && merges.contains(&m.reason),
+            "the merge of {} ({}) is listed:\n{merges}",
+            m.merged_id,
+            m.reason
+        );
+        for e in &m.evidence {
+            assert!(merges.contains(e), "its evidence {e} is listed:\n{merges}");
+        }
+    }
+    if customer.merged.is_empty() {
+        assert!(merges.contains("none"), "no merges:\n{merges}");
+    }
     let timeline = text_between(&dom, "timeline", "order");
     let first_order = &customer.orders[0].order_id;
     assert!(

@@ -54,8 +54,9 @@ pub use rates::RatesConfig;
 pub use schema_registry::SchemaRegistryConfig;
 pub use sinks::{SinksConfig, redact_url};
 pub use tenants::{
-    AdyenCaptureMode, AdyenPayments, PAYPAL_ORDER_FIELDS, PaymentsConfig, PaypalPayments,
-    ProviderConfig, STORES, StripePayments, TenantConfig, TenantKeyError, valid_tenant_id,
+    AdyenCaptureMode, AdyenPayments, IdentityConfig, PAYPAL_ORDER_FIELDS, PaymentsConfig,
+    PaypalPayments, ProviderConfig, STORES, StripePayments, TenantConfig, TenantKeyError,
+    valid_tenant_id,
 };
 
 use env::{apply_overrides, substitute};
@@ -263,6 +264,10 @@ impl Config {
                 )));
             }
             tenant_options(id, tenant)?;
+            tenant
+                .identity
+                .rules()
+                .map_err(|e| invalid(format!("tenants.{id}.identity.{e}")))?;
             if tenant
                 .collect_identity_secret
                 .as_ref()
@@ -380,10 +385,19 @@ impl Config {
             listed_orders: p.max_listed_orders,
             checkpoints: p.max_checkpoints,
         };
+        let mut identity = BTreeMap::new();
+        for (id, t) in &self.tenants {
+            let rules = t
+                .identity
+                .rules()
+                .map_err(|e| invalid(format!("tenants.{id}.identity.{e}")))?;
+            identity.insert(id.clone(), rules);
+        }
         Ok(FoldConfig {
             reporting,
             rates,
             limits,
+            identity,
         })
     }
 }

@@ -39,6 +39,102 @@ pub struct TenantConfig {
     /// The shop backend's key for `email_token`s (HMAC-SHA256; see the README's
     /// collect section). `None`: beacon tokens are refused.
     pub collect_identity_secret: Option<crate::net::Secret>,
+    /// How identities resolve into customers (`[tenants.<id>.identity]`).
+    pub identity: IdentityConfig,
+}
+
+/// `[tenants.<id>.identity]`: the merge rules (README, "Identity").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// External id sources whose ids link every email that carried them into
+    /// one customer (a store's customer id follows a customer through an email
+    /// change). Other sources' ids join a customer like a phone does.
+    pub link_sources: Vec<String>,
+    /// An id of a linking source carried by more emails than this links none
+    /// of them (a shared staff or test account) and is flagged instead.
+    pub link_max_emails: usize,
+    /// Plus-addressing: `ann+shop@x.com` is the same email as `ann@x.com`.
+    pub email_plus_addressing: bool,
+    /// Domains whose mailboxes ignore dots in the local part (e.g.
+    /// `["gmail.com", "googlemail.com"]`): `a.nn@gmail.com` is `ann@gmail.com`.
+    pub email_dots_domains: Vec<String>,
+    /// The tenant's identity secret (at least 16 characters; use `${VAR}`):
+    /// customer ids and identity keys become an HMAC under it, which nobody
+    /// without it can derive from an email or phone. Setting or changing it
+    /// changes every customer id: run `storefold replay` to rebuild state.
+    pub secret: Option<crate::net::Secret>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        let rules = storefold_core::engine::IdentityRules::default();
+        Self {
+            link_sources: rules.link_sources.into_iter().collect(),
+            link_max_emails: rules.link_max_emails,
+            email_plus_addressing: rules.email_plus,
+            email_dots_domains: rules.email_dots_domains.into_iter().collect(),
+            secret: None,
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// The fold's rules, or why these are not valid.
+    pub fn rules(&self) -> Result<storefold_core::engine::IdentityRules, String> {
+        // The providers whose events carry an id of their own for a customer.
+        const SOURCES: [&str; 6] = [
+            "shopify",
+            "woocommerce",
+            "stripe",
+            "adyen",
+            "zendesk",
+            "gorgias",
+        ];
+        for s in &self.link_sources {
+            if !SOURCES.contains(&s.as_str()) {
+                return Err(format!(
+                    "link_sources: {s:?} is not a source of external ids (one of {})",
+                    SOURCES.join(", ")
+                ));
+            }
+        }
+        if self.link_max_emails < 2 {
+            return Err(format!(
+                "link_max_emails = {} links nothing: it must be at least 2",
+                self.link_max_emails
+            ));
+        }
+        let mut dots = std::collections::BTreeSet::new();
+        for d in &self.email_dots_domains {
+            let d = d.trim().to_ascii_lowercase();
+            if d.is_empty() || d.contains('@') || !d.contains('.') {
+                return Err(format!(
+                    "email_dots_domains: {d:?} is not a mail domain like \"gmail.com\""
+                ));
+            }
+            dots.insert(d);
+        }
+        let secret = match &self.secret {
+            Some(s) if s.0.trim().len() < 16 => {
+                return Err(
+                    "secret must be at least 16 characters (a random key kept like a password)"
+                        .to_string(),
+                );
+            }
+            Some(s) => Some(storefold_core::engine::IdentitySecret(
+                s.0.as_bytes().to_vec(),
+            )),
+            None => None,
+        };
+        Ok(storefold_core::engine::IdentityRules {
+            secret,
+            link_sources: self.link_sources.iter().cloned().collect(),
+            link_max_emails: self.link_max_emails,
+            email_plus: self.email_plus_addressing,
+            email_dots_domains: dots,
+        })
+    }
 }
 
 impl Default for TenantConfig {
@@ -51,6 +147,7 @@ impl Default for TenantConfig {
             providers: BTreeMap::new(),
             collect_identify: false,
             collect_identity_secret: None,
+            identity: IdentityConfig::default(),
         }
     }
 }

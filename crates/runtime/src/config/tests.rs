@@ -434,3 +434,69 @@ fn the_processor_memory_budget_defaults_parses_overrides_and_refuses_nonsense() 
         .to_string();
     assert!(err.contains("memory_budget_mb"), "{err}");
 }
+
+#[test]
+fn tenant_identity_rules_default_parse_and_refuse_nonsense() {
+    let c = Config::from_toml_str("[tenants.a]\n[tenants.b.identity]\nlink_sources = [\"shopify\", \"zendesk\"]\nlink_max_emails = 3\n", env(&[])).unwrap();
+    let fold = c.fold_config().unwrap();
+    let a = fold.identity_rules("a");
+    assert_eq!(
+        a.link_sources
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["shopify", "woocommerce"]
+    );
+    assert_eq!(a.link_max_emails, 10);
+    let b = fold.identity_rules("b");
+    assert!(b.link_sources.contains("zendesk"));
+    assert!(!b.link_sources.contains("woocommerce"));
+    assert_eq!(b.link_max_emails, 3);
+    assert!(!a.rewrites_emails(), "aliases are off by default");
+    let c = Config::from_toml_str(
+        "[tenants.g.identity]\nemail_plus_addressing = true\nemail_dots_domains = [\"GMail.com\"]\n",
+        env(&[]),
+    )
+    .unwrap();
+    let fold = c.fold_config().unwrap();
+    let g = fold.identity_rules("g");
+    assert_eq!(
+        g.canonical_email("a.nn+shop@gmail.com").as_deref(),
+        Some("ann@gmail.com")
+    );
+    let k = Config::from_toml_str(
+        "[tenants.k.identity]\nsecret = \"${ID_KEY}\"\n",
+        env(&[("ID_KEY", "a-random-32-byte-key-from-vault!")]),
+    )
+    .unwrap();
+    let fold = k.fold_config().unwrap();
+    assert!(fold.key_scope("k").secret.is_some());
+    assert!(fold.key_scope("g").secret.is_none());
+    assert!(
+        !format!("{:?}", fold.identity_rules("k")).contains("vault"),
+        "the secret is never printed"
+    );
+    for (toml, needle) in [
+        (
+            "[tenants.a.identity]\nlink_sources = [\"phone\"]\n",
+            "tenants.a.identity.link_sources: \"phone\"",
+        ),
+        (
+            "[tenants.a.identity]\nlink_max_emails = 1\n",
+            "tenants.a.identity.link_max_emails = 1",
+        ),
+        (
+            "[tenants.a.identity]\nemail_dots_domains = [\"@gmail\"]\n",
+            "tenants.a.identity.email_dots_domains",
+        ),
+        (
+            "[tenants.a.identity]\nsecret = \"short\"\n",
+            "tenants.a.identity.secret must be at least 16",
+        ),
+    ] {
+        let err = Config::from_toml_str(toml, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{toml}: {err}");
+    }
+}
