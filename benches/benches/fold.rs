@@ -21,6 +21,7 @@ fn workload() -> Vec<Envelope> {
             max_orders_per_customer: 3,
             duplicate_pct: 5,
             shared_phone_pct: 5,
+            ..ScenarioSpec::default()
         };
         events.extend(scenario::generate(seed, &spec));
     }
@@ -53,7 +54,7 @@ fn apply_only(events: &[(Envelope, Route)]) -> (HashMap<String, Order>, HashMap<
                 orders
                     .entry(id.clone())
                     .or_insert_with(|| Order::new(id))
-                    .apply(e);
+                    .apply(e, e.tenant.as_str());
             }
             Route::Customer(k) => {
                 frags

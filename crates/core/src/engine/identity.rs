@@ -245,7 +245,7 @@ impl Engine {
     }
 
     /// The group of `k` (a non-email identity, see above) and where it resolves.
-    fn group(
+    pub(super) fn group(
         &mut self,
         src: &dyn Source,
         tenant: &str,

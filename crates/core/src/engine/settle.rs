@@ -149,22 +149,41 @@ impl Engine {
             if let Some(prev) = &node.merged_into {
                 candidates.insert((tenant.clone(), prev.clone()));
             }
-            // An identity that became shared, or stopped being: its claimers'
-            // customers change (the flag, or the member they lose or gain).
-            let shared_changed =
-                k.kind != IdentityKind::Email && self.is_ambiguous(src, tenant, k) != node.shared;
-            if shared_changed {
-                let now = !node.shared;
-                self.update_index(src, tenant, k, |n| {
-                    n.shared = now;
-                    true
-                });
-            }
-            if node.source.is_some() || shared_changed {
+            if node.source.is_some() {
                 for c in &node.claimed_by {
                     candidates.insert((tenant.clone(), c.clone()));
                     if let Some(prev) = self.merged_into(src, tenant, c) {
                         candidates.insert((tenant.clone(), prev));
+                    }
+                }
+            }
+            // A group that became shared, or stopped being: the customers of
+            // everything that claims one of its identities change (the flag,
+            // or the members they lose or gain). Every identity of the group
+            // keeps the group's status, so the next change is seen wherever
+            // it comes from.
+            if k.kind != IdentityKind::Email {
+                let now = self.is_ambiguous(src, tenant, k);
+                if now != node.shared {
+                    let (group, _) = self.group(src, tenant, k);
+                    for g in group {
+                        let gnode = self.index(src, tenant, &g);
+                        if gnode.shared != now {
+                            self.update_index(src, tenant, &g, |n| {
+                                n.shared = now;
+                                true
+                            });
+                        }
+                        candidates.insert((tenant.clone(), g.clone()));
+                        if let Some(prev) = gnode.merged_into {
+                            candidates.insert((tenant.clone(), prev));
+                        }
+                        for c in gnode.claimed_by {
+                            if let Some(prev) = self.merged_into(src, tenant, &c) {
+                                candidates.insert((tenant.clone(), prev));
+                            }
+                            candidates.insert((tenant.clone(), c));
+                        }
                     }
                 }
             }

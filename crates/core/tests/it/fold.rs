@@ -627,6 +627,74 @@ fn a_phone_two_emails_claim_is_flagged_and_its_guest_order_kept_apart() {
 }
 
 #[test]
+fn a_caller_group_claimed_by_two_customers_stays_apart_and_is_flagged_on_both() {
+    // Eve's helpdesk profile carries Zendesk user 9; a call from user 9 with
+    // phone P (no email); Finn's store profile carries P. The group {user 9,
+    // P} is claimed by two customers: it joins neither, in any order, and both
+    // are flagged, also when the claim that splits it touches only P.
+    let phone = "+14155550199";
+    let events = vec![
+        env(
+            "eve",
+            T0,
+            profile(
+                Identity::default()
+                    .with_email(Some("eve@example.com"))
+                    .with_external("zendesk", "9"),
+                "Eve",
+                T0,
+            ),
+        ),
+        env(
+            "call",
+            T0 + Duration::days(1),
+            ticket(
+                "c1",
+                Identity::default()
+                    .with_external("zendesk", "9")
+                    .with_phone(Some(phone), None),
+                T0 + Duration::days(1),
+            ),
+        ),
+        env(
+            "finn",
+            T0 + Duration::days(2),
+            profile(
+                Identity::default()
+                    .with_email(Some("finn@example.com"))
+                    .with_phone(Some(phone), None),
+                "Finn",
+                T0 + Duration::days(2),
+            ),
+        ),
+    ];
+    let run = same_in_every_order(&events);
+    let (eve, finn) = (
+        customer_of(&run, "eve@example.com"),
+        customer_of(&run, "finn@example.com"),
+    );
+    for c in [&eve, &finn] {
+        assert!(c.tickets.is_empty(), "the call joins nobody: {c:?}");
+        assert!(c.merged.is_empty());
+        assert!(
+            !c.shared_identities.is_empty(),
+            "{} is flagged",
+            c.customer_id
+        );
+    }
+    assert_eq!(
+        run.store.customers().len(),
+        3,
+        "the caller is a customer of its own"
+    );
+    // Without Finn, the call is Eve's.
+    let run = same_in_every_order(&events[..2]);
+    let eve = customer_of(&run, "eve@example.com");
+    assert_eq!(eve.tickets.len(), 1);
+    assert!(eve.shared_identities.is_empty());
+}
+
+#[test]
 fn a_helpdesk_id_two_emails_carried_links_nothing_but_a_store_id_does() {
     // A Zendesk user id is not a linking source by default: two emails that
     // carried it stay two customers (flagged); a Shopify customer id over the
