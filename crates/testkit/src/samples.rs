@@ -56,7 +56,9 @@ pub fn sample(provider: ProviderKind) -> Sample {
 }
 
 /// A Shopify `orders/create` for order `n` of `email`: distinct ids and content, so
-/// every `n` is a different event.
+/// every `n` is a different event, placed by a Shopify customer of its own (its
+/// id and email; the fixture's customer id would link every buyer's email into
+/// one customer, as a store's customer id does).
 pub fn shopify_order(n: u64, email: &str) -> Sample {
     let mut v: serde_json::Value =
         serde_json::from_slice(fixture!("shopify", "orders_create.json")).expect("fixture is JSON");
@@ -64,6 +66,8 @@ pub fn shopify_order(n: u64, email: &str) -> Sample {
     v["order_number"] = serde_json::json!(5000 + n);
     v["name"] = serde_json::json!(format!("#{}", 5000 + n));
     v["email"] = serde_json::json!(email);
+    v["customer"]["id"] = serde_json::json!(8_300_000_000u64 + n);
+    v["customer"]["email"] = serde_json::json!(email);
     Sample {
         provider: ProviderKind::Shopify,
         topic: "orders/create",

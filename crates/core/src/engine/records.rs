@@ -26,8 +26,39 @@ pub struct IndexNode {
     pub shared: bool,
     /// For each identity in `claimed_by`: the earliest event that carried both
     /// (the evidence of the claim, shown with the merges it causes).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "by_key_string")]
     pub evidence: BTreeMap<IdentityKey, Evidence>,
+}
+
+/// A map keyed by identity keys, stored as a JSON object keyed by their
+/// string form (`em_<hex>`): JSON object keys are strings.
+mod by_key_string {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::identity::IdentityKey;
+
+    pub fn serialize<V: Serialize, S: Serializer>(
+        map: &BTreeMap<IdentityKey, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
+    }
+
+    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<IdentityKey, V>, D::Error> {
+        let raw: BTreeMap<String, V> = BTreeMap::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                IdentityKey::parse(&k)
+                    .map(|key| (key, v))
+                    .ok_or_else(|| D::Error::custom(format!("{k:?} is not an identity key")))
+            })
+            .collect()
+    }
 }
 
 /// An event that showed two identities together: the earliest by event time

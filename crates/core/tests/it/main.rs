@@ -3,3 +3,4 @@
 mod fold;
 mod ledger;
 mod limits;
+mod state;
