@@ -40,14 +40,14 @@ mod by_key_string {
 
     use crate::identity::IdentityKey;
 
-    pub fn serialize<V: Serialize, S: Serializer>(
+    pub(super) fn serialize<V: Serialize, S: Serializer>(
         map: &BTreeMap<IdentityKey, V>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
     }
 
-    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+    pub(super) fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
         d: D,
     ) -> Result<BTreeMap<IdentityKey, V>, D::Error> {
         let raw: BTreeMap<String, V> = BTreeMap::deserialize(d)?;
