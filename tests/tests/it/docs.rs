@@ -20,6 +20,7 @@ fn documented_as(section: &str) -> String {
     match parts.as_slice() {
         ["tenants", _] | ["tenants", _, "providers", _] => "tenants.<id>".into(),
         ["tenants", _, "payments", provider] => format!("tenants.<id>.payments.{provider}"),
+        ["tenants", _, "identity"] => "tenants.<id>.identity".into(),
         _ => section.to_string(),
     }
 }
