@@ -186,6 +186,15 @@ pub(super) struct Joined {
     pub evidence: Vec<Evidence>,
 }
 
+/// One tenant's resolutions within a settle.
+#[derive(Default)]
+pub(super) struct Resolved {
+    /// Identity → the anchor of its customer.
+    roots: HashMap<IdentityKey, IdentityKey, FxBuild>,
+    /// The identities found claimed by several customers.
+    ambiguous: std::collections::HashSet<IdentityKey, FxBuild>,
+}
+
 /// Identity resolution. The rules (README, "Identity"):
 ///
 /// - Emails link into one customer through an id of a linking source
@@ -208,7 +217,7 @@ pub(super) struct Joined {
 impl Engine {
     /// The customer (its anchor) that `k` resolves to.
     pub(super) fn root(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) -> IdentityKey {
-        if let Some(r) = self.resolved.get(&(tenant.to_string(), k.clone())) {
+        if let Some(r) = self.resolved.get(tenant).and_then(|t| t.roots.get(k)) {
             return r.clone();
         }
         let (members, root) = if k.kind == IdentityKind::Email {
@@ -216,16 +225,30 @@ impl Engine {
         } else {
             self.group(src, tenant, k)
         };
+        let memo = self.resolution(tenant);
         for m in members {
-            self.resolved.insert((tenant.to_string(), m), root.clone());
+            memo.roots.insert(m, root.clone());
         }
         root
+    }
+
+    /// The tenant's memo of the current settle.
+    fn resolution(&mut self, tenant: &str) -> &mut Resolved {
+        if !self.resolved.contains_key(tenant) {
+            self.resolved
+                .insert(tenant.to_string(), Resolved::default());
+        }
+        self.resolved
+            .get_mut(tenant)
+            .unwrap_or_else(|| unreachable!("just inserted"))
     }
 
     /// Whether `k` is claimed by several customers (see [`Engine::root`]).
     pub(super) fn is_ambiguous(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) -> bool {
         self.root(src, tenant, k);
-        self.ambiguous.contains(&(tenant.to_string(), k.clone()))
+        self.resolved
+            .get(tenant)
+            .is_some_and(|t| t.ambiguous.contains(k))
     }
 
     /// The index entry's claims and claimers of `k`.
@@ -272,9 +295,8 @@ impl Engine {
             }
         }
         if roots.len() > 1 {
-            for g in &group {
-                self.ambiguous.insert((tenant.to_string(), g.clone()));
-            }
+            let memo = self.resolution(tenant);
+            memo.ambiguous.extend(group.iter().cloned());
         }
         let root = match roots.len() {
             1 => roots.into_iter().next(),
@@ -285,6 +307,7 @@ impl Engine {
         .unwrap_or_else(|| k.clone());
         (group.into_iter().collect(), root)
     }
+
     /// Whether `x` (an external id) links the emails that carried it, and those emails.
     fn linking_emails(
         &mut self,
@@ -293,21 +316,14 @@ impl Engine {
         x: &IdentityKey,
     ) -> Option<Vec<IdentityKey>> {
         let config = Arc::clone(&self.config);
-        let rules = config.identity_rules(tenant);
         match self.get(src, StateKey::new(tenant, Item::Index(x.clone()))) {
-            Some(StateValue::Index(n))
-                if n.source
-                    .as_ref()
-                    .is_some_and(|s| rules.link_sources.contains(s)) =>
-            {
-                let emails: Vec<IdentityKey> = n
-                    .claimed_by
+            Some(StateValue::Index(n)) if n.links(config.identity_rules(tenant)) => Some(
+                n.claimed_by
                     .iter()
                     .filter(|c| c.kind == IdentityKind::Email)
                     .cloned()
-                    .collect();
-                (emails.len() <= rules.link_max_emails).then_some(emails)
-            }
+                    .collect(),
+            ),
             _ => None,
         }
     }
@@ -389,18 +405,29 @@ impl Engine {
         while at < out.len() {
             let (cur, cur_joined) = out[at].clone();
             at += 1;
-            let (claims, claimed_by) = self.edges(src, tenant, &cur);
-            let source = match self.get(src, StateKey::new(tenant, Item::Index(cur.clone()))) {
-                Some(StateValue::Index(n)) => n.source.clone(),
-                _ => None,
-            };
-            // An email joins through the linking id it shares with the
-            // customer (reached through another identity, it waits for that).
-            let linking = cur.kind == IdentityKind::External
-                && self.linking_emails(src, tenant, &cur).is_some();
-            let claims = claims.into_iter().map(|c| (c, true));
-            let claimers = claimed_by.into_iter().map(|c| (c, false));
-            for (n, claimed) in claims.chain(claimers) {
+            // What `cur` claims (its evidence is on the claimed identity's
+            // node) and what claims `cur` (evidence here), in one read.
+            let config = Arc::clone(&self.config);
+            let (neighbours, source, linking) =
+                match self.get(src, StateKey::new(tenant, Item::Index(cur.clone()))) {
+                    Some(StateValue::Index(n)) => {
+                        let claims = n.claims.iter().map(|c| (c.clone(), None));
+                        let claimers = n
+                            .claimed_by
+                            .iter()
+                            .map(|c| (c.clone(), Some(n.evidence.get(c).cloned())));
+                        let neighbours: Vec<(IdentityKey, Option<Option<Evidence>>)> =
+                            claims.chain(claimers).collect();
+                        // An email joins through the linking id it shares with
+                        // the customer (reached through another identity, it
+                        // waits for that).
+                        let linking = cur.kind == IdentityKind::External
+                            && n.links(config.identity_rules(tenant));
+                        (neighbours, n.source.clone(), linking)
+                    }
+                    _ => (Vec::new(), None, false),
+                };
+            for (n, claimer_evidence) in neighbours {
                 if self.root(src, tenant, &n) != *root {
                     if n.kind != IdentityKind::Email {
                         shared.insert(n);
@@ -416,10 +443,9 @@ impl Engine {
                     continue;
                 }
                 let mut evidence = cur_joined.evidence.clone();
-                let edge = if claimed {
-                    self.evidence_of(src, tenant, &n, &cur)
-                } else {
-                    self.evidence_of(src, tenant, &cur, &n)
+                let edge = match claimer_evidence {
+                    Some(here) => here,
+                    None => self.evidence_of(src, tenant, &n, &cur),
                 };
                 evidence.extend(edge);
                 let reason = match (n.kind, &source) {

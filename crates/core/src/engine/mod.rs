@@ -93,9 +93,7 @@ pub struct Engine {
     dirty_orders: BTreeSet<(String, OrderId)>,
     /// Identity resolutions of the current settle (see `identity`): the
     /// claims do not change while the batch settles.
-    resolved: HashMap<(String, IdentityKey), IdentityKey, FxBuild>,
-    /// The identities of the current settle found claimed by several customers.
-    ambiguous: std::collections::HashSet<(String, IdentityKey), FxBuild>,
+    resolved: HashMap<String, identity::Resolved, FxBuild>,
     /// When the event being applied was received (for parking), if known.
     received_at: Option<i64>,
     /// The books of orders as last derived, by the order's allocation: a

@@ -30,6 +30,23 @@ pub struct IndexNode {
     pub evidence: BTreeMap<IdentityKey, Evidence>,
 }
 
+impl IndexNode {
+    /// Whether this identity (an external id) links the emails that carried it
+    /// under `rules`: its source is a linking one, and it was not carried by
+    /// more emails than the rules allow.
+    pub fn links(&self, rules: &IdentityRules) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|s| rules.link_sources.contains(s))
+            && self
+                .claimed_by
+                .iter()
+                .filter(|c| c.kind == IdentityKind::Email)
+                .count()
+                <= rules.link_max_emails
+    }
+}
+
 /// A map keyed by identity keys, stored as a JSON object keyed by their
 /// string form (`em_<hex>`): JSON object keys are strings.
 mod by_key_string {

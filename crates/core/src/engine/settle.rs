@@ -139,23 +139,32 @@ impl Engine {
         // resolves to is recomputed; its members are published as merged into
         // it, and a candidate that is its own root again loses its merge.
         self.resolved.clear();
-        self.ambiguous.clear();
         let dirty: Vec<(String, IdentityKey)> =
             std::mem::take(&mut self.dirty_keys).into_iter().collect();
         let mut candidates: BTreeSet<(String, IdentityKey)> = BTreeSet::new();
         for (tenant, k) in &dirty {
             candidates.insert((tenant.clone(), k.clone()));
-            let node = self.index(src, tenant, k);
-            if let Some(prev) = &node.merged_into {
-                candidates.insert((tenant.clone(), prev.clone()));
+            // Only what this needs of the node (an identity's orders may be many).
+            let (merged_into, id_claimers, was_shared) =
+                match self.get(src, StateKey::new(tenant, Item::Index(k.clone()))) {
+                    Some(StateValue::Index(n)) => (
+                        n.merged_into.clone(),
+                        match n.source {
+                            Some(_) => n.claimed_by.iter().cloned().collect(),
+                            None => Vec::new(),
+                        },
+                        n.shared,
+                    ),
+                    _ => (None, Vec::new(), false),
+                };
+            if let Some(prev) = merged_into {
+                candidates.insert((tenant.clone(), prev));
             }
-            if node.source.is_some() {
-                for c in &node.claimed_by {
-                    candidates.insert((tenant.clone(), c.clone()));
-                    if let Some(prev) = self.merged_into(src, tenant, c) {
-                        candidates.insert((tenant.clone(), prev));
-                    }
+            for c in id_claimers {
+                if let Some(prev) = self.merged_into(src, tenant, &c) {
+                    candidates.insert((tenant.clone(), prev));
                 }
+                candidates.insert((tenant.clone(), c));
             }
             // A group that became shared, or stopped being: the customers of
             // everything that claims one of its identities change (the flag,
@@ -164,21 +173,25 @@ impl Engine {
             // it comes from.
             if k.kind != IdentityKind::Email {
                 let now = self.is_ambiguous(src, tenant, k);
-                if now != node.shared {
+                if now != was_shared {
                     let (group, _) = self.group(src, tenant, k);
                     for g in group {
-                        let gnode = self.index(src, tenant, &g);
-                        if gnode.shared != now {
-                            self.update_index(src, tenant, &g, |n| {
-                                n.shared = now;
-                                true
-                            });
-                        }
+                        let (merged_into, claimed_by) =
+                            match self.get(src, StateKey::new(tenant, Item::Index(g.clone()))) {
+                                Some(StateValue::Index(n)) => (
+                                    n.merged_into.clone(),
+                                    n.claimed_by.iter().cloned().collect::<Vec<_>>(),
+                                ),
+                                _ => (None, Vec::new()),
+                            };
+                        self.update_index(src, tenant, &g, |n| {
+                            std::mem::replace(&mut n.shared, now) != now
+                        });
                         candidates.insert((tenant.clone(), g.clone()));
-                        if let Some(prev) = gnode.merged_into {
+                        if let Some(prev) = merged_into {
                             candidates.insert((tenant.clone(), prev));
                         }
-                        for c in gnode.claimed_by {
+                        for c in claimed_by {
                             if let Some(prev) = self.merged_into(src, tenant, &c) {
                                 candidates.insert((tenant.clone(), prev));
                             }
@@ -215,7 +228,6 @@ impl Engine {
         // from the working set).
         self.books.retain(|_, (w, _)| w.strong_count() > 0);
         self.resolved.clear();
-        self.ambiguous.clear();
         out
     }
 

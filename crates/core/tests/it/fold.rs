@@ -1123,13 +1123,7 @@ fn scenarios_exercise_what_the_property_claims() {
 fn scenarios_exercise_the_identity_rules_the_property_claims() {
     // Email changes, helpdesk callers and shared phones must actually give
     // linked emails, joined groups and flagged identities.
-    let spec = ScenarioSpec {
-        customers: 12,
-        shared_phone_pct: 60,
-        email_change_pct: 50,
-        helpdesk_phone_pct: 50,
-        ..ScenarioSpec::default()
-    };
+    let spec = super::every_identity_rule();
     let mut events = scenario::generate(11, &spec);
     Rng::new(5).shuffle(&mut events);
     let run = fold_batched(&events, 3);

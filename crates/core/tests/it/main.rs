@@ -4,3 +4,16 @@ mod fold;
 mod ledger;
 mod limits;
 mod state;
+
+/// A generated history in which every identity rule is at work: shared
+/// phones, email changes through a store customer id, helpdesk callers
+/// without an email.
+fn every_identity_rule() -> storefold_scenario::ScenarioSpec {
+    storefold_scenario::ScenarioSpec {
+        customers: 12,
+        shared_phone_pct: 60,
+        email_change_pct: 50,
+        helpdesk_phone_pct: 50,
+        ..storefold_scenario::ScenarioSpec::default()
+    }
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use storefold_core::engine::{Engine, MemStore, StateValue};
 use storefold_core::state::{decode, encode};
-use storefold_scenario::{self as scenario, ScenarioSpec};
+use storefold_scenario as scenario;
 
 /// Every record a fold writes, with every identity rule at work (linked
 /// emails, groups, shared phones, claim evidence), encodes and decodes to
@@ -12,13 +12,7 @@ use storefold_scenario::{self as scenario, ScenarioSpec};
 /// (a map keyed by a struct) would otherwise first fail in the processor.
 #[test]
 fn every_record_a_fold_writes_round_trips_through_the_stored_encoding() {
-    let spec = ScenarioSpec {
-        customers: 12,
-        shared_phone_pct: 60,
-        email_change_pct: 50,
-        helpdesk_phone_pct: 50,
-        ..ScenarioSpec::default()
-    };
+    let spec = super::every_identity_rule();
     let mut store = MemStore::default();
     let mut seen = BTreeSet::new();
     for chunk in scenario::generate(3, &spec).chunks(7) {
