@@ -104,6 +104,86 @@ pub fn upcast(mut value: serde_json::Value) -> Result<Envelope, serde_json::Erro
     }
 }
 
+/// Erasure: what of an event is personal data. [`Event::scrub`] removes it and
+/// keeps what the books need (ids, links, money, statuses, times), so an event
+/// of an erased subject still counts, anonymously.
+impl Event {
+    /// Removes the personal data this event carries: identities, names,
+    /// addresses, notes, free text (ticket subjects, refund and return notes,
+    /// tracking checkpoints' places and messages), tags, discount codes, and the
+    /// pages a visit came from (a landing page may carry the email in its query).
+    pub fn scrub(&mut self) {
+        match self {
+            Event::CustomerUpserted(c) => {
+                c.identity = Identity::default();
+                c.first_name = None;
+                c.last_name = None;
+                c.addresses.clear();
+                c.tags.clear();
+                c.note = None;
+            }
+            Event::CustomerRedacted(_) => {}
+            Event::OrderUpserted(o) => o.scrub(),
+            Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => p.payer = Identity::default(),
+            Event::RefundIssued(r) => r.reason = None,
+            Event::DisputeOpened(_) | Event::DisputeClosed(_) => {}
+            Event::ShipmentUpdated(s) => {
+                for c in &mut s.checkpoints {
+                    c.scrub();
+                }
+            }
+            Event::ReturnRequested(r) | Event::ReturnResolved(r) => r.note = None,
+            Event::TicketUpdated(t) => t.scrub(),
+            Event::Touch(t) => {
+                t.identity = Identity::default();
+                t.landing_page = None;
+                t.referrer = None;
+                t.gclid = None;
+                t.fbclid = None;
+                t.cart_token = None;
+            }
+            Event::Identify(i) => i.identity = Identity::default(),
+        }
+    }
+}
+
+impl OrderUpserted {
+    /// Removes the buyer's personal data, keeping the order's figures, lines,
+    /// references and times.
+    pub fn scrub(&mut self) {
+        self.customer = Identity::default();
+        self.customer_name = None;
+        self.shipping_address = None;
+        self.billing_address = None;
+        self.note = None;
+        self.tags.clear();
+        self.discount_codes.clear();
+        self.cart_token = None;
+        self.attribution.landing_site = None;
+        self.attribution.referring_site = None;
+        self.attribution.note_attributes.clear();
+    }
+}
+
+impl Checkpoint {
+    /// A tracking step without its place or message (a carrier's message may
+    /// name who signed for the parcel); its time and status stay.
+    pub fn scrub(&mut self) {
+        self.location = None;
+        self.message = None;
+    }
+}
+
+impl Ticket {
+    /// A ticket without its requester, subject or tags; its status, reasons
+    /// and times stay.
+    pub fn scrub(&mut self) {
+        self.requester = Identity::default();
+        self.subject = None;
+        self.tags.clear();
+    }
+}
+
 /// A postal address.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Address {

@@ -41,6 +41,17 @@ pub struct TouchEntry {
     pub fbclid: Option<String>,
 }
 
+impl TouchEntry {
+    /// A touch without the pages it came from (a landing page may carry the
+    /// email in its query) or its click ids; its time and UTM stay.
+    pub fn scrub(&mut self) {
+        self.landing_page = None;
+        self.referrer = None;
+        self.gclid = None;
+        self.fbclid = None;
+    }
+}
+
 /// An identity value seen for a customer (personal data; erased on redaction).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IdentityValue {
@@ -240,12 +251,10 @@ impl Fragment {
             v.tags.clear();
         }
         for t in self.tickets.values_mut() {
-            t.value.requester = Identity::default();
-            t.value.subject = None;
+            t.value.scrub();
         }
         for t in self.touches.values_mut().chain(self.first_touch.as_mut()) {
-            t.gclid = None;
-            t.fbclid = None;
+            t.scrub();
         }
     }
 

@@ -163,7 +163,7 @@ impl ShipmentEntry {
         self.checkpoints = std::mem::take(&mut self.checkpoints)
             .into_iter()
             .map(|mut c| {
-                c.location = None;
+                c.scrub();
                 c
             })
             .collect();
@@ -396,13 +396,7 @@ impl Order {
             self.erased_customer = Some(k);
         }
         if let Some(s) = &mut self.snapshot {
-            let o = &mut s.value;
-            o.customer = Identity::default();
-            o.customer_name = None;
-            o.shipping_address = None;
-            o.billing_address = None;
-            o.note = None;
-            o.attribution.note_attributes.clear();
+            s.value.scrub();
         }
         for rec in self.payments.values_mut() {
             for p in rec.observations.values_mut() {

@@ -266,11 +266,34 @@ impl Engine {
         if slot.value.is_some() {
             return Outcome::Duplicate;
         }
-        slot.value = Some(StateValue::Parked(Box::new(ParkedEvent {
-            envelope: env.clone(),
-            received_at,
-        })));
-        slot.dirty = true;
+        let erasure_keys = self.persons_of(env);
+        // A person already erased: the event waits without their data.
+        let mut envelope = env.clone();
+        if erasure_keys
+            .iter()
+            .any(|k| self.is_redacted(src, tenant, k))
+        {
+            envelope.event.scrub();
+        }
+        for k in &erasure_keys {
+            let slot = self.get_mut(src, StateKey::new(tenant, Item::ParkedBy(who(k))));
+            match slot {
+                Some(StateValue::ParkedBy(set)) => {
+                    set.insert(env.event_id.clone());
+                }
+                other => {
+                    *other = Some(StateValue::ParkedBy(BTreeSet::from([env.event_id.clone()])));
+                }
+            }
+        }
+        self.put(
+            StateKey::new(tenant, Item::Parked(env.event_id.clone())),
+            Some(StateValue::Parked(Box::new(ParkedEvent {
+                envelope,
+                received_at,
+                erasure_keys,
+            }))),
+        );
         for r in &refs {
             // In place; written (marked changed) even when the id was there.
             let slot = self.get_mut(src, StateKey::new(tenant, Item::ParkedBy(r.clone())));
@@ -301,7 +324,7 @@ impl Engine {
             return;
         };
         for id in ids {
-            let slot = self.slot(src, StateKey::new(tenant, Item::Parked(id)));
+            let slot = self.slot(src, StateKey::new(tenant, Item::Parked(id.clone())));
             if !matches!(slot.value, Some(StateValue::Parked(_))) {
                 continue; // released through another reference already
             }
@@ -309,6 +332,7 @@ impl Engine {
             let Some(StateValue::Parked(parked)) = slot.value.take() else {
                 continue;
             };
+            self.unfile_persons(src, tenant, &parked, &id);
             // It resolves now (or parks again under what it still waits for, with
             // its original receive time). It cannot fail: only events with links
             // are parked, and the link error is the only one linking returns.
@@ -331,6 +355,7 @@ impl Engine {
             _ => return None,
         };
         self.put(pkey, None);
+        self.unfile_persons(src, tenant, &parked, event_id);
         for r in parked_keys(&parked.envelope) {
             let key = StateKey::new(tenant, Item::ParkedBy(r));
             let next = match self.get(src, key.clone()) {
@@ -347,5 +372,77 @@ impl Engine {
             }
         }
         Some(parked)
+    }
+}
+
+/// The filing of parked events under a person's identity key.
+pub(super) fn who(k: &IdentityKey) -> String {
+    format!("who:{k}")
+}
+
+impl Engine {
+    /// The identity keys of the person a parkable event names: a payment's
+    /// payer (the only personal data an order-linked event carries as an
+    /// identity).
+    fn persons_of(&self, env: &Envelope) -> Vec<IdentityKey> {
+        match &env.event {
+            Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => {
+                p.payer.keys(self.config.key_scope(&env.tenant))
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn is_redacted(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) -> bool {
+        matches!(
+            self.get(src, StateKey::new(tenant, Item::Fragment(k.clone()))),
+            Some(StateValue::Fragment(f)) if f.redacted
+        )
+    }
+
+    /// Takes a parked event that is no longer parked out of its persons' filings.
+    fn unfile_persons(
+        &mut self,
+        src: &dyn Source,
+        tenant: &str,
+        parked: &ParkedEvent,
+        event_id: &str,
+    ) {
+        for k in &parked.erasure_keys {
+            let key = StateKey::new(tenant, Item::ParkedBy(who(k)));
+            let next = match self.get(src, key.clone()) {
+                Some(StateValue::ParkedBy(s)) if s.contains(event_id) => {
+                    let mut s = s.clone();
+                    s.remove(event_id);
+                    Some(s)
+                }
+                _ => None,
+            };
+            if let Some(s) = next {
+                let value = (!s.is_empty()).then_some(StateValue::ParkedBy(s));
+                self.put(key, value);
+            }
+        }
+    }
+
+    /// Erases the personal data of the events parked that name `k`'s person.
+    pub(super) fn erase_parked(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) {
+        let ids = match self.get(src, StateKey::new(tenant, Item::ParkedBy(who(k)))) {
+            Some(StateValue::ParkedBy(s)) => s.clone(),
+            _ => return,
+        };
+        for id in ids {
+            let key = StateKey::new(tenant, Item::Parked(id));
+            let Some(StateValue::Parked(p)) = self.get(src, key.clone()) else {
+                continue;
+            };
+            let mut event = p.envelope.event.clone();
+            event.scrub();
+            if event != p.envelope.event
+                && let Some(StateValue::Parked(p)) = self.get_mut(src, key).as_mut()
+            {
+                p.envelope.event = event;
+            }
+        }
     }
 }

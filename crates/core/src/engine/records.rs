@@ -232,6 +232,10 @@ pub struct ParkedEvent {
     pub envelope: Envelope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at: Option<i64>,
+    /// The identities the event names as a person (a payment's payer), under
+    /// which it is also filed (`who:<key>`), so that erasing one finds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erasure_keys: Vec<IdentityKey>,
 }
 
 /// What the fold needs to know about tenants beyond their events.

@@ -87,6 +87,16 @@ impl Engine {
             for oid in self.index(src, &tenant, &k).orders {
                 self.erase_order(src, &tenant, &oid);
             }
+            self.erase_parked(src, &tenant, &k);
+        }
+        // An erased order's parcels, whenever the order came to hold them.
+        let orders: Vec<(String, OrderId)> = self.dirty_orders.iter().cloned().collect();
+        for (tenant, oid) in orders {
+            let parcels = match self.get(src, StateKey::new(&tenant, Item::Order(oid))) {
+                Some(StateValue::Order(o)) if o.redacted => o.parcels.clone(),
+                _ => continue,
+            };
+            self.erase_parcels(src, &tenant, parcels);
         }
     }
 
@@ -99,17 +109,22 @@ impl Engine {
         let config = Arc::clone(&self.config);
         self.order_mut(src, tenant, oid)
             .scrub(config.key_scope(tenant));
+        self.erase_parcels(src, tenant, parcels);
+        self.dirty_orders
+            .insert((tenant.to_string(), oid.to_string()));
+    }
+
+    /// Marks an erased order's parcels erased (those not marked yet).
+    fn erase_parcels(&mut self, src: &dyn Source, tenant: &str, parcels: BTreeSet<String>) {
         for t in parcels {
-            if let Some(StateValue::Parcel(p)) = self
-                .get_mut(src, StateKey::new(tenant, Item::Parcel(t)))
-                .as_mut()
+            let key = StateKey::new(tenant, Item::Parcel(t));
+            if matches!(self.get(src, key.clone()), Some(StateValue::Parcel(p)) if !p.redacted)
+                && let Some(StateValue::Parcel(p)) = self.get_mut(src, key).as_mut()
             {
                 p.redacted = true;
                 p.entry.scrub();
             }
         }
-        self.dirty_orders
-            .insert((tenant.to_string(), oid.to_string()));
     }
 
     /// Recomputes the views touched by the batch and collects the outputs.

@@ -3,6 +3,7 @@
 mod fold;
 mod ledger;
 mod limits;
+mod erasure;
 mod state;
 
 /// A generated history in which every identity rule is at work: shared
