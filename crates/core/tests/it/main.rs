@@ -1,9 +1,9 @@
 //! Integration tests of storefold-core, in one binary so that it is linked once.
 
+mod erasure;
 mod fold;
 mod ledger;
 mod limits;
-mod erasure;
 mod state;
 
 /// A generated history in which every identity rule is at work: shared
