@@ -136,6 +136,7 @@ impl Event {
             Event::TicketUpdated(t) => t.scrub(),
             Event::Touch(t) => {
                 t.identity = Identity::default();
+                t.utm.scrub();
                 t.landing_page = None;
                 t.referrer = None;
                 t.gclid = None;
@@ -159,9 +160,19 @@ impl OrderUpserted {
         self.tags.clear();
         self.discount_codes.clear();
         self.cart_token = None;
+        self.attribution.utm.scrub();
         self.attribution.landing_site = None;
         self.attribution.referring_site = None;
         self.attribution.note_attributes.clear();
+    }
+}
+
+impl Utm {
+    /// Keeps the campaign (source, medium, name) and drops the free-form
+    /// parts (term, content), which may carry anything a link was built with.
+    pub fn scrub(&mut self) {
+        self.term = None;
+        self.content = None;
     }
 }
 

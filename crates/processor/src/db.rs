@@ -36,6 +36,12 @@ pub struct Meta {
     pub changelog_next: i64,
     /// Next offset per raw topic.
     pub positions: BTreeMap<String, i64>,
+    /// Outbox keys produced and deleted here whose changelog tombstones the
+    /// next batch writes: kept so that a restart still writes them (else the
+    /// changelog would keep a run's last outputs, personal data included, for
+    /// ever: compaction keeps a key's newest record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untombstoned: Vec<String>,
 }
 
 impl Meta {

@@ -43,8 +43,10 @@ pub struct TouchEntry {
 
 impl TouchEntry {
     /// A touch without the pages it came from (a landing page may carry the
-    /// email in its query) or its click ids; its time and UTM stay.
+    /// email in its query), its click ids or its UTM term and content; its
+    /// time and campaign stay.
     pub fn scrub(&mut self) {
+        self.utm.scrub();
         self.landing_page = None;
         self.referrer = None;
         self.gclid = None;

@@ -167,6 +167,7 @@ impl Task {
         for k in std::mem::take(&mut self.flushed_outbox) {
             records.push((k, None));
         }
+        self.meta.untombstoned.clear();
 
         // (a) the changelog records, acknowledged, then the marker, acknowledged.
         let changelog = self.shared.topics.changelog();
@@ -428,6 +429,7 @@ impl Task {
             self.db.stage(&mut batch, &k, None);
             self.flushed_outbox.push(k);
         }
+        self.meta.untombstoned.clone_from(&self.flushed_outbox);
         self.meta.flushed = flight.sequence;
         self.db.stage_meta(&mut batch, &self.meta);
         self.db.write(batch)?;

@@ -419,12 +419,16 @@ impl Task {
         };
         // Outputs of batches committed but not produced: drop those already
         // produced (they will be tombstoned), produce the rest.
+        // Produced before a restart, not tombstoned in the changelog yet.
+        task.flushed_outbox = task.meta.untombstoned.clone();
         let outbox = task.db.keys(Family::Outbox)?;
         let mut drop = WriteBatch::default();
         for key in &outbox {
             if outbox_flushed(key, task.meta.flushed) {
                 task.db.stage(&mut drop, key, None);
-                task.flushed_outbox.push(key.clone());
+                if !task.flushed_outbox.contains(key) {
+                    task.flushed_outbox.push(key.clone());
+                }
             }
         }
         task.db.write(drop)?;

@@ -2,6 +2,7 @@
 
 mod common;
 mod compaction;
+mod erasure;
 mod fold;
 mod parked;
 mod poison;
