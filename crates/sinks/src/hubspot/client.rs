@@ -1,8 +1,11 @@
 //! HubSpot's HTTP API: one POST, and what its answer means for the sink.
 //!
 //! How HubSpot answers (developers.hubspot.com, "Error handling"):
-//! - 200/201: done; 207 Multi-Status: some inputs failed, listed in `errors`
-//!   (given a unique `objectWriteTraceId` per input);
+//! - 200/201: done (204 No Content: a GDPR delete done); 207 Multi-Status: some
+//!   inputs failed, listed in `errors` (given a unique `objectWriteTraceId` per
+//!   input);
+//! - 404 from the GDPR delete: no such contact (anymore); from any other
+//!   endpoint: the base URL is wrong (fatal);
 //! - 400 (409, 422): the request was refused, usually a `VALIDATION_ERROR` whose
 //!   body has `category`, `message` and `errors[]` with `code` and `context`;
 //! - 401/403: bad token or missing scope: fatal, retrying cannot help;
@@ -28,6 +31,9 @@ pub(crate) enum Endpoint {
     DealsUpsert,
     /// `POST /crm/v4/associations/deals/contacts/batch/associate/default`
     Associations,
+    /// `POST /crm/v3/objects/contacts/gdpr-delete`: one contact, `{"objectId":
+    /// …, "idProperty": …}` (a property with unique values), 204 No Content.
+    ContactsGdprDelete,
 }
 
 impl Endpoint {
@@ -37,6 +43,7 @@ impl Endpoint {
             Endpoint::ContactsRead => "contacts_read",
             Endpoint::DealsUpsert => "deals_upsert",
             Endpoint::Associations => "associations",
+            Endpoint::ContactsGdprDelete => "contacts_gdpr_delete",
         }
     }
 
@@ -49,6 +56,10 @@ impl Endpoint {
             // no type id needed (developers.hubspot.com/docs/api-reference/legacy/
             // crm/associations/associate-records/batch/create-associations).
             Endpoint::Associations => "/crm/v4/associations/deals/contacts/batch/associate/default",
+            // "Permanently delete a contact (GDPR-compliant)"
+            // (developers.hubspot.com/docs/api-reference/crm-contacts-v3/basic/
+            // post-crm-v3-objects-contacts-gdpr-delete).
+            Endpoint::ContactsGdprDelete => "/crm/v3/objects/contacts/gdpr-delete",
         }
     }
 }
@@ -56,11 +67,12 @@ impl Endpoint {
 /// A request HubSpot answered with something other than a transient failure.
 #[derive(Debug, Clone)]
 pub(crate) enum Answer {
-    /// 200/201.
+    /// 200/201, or 204 (no body: `Null`).
     Done(Value),
     /// 207 Multi-Status: `results` and per-input `errors`.
     Partial(Value),
-    /// 400, 409 or 422: the request's records were refused.
+    /// 400, 409 or 422: the request's records were refused; and 404 from the
+    /// GDPR delete: no such contact.
     Invalid { status: u16, body: Value },
 }
 
@@ -78,7 +90,8 @@ pub(crate) enum Failure {
         message: String,
         retry_after: Option<Duration>,
     },
-    /// 401, 403, other 4xx: the configuration is wrong.
+    /// 401, 403, other 4xx (404 but from the GDPR delete): the configuration
+    /// is wrong.
     Fatal { message: String },
 }
 
@@ -221,9 +234,15 @@ impl Client {
             format!("{} answered {}: {m}", endpoint.label(), status.as_u16())
         };
         match status.as_u16() {
-            200 | 201 => Ok(Answer::Done(body)),
+            200 | 201 | 204 => Ok(Answer::Done(body)),
             207 => Ok(Answer::Partial(body)),
             400 | 409 | 422 => Ok(Answer::Invalid {
+                status: status.as_u16(),
+                body,
+            }),
+            // The contact to delete does not exist (any more); elsewhere a 404
+            // means a wrong base URL, below.
+            404 if endpoint == Endpoint::ContactsGdprDelete => Ok(Answer::Invalid {
                 status: status.as_u16(),
                 body,
             }),

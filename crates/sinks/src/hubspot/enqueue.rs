@@ -16,8 +16,7 @@ impl Portal {
             return;
         }
         if c.redacted {
-            self.metrics.skip("redacted");
-            self.memory.emails.remove(&key);
+            self.enqueue_erasure(c);
             return;
         }
         let Some(email) = c
@@ -29,18 +28,41 @@ impl Portal {
             self.metrics.skip("no_email");
             return;
         };
-        bounded(&mut self.memory.emails);
-        self.memory.emails.insert(key.clone(), email.clone());
         let stamp = (c.generation, c.version);
-        if self.memory.written_at_least('c', &key, stamp) {
+        let source = SourceId::of(&Item::Customer(c.clone()));
+        // An erasure of the same or a newer version waits: this older version
+        // must neither bring the contact back nor its email into memory.
+        if let Some(e) = self.queue.erasures.get_mut(&key)
+            && e.stamp >= stamp
+        {
+            if e.source != source && !e.also.contains(&source) {
+                e.also.push(source);
+            }
             return;
         }
+        if self.memory.written_at_least('c', &key, stamp) {
+            if !self.memory.erased.contains(&key) {
+                bounded(&mut self.memory.emails);
+                self.memory.emails.insert(key, email);
+            }
+            return;
+        }
+        bounded(&mut self.memory.emails);
+        self.memory.emails.insert(key.clone(), email.clone());
+        // A newer version (a replay's new generation) than a waiting erasure:
+        // the newest wins, as for any other update.
+        let superseded = self
+            .queue
+            .erasures
+            .remove(&key)
+            .map(|e| e.sources())
+            .unwrap_or_default();
         let orders = c
             .customer_view()
             .map(|v| v.orders.iter().map(|o| o.order_id.clone()).collect())
             .unwrap_or_default();
         let part = CustomerPart {
-            source: SourceId::of(&Item::Customer(c.clone())),
+            source,
             key,
             stamp,
             updated_at: c.updated_at,
@@ -53,6 +75,7 @@ impl Portal {
             .contacts
             .entry(email)
             .or_insert_with(|| ContactOp::empty(seq));
+        op.also.extend(superseded);
         let Some(cur) = op.customer.as_mut() else {
             op.customer = Some(part);
             return;
@@ -70,6 +93,106 @@ impl Portal {
         } else if part.source != cur.source {
             op.also.push(part.source);
         }
+    }
+
+    /// A redacted customer: its contact is to be deleted with HubSpot's GDPR
+    /// delete, and nothing older that still waits for it may be sent.
+    pub(super) fn enqueue_erasure(&mut self, c: &CustomerProjection) {
+        let key = customer_key(&c.tenant, &c.customer_id);
+        let stamp = (c.generation, c.version);
+        let source = SourceId::of(&Item::Customer(c.clone()));
+        // A newer version waiting to be upserted, or written already, that is
+        // not redacted (a replay's new generation) wins, as any newer version
+        // does.
+        if let Some(op) = self.queue.contacts.values_mut().find(|op| {
+            op.customer
+                .as_ref()
+                .is_some_and(|p| p.key == key && p.stamp > stamp)
+        }) {
+            if !op.also.contains(&source) {
+                op.also.push(source);
+            }
+            return;
+        }
+        if self.memory.written_at_least('c', &key, stamp) && !self.memory.erased.contains(&key) {
+            return;
+        }
+        // Triggers of the customer no longer find its email.
+        let email = self.memory.emails.remove(&key);
+        // Older upserts of the customer still waiting (a write that failed
+        // before they went out), and triggers waiting for its contact, must not
+        // bring the contact back after the delete: they are cancelled and
+        // answered by the delete.
+        let mut cancelled = Vec::new();
+        let stale: Vec<String> = self
+            .queue
+            .contacts
+            .iter()
+            .filter(|(e, op)| match &op.customer {
+                Some(p) => p.key == key,
+                None => email.as_deref() == Some(e.as_str()),
+            })
+            .map(|(e, _)| e.clone())
+            .collect();
+        for e in stale {
+            if let Some(op) = self.queue.contacts.remove(&e) {
+                cancelled.extend(op.sources());
+            }
+        }
+        self.queue.wants.retain(|w| w.customer_key != key);
+        if self.memory.written_at_least('c', &key, stamp) {
+            // Deleted already (a redelivery).
+            return;
+        }
+        if let Some(e) = self.queue.erasures.get_mut(&key) {
+            // One delete per contact: the newest version speaks for it, the
+            // others are answered with it.
+            if stamp > e.stamp {
+                let old = std::mem::replace(&mut e.source, source);
+                e.stamp = stamp;
+                e.also.push(old);
+            } else if e.source != source && !e.also.contains(&source) {
+                e.also.push(source);
+            }
+            e.also.extend(cancelled);
+            if e.email.is_none() {
+                e.email = email;
+            }
+            return;
+        }
+        // Addressed by the property customer_id is mapped to (it must have
+        // unique values), else by the email this process remembers.
+        let target = match self.mapping.contact_property("customer_id") {
+            Some(p) => Some((p.to_string(), c.customer_id.clone())),
+            None => email.clone().map(|e| ("email".to_string(), e)),
+        };
+        let Some((id_property, object_id)) = target else {
+            self.metrics.skip(ERASURE_UNADDRESSABLE);
+            let mut sources = vec![source];
+            sources.extend(cancelled);
+            self.reject(
+                sources,
+                ERASURE_UNADDRESSABLE,
+                "the customer was erased, but its HubSpot contact cannot be addressed: \
+                 [sinks.hubspot.contact_properties] maps no property to customer_id and \
+                 this process does not know the contact's email; delete the contact in \
+                 HubSpot by hand (GDPR delete)",
+            );
+            return;
+        };
+        let seq = self.next_seq();
+        self.queue.erasures.insert(
+            key,
+            ErasureOp {
+                source,
+                stamp,
+                id_property,
+                object_id,
+                email,
+                also: cancelled,
+                seq,
+            },
+        );
     }
 
     pub(super) fn enqueue_trigger(&mut self, t: &Trigger) {
@@ -124,7 +247,14 @@ impl Portal {
         }
         let source = SourceId::of(&Item::Order(o.clone()));
         let props = self.mapping.deal(o);
-        let customer_key = o.customer_id.as_deref().map(|c| customer_key(&o.tenant, c));
+        // A redacted order is not linked to its customer's contact (which is
+        // deleted, or about to be).
+        let redacted = o.order_view().is_some_and(|v| v.redacted);
+        let customer_key = o
+            .customer_id
+            .as_deref()
+            .filter(|_| !redacted)
+            .map(|c| customer_key(&o.tenant, c));
         let seq = self.next_seq();
         match self.queue.deals.get_mut(&o.order_id) {
             Some(cur) if cur.key == key && cur.stamp >= stamp => {

@@ -288,12 +288,16 @@ impl Mapping {
         out
     }
 
-    /// Deal properties of an order projection.
+    /// Deal properties of an order projection. None is personal data: the name
+    /// is `Order <number>` (the store's order number, never the customer's
+    /// name), the rest figures, status and ids; a redacted order's
+    /// `customer_id` is cleared.
     pub fn deal(&self, o: &OrderProjection) -> BTreeMap<String, String> {
         let view = o.order_view();
         let v = view.as_deref();
         let total = v.and_then(deal_total);
         let number = v.and_then(|v| v.number.clone());
+        let redacted = v.is_some_and(|v| v.redacted);
         let mut out = BTreeMap::new();
         for (field, _, property) in &self.deal {
             let value = match *field {
@@ -316,6 +320,9 @@ impl Mapping {
                     .map(datetime_ms),
                 "status" => Some(o.status.clone()),
                 "order_number" => number.clone(),
+                // A redacted order keeps no link to the erased customer: the
+                // empty string clears what an earlier version set.
+                "customer_id" if redacted => Some(String::new()),
                 "customer_id" => o.customer_id.clone(),
                 "tenant" => Some(o.tenant.clone()),
                 "net_amount" => v.zip(total).map(|(v, t)| bag(&v.figures.net, t.currency)),
@@ -619,6 +626,32 @@ mod tests {
         assert_eq!(p["pipeline"], "default");
         assert_eq!(p["closedate"], "1427997766000");
         assert_eq!(p["storefold_order_status"], "refunded");
+    }
+
+    #[test]
+    fn a_redacted_order_s_deal_keeps_no_link_to_its_customer() {
+        // Every deal field mapped.
+        let mut c = cfg(&[]);
+        c.deal_properties = DEAL_FIELDS
+            .iter()
+            .map(|(f, _, _)| (f.to_string(), format!("p_{f}")))
+            .collect();
+        let m = Mapping::new(&c).unwrap();
+        let mut v = order_view(totals(usd(40994), None), "2015-04-02T18:02:46Z");
+        v.number = Some("#1001".into());
+        let live = m.deal(&order("open", v.clone()));
+        assert_eq!(live["p_customer_id"], "cus_em_1");
+        v.redacted = true;
+        let erased = m.deal(&order("open", v));
+        // Cleared (an empty value clears the property in HubSpot), and no other
+        // property carries the customer's id.
+        assert_eq!(erased["p_customer_id"], "");
+        assert!(
+            erased.values().all(|v| !v.contains("cus_em_1")),
+            "{erased:?}"
+        );
+        assert_eq!(erased["p_name"], "Order #1001");
+        assert_eq!(erased["p_amount"], "409.94");
     }
 
     #[test]

@@ -12,8 +12,8 @@ pub struct HubSpotMetrics {
     /// for the quota planner.
     pub quota_wait: Histogram,
     /// `storefold_sink_hubspot_skipped_total{reason}`: records or associations
-    /// deliberately not written (`no_email`, `redacted`, `merged`,
-    /// `trigger_unknown_customer`, `association_customer_unknown`,
+    /// deliberately not written (`no_email`, `merged`, `erasure_unaddressable`
+    /// (dead-lettered too), `trigger_unknown_customer`, `association_customer_unknown`,
     /// `association_contact_not_found`, `association_rejected`).
     pub skipped: IntCounterVec,
 }

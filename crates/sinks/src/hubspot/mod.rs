@@ -8,13 +8,28 @@
 //!   in `storefold_sink_hubspot_skipped_total{reason}`:
 //!   - `no_email`: HubSpot's contacts are keyed by email here; a customer known
 //!     only by phone or an external id has no contact to upsert.
-//!   - `redacted`: after an erasure the projection carries no email, so the
-//!     contact cannot even be addressed. Erasing the contact in HubSpot is
-//!     HubSpot's GDPR delete, a deliberate act left to the CRM's owners.
 //!   - `merged`: a customer merged into another. Its identities (and email) now
 //!     belong to the survivor, whose own projection updates the survivor's
-//!     contact; the merged customer's old contact is left as it was (merging or
-//!     deleting HubSpot contacts is destructive and not storefold's call).
+//!     contact; the merged customer's old contact is left as it was (merging
+//!     HubSpot contacts, or deleting them for anything but an erasure, is
+//!     destructive and not storefold's call).
+//! - **Erased customers → contacts deleted.** A redacted customer projection
+//!   (GDPR erasure) deletes the customer's contact with HubSpot's GDPR delete
+//!   (`POST /crm/v3/objects/contacts/gdpr-delete`, `{"objectId": …,
+//!   "idProperty": …}`, answered 204), which also removes the contact's
+//!   associations. The projection no longer carries the email, so the contact
+//!   is addressed by the property `customer_id` is mapped to
+//!   (`storefold_customer_id` by default), which must be a **unique-value**
+//!   contact property: HubSpot accepts only such an `idProperty`. Without that
+//!   mapping the email this process remembers for the customer is used
+//!   (`idProperty: "email"`); when it knows none, the record is dead-lettered
+//!   ([`ERASURE_UNADDRESSABLE`], also counted as a skip) so that someone
+//!   deletes the contact by hand. A 404 means the contact is gone already:
+//!   done. Upserts of the customer still waiting in the queue, older than the
+//!   erasure, and triggers waiting for its contact are cancelled, so nothing
+//!   brings the contact back after the delete; an older version delivered
+//!   again is skipped. Only a newer version that is not redacted (a replay's
+//!   new generation) upserts the contact again.
 //! - **Orders → deals**, upserted by `order_id_property` (a unique-value deal
 //!   property holding storefold's order id, e.g. `shopify:450789469`) via
 //!   `POST /crm/v3/objects/deals/batch/upsert`, then **associated** with their
@@ -23,6 +38,9 @@
 //!   contact's HubSpot id comes from the contact upsert's answer (kept in memory,
 //!   email → id); after a restart it is looked up once with
 //!   `POST /crm/v3/objects/contacts/batch/read` by email.
+//!   Deal properties carry no personal data (the name is `Order <number>`);
+//!   a redacted order's deal gets its `customer_id` property (when mapped)
+//!   cleared and is not associated with a contact.
 //! - **Triggers** set `last_trigger` / `last_trigger_at` on the customer's
 //!   contact (when mapped), and `chargeback_opened` and `payment_failed` make
 //!   that contact's update go out first.
@@ -45,13 +63,16 @@
 //! 429 or an outage, what it hands over again (or anything newer) merges with
 //! what still waits. The queue drains in requests of up to `batch_size` inputs:
 //! priority contacts first, then the other contacts, then deals, then
-//! associations; each request first asks the [`planner`] for a slot.
+//! associations; GDPR deletes (one request each) go before all of them. Each
+//! request first asks the [`planner`] for a slot.
 //!
 //! # Errors
 //! - 429: the planner pauses for `Retry-After` and the write fails as retryable
 //!   with that delay; 5xx, 423, 477, timeouts and connection errors: retryable.
 //! - 401/403, and answers that blame the configuration (a property that does not
-//!   exist, a non-unique id property): fatal.
+//!   exist, a non-unique id property, for upserts and GDPR deletes alike): fatal.
+//! - A GDPR delete HubSpot refuses for another reason: the erased customer's
+//!   record is dead-lettered with HubSpot's message.
 //! - Per-record validation errors (an option that is not allowed, an invalid
 //!   email): every input carries an `objectWriteTraceId`, so HubSpot answers 207
 //!   Multi-Status naming the failed inputs; exactly those records are rejected
@@ -120,6 +141,11 @@ pub struct HubSpotSink {
 
 /// What a tenant's records come to without a portal of their own.
 pub const NO_PORTAL: &str = "no_hubspot_portal";
+
+/// What an erased customer's record comes to (dead-lettered, and counted as a
+/// skip) when its contact cannot be addressed: `customer_id` is mapped to no
+/// contact property and this process does not know the contact's email.
+pub const ERASURE_UNADDRESSABLE: &str = "erasure_unaddressable";
 
 /// One HubSpot portal: its token, its rate limits, its queue and what it
 /// remembers. Tenants never share one (unless the deployment has one tenant).
@@ -347,6 +373,7 @@ impl Portal {
             }
         }
         let result = async {
+            self.erase().await?;
             self.drain(Object::Contact).await?;
             self.drain(Object::Deal).await?;
             self.resolve_wants().await?;

@@ -126,6 +126,34 @@ impl DealOp {
     }
 }
 
+/// A redacted customer's contact waiting to be deleted (HubSpot's GDPR
+/// delete), addressed by a unique-value property: `storefold_customer_id` (or
+/// whatever `customer_id` is mapped to), else the remembered email.
+#[derive(Debug, Clone)]
+pub(super) struct ErasureOp {
+    pub(super) source: SourceId,
+    pub(super) stamp: (i64, i64),
+    /// `idProperty` of the request.
+    pub(super) id_property: String,
+    /// `objectId` of the request: the property's value.
+    pub(super) object_id: String,
+    /// The contact's email when this process knew it, to forget what it
+    /// remembers of the contact once it is deleted.
+    pub(super) email: Option<String>,
+    /// Records this delete answers for besides `source`: superseded versions,
+    /// cancelled upserts and triggers of the customer.
+    pub(super) also: Vec<SourceId>,
+    pub(super) seq: u64,
+}
+
+impl ErasureOp {
+    pub(super) fn sources(&self) -> Vec<SourceId> {
+        let mut out = vec![self.source.clone()];
+        out.extend(self.also.iter().cloned());
+        out
+    }
+}
+
 /// An association to make once both ids are known.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct Want {
@@ -137,6 +165,8 @@ pub(super) struct Want {
 #[derive(Debug, Default)]
 pub(super) struct Queue {
     pub(super) seq: u64,
+    /// Contacts to delete, by customer key (`tenant/customer_id`).
+    pub(super) erasures: BTreeMap<String, ErasureOp>,
     /// By email.
     pub(super) contacts: BTreeMap<String, ContactOp>,
     /// By order id (the deal's id property value).
@@ -162,6 +192,9 @@ pub(super) struct Memory {
     pub(super) associated: HashSet<(String, String)>,
     /// Key (`c:`/`o:` + tenant/id) → newest (generation, version) written.
     pub(super) written: HashMap<String, (i64, i64)>,
+    /// Customer keys whose newest version written was an erasure: an older
+    /// version delivered again must not bring their email back.
+    pub(super) erased: HashSet<String>,
     /// Triggers applied.
     pub(super) triggers_done: HashSet<String>,
     /// Email → time of the newest trigger applied.

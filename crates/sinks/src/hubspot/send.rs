@@ -319,6 +319,7 @@ impl Portal {
                 }
                 if let Some(c) = &op.customer {
                     self.memory.mark_written('c', &c.key, c.stamp);
+                    self.memory.erased.remove(&c.key);
                     for order_id in &c.orders {
                         if self.memory.deal_ids.contains_key(order_id) {
                             self.queue.wants.insert(Want {
@@ -359,6 +360,88 @@ impl Portal {
                         customer_key: ck,
                     });
                 }
+            }
+        }
+    }
+
+    /// Sends the waiting GDPR deletes, one request per contact, oldest first.
+    /// A contact HubSpot does not have (404) is as good as deleted; a refusal
+    /// that blames the configuration (the id property does not exist or has
+    /// no unique values) stops the sink; any other refusal dead-letters the
+    /// erased customer's record with HubSpot's message.
+    pub(super) async fn erase(&mut self) -> Result<(), WriteError> {
+        loop {
+            let Some((key, body, id_property)) = self
+                .queue
+                .erasures
+                .iter()
+                .min_by_key(|(_, e)| e.seq)
+                .map(|(k, e)| {
+                    (
+                        k.clone(),
+                        json!({ "objectId": e.object_id, "idProperty": e.id_property }),
+                        e.id_property.clone(),
+                    )
+                })
+            else {
+                return Ok(());
+            };
+            match self.request(Endpoint::ContactsGdprDelete, &body).await? {
+                Answer::Done(_) | Answer::Partial(_) => self.erased(&key),
+                Answer::Invalid { status: 404, .. } => {
+                    tracing::debug!(%id_property, "GDPR delete: HubSpot has no such contact (any more)");
+                    self.erased(&key);
+                }
+                Answer::Invalid { status, body } => {
+                    let (code, reason) = describe(&body);
+                    if blames_configuration(&body) {
+                        return Err(WriteError::Fatal {
+                            message: format!(
+                                "HubSpot refused a GDPR delete by {id_property} ({status}, {code}): {reason} \
+                                 (the contact property customer_id is mapped to must exist and have unique values)"
+                            ),
+                        });
+                    }
+                    let sources = self
+                        .queue
+                        .erasures
+                        .remove(&key)
+                        .map(|e| e.sources())
+                        .unwrap_or_default();
+                    self.reject(
+                        sources,
+                        &code,
+                        &format!(
+                            "HubSpot refused the GDPR delete of the contact ({status}): {reason}"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A contact deleted (or found gone): remember the erasure and forget
+    /// what this process knew of the contact.
+    pub(super) fn erased(&mut self, key: &str) {
+        let Some(op) = self.queue.erasures.remove(key) else {
+            return;
+        };
+        self.memory.mark_written('c', key, op.stamp);
+        bounded_set(&mut self.memory.erased);
+        self.memory.erased.insert(key.to_string());
+        if let Some(email) = &op.email {
+            self.memory.not_found.remove(email);
+            self.memory.last_trigger_at.remove(email);
+            if let Some(contact_id) = self.memory.contact_ids.remove(email) {
+                // HubSpot deleted the contact's associations with it.
+                self.queue.pairs.retain(|(_, c)| *c != contact_id);
+                self.memory.associated.retain(|(_, c)| *c != contact_id);
+            }
+        }
+        for s in op.also {
+            if let SourceId::Trigger { trigger_id } = s {
+                bounded_set(&mut self.memory.triggers_done);
+                self.memory.triggers_done.insert(trigger_id);
             }
         }
     }

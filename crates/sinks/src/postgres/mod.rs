@@ -24,12 +24,19 @@
 //! system's). A certificate that is not trusted, or a server without TLS when
 //! TLS is required, is fatal at once rather than retried forever.
 //!
+//! A redacted customer (a GDPR erasure) overwrites its row like any newer
+//! version, with `email` and `phone` NULL and the document's personal fields
+//! (email, phone, names, addresses, identities, tags) emptied even when the
+//! projection still carried them; its orders' rows are overwritten by their
+//! own redacted versions, whose documents the processor has cleaned.
+//!
 //! Errors say whether a retry helps: a lost connection, a serialization failure
 //! or a deadlock is retryable (the next attempt reconnects); a row PostgreSQL
 //! refuses (invalid JSON, a NUL byte, a value too long) is found by splitting the
 //! batch, and only those rows are returned as rejections (code = the SQLSTATE);
 //! a missing permission or a table missing after the migrations is fatal.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
@@ -304,7 +311,8 @@ struct CustomerColumns<'a> {
     redacted: Vec<bool>,
     merged_into: Vec<Option<&'a str>>,
     updated_at: Vec<i64>,
-    doc: Vec<&'a str>,
+    /// Owned only when a redacted customer's document had to be cleaned.
+    doc: Vec<Cow<'a, str>>,
 }
 
 #[derive(Default)]
@@ -330,6 +338,43 @@ struct TriggerColumns<'a> {
     data: Vec<&'a str>,
 }
 
+/// Fields of the Customer 360 that hold the customer's personal data: values
+/// (`null` once erased) and lists (`[]` once erased).
+const PERSONAL_VALUES: &[&str] = &["email", "phone", "first_name", "last_name"];
+const PERSONAL_LISTS: &[&str] = &["addresses", "identities", "tags"];
+
+/// A redacted customer's document with its personal fields emptied, whatever
+/// the projection still carries (the processor empties them already; this
+/// keeps an older or faulty producer's leftovers out of the table too). The
+/// document as it is when it holds none, or is not a JSON object (PostgreSQL
+/// then judges it).
+fn redacted_doc(doc: &str) -> Cow<'_, str> {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(doc) else {
+        return Cow::Borrowed(doc);
+    };
+    let erased = PERSONAL_VALUES
+        .iter()
+        .map(|f| (*f, serde_json::Value::Null))
+        .chain(
+            PERSONAL_LISTS
+                .iter()
+                .map(|f| (*f, serde_json::Value::Array(Vec::new()))),
+        );
+    let mut changed = false;
+    for (name, empty) in erased {
+        if let Some(v) = fields.get_mut(name)
+            && *v != empty
+        {
+            *v = empty;
+            changed = true;
+        }
+    }
+    if !changed {
+        return Cow::Borrowed(doc);
+    }
+    Cow::Owned(serde_json::Value::Object(fields).to_string())
+}
+
 impl<'a> Columns<'a> {
     fn of(records: &[&'a SinkRecord]) -> Self {
         let mut c = Columns::default();
@@ -348,7 +393,11 @@ impl<'a> Columns<'a> {
                     t.redacted.push(p.redacted);
                     t.merged_into.push(p.merged_into.as_deref());
                     t.updated_at.push(p.updated_at);
-                    t.doc.push(&p.doc);
+                    t.doc.push(if p.redacted {
+                        redacted_doc(&p.doc)
+                    } else {
+                        Cow::Borrowed(&p.doc)
+                    });
                 }
                 Item::Order(p) => {
                     let t = &mut c.orders;
@@ -621,6 +670,7 @@ impl PostgresSink {
         let tx = conn.client.transaction().await.map_err(db)?;
         let c = &cols.customers;
         if !c.id.is_empty() {
+            let docs: Vec<&str> = c.doc.iter().map(|d| d.as_ref()).collect();
             let params: [&(dyn ToSql + Sync); 10] = [
                 &c.tenant,
                 &c.id,
@@ -631,7 +681,7 @@ impl PostgresSink {
                 &c.redacted,
                 &c.merged_into,
                 &c.updated_at,
-                &c.doc,
+                &docs,
             ];
             let n = tx.execute(&st.customers, &params).await.map_err(db)?;
             metrics.rows("customers", c.id.len(), n);
@@ -817,6 +867,26 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().starts_with("fatal:"), "{err}");
+    }
+
+    #[test]
+    fn a_redacted_customer_s_document_keeps_no_personal_field() {
+        let doc = r#"{"customer_id":"cus_em_1","email":"ada@example.com","phone":"+14155550100",
+            "first_name":"Ada","last_name":"Lovelace","addresses":[{"line1":"12 St James's Sq"}],
+            "identities":[{"kind":"email","value":"ada@example.com"}],"tags":["vip-ada"],
+            "orders_count":3}"#;
+        let clean = redacted_doc(doc);
+        let v: serde_json::Value = serde_json::from_str(&clean).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"customer_id": "cus_em_1", "email": null, "phone": null,
+                "first_name": null, "last_name": null, "addresses": [], "identities": [],
+                "tags": [], "orders_count": 3})
+        );
+        // Already clean, or not a document: left as it is.
+        let scrubbed = r#"{"customer_id":"cus_em_1","email":null,"addresses":[]}"#;
+        assert!(matches!(redacted_doc(scrubbed), Cow::Borrowed(_)));
+        assert!(matches!(redacted_doc("{not json"), Cow::Borrowed(_)));
     }
 
     #[test]

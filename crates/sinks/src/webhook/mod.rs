@@ -11,7 +11,23 @@
 //! ```
 //!
 //! `data` is the decoded projection (or trigger) with its JSON `doc` (`data`)
-//! parsed. Headers:
+//! parsed.
+//!
+//! A redacted customer (a GDPR erasure) is sent as a `customer_erased` element
+//! instead of its projection, with nothing personal in it, so that the
+//! receiver deletes what it holds of the customer:
+//!
+//! ```json
+//! {"type": "customer_erased", "key": "acme/cus_em_1f…", "generation": 1, "version": 8,
+//!  "data": {"tenant": "acme", "customer_id": "cus_em_1f…", "generation": 1,
+//!           "version": 8, "updated_at": 1700000000000}}
+//! ```
+//!
+//! (`updated_at`: event time, in milliseconds since the epoch, of the newest
+//! event folded into the erased customer). Every later version of the customer
+//! is redacted too and comes as `customer_erased` again.
+//!
+//! Headers:
 //! - `storefold-timestamp`: Unix seconds when the request was signed;
 //! - `storefold-signature`: `v1=` + hex HMAC-SHA256 with the shared secret over
 //!   `"<timestamp>.<body>"` (the raw body bytes);
@@ -66,6 +82,9 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The `type` of the element a redacted customer is sent as.
+pub const CUSTOMER_ERASED: &str = "customer_erased";
+
 /// The JSON element of one record (see the module docs).
 pub fn record_json(item: &Item) -> Value {
     fn with_parsed(mut v: Value, field: &str) -> Value {
@@ -77,6 +96,20 @@ pub fn record_json(item: &Item) -> Value {
         v
     }
     match item {
+        // Only what identifies the erasure: no email, phone, name or doc.
+        Item::Customer(c) if c.redacted => json!({
+            "type": CUSTOMER_ERASED,
+            "key": format!("{}/{}", c.tenant, c.customer_id),
+            "generation": c.generation,
+            "version": c.version,
+            "data": {
+                "tenant": c.tenant,
+                "customer_id": c.customer_id,
+                "generation": c.generation,
+                "version": c.version,
+                "updated_at": c.updated_at,
+            },
+        }),
         Item::Customer(c) => json!({
             "type": "customer",
             "key": format!("{}/{}", c.tenant, c.customer_id),
@@ -107,8 +140,16 @@ pub fn delivery_id<'a>(items: impl IntoIterator<Item = &'a Item>) -> String {
     for item in items {
         let line = match item {
             Item::Customer(c) => format!(
-                "customer\n{}/{}\n{}\n{}\n",
-                c.tenant, c.customer_id, c.generation, c.version
+                "{}\n{}/{}\n{}\n{}\n",
+                if c.redacted {
+                    CUSTOMER_ERASED
+                } else {
+                    "customer"
+                },
+                c.tenant,
+                c.customer_id,
+                c.generation,
+                c.version
             ),
             Item::Order(o) => format!(
                 "order\n{}/{}\n{}\n{}\n",
@@ -381,6 +422,48 @@ mod tests {
         assert!(shown.contains("hooks.example"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("pa55word"), "{shown}");
+    }
+
+    #[test]
+    fn an_erased_customer_is_sent_without_personal_data() {
+        use storefold_codec::CustomerProjection;
+        // Even a projection that still carried personal data.
+        let c = CustomerProjection {
+            tenant: "acme".into(),
+            customer_id: "cus_em_1".into(),
+            generation: 2,
+            version: 9,
+            email: Some("ada@example.com".into()),
+            phone: Some("+14155550100".into()),
+            redacted: true,
+            merged_into: None,
+            updated_at: 1_700_000_000_000,
+            doc: r#"{"first_name":"Ada","last_name":"Lovelace"}"#.into(),
+            view: None,
+        };
+        let erased = Item::Customer(c.clone());
+        let j = record_json(&erased);
+        assert_eq!(
+            j,
+            json!({
+                "type": "customer_erased",
+                "key": "acme/cus_em_1",
+                "generation": 2,
+                "version": 9,
+                "data": {"tenant": "acme", "customer_id": "cus_em_1", "generation": 2,
+                         "version": 9, "updated_at": 1_700_000_000_000_i64},
+            })
+        );
+        let text = j.to_string();
+        for pii in ["ada@example.com", "+14155550100", "Ada", "Lovelace"] {
+            assert!(!text.contains(pii), "{pii} in {text}");
+        }
+        // Not the delivery id of the customer's projection.
+        let live = Item::Customer(CustomerProjection {
+            redacted: false,
+            ..c
+        });
+        assert_ne!(delivery_id([&erased]), delivery_id([&live]));
     }
 
     #[test]

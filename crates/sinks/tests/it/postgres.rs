@@ -837,3 +837,133 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The text of every column of the rows `query` selects (`row_to_json`).
+async fn rows_as_text(pg: &PgServer, query: &str) -> Vec<String> {
+    pg.query(query).await.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_customer_leaves_no_personal_data_in_its_rows() {
+    let env = env(500);
+    let e = crate::sink_fixtures::erasure();
+    let tenant = e.subject.tenant.clone();
+    // Everything of the history, then the erasure: the customer's and its
+    // orders' redacted versions (newer ones).
+    let mut first: Vec<Out> = e.before.customers.iter().map(|c| env.c(c)).collect();
+    first.extend(e.before.orders.iter().map(|o| env.o(o)));
+    env.produce(&first).await;
+    env.run_to_idle("pg-erasure", 500).await;
+    let subject_row = format!(
+        "SELECT row_to_json(c)::text FROM storefold.customers c \
+         WHERE tenant = '{tenant}' AND customer_id = '{}'",
+        e.subject.customer_id
+    );
+    let order_rows = format!(
+        "SELECT row_to_json(o)::text FROM storefold.orders o \
+         WHERE tenant = '{tenant}' AND customer_id = '{}'",
+        e.subject.customer_id
+    );
+    // The rows held the customer's personal data before.
+    let before = rows_as_text(&env.pg, &subject_row).await;
+    assert_eq!(before.len(), 1);
+    let email = e.subject.email.clone().unwrap();
+    assert!(before[0].contains(&email), "{}", before[0]);
+    let orders_before = rows_as_text(&env.pg, &order_rows).await.join("\n");
+    assert_eq!(
+        rows_as_text(&env.pg, &order_rows).await.len(),
+        e.orders.len()
+    );
+    assert!(
+        e.personal
+            .iter()
+            .any(|s| orders_before.contains(s.as_str())),
+        "the orders carried personal data: {orders_before}"
+    );
+
+    let mut second = vec![env.c(&e.erased)];
+    second.extend(e.erased_orders.iter().map(|o| env.o(o)));
+    env.produce(&second).await;
+    let (summary, _) = env.run_to_idle("pg-erasure", 500).await;
+    assert_eq!(summary.written as usize, 1 + e.erased_orders.len());
+
+    let after = rows_as_text(&env.pg, &subject_row).await;
+    assert_eq!(after.len(), 1);
+    let row: serde_json::Value = serde_json::from_str(&after[0]).unwrap();
+    assert_eq!(row["redacted"], true);
+    assert_eq!(row["version"], e.erased.version);
+    assert!(row["email"].is_null() && row["phone"].is_null(), "{row}");
+    // Its figures stay.
+    assert_eq!(
+        row["doc"]["orders_count"],
+        serde_json::from_str::<serde_json::Value>(&e.subject.doc).unwrap()["orders_count"]
+    );
+    let orders_after = rows_as_text(&env.pg, &order_rows).await;
+    assert_eq!(orders_after.len(), e.orders.len());
+    let text = format!("{}\n{}", after[0], orders_after.join("\n"));
+    assert!(e.personal.len() >= 4, "{:?}", e.personal);
+    for s in &e.personal {
+        assert!(!text.contains(s.as_str()), "{s:?} is still in: {text}");
+    }
+
+    // Another customer's row is untouched.
+    let other: Vec<(Option<String>, i64)> = env
+        .pg
+        .query(&format!(
+            "SELECT email, version FROM storefold.customers \
+             WHERE tenant = '{tenant}' AND customer_id = '{}'",
+            e.other.customer_id
+        ))
+        .await
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(other, vec![(e.other.email.clone(), e.other.version)]);
+
+    // A late redelivery of the customer's older version brings nothing back.
+    env.produce(&[env.c(&e.subject)]).await;
+    env.run_to_idle("pg-erasure", 500).await;
+    let again = rows_as_text(&env.pg, &subject_row).await;
+    assert!(!again[0].contains(&email), "{}", again[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redacted_projection_that_still_carries_personal_data_is_cleaned() {
+    let env = env(500);
+    let mut c = customer("c1", 1, 1);
+    c.doc = r#"{"customer_id":"c1","email":"c1@example.com","phone":"+14155550100",
+        "first_name":"Ada","last_name":"Lovelace","addresses":[{"line1":"12 St James's Square"}],
+        "identities":[{"kind":"email","value":"c1@example.com"}],"orders_count":2}"#
+        .into();
+    env.produce(&[env.c(&c), env.c(&customer("c2", 1, 1))])
+        .await;
+    env.run_to_idle("pg-redacted-leftovers", 500).await;
+    // The erasure from a producer that left the personal data in place.
+    let mut erased = c.clone();
+    erased.version = 2;
+    erased.redacted = true;
+    env.produce(&[env.c(&erased)]).await;
+    env.run_to_idle("pg-redacted-leftovers", 500).await;
+    let row = rows_as_text(
+        &env.pg,
+        "SELECT row_to_json(c)::text FROM storefold.customers c \
+         WHERE tenant = 'acme' AND customer_id = 'c1'",
+    )
+    .await;
+    for s in [
+        "c1@example.com",
+        "+14155550100",
+        "Ada",
+        "Lovelace",
+        "St James",
+    ] {
+        assert!(!row[0].contains(s), "{s} in {}", row[0]);
+    }
+    let doc: serde_json::Value = serde_json::from_str(&row[0]).unwrap();
+    assert_eq!(doc["doc"]["orders_count"], 2);
+    assert_eq!(doc["version"], 2);
+    assert_eq!(
+        env.customers().await["c2"].2.as_deref(),
+        Some("c2@example.com")
+    );
+}

@@ -64,6 +64,8 @@ struct Delivery {
     delivery_id: String,
     verified: Result<(), &'static str>,
     records: Vec<Value>,
+    /// The raw body, as text.
+    body: String,
     status: u16,
 }
 
@@ -123,6 +125,7 @@ async fn receive(
         delivery_id: header("storefold-delivery-id"),
         verified,
         records,
+        body: String::from_utf8_lossy(&body).into_owned(),
         status,
     });
     (StatusCode::from_u16(status).unwrap(), answer)
@@ -433,5 +436,85 @@ async fn an_outage_longer_than_max_poll_interval_keeps_the_sink_in_its_group() {
         delivered.len(),
         expected.len(),
         "nothing delivered twice after the outage"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_customer_arrives_as_a_signed_erasure_without_personal_data() {
+    init_tracing();
+    let rx: Shared = Arc::default();
+    let addr = start_receiver(rx.clone()).await;
+    // The sink runs twice in one group: a short session, so that the mock
+    // cluster hands the partitions to the second run soon after the first left.
+    let env = kafka_env(
+        2,
+        &format!(
+            "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+             \"heartbeat.interval.ms\" = \"500\"\n{}",
+            webhook_toml(addr, "")
+        ),
+    );
+    let e = sink_fixtures::erasure();
+    let mut first = vec![
+        Item::Customer(e.subject.clone()),
+        Item::Customer(e.other.clone()),
+    ];
+    first.extend(e.orders.iter().cloned().map(Item::Order));
+    produce(&env.config, &first);
+    run_webhook_sink(&env).await;
+    let delivered_before = rx.lock().unwrap().deliveries.len();
+    let email = e.subject.email.clone().unwrap();
+    assert!(
+        rx.lock().unwrap().deliveries[..delivered_before]
+            .iter()
+            .any(|d| d.body.contains(&email)),
+        "the customer was delivered with its email first"
+    );
+
+    let mut second = vec![Item::Customer(e.erased.clone())];
+    second.extend(e.erased_orders.iter().cloned().map(Item::Order));
+    produce(&env.config, &second);
+    let summary = run_webhook_sink(&env).await;
+    assert_eq!(summary.rejected, 0);
+    assert_eq!(summary.written as usize, second.len());
+
+    let deliveries = rx.lock().unwrap().deliveries[delivered_before..].to_vec();
+    assert!(!deliveries.is_empty());
+    let mut erasures = Vec::new();
+    for d in &deliveries {
+        assert_eq!(d.verified, Ok(()), "delivery {}", d.delivery_id);
+        assert_eq!(d.status, 200);
+        // Nothing personal of the erased customer, in any record of the
+        // erasure's deliveries (its redacted orders included).
+        for s in &e.personal {
+            assert!(!d.body.contains(s.as_str()), "{s:?} in {}", d.body);
+        }
+        erasures.extend(
+            d.records
+                .iter()
+                .filter(|r| r["type"] == "customer_erased")
+                .cloned(),
+        );
+        assert!(
+            d.records.iter().all(|r| r["type"] != "customer"),
+            "the redacted customer goes as an erasure only"
+        );
+    }
+    let key = format!("{}/{}", e.erased.tenant, e.erased.customer_id);
+    assert_eq!(
+        erasures,
+        vec![serde_json::json!({
+            "type": "customer_erased",
+            "key": key,
+            "generation": e.erased.generation,
+            "version": e.erased.version,
+            "data": {
+                "tenant": e.erased.tenant,
+                "customer_id": e.erased.customer_id,
+                "generation": e.erased.generation,
+                "version": e.erased.version,
+                "updated_at": e.erased.updated_at,
+            },
+        })]
     );
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use storefold_codec::{AvroCodec, CustomerProjection, OrderProjection, Trigger, WireFormat};
+use storefold_codec::{
+    AvroCodec, CustomerProjection, OrderProjection, RawEvent, Trigger, WireFormat,
+};
 use storefold_core::engine::{FoldConfig, Item as StateItem, StateValue, order_view};
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, topic_specs};
@@ -41,7 +43,51 @@ fn millis(t: Option<time::OffsetDateTime>) -> i64 {
 pub fn fold(spec: &HistorySpec, percent: usize) -> Projections {
     let events = history(spec);
     let n = events.len() * percent / 100;
-    let (store, _) = pure_fold(&events[..n]);
+    fold_events(&events[..n])
+}
+
+/// Shopify's `customers/redact` for customer `c` (by its email and phone) and
+/// its Shopify orders among `orders`, delivered after every event of `events`,
+/// as the ingest would have stored it: the processor erases the customer's
+/// personal data and that of those orders.
+pub fn redaction(
+    events: &[RawEvent],
+    c: &CustomerProjection,
+    orders: &[OrderProjection],
+) -> RawEvent {
+    let template = events
+        .iter()
+        .rev()
+        .find(|e| e.provider == "shopify" && e.tenant == c.tenant)
+        .expect("a Shopify event of the tenant");
+    let orders_to_redact: Vec<u64> = orders
+        .iter()
+        .filter(|o| o.customer_id.as_deref() == Some(c.customer_id.as_str()))
+        .filter_map(|o| o.order_id.strip_prefix("shopify:")?.parse().ok())
+        .collect();
+    let body = serde_json::json!({
+        "shop_id": 954_889,
+        "shop_domain": "acme-outfitters.myshopify.com",
+        "customer": {"email": c.email, "phone": c.phone},
+        "orders_to_redact": orders_to_redact,
+    });
+    let received_at = events.iter().map(|e| e.received_at).max().unwrap_or(0) + 60_000;
+    let mut headers = template.headers.clone();
+    headers.remove("x-shopify-triggered-at");
+    RawEvent {
+        event_id: format!("redact-{}", c.customer_id),
+        topic: "customers/redact".into(),
+        received_at,
+        headers,
+        body: body.to_string().into_bytes(),
+        ..template.clone()
+    }
+}
+
+/// Folds `events` and returns every customer and order projection
+/// (generation 1), in id order.
+pub fn fold_events(events: &[RawEvent]) -> Projections {
+    let (store, _) = pure_fold(events);
     let mut customers = Vec::new();
     let mut orders = Vec::new();
     let metas: BTreeMap<(String, String), _> = store
@@ -218,4 +264,159 @@ pub fn produce(config: &Config, items: &[Item]) {
         send_waiting(&producer, rec);
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// A customer erased after a history: the projections before and after
+/// Shopify's `customers/redact` for it, and what is personal about it.
+pub struct Erasure {
+    pub before: Projections,
+    pub after: Projections,
+    /// The customer before the erasure (email, phone and name known, with
+    /// orders), and its redacted projection (a newer version).
+    pub subject: CustomerProjection,
+    pub erased: CustomerProjection,
+    /// The subject's orders before and after (redacted) the erasure.
+    pub orders: Vec<OrderProjection>,
+    pub erased_orders: Vec<OrderProjection>,
+    /// The subject's personal strings: email, phone, names, identities,
+    /// address lines, from its own and its orders' documents.
+    pub personal: Vec<String>,
+    /// Those of `personal` that are the subject's alone: all but the first
+    /// and last name taken apart (the history draws names from a short list;
+    /// its full name is here, and no other customer has the same pair).
+    pub unique: Vec<String>,
+    /// The subject's (first name, last name).
+    pub name: (String, String),
+    /// Another customer with an email, left alone.
+    pub other: CustomerProjection,
+}
+
+/// String leaves of `v` under the keys that hold personal data.
+fn personal_leaves(v: &serde_json::Value, inside: bool, out: &mut Vec<String>) {
+    const KEYS: &[&str] = &[
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "customer_name",
+        "addresses",
+        "shipping_address",
+        "billing_address",
+        "customer",
+        "payer",
+        "requester",
+        "identities",
+        "cart_token",
+    ];
+    // What an identity is (`email`, `shopify`), not whose.
+    const NOT_PERSONAL: &[&str] = &["kind", "source"];
+    match v {
+        serde_json::Value::String(s) if inside && s.chars().count() >= 4 => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| personal_leaves(x, inside, out)),
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                if !NOT_PERSONAL.contains(&k.as_str()) {
+                    personal_leaves(x, inside || KEYS.contains(&k.as_str()), out)
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The erasure of the first customer of a small history that has an email, a
+/// phone, a name and Shopify orders, and whose personal strings no other
+/// customer shares.
+pub fn erasure() -> Erasure {
+    let events = history(&spec(40, 500, 17));
+    let before = fold_events(&events);
+    let strings_of = |c: &CustomerProjection| -> Vec<String> {
+        let mut out: Vec<String> = c.email.iter().chain(&c.phone).cloned().collect();
+        personal_leaves(&serde_json::from_str(&c.doc).expect("doc"), false, &mut out);
+        for o in before
+            .orders
+            .iter()
+            .filter(|o| o.customer_id.as_deref() == Some(c.customer_id.as_str()))
+        {
+            personal_leaves(&serde_json::from_str(&o.doc).expect("doc"), false, &mut out);
+        }
+        out.sort();
+        out.dedup();
+        out
+    };
+    let name_of = |c: &CustomerProjection| -> Option<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(&c.doc).expect("doc");
+        Some((
+            doc["first_name"].as_str()?.to_string(),
+            doc["last_name"].as_str()?.to_string(),
+        ))
+    };
+    let unique_of = |c: &CustomerProjection| -> Vec<String> {
+        let (first, last) = name_of(c).unwrap_or_default();
+        strings_of(c)
+            .into_iter()
+            .filter(|s| *s != first && *s != last)
+            .collect()
+    };
+    let subject = before
+        .customers
+        .iter()
+        .filter(|c| c.email.is_some() && c.phone.is_some() && name_of(c).is_some())
+        .filter(|c| {
+            before.orders.iter().any(|o| {
+                o.customer_id.as_deref() == Some(c.customer_id.as_str())
+                    && o.order_id.starts_with("shopify:")
+            })
+        })
+        .find(|c| {
+            let mine = unique_of(c);
+            before
+                .customers
+                .iter()
+                .filter(|o| o.customer_id != c.customer_id)
+                .all(|o| {
+                    let theirs = format!("{:?} {:?} {}", o.email, o.phone, o.doc);
+                    name_of(o) != name_of(c) && mine.iter().all(|s| !theirs.contains(s.as_str()))
+                })
+        })
+        .expect("a customer to erase")
+        .clone();
+    let personal = strings_of(&subject);
+    let unique = unique_of(&subject);
+    let name = name_of(&subject).expect("a name");
+    let mut all = events.clone();
+    all.push(redaction(&events, &subject, &before.orders));
+    let after = fold_events(&all);
+    let erased = after
+        .customers
+        .iter()
+        .find(|c| c.customer_id == subject.customer_id)
+        .expect("the erased customer")
+        .clone();
+    assert!(erased.redacted, "the fold erased the customer");
+    assert!(erased.version > subject.version);
+    let of_subject =
+        |o: &&OrderProjection| o.customer_id.as_deref() == Some(subject.customer_id.as_str());
+    let orders: Vec<OrderProjection> = before.orders.iter().filter(of_subject).cloned().collect();
+    let erased_orders: Vec<OrderProjection> =
+        after.orders.iter().filter(of_subject).cloned().collect();
+    assert_eq!(orders.len(), erased_orders.len());
+    let other = before
+        .customers
+        .iter()
+        .find(|c| c.customer_id != subject.customer_id && c.email.is_some() && c.phone.is_some())
+        .expect("another customer")
+        .clone();
+    Erasure {
+        before,
+        after,
+        subject,
+        erased,
+        orders,
+        erased_orders,
+        personal,
+        unique,
+        name,
+        other,
+    }
 }
