@@ -113,6 +113,9 @@ pub struct ScenarioSpec {
     /// (a ticket naming their helpdesk user id and phone, then one naming the
     /// id only). 0 draws nothing.
     pub helpdesk_phone_pct: u64,
+    /// Percent of customers the store later asks to erase (a redaction naming
+    /// their first email, sometimes their first order). 0 draws nothing.
+    pub redaction_pct: u64,
 }
 
 impl Default for ScenarioSpec {
@@ -125,6 +128,7 @@ impl Default for ScenarioSpec {
             shared_phone_pct: 20,
             email_change_pct: 0,
             helpdesk_phone_pct: 0,
+            redaction_pct: 0,
         }
     }
 }
@@ -659,6 +663,40 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                         csat: (*status == TicketStatus::Solved).then_some(Csat {
                             score: 1 + rng.below(5) as u8,
                         }),
+                    }),
+                );
+            }
+        }
+    }
+    // Erasure requests, after everything else of the customer (the fold
+    // must give the same result wherever they arrive).
+    if spec.redaction_pct > 0 {
+        for c in 0..spec.customers {
+            if rng.chance(spec.redaction_pct) {
+                let email = format!("customer{c}.{}@example.com", seed % 1000);
+                let orders = if rng.chance(50) {
+                    cx.events
+                        .iter()
+                        .find_map(|e| match &e.event {
+                            Event::OrderUpserted(o)
+                                if o.customer.email.as_deref() == Some(email.as_str()) =>
+                            {
+                                Some(o.order_id.clone())
+                            }
+                            _ => None,
+                        })
+                        .into_iter()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                cx.push(
+                    "shopify",
+                    base + Duration::days(400),
+                    Event::CustomerRedacted(CustomerRedacted {
+                        identity: Identity::default().with_email(Some(&email)),
+                        orders,
+                        requested_by: "shopify".into(),
                     }),
                 );
             }

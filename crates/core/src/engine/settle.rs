@@ -56,29 +56,66 @@ impl Engine {
     }
 
     /// Erasure, derived from state so that arrival order does not matter: an
-    /// identity is erased when a redaction named it, or when an email that a
-    /// redaction named claims it; an order is erased when a redaction named it
-    /// or it was placed under an erased identity (with the parcels it holds).
+    /// identity is erased when a redaction named it, or when an identity whose
+    /// erasure was asked for carries it. The erasure of a person goes as far as
+    /// the person does: a named email's claims (phones, ids, anonymous ids) and
+    /// the other emails a store customer id links with it (an email change),
+    /// with their claims; an id carried by too many emails to link
+    /// ([`IdentityRules::link_max_emails`]) takes no email with it. An order is
+    /// erased when a redaction named it or it was placed under an erased
+    /// identity (with the parcels it holds).
     pub(super) fn settle_erasure(&mut self, src: &dyn Source) {
-        let keys: Vec<(String, IdentityKey)> = self.dirty_keys.iter().cloned().collect();
+        let mut work: Vec<(String, IdentityKey)> = self.dirty_keys.iter().cloned().collect();
+        // An identity is looked at again when it became erased, or asked to
+        // take its claims along, after it was first looked at.
+        let mut done: BTreeSet<(String, IdentityKey, bool, bool)> = BTreeSet::new();
         let mut erased: Vec<(String, IdentityKey)> = Vec::new();
-        for (tenant, k) in keys {
+        let config = Arc::clone(&self.config);
+        while let Some((tenant, k)) = work.pop() {
             let (redacted, requested) =
                 match self.get(src, StateKey::new(&tenant, Item::Fragment(k.clone()))) {
                     Some(StateValue::Fragment(f)) => (f.redacted, f.erasure_requested),
                     _ => (false, false),
                 };
-            if !redacted {
+            if !redacted || !done.insert((tenant.clone(), k.clone(), redacted, requested)) {
                 continue;
             }
-            if requested && k.kind == IdentityKind::Email {
-                for c in self.index(src, &tenant, &k).claims {
-                    let f = self.fragment_mut(src, &tenant, &c);
-                    if !f.redacted {
-                        f.scrub();
+            if requested {
+                let rules = config.identity_rules(&tenant);
+                let node = self.index(src, &tenant, &k);
+                // (identity, whether it is the same person: its own claims go too)
+                let targets: Vec<(IdentityKey, bool)> = match k.kind {
+                    IdentityKind::Email => {
+                        let mut t = Vec::new();
+                        for c in node.claims {
+                            let links = c.kind == IdentityKind::External
+                                && self.index(src, &tenant, &c).links(rules);
+                            t.push((c, links));
+                        }
+                        t
                     }
-                    erased.push((tenant.clone(), c.clone()));
-                    self.dirty_keys.insert((tenant.clone(), c));
+                    IdentityKind::External if node.links(rules) => node
+                        .claimed_by
+                        .into_iter()
+                        .filter(|c| c.kind == IdentityKind::Email)
+                        .map(|c| (c, true))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (c, person) in targets {
+                    let up_to_date = matches!(
+                        self.get(src, StateKey::new(&tenant, Item::Fragment(c.clone()))),
+                        Some(StateValue::Fragment(f)) if f.redacted && (f.erasure_requested || !person)
+                    );
+                    if !up_to_date {
+                        let f = self.fragment_mut(src, &tenant, &c);
+                        if !f.redacted {
+                            f.scrub();
+                        }
+                        f.erasure_requested |= person;
+                    }
+                    self.dirty_keys.insert((tenant.clone(), c.clone()));
+                    work.push((tenant.clone(), c));
                 }
             }
             erased.push((tenant, k));

@@ -531,3 +531,53 @@ fn events_after_a_redaction_are_kept_without_the_subjects_data() {
     }
     assert_eq!(run.store.orders()[&ANNIKA.order_id()].payments.len(), 1);
 }
+
+/// A shopper who changed email at the store (the store customer id links the
+/// two) is one person: a redaction naming the old email alone erases what
+/// came under the new one too, in any arrival order; another shopper is
+/// untouched.
+#[test]
+fn a_redaction_erases_the_emails_a_store_customer_id_links() {
+    let renamed = "annika.renamed@erase.test";
+    let mut events = ANNIKA.history();
+    let at = T0 + Duration::days(6);
+    let mut identity = Identity::default().with_email(Some(renamed));
+    identity.external = ANNIKA.identity().external;
+    events.push(Envelope {
+        tenant: "acme".into(),
+        provider: "test".into(),
+        event_id: "p1-renamed".into(),
+        occurred_at: at,
+        event: Event::CustomerUpserted(CustomerUpserted {
+            identity: identity.with_phone(Some("+14155550199"), None),
+            first_name: Some("annika".into()),
+            last_name: Some("annika-Quist".into()),
+            addresses: vec![ANNIKA.address()],
+            consent: Consent::default(),
+            tags: vec![],
+            note: None,
+            deleted: false,
+            created_at: None,
+            updated_at: at,
+        }),
+    });
+    events.extend(BOBBERT.history());
+    events.push(ANNIKA.redaction());
+    for (how, evs, sizes) in arrivals(&events) {
+        let run = fold(&evs, &sizes);
+        for (what, text) in dump(&run) {
+            let left: Vec<&str> = ["annika", "4155550101", "4155550199"]
+                .into_iter()
+                .filter(|s| text.contains(s))
+                .collect();
+            assert!(
+                left.is_empty(),
+                "{how}: {what} still holds {left:?}:\n{text}"
+            );
+        }
+        let bob_left = dump(&run)
+            .iter()
+            .any(|(_, t)| !BOBBERT.found_in(t).is_empty());
+        assert!(bob_left, "{how}: Bobbert's data stays");
+    }
+}

@@ -1029,8 +1029,21 @@ fn test_orders_are_not_revenue() {
 
 fn check_permutations(seed: u64, spec: &ScenarioSpec, perms: usize) -> Result<(), TestCaseError> {
     let events = scenario::generate(seed, spec);
-    let reference = folded(&fold_batched(&events, events.len()));
+    let reference_run = fold_batched(&events, events.len());
+    let reference = folded(&reference_run);
     prop_assert!(!reference.customers.is_empty());
+    // An erased email is in no record (nor is its phone, unless another
+    // customer's email carried the same phone: then it is theirs too).
+    for e in &events {
+        if let Event::CustomerRedacted(r) = &e.event
+            && let Some(email) = &r.identity.email
+        {
+            for (k, v) in &reference_run.store.records {
+                let text = String::from_utf8_lossy(&storefold_core::state::encode(v)).into_owned();
+                prop_assert!(!text.contains(email.as_str()), "{:?} holds {}", k, email);
+            }
+        }
+    }
     let mut rng = Rng::new(seed ^ 0xABCD);
     for p in 0..perms {
         let mut shuffled = events.clone();
@@ -1068,6 +1081,7 @@ proptest! {
         duplicate_pct in 0u64..30,
         email_change_pct in 0u64..80,
         helpdesk_phone_pct in 0u64..80,
+        redaction_pct in 0u64..50,
     ) {
         let spec = ScenarioSpec {
             tenant: "acme".into(),
@@ -1077,6 +1091,7 @@ proptest! {
             shared_phone_pct,
             email_change_pct,
             helpdesk_phone_pct,
+            redaction_pct,
         };
         check_permutations(seed, &spec, 4)?;
     }
