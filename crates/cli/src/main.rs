@@ -13,6 +13,7 @@
 
 mod dev_cmd;
 mod dev_sample;
+mod erase_cmd;
 mod ingest_cmd;
 mod normalize_cmd;
 mod process_cmd;
@@ -138,6 +139,17 @@ enum Command {
         #[command(subcommand)]
         command: webhook_cmd::WebhookCommand,
     },
+    /// Ask for the GDPR erasure of a customer by email and/or phone: a signed
+    /// `customer/erase` command of the `operator` provider, posted to the ingest
+    /// (kept in raw.operator, folded like Shopify's customers/redact). Prints the
+    /// command id and the ingest's answer; exits 0 only for a 2xx answer (4
+    /// otherwise).
+    ///
+    /// With --dry-run nothing is sent: the query API (--api, --token) shows the
+    /// customer the identities resolve to and what the erasure would remove
+    /// (orders, tickets, touches, identity kinds, merged customers); exits 2
+    /// when no customer has them.
+    Erase(erase_cmd::EraseArgs),
     /// Print the canonical events storefold derives from a provider payload, as
     /// JSON lines (one versioned event per line).
     ///
@@ -203,6 +215,8 @@ fn main() {
             runtime()?.block_on(topics_cmd::run(&config, command))
         }),
         Command::Token { command } => token_cmd::run(command),
+        Command::Erase(args) => load_config_if_any(cli.config.as_deref())
+            .and_then(|config| runtime()?.block_on(erase_cmd::run(config.as_ref(), args))),
         Command::Webhook { command } => load_config_if_any(cli.config.as_deref())
             .and_then(|config| runtime()?.block_on(webhook_cmd::run(config.as_ref(), command))),
     };

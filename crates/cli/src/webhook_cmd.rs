@@ -53,17 +53,7 @@ pub(crate) struct SendArgs {
 pub(crate) async fn run(config: Option<&Config>, command: WebhookCommand) -> Result<()> {
     let WebhookCommand::Send(args) = command;
     let body = crate::read_input(&args.file)?;
-    let base = match (&args.url, config) {
-        (Some(u), _) => u.trim_end_matches('/').to_string(),
-        (None, Some(c)) => {
-            let mut addr = c.ingest.listen;
-            if addr.ip().is_unspecified() {
-                addr.set_ip([127, 0, 0, 1].into());
-            }
-            format!("http://{addr}")
-        }
-        (None, None) => bail!("no --url and no configuration to take ingest.listen from"),
-    };
+    let base = ingest_base(args.url.as_deref(), config, "--url")?;
     let mut headers: Vec<(String, String)> =
         vec![("content-type".into(), "application/json".into())];
     let url = if args.provider == ProviderKind::Collect {
@@ -128,6 +118,28 @@ pub(crate) async fn run(config: Option<&Config>, command: WebhookCommand) -> Res
     post(&url, &headers, body).await
 }
 
+/// The ingest's base URL: `url` (the option named `option`), else
+/// `http://<ingest.listen>` of the configuration (loopback for a wildcard address).
+pub(crate) fn ingest_base(
+    url: Option<&str>,
+    config: Option<&Config>,
+    option: &str,
+) -> Result<String> {
+    Ok(match (url, config) {
+        (Some(u), _) => u.trim_end_matches('/').to_string(),
+        (None, Some(c)) => local_url(c.ingest.listen),
+        (None, None) => bail!("no {option} and no configuration to take ingest.listen from"),
+    })
+}
+
+/// `http://<addr>`, with a wildcard address (`0.0.0.0`, `::`) read as loopback.
+pub(crate) fn local_url(mut addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.set_ip([127, 0, 0, 1].into());
+    }
+    format!("http://{addr}")
+}
+
 /// A webhook request signed exactly as the provider signs it.
 pub(crate) struct SignedWebhook {
     /// The URL path, with the token in the query for providers that sign nothing.
@@ -159,7 +171,9 @@ pub(crate) fn sign_webhook(
     })
 }
 
-async fn post(url: &str, headers: &[(String, String)], body: Vec<u8>) -> Result<()> {
+/// POSTs `body` and prints the answer's status line and body; an error with
+/// exit code 4 unless the answer is 2xx.
+pub(crate) async fn post(url: &str, headers: &[(String, String)], body: Vec<u8>) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(60))

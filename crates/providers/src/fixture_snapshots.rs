@@ -17,8 +17,9 @@ use time::macros::datetime;
 use crate::test_support::{conformance_corpora, fixture_dir, json_file_names, read_file};
 use crate::{Headers, MapContext, MapOptions, ProviderKind, RawInput, WebhookRequest};
 
-/// The topic a store fixture was sent with (the stores send it in a header):
-/// the file name up to `__`, whose start is the topic with `_` for `/` or `.`.
+/// The topic a store or operator fixture was sent with (they send it in a
+/// header): the file name up to `__`, whose start is the topic with `_` for `/`
+/// or `.`.
 fn store_topic(kind: ProviderKind, file: &str) -> String {
     let base = file.trim_end_matches(".json");
     let base = base.split("__").next().unwrap_or(base);
@@ -67,6 +68,8 @@ fn store_topic(kind: ProviderKind, file: &str) -> String {
                 _ => "order.updated".into(),
             }
         }
+        // `customer_erase__email.json` was sent as `customer/erase`.
+        ProviderKind::Operator => base.replacen('_', "/", 1),
         _ => String::new(),
     }
 }

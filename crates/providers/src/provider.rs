@@ -179,7 +179,7 @@ mod tests {
             assert_eq!(name.parse::<ProviderKind>(), Ok(kind));
             assert_eq!(kind.to_string(), name);
         }
-        assert_eq!(ProviderKind::ALL.len(), 11);
+        assert_eq!(ProviderKind::ALL.len(), 12);
     }
 
     #[test]
@@ -256,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_stores_send_their_topic_in_a_header() {
+    fn only_the_stores_and_the_operator_send_their_topic_in_a_header() {
         let with_header: Vec<(ProviderKind, &str)> = ProviderKind::ALL
             .iter()
             .filter_map(|&k| k.topic_header().map(|h| (k, h)))
@@ -266,6 +266,7 @@ mod tests {
             [
                 (ProviderKind::Shopify, "X-Shopify-Topic"),
                 (ProviderKind::WooCommerce, "X-WC-Webhook-Topic"),
+                (ProviderKind::Operator, "X-Storefold-Topic"),
             ]
         );
     }

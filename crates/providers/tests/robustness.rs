@@ -157,6 +157,13 @@ fn samples() -> Vec<Sample> {
                    "messages": [{"from_agent": false, "created_datetime": "2025-01-14T09:00:00+00:00"}]}}),
         ),
         mk(
+            ProviderKind::Operator,
+            "operator-robustness",
+            "customer/erase",
+            json!({"command_id": "cmd-1", "email": "leo@example.org", "phone": "+14155550123",
+                   "requested_at": "2025-01-15T11:59:00Z", "reason": "robustness"}),
+        ),
+        mk(
             ProviderKind::Collect,
             "",
             "touch",
@@ -171,7 +178,10 @@ fn samples() -> Vec<Sample> {
 fn body_is_signed(kind: ProviderKind) -> bool {
     matches!(
         kind,
-        ProviderKind::Aftership | ProviderKind::Easypost | ProviderKind::Zendesk
+        ProviderKind::Aftership
+            | ProviderKind::Easypost
+            | ProviderKind::Zendesk
+            | ProviderKind::Operator
     )
 }
 
@@ -183,6 +193,7 @@ fn known_good(kind: ProviderKind) -> bool {
             | ProviderKind::Shippo
             | ProviderKind::Zendesk
             | ProviderKind::Gorgias
+            | ProviderKind::Operator
             | ProviderKind::Collect
     )
 }
@@ -407,6 +418,9 @@ const HEADER_NAMES: &[&str] = &[
     "x-hmac-signature",
     "x-zendesk-webhook-signature",
     "x-zendesk-webhook-signature-timestamp",
+    "x-storefold-signature",
+    "x-storefold-timestamp",
+    "x-storefold-topic",
     "origin",
     "content-type",
 ];
@@ -580,5 +594,6 @@ robustness! {
     shippo => ProviderKind::Shippo,
     zendesk => ProviderKind::Zendesk,
     gorgias => ProviderKind::Gorgias,
+    operator => ProviderKind::Operator,
     collect => ProviderKind::Collect,
 }

@@ -565,10 +565,12 @@ mod tests {
             ..KafkaConfig::default()
         };
         let specs = topic_specs(&kafka, &["postgres", "hubspot", "webhook"]);
-        assert_eq!(specs.len(), 11 + 1 + 2 + 2 + 3);
+        // One raw topic per registered provider (collect included).
+        let raw = ProviderKind::ALL.len();
+        assert_eq!(specs.len(), raw + 1 + 2 + 2 + 3);
         assert_eq!(
             topic_specs(&kafka, &[]).len(),
-            11 + 1 + 2 + 2,
+            raw + 1 + 2 + 2,
             "no sink, no sink dead-letter topic"
         );
         let dlq = specs

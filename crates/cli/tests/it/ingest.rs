@@ -397,6 +397,7 @@ fn the_example_configuration_loads() {
         vec!["topics", "check", "--help"],
         vec!["topics", "create", "--help"],
         vec!["webhook", "send", "--help"],
+        vec!["erase", "--help"],
         vec!["sink", "--help"],
     ] {
         let out = storefold().args(&args).output().unwrap();

@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod dev;
+mod erase;
 mod ingest;
 mod journeys;
 mod operator;

@@ -1,0 +1,192 @@
+//! storefold's own command source: an operator (through `storefold erase`, or
+//! any tool holding the tenant's operator secret) asks for something the
+//! providers cannot, such as a GDPR erasure of a customer no store redacted.
+//!
+//! A command is a JSON body posted to `/v1/webhooks/{tenant}/operator` like a
+//! webhook, so it is verified by the ingest, kept in `raw.operator` as the proof
+//! of who asked what and when, and folded in order with everything else.
+//!
+//! Signature: `X-Storefold-Signature: sha256=<hex>`, the HMAC-SHA256 keyed with
+//! the tenant's operator secret of `<timestamp>\n<topic>\n<body>`, where
+//! `<timestamp>` is `X-Storefold-Timestamp` (Unix seconds, exactly as sent) and
+//! `<topic>` is `X-Storefold-Topic`. The topic is signed so that a captured
+//! command cannot be replayed under another topic; the timestamp must be within
+//! [`TOLERANCE_SECS`] of the check either way (Stripe's replay window), so it
+//! cannot be replayed later either. A header value holds no newline, so the
+//! signed string reads one way only.
+//!
+//! Topics: `customer/erase` only (see `model.rs` for its body). Anything else
+//! is refused, at the ingest already.
+
+use time::OffsetDateTime;
+
+use crate::{
+    Credentials, Inbound, MapError, SignError, Signed, VerifyError, WebhookRequest,
+    check_hmac_sha256, hmac_sha256, required_header, signing_secret, verifying_secret,
+};
+
+mod map;
+mod model;
+#[cfg(test)]
+mod tests;
+
+pub(crate) const PROVIDER: &str = "operator";
+
+/// The signature header: `sha256=<hex>`.
+pub const SIGNATURE_HEADER: &str = "X-Storefold-Signature";
+/// The signed Unix time, in seconds.
+pub const TIMESTAMP_HEADER: &str = "X-Storefold-Timestamp";
+/// The command's topic (`customer/erase`).
+pub const TOPIC_HEADER: &str = "X-Storefold-Topic";
+/// How far the signed timestamp may be from the time of the check, either way.
+pub const TOLERANCE_SECS: i64 = 300;
+/// The topic of an erasure command.
+pub const ERASE_TOPIC: &str = map::ERASE;
+
+const SECRET_IS_EMPTY: &str = "empty operator secret";
+
+/// The topic and the time are kept; the signature is not (it proves nothing
+/// once verified, and the raw event records the verification).
+pub(crate) const HEADERS: &[&str] = &["x-storefold-topic", "x-storefold-timestamp"];
+
+fn malformed(header: &'static str, reason: &str) -> VerifyError {
+    VerifyError::MalformedHeader {
+        header,
+        reason: reason.to_string(),
+    }
+}
+
+/// The string the HMAC covers.
+fn signed_parts<'a>(timestamp: &'a str, topic: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
+    [timestamp.as_bytes(), b"\n", topic.as_bytes(), b"\n", body]
+}
+
+pub(crate) fn verify(
+    creds: &Credentials,
+    req: &WebhookRequest<'_>,
+    now: OffsetDateTime,
+) -> Result<(), VerifyError> {
+    let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
+    let signature = required_header(req, SIGNATURE_HEADER)?.trim();
+    let timestamp = required_header(req, TIMESTAMP_HEADER)?.trim();
+    // An absent topic signs as empty: the signature then fails unless the
+    // sender signed an empty topic too, and describe refuses that.
+    let topic = req.headers.get(TOPIC_HEADER).unwrap_or_default();
+    if signature.is_empty() {
+        return Err(VerifyError::MissingHeader(SIGNATURE_HEADER));
+    }
+    if timestamp.is_empty() {
+        return Err(VerifyError::MissingHeader(TIMESTAMP_HEADER));
+    }
+    let hex_sig = signature
+        .strip_prefix("sha256=")
+        .ok_or_else(|| malformed(SIGNATURE_HEADER, "expected sha256=<hex>"))?;
+    let given = hex::decode(hex_sig).map_err(|_| malformed(SIGNATURE_HEADER, "not hex"))?;
+    if given.len() != 32 {
+        return Err(malformed(
+            SIGNATURE_HEADER,
+            "expected 32 bytes of HMAC-SHA256",
+        ));
+    }
+    if !timestamp.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed(TIMESTAMP_HEADER, "not a Unix time in seconds"));
+    }
+    let signed_at = timestamp
+        .parse::<i64>()
+        .map_err(|_| malformed(TIMESTAMP_HEADER, "out of range"))?;
+    check_hmac_sha256(
+        secret.as_bytes(),
+        &signed_parts(timestamp, topic, req.body),
+        &given,
+    )?;
+    // After the signature, as Stripe's check does: only a genuine but stale
+    // command is told it expired.
+    if now.unix_timestamp().abs_diff(signed_at) > TOLERANCE_SECS.unsigned_abs() {
+        return Err(VerifyError::Expired {
+            tolerance_secs: TOLERANCE_SECS,
+        });
+    }
+    Ok(())
+}
+
+/// Topic from `X-Storefold-Topic` (only `customer/erase`); id
+/// `operator:<topic>:<command_id>`; occurred_at = `requested_at`. The whole
+/// command is checked here, so the ingest answers 400 to an erasure that could
+/// not be carried out instead of storing it.
+pub(crate) fn describe(req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
+    let topic = crate::non_empty(req.headers.get(TOPIC_HEADER))
+        .ok_or(MapError::MissingHeader(TOPIC_HEADER))?;
+    if topic != map::ERASE {
+        return Err(map::unsupported(&topic));
+    }
+    let erase = map::parse_erase(req.body)?;
+    Ok(Inbound {
+        event_id: map::event_id(&topic, &erase.command_id),
+        occurred_at: Some(erase.requested_at),
+        topic,
+    })
+}
+
+pub(crate) use map::map;
+
+/// The `X-Storefold-Signature` value for `body` sent under `topic` at Unix
+/// time `timestamp`.
+pub fn signature_header(secret: &str, timestamp: i64, topic: &str, body: &[u8]) -> String {
+    let t = timestamp.to_string();
+    let mac = hmac_sha256(secret.as_bytes(), &signed_parts(&t, topic, body));
+    format!("sha256={}", hex::encode(mac))
+}
+
+pub(crate) fn sign(
+    secret: &str,
+    topic: &str,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Signed, SignError> {
+    let secret = signing_secret(secret, SECRET_IS_EMPTY)?;
+    let t = now.unix_timestamp();
+    Ok(Signed {
+        headers: vec![
+            (
+                SIGNATURE_HEADER.to_string(),
+                signature_header(secret, t, topic, body),
+            ),
+            (TIMESTAMP_HEADER.to_string(), t.to_string()),
+            (TOPIC_HEADER.to_string(), topic.to_string()),
+        ],
+        url_token: None,
+        body: body.to_vec(),
+    })
+}
+
+/// storefold's own operator commands (`customer/erase`), signed with the
+/// tenant's operator secret.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Operator;
+
+impl crate::Provider for Operator {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn scheme(&self) -> Option<&'static str> {
+        Some("storefold-hmac-sha256")
+    }
+
+    fn kept_headers(&self) -> &'static [&'static str] {
+        HEADERS
+    }
+
+    fn example(&self) -> crate::Example {
+        crate::Example {
+            topic: map::ERASE,
+            body: include_bytes!("fixtures/customer_erase__email.json"),
+        }
+    }
+
+    fn topic_header(&self) -> Option<&'static str> {
+        Some(TOPIC_HEADER)
+    }
+
+    crate::provider::entry_points!();
+}
