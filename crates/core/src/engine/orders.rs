@@ -357,19 +357,7 @@ impl Engine {
         self.put(pkey, None);
         self.unfile_persons(src, tenant, &parked, event_id);
         for r in parked_keys(&parked.envelope) {
-            let key = StateKey::new(tenant, Item::ParkedBy(r));
-            let next = match self.get(src, key.clone()) {
-                Some(StateValue::ParkedBy(s)) if s.contains(event_id) => {
-                    let mut s = s.clone();
-                    s.remove(event_id);
-                    Some(s)
-                }
-                _ => None,
-            };
-            if let Some(s) = next {
-                let value = (!s.is_empty()).then_some(StateValue::ParkedBy(s));
-                self.put(key, value);
-            }
+            self.unfile(src, tenant, r, event_id);
         }
         Some(parked)
     }
@@ -409,19 +397,25 @@ impl Engine {
         event_id: &str,
     ) {
         for k in &parked.erasure_keys {
-            let key = StateKey::new(tenant, Item::ParkedBy(who(k)));
-            let next = match self.get(src, key.clone()) {
-                Some(StateValue::ParkedBy(s)) if s.contains(event_id) => {
-                    let mut s = s.clone();
-                    s.remove(event_id);
-                    Some(s)
-                }
-                _ => None,
-            };
-            if let Some(s) = next {
-                let value = (!s.is_empty()).then_some(StateValue::ParkedBy(s));
-                self.put(key, value);
+            self.unfile(src, tenant, who(k), event_id);
+        }
+    }
+
+    /// Takes `event_id` out of the events filed under `filing` (the record
+    /// goes when it was the last one).
+    fn unfile(&mut self, src: &dyn Source, tenant: &str, filing: String, event_id: &str) {
+        let key = StateKey::new(tenant, Item::ParkedBy(filing));
+        let next = match self.get(src, key.clone()) {
+            Some(StateValue::ParkedBy(s)) if s.contains(event_id) => {
+                let mut s = s.clone();
+                s.remove(event_id);
+                Some(s)
             }
+            _ => None,
+        };
+        if let Some(s) = next {
+            let value = (!s.is_empty()).then_some(StateValue::ParkedBy(s));
+            self.put(key, value);
         }
     }
 
