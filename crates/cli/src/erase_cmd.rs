@@ -26,7 +26,7 @@ pub(crate) struct EraseArgs {
     /// The customer's email address.
     #[arg(long, required_unless_present = "phone")]
     email: Option<String>,
-    /// The customer's phone number, in international form (+<country code>…).
+    /// The customer's phone number, in international form (e.g. +14155550123).
     #[arg(long)]
     phone: Option<String>,
     /// Why, for the audit trail (kept with the command in raw.operator).
@@ -40,7 +40,7 @@ pub(crate) struct EraseArgs {
     #[arg(long, value_name = "URL")]
     ingest: Option<String>,
     /// The operator signing secret; defaults to the tenant's
-    /// [tenants.<id>.providers.operator] secret.
+    /// `[tenants.<id>.providers.operator] secret`.
     #[arg(long, env = "STOREFOLD_OPERATOR_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Send nothing: show from the query API what the erasure would remove.
