@@ -367,6 +367,73 @@ impl Utm {
     }
 }
 
+/// `url` without the query parameters (and fragment) that carry an email
+/// address, e.g. a newsletter link's `?email=ann%40example.com`: `None` when
+/// it has none. The fold keeps landing pages and referrers this way, so an
+/// email in a link is not kept even for a visitor it cannot tie to a customer.
+pub fn without_emails(url: &str) -> Option<String> {
+    if !url.contains('@') && !url.to_ascii_lowercase().contains("%40") {
+        return None;
+    }
+    let (base, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (url, None),
+    };
+    let fragment = fragment.filter(|f| !percent_decode(f).contains('@'));
+    let (path, query) = match base.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (base, None),
+    };
+    let mut out = path.to_string();
+    if let Some(q) = query {
+        let kept: Vec<&str> = q
+            .split('&')
+            .filter(|p| !percent_decode(p.split_once('=').map_or(*p, |(_, v)| v)).contains('@'))
+            .collect();
+        if !kept.is_empty() {
+            out.push('?');
+            out.push_str(&kept.join("&"));
+        }
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    (out != url).then_some(out)
+}
+
+impl Event {
+    /// The event with the emails removed from the links it carries (see
+    /// [`without_emails`]); `None` when it has none.
+    pub fn without_link_emails(&self) -> Option<Event> {
+        let clean = |url: &Option<String>| url.as_deref().and_then(without_emails);
+        match self {
+            Event::Touch(t) => {
+                let (landing, referrer) = (clean(&t.landing_page), clean(&t.referrer));
+                if landing.is_none() && referrer.is_none() {
+                    return None;
+                }
+                let mut t = t.clone();
+                t.landing_page = landing.or(t.landing_page);
+                t.referrer = referrer.or(t.referrer);
+                Some(Event::Touch(t))
+            }
+            Event::OrderUpserted(o) => {
+                let a = &o.attribution;
+                let (landing, referring) = (clean(&a.landing_site), clean(&a.referring_site));
+                if landing.is_none() && referring.is_none() {
+                    return None;
+                }
+                let mut o = o.clone();
+                o.attribution.landing_site = landing.or(o.attribution.landing_site);
+                o.attribution.referring_site = referring.or(o.attribution.referring_site);
+                Some(Event::OrderUpserted(o))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Minimal `application/x-www-form-urlencoded` value decoding (`+` and `%XX`).
 pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -895,6 +962,25 @@ pub struct Identify {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_in_links_are_dropped_and_the_rest_of_the_link_kept() {
+        assert_eq!(
+            without_emails("https://shop.example/welcome?email=ann%40example.com&utm_source=mail"),
+            Some("https://shop.example/welcome?utm_source=mail".into())
+        );
+        assert_eq!(
+            without_emails("/p?utm_source=x&e=ann@example.com#ref=bob%40example.com"),
+            Some("/p?utm_source=x".into())
+        );
+        assert_eq!(
+            without_emails("/p?who=ann%40x.com"),
+            Some("/p".into()),
+            "no empty query left"
+        );
+        assert_eq!(without_emails("/collections/sale?utm_source=news"), None);
+        assert_eq!(without_emails("https://mail.example/"), None);
+    }
 
     #[test]
     fn utm_from_landing_site() {

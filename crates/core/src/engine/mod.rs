@@ -266,10 +266,19 @@ impl Engine {
         let before = std::mem::replace(&mut self.received_at, received_at);
         // The tenant's email alias policy, when it has one, applies to the
         // event as a whole (its keys, claims and stored snapshot).
-        let canonical = self
+        let mut canonical = self
             .config
             .identity_rules(&env.tenant)
             .canonical_envelope(env);
+        // Emails in the links a visit or an order carries are not kept.
+        let current = canonical.as_ref().unwrap_or(env);
+        if matches!(current.event, Event::Touch(_) | Event::OrderUpserted(_))
+            && let Some(event) = current.event.without_link_emails()
+        {
+            let mut e = current.clone();
+            e.event = event;
+            canonical = Some(e);
+        }
         let out = self.apply_event(src, canonical.as_ref().unwrap_or(env));
         self.received_at = before;
         out

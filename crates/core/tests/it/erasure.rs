@@ -581,3 +581,54 @@ fn a_redaction_erases_the_emails_a_store_customer_id_links() {
         assert!(bob_left, "{how}: Bobbert's data stays");
     }
 }
+
+/// An email in a link (a newsletter's `?email=`) is not kept, even for a
+/// visitor no erasure could find: an anonymous touch and an order's landing
+/// site keep the rest of the link.
+#[test]
+fn emails_in_landing_pages_and_referrers_are_never_kept() {
+    let at = T0;
+    let link = "https://shop.example/welcome?email=carla%40erase.test&utm_source=mail";
+    let mut order = match &ANNIKA.history()[4].event {
+        Event::OrderUpserted(o) => o.clone(),
+        other => panic!("the history's fifth event is its order, not {other:?}"),
+    };
+    order.attribution.landing_site = Some(link.into());
+    order.attribution.referring_site = Some("https://mail.example/?to=carla@erase.test".into());
+    let events = vec![
+        Envelope {
+            tenant: "acme".into(),
+            provider: "collect".into(),
+            event_id: "anon-touch".into(),
+            occurred_at: at,
+            event: Event::Touch(Touch {
+                touch_id: "tch-c-1".into(),
+                identity: Identity::default().with_anonymous_id(Some("anon-c-1")),
+                utm: Utm::default(),
+                landing_page: Some(link.into()),
+                referrer: Some("https://mail.example/?to=carla@erase.test".into()),
+                gclid: None,
+                fbclid: None,
+                cart_token: None,
+                at,
+            }),
+        },
+        Envelope {
+            tenant: "acme".into(),
+            provider: "shopify".into(),
+            event_id: "order".into(),
+            occurred_at: at,
+            event: Event::OrderUpserted(order),
+        },
+    ];
+    let run = fold(&events, &[1]);
+    let all = dump(&run);
+    for (what, text) in &all {
+        assert!(!text.contains("carla"), "{what}: {text}");
+    }
+    assert!(
+        all.iter()
+            .any(|(_, t)| t.contains("https://shop.example/welcome?utm_source=mail")),
+        "the rest of the link is kept"
+    );
+}
