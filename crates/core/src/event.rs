@@ -124,15 +124,15 @@ impl Event {
             }
             Event::CustomerRedacted(_) => {}
             Event::OrderUpserted(o) => o.scrub(),
-            Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => p.payer = Identity::default(),
-            Event::RefundIssued(r) => r.reason = None,
+            Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => p.scrub(),
+            Event::RefundIssued(r) => r.scrub(),
             Event::DisputeOpened(_) | Event::DisputeClosed(_) => {}
             Event::ShipmentUpdated(s) => {
                 for c in &mut s.checkpoints {
                     c.scrub();
                 }
             }
-            Event::ReturnRequested(r) | Event::ReturnResolved(r) => r.note = None,
+            Event::ReturnRequested(r) | Event::ReturnResolved(r) => r.scrub(),
             Event::TicketUpdated(t) => t.scrub(),
             Event::Touch(t) => {
                 t.identity = Identity::default();
@@ -164,6 +164,27 @@ impl OrderUpserted {
         self.attribution.landing_site = None;
         self.attribution.referring_site = None;
         self.attribution.note_attributes.clear();
+    }
+}
+
+impl Payment {
+    /// A payment without its payer.
+    pub fn scrub(&mut self) {
+        self.payer = Identity::default();
+    }
+}
+
+impl Refund {
+    /// A refund without the merchant's note (`reason`).
+    pub fn scrub(&mut self) {
+        self.reason = None;
+    }
+}
+
+impl Return {
+    /// A return without its note.
+    pub fn scrub(&mut self) {
+        self.note = None;
     }
 }
 

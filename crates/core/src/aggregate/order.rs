@@ -400,17 +400,17 @@ impl Order {
         }
         for rec in self.payments.values_mut() {
             for p in rec.observations.values_mut() {
-                p.payer = Identity::default();
+                p.scrub();
             }
         }
         for rec in self.refunds.values_mut() {
             for r in rec.observations.values_mut() {
-                r.reason = None;
+                r.scrub();
             }
         }
         for r in self.returns.values_mut() {
             for reg in [&mut r.requested, &mut r.resolved].into_iter().flatten() {
-                reg.value.note = None;
+                reg.value.scrub();
             }
         }
         for s in self.shipments.values_mut() {
