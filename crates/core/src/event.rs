@@ -47,6 +47,7 @@ pub enum Event {
     TicketUpdated(Ticket),
     Touch(Touch),
     Identify(Identify),
+    IdentityDecided(IdentityDecided),
 }
 
 /// Current schema version of every event type. Bump one and add an arm to
@@ -70,6 +71,7 @@ impl Event {
             Event::TicketUpdated(_) => "TicketUpdated",
             Event::Touch(_) => "Touch",
             Event::Identify(_) => "Identify",
+            Event::IdentityDecided(_) => "IdentityDecided",
         }
     }
 
@@ -144,6 +146,12 @@ impl Event {
                 t.cart_token = None;
             }
             Event::Identify(i) => i.identity = Identity::default(),
+            // An operator's decision names its two sides and nothing else
+            // about them; the fold keeps only their keys.
+            Event::IdentityDecided(d) => {
+                d.a.scrub();
+                d.b.scrub();
+            }
         }
     }
 }
@@ -284,6 +292,94 @@ pub struct CustomerRedacted {
     pub orders: Vec<OrderId>,
     /// Who asked: `shopify`, `operator`, ...
     pub requested_by: String,
+}
+
+/// An operator's decision about two identities (`storefold identity
+/// merge|split|block`): whether the customers they belong to are one person.
+/// The latest decision on a pair (by `occurred_at`, then event id) is the one
+/// that holds, whatever order the decisions arrive in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityDecided {
+    pub decision: IdentityDecision,
+    pub a: Party,
+    pub b: Party,
+    /// Who decided: `operator`.
+    pub requested_by: String,
+}
+
+/// What an operator decided about two identities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityDecision {
+    /// They are one customer, whatever the merge rules say.
+    Merge,
+    /// Undo a merge: they are two customers from now on, and no rule joins
+    /// them again (until a later merge of the same pair).
+    Split,
+    /// Do not merge: the same as a split for the fold, recorded as a
+    /// precaution rather than a correction.
+    Block,
+}
+
+impl IdentityDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityDecision::Merge => "merge",
+            IdentityDecision::Split => "split",
+            IdentityDecision::Block => "block",
+        }
+    }
+
+    /// Whether the decision keeps the two apart.
+    pub fn separates(self) -> bool {
+        !matches!(self, IdentityDecision::Merge)
+    }
+}
+
+/// One side of an operator's decision: a single identity, or a customer by
+/// the id storefold published it under (the identity it is anchored at).
+/// Values are normalised as the mappers normalise them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    Email(String),
+    Phone(String),
+    External(crate::identity::ExternalId),
+    CustomerId(String),
+    /// What remains of a side once scrubbed.
+    Erased,
+}
+
+impl Party {
+    /// The identity key this side names; `None` for a customer id that is not
+    /// one storefold makes, or an erased side.
+    pub fn key<'a>(
+        &self,
+        scope: impl Into<crate::identity::KeyScope<'a>>,
+    ) -> Option<crate::identity::IdentityKey> {
+        use crate::identity::{IdentityKey, IdentityKind};
+        let scope = scope.into();
+        match self {
+            Party::Email(e) => Some(IdentityKey::new(scope, IdentityKind::Email, e)),
+            Party::Phone(p) => Some(IdentityKey::new(scope, IdentityKind::Phone, p)),
+            Party::External(x) => Some(IdentityKey::new(
+                scope,
+                IdentityKind::External,
+                &format!("{}:{}", x.source, x.id),
+            )),
+            Party::CustomerId(c) => {
+                IdentityKey::from_customer_id(&crate::identity::CustomerId(c.clone()))
+            }
+            Party::Erased => None,
+        }
+    }
+
+    /// A customer id is not personal (it is a keyed hash); everything else is.
+    pub fn scrub(&mut self) {
+        if !matches!(self, Party::CustomerId(_)) {
+            *self = Party::Erased;
+        }
+    }
 }
 
 /// Order lifecycle status, normalised across stores.

@@ -116,6 +116,11 @@ pub struct ScenarioSpec {
     /// Percent of customers the store later asks to erase (a redaction naming
     /// their first email, sometimes their first order). 0 draws nothing.
     pub redaction_pct: u64,
+    /// Percent of customers about whom the operator decides something (a
+    /// merge with another customer, a split of an email change, a phone
+    /// blocked from them, sometimes a later decision on the same pair that
+    /// overrules it). 0 draws nothing.
+    pub decision_pct: u64,
 }
 
 impl Default for ScenarioSpec {
@@ -129,6 +134,7 @@ impl Default for ScenarioSpec {
             email_change_pct: 0,
             helpdesk_phone_pct: 0,
             redaction_pct: 0,
+            decision_pct: 0,
         }
     }
 }
@@ -173,6 +179,8 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
     let currencies = ["USD", "EUR", "JPY", "KWD"];
     let mut order_no = 1000u64 + rng.below(1000);
     let shared_phone = format!("+1613555{:04}", rng.below(10_000));
+    // Each customer's email, phone and new email when it changes one.
+    let mut people: Vec<(String, String, Option<String>)> = Vec::new();
     for c in 0..spec.customers {
         let email = format!("customer{c}.{}@example.com", seed % 1000);
         let phone = if rng.chance(spec.shared_phone_pct) {
@@ -273,6 +281,11 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
         let changed_at = t0 + Duration::days(20);
         let new_email = format!("customer{c}.renamed.{}@example.com", seed % 1000);
         let changes_email = spec.email_change_pct > 0 && rng.chance(spec.email_change_pct);
+        people.push((
+            email.clone(),
+            phone.clone(),
+            changes_email.then(|| new_email.clone()),
+        ));
         if changes_email {
             cx.push(
                 "shopify",
@@ -665,6 +678,49 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                         }),
                     }),
                 );
+            }
+        }
+    }
+    // The operator's decisions, late in the history (the fold must give the
+    // same result wherever they arrive).
+    if spec.decision_pct > 0 {
+        for c in 0..people.len() {
+            if !rng.chance(spec.decision_pct) {
+                continue;
+            }
+            let (email, phone, new_email) = people[c].clone();
+            let other = people[(c + 1 + rng.below(people.len() as u64) as usize) % people.len()]
+                .0
+                .clone();
+            let at = base + Duration::days(300) + Duration::hours(rng.below(500) as i64);
+            let (decision, b) = match (rng.below(3), new_email) {
+                (0, Some(new)) => (IdentityDecision::Split, Party::Email(new)),
+                (1, _) => (IdentityDecision::Block, Party::Phone(phone)),
+                _ if other != email => (IdentityDecision::Merge, Party::Email(other)),
+                _ => continue,
+            };
+            let decide = |decision| {
+                Event::IdentityDecided(IdentityDecided {
+                    decision,
+                    a: Party::Email(email.clone()),
+                    b: b.clone(),
+                    requested_by: "operator".into(),
+                })
+            };
+            cx.push("operator", at, decide(decision));
+            // Sometimes the operator changes its mind, before or after.
+            if rng.chance(30) {
+                let again = if decision == IdentityDecision::Merge {
+                    IdentityDecision::Split
+                } else {
+                    IdentityDecision::Merge
+                };
+                let when = if rng.chance(50) {
+                    at + Duration::days(1)
+                } else {
+                    at - Duration::days(1)
+                };
+                cx.push("operator", when, decide(again));
             }
         }
     }

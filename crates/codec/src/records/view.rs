@@ -199,8 +199,8 @@ avro_view! {
         /// The former customer id.
         pub merged_id: String,
         /// The rule that merged it: `phone`, `external_id`, `anonymous_id`,
-        /// or for an email `<source>_customer_id` (the store customer id it
-        /// shares with this customer).
+        /// for an email `<source>_customer_id` (the store customer id it
+        /// shares with this customer), or `operator` (an operator's merge).
         pub reason: String,
         /// When the evidence was complete: the newest of its events' times.
         #[avro(timestamp_millis)]
@@ -209,6 +209,27 @@ avro_view! {
         /// first.
         #[avro(default_empty)]
         pub evidence: Vec<String>,
+    }
+}
+
+avro_view! {
+    /// An operator's decision about one of the customer's identities and
+    /// another identity (`storefold identity merge|split|block`): the latest
+    /// for that pair.
+    #[avro(name = "IdentityDecision")]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct IdentityDecisionView {
+        /// The customer's identity key (`em_<hex>`, `ph_<hex>`, ...).
+        pub key: String,
+        /// The identity key it was merged with or kept apart from.
+        pub other: String,
+        /// `merge`, `split` or `block`.
+        pub decision: String,
+        /// When the operator decided (the command's time).
+        #[avro(timestamp_millis)]
+        pub at: i64,
+        /// The command's event id.
+        pub event_id: String,
     }
 }
 
@@ -449,6 +470,9 @@ avro_view! {
         /// nothing.
         #[avro(default_empty)]
         pub shared_identities: Vec<SharedIdentityView>,
+        /// The operator's merges, splits and blocks of its identities.
+        #[avro(default_empty)]
+        pub identity_decisions: Vec<IdentityDecisionView>,
         /// The customer's earliest touch.
         pub first_touch: Option<TouchView>,
         /// The customer's newest touch.
@@ -535,6 +559,7 @@ impl From<&Customer> for CustomerView {
             identities,
             merged,
             shared_identities,
+            identity_decisions,
             first_touch,
             last_touch,
             touches,
@@ -593,6 +618,16 @@ impl From<&Customer> for CustomerView {
                 .map(|x| SharedIdentityView {
                     key: x.key.clone(),
                     kind: x.kind.clone(),
+                })
+                .collect(),
+            identity_decisions: identity_decisions
+                .iter()
+                .map(|d| IdentityDecisionView {
+                    key: d.key.clone(),
+                    other: d.other.clone(),
+                    decision: d.decision.clone(),
+                    at: epoch_millis(d.at),
+                    event_id: d.event_id.clone(),
                 })
                 .collect(),
             first_touch: first_touch.as_ref().map(TouchView::from),

@@ -45,6 +45,24 @@ pub struct SharedIdentity {
     pub kind: String,
 }
 
+/// An operator's decision about one of this customer's identities and
+/// another identity (`storefold identity merge|split|block`): the latest for
+/// that pair. Keys only, no personal data.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// The customer's identity: `em_<hex>`, `ph_<hex>`, ...
+    pub key: String,
+    /// The identity it was merged with or kept apart from.
+    pub other: String,
+    /// `merge`, `split` or `block`.
+    pub decision: String,
+    /// The decision's time (the command's `requested_at`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The command's event id (`operator:identity/split:<command id>`).
+    pub event_id: String,
+}
+
 /// One order in a customer's list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummary {
@@ -90,6 +108,9 @@ pub struct Customer {
     /// Identities shared with other customers, which therefore merged nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_identities: Vec<SharedIdentity>,
+    /// The operator's merges, splits and blocks of its identities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_decisions: Vec<DecisionRecord>,
     pub first_touch: Option<TouchEntry>,
     pub last_touch: Option<TouchEntry>,
     pub touches: u64,
@@ -407,6 +428,7 @@ impl Customer {
             identities: identities.into_iter().collect(),
             merged,
             shared_identities: Vec::new(),
+            identity_decisions: Vec::new(),
             first_touch: first_touch.cloned(),
             last_touch: touch_list.last().map(|t| (*t).clone()),
             touches: touch_count,

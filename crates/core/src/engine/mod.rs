@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::aggregate::{
-    Customer, Fragment, MergeRecord, Order, Parcel, SharedIdentity, TouchEntry,
+    Customer, DecisionRecord, Fragment, MergeRecord, Order, Parcel, SharedIdentity, TouchEntry,
 };
 use crate::event::*;
 use crate::identity::{IdentityKey, IdentityKind, content_hash};
@@ -35,8 +35,8 @@ mod settle;
 
 pub use output::{BatchOutput, FoldError, Merge, OrderView, Outcome, Projection, Trigger};
 pub use records::{
-    CustomerRecord, Evidence, FoldConfig, IdentityRules, IdentitySecret, IndexNode, Item, MemStore,
-    OrderMeta, OrderTouches, ParkedEvent, Source, StateKey, StateValue,
+    CustomerRecord, Decided, Evidence, FoldConfig, IdentityRules, IdentitySecret, IndexNode, Item,
+    MemStore, OrderMeta, OrderTouches, ParkedEvent, Source, StateKey, StateValue,
 };
 pub use settle::order_view;
 
@@ -296,6 +296,7 @@ impl Engine {
                 self.apply_to_customer(src, env, &id)
             }
             Event::Identify(i) => self.apply_to_customer(src, env, &i.identity),
+            Event::IdentityDecided(d) => self.apply_decision(src, env, d),
             Event::TicketUpdated(t) => self.apply_to_customer(src, env, &t.requester),
             Event::CustomerRedacted(r) => {
                 let config = Arc::clone(&self.config);

@@ -28,6 +28,18 @@ pub struct IndexNode {
     /// (the evidence of the claim, shown with the merges it causes).
     #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "by_key_string")]
     pub evidence: BTreeMap<IdentityKey, Evidence>,
+    /// The operator's decisions about this identity and another one (the map's
+    /// key): the latest by time, then event id. Kept on both identities.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "by_key_string")]
+    pub decisions: BTreeMap<IdentityKey, Decided>,
+}
+
+/// An operator's decision about two identities, and the event that made it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Decided {
+    /// First, so that the latest decision is the greatest.
+    pub evidence: Evidence,
+    pub decision: IdentityDecision,
 }
 
 impl IndexNode {
@@ -182,6 +194,16 @@ impl IdentityRules {
             Event::TicketUpdated(t) => fix(&mut t.requester),
             Event::Touch(t) => fix(&mut t.identity),
             Event::Identify(i) => fix(&mut i.identity),
+            Event::IdentityDecided(d) => {
+                for side in [&mut d.a, &mut d.b] {
+                    if let crate::event::Party::Email(e) = side
+                        && let Some(c) = self.canonical_email(e)
+                    {
+                        *e = c;
+                        changed = true;
+                    }
+                }
+            }
             // The others name an order, not a customer.
             _ => {}
         }

@@ -395,12 +395,23 @@ impl Engine {
         let mut merged = Vec::new();
         let mut version: u64 = 0;
         let mut present: Vec<StateKey> = Vec::new();
+        let mut decisions: Vec<DecisionRecord> = Vec::new();
         for (m, joined) in members {
             let node_key = StateKey::new(tenant, Item::Index(m.clone()));
             let (claimed, has_orders) = match self.get(src, node_key) {
                 Some(StateValue::Index(n)) => {
                     order_ids.extend(n.orders.iter().cloned());
-                    (n.claimed_by.len() as u64, !n.orders.is_empty())
+                    decisions.extend(n.decisions.iter().map(|(other, d)| DecisionRecord {
+                        key: m.to_string(),
+                        other: other.to_string(),
+                        decision: d.decision.as_str().to_string(),
+                        at: d.evidence.at,
+                        event_id: d.evidence.event_id.clone(),
+                    }));
+                    (
+                        n.claimed_by.len() as u64 + n.decisions.len() as u64,
+                        !n.orders.is_empty(),
+                    )
                 }
                 _ => (0, false),
             };
@@ -480,6 +491,11 @@ impl Engine {
             merged,
             &self.config.limits,
         );
+        decisions.sort_by(|a, b| (a.at, &a.event_id, &a.key).cmp(&(b.at, &b.event_id, &b.key)));
+        // A decision between two of its own identities is listed once.
+        let own: BTreeSet<String> = members.iter().map(|(m, _)| m.to_string()).collect();
+        decisions.retain(|d| !(own.contains(&d.other) && d.other < d.key));
+        built.identity_decisions = decisions;
         built.shared_identities = shared
             .iter()
             .map(|k| SharedIdentity {

@@ -18,21 +18,21 @@ use time::{Duration, OffsetDateTime};
 
 /// Final state of a fold, without the publication bookkeeping (versions).
 #[derive(Debug, PartialEq)]
-struct Folded {
-    customers: BTreeMap<String, Customer>,
-    orders: BTreeMap<String, Order>,
-    parked: Vec<String>,
+pub(crate) struct Folded {
+    pub(crate) customers: BTreeMap<String, Customer>,
+    pub(crate) orders: BTreeMap<String, Order>,
+    pub(crate) parked: Vec<String>,
 }
 
-struct Run {
-    store: MemStore,
-    merges: Vec<Merge>,
-    projections: Vec<Projection>,
-    triggers: Vec<Trigger>,
-    outcomes: Vec<Outcome>,
+pub(crate) struct Run {
+    pub(crate) store: MemStore,
+    pub(crate) merges: Vec<Merge>,
+    pub(crate) projections: Vec<Projection>,
+    pub(crate) triggers: Vec<Trigger>,
+    pub(crate) outcomes: Vec<Outcome>,
 }
 
-fn fold_batched(events: &[Envelope], batch: usize) -> Run {
+pub(crate) fn fold_batched(events: &[Envelope], batch: usize) -> Run {
     let mut run = Run {
         store: MemStore::default(),
         merges: vec![],
@@ -55,7 +55,7 @@ fn fold_batched(events: &[Envelope], batch: usize) -> Run {
     run
 }
 
-fn folded(run: &Run) -> Folded {
+pub(crate) fn folded(run: &Run) -> Folded {
     let mut parked: Vec<String> = run
         .store
         .records
@@ -95,7 +95,7 @@ fn usd(minor: i64) -> Money {
     Money::new(minor, Currency::from_code("USD").unwrap())
 }
 
-fn env(id: &str, at: OffsetDateTime, event: Event) -> Envelope {
+pub(crate) fn env(id: &str, at: OffsetDateTime, event: Event) -> Envelope {
     Envelope {
         tenant: "acme".into(),
         provider: "test".into(),
@@ -105,9 +105,9 @@ fn env(id: &str, at: OffsetDateTime, event: Event) -> Envelope {
     }
 }
 
-const T0: OffsetDateTime = datetime!(2025-03-01 10:00 UTC);
+pub(crate) const T0: OffsetDateTime = datetime!(2025-03-01 10:00 UTC);
 
-fn order(id: &str, email: &str, total: i64, updated: OffsetDateTime, fs: &str) -> Event {
+pub(crate) fn order(id: &str, email: &str, total: i64, updated: OffsetDateTime, fs: &str) -> Event {
     Event::OrderUpserted(Box::new(OrderUpserted {
         order_id: id.into(),
         number: Some(format!("#{}", id.rsplit(':').next().unwrap())),
@@ -196,14 +196,14 @@ fn refund(order_id: &str, id: &str, amount: i64) -> Event {
     })
 }
 
-fn customer_of(run: &Run, email: &str) -> Customer {
+pub(crate) fn customer_of(run: &Run, email: &str) -> Customer {
     let id = IdentityKey::new("acme", IdentityKind::Email, email)
         .customer_id()
         .0;
     run.store.customers().remove(&id).expect("customer exists")
 }
 
-fn profile(id: Identity, first: &str, updated: OffsetDateTime) -> Event {
+pub(crate) fn profile(id: Identity, first: &str, updated: OffsetDateTime) -> Event {
     Event::CustomerUpserted(CustomerUpserted {
         identity: id,
         first_name: Some(first.into()),
@@ -422,7 +422,7 @@ fn an_ambiguous_phone_merges_nothing_in_any_order() {
     }
 }
 
-fn ticket(id: &str, requester: Identity, at: OffsetDateTime) -> Event {
+pub(crate) fn ticket(id: &str, requester: Identity, at: OffsetDateTime) -> Event {
     Event::TicketUpdated(Ticket {
         provider: "zendesk".into(),
         ticket_id: id.into(),
@@ -442,7 +442,7 @@ fn ticket(id: &str, requester: Identity, at: OffsetDateTime) -> Event {
 
 /// Folds every permutation of `events` one per batch and in one batch, and
 /// checks they all give the first's aggregates; returns that run.
-fn same_in_every_order(events: &[Envelope]) -> Run {
+pub(crate) fn same_in_every_order(events: &[Envelope]) -> Run {
     let reference = fold_batched(events, 1);
     let want = folded(&reference);
     for perm in permutations(events.len()) {
@@ -1044,6 +1044,16 @@ fn check_permutations(seed: u64, spec: &ScenarioSpec, perms: usize) -> Result<()
             }
         }
     }
+    // The whole log again into the same state (a replay after a rewind, with
+    // the operator's decisions in it) changes nothing.
+    let mut replayed = fold_batched(&events, events.len());
+    let mut engine = Engine::new();
+    for e in &events {
+        engine.apply(&replayed.store, e).expect("fold");
+    }
+    let out = engine.finish(&replayed.store);
+    replayed.store.commit(out.changes);
+    prop_assert_eq!(&folded(&replayed), &reference, "replayed");
     let mut rng = Rng::new(seed ^ 0xABCD);
     for p in 0..perms {
         let mut shuffled = events.clone();
@@ -1082,6 +1092,7 @@ proptest! {
         email_change_pct in 0u64..80,
         helpdesk_phone_pct in 0u64..80,
         redaction_pct in 0u64..50,
+        decision_pct in 0u64..60,
     ) {
         let spec = ScenarioSpec {
             tenant: "acme".into(),
@@ -1092,6 +1103,7 @@ proptest! {
             email_change_pct,
             helpdesk_phone_pct,
             redaction_pct,
+            decision_pct,
         };
         check_permutations(seed, &spec, 4)?;
     }
@@ -1168,6 +1180,50 @@ fn scenarios_exercise_the_identity_rules_the_property_claims() {
             .all(|m| !m.evidence.is_empty() && m.at.is_some()),
         "every merge names its evidence"
     );
+}
+
+#[test]
+fn scenarios_exercise_the_operators_decisions_the_property_claims() {
+    // Merges, splits and blocks must actually change customers, or the
+    // property proves little about them.
+    let spec = ScenarioSpec {
+        decision_pct: 60,
+        ..super::every_identity_rule()
+    };
+    let mut events = scenario::generate(13, &spec);
+    let decided: std::collections::BTreeSet<IdentityDecision> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::IdentityDecided(d) => Some(d.decision),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(decided.len(), 3, "{decided:?}");
+    Rng::new(3).shuffle(&mut events);
+    let f = folded(&fold_batched(&events, 4));
+    let without: Vec<Envelope> = events
+        .iter()
+        .filter(|e| !matches!(e.event, Event::IdentityDecided(_)))
+        .cloned()
+        .collect();
+    let plain = folded(&fold_batched(&without, 4));
+    assert_ne!(
+        f.customers.keys().collect::<Vec<_>>(),
+        plain.customers.keys().collect::<Vec<_>>(),
+        "the decisions change which customers there are"
+    );
+    assert!(
+        f.customers
+            .values()
+            .flat_map(|c| &c.merged)
+            .any(|m| m.reason == "operator")
+    );
+    let listed: std::collections::BTreeSet<&str> = f
+        .customers
+        .values()
+        .flat_map(|c| c.identity_decisions.iter().map(|d| d.decision.as_str()))
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
 }
 
 #[test]
@@ -1409,7 +1465,7 @@ fn a_carrier_naming_another_order_makes_a_combined_parcel_in_any_arrival_order()
 }
 
 /// Every permutation of `n` items (n ≤ 6).
-fn permutations(n: usize) -> Vec<Vec<usize>> {
+pub(crate) fn permutations(n: usize) -> Vec<Vec<usize>> {
     fn go(rest: Vec<usize>, acc: Vec<usize>, out: &mut Vec<Vec<usize>>) {
         if rest.is_empty() {
             out.push(acc);

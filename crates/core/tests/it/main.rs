@@ -1,5 +1,6 @@
 //! Integration tests of storefold-core, in one binary so that it is linked once.
 
+mod decisions;
 mod erasure;
 mod fold;
 mod ledger;

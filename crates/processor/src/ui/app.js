@@ -207,6 +207,10 @@ async function showCustomer(tenant, params, label) {
   shared.textContent = sh.length
     ? "Claimed by other customers too, so merged nothing: " + sh.map((x) => x.kind + " " + x.key).join(", ") + "."
     : "";
+  const decisions = $("decisions"), ds = c.identity_decisions || [];
+  decisions.hidden = !ds.length;
+  clear(decisions.tBodies[0]);
+  for (const d of ds) row(decisions.tBodies[0], [d.decision, d.key, d.other, when(d.at), d.event_id]);
 
   $("customer").hidden = false;
   setState("loading", "Loading the journey of " + (c.email || c.customer_id) + "…");
