@@ -16,6 +16,11 @@ pub struct IndexNode {
     pub orders: BTreeSet<OrderId>,
     /// The customer this identity was last published as merged into.
     pub merged_into: Option<IdentityKey>,
+    /// The version of that merge notice: a customer published again under
+    /// this identity's id (un-merged) takes a greater one, so that sinks
+    /// keeping the greatest version take it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub merged_version: u64,
     /// For an external id: the system that issued it (`shopify`), which
     /// decides whether it links the emails that carried it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,6 +45,10 @@ pub struct Decided {
     /// First, so that the latest decision is the greatest.
     pub evidence: Evidence,
     pub decision: IdentityDecision,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl IndexNode {

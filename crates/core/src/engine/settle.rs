@@ -294,10 +294,14 @@ impl Engine {
         joined: &super::identity::Joined,
         out: &mut BatchOutput,
     ) {
-        let (has_orders, merged_into) =
+        let (has_orders, merged_into, merged_version) =
             match self.get(src, StateKey::new(tenant, Item::Index(m.clone()))) {
-                Some(StateValue::Index(n)) => (!n.orders.is_empty(), n.merged_into.clone()),
-                _ => (false, None),
+                Some(StateValue::Index(n)) => (
+                    !n.orders.is_empty(),
+                    n.merged_into.clone(),
+                    n.merged_version,
+                ),
+                _ => (false, None, 0),
             };
         if merged_into.as_ref() == Some(survivor) {
             return;
@@ -306,8 +310,14 @@ impl Engine {
         if !has_data {
             return;
         }
+        // Above the customer it was, and above an earlier merge notice (it
+        // moves from one survivor to another).
+        let version = self
+            .bump_customer_version(src, tenant, m, None)
+            .max(merged_version + 1);
         self.update_index(src, tenant, m, |n| {
             n.merged_into = Some(survivor.clone());
+            n.merged_version = version;
             true
         });
         let merge = Merge {
@@ -316,7 +326,6 @@ impl Engine {
             merged: m.customer_id().0,
             reason: joined.reason.clone(),
         };
-        let version = self.bump_customer_version(src, tenant, m, None);
         self.put(StateKey::new(tenant, Item::Customer(m.clone())), None);
         out.projections.push(Projection::CustomerMerged {
             tenant: tenant.to_string(),
@@ -594,6 +603,10 @@ impl Engine {
         // The published record, read and replaced in place: unchanged view and
         // triggers publish nothing; otherwise the triggers whose content moved
         // go out.
+        let merged_version = match self.get(src, StateKey::new(tenant, Item::Index(root.clone()))) {
+            Some(StateValue::Index(n)) if n.merged_version > 0 => Some(n.merged_version),
+            _ => None,
+        };
         let slot = self.slot(src, StateKey::new(tenant, Item::Customer(root.clone())));
         let prev_version = match &slot.value {
             Some(StateValue::Customer(c)) => {
@@ -612,7 +625,10 @@ impl Engine {
                 None
             }
         };
-        let version = match prev_version {
+        // A customer that was merged and is published again starts above its
+        // merge notice.
+        let floor = prev_version.or(merged_version);
+        let version = match floor {
             Some(p) if version > p => version,
             Some(p) => p + 1,
             None => version.max(1),

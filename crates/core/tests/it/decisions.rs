@@ -9,7 +9,7 @@ use storefold_core::identity::{ExternalId, Identity, IdentityKey, IdentityKind};
 use time::{Duration, OffsetDateTime};
 
 use crate::fold::{
-    T0, customer_of, env, fold_batched, folded, order, profile, same_in_every_order,
+    T0, customer_of, env, fold_batched, folded, order, profile, same_in_every_order, versions_grow,
 };
 
 fn id_of(email: &str) -> String {
@@ -159,6 +159,10 @@ fn a_split_undoes_a_merge_and_the_latest_decision_holds_in_any_order() {
         newest(&run.projections, &id_of("bo@one.example")),
         Some(Some(1))
     );
+    versions_grow(&run.projections);
+    for batch in [2, 3] {
+        versions_grow(&fold_batched(&events, batch).projections);
+    }
 
     // A split older than the merge is overruled by it, whatever arrives last.
     let mut older_split = events.clone();
