@@ -7,16 +7,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use storefold_core::identity::{normalize_email, normalize_phone};
-use storefold_providers::ProviderKind;
 use storefold_providers::operator::ERASE_TOPIC;
 use storefold_runtime::config::Config;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::Failed;
-use crate::webhook_cmd::{ingest_base, local_url, post, sign_webhook};
+use crate::operator_command::{QueryApi, QueryArgs, SendArgs, command_body, send};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EraseArgs {
@@ -36,24 +34,13 @@ pub(crate) struct EraseArgs {
     /// retry after a timeout). Default: a new random UUID.
     #[arg(long, value_name = "ID")]
     command_id: Option<String>,
-    /// Base URL of the ingest; defaults to http://<ingest.listen>.
-    #[arg(long, value_name = "URL")]
-    ingest: Option<String>,
-    /// The operator signing secret; defaults to the tenant's
-    /// `[tenants.<id>.providers.operator] secret`.
-    #[arg(long, env = "STOREFOLD_OPERATOR_SECRET", hide_env_values = true)]
-    secret: Option<String>,
+    #[command(flatten)]
+    send: SendArgs,
     /// Send nothing: show from the query API what the erasure would remove.
     #[arg(long)]
     dry_run: bool,
-    /// Base URL of the query API, for --dry-run; defaults to
-    /// http://<operator.listen> (`storefold run`; for `storefold process` give
-    /// its processor.listen).
-    #[arg(long, value_name = "URL")]
-    api: Option<String>,
-    /// An operator token that may read the tenant, for --dry-run.
-    #[arg(long, env = "STOREFOLD_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 /// The identities to erase, normalised as the fold keys them.
@@ -102,120 +89,45 @@ pub(crate) async fn run(config: Option<&Config>, args: EraseArgs) -> Result<()> 
     if args.dry_run {
         return dry_run(config, &args, &subject).await;
     }
-    let secret = match &args.secret {
-        Some(s) => s.clone(),
-        None => config
-            .and_then(|c| c.provider(&args.tenant, ProviderKind::Operator))
-            .and_then(|p| p.signing_secret(ProviderKind::Operator))
-            .with_context(|| {
-                format!(
-                    "no secret: pass --secret, or configure tenants.{}.providers.operator",
-                    args.tenant
-                )
-            })?,
-    };
-    let base = ingest_base(args.ingest.as_deref(), config, "--ingest")?;
-    let now = OffsetDateTime::now_utc();
-    let command_id = args.command_id.clone().unwrap_or_else(new_command_id);
-    let body = command_body(&command_id, &subject, args.reason.as_deref(), now)?;
-    let signed = sign_webhook(
-        ProviderKind::Operator,
+    send(
+        config,
         &args.tenant,
-        &secret,
+        &args.send,
         ERASE_TOPIC,
-        &body,
-        now,
-    )?;
-    writeln!(std::io::stdout().lock(), "command id: {command_id}")?;
-    post(
-        &format!("{base}{}", signed.path),
-        &signed.headers,
-        signed.body,
+        args.command_id.as_deref(),
+        |command_id, now| erase_body(command_id, &subject, args.reason.as_deref(), now),
     )
     .await
 }
 
-/// A random UUID (version 4).
-fn new_command_id() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 /// The `customer/erase` body.
-fn command_body(
+fn erase_body(
     command_id: &str,
     subject: &Subject,
     reason: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Vec<u8>> {
-    let mut body = json!({
-        "command_id": command_id,
-        "requested_at": now.format(&Rfc3339).context("formatting the time")?,
-    });
+    let mut fields = Map::new();
     if let Some(e) = &subject.email {
-        body["email"] = json!(e);
+        fields.insert("email".into(), json!(e));
     }
     if let Some(p) = &subject.phone {
-        body["phone"] = json!(p);
+        fields.insert("phone".into(), json!(p));
     }
-    if let Some(r) = reason {
-        body["reason"] = json!(r);
-    }
-    Ok(serde_json::to_vec(&body)?)
+    command_body(command_id, now, reason, Value::Object(fields))
 }
 
 async fn dry_run(config: Option<&Config>, args: &EraseArgs, subject: &Subject) -> Result<()> {
-    let base = match (&args.api, config) {
-        (Some(u), _) => u.trim_end_matches('/').to_string(),
-        (None, Some(c)) => local_url(c.operator.listen),
-        (None, None) => bail!("no --api and no configuration to take operator.listen from"),
-    };
-    let token = args
-        .token
-        .as_deref()
-        .context("--dry-run reads the query API: pass --token (or STOREFOLD_TOKEN)")?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .context("HTTP client")?;
-    let url = format!("{base}/v1/tenants/{}/customers", args.tenant);
+    let api = QueryApi::new(config, &args.query, &args.tenant)?;
     // Customer id → (its document, the identities given that found it).
     let mut found: BTreeMap<String, (Value, Vec<String>)> = BTreeMap::new();
     let mut missing = Vec::new();
     for (kind, value) in subject.lookups() {
-        let mut target = reqwest::Url::parse(&url).with_context(|| format!("--api {base}"))?;
-        target.query_pairs_mut().append_pair(kind, value);
-        let resp = client
-            .get(target)
-            .bearer_auth(token)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if status == reqwest::StatusCode::NOT_FOUND && text.contains("no_such_customer") {
+        let Some(doc) = api.find(kind, value).await? else {
             missing.push(format!("{kind} {value}"));
             continue;
-        }
-        if !status.is_success() {
-            return Err(Failed(4, format!("GET {url}?{kind}=… answered {status}: {text}")).into());
-        }
-        let doc: Value = serde_json::from_str(&text).context("the answer is not JSON")?;
-        let id = doc["customer_id"]
-            .as_str()
-            .context("the answer has no customer_id")?
-            .to_string();
+        };
+        let id = doc["customer_id"].as_str().unwrap_or_default().to_string();
         found
             .entry(id)
             .or_insert_with(|| (doc, Vec::new()))
@@ -321,21 +233,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_ids_are_version_4_uuids_and_differ() {
-        let a = new_command_id();
-        let b = new_command_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        let parts: Vec<&str> = a.split('-').collect();
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(parts[2].starts_with('4'), "{a}");
-        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{a}");
-    }
-
-    #[test]
     fn the_report_names_kinds_never_identity_values() {
         let doc = json!({
             "customer_id": "cus_em_1",
@@ -370,7 +267,7 @@ mod tests {
             email: normalize_email(" Ada@Example.COM "),
             phone: normalize_phone("+1 415 555 0100", None),
         };
-        let body = command_body(
+        let body = erase_body(
             "c-1",
             &subject,
             Some("asked by mail"),

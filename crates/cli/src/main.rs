@@ -5,8 +5,9 @@
 //! `ingest` (signed webhooks in, raw events durably in
 //! Kafka), `process` and `replay` (the fold), `sink <name>` (PostgreSQL, HubSpot,
 //! webhook), `topics create|check`, `webhook send` (sign and post a payload as the
-//! provider would), `token new|hash` (operator API tokens), `normalize` (what
-//! the fold sees for a payload) and `schemas check`.
+//! provider would), `erase` and `identity merge|split|block` (signed operator
+//! commands), `token new|hash` (operator API tokens), `normalize` (what the fold
+//! sees for a payload) and `schemas check`.
 
 // The CLI's job is to print.
 #![allow(clippy::print_stdout)]
@@ -14,8 +15,10 @@
 mod dev_cmd;
 mod dev_sample;
 mod erase_cmd;
+mod identity_cmd;
 mod ingest_cmd;
 mod normalize_cmd;
+mod operator_command;
 mod process_cmd;
 mod roles;
 mod run_cmd;
@@ -150,6 +153,22 @@ enum Command {
     /// (orders, tickets, touches, identity kinds, merged customers); exits 2
     /// when no customer has them.
     Erase(erase_cmd::EraseArgs),
+    /// Decide whether two identities are one customer: a signed
+    /// `identity/merge`, `identity/split` or `identity/block` command of the
+    /// `operator` provider, posted to the ingest (kept in raw.operator, folded
+    /// in order; the latest decision on a pair holds). A side is
+    /// email:ADDRESS, phone:NUMBER, external:SOURCE:ID or a customer id. Prints
+    /// the command id and the ingest's answer; exits 0 only for a 2xx answer
+    /// (4 otherwise).
+    ///
+    /// With --dry-run nothing is sent: the query API (--api, --token) shows the
+    /// customer each side belongs to now, whether they are one customer, and
+    /// what the decision would change; exits 2 when neither side has a
+    /// customer.
+    Identity {
+        #[command(subcommand)]
+        command: identity_cmd::IdentityCommand,
+    },
     /// Print the canonical events storefold derives from a provider payload, as
     /// JSON lines (one versioned event per line).
     ///
@@ -217,6 +236,8 @@ fn main() {
         Command::Token { command } => token_cmd::run(command),
         Command::Erase(args) => load_config_if_any(cli.config.as_deref())
             .and_then(|config| runtime()?.block_on(erase_cmd::run(config.as_ref(), args))),
+        Command::Identity { command } => load_config_if_any(cli.config.as_deref())
+            .and_then(|config| runtime()?.block_on(identity_cmd::run(config.as_ref(), command))),
         Command::Webhook { command } => load_config_if_any(cli.config.as_deref())
             .and_then(|config| runtime()?.block_on(webhook_cmd::run(config.as_ref(), command))),
     };

@@ -64,7 +64,7 @@ providers! {
     Shippo => shippo::Shippo,
     Zendesk => zendesk::Zendesk,
     Gorgias => gorgias::Gorgias,
-    /// storefold's own signed operator commands (`customer/erase`).
+    /// storefold's own signed operator commands (`customer/erase`, `identity/*`).
     Operator => operator::Operator,
     /// Browser touches posted to `/v1/collect/{tenant}` (unsigned; CORS + rate limit).
     Collect => collect::Collect,

@@ -20,10 +20,12 @@ use time::OffsetDateTime;
 
 use crate::common::{Run, create_topics, wait_ready};
 
-const TOKEN: &str = "sft_erase-test-admin";
+pub(crate) const TOKEN: &str = "sft_erase-test-admin";
 const EMAIL: &str = "ada@erase.example";
 
-fn write_config(dir: &Path, bootstrap: &str, public: u16, operator: u16) -> PathBuf {
+/// A `storefold run` configuration with tenant `acme` (every provider, the
+/// operator included) and the admin token [`TOKEN`].
+pub(crate) fn write_config(dir: &Path, bootstrap: &str, public: u16, operator: u16) -> PathBuf {
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{bootstrap}\"\npartitions = 2\n\
          [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
@@ -53,14 +55,14 @@ fn erase(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> (String, String) {
+pub(crate) fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
-async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
     let r = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
     let status = r.status().as_u16();
     let body = r.text().await.unwrap_or_default();

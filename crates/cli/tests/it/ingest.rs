@@ -398,6 +398,8 @@ fn the_example_configuration_loads() {
         vec!["topics", "create", "--help"],
         vec!["webhook", "send", "--help"],
         vec!["erase", "--help"],
+        vec!["identity", "--help"],
+        vec!["identity", "split", "--help"],
         vec!["sink", "--help"],
     ] {
         let out = storefold().args(&args).output().unwrap();

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod dev;
 mod erase;
+mod identity;
 mod ingest;
 mod journeys;
 mod operator;

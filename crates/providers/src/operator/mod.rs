@@ -1,6 +1,7 @@
-//! storefold's own command source: an operator (through `storefold erase`, or
-//! any tool holding the tenant's operator secret) asks for something the
-//! providers cannot, such as a GDPR erasure of a customer no store redacted.
+//! storefold's own command source: an operator (through `storefold erase` and
+//! `storefold identity`, or any tool holding the tenant's operator secret) asks
+//! for something the providers cannot, such as a GDPR erasure of a customer no
+//! store redacted, or a say on whether two identities are one customer.
 //!
 //! A command is a JSON body posted to `/v1/webhooks/{tenant}/operator` like a
 //! webhook, so it is verified by the ingest, kept in `raw.operator` as the proof
@@ -15,9 +16,20 @@
 //! cannot be replayed later either. A header value holds no newline, so the
 //! signed string reads one way only.
 //!
-//! Topics: `customer/erase` only (see `model.rs` for its body). Anything else
-//! is refused, at the ingest already.
+//! Topics (see `model.rs` for their bodies), each mapped to one event:
+//!
+//! - `customer/erase`: a `CustomerRedacted` of an email and/or phone;
+//! - `identity/merge`, `identity/split`, `identity/block`: an
+//!   `IdentityDecided` about two sides `a` and `b`, each exactly one email,
+//!   phone, external id or storefold customer id. A merge joins their
+//!   customers whatever the rules say; a split undoes a merge and a block
+//!   prevents one, and both need an email (or a `cus_em_` customer id) on one
+//!   side at least (see [`separable`]).
+//!
+//! Anything else is refused, at the ingest already, as is a body that could
+//! not be carried out.
 
+use storefold_core::event::{IdentityDecision, Party};
 use time::OffsetDateTime;
 
 use crate::{
@@ -36,12 +48,31 @@ pub(crate) const PROVIDER: &str = "operator";
 pub const SIGNATURE_HEADER: &str = "X-Storefold-Signature";
 /// The signed Unix time, in seconds.
 pub const TIMESTAMP_HEADER: &str = "X-Storefold-Timestamp";
-/// The command's topic (`customer/erase`).
+/// The command's topic (`customer/erase`, `identity/merge`, ...).
 pub const TOPIC_HEADER: &str = "X-Storefold-Topic";
 /// How far the signed timestamp may be from the time of the check, either way.
 pub const TOLERANCE_SECS: i64 = 300;
 /// The topic of an erasure command.
 pub const ERASE_TOPIC: &str = map::ERASE;
+/// The topic of a merge of two identities' customers.
+pub const MERGE_TOPIC: &str = map::MERGE;
+/// The topic of a split of two identities' customers.
+pub const SPLIT_TOPIC: &str = map::SPLIT;
+/// The topic of a block (do not merge) of two identities' customers.
+pub const BLOCK_TOPIC: &str = map::BLOCK;
+
+/// The topic that carries `decision` ([`MERGE_TOPIC`], [`SPLIT_TOPIC`] or
+/// [`BLOCK_TOPIC`]).
+pub fn decision_topic(decision: IdentityDecision) -> &'static str {
+    map::decision_topic(decision)
+}
+
+/// Whether a split or a block of `a` and `b` is accepted: one side at least
+/// is an email or a customer id anchored at one (`cus_em_`). A merge may name
+/// any two sides.
+pub fn separable(a: &Party, b: &Party) -> bool {
+    map::separable(a, b)
+}
 
 const SECRET_IS_EMPTY: &str = "empty operator secret";
 
@@ -109,20 +140,26 @@ pub(crate) fn verify(
     Ok(())
 }
 
-/// Topic from `X-Storefold-Topic` (only `customer/erase`); id
-/// `operator:<topic>:<command_id>`; occurred_at = `requested_at`. The whole
-/// command is checked here, so the ingest answers 400 to an erasure that could
-/// not be carried out instead of storing it.
+/// Topic from `X-Storefold-Topic` (`customer/erase`, `identity/merge`,
+/// `identity/split`, `identity/block`); id `operator:<topic>:<command_id>`;
+/// occurred_at = `requested_at`. The whole command is checked here, so the
+/// ingest answers 400 to a command that could not be carried out instead of
+/// storing it.
 pub(crate) fn describe(req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
     let topic = crate::non_empty(req.headers.get(TOPIC_HEADER))
         .ok_or(MapError::MissingHeader(TOPIC_HEADER))?;
-    if topic != map::ERASE {
+    let (command_id, requested_at) = if topic == map::ERASE {
+        let erase = map::parse_erase(req.body)?;
+        (erase.command_id, erase.requested_at)
+    } else if let Some(decision) = map::decision_of(&topic) {
+        let d = map::parse_decision(decision, req.body)?;
+        (d.command_id, d.requested_at)
+    } else {
         return Err(map::unsupported(&topic));
-    }
-    let erase = map::parse_erase(req.body)?;
+    };
     Ok(Inbound {
-        event_id: map::event_id(&topic, &erase.command_id),
-        occurred_at: Some(erase.requested_at),
+        event_id: map::event_id(&topic, &command_id),
+        occurred_at: Some(requested_at),
         topic,
     })
 }
@@ -159,8 +196,9 @@ pub(crate) fn sign(
     })
 }
 
-/// storefold's own operator commands (`customer/erase`), signed with the
-/// tenant's operator secret.
+/// storefold's own operator commands (`customer/erase`, `identity/merge`,
+/// `identity/split`, `identity/block`), signed with the tenant's operator
+/// secret.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Operator;
 

@@ -1,0 +1,449 @@
+//! `storefold identity merge|split|block` against the real binary (`storefold
+//! run` with librdkafka's mock cluster): sides that cannot be carried out are
+//! refused before anything is sent, with the option named; the dry run reads
+//! the query API and says where each side stands and what the decision would
+//! change, posting nothing; the command itself is signed with the tenant's
+//! operator secret from the configuration, lands on `raw.operator` byte for
+//! byte and maps to the operator's `IdentityDecided`; a wrong secret is
+//! refused, and so is, at the ingest, a body the CLI would not have built.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use storefold_codec::{AvroCodec, RawEvent};
+use storefold_core::Event;
+use storefold_core::event::{IdentityDecision, Party};
+use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
+use storefold_testkit::broker::{MockBroker, read_topic};
+use storefold_testkit::samples::{self, shopify_order};
+use storefold_testkit::{free_port, http_client};
+use time::OffsetDateTime;
+
+use crate::common::{Run, create_topics, wait_ready};
+use crate::erase::{TOKEN, get_json, text, write_config};
+
+const ADA: &str = "ada@identity.example";
+const BEA: &str = "bea@identity.example";
+const RAW: &str = "storefold.raw.operator";
+
+fn identity(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_storefold"))
+        .arg("--config")
+        .arg(config)
+        .arg("identity")
+        .args(args)
+        .env_remove("STOREFOLD_TOKEN")
+        .env_remove("STOREFOLD_OPERATOR_SECRET")
+        .output()
+        .unwrap()
+}
+
+/// `storefold identity <decision> --tenant acme --a <a> --b <b> <more>`.
+fn decide(config: &Path, decision: &str, a: &str, b: &str, more: &[&str]) -> Output {
+    let mut args = vec![decision, "--tenant", "acme", "--a", a, "--b", b];
+    args.extend_from_slice(more);
+    identity(config, &args)
+}
+
+async fn raw_operator(bootstrap: &str, wait: Duration) -> Vec<RawEvent> {
+    let b = bootstrap.to_string();
+    let records = tokio::task::spawn_blocking(move || read_topic(&b, RAW, wait))
+        .await
+        .unwrap();
+    let codec = AvroCodec::embedded().unwrap();
+    records
+        .iter()
+        .map(|r| codec.decode(r.payload.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+/// The customer id of `email`, once the fold has it.
+async fn customer_of(client: &reqwest::Client, api: &str, email: &str, run: &mut Run) -> String {
+    let url = format!("{api}/v1/tenants/acme/customers?email={email}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, doc) = get_json(client, &url).await;
+        if status == 200 {
+            return doc["customer_id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{email} was not folded within 120 s ({status}):\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn decided(ev: &RawEvent) -> storefold_core::event::IdentityDecided {
+    let headers = Headers::from_pairs(ev.headers.iter());
+    let options = MapOptions::default();
+    let events = ProviderKind::Operator
+        .map(
+            &MapContext {
+                tenant: &ev.tenant,
+                options: &options,
+            },
+            &RawInput {
+                topic: &ev.topic,
+                event_id: &ev.event_id,
+                headers: &headers,
+                body: &ev.body,
+                received_at: OffsetDateTime::now_utc(),
+            },
+        )
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    match &events[0].event {
+        Event::IdentityDecided(d) => d.clone(),
+        other => panic!("expected IdentityDecided, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_decisions_dry_run_then_signed_through_the_ingest() {
+    let broker = MockBroker::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let (public, operator) = (free_port(), free_port());
+    let config = write_config(dir.path(), broker.bootstrap(), public, operator);
+    create_topics(&broker, &config);
+    let mut run = Run::start(&config, dir.path().join("run.log"), &["--no-sinks"]);
+    let public_base = format!("http://127.0.0.1:{public}");
+    let api = format!("http://127.0.0.1:{operator}");
+    let client = http_client();
+    wait_ready(&client, &public_base, &mut run, Duration::from_secs(90)).await;
+    wait_ready(&client, &api, &mut run, Duration::from_secs(90)).await;
+
+    // Two customers, one order each (Shopify customers 8300000001 and 8300000002).
+    for (n, email) in [(1, ADA), (2, BEA)] {
+        let req = samples::signed("acme", &shopify_order(n, email), OffsetDateTime::now_utc());
+        let mut r = client.post(format!("{public_base}{}", req.path));
+        for (k, v) in &req.headers {
+            r = r.header(k, v);
+        }
+        assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
+    }
+    let ada = customer_of(&client, &api, ADA, &mut run).await;
+    let bea = customer_of(&client, &api, BEA, &mut run).await;
+    assert_ne!(ada, bea);
+    let bootstrap = broker.bootstrap().to_string();
+
+    // Sides that cannot be carried out: refused before anything is sent
+    // (exit 1), the option named.
+    let bea_side = format!("email:{BEA}");
+    for (decision, a, b, said) in [
+        (
+            "merge",
+            "mail:x@identity.example",
+            bea_side.as_str(),
+            "--a names no identity",
+        ),
+        (
+            "merge",
+            "email:not-an-address",
+            bea_side.as_str(),
+            "--a is not a valid email address",
+        ),
+        (
+            "block",
+            "email:ada@identity.example",
+            "phone:0301234567",
+            "--b is not a valid phone number",
+        ),
+        (
+            "merge",
+            "email:ada@identity.example",
+            "email: ADA@identity.example",
+            "--a and --b name the same identity",
+        ),
+        (
+            "split",
+            "phone:+14155550100",
+            "external:shopify:8300000001",
+            "identity split needs an email or a cus_em_ customer id on --a or --b",
+        ),
+        (
+            "block",
+            "cus_ph_0a1b2c3d4e5f60718293a4b5",
+            "external:shopify:8300000001",
+            "identity block needs an email or a cus_em_ customer id",
+        ),
+        (
+            "merge",
+            "email:ada@identity.example",
+            "cus_xx_12",
+            "--b is not a storefold customer id",
+        ),
+        (
+            "merge",
+            "email:ada@identity.example",
+            "external:shopify",
+            "--b is not an external id",
+        ),
+    ] {
+        let out = decide(&config, decision, a, b, &[]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{decision} {a} {b}: {stdout}{stderr}"
+        );
+        assert!(stderr.contains(said), "{decision} {a} {b}: {stderr}");
+        assert!(!stdout.contains("command id"), "{stdout}");
+    }
+    // Both sides are required, and the decision.
+    let out = identity(&config, &["merge", "--tenant", "acme", "--a", &bea_side]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("--b"), "{}", text(&out).1);
+    let out = identity(&config, &["unmerge", "--tenant", "acme"]);
+    assert!(!out.status.success());
+
+    // Dry run of a merge of two customers (API address from operator.listen,
+    // the token as an option).
+    let dry = ["--dry-run", "--token", TOKEN];
+    let out = decide(
+        &config,
+        "merge",
+        &format!("email:{ADA}"),
+        &format!("customer:{bea}"),
+        &dry,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "dry run: nothing was sent\n\
+             a (email {ADA}): customer {ada}\n\
+             b (customer {bea}): customer {bea}\n\
+             one customer now: no (two customers)\n\
+             merge: {ada} and {bea} would become one customer\n"
+        )
+    );
+    // Bea's email is in her customer's document, and stays out of the report.
+    assert!(!stdout.contains(BEA), "{stdout}");
+
+    // A split of a customer and its own Shopify id (found among its
+    // identities): one customer now, which the split would separate.
+    let out = decide(
+        &config,
+        "split",
+        &ada,
+        "external:shopify:8300000001",
+        &["--dry-run", "--api", &api, "--token", TOKEN],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "a (customer {ada}): customer {ada}\n\
+             b (external shopify:8300000001): customer {ada} (listed among its identities)\n\
+             one customer now: yes ({ada})\n\
+             split: {ada} would be separated into two customers; \
+             later evidence will not join them again by the merge rules\n"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(ADA), "{stdout}");
+    // Bea's Shopify id is not among Ada's identities: apart already.
+    let out = decide(
+        &config,
+        "block",
+        &format!("email:{ADA}"),
+        "external:shopify:8300000002",
+        &dry,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("b (external shopify:8300000002): not known"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "one customer now: no (b is not among the identities of {ada})"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("block: they are already apart and would stay apart"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(BEA), "{stdout}");
+
+    // Neither side has a customer: said plainly, exit 2.
+    let out = decide(
+        &config,
+        "block",
+        "email:nobody@identity.example",
+        "phone:+14155550100",
+        &dry,
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("a (email nobody@identity.example): no customer\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("b (phone +14155550100): no customer\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("one customer now: no (a has no customer)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("no customer of tenant acme has either side"),
+        "{stderr}"
+    );
+    // A dry run without a token is refused before any request.
+    let out = decide(
+        &config,
+        "merge",
+        &format!("email:{ADA}"),
+        &bea_side,
+        &["--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("--token"), "{}", text(&out).1);
+    // Nothing was posted.
+    let raw = raw_operator(&bootstrap, Duration::from_secs(5)).await;
+    assert!(raw.is_empty(), "a dry run posted {} records", raw.len());
+
+    // A wrong secret: the ingest's 401 is printed, exit 4.
+    let out = decide(
+        &config,
+        "merge",
+        &format!("email:{ADA}"),
+        &bea_side,
+        &["--secret", "not-the-secret"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(stdout.contains("HTTP 401"), "{stdout}");
+    assert!(stdout.contains("signature_mismatch"), "{stdout}");
+    // What the CLI refuses, the ingest refuses too when sent by other means
+    // (signed right, with the tenant's operator secret): 400, the field named.
+    let file = dir.path().join("split.json");
+    std::fs::write(
+        &file,
+        br#"{"command_id":"split-no-email","a":{"phone":"+14155550100"},"b":{"external":{"source":"shopify","id":"8300000001"}},"requested_at":"2025-05-16T11:20:00Z"}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_storefold"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "webhook",
+            "send",
+            "--provider",
+            "operator",
+            "--topic",
+            "identity/split",
+            "--tenant",
+            "acme",
+        ])
+        .arg(&file)
+        .env_remove("STOREFOLD_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(stdout.contains("HTTP 400"), "{stdout}");
+    assert!(stdout.contains("invalid_field"), "{stdout}");
+    assert!(
+        stdout.contains("invalid field a, b: identity/split needs an email"),
+        "{stdout}"
+    );
+
+    // The merge, signed with the tenant's operator secret from the configuration.
+    let out = decide(
+        &config,
+        "merge",
+        "email:  Ada@Identity.example",
+        &format!("customer:{bea}"),
+        &["--reason", "ticket 4471: same person"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let merge_id = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("command id: "))
+        .unwrap_or_else(|| panic!("no command id: {stdout}"))
+        .to_string();
+    assert_eq!(merge_id.len(), 36, "{merge_id}");
+    assert!(stdout.contains("HTTP 200"), "{stdout}");
+    // A block with a command id of its own.
+    let out = decide(
+        &config,
+        "block",
+        "external:Shopify:8300000002",
+        "phone:+1 415 555 0100",
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no email side: {stdout}{stderr}"
+    );
+    let out = decide(
+        &config,
+        "block",
+        &bea_side,
+        "phone:+1 415 555 0100",
+        &["--command-id", "block-bea-1"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("command id: block-bea-1\nHTTP 200"),
+        "{stdout}"
+    );
+
+    // On raw.operator: the two signed bodies byte for byte, verified, keyed by
+    // their command ids; they map to the operator's IdentityDecided.
+    let raw = raw_operator(&bootstrap, Duration::from_secs(20)).await;
+    assert_eq!(raw.len(), 2, "two decisions stored, nothing refused");
+    let merge = raw
+        .iter()
+        .find(|e| e.topic == "identity/merge")
+        .expect("the merge");
+    let block = raw
+        .iter()
+        .find(|e| e.topic == "identity/block")
+        .expect("the block");
+    for ev in [merge, block] {
+        assert_eq!(ev.tenant, "acme");
+        assert_eq!(ev.provider, "operator");
+        assert_eq!(
+            ev.verification.scheme.as_deref(),
+            Some("storefold-hmac-sha256")
+        );
+    }
+    assert_eq!(
+        merge.event_id,
+        format!("operator:identity/merge:{merge_id}")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&merge.body).unwrap();
+    assert_eq!(body["command_id"], merge_id.as_str());
+    assert_eq!(body["a"], serde_json::json!({"email": ADA}));
+    assert_eq!(body["b"], serde_json::json!({"customer_id": bea}));
+    assert_eq!(body["reason"], "ticket 4471: same person");
+    let d = decided(merge);
+    assert_eq!(d.decision, IdentityDecision::Merge);
+    assert_eq!(d.a, Party::Email(ADA.into()));
+    assert_eq!(d.b, Party::CustomerId(bea.clone()));
+    assert_eq!(d.requested_by, "operator");
+
+    assert_eq!(block.event_id, "operator:identity/block:block-bea-1");
+    let body: serde_json::Value = serde_json::from_slice(&block.body).unwrap();
+    assert!(body.get("reason").is_none(), "{body}");
+    let d = decided(block);
+    assert_eq!(d.decision, IdentityDecision::Block);
+    assert_eq!(d.a, Party::Email(BEA.into()));
+    assert_eq!(d.b, Party::Phone("+14155550100".into()));
+}
