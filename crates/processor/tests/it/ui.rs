@@ -27,10 +27,24 @@ const PARTITIONS: i32 = 4;
 /// A token of tenant `beta` only.
 const BETA_TOKEN: &str = "sft_test-beta-token";
 
+/// An operator's do-not-merge of two of [`corpus`]'s buyers.
+const BLOCK: &str = r#"{"command_id": "ui-block-1", "a": {"email": "buyer0@example.com"},
+  "b": {"email": "buyer1@example.com"}, "requested_at": "2026-03-02T09:30:00Z"}"#;
+
 /// Every provider's sample and a few more orders for `acme`, and a generated
 /// history for acme and another tenant.
 fn corpus() -> Vec<RawEvent> {
     let mut out = provider_samples("acme", datetime!(2026-03-01 10:00 UTC), 3);
+    // The operator keeps two of those buyers apart (a do-not-merge).
+    out.push(raw_event(
+        "acme",
+        &storefold_testkit::samples::Sample {
+            provider: storefold_providers::ProviderKind::Operator,
+            topic: "identity/block",
+            body: BLOCK.as_bytes().to_vec(),
+        },
+        datetime!(2026-03-02 10:00 UTC),
+    ));
     // The generated history's first tenant becomes acme: customers with touches,
     // orders, payments, refunds, shipments and tickets that correlate.
     out.extend(
@@ -253,6 +267,9 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
     if customer.merged.is_empty() {
         assert!(merges.contains("none"), "no merges:\n{merges}");
     }
+    if customer.identity_decisions.is_empty() {
+        assert_has(&dom, "id=\"decisions\" hidden", "no decisions table");
+    }
     let timeline = text_between(&dom, "timeline", "order");
     let first_order = &customer.orders[0].order_id;
     assert!(
@@ -269,6 +286,45 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         timeline.contains(&source),
         "the timeline shows the touch's utm_source {source}:\n{timeline}"
     );
+
+    // The operator's do-not-merge is listed on both buyers' pages, with both
+    // identity keys, the decision, its time and the command.
+    for buyer in ["buyer0@example.com", "buyer1@example.com"] {
+        let c = customers
+            .values()
+            .find(|c| c.tenant == "acme" && c.email.as_deref() == Some(buyer))
+            .unwrap_or_else(|| panic!("{buyer} is a customer"));
+        assert_eq!(
+            c.identity_decisions.len(),
+            1,
+            "{buyer}: {:?}",
+            c.identity_decisions
+        );
+        let d = &c.identity_decisions[0];
+        let dom = dump_dom(
+            &browser,
+            profile.path(),
+            &format!(
+                "{}/ui?tenant=acme&email={}#token={ADMIN_TOKEN}",
+                served.base,
+                url_component(buyer)
+            ),
+        );
+        assert!(dom.contains("data-state=\"customer\""), "{buyer}:\n{dom}");
+        let shown = text_between(&dom, "decisions", "timeline");
+        for want in [
+            "block",
+            d.key.as_str(),
+            d.other.as_str(),
+            "2026-03-02 09:30:00 UTC",
+            "operator:identity/block:ui-block-1",
+        ] {
+            assert!(
+                shown.contains(want),
+                "{buyer}: the decision shows {want}:\n{shown}"
+            );
+        }
+    }
 
     // An order deep link: the ledger with a refund.
     let (key, order): (&String, &Order) = orders
