@@ -336,6 +336,56 @@ fn report(
     lines
 }
 
+/// The identity keys of the two sides, derived as the fold derives them (the
+/// tenant's identity secret and email alias policy from the configuration).
+fn pair_keys(
+    config: Option<&Config>,
+    tenant: &str,
+    a: &Party,
+    b: &Party,
+) -> Option<(String, String)> {
+    let fold = config?.fold_config().ok()?;
+    let rules = fold.identity_rules(tenant);
+    let key = |p: &Party| {
+        let p = match p {
+            Party::Email(e) => Party::Email(rules.canonical_email(e).unwrap_or_else(|| e.clone())),
+            other => other.clone(),
+        };
+        p.key(fold.key_scope(tenant)).map(|k| k.to_string())
+    };
+    Some((key(a)?, key(b)?))
+}
+
+/// What the fold has recorded for the pair now, from either side's customer's
+/// `identity_decisions`.
+fn recorded(keys: Option<&(String, String)>, sides: [&Standing; 2]) -> String {
+    let Some((ka, kb)) = keys else {
+        return "decision recorded for the pair: cannot tell without the configuration \
+                (the tenant's identity secret derives the keys)"
+            .into();
+    };
+    let found = sides.iter().find_map(|st| match st {
+        Standing::Customer(_, doc) => doc["identity_decisions"]
+            .as_array()?
+            .iter()
+            .find(|d| {
+                let (k, o) = (d["key"].as_str(), d["other"].as_str());
+                (k, o) == (Some(ka), Some(kb)) || (k, o) == (Some(kb), Some(ka))
+            })
+            .cloned(),
+        _ => None,
+    });
+    match found {
+        Some(d) => format!(
+            "decision recorded for the pair: {} at {} ({}); a later one replaces it",
+            d["decision"].as_str().unwrap_or("?"),
+            d["at"].as_str().unwrap_or("?"),
+            d["event_id"].as_str().unwrap_or("?"),
+        ),
+        None => "decision recorded for the pair: none".into(),
+    }
+}
+
 async fn dry_run(
     config: Option<&Config>,
     decision: IdentityDecision,
@@ -352,6 +402,8 @@ async fn dry_run(
     for l in report(decision, (a, &sa), (b, &sb)) {
         writeln!(out, "{l}")?;
     }
+    let keys = pair_keys(config, &args.tenant, a, b);
+    writeln!(out, "{}", recorded(keys.as_ref(), [&sa, &sb]))?;
     if sa == Standing::NoCustomer && sb == Standing::NoCustomer {
         return Err(Failed(
             2,
@@ -459,6 +511,28 @@ mod tests {
                    "requested_at": "2025-05-12T12:00:00Z",
                    "reason": "same person, says support"})
         );
+    }
+
+    #[test]
+    fn the_dry_run_names_the_decision_recorded_for_the_pair() {
+        let keys = ("em_1".to_string(), "ph_2".to_string());
+        let doc = json!({"customer_id": "cus_em_1", "identity_decisions": [
+            {"key": "em_9", "other": "em_1", "decision": "merge", "at": "2026-01-01T00:00:00Z",
+             "event_id": "operator:identity/merge:x"},
+            {"key": "ph_2", "other": "em_1", "decision": "block", "at": "2026-02-01T00:00:00Z",
+             "event_id": "operator:identity/block:y"}]});
+        let one = Standing::Customer("cus_em_1".into(), doc);
+        assert_eq!(
+            recorded(Some(&keys), [&Standing::NoCustomer, &one]),
+            "decision recorded for the pair: block at 2026-02-01T00:00:00Z \
+             (operator:identity/block:y); a later one replaces it"
+        );
+        let other = ("em_1".to_string(), "ph_3".to_string());
+        assert_eq!(
+            recorded(Some(&other), [&one, &one]),
+            "decision recorded for the pair: none"
+        );
+        assert!(recorded(None, [&one, &one]).contains("cannot tell"));
     }
 
     #[test]

@@ -219,7 +219,8 @@ async fn identity_decisions_dry_run_then_signed_through_the_ingest() {
              a (email {ADA}): customer {ada}\n\
              b (customer {bea}): customer {bea}\n\
              one customer now: no (two customers)\n\
-             merge: {ada} and {bea} would become one customer\n"
+             merge: {ada} and {bea} would become one customer\n\
+             decision recorded for the pair: none\n"
         )
     );
     // Bea's email is in her customer's document, and stays out of the report.
@@ -597,6 +598,21 @@ async fn a_merge_then_a_split_reach_the_query_api_and_postgresql() {
         "after the split",
     )
     .await;
+    // A dry run now names the split recorded for the pair.
+    let out = decide(
+        &config,
+        "merge",
+        &format!("email:{ADA}"),
+        &format!("email:{BEA}"),
+        &["--dry-run", "--token", TOKEN],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("decision recorded for the pair: split at ")
+            && stdout.contains("(operator:identity/split:split-1)"),
+        "{stdout}"
+    );
     for id in [&ada, &bea] {
         let (status, doc) =
             get_json(&client, &format!("{api}/v1/tenants/acme/customers/{id}")).await;
