@@ -244,6 +244,13 @@ avro_view! {
         pub key: String,
         /// `phone`, `external_id` or `anonymous_id`.
         pub kind: String,
+        /// When the claims in `evidence` were all seen: it merged nothing
+        /// from then on.
+        #[avro(timestamp_millis)]
+        pub at: Option<i64>,
+        /// Ids of the events that claimed it, oldest first (at most ten).
+        #[avro(default_empty)]
+        pub evidence: Vec<String>,
     }
 }
 
@@ -618,6 +625,8 @@ impl From<&Customer> for CustomerView {
                 .map(|x| SharedIdentityView {
                     key: x.key.clone(),
                     kind: x.kind.clone(),
+                    at: opt_millis(x.at),
+                    evidence: x.evidence.clone(),
                 })
                 .collect(),
             identity_decisions: identity_decisions

@@ -43,6 +43,18 @@ pub struct SharedIdentity {
     pub key: String,
     /// `phone`, `external_id`, `anonymous_id`.
     pub kind: String,
+    /// When the claims below were all seen: from then on it merged nothing
+    /// (a customer that had it lost it then, with its guest orders).
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub at: Option<OffsetDateTime>,
+    /// The events that claimed it, by the emails or identities of the
+    /// customers that share it, oldest first (at most ten).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
 }
 
 /// An operator's decision about one of this customer's identities and

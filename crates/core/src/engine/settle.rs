@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The claims listed as a shared identity's evidence, oldest first.
+const SHARED_EVIDENCE_MAX: usize = 10;
+
 impl Engine {
     /// Ends the batch: recomputes the views touched by it and returns the changed
     /// records and the outputs. The working set is emptied.
@@ -199,11 +202,15 @@ impl Engine {
             // Only what this needs of the node (an identity's orders may be many).
             let (merged_into, id_claimers, was_shared) =
                 match self.get(src, StateKey::new(tenant, Item::Index(k.clone()))) {
+                    // A linking id's emails, and the customers of an
+                    // identity several claim (each lists it as shared, with
+                    // the claims as evidence, which this change may add to).
                     Some(StateValue::Index(n)) => (
                         n.merged_into.clone(),
-                        match n.source {
-                            Some(_) => n.claimed_by.iter().cloned().collect(),
-                            None => Vec::new(),
+                        if n.source.is_some() || n.claimed_by.len() > 1 {
+                            n.claimed_by.iter().cloned().collect()
+                        } else {
+                            Vec::new()
                         },
                         n.shared,
                     ),
@@ -391,6 +398,8 @@ impl Engine {
         self.books.insert(at, (Arc::downgrade(order), books));
     }
 
+    /// Recomputes the customer anchored at `root` from its members (`shared`:
+    /// the identities flagged on it) and publishes it when it changed.
     pub(super) fn recompute_customer(
         &mut self,
         src: &dyn Source,
@@ -403,6 +412,25 @@ impl Engine {
         let mut order_ids: BTreeSet<OrderId> = BTreeSet::new();
         let mut merged = Vec::new();
         let mut version: u64 = 0;
+        // Each shared identity with the claims that show several customers
+        // hold it (when it stopped merging, and why).
+        let mut shared_list: Vec<SharedIdentity> = Vec::new();
+        for k in shared {
+            let mut claims: Vec<Evidence> =
+                match self.get(src, StateKey::new(tenant, Item::Index(k.clone()))) {
+                    Some(StateValue::Index(n)) => n.evidence.values().cloned().collect(),
+                    _ => Vec::new(),
+                };
+            claims.sort();
+            claims.dedup();
+            claims.truncate(SHARED_EVIDENCE_MAX);
+            shared_list.push(SharedIdentity {
+                key: k.to_string(),
+                kind: k.kind.merge_reason().to_string(),
+                at: claims.iter().map(|e| e.at).max(),
+                evidence: claims.into_iter().map(|e| e.event_id).collect(),
+            });
+        }
         let mut present: Vec<StateKey> = Vec::new();
         let mut decisions: Vec<DecisionRecord> = Vec::new();
         for (m, joined) in members {
@@ -505,13 +533,7 @@ impl Engine {
         let own: BTreeSet<String> = members.iter().map(|(m, _)| m.to_string()).collect();
         decisions.retain(|d| !(own.contains(&d.other) && d.other < d.key));
         built.identity_decisions = decisions;
-        built.shared_identities = shared
-            .iter()
-            .map(|k| SharedIdentity {
-                key: k.to_string(),
-                kind: k.kind.merge_reason().to_string(),
-            })
-            .collect();
+        built.shared_identities = shared_list;
         let view = Arc::new(built);
         // Each order's touches as of its time, from the customer's touches.
         let mut touch_list: Vec<TouchEntry> = frag_refs

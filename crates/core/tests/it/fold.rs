@@ -617,6 +617,9 @@ fn a_phone_two_emails_claim_is_flagged_and_its_guest_order_kept_apart() {
         assert_eq!(c.shared_identities.len(), 1, "{}", c.customer_id);
         assert_eq!(c.shared_identities[0].key, phone_key.to_string());
         assert_eq!(c.shared_identities[0].kind, "phone");
+        // Why it merged nothing, and since when: both emails' claims.
+        assert_eq!(c.shared_identities[0].evidence, ["a", "b"]);
+        assert_eq!(c.shared_identities[0].at, Some(T0));
         assert!(c.merged.is_empty());
     }
     // With only one email, the phone and its order join it, unflagged.

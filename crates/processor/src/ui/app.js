@@ -205,7 +205,8 @@ async function showCustomer(tenant, params, label) {
   const shared = $("shared"), sh = c.shared_identities || [];
   shared.hidden = !sh.length;
   shared.textContent = sh.length
-    ? "Claimed by other customers too, so merged nothing: " + sh.map((x) => x.kind + " " + x.key).join(", ") + "."
+    ? "Claimed by other customers too, so merged nothing: " + sh.map((x) => x.kind + " " + x.key +
+      (x.at ? " (since " + when(x.at) + "; claims " + (x.evidence || []).join(", ") + ")" : "")).join(", ") + "."
     : "";
   const decisions = $("decisions"), ds = c.identity_decisions || [];
   decisions.hidden = !ds.length;
