@@ -31,6 +31,9 @@ pub(crate) enum Endpoint {
     DealsUpsert,
     /// `POST /crm/v4/associations/deals/contacts/batch/associate/default`
     Associations,
+    /// `POST /crm/v4/associations/deals/contacts/batch/archive`: `{"inputs":
+    /// [{"from": {"id": deal}, "to": [{"id": contact}]}]}`, 204 No Content.
+    AssociationsArchive,
     /// `POST /crm/v3/objects/contacts/gdpr-delete`: one contact, `{"objectId":
     /// …, "idProperty": …}` (a property with unique values), 204 No Content.
     ContactsGdprDelete,
@@ -43,6 +46,7 @@ impl Endpoint {
             Endpoint::ContactsRead => "contacts_read",
             Endpoint::DealsUpsert => "deals_upsert",
             Endpoint::Associations => "associations",
+            Endpoint::AssociationsArchive => "associations_archive",
             Endpoint::ContactsGdprDelete => "contacts_gdpr_delete",
         }
     }
@@ -56,6 +60,11 @@ impl Endpoint {
             // no type id needed (developers.hubspot.com/docs/api-reference/legacy/
             // crm/associations/associate-records/batch/create-associations).
             Endpoint::Associations => "/crm/v4/associations/deals/contacts/batch/associate/default",
+            // v4 "Remove associations" (batch): every association between each
+            // pair, whatever its type (developers.hubspot.com/docs/api-reference/
+            // crm-associations-v4/batch/post-crm-v4-associations-fromObjectType-
+            // toObjectType-batch-archive).
+            Endpoint::AssociationsArchive => "/crm/v4/associations/deals/contacts/batch/archive",
             // "Permanently delete a contact (GDPR-compliant)"
             // (developers.hubspot.com/docs/api-reference/crm-contacts-v3/basic/
             // post-crm-v3-objects-contacts-gdpr-delete).

@@ -14,7 +14,8 @@ pub struct HubSpotMetrics {
     /// `storefold_sink_hubspot_skipped_total{reason}`: records or associations
     /// deliberately not written (`no_email`, `merged`, `erasure_unaddressable`
     /// (dead-lettered too), `trigger_unknown_customer`, `association_customer_unknown`,
-    /// `association_contact_not_found`, `association_rejected`).
+    /// `association_contact_not_found`, `association_rejected`,
+    /// `association_archive_rejected`).
     pub skipped: IntCounterVec,
 }
 

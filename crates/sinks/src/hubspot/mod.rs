@@ -38,6 +38,20 @@
 //!   contact's HubSpot id comes from the contact upsert's answer (kept in memory,
 //!   email → id); after a restart it is looked up once with
 //!   `POST /crm/v3/objects/contacts/batch/read` by email.
+//! - **Moved deals.** An order can move to another customer (an operator's
+//!   `storefold identity merge` or `split`, or the rules un-merging): its
+//!   projection comes again with another `customer_id`, and the deal is
+//!   associated with the new customer's contact. The associations this process
+//!   made between the deal and other contacts are then archived
+//!   (`POST /crm/v4/associations/deals/contacts/batch/archive`, inputs
+//!   `{"from": {"id": deal}, "to": [{"id": contact}, …]}`, answered 204), after
+//!   the new one is made, so the deal is never left without a contact.
+//!   Associations this process does not know of are never touched: those made
+//!   by someone else, and (a limitation) those this sink made before the
+//!   process restarted, since it remembers them in memory only; such a deal
+//!   stays associated with its old contact too until someone removes it. A
+//!   customer projection that still lists an order which has since moved to
+//!   another customer asks for no association.
 //!   Deal properties carry no personal data (the name is `Order <number>`);
 //!   a redacted order's deal gets its `customer_id` property (when mapped)
 //!   cleared and is not associated with a contact.
@@ -63,7 +77,7 @@
 //! 429 or an outage, what it hands over again (or anything newer) merges with
 //! what still waits. The queue drains in requests of up to `batch_size` inputs:
 //! priority contacts first, then the other contacts, then deals, then
-//! associations; GDPR deletes (one request each) go before all of them. Each
+//! associations, then archived associations; GDPR deletes (one request each) go before all of them. Each
 //! request first asks the [`planner`] for a slot.
 //!
 //! # Errors
@@ -97,7 +111,7 @@ mod queue;
 mod send;
 mod spec;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
@@ -377,7 +391,8 @@ impl Portal {
             self.drain(Object::Contact).await?;
             self.drain(Object::Deal).await?;
             self.resolve_wants().await?;
-            self.associate().await
+            self.associate().await?;
+            self.dissociate().await
         }
         .await;
         for (source, code, reason) in std::mem::take(&mut self.rejected_now) {

@@ -173,8 +173,14 @@ pub(super) struct Queue {
     pub(super) deals: BTreeMap<String, DealOp>,
     /// Associations to make, by what they need.
     pub(super) wants: HashSet<Want>,
-    /// Associations ready to send: (deal id, contact id).
-    pub(super) pairs: HashSet<(String, String)>,
+    /// Associations ready to send: (deal id, contact id) → whether the deal
+    /// belongs to that contact alone (its newest order projection names the
+    /// contact's customer), so that the associations this sink made between
+    /// the deal and other contacts are archived once this one is made.
+    pub(super) pairs: HashMap<(String, String), bool>,
+    /// Associations to archive: (deal id, contact id) this sink made before
+    /// the deal's order moved to another customer.
+    pub(super) unpairs: HashSet<(String, String)>,
 }
 
 /// What the sink remembers between writes (bounded, see [`MEMORY_CAP`]).
@@ -188,8 +194,15 @@ pub(super) struct Memory {
     pub(super) not_found: HashSet<String>,
     /// Order id → HubSpot deal id.
     pub(super) deal_ids: HashMap<String, String>,
-    /// (deal id, contact id) associated.
-    pub(super) associated: HashSet<(String, String)>,
+    /// Deal id → the contact ids this process associated it with (and has
+    /// not archived since). Only these are ever archived: associations made
+    /// by anyone else, or by this sink before a restart, are not known here.
+    pub(super) associated: HashMap<String, BTreeSet<String>>,
+    /// Order id → the customer key of the newest order projection whose deal
+    /// was written (`None`: no customer, or redacted): a customer projection
+    /// that still lists an order which has moved to another customer asks for
+    /// no association.
+    pub(super) deal_owners: HashMap<String, Option<String>>,
     /// Key (`c:`/`o:` + tenant/id) → newest (generation, version) written.
     pub(super) written: HashMap<String, (i64, i64)>,
     /// Customer keys whose newest version written was an erasure: an older
@@ -215,6 +228,41 @@ impl Memory {
     pub(super) fn mark_written(&mut self, kind: char, key: &str, stamp: (i64, i64)) {
         bounded(&mut self.written);
         self.written.insert(format!("{kind}:{key}"), stamp);
+    }
+
+    /// Whether this process associated `deal` with `contact` (and has not
+    /// archived it since).
+    pub(super) fn is_associated(&self, deal: &str, contact: &str) -> bool {
+        self.associated
+            .get(deal)
+            .is_some_and(|cs| cs.contains(contact))
+    }
+
+    pub(super) fn remember_association(&mut self, deal: String, contact: String) {
+        if !self.associated.contains_key(&deal) {
+            bounded(&mut self.associated);
+        }
+        self.associated.entry(deal).or_default().insert(contact);
+    }
+
+    pub(super) fn forget_association(&mut self, deal: &str, contact: &str) {
+        if let Some(cs) = self.associated.get_mut(deal) {
+            cs.remove(contact);
+            if cs.is_empty() {
+                self.associated.remove(deal);
+            }
+        }
+    }
+
+    /// The contacts other than `contact` this process associated `deal` with.
+    pub(super) fn other_contacts(&self, deal: &str, contact: &str) -> Vec<String> {
+        self.associated
+            .get(deal)
+            .into_iter()
+            .flatten()
+            .filter(|c| c.as_str() != contact)
+            .cloned()
+            .collect()
     }
 }
 

@@ -350,6 +350,10 @@ impl Portal {
                     return;
                 };
                 self.memory.mark_written('o', &op.key, op.stamp);
+                bounded(&mut self.memory.deal_owners);
+                self.memory
+                    .deal_owners
+                    .insert(id.to_string(), op.customer_key.clone());
                 if let Some(hs) = hs_id {
                     bounded(&mut self.memory.deal_ids);
                     self.memory.deal_ids.insert(id.to_string(), hs);
@@ -434,8 +438,12 @@ impl Portal {
             self.memory.last_trigger_at.remove(email);
             if let Some(contact_id) = self.memory.contact_ids.remove(email) {
                 // HubSpot deleted the contact's associations with it.
-                self.queue.pairs.retain(|(_, c)| *c != contact_id);
-                self.memory.associated.retain(|(_, c)| *c != contact_id);
+                self.queue.pairs.retain(|(_, c), _| *c != contact_id);
+                self.queue.unpairs.retain(|(_, c)| *c != contact_id);
+                for contacts in self.memory.associated.values_mut() {
+                    contacts.remove(&contact_id);
+                }
+                self.memory.associated.retain(|_, cs| !cs.is_empty());
             }
         }
         for s in op.also {
@@ -503,6 +511,15 @@ impl Portal {
         }
         let wants: Vec<Want> = self.queue.wants.drain().collect();
         for w in wants {
+            // The customer whose order the deal's newest projection says it
+            // is, when known: a customer projection that still lists an order
+            // that moved on asks for nothing.
+            let owner = self.memory.deal_owners.get(&w.order_id);
+            if owner.is_some_and(|o| o.as_deref() != Some(w.customer_key.as_str())) {
+                tracing::debug!(order_id = %w.order_id, customer = %w.customer_key, "association of an order that moved to another customer: not made");
+                continue;
+            }
+            let exclusive = owner.is_some();
             let Some(deal_id) = self.memory.deal_ids.get(&w.order_id).cloned() else {
                 continue;
             };
@@ -515,16 +532,28 @@ impl Portal {
                 continue;
             };
             let pair = (deal_id, contact_id);
-            if !self.memory.associated.contains(&pair) {
-                self.queue.pairs.insert(pair);
+            // Moved back before the archive went out: keep it.
+            self.queue.unpairs.remove(&pair);
+            if !self.memory.is_associated(&pair.0, &pair.1) {
+                *self.queue.pairs.entry(pair).or_insert(false) |= exclusive;
+            } else if exclusive {
+                self.archive_others(&pair.0, &pair.1);
             }
         }
         Ok(())
     }
 
+    /// The deal `deal` belongs to `contact` alone: the associations this
+    /// process made between it and other contacts are to be archived.
+    fn archive_others(&mut self, deal: &str, contact: &str) {
+        for other in self.memory.other_contacts(deal, contact) {
+            self.queue.unpairs.insert((deal.to_string(), other));
+        }
+    }
+
     pub(super) async fn associate(&mut self) -> Result<(), WriteError> {
         loop {
-            let mut pending: Vec<(String, String)> = self.queue.pairs.iter().cloned().collect();
+            let mut pending: Vec<(String, String)> = self.queue.pairs.keys().cloned().collect();
             if pending.is_empty() {
                 return Ok(());
             }
@@ -568,10 +597,85 @@ impl Portal {
                     }
                 };
                 for pair in chunk {
-                    self.queue.pairs.remove(&pair);
+                    let exclusive = self.queue.pairs.remove(&pair).unwrap_or(false);
                     if !failed_all {
-                        bounded_set(&mut self.memory.associated);
-                        self.memory.associated.insert(pair);
+                        let (deal, contact) = pair;
+                        if exclusive {
+                            self.archive_others(&deal, &contact);
+                        }
+                        self.memory.remember_association(deal, contact);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Archives the associations of moved deals with their former contacts
+    /// (`queue.unpairs`), in requests of up to `batch_size` deals, each input
+    /// a deal and the contacts to part it from. A refused request is split in
+    /// halves until the culprit stands alone, which is then given up (logged
+    /// and counted as `association_archive_rejected`); 429s and outages fail
+    /// the write as retryable, and what is left waits in the queue.
+    pub(super) async fn dissociate(&mut self) -> Result<(), WriteError> {
+        loop {
+            let mut by_deal: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (d, c) in &self.queue.unpairs {
+                by_deal.entry(d.clone()).or_default().push(c.clone());
+            }
+            if by_deal.is_empty() {
+                return Ok(());
+            }
+            let mut pending: Vec<(String, Vec<String>)> = by_deal
+                .into_iter()
+                .map(|(d, mut cs)| {
+                    cs.sort();
+                    (d, cs)
+                })
+                .collect();
+            pending.truncate(self.batch_size);
+            let mut work = vec![pending];
+            while let Some(chunk) = work.pop() {
+                let inputs: Vec<Value> = chunk
+                    .iter()
+                    .map(|(d, cs)| {
+                        let to: Vec<Value> = cs.iter().map(|c| json!({ "id": c })).collect();
+                        json!({"from": {"id": d}, "to": to})
+                    })
+                    .collect();
+                let answer = self
+                    .request(Endpoint::AssociationsArchive, &json!({ "inputs": inputs }))
+                    .await?;
+                match answer {
+                    Answer::Done(_) => {}
+                    Answer::Partial(body) => {
+                        let n = body
+                            .get("errors")
+                            .and_then(Value::as_array)
+                            .map_or(0, Vec::len);
+                        if n > 0 {
+                            let (code, reason) = describe(&body["errors"][0]);
+                            tracing::warn!(errors = n, %code, %reason, "HubSpot refused to archive some associations");
+                            self.metrics
+                                .skipped
+                                .with_label_values(&["association_archive_rejected"])
+                                .inc_by(n as u64);
+                        }
+                    }
+                    Answer::Invalid { status, body } => {
+                        if chunk.len() > 1 {
+                            work.extend(halves(chunk).into_iter().rev());
+                            continue;
+                        }
+                        let (code, reason) = describe(&body);
+                        tracing::warn!(status, %code, %reason, "HubSpot refused to archive an association");
+                        self.metrics.skip("association_archive_rejected");
+                    }
+                }
+                // Archived, or given up: either way not asked again.
+                for (deal, contacts) in chunk {
+                    for contact in contacts {
+                        self.memory.forget_association(&deal, &contact);
+                        self.queue.unpairs.remove(&(deal.clone(), contact));
                     }
                 }
             }

@@ -1083,3 +1083,196 @@ fn hubspot_cfg_without_token(sinks_toml: &str) -> HubSpotSinkConfig {
         .expect("valid")
         .expect("hubspot section")
 }
+
+const ASSOCIATE: &str = "/crm/v4/associations/deals/contacts/batch/associate/default";
+const ARCHIVE: &str = "/crm/v4/associations/deals/contacts/batch/archive";
+
+/// An order that moves to another customer (an operator's merge or split):
+/// its deal is associated with the new customer's contact and the association
+/// the sink made with the old one is archived, so the CRM shows the order on
+/// one person only. The same move delivered again, a newer version of the
+/// order with the same customer, and a newer projection of the old customer
+/// that still lists the order, cost no association or archive request and
+/// leave the deal where it is. End to end on a mock Kafka cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_that_moves_to_another_customer_leaves_the_old_contact() {
+    init_tracing();
+    let hs = HubSpotStandIn::start(StandInConfig::storefold_defaults(TOKEN)).await;
+    let env = kafka_env(2, &format!("{RETRIES}{}", hubspot_toml(&hs, "")));
+    let config = env.config.clone();
+
+    // Customers A and B with emails of their own, and an order of A.
+    let p = fold(&spec(20, 200, 5), 100);
+    let mut emails: HashMap<String, usize> = HashMap::new();
+    for c in &p.customers {
+        if let Some(e) = &c.email {
+            *emails.entry(e.trim().to_lowercase()).or_default() += 1;
+        }
+    }
+    let usable: Vec<&CustomerProjection> = p
+        .customers
+        .iter()
+        .filter(|c| {
+            c.merged_into.is_none()
+                && !c.redacted
+                && c.email
+                    .as_ref()
+                    .is_some_and(|e| emails[&e.trim().to_lowercase()] == 1)
+        })
+        .collect();
+    let (a, order) = usable
+        .iter()
+        .find_map(|c| {
+            let o = p
+                .orders
+                .iter()
+                .find(|o| o.customer_id.as_deref() == Some(c.customer_id.as_str()))?;
+            Some(((*c).clone(), o.clone()))
+        })
+        .expect("a customer with an email and an order");
+    let b = usable
+        .iter()
+        .find(|c| c.customer_id != a.customer_id)
+        .map(|c| (*c).clone())
+        .expect("another customer with an email");
+    let email = |c: &CustomerProjection| c.email.clone().unwrap().trim().to_lowercase();
+    let mut moved = order.clone();
+    moved.version += 1;
+    moved.customer_id = Some(b.customer_id.clone());
+    let mut moved_again = moved.clone();
+    moved_again.version += 1;
+    let mut stale_a = a.clone();
+    stale_a.version += 1;
+
+    produce(
+        &config,
+        &[
+            Item::Customer(a.clone()),
+            Item::Customer(b.clone()),
+            Item::Order(order.clone()),
+        ],
+    );
+    let registry = Registry::new();
+    let cfg = HubSpotSinkConfig::from_config(&config).unwrap().unwrap();
+    let sink = HubSpotSink::new(&cfg, &registry).expect("sink");
+    let run = tokio::spawn({
+        let config = config.clone();
+        let registry = registry.clone();
+        async move {
+            runner::run(
+                sink,
+                &config,
+                run_options(Duration::from_secs(5)),
+                &registry,
+                CancellationToken::new(),
+            )
+            .await
+        }
+    });
+    let ids = |hs: &HubSpotStandIn| {
+        let contacts = hs.contacts();
+        let deal = hs.deals().get(&order.order_id).map(|d| d.id.clone());
+        let contact_a = contacts.get(&email(&a)).map(|c| c.id.clone());
+        let contact_b = contacts.get(&email(&b)).map(|c| c.id.clone());
+        (deal, contact_a, contact_b)
+    };
+    let of_deal = |hs: &HubSpotStandIn, deal: &str| -> BTreeSet<String> {
+        hs.associations()
+            .into_iter()
+            .filter(|(d, _)| d == deal)
+            .map(|(_, c)| c)
+            .collect()
+    };
+    wait_for("the deal associated with A's contact", || {
+        let (deal, contact_a, _) = ids(&hs);
+        deal.zip(contact_a)
+            .is_some_and(|(d, c)| of_deal(&hs, &d) == BTreeSet::from([c]))
+    })
+    .await;
+    let (Some(deal), Some(contact_a), Some(contact_b)) = ids(&hs) else {
+        panic!("contacts and deal written");
+    };
+    assert!(successful(&hs, ARCHIVE).is_empty());
+
+    // The order moves to B.
+    produce(&config, &[Item::Order(moved.clone())]);
+    wait_for("the deal associated with B's contact only", || {
+        of_deal(&hs, &deal) == BTreeSet::from([contact_b.clone()])
+    })
+    .await;
+    let archives: Vec<LoggedRequest> = hs
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == ARCHIVE)
+        .collect();
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    assert_eq!(archives[0].status, 204);
+    assert_eq!(
+        archives[0].body,
+        serde_json::json!({"inputs": [{"from": {"id": deal}, "to": [{"id": contact_a}]}]})
+    );
+    // The new association went out before the old one was archived.
+    let paths: Vec<String> = hs.requests().into_iter().map(|r| r.path).collect();
+    let last_associate = paths.iter().rposition(|p| p == ASSOCIATE).unwrap();
+    let archive_at = paths.iter().position(|p| p == ARCHIVE).unwrap();
+    assert!(last_associate < archive_at, "{paths:?}");
+    let associates = hs.requests().iter().filter(|r| r.path == ASSOCIATE).count();
+
+    // The same move again (a redelivery), a newer version of the moved order,
+    // and a newer projection of A that still lists the order.
+    produce(
+        &config,
+        &[
+            Item::Order(moved.clone()),
+            Item::Order(moved_again.clone()),
+            Item::Customer(stale_a.clone()),
+        ],
+    );
+    let summary = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the runner went idle")
+        .expect("runner task")
+        .expect("runner");
+    assert_eq!(summary.rejected, 0);
+    let requests = hs.requests();
+    let deal_upserts = requests
+        .iter()
+        .filter(|r| r.path == DEALS_UPSERT && r.input_ids().contains(&order.order_id))
+        .count();
+    assert_eq!(deal_upserts, 3, "each version of the order written once");
+    let contact_upserts = requests
+        .iter()
+        .filter(|r| r.path == CONTACTS_UPSERT && r.input_ids().contains(&email(&a)))
+        .count();
+    assert_eq!(contact_upserts, 2, "A's newer projection was written");
+    assert_eq!(
+        requests.iter().filter(|r| r.path == ASSOCIATE).count(),
+        associates,
+        "nothing more to associate"
+    );
+    assert_eq!(
+        requests.iter().filter(|r| r.path == ARCHIVE).count(),
+        1,
+        "nothing more to archive"
+    );
+    assert_eq!(of_deal(&hs, &deal), BTreeSet::from([contact_b.clone()]));
+    assert!(
+        !hs.associations().iter().any(|(_, c)| *c == contact_a),
+        "A's contact keeps no deal"
+    );
+    assert_eq!(
+        counter(
+            &registry,
+            "storefold_sink_hubspot_requests_total",
+            ("endpoint", "associations_archive")
+        ),
+        1
+    );
+    assert_contract(&hs);
+    let dlq = read_topic(
+        env.broker.bootstrap(),
+        &Topics::new(&config.kafka.topic_prefix).dlq_sink("hubspot"),
+        Duration::from_secs(5),
+    );
+    assert!(dlq.is_empty());
+}

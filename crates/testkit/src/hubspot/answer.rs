@@ -128,6 +128,7 @@ pub(super) fn answer(
         "/crm/v3/objects/deals/batch/upsert" => upsert(cfg, st, Object::Deal, inputs),
         "/crm/v3/objects/contacts/batch/read" => read_contacts(st, body, inputs),
         "/crm/v4/associations/deals/contacts/batch/associate/default" => associate(st, inputs),
+        "/crm/v4/associations/deals/contacts/batch/archive" => archive_associations(st, inputs),
         _ => violation(
             st,
             StatusCode::NOT_FOUND,

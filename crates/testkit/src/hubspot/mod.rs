@@ -10,7 +10,11 @@
 //!   property;
 //! - `POST /crm/v3/objects/contacts/batch/read` by `idProperty: "email"`;
 //! - `POST /crm/v4/associations/deals/contacts/batch/associate/default`
-//!   (`{"inputs": [{"from": {"id": deal}, "to": {"id": contact}}]}`).
+//!   (`{"inputs": [{"from": {"id": deal}, "to": {"id": contact}}]}`);
+//! - `POST /crm/v4/associations/deals/contacts/batch/archive` ("Remove
+//!   associations"): `{"inputs": [{"from": {"id": deal}, "to": [{"id":
+//!   contact}]}]}` (`to` an array), answered 204 No Content; the pairs'
+//!   associations are removed from the stand-in's state.
 //!
 //! **Contract checks** (each failure is a *violation*, counted, and answered as
 //! HubSpot would — tests assert there are none): method and path; `Authorization:
@@ -20,7 +24,8 @@
 //! names the portal has (the stand-in is told which exist) with values of their
 //! type: numbers as decimal strings, dates as midnight-UTC milliseconds (or
 //! `YYYY-MM-DD`), datetimes as milliseconds (or ISO 8601); a new deal's required
-//! `dealname` and `dealstage`; associations between records that exist.
+//! `dealname` and `dealstage`; associations made and archived between records
+//! that exist.
 //!
 //! **Data errors** are not violations: an enumeration value that is not one of
 //! the property's options (`INVALID_OPTION`) or an invalid email
@@ -569,7 +574,11 @@ async fn handle(
             }
         }
     };
-    let mut resp = json_response(reply.status, reply.body);
+    let mut resp = if reply.status == StatusCode::NO_CONTENT {
+        reply.status.into_response()
+    } else {
+        json_response(reply.status, reply.body)
+    };
     if let Some(secs) = reply.retry_after {
         resp.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
@@ -598,5 +607,53 @@ mod tests {
         assert!(valid_email("a@example.com"));
         assert!(!valid_email("not-an-email"));
         assert!(!valid_email("a@b"));
+    }
+
+    fn stored(id: &str) -> Stored {
+        Stored {
+            id: id.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn archiving_removes_associations_and_checks_the_documented_shape() {
+        let mut st = State::default();
+        st.deals.insert("o1".into(), stored("10"));
+        st.contacts.insert("a@example.com".into(), stored("20"));
+        st.contacts.insert("b@example.com".into(), stored("21"));
+        st.associations.insert(("10".into(), "20".into()));
+        st.associations.insert(("10".into(), "21".into()));
+        // v3's shape (`to` an object) is not v4's.
+        let r = archive_associations(
+            &mut st,
+            &[json!({"from": {"id": "10"}, "to": {"id": "20"}})],
+        );
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(st.violations.len(), 1);
+        let r = archive_associations(&mut st, &[json!({"from": {"id": "10"}, "to": []})]);
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let r = archive_associations(
+            &mut st,
+            &[json!({"from": {"id": "99"}, "to": [{"id": "20"}]})],
+        );
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(st.associations.len(), 2, "nothing applied");
+        let r = archive_associations(
+            &mut st,
+            &[json!({"from": {"id": "10"}, "to": [{"id": "20"}]})],
+        );
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            st.associations,
+            BTreeSet::from([("10".to_string(), "21".to_string())])
+        );
+        // A pair that is not associated (any more) is no error.
+        let r = archive_associations(
+            &mut st,
+            &[json!({"from": {"id": "10"}, "to": [{"id": "20"}]})],
+        );
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert_eq!(st.violations.len(), 3);
     }
 }

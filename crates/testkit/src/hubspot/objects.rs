@@ -1,4 +1,5 @@
-//! The CRM endpoints: batch upserts of contacts and deals, contact reads, associations.
+//! The CRM endpoints: batch upserts of contacts and deals, contact reads,
+//! associations made and archived.
 
 use super::*;
 
@@ -355,4 +356,63 @@ pub(super) fn associate(st: &mut State, inputs: &[Value]) -> Reply {
         StatusCode::OK,
         json!({"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}),
     )
+}
+
+/// `POST /crm/v4/associations/deals/contacts/batch/archive`: each input a deal
+/// (`from`, an object with an `id`) and the contacts (`to`, an *array* of
+/// objects with an `id`) to remove every association with. Both must exist;
+/// a pair that is not associated is no error. 204 No Content.
+pub(super) fn archive_associations(st: &mut State, inputs: &[Value]) -> Reply {
+    let mut pairs = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(from) = input.pointer("/from/id").and_then(Value::as_str) else {
+            return violation(
+                st,
+                StatusCode::BAD_REQUEST,
+                format!("archive input {i}: no from.id"),
+            );
+        };
+        let Some(to) = input.get("to").and_then(Value::as_array) else {
+            return violation(
+                st,
+                StatusCode::BAD_REQUEST,
+                format!("archive input {i}: to is not an array of {{\"id\": …}}"),
+            );
+        };
+        if to.is_empty() {
+            return violation(
+                st,
+                StatusCode::BAD_REQUEST,
+                format!("archive input {i}: to is empty"),
+            );
+        }
+        if !st.deals.values().any(|d| d.id == from) {
+            return violation(
+                st,
+                StatusCode::BAD_REQUEST,
+                format!("archive: no deal {from}"),
+            );
+        }
+        for t in to {
+            let Some(to) = t.get("id").and_then(Value::as_str) else {
+                return violation(
+                    st,
+                    StatusCode::BAD_REQUEST,
+                    format!("archive input {i}: a to without id"),
+                );
+            };
+            if !st.contacts.values().any(|c| c.id == to) {
+                return violation(
+                    st,
+                    StatusCode::BAD_REQUEST,
+                    format!("archive: no contact {to}"),
+                );
+            }
+            pairs.push((from.to_string(), to.to_string()));
+        }
+    }
+    for pair in pairs {
+        st.associations.remove(&pair);
+    }
+    Reply::new(StatusCode::NO_CONTENT, Value::Null)
 }
