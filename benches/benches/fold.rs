@@ -102,6 +102,10 @@ fn route(e: &Envelope) -> Route {
         Event::Identify(i) => by_identity(&i.identity),
         Event::TicketUpdated(t) => by_identity(&t.requester),
         Event::CustomerRedacted(r) => by_identity(&r.identity),
+        Event::IdentityDecided(d) => {
+            d.a.key(e.tenant.as_str())
+                .map_or(Route::None, Route::Customer)
+        }
     }
 }
 
