@@ -55,6 +55,27 @@ fn erase(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The canonical events a raw operator command maps to.
+pub(crate) fn operator_events(ev: &RawEvent) -> Vec<storefold_core::Envelope> {
+    let headers = Headers::from_pairs(ev.headers.iter());
+    let options = MapOptions::default();
+    ProviderKind::Operator
+        .map(
+            &MapContext {
+                tenant: &ev.tenant,
+                options: &options,
+            },
+            &RawInput {
+                topic: &ev.topic,
+                event_id: &ev.event_id,
+                headers: &headers,
+                body: &ev.body,
+                received_at: OffsetDateTime::now_utc(),
+            },
+        )
+        .unwrap()
+}
+
 pub(crate) fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -245,23 +266,7 @@ async fn erase_dry_run_then_erase_through_the_ingest_and_the_fold() {
     assert_eq!(body["email"], EMAIL);
     assert_eq!(body["reason"], "asked by letter, DPO-7");
     assert!(body.get("phone").is_none(), "{body}");
-    let headers = Headers::from_pairs(ev.headers.iter());
-    let options = MapOptions::default();
-    let events = ProviderKind::Operator
-        .map(
-            &MapContext {
-                tenant: &ev.tenant,
-                options: &options,
-            },
-            &RawInput {
-                topic: &ev.topic,
-                event_id: &ev.event_id,
-                headers: &headers,
-                body: &ev.body,
-                received_at: OffsetDateTime::now_utc(),
-            },
-        )
-        .unwrap();
+    let events = operator_events(&ev);
     assert_eq!(events.len(), 1);
     match &events[0].event {
         Event::CustomerRedacted(r) => {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use storefold_codec::{AvroCodec, RawEvent};
 use storefold_core::Event;
 use storefold_core::event::{IdentityDecision, Party};
-use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
 use storefold_testkit::broker::{MockBroker, read_topic};
 use storefold_testkit::postgres::PgServer;
 use storefold_testkit::samples::{self, shopify_order};
@@ -22,7 +21,7 @@ use storefold_testkit::{free_port, http_client};
 use time::OffsetDateTime;
 
 use crate::common::{Run, create_topics, wait_ready};
-use crate::erase::{TOKEN, get_json, text, write_config};
+use crate::erase::{TOKEN, get_json, operator_events, text, write_config};
 
 const ADA: &str = "ada@identity.example";
 const BEA: &str = "bea@identity.example";
@@ -77,24 +76,21 @@ async fn customer_of(client: &reqwest::Client, api: &str, email: &str, run: &mut
     }
 }
 
+/// Ada's and Bea's Shopify orders (customers 8300000001 and 8300000002),
+/// signed and posted to the ingest.
+async fn post_orders(client: &reqwest::Client, public_base: &str) {
+    for (n, email) in [(1, ADA), (2, BEA)] {
+        let req = samples::signed("acme", &shopify_order(n, email), OffsetDateTime::now_utc());
+        let mut r = client.post(format!("{public_base}{}", req.path));
+        for (k, v) in &req.headers {
+            r = r.header(k, v);
+        }
+        assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
+    }
+}
+
 fn decided(ev: &RawEvent) -> storefold_core::event::IdentityDecided {
-    let headers = Headers::from_pairs(ev.headers.iter());
-    let options = MapOptions::default();
-    let events = ProviderKind::Operator
-        .map(
-            &MapContext {
-                tenant: &ev.tenant,
-                options: &options,
-            },
-            &RawInput {
-                topic: &ev.topic,
-                event_id: &ev.event_id,
-                headers: &headers,
-                body: &ev.body,
-                received_at: OffsetDateTime::now_utc(),
-            },
-        )
-        .unwrap();
+    let events = operator_events(ev);
     assert_eq!(events.len(), 1);
     match &events[0].event {
         Event::IdentityDecided(d) => d.clone(),
@@ -117,14 +113,7 @@ async fn identity_decisions_dry_run_then_signed_through_the_ingest() {
     wait_ready(&client, &api, &mut run, Duration::from_secs(90)).await;
 
     // Two customers, one order each (Shopify customers 8300000001 and 8300000002).
-    for (n, email) in [(1, ADA), (2, BEA)] {
-        let req = samples::signed("acme", &shopify_order(n, email), OffsetDateTime::now_utc());
-        let mut r = client.post(format!("{public_base}{}", req.path));
-        for (k, v) in &req.headers {
-            r = r.header(k, v);
-        }
-        assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
-    }
+    post_orders(&client, &public_base).await;
     let ada = customer_of(&client, &api, ADA, &mut run).await;
     let bea = customer_of(&client, &api, BEA, &mut run).await;
     assert_ne!(ada, bea);
@@ -516,14 +505,7 @@ async fn a_merge_then_a_split_reach_the_query_api_and_postgresql() {
     let client = http_client();
     wait_ready(&client, &public_base, &mut run, Duration::from_secs(90)).await;
     wait_ready(&client, &api, &mut run, Duration::from_secs(90)).await;
-    for (n, email) in [(1, ADA), (2, BEA)] {
-        let req = samples::signed("acme", &shopify_order(n, email), OffsetDateTime::now_utc());
-        let mut r = client.post(format!("{public_base}{}", req.path));
-        for (k, v) in &req.headers {
-            r = r.header(k, v);
-        }
-        assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
-    }
+    post_orders(&client, &public_base).await;
     let ada = customer_of(&client, &api, ADA, &mut run).await;
     let bea = customer_of(&client, &api, BEA, &mut run).await;
     let ids = (ada.as_str(), bea.as_str());

@@ -314,36 +314,24 @@ impl Engine {
             .is_some_and(|t| t.ambiguous.contains(k))
     }
 
-    /// The index entry's claims and claimers of `k`.
+    /// The index entry of `k`, in one read: what it claims and what claims
+    /// it, and the operator's decisions about it (the other identity and the
+    /// latest decision).
     fn edges(
         &mut self,
         src: &dyn Source,
         tenant: &str,
         k: &IdentityKey,
-    ) -> (Vec<IdentityKey>, Vec<IdentityKey>) {
+    ) -> (Vec<IdentityKey>, Vec<(IdentityKey, Decided)>) {
         match self.get(src, StateKey::new(tenant, Item::Index(k.clone()))) {
             Some(StateValue::Index(n)) => (
-                n.claims.iter().cloned().collect(),
-                n.claimed_by.iter().cloned().collect(),
+                n.claims.iter().chain(&n.claimed_by).cloned().collect(),
+                n.decisions
+                    .iter()
+                    .map(|(o, d)| (o.clone(), d.clone()))
+                    .collect(),
             ),
             _ => (Vec::new(), Vec::new()),
-        }
-    }
-
-    /// The operator's decisions about `k`: the other identity and the latest decision.
-    fn decisions(
-        &mut self,
-        src: &dyn Source,
-        tenant: &str,
-        k: &IdentityKey,
-    ) -> Vec<(IdentityKey, Decided)> {
-        match self.get(src, StateKey::new(tenant, Item::Index(k.clone()))) {
-            Some(StateValue::Index(n)) => n
-                .decisions
-                .iter()
-                .map(|(o, d)| (o.clone(), d.clone()))
-                .collect(),
-            _ => Vec::new(),
         }
     }
 
@@ -366,8 +354,7 @@ impl Engine {
         let mut kept_apart: BTreeSet<IdentityKey> = BTreeSet::new();
         let mut queue = vec![k.clone()];
         while let Some(cur) = queue.pop() {
-            let (claims, claimed_by) = self.edges(src, tenant, &cur);
-            let decisions = self.decisions(src, tenant, &cur);
+            let (neighbours, decisions) = self.edges(src, tenant, &cur);
             let mut next: Vec<IdentityKey> = Vec::new();
             for (n, d) in decisions {
                 match (n.kind, d.decision.separates()) {
@@ -383,7 +370,7 @@ impl Engine {
                     (_, false) => next.push(n),
                 }
             }
-            for n in claims.into_iter().chain(claimed_by) {
+            for n in neighbours {
                 if n.kind == IdentityKind::Email {
                     emails.insert(n);
                 } else {
@@ -472,17 +459,12 @@ impl Engine {
         let mut links: BTreeSet<IdentityKey> = BTreeSet::new();
         let mut decided: BTreeMap<(IdentityKey, IdentityKey), Decided> = BTreeMap::new();
         while let Some(cur) = queue.pop() {
-            let claims: Vec<IdentityKey> =
-                match self.get(src, StateKey::new(tenant, Item::Index(cur.clone()))) {
-                    Some(StateValue::Index(n)) => n
-                        .claims
-                        .iter()
-                        .filter(|c| c.kind == IdentityKind::External)
-                        .cloned()
-                        .collect(),
-                    _ => Vec::new(),
-                };
-            for x in claims {
+            let (neighbours, decisions) = self.edges(src, tenant, &cur);
+            // An email's neighbours are what it claims (nothing claims an email).
+            for x in neighbours
+                .into_iter()
+                .filter(|c| c.kind == IdentityKind::External)
+            {
                 let Some(emails) = self.linking_emails(src, tenant, &x) else {
                     continue;
                 };
@@ -493,7 +475,7 @@ impl Engine {
                     }
                 }
             }
-            for (n, d) in self.decisions(src, tenant, &cur) {
+            for (n, d) in decisions {
                 if n.kind != IdentityKind::Email {
                     continue;
                 }

@@ -9,7 +9,8 @@ use storefold_core::identity::{ExternalId, Identity, IdentityKey, IdentityKind};
 use time::{Duration, OffsetDateTime};
 
 use crate::fold::{
-    T0, customer_of, env, fold_batched, folded, order, profile, same_in_every_order, versions_grow,
+    SHARED_PHONE, T0, customer_of, env, fold_batched, folded, order, profile, same_in_every_order,
+    shared_phone_events, versions_grow,
 };
 
 fn id_of(email: &str) -> String {
@@ -313,25 +314,8 @@ fn a_shared_phone_goes_where_the_operator_says() {
     // A phone two emails carry merges nothing and keeps its guest order apart
     // (the rules); blocking one email from it, or merging it with the other,
     // gives the phone and its guest order to the other.
-    let phone = "+16135550123";
-    let p = || Identity::default().with_phone(Some(phone), None);
-    let mut guest = order("shopify:9", "x@example.com", 1500, T0, "paid");
-    if let Event::OrderUpserted(o) = &mut guest {
-        o.customer = p();
-    }
-    let base = vec![
-        env("g", T0, guest),
-        env(
-            "a",
-            T0,
-            profile(p().with_email(Some("a@example.com")), "A", T0),
-        ),
-        env(
-            "b",
-            T0,
-            profile(p().with_email(Some("b@example.com")), "B", T0),
-        ),
-    ];
+    let phone = SHARED_PHONE;
+    let base = shared_phone_events();
     let phone_party = || Party::Phone(phone.to_string());
     let later = T0 + Duration::days(2);
     for decision in [

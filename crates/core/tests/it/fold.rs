@@ -579,15 +579,18 @@ fn a_helpdesk_id_and_phone_without_an_email_join_the_email_that_claims_the_phone
     assert_eq!(m.evidence, ["t1", "cu"]);
 }
 
-#[test]
-fn a_phone_two_emails_claim_is_flagged_and_its_guest_order_kept_apart() {
-    let phone = "+16135550123";
-    let p = || Identity::default().with_phone(Some(phone), None);
+/// The phone two emails carry ([`shared_phone_events`]).
+pub(crate) const SHARED_PHONE: &str = "+16135550123";
+
+/// A guest order known only by [`SHARED_PHONE`] (`g`), and the profiles of
+/// a@example.com (`a`) and b@example.com (`b`) that both carry the phone.
+pub(crate) fn shared_phone_events() -> Vec<Envelope> {
+    let p = || Identity::default().with_phone(Some(SHARED_PHONE), None);
     let mut guest = order("shopify:9", "x@example.com", 1500, T0, "paid");
     if let Event::OrderUpserted(o) = &mut guest {
         o.customer = p();
     }
-    let events = vec![
+    vec![
         env("g", T0, guest),
         env(
             "a",
@@ -599,7 +602,14 @@ fn a_phone_two_emails_claim_is_flagged_and_its_guest_order_kept_apart() {
             T0,
             profile(p().with_email(Some("b@example.com")), "B", T0),
         ),
-    ];
+    ]
+}
+
+#[test]
+fn a_phone_two_emails_claim_is_flagged_and_its_guest_order_kept_apart() {
+    let phone = SHARED_PHONE;
+    let p = || Identity::default().with_phone(Some(phone), None);
+    let events = shared_phone_events();
     let run = same_in_every_order(&events);
     let phone_key = p().primary_key("acme").unwrap();
     let customers = run.store.customers();

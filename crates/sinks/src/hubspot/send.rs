@@ -543,6 +543,23 @@ impl Portal {
         Ok(())
     }
 
+    /// Counts (under `reason`) and logs the inputs a partly successful batch
+    /// answer (HubSpot's `errors`) says were refused.
+    fn skip_refused(&self, body: &Value, reason: &str, message: &str) {
+        let n = body
+            .get("errors")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if n > 0 {
+            let (code, why) = describe(&body["errors"][0]);
+            tracing::warn!(errors = n, %code, reason = %why, "{message}");
+            self.metrics
+                .skipped
+                .with_label_values(&[reason])
+                .inc_by(n as u64);
+        }
+    }
+
     /// The deal `deal` belongs to `contact` alone: the associations this
     /// process made between it and other contacts are to be archived.
     fn archive_others(&mut self, deal: &str, contact: &str) {
@@ -571,18 +588,11 @@ impl Portal {
                 let failed_all = match answer {
                     Answer::Done(_) => false,
                     Answer::Partial(body) => {
-                        let n = body
-                            .get("errors")
-                            .and_then(Value::as_array)
-                            .map_or(0, Vec::len);
-                        if n > 0 {
-                            let (code, reason) = describe(&body["errors"][0]);
-                            tracing::warn!(errors = n, %code, %reason, "HubSpot refused some associations");
-                            self.metrics
-                                .skipped
-                                .with_label_values(&["association_rejected"])
-                                .inc_by(n as u64);
-                        }
+                        self.skip_refused(
+                            &body,
+                            "association_rejected",
+                            "HubSpot refused some associations",
+                        );
                         false
                     }
                     Answer::Invalid { status, body } => {
@@ -648,18 +658,11 @@ impl Portal {
                 match answer {
                     Answer::Done(_) => {}
                     Answer::Partial(body) => {
-                        let n = body
-                            .get("errors")
-                            .and_then(Value::as_array)
-                            .map_or(0, Vec::len);
-                        if n > 0 {
-                            let (code, reason) = describe(&body["errors"][0]);
-                            tracing::warn!(errors = n, %code, %reason, "HubSpot refused to archive some associations");
-                            self.metrics
-                                .skipped
-                                .with_label_values(&["association_archive_rejected"])
-                                .inc_by(n as u64);
-                        }
+                        self.skip_refused(
+                            &body,
+                            "association_archive_rejected",
+                            "HubSpot refused to archive some associations",
+                        );
                     }
                     Answer::Invalid { status, body } => {
                         if chunk.len() > 1 {
