@@ -292,6 +292,11 @@ pub struct CustomerRedacted {
     pub orders: Vec<OrderId>,
     /// Who asked: `shopify`, `operator`, ...
     pub requested_by: String,
+    /// Identities named by their keys only: the subject of a raw event whose
+    /// data key was shredded (the processor knows whom it was about, not
+    /// what it said).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<crate::identity::IdentityKey>,
 }
 
 /// An operator's decision about two identities (`storefold identity

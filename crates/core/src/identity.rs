@@ -92,9 +92,77 @@ pub struct Identity {
     pub external: Vec<ExternalId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anonymous_id: Option<String>,
+    /// Identities known by their keys only: what is left of an event whose
+    /// raw body was shredded (see [`crate::engine::FoldConfig::residue`]).
+    /// They join and claim like the values they were derived from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyed: Vec<KeyedIdentity>,
+}
+
+/// An identity named by its key, with the system that issued it for an
+/// external id (whether it links emails depends on it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyedIdentity {
+    pub key: IdentityKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl Identity {
+    /// The same identity named by keys only: every value becomes its key in
+    /// `scope` (with the source of an external id), the values go.
+    pub fn to_keyed<'a>(&self, scope: impl Into<KeyScope<'a>>) -> Identity {
+        Identity {
+            keyed: self
+                .keys_with_sources(scope)
+                .into_iter()
+                .map(|(key, source)| KeyedIdentity {
+                    key,
+                    source: source.map(str::to_string),
+                })
+                .collect(),
+            ..Identity::default()
+        }
+    }
+
+    /// [`Identity::keys`], each with the source of an external id.
+    pub fn keys_with_sources<'a>(
+        &self,
+        scope: impl Into<KeyScope<'a>>,
+    ) -> Vec<(IdentityKey, Option<&str>)> {
+        let tenant = scope.into();
+        let mut keys: Vec<(IdentityKey, Option<&str>)> = Vec::new();
+        if let Some(e) = &self.email {
+            keys.push((IdentityKey::new(tenant, IdentityKind::Email, e), None));
+        }
+        for x in &self.external {
+            keys.push((
+                IdentityKey::new(
+                    tenant,
+                    IdentityKind::External,
+                    &format!("{}:{}", x.source, x.id),
+                ),
+                Some(x.source.as_str()),
+            ));
+        }
+        if let Some(p) = &self.phone {
+            keys.push((IdentityKey::new(tenant, IdentityKind::Phone, p), None));
+        }
+        if let Some(a) = &self.anonymous_id {
+            keys.push((IdentityKey::new(tenant, IdentityKind::Anonymous, a), None));
+        }
+        if !self.keyed.is_empty() {
+            for k in &self.keyed {
+                if !keys.iter().any(|(have, _)| *have == k.key) {
+                    keys.push((k.key.clone(), k.source.as_deref()));
+                }
+            }
+            // Priority order, the values' own order kept within a kind.
+            keys.sort_by_key(|(k, _)| k.kind);
+        }
+        keys
+    }
+
     /// Sets the email when `raw` normalises to one.
     pub fn with_email(mut self, raw: Option<&str>) -> Self {
         if let Some(e) = raw.and_then(normalize_email) {
@@ -139,36 +207,25 @@ impl Identity {
             && self.phone.is_none()
             && self.external.is_empty()
             && self.anonymous_id.is_none()
+            && self.keyed.is_empty()
     }
 
     /// Every identity key this identity names, in priority order: email first,
     /// then external ids, phone, anonymous id.
     pub fn keys<'a>(&self, scope: impl Into<KeyScope<'a>>) -> Vec<IdentityKey> {
-        let tenant = scope.into();
-        let mut keys = Vec::new();
-        if let Some(e) = &self.email {
-            keys.push(IdentityKey::new(tenant, IdentityKind::Email, e));
-        }
-        for x in &self.external {
-            keys.push(IdentityKey::new(
-                tenant,
-                IdentityKind::External,
-                &format!("{}:{}", x.source, x.id),
-            ));
-        }
-        if let Some(p) = &self.phone {
-            keys.push(IdentityKey::new(tenant, IdentityKind::Phone, p));
-        }
-        if let Some(a) = &self.anonymous_id {
-            keys.push(IdentityKey::new(tenant, IdentityKind::Anonymous, a));
-        }
-        keys
+        self.keys_with_sources(scope)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// The key a profile fragment of this identity is stored under: the first of
     /// [`Identity::keys`].
     pub fn primary_key<'a>(&self, scope: impl Into<KeyScope<'a>>) -> Option<IdentityKey> {
         let tenant = scope.into();
+        if !self.keyed.is_empty() {
+            return self.keys(tenant).into_iter().next();
+        }
         // Same priority as `keys`, hashing only the one that wins.
         if let Some(e) = &self.email {
             return Some(IdentityKey::new(tenant, IdentityKind::Email, e));

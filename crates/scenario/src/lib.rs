@@ -753,6 +753,7 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                         identity: Identity::default().with_email(Some(&email)),
                         orders,
                         requested_by: "shopify".into(),
+                        keys: Vec::new(),
                     }),
                 );
             }

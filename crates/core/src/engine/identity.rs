@@ -92,23 +92,16 @@ impl Engine {
     ) {
         let tenant = env.tenant.as_str();
         let config = Arc::clone(&self.config);
-        let keys = id.keys(config.key_scope(tenant));
-        let Some(anchor) = keys.first().cloned() else {
+        let keys = id.keys_with_sources(config.key_scope(tenant));
+        let Some(anchor) = keys.first().map(|(k, _)| k.clone()) else {
             return;
         };
         let evidence = Evidence {
             at: env.occurred_at,
             event_id: env.event_id.clone(),
         };
-        for (i, other) in keys.iter().enumerate().skip(1) {
-            // `keys` lists the external ids in `id.external`'s order, after the email.
-            let source = match other.kind {
-                IdentityKind::External => {
-                    let at = i - usize::from(id.email.is_some());
-                    id.external.get(at).map(|x| x.source.as_str())
-                }
-                _ => None,
-            };
+        for (other, source) in keys.iter().skip(1) {
+            let source = *source;
             self.update_index(src, tenant, other, |n| {
                 let mut changed = n.claimed_by.insert(anchor.clone());
                 match n.evidence.get_mut(&anchor) {

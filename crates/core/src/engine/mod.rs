@@ -300,7 +300,8 @@ impl Engine {
             Event::TicketUpdated(t) => self.apply_to_customer(src, env, &t.requester),
             Event::CustomerRedacted(r) => {
                 let config = Arc::clone(&self.config);
-                let keys = r.identity.keys(config.key_scope(tenant));
+                let mut keys = r.identity.keys(config.key_scope(tenant));
+                keys.extend(r.keys.iter().cloned());
                 if keys.is_empty() && r.orders.is_empty() {
                     return Err(FoldError::NoIdentity);
                 }

@@ -283,6 +283,116 @@ pub struct FoldConfig {
 }
 
 impl FoldConfig {
+    /// What of one raw event survives its subject's erasure, to be kept in
+    /// clear beside the encrypted body (crypto-shredding): its canonical
+    /// events scrubbed as [`Event::scrub`] says (the books, ids, statuses and
+    /// times stay), with every identity they named kept as its key only, so
+    /// that a replay that cannot decrypt the body still counts the money and
+    /// finds the customer it belonged to, erased.
+    pub fn residue(&self, events: &[Envelope]) -> Vec<Envelope> {
+        events
+            .iter()
+            .map(|env| {
+                let tenant = env.tenant.as_str();
+                let scope = self.key_scope(tenant);
+                let mut out = self
+                    .identity_rules(tenant)
+                    .canonical_envelope(env)
+                    .unwrap_or_else(|| env.clone());
+                let keyed = |id: &crate::identity::Identity| id.to_keyed(scope);
+                let kept = match &out.event {
+                    Event::CustomerUpserted(c) => Some(keyed(&c.identity)),
+                    Event::CustomerRedacted(r) => Some(keyed(&r.identity)),
+                    Event::OrderUpserted(o) => {
+                        // The cart token joins the buyer's other identities
+                        // (never alone: it would become the order's anchor).
+                        let mut id = o.customer.clone();
+                        if id.anonymous_id.is_none() && !id.is_empty() {
+                            id.anonymous_id = o.cart_token.clone();
+                        }
+                        Some(keyed(&id))
+                    }
+                    Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => Some(keyed(&p.payer)),
+                    Event::TicketUpdated(t) => Some(keyed(&t.requester)),
+                    Event::Touch(t) => {
+                        let mut id = t.identity.clone();
+                        if id.anonymous_id.is_none() {
+                            id.anonymous_id = t.cart_token.clone();
+                        }
+                        Some(keyed(&id))
+                    }
+                    Event::Identify(i) => Some(keyed(&i.identity)),
+                    _ => None,
+                };
+                if let Event::IdentityDecided(d) = &mut out.event {
+                    for side in [&mut d.a, &mut d.b] {
+                        if let Some(k) = side.key(scope) {
+                            *side = Party::CustomerId(k.customer_id().0);
+                        }
+                    }
+                }
+                out.event.scrub();
+                if let Some(id) = kept {
+                    match &mut out.event {
+                        Event::CustomerUpserted(c) => c.identity = id,
+                        Event::CustomerRedacted(r) => r.identity = id,
+                        Event::OrderUpserted(o) => o.customer = id,
+                        Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => p.payer = id,
+                        Event::TicketUpdated(t) => t.requester = id,
+                        Event::Touch(t) => t.identity = id,
+                        Event::Identify(i) => i.identity = id,
+                        _ => {}
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// The subject of one raw event, for crypto-shredding: the key of the
+    /// first email its canonical events name as a person (customer, buyer,
+    /// payer, requester, visitor, an operator's side or a redaction's
+    /// identity), under the tenant's alias policy and secret, else of the
+    /// first phone. `None`: the event names nobody.
+    pub fn subject(&self, events: &[Envelope]) -> Option<IdentityKey> {
+        let mut phone: Option<IdentityKey> = None;
+        for env in events {
+            let tenant = env.tenant.as_str();
+            let canonical = self.identity_rules(tenant).canonical_envelope(env);
+            let env = canonical.as_ref().unwrap_or(env);
+            let scope = self.key_scope(tenant);
+            let people: Vec<(Option<&str>, Option<&str>)> = match &env.event {
+                Event::CustomerUpserted(c) => vec![person(&c.identity)],
+                Event::CustomerRedacted(r) => vec![person(&r.identity)],
+                Event::OrderUpserted(o) => vec![person(&o.customer)],
+                Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => vec![person(&p.payer)],
+                Event::TicketUpdated(t) => vec![person(&t.requester)],
+                Event::Touch(t) => vec![person(&t.identity)],
+                Event::Identify(i) => vec![person(&i.identity)],
+                Event::IdentityDecided(d) => [&d.a, &d.b]
+                    .into_iter()
+                    .map(|side| match side {
+                        Party::Email(e) => (Some(e.as_str()), None),
+                        Party::Phone(p) => (None, Some(p.as_str())),
+                        _ => (None, None),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for (email, ph) in people {
+                if let Some(e) = email {
+                    return Some(IdentityKey::new(scope, IdentityKind::Email, e));
+                }
+                if phone.is_none()
+                    && let Some(p) = ph
+                {
+                    phone = Some(IdentityKey::new(scope, IdentityKind::Phone, p));
+                }
+            }
+        }
+        phone
+    }
+
     /// Where `tenant`'s identity keys are derived (with its secret, if any).
     pub fn key_scope<'a>(&'a self, tenant: &'a str) -> crate::identity::KeyScope<'a> {
         crate::identity::KeyScope {
@@ -469,4 +579,9 @@ impl MemStore {
             })
             .collect()
     }
+}
+
+/// The email and phone an identity names.
+fn person(id: &crate::identity::Identity) -> (Option<&str>, Option<&str>) {
+    (id.email.as_deref(), id.phone.as_deref())
 }

@@ -67,7 +67,7 @@ impl Engine {
     /// ([`IdentityRules::link_max_emails`]) takes no email with it. An order is
     /// erased when a redaction named it or it was placed under an erased
     /// identity (with the parcels it holds).
-    pub(super) fn settle_erasure(&mut self, src: &dyn Source) {
+    pub(super) fn settle_erasure(&mut self, src: &dyn Source) -> Vec<(String, IdentityKey)> {
         let mut work: Vec<(String, IdentityKey)> = self.dirty_keys.iter().cloned().collect();
         // An identity is looked at again when it became erased, or asked to
         // take its claims along, after it was first looked at.
@@ -123,11 +123,11 @@ impl Engine {
             }
             erased.push((tenant, k));
         }
-        for (tenant, k) in erased {
-            for oid in self.index(src, &tenant, &k).orders {
-                self.erase_order(src, &tenant, &oid);
+        for (tenant, k) in &erased {
+            for oid in self.index(src, tenant, k).orders {
+                self.erase_order(src, tenant, &oid);
             }
-            self.erase_parked(src, &tenant, &k);
+            self.erase_parked(src, tenant, k);
         }
         // An erased order's parcels, whenever the order came to hold them.
         let orders: Vec<(String, OrderId)> = self.dirty_orders.iter().cloned().collect();
@@ -138,6 +138,7 @@ impl Engine {
             };
             self.erase_parcels(src, &tenant, parcels);
         }
+        erased
     }
 
     pub(super) fn erase_order(&mut self, src: &dyn Source, tenant: &str, oid: &str) {
@@ -170,7 +171,11 @@ impl Engine {
     /// Recomputes the views touched by the batch and collects the outputs.
     pub(super) fn settle(&mut self, src: &dyn Source) -> BatchOutput {
         let mut out = BatchOutput::default();
-        self.settle_erasure(src);
+        let mut erased = self.settle_erasure(src);
+        erased.retain(|(_, k)| matches!(k.kind, IdentityKind::Email | IdentityKind::Phone));
+        erased.sort();
+        erased.dedup();
+        out.erased = erased;
         // Orders whose customer may have changed mark their customers dirty.
         let dirty_orders: Vec<(String, OrderId)> = self.dirty_orders.iter().cloned().collect();
         for (tenant, oid) in &dirty_orders {

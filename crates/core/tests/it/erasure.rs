@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use storefold_core::engine::{Item, Projection};
+use storefold_core::engine::{FoldConfig, Item, Projection};
 use storefold_core::event::*;
 use storefold_core::identity::{ExternalId, Identity, IdentityKey, IdentityKind};
 use storefold_core::money::{Currency, Money};
@@ -347,6 +347,7 @@ impl Person {
                 identity: Identity::default().with_email(Some(&self.email())),
                 orders: vec![self.order_id()],
                 requested_by: "shopify".into(),
+                keys: Vec::new(),
             }),
         }
     }
@@ -631,4 +632,99 @@ fn emails_in_landing_pages_and_referrers_are_never_kept() {
             .any(|(_, t)| t.contains("https://shop.example/welcome?utm_source=mail")),
         "the rest of the link is kept"
     );
+}
+
+/// What the processor folds for a raw event whose data key was shredded: the
+/// residue the ingest kept beside the ciphertext, and a redaction of the
+/// subject by its key.
+fn shredded(config: &FoldConfig, raw: &Envelope) -> Vec<Envelope> {
+    let mut out = config.residue(std::slice::from_ref(raw));
+    if let Some(subject) = config.subject(std::slice::from_ref(raw)) {
+        out.push(Envelope {
+            event_id: format!("{}#shredded", raw.event_id),
+            event: Event::CustomerRedacted(CustomerRedacted {
+                identity: Identity::default(),
+                orders: Vec::new(),
+                requested_by: "shredded".into(),
+                keys: vec![subject],
+            }),
+            ..raw.clone()
+        });
+    }
+    out
+}
+
+/// A replay after crypto-shredding: every raw event of the erased shopper
+/// (her redaction included) can no longer be decrypted, and folds as its
+/// residue. The result holds nothing of her, and is the erased result the
+/// live fold reached: her customer, her order with its payment and refund,
+/// the same figures; the other shopper's data identical.
+#[test]
+fn a_shredded_history_folds_as_the_erased_history_did() {
+    let config = FoldConfig::default();
+    let mut live = ANNIKA.history();
+    live.extend(BOBBERT.history());
+    live.push(ANNIKA.redaction());
+    let erased = fold(&live, &[1]);
+
+    let mut replayed: Vec<Envelope> = Vec::new();
+    for raw in ANNIKA.history().iter().chain([&ANNIKA.redaction()]) {
+        let residue = shredded(&config, raw);
+        for e in &residue {
+            let text = serde_json::to_string(e).unwrap().to_lowercase();
+            let left = ANNIKA.found_in(&text);
+            assert!(left.is_empty(), "the residue keeps {left:?}: {text}");
+        }
+        replayed.extend(residue);
+    }
+    replayed.extend(BOBBERT.history());
+    let orders = erased.store.orders();
+    let customers = erased.store.customers();
+    for (how, evs, sizes) in arrivals(&replayed) {
+        let run = fold(&evs, &sizes);
+        for (what, text) in dump(&run) {
+            let left = ANNIKA.found_in(&text);
+            assert!(left.is_empty(), "{how}: {what} holds {left:?}:\n{text}");
+        }
+        let got_orders = run.store.orders();
+        let got_customers = run.store.customers();
+        let order = &got_orders[&ANNIKA.order_id()];
+        assert!(order.redacted, "{how}");
+        assert_eq!(
+            order.figures(),
+            orders[&ANNIKA.order_id()].figures(),
+            "{how}: the erased order's figures"
+        );
+        assert_eq!(order.payments.len(), 1, "{how}");
+        assert_eq!(order.refunds.len(), 1, "{how}");
+        let annika = &got_customers[&ANNIKA.customer_id()];
+        // All of it, not only the figures: the very customer and order.
+        assert_eq!(
+            annika,
+            &customers[&ANNIKA.customer_id()],
+            "{how}: her customer"
+        );
+        assert_eq!(order, &orders[&ANNIKA.order_id()], "{how}: her order");
+        assert!(annika.redacted, "{how}");
+        assert_eq!(
+            annika.orders,
+            customers[&ANNIKA.customer_id()].orders,
+            "{how}: her order stays hers"
+        );
+        assert_eq!(
+            annika.revenue,
+            customers[&ANNIKA.customer_id()].revenue,
+            "{how}: her revenue"
+        );
+        assert_eq!(
+            got_customers[&BOBBERT.customer_id()],
+            customers[&BOBBERT.customer_id()],
+            "{how}: Bobbert's customer"
+        );
+        assert_eq!(
+            got_orders[&BOBBERT.order_id()],
+            orders[&BOBBERT.order_id()],
+            "{how}: his order"
+        );
+    }
 }

@@ -879,6 +879,7 @@ fn erasure_removes_personal_data_keeps_figures_and_sticks() {
         identity: id.clone(),
         orders: vec!["shopify:1".into()],
         requested_by: "shopify".into(),
+        keys: Vec::new(),
     });
     let run = given(vec![
         env("c1", T0, profile(id.clone(), "Bob", T0)),
@@ -1689,6 +1690,7 @@ fn erasing_a_customer_erases_its_claimed_phone_whenever_another_email_claims_it(
                 identity: Identity::default().with_email(Some("ann@example.com")),
                 orders: vec![],
                 requested_by: "shopify".into(),
+                keys: Vec::new(),
             }),
         ),
         env(

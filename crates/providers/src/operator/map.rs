@@ -284,6 +284,7 @@ pub(crate) fn erase(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<En
             identity: erase.identity,
             orders: Vec::new(),
             requested_by: PROVIDER.to_string(),
+            keys: Vec::new(),
         }),
     }])
 }

@@ -84,6 +84,7 @@ fn erase_by_email() {
                 },
                 orders: Vec::new(),
                 requested_by: "operator".into(),
+                keys: Vec::new(),
             }),
         }]
     );

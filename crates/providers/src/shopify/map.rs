@@ -1312,6 +1312,7 @@ pub(crate) fn customer_redact(
                     .map(|o| format!("{PROVIDER}:{}", o.0))
                     .collect(),
                 requested_by: PROVIDER.to_string(),
+                keys: Vec::new(),
             }),
         ),
     ])

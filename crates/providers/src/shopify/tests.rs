@@ -336,6 +336,7 @@ fn ada_identity() -> Identity {
         phone: Some("+4930901820".into()),
         external: vec![ext("8200000001")],
         anonymous_id: None,
+        keyed: Vec::new(),
     }
 }
 
@@ -520,6 +521,7 @@ fn orders_cancelled_guest_order_in_jpy() {
                 phone: Some("+12125550199".into()),
                 external: vec![],
                 anonymous_id: None,
+                keyed: Vec::new(),
             },
             customer_name: None,
             status: OrderStatus::Cancelled,
@@ -1594,6 +1596,7 @@ fn customers_create_maps_profile_consent_and_addresses() {
                 phone: Some("+4930901820".into()),
                 external: vec![ext("8200000001")],
                 anonymous_id: None,
+                keyed: Vec::new(),
             },
             first_name: Some("Ada".into()),
             last_name: Some("Lovelace".into()),
@@ -1646,6 +1649,7 @@ fn customers_update_uses_legacy_accepts_marketing() {
             phone: None,
             external: vec![ext("8200000002")],
             anonymous_id: None,
+            keyed: Vec::new(),
         }
     );
     assert_eq!(
@@ -1700,6 +1704,7 @@ fn checkouts_create_is_a_touch_with_campaign_and_cart_token() {
                 phone: None,
                 external: vec![],
                 anonymous_id: Some("c1-7f3a9e0b52d14c8e".into()),
+                keyed: Vec::new(),
             },
             utm: Utm {
                 source: Some("instagram".into()),
@@ -1755,12 +1760,14 @@ fn customers_redact_names_the_customer_and_orders() {
                 phone: Some("+4930901820".into()),
                 external: vec![ext("8200000001")],
                 anonymous_id: None,
+                keyed: Vec::new(),
             },
             orders: vec![
                 "shopify:5012345678901".into(),
                 "shopify:5012345679000".into()
             ],
             requested_by: "shopify".into(),
+            keys: Vec::new(),
         })
     );
     let (_, mapped) = deliver("customers/redact", br#"{"shop_id": 1, "customer": {}}"#);
@@ -2080,6 +2087,7 @@ fn conformance_compliance_webhooks() {
                 phone: None,
                 external: vec![ext("191167")],
                 anonymous_id: None,
+                keyed: Vec::new(),
             },
             orders: vec![
                 "shopify:299938".into(),
@@ -2087,6 +2095,7 @@ fn conformance_compliance_webhooks() {
                 "shopify:220458".into()
             ],
             requested_by: "shopify".into(),
+            keys: Vec::new(),
         })
     );
     let (_, events) = map_ok(

@@ -387,6 +387,7 @@ fn katherine() -> Identity {
         phone: Some("+12125550147".into()),
         external: vec![ext("42")],
         anonymous_id: None,
+        keyed: Vec::new(),
     }
 }
 
@@ -556,6 +557,7 @@ fn order_updated_maps_refunds_paypal_and_tracking() {
                 phone: Some("+4930901820".into()),
                 external: vec![],
                 anonymous_id: None,
+                keyed: Vec::new(),
             },
             customer_name: Some("Emmy Noether".into()),
             status: OrderStatus::Completed,
@@ -1130,6 +1132,7 @@ fn customer_updated_takes_names_from_billing() {
                 phone: None,
                 external: vec![ext("43")],
                 anonymous_id: None,
+                keyed: Vec::new(),
             },
             first_name: Some("Dorothy".into()),
             last_name: Some("Vaughan".into()),
