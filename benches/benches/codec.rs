@@ -35,6 +35,8 @@ fn raw_event() -> RawEvent {
         body: vec![b'x'; 390],
         verification: Verification::verified("shopify-hmac-sha256"),
         trace_context: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        encryption: None,
+        residue: None,
     }
 }
 

@@ -36,10 +36,10 @@ pub use records::{
     AddressView, AvroJson, AvroRecord, AvroType, CheckpointView, CommitMarker, ConsentView,
     ConvertedView, CurrencyRevenueView, CustomerProjection, CustomerView, EmptyDefault,
     IdentityValueView, InputPosition, LedgerEntryView, LineItemView, MergedView, MoneyView, Names,
-    OrderFiguresView, OrderProjection, OrderSummaryView, OrderView, RECEIVED_AT_HEADER, RawEvent,
-    ReportingFiguresView, ReportingRevenueView, ReturnView, ShipmentView, StateKind, StateRecord,
-    TicketView, TimestampMillis, TotalsView, TouchCountsView, TouchView, Trigger, UtmView,
-    Verification, VerificationStatus, epoch_millis,
+    OrderFiguresView, OrderProjection, OrderSummaryView, OrderView, RECEIVED_AT_HEADER,
+    RawEncryption, RawEvent, ReportingFiguresView, ReportingRevenueView, ReturnView, ShipmentView,
+    StateKind, StateRecord, TicketView, TimestampMillis, TotalsView, TouchCountsView, TouchView,
+    Trigger, UtmView, Verification, VerificationStatus, epoch_millis,
 };
 pub use schema::{Fingerprint, NAMESPACE, RecordKind, crc64_avro, parsing_canonical_form};
 

@@ -73,6 +73,27 @@ pub struct RawEvent {
     pub verification: Verification,
     /// W3C `traceparent` of the ingest request.
     pub trace_context: Option<String>,
+    /// How `body` is encrypted, when the tenant shreds its raw log.
+    #[serde(default)]
+    pub encryption: Option<RawEncryption>,
+    /// With `encryption`: the body's canonical events scrubbed of personal
+    /// data (JSON), folded once the body's key is shredded.
+    #[serde(default)]
+    pub residue: Option<String>,
+}
+
+/// How a raw event's body is encrypted (`raw_event.avsc`'s `RawEncryption`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawEncryption {
+    /// `aes-256-gcm`.
+    pub scheme: String,
+    /// The identity key of the body's subject, or the tenant for nobody.
+    pub subject: String,
+    /// The data key's id.
+    pub key_id: String,
+    /// The GCM nonce.
+    #[serde(with = "apache_avro::serde::bytes")]
+    pub nonce: Vec<u8>,
 }
 
 /// How the ingest authenticated a request.

@@ -41,6 +41,8 @@ fn raw_event() -> RawEvent {
         body: b"{\"id\":450789469,\"note\":\"caf\xc3\xa9\"}\xff\x00".to_vec(),
         verification: Verification::verified("shopify-hmac-sha256"),
         trace_context: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        encryption: None,
+        residue: None,
     }
 }
 
@@ -55,6 +57,8 @@ fn raw_event_unsigned() -> RawEvent {
         body: Vec::new(),
         verification: Verification::unsigned(),
         trace_context: None,
+        encryption: None,
+        residue: None,
     }
 }
 
@@ -686,7 +690,7 @@ fn a_datum_cut_before_its_nullable_tail_is_truncated_not_null() {
     let full = codec
         .encode(&raw_event(), WireFormat::SingleObject)
         .unwrap();
-    let tail = 2 + "shopify-hmac-sha256".len() + 2 + raw_event().trace_context.unwrap().len();
+    let tail = 2 + "shopify-hmac-sha256".len() + 2 + raw_event().trace_context.unwrap().len() + 2;
     let cut = &full[..full.len() - tail];
     let err = codec.decode::<RawEvent>(cut).unwrap_err();
     assert!(

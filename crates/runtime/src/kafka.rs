@@ -52,6 +52,11 @@ impl Topics {
         format!("{}dlq.processor", self.prefix)
     }
 
+    /// `keys.raw`: the raw log's data keys (crypto-shredding), compacted.
+    pub fn raw_keys(&self) -> String {
+        format!("{}keys.raw", self.prefix)
+    }
+
     pub fn dlq_sink(&self, sink: &str) -> String {
         format!("{}dlq.sink.{sink}", self.prefix)
     }
@@ -126,6 +131,16 @@ pub fn topic_specs(kafka: &KafkaConfig, dlq_sinks: &[&str]) -> Vec<TopicSpec> {
         retention_ms: None,
         min_insync_replicas: kafka.min_insync(),
         co_partitioned: true,
+    });
+    // One partition: a reader needs all of it (a key is looked up by id) and
+    // it holds one small record per subject.
+    specs.push(TopicSpec {
+        name: topics.raw_keys(),
+        partitions: 1,
+        cleanup: CleanupPolicy::Compact,
+        retention_ms: None,
+        min_insync_replicas: kafka.min_insync(),
+        co_partitioned: false,
     });
     for name in [topics.customers(), topics.orders()] {
         specs.push(TopicSpec {
@@ -567,12 +582,18 @@ mod tests {
         let specs = topic_specs(&kafka, &["postgres", "hubspot", "webhook"]);
         // One raw topic per registered provider (collect included).
         let raw = ProviderKind::ALL.len();
-        assert_eq!(specs.len(), raw + 1 + 2 + 2 + 3);
+        // Raw topics, the changelog, customers and orders, keys.raw,
+        // triggers and dlq.processor, one dead-letter topic per sink.
+        assert_eq!(specs.len(), raw + 1 + 2 + 1 + 2 + 3);
         assert_eq!(
             topic_specs(&kafka, &[]).len(),
-            raw + 1 + 2 + 2,
+            raw + 1 + 2 + 1 + 2,
             "no sink, no sink dead-letter topic"
         );
+        let keys = specs.iter().find(|s| s.name == "sf.keys.raw").unwrap();
+        assert_eq!(keys.cleanup, CleanupPolicy::Compact);
+        assert_eq!(keys.partitions, 1);
+        assert!(!keys.co_partitioned);
         let dlq = specs
             .iter()
             .find(|s| s.name == "sf.dlq.sink.hubspot")
@@ -580,9 +601,9 @@ mod tests {
         assert_eq!(dlq.cleanup, CleanupPolicy::Delete);
         assert!(!dlq.co_partitioned);
         assert!(
-            specs
-                .iter()
-                .all(|s| s.name.starts_with("sf.") && s.partitions == 6)
+            specs.iter().all(
+                |s| s.name.starts_with("sf.") && (s.partitions == 6 || s.name == "sf.keys.raw")
+            )
         );
         let changelog = specs.iter().find(|s| s.name == "sf.changelog").unwrap();
         assert_eq!(changelog.cleanup, CleanupPolicy::Compact);

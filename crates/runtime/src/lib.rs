@@ -7,6 +7,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod net;
 pub mod operator;
+pub mod rawkeys;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -21,6 +21,7 @@ fn documented_as(section: &str) -> String {
         ["tenants", _] | ["tenants", _, "providers", _] => "tenants.<id>".into(),
         ["tenants", _, "payments", provider] => format!("tenants.<id>.payments.{provider}"),
         ["tenants", _, "identity"] => "tenants.<id>.identity".into(),
+        ["tenants", _, "raw_encryption"] => "tenants.<id>.raw_encryption".into(),
         _ => section.to_string(),
     }
 }

@@ -55,8 +55,8 @@ pub use schema_registry::SchemaRegistryConfig;
 pub use sinks::{SinksConfig, redact_url};
 pub use tenants::{
     AdyenCaptureMode, AdyenPayments, IdentityConfig, PAYPAL_ORDER_FIELDS, PaymentsConfig,
-    PaypalPayments, ProviderConfig, STORES, StripePayments, TenantConfig, TenantKeyError,
-    valid_tenant_id,
+    PaypalPayments, ProviderConfig, RawEncryptionConfig, STORES, StripePayments, TenantConfig,
+    TenantKeyError, valid_tenant_id,
 };
 
 use env::{apply_overrides, substitute};
@@ -268,6 +268,18 @@ impl Config {
                 .identity
                 .rules()
                 .map_err(|e| invalid(format!("tenants.{id}.identity.{e}")))?;
+            if let Some(enc) = &tenant.raw_encryption {
+                if enc.key.0.trim().len() < 32 {
+                    return Err(invalid(format!(
+                        "tenants.{id}.raw_encryption.key must be at least 32 characters (a random key kept like a password)"
+                    )));
+                }
+                if tenant.identity.secret.is_none() {
+                    return Err(invalid(format!(
+                        "tenants.{id}.raw_encryption needs tenants.{id}.identity.secret: raw bodies are keyed by their subject's identity key, which must not be derivable from the email"
+                    )));
+                }
+            }
             if tenant
                 .collect_identity_secret
                 .as_ref()

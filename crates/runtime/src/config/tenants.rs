@@ -41,6 +41,21 @@ pub struct TenantConfig {
     pub collect_identity_secret: Option<crate::net::Secret>,
     /// How identities resolve into customers (`[tenants.<id>.identity]`).
     pub identity: IdentityConfig,
+    /// Crypto-shredding of the raw log (`[tenants.<id>.raw_encryption]`):
+    /// when set, the ingest encrypts every raw body under a data key of its
+    /// subject, and an erasure deletes the subject's keys.
+    pub raw_encryption: Option<RawEncryptionConfig>,
+}
+
+/// `[tenants.<id>.raw_encryption]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryptionConfig {
+    /// The key-encryption key (at least 32 characters; use `${VAR}`): data
+    /// keys are kept in the keys topic wrapped under a key derived from it,
+    /// so the topic alone decrypts nothing. The ingest and the processor need
+    /// the same one; changing it makes the wrapped keys unreadable.
+    pub key: crate::net::Secret,
 }
 
 /// `[tenants.<id>.identity]`: the merge rules (README, "Identity").
@@ -148,6 +163,7 @@ impl Default for TenantConfig {
             collect_identify: false,
             collect_identity_secret: None,
             identity: IdentityConfig::default(),
+            raw_encryption: None,
         }
     }
 }

@@ -500,3 +500,35 @@ fn tenant_identity_rules_default_parse_and_refuse_nonsense() {
         assert!(err.contains(needle), "{toml}: {err}");
     }
 }
+
+#[test]
+fn raw_encryption_needs_a_long_key_and_an_identity_secret() {
+    let ok = "[tenants.a.identity]\nsecret = \"an-identity-secret-1\"\n\
+              [tenants.a.raw_encryption]\nkey = \"${RAW}\"\n";
+    let c = Config::from_toml_str(ok, env(&[("RAW", &"k".repeat(32))])).unwrap();
+    assert_eq!(
+        c.tenants["a"].raw_encryption.as_ref().unwrap().key.0,
+        "k".repeat(32)
+    );
+    assert!(
+        !format!("{c:?}").contains(&"k".repeat(32)),
+        "the key is never shown"
+    );
+    let err = Config::from_toml_str(ok, env(&[("RAW", "short")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tenants.a.raw_encryption.key must be at least 32 characters"),
+        "{err}"
+    );
+    let err = Config::from_toml_str(
+        &format!("[tenants.a.raw_encryption]\nkey = \"{}\"\n", "k".repeat(32)),
+        env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("tenants.a.raw_encryption needs tenants.a.identity.secret"),
+        "{err}"
+    );
+}

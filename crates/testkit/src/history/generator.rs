@@ -348,6 +348,8 @@ impl Gen {
                 .scheme()
                 .map_or_else(Verification::unsigned, Verification::verified),
             trace_context: None,
+            encryption: None,
+            residue: None,
         }
     }
 }

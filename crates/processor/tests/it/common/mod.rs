@@ -129,6 +129,8 @@ pub fn raw_event(tenant: &str, sample: &Sample, received_at: OffsetDateTime) -> 
             None => Verification::unsigned(),
         },
         trace_context: None,
+        encryption: None,
+        residue: None,
     }
 }
 
