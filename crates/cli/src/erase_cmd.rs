@@ -159,7 +159,26 @@ async fn dry_run(config: Option<&Config>, args: &EraseArgs, subject: &Subject) -
          counts, and the hashed identity keys; the customer is republished with \
          redacted: true."
     )?;
+    let shreds = config
+        .and_then(|c| c.tenants.get(&args.tenant))
+        .is_some_and(|t| t.raw_encryption.is_some());
+    writeln!(out, "{}", raw_log_line(&args.tenant, shreds))?;
     Ok(())
+}
+
+/// What the erasure does to the raw log, by the tenant's configuration.
+fn raw_log_line(tenant: &str, shreds: bool) -> String {
+    if shreds {
+        "Raw log: the data keys of every erased email and phone are destroyed; their \
+         raw bodies can no longer be decrypted (a replay folds what they left without \
+         personal data)."
+            .to_string()
+    } else {
+        format!(
+            "Raw log: kept as received (tenants.{tenant}.raw_encryption is not set): the \
+             raw topics hold the subject's bodies until their retention removes them."
+        )
+    }
 }
 
 /// What erasing customer `id` (its Customer 360 `doc`, found by `by`) removes.

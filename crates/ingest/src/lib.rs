@@ -101,9 +101,36 @@ pub const RAW_ENVELOPE_BYTES: usize = 64 * 1024;
 /// otherwise (see [`Publisher::new`]).
 pub const DEFAULT_PRODUCER_MAX_BYTES: usize = 16 * 1024 * 1024;
 
+/// The raw log's data keys, for tenants that shred it (see
+/// `storefold_runtime::rawkeys`): the book a thread keeps following the keys
+/// topic into, so that an erasure's tombstone makes the next body of its
+/// subject get a new key.
+pub(crate) struct RawKeys {
+    book: Arc<std::sync::Mutex<storefold_runtime::rawkeys::KeyBook>>,
+    topic: String,
+}
+
+impl RawKeys {
+    fn book(&self) -> std::sync::MutexGuard<'_, storefold_runtime::rawkeys::KeyBook> {
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn encrypts(&self, tenant: &str) -> bool {
+        self.book().kek(tenant).is_some()
+    }
+}
+
 /// The ingest's shared state: tenants and their secrets, the producer, the codec.
 pub struct Ingest {
     tenants: HashMap<String, Tenant>,
+    /// Set when a tenant shreds its raw log.
+    raw_keys: Option<RawKeys>,
+    /// How the processor maps each tenant's bodies, and its identity rules:
+    /// what an encrypted body's subject is.
+    map_options: std::collections::BTreeMap<String, storefold_providers::MapOptions>,
+    fold_config: storefold_core::engine::FoldConfig,
     publisher: Publisher,
     /// `raw.<provider>` of every provider, named once.
     raw_topic_names: HashMap<ProviderKind, String>,

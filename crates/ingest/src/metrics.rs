@@ -27,6 +27,9 @@ pub struct IngestMetrics {
     /// `storefold_ingest_readiness_checks_total`: Kafka metadata requests made
     /// for `/readyz` (cached for `ingest.ready_cache_ms`).
     pub ready_checks: IntCounter,
+    /// `storefold_ingest_raw_keys_created_total`: data keys this instance
+    /// created for the subjects of encrypted raw bodies (crypto-shredding).
+    pub raw_keys_created: IntCounter,
 }
 
 impl IngestMetrics {
@@ -96,6 +99,13 @@ impl IngestMetrics {
                 IntCounter::new(
                     "storefold_ingest_readiness_checks_total",
                     "Kafka metadata requests made to answer /readyz (the answer is cached)"
+                )
+            ),
+            raw_keys_created: register!(
+                registry,
+                IntCounter::new(
+                    "storefold_ingest_raw_keys_created_total",
+                    "Data keys created for the subjects of encrypted raw bodies"
                 )
             ),
         }

@@ -90,8 +90,18 @@ impl Ingest {
             }
             None => Framing::single_object(),
         };
+        let map_options = config
+            .map_options()
+            .map_err(|e| IngestError::Unsupported(e.to_string()))?;
+        let fold_config = config
+            .fold_config()
+            .map_err(|e| IngestError::Unsupported(e.to_string()))?;
+        let raw_keys = start_key_tail(config)?;
         Ok(Arc::new(Self {
             tenants,
+            raw_keys,
+            map_options,
+            fold_config,
             publisher,
             raw_topic_names,
             used_raw_topics,
@@ -296,6 +306,40 @@ fn check_message_size(config: &Config) -> Result<(), IngestError> {
         )));
     }
     Ok(())
+}
+
+/// For tenants that shred their raw log: reads the keys topic into a book,
+/// and keeps following it on a thread of its own (until the ingest is
+/// dropped), so that an erasure's tombstones reach the ingest.
+fn start_key_tail(config: &Config) -> Result<Option<crate::RawKeys>, IngestError> {
+    use storefold_runtime::rawkeys::{KeyBook, KeyLog};
+    let keks = KeyBook::keks(config);
+    if keks.is_empty() {
+        return Ok(None);
+    }
+    let topic = Topics::new(&config.kafka.topic_prefix).raw_keys();
+    let book = Arc::new(std::sync::Mutex::new(KeyBook::new(keks, false)));
+    let mut log = KeyLog::open(
+        &config.kafka,
+        &topic,
+        Arc::clone(&book),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| IngestError::Topics(format!("raw_encryption: {e}")))?;
+    let weak = Arc::downgrade(&book);
+    std::thread::Builder::new()
+        .name("raw-keys".into())
+        .spawn(move || {
+            // Stops once the ingest (the book's other owner) is gone.
+            while weak.strong_count() > 1 {
+                if let Err(e) = log.poll(Duration::from_millis(200)) {
+                    tracing::warn!(error = %e, "reading the keys topic");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        })
+        .map_err(|e| IngestError::Unsupported(format!("cannot start the keys reader: {e}")))?;
+    Ok(Some(crate::RawKeys { book, topic }))
 }
 
 /// Providers some tenant is configured for, plus `collect` when a tenant allows

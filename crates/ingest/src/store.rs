@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::http::{HeaderMap, StatusCode};
-use storefold_codec::{RawEvent, RecordKind, Verification};
+use storefold_codec::{RawEncryption, RawEvent, RecordKind, Verification};
 use storefold_providers::{Headers, ProviderKind};
 use time::OffsetDateTime;
 
@@ -38,20 +38,28 @@ pub(crate) fn raw_event(
             .scheme()
             .map_or_else(Verification::unsigned, Verification::verified),
         trace_context: Some(trace.header_value()),
+        encryption: None,
+        residue: None,
     }
 }
 
-/// Encodes and produces `raw`, waiting for Kafka's acknowledgement.
+/// Encodes and produces `raw`, waiting for Kafka's acknowledgement; for a
+/// tenant that shreds its raw log, the body is encrypted first.
 pub(crate) async fn store(
     ingest: &Ingest,
     kind: ProviderKind,
-    raw: RawEvent,
+    mut raw: RawEvent,
 ) -> Result<Stored, Rejection> {
     ingest
         .metrics
         .body_bytes
         .with_label_values(&[kind.name()])
         .observe(raw.body.len() as f64);
+    if let Some(keys) = &ingest.raw_keys
+        && keys.encrypts(&raw.tenant)
+    {
+        encrypt(ingest, keys, kind, &mut raw).await?;
+    }
     let payload = ingest
         .codec
         .encode(&raw, ingest.framing.format(RecordKind::RawEvent))
@@ -112,6 +120,113 @@ pub(crate) async fn store(
             Err(r)
         }
     }
+}
+
+/// Encrypts `raw.body` under a data key of its subject: the first email
+/// (else phone) its canonical events name, as the processor will map it; the
+/// tenant's own subject when it names nobody or cannot be mapped (the
+/// processor dead-letters those). A subject without a usable key gets a new
+/// one, stored in the keys topic before the body is.
+async fn encrypt(
+    ingest: &Ingest,
+    keys: &crate::RawKeys,
+    kind: ProviderKind,
+    raw: &mut RawEvent,
+) -> Result<(), Rejection> {
+    use storefold_runtime::rawkeys::{self, DataKey, TENANT_SUBJECT};
+    let internal =
+        |code: &'static str, e: String| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, code, e);
+    let events = map(ingest, kind, raw);
+    let subject = events
+        .as_deref()
+        .and_then(|e| ingest.fold_config.subject(e))
+        .map(|k| k.to_string())
+        .unwrap_or_else(|| TENANT_SUBJECT.to_string());
+    // What survives the subject's erasure, in clear. JSON of canonical
+    // envelopes serialises infallibly; a body that cannot be mapped has none.
+    let residue = events.map(|e| {
+        let residue: Vec<serde_json::Value> = ingest
+            .fold_config
+            .residue(&e)
+            .iter()
+            .map(storefold_core::event::to_versioned_json)
+            .collect();
+        serde_json::Value::Array(residue).to_string()
+    });
+    let existing = keys.book().live_key(&raw.tenant, &subject);
+    let key = match existing {
+        Some(k) => k,
+        None => {
+            let (key, value) = {
+                let book = keys.book();
+                let kek = book
+                    .kek(&raw.tenant)
+                    .ok_or_else(|| internal("no_kek", "no key-encryption key".into()))?;
+                DataKey::generate(kek, &raw.tenant, &subject)
+                    .map_err(|e| internal("key_failed", e.to_string()))?
+            };
+            let record = key.record_key();
+            ingest
+                .publisher
+                .publish(&keys.topic, &record, &value, &[])
+                .await
+                .map_err(|e| {
+                    let mut r = Rejection::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        e.code(),
+                        format!("the body's data key was not stored, retry later: {e}"),
+                    );
+                    r.retry_after = Some(ingest.settings.retry_after_secs);
+                    r
+                })?;
+            ingest.metrics.raw_keys_created.inc();
+            let key = std::sync::Arc::new(key);
+            keys.book().insert(std::sync::Arc::clone(&key));
+            key
+        }
+    };
+    let aad = rawkeys::body_aad(&raw.tenant, &raw.provider, &raw.event_id);
+    let (nonce, body) = key
+        .seal(&aad, &raw.body)
+        .map_err(|e| internal("encrypt_failed", e.to_string()))?;
+    raw.body = body;
+    raw.encryption = Some(RawEncryption {
+        scheme: rawkeys::SCHEME.to_string(),
+        subject,
+        key_id: key.key_id.clone(),
+        nonce,
+    });
+    raw.residue = residue;
+    Ok(())
+}
+
+/// The body's canonical events as the processor will map them (with the
+/// tenant's options); `None` when it cannot be mapped.
+fn map(
+    ingest: &Ingest,
+    kind: ProviderKind,
+    raw: &RawEvent,
+) -> Option<Vec<storefold_core::Envelope>> {
+    let headers = Headers::from_pairs(raw.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let options = ingest.map_options.get(&raw.tenant)?;
+    let ctx = storefold_providers::MapContext {
+        tenant: &raw.tenant,
+        options,
+    };
+    let received_at =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(raw.received_at) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    kind.map(
+        &ctx,
+        &storefold_providers::RawInput {
+            topic: &raw.topic,
+            event_id: &raw.event_id,
+            headers: &headers,
+            body: &raw.body,
+            received_at,
+        },
+    )
+    .ok()
 }
 
 /// The request's headers whose values are text.

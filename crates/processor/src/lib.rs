@@ -171,7 +171,24 @@ impl Processor {
             }
             None => Framing::single_object(),
         };
+        // Tenants that shred their raw log: every data key is read before the
+        // first record is folded (an encrypted body whose key is not there
+        // was shredded).
+        let keks = storefold_runtime::rawkeys::KeyBook::keks(config);
+        let raw_keys = if keks.is_empty() {
+            None
+        } else {
+            use storefold_runtime::rawkeys::{KeyBook, KeyLog};
+            let book = Arc::new(std::sync::Mutex::new(KeyBook::new(keks, true)));
+            let mut log = KeyLog::open(&config.kafka, &topics.raw_keys(), book, timeout)
+                .map_err(|e| ProcessorError::Config(format!("raw_encryption: {e}")))?;
+            log.catch_up(timeout.max(Duration::from_secs(60)))
+                .map_err(|e| ProcessorError::Kafka(format!("reading the keys topic: {e}")))?;
+            tracing::info!(keys = log.book().len(), "raw log data keys read");
+            Some(std::sync::Mutex::new(log))
+        };
         let shared = Arc::new(Shared {
+            raw_keys,
             kafka: config.kafka.clone(),
             topics,
             codec,

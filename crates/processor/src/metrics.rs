@@ -2,7 +2,8 @@
 //! providers, outcomes, commit steps, reasons and task (partition) numbers.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use storefold_runtime::metrics::LATENCY_BUCKETS;
 use storefold_runtime::register;
@@ -36,6 +37,11 @@ pub struct ProcessorMetrics {
     pub outbox_depth: IntGaugeVec,
     /// `storefold_processor_dlq_total{reason}`
     pub dlq: IntCounterVec,
+    /// `storefold_processor_raw_shredded_total`: encrypted raw events whose
+    /// data key was shredded (their subject was erased); `..._keys_shredded_total`:
+    /// data keys this instance tombstoned for an erasure.
+    pub raw_shredded: IntCounter,
+    pub keys_shredded: IntCounter,
     /// `storefold_processor_oversized_total{kind}`: records that would have
     /// exceeded `message.max.bytes`: `dead_letter` (sent with the raw
     /// record's coordinates instead of its copy), `projection` (published
@@ -130,6 +136,20 @@ impl ProcessorMetrics {
             outbox_depth: task_gauge(
                 "storefold_processor_outbox_depth",
                 "Projections, triggers and dead letters waiting to be produced, per task",
+            ),
+            raw_shredded: register!(
+                registry,
+                IntCounter::new(
+                    "storefold_processor_raw_shredded_total",
+                    "Encrypted raw events read after their subject's data key was shredded"
+                )
+            ),
+            keys_shredded: register!(
+                registry,
+                IntCounter::new(
+                    "storefold_processor_keys_shredded_total",
+                    "Raw-log data keys tombstoned because their subject was erased"
+                )
             ),
             dlq: register!(
                 registry,

@@ -160,6 +160,10 @@ async fn erase_dry_run_then_erase_through_the_ingest_and_the_fold() {
     assert!(stdout.contains("email 1"), "{stdout}");
     assert!(stdout.contains("  merged customers: 0"), "{stdout}");
     assert!(stdout.contains("What stays:"), "{stdout}");
+    assert!(
+        stdout.contains("Raw log: kept as received (tenants.acme.raw_encryption is not set)"),
+        "{stdout}"
+    );
     // The store's customer id is an identity value: named by its kind only.
     assert!(!stdout.contains("8300000001"), "{stdout}");
     // Nothing was posted: the raw operator topic is still empty.

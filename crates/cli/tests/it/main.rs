@@ -11,4 +11,5 @@ mod operator;
 mod process_crash;
 mod providers;
 mod run;
+mod shredding;
 mod sink_postgres;

@@ -2,6 +2,7 @@
 
 mod abuse;
 mod common;
+mod encryption;
 mod http;
 mod kafka;
 mod schema_registry;

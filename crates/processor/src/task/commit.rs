@@ -399,7 +399,9 @@ impl Task {
                     topic: &e.topic,
                     partition: None,
                     key: &e.key,
-                    value: Some(&e.value),
+                    // An empty value is a tombstone (a shredded data key);
+                    // no other output is ever empty.
+                    value: (!e.value.is_empty()).then_some(e.value.as_slice()),
                     headers: &e.headers,
                 })
                 .collect();

@@ -3,9 +3,9 @@
 //! order did not come in time.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use storefold_codec::RawEvent;
+use storefold_codec::{RawEncryption, RawEvent};
 use storefold_core::{FoldError, Outcome};
 use storefold_providers::{Headers, MapContext, ProviderKind, RawInput};
 use time::OffsetDateTime;
@@ -33,7 +33,7 @@ impl Task {
         self.batch_positions
             .insert(input.topic.to_string(), input.offset + 1);
         let result = self.fold(input);
-        if let Err(TaskError::Db(_)) = &result {
+        if let Err(TaskError::Db(_) | TaskError::Kafka(_)) = &result {
             return result;
         }
         Ok(())
@@ -79,6 +79,19 @@ impl Task {
             self.progress.read(input.topic, raw.received_at);
             return self.expire_parked();
         }
+        let body = match &raw.encryption {
+            None => std::borrow::Cow::Borrowed(raw.body.as_slice()),
+            Some(enc) => match self.open_body(&raw, enc)? {
+                Opened::Body(b) => std::borrow::Cow::Owned(b),
+                Opened::Shredded => return self.fold_shredded(input, &raw, pname, enc, idem),
+                Opened::Refused(code, why) => {
+                    self.dead_letter(input, Some(&raw.event_id), code, why);
+                    self.count(pname, "rejected");
+                    self.progress.read(input.topic, raw.received_at);
+                    return self.expire_parked();
+                }
+            },
+        };
         let headers =
             Headers::from_pairs(raw.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let received_at =
@@ -94,7 +107,7 @@ impl Task {
                 topic: &raw.topic,
                 event_id: &raw.event_id,
                 headers: &headers,
-                body: &raw.body,
+                body: &body,
                 received_at,
             },
         ) {
@@ -106,10 +119,26 @@ impl Task {
                 return self.expire_parked();
             }
         };
+        self.fold_events(input, &raw, pname, &events)?;
+        self.batch_idem.push((idem.clone(), raw.received_at));
+        self.batch_idem_set.insert(idem);
+        self.progress.read(input.topic, raw.received_at);
+        self.expire_parked()
+    }
+
+    /// Folds the canonical events of one raw event; the first one the fold
+    /// refuses sends the raw event to the dead-letter topic.
+    fn fold_events(
+        &mut self,
+        input: &Input<'_>,
+        raw: &RawEvent,
+        pname: &str,
+        events: &[storefold_core::Envelope],
+    ) -> Result<(), TaskError> {
         let src = DbSource::new(&self.db);
         let mut rejected: Vec<FoldError> = Vec::new();
         let mut outcomes: Vec<&'static str> = Vec::new();
-        for env in &events {
+        for env in events {
             match self.engine.apply_received(&src, env, Some(raw.received_at)) {
                 Ok(Outcome::Applied) => outcomes.push("applied"),
                 Ok(Outcome::Duplicate) => outcomes.push("duplicate"),
@@ -138,6 +167,116 @@ impl Task {
             self.dead_letter(input, Some(&raw.event_id), code, e.to_string());
             self.count(pname, "rejected");
         }
+        Ok(())
+    }
+
+    /// The clear body of an encrypted raw event; whether its data key was
+    /// shredded; or why it cannot be read. A key this processor has not seen
+    /// is looked for in the keys topic read to its end (the ingest stores a
+    /// key before the first body under it), so a missing key is a shredded
+    /// one; a failure to read the topic abandons the batch.
+    fn open_body(&mut self, raw: &RawEvent, enc: &RawEncryption) -> Result<Opened, TaskError> {
+        use storefold_runtime::rawkeys::{Lookup, SCHEME, body_aad, record_key};
+        if enc.scheme != SCHEME {
+            return Ok(Opened::Refused(
+                "undecryptable",
+                format!("unknown encryption scheme {:?}", enc.scheme),
+            ));
+        }
+        let Some(keys) = &self.shared.raw_keys else {
+            return Ok(Opened::Refused(
+                "no_raw_encryption_key",
+                format!(
+                    "the body is encrypted but tenants.{}.raw_encryption is not configured here",
+                    raw.tenant
+                ),
+            ));
+        };
+        let mut log = keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut found = log.book().lookup(&raw.tenant, &enc.subject, &enc.key_id);
+        if matches!(found, Lookup::Unknown) {
+            log.catch_up(self.shared.produce_timeout.max(Duration::from_secs(30)))
+                .map_err(|e| TaskError::Kafka(format!("reading the keys topic: {e}")))?;
+            let mut book = log.book();
+            found = book.lookup(&raw.tenant, &enc.subject, &enc.key_id);
+            if matches!(found, Lookup::Unknown) {
+                book.mark_missing(&record_key(&raw.tenant, &enc.subject, &enc.key_id));
+                found = Lookup::Shredded;
+            }
+        }
+        drop(log);
+        Ok(match found {
+            Lookup::Found(key) => {
+                let aad = body_aad(&raw.tenant, &raw.provider, &raw.event_id);
+                match key.open(&enc.nonce, &aad, &raw.body) {
+                    Ok(b) => Opened::Body(b),
+                    Err(e) => Opened::Refused("undecryptable", e.to_string()),
+                }
+            }
+            Lookup::Shredded => Opened::Shredded,
+            Lookup::NoKek => Opened::Refused(
+                "no_raw_encryption_key",
+                format!(
+                    "the body is encrypted but tenants.{}.raw_encryption is not configured here",
+                    raw.tenant
+                ),
+            ),
+            Lookup::Unknown => unreachable!("an unknown key was resolved above"),
+        })
+    }
+
+    /// A raw event whose data key was shredded: its subject was erased, and
+    /// all that is left of it is whom it was about. The subject is erased
+    /// again through a redaction naming only its key, so that whatever
+    /// other events say of the subject is scrubbed as after the erasure
+    /// itself (in any order), and the event counts as seen.
+    fn fold_shredded(
+        &mut self,
+        input: &Input<'_>,
+        raw: &RawEvent,
+        pname: &str,
+        enc: &RawEncryption,
+        idem: String,
+    ) -> Result<(), TaskError> {
+        use storefold_core::event::{CustomerRedacted, Event};
+        self.shared.metrics.raw_shredded.inc();
+        match residue(raw) {
+            Ok(events) => self.fold_events(input, raw, pname, &events)?,
+            Err(why) => {
+                self.dead_letter(input, Some(&raw.event_id), "bad_residue", why);
+                self.count(pname, "rejected");
+            }
+        }
+        if let Some(key) = storefold_core::identity::IdentityKey::parse(&enc.subject) {
+            let occurred_at =
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(raw.received_at) * 1_000_000)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let env = storefold_core::Envelope {
+                tenant: raw.tenant.clone(),
+                provider: pname.to_string(),
+                event_id: format!("{}#shredded", raw.event_id),
+                occurred_at,
+                event: Event::CustomerRedacted(CustomerRedacted {
+                    identity: Default::default(),
+                    orders: Vec::new(),
+                    requested_by: "shredded".into(),
+                    keys: vec![key],
+                }),
+            };
+            let src = DbSource::new(&self.db);
+            let outcome = self
+                .engine
+                .apply_received(&src, &env, Some(raw.received_at));
+            if let Some(e) = src.take_error() {
+                return Err(e.into());
+            }
+            if let Err(e) = outcome {
+                tracing::warn!(task = self.partition, error = %e, "shredded event not folded");
+            }
+        }
+        self.count(pname, "shredded");
         self.batch_idem.push((idem.clone(), raw.received_at));
         self.batch_idem_set.insert(idem);
         self.progress.read(input.topic, raw.received_at);
@@ -180,4 +319,35 @@ impl Task {
         }
         Ok(())
     }
+}
+
+/// What an encrypted body came to.
+enum Opened {
+    Body(Vec<u8>),
+    Shredded,
+    /// Dead-lettered with this code and reason.
+    Refused(&'static str, String),
+}
+
+/// The residue kept beside a shredded body: canonical events of the raw
+/// event's own tenant (none when the ingest could not map the body).
+fn residue(raw: &RawEvent) -> Result<Vec<storefold_core::Envelope>, String> {
+    let Some(text) = &raw.residue else {
+        return Ok(Vec::new());
+    };
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("residue is not a JSON array: {e}"))?;
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let env = storefold_core::event::upcast(v)
+            .map_err(|e| format!("residue holds no canonical event: {e}"))?;
+        if env.tenant != raw.tenant {
+            return Err(format!(
+                "residue names tenant {:?}, the raw event {:?}",
+                env.tenant, raw.tenant
+            ));
+        }
+        out.push(env);
+    }
+    Ok(out)
 }

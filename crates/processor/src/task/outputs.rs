@@ -2,8 +2,11 @@
 //! newest entries when too large for Kafka), its triggers, then its dead
 //! letters.
 
+use std::time::Duration;
 use storefold_codec::RECEIVED_AT_HEADER;
+
 use storefold_core::engine::BatchOutput;
+use storefold_core::identity::IdentityKey;
 
 use super::Task;
 use crate::records::{OutboxEntry, ProjectionRecord, projection_record, trigger_record};
@@ -86,7 +89,51 @@ impl Task {
                 headers: received.clone(),
             });
         }
+        outputs.extend(self.shred(&output.erased));
         outputs.append(&mut self.batch_dlq);
         outputs
+    }
+}
+
+impl Task {
+    /// Tombstones for the data keys of the erased subjects, read from the
+    /// keys topic up to its end (keys the ingest made since this processor
+    /// started are shredded too). Empty values: the outbox sends them as
+    /// tombstones. Listed again by any later batch that touches an erased
+    /// identity; a tombstone for a key already gone changes nothing.
+    fn shred(&mut self, erased: &[(String, IdentityKey)]) -> Vec<OutboxEntry> {
+        let Some(keys) = &self.shared.raw_keys else {
+            return Vec::new();
+        };
+        let mut log = keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let erased: Vec<&(String, IdentityKey)> = erased
+            .iter()
+            .filter(|(tenant, _)| log.book().kek(tenant).is_some())
+            .collect();
+        if erased.is_empty() {
+            return Vec::new();
+        }
+        if let Err(e) = log.catch_up(self.shared.produce_timeout.max(Duration::from_secs(30))) {
+            // The keys known are still shredded; any made meanwhile are left
+            // for the next batch that touches the identity.
+            tracing::warn!(task = self.partition, error = %e, "keys topic not read to its end before shredding");
+        }
+        let book = log.book();
+        let topic = self.shared.topics.raw_keys();
+        let mut out = Vec::new();
+        for (tenant, k) in erased {
+            for record in book.subject_records(tenant, &k.to_string()) {
+                out.push(OutboxEntry {
+                    topic: topic.clone(),
+                    key: record.into_bytes(),
+                    value: Vec::new(),
+                    headers: Vec::new(),
+                });
+            }
+        }
+        self.shared.metrics.keys_shredded.inc_by(out.len() as u64);
+        out
     }
 }

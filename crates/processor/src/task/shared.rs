@@ -65,6 +65,9 @@ pub struct Shared {
     /// The producer's `message.max.bytes`: no record the task writes may
     /// exceed it (see [`crate::size`]).
     pub max_message_bytes: usize,
+    /// The raw log's data keys, when a tenant shreds it (see
+    /// [`storefold_runtime::rawkeys`]); `None` when no tenant encrypts.
+    pub raw_keys: Option<std::sync::Mutex<storefold_runtime::rawkeys::KeyLog>>,
 }
 
 /// Fewest state records a task keeps between batches, however many tasks

@@ -23,13 +23,18 @@ pub const OTHER: &str = "globex";
 
 /// The configuration of a test ingest on `bootstrap`, with `extra` TOML appended.
 pub fn config(bootstrap: &str, extra_ingest: &str) -> Config {
+    config_with(bootstrap, extra_ingest, "")
+}
+
+/// [`config`] with `tables` (more TOML tables, e.g. a tenant's) at the end.
+pub fn config_with(bootstrap: &str, extra_ingest: &str, tables: &str) -> Config {
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{bootstrap}\"\npartitions = {PARTITIONS}\n\
          [ingest]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout_secs = 10\n{extra_ingest}\n\
          {}\n\
          [tenants.{OTHER}]\ncollect_origins = [\"https://other.test\"]\n\
          [tenants.{OTHER}.providers.shopify]\nsecret = \"globex-shopify-secret\"\n\
-         [tenants.{OTHER}.providers.stripe]\nsecret = \"whsec_globex\"\n",
+         [tenants.{OTHER}.providers.stripe]\nsecret = \"whsec_globex\"\n{tables}",
         samples::tenant_toml(TENANT)
     );
     Config::from_toml_str(&toml, Vec::new()).expect("test config")
