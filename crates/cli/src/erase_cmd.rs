@@ -169,8 +169,8 @@ async fn dry_run(config: Option<&Config>, args: &EraseArgs, subject: &Subject) -
 /// What the erasure does to the raw log, by the tenant's configuration.
 fn raw_log_line(tenant: &str, shreds: bool) -> String {
     if shreds {
-        "Raw log: the data keys of every erased email and phone are destroyed; their \
-         raw bodies can no longer be decrypted (a replay folds what they left without \
+        "Raw log: the data keys of every erased identity are destroyed; their raw \
+         bodies can no longer be decrypted (a replay folds what they left without \
          personal data)."
             .to_string()
     } else {

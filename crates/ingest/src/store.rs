@@ -122,11 +122,12 @@ pub(crate) async fn store(
     }
 }
 
-/// Encrypts `raw.body` under a data key of its subject: the first email
-/// (else phone) its canonical events name, as the processor will map it; the
-/// tenant's own subject when it names nobody or cannot be mapped (the
-/// processor dead-letters those). A subject without a usable key gets a new
-/// one, stored in the keys topic before the body is.
+/// Encrypts `raw.body` under a data key of its subject (see
+/// `FoldConfig::subject`: the identity key the fold files what the body
+/// says about a person under), as the processor will map it; the tenant's
+/// own subject when it names nobody or cannot be mapped (the processor
+/// dead-letters those). A subject without a usable key gets a new one,
+/// stored in the keys topic before the body is.
 async fn encrypt(
     ingest: &Ingest,
     keys: &crate::RawKeys,

@@ -3,8 +3,8 @@
 //! Raw topics keep each webhook body for as long as their retention says, and
 //! Kafka cannot delete one record from the middle of a log. So, for a tenant
 //! with `[tenants.<id>.raw_encryption]`, the ingest encrypts each body under a
-//! **data key of its subject** (the person the body is about: its first email,
-//! else phone, as an identity key; `tenant` for a body naming nobody) and keeps
+//! **data key of its subject** (the identity key the fold files the body's
+//! data under; `tenant` for a body naming nobody) and keeps
 //! the data keys in the compacted `keys.raw` topic, wrapped under a
 //! key-encryption key derived from the configuration. Erasing a subject writes
 //! a tombstone for each of its data keys: once the processor starts again (a

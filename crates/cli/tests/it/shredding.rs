@@ -196,7 +196,7 @@ async fn an_erasure_shreds_the_subjects_raw_events_and_a_replay_folds_them_as_er
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
-        stdout.contains("Raw log: the data keys of every erased email and phone are destroyed"),
+        stdout.contains("Raw log: the data keys of every erased identity are destroyed"),
         "{stdout}"
     );
 

@@ -112,8 +112,9 @@ pub struct BatchOutput {
     pub projections: Vec<Projection>,
     pub merges: Vec<Merge>,
     pub triggers: Vec<Trigger>,
-    /// The erased emails and phones the batch touched (tenant, key): the
-    /// subjects whose raw-event data keys are to be shredded. Listed again
-    /// whenever a later batch touches one; shredding is idempotent.
+    /// The erased identities the batch touched (tenant, key): the subjects
+    /// whose raw-event data keys are to be shredded (see
+    /// [`FoldConfig::subject`]). Listed again whenever a later batch touches
+    /// one; shredding is idempotent.
     pub erased: Vec<(String, IdentityKey)>,
 }

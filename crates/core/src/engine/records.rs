@@ -349,48 +349,49 @@ impl FoldConfig {
             .collect()
     }
 
-    /// The subject of one raw event, for crypto-shredding: the key of the
-    /// first email its canonical events name as a person (customer, buyer,
-    /// payer, requester, visitor, an operator's side or a redaction's
-    /// identity), under the tenant's alias policy and secret, else of the
-    /// first phone. `None`: the event names nobody.
+    /// The subject of one raw event, for crypto-shredding: the identity key
+    /// the fold files what the event says about a person under (the
+    /// [`Identity::primary_key`] of its buyer, payer, requester, visitor, a
+    /// redaction's identity or an operator's side: an email, else an external
+    /// id, phone, anonymous id), under the tenant's alias policy and secret;
+    /// the most significant one when its events name several. An erasure
+    /// erases exactly the data filed under erased keys, so shredding the raw
+    /// events of those subjects destroys what the erasure destroyed and
+    /// nothing it kept. `None`: the event names nobody.
+    ///
+    /// [`Identity::primary_key`]: crate::identity::Identity::primary_key
     pub fn subject(&self, events: &[Envelope]) -> Option<IdentityKey> {
-        let mut phone: Option<IdentityKey> = None;
+        let mut best: Option<IdentityKey> = None;
         for env in events {
             let tenant = env.tenant.as_str();
             let canonical = self.identity_rules(tenant).canonical_envelope(env);
             let env = canonical.as_ref().unwrap_or(env);
             let scope = self.key_scope(tenant);
-            let people: Vec<(Option<&str>, Option<&str>)> = match &env.event {
-                Event::CustomerUpserted(c) => vec![person(&c.identity)],
-                Event::CustomerRedacted(r) => vec![person(&r.identity)],
-                Event::OrderUpserted(o) => vec![person(&o.customer)],
-                Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => vec![person(&p.payer)],
-                Event::TicketUpdated(t) => vec![person(&t.requester)],
-                Event::Touch(t) => vec![person(&t.identity)],
-                Event::Identify(i) => vec![person(&i.identity)],
-                Event::IdentityDecided(d) => [&d.a, &d.b]
-                    .into_iter()
-                    .map(|side| match side {
-                        Party::Email(e) => (Some(e.as_str()), None),
-                        Party::Phone(p) => (None, Some(p.as_str())),
-                        _ => (None, None),
-                    })
-                    .collect(),
+            let primary = |id: &crate::identity::Identity| id.primary_key(scope);
+            let keys: Vec<Option<IdentityKey>> = match &env.event {
+                Event::CustomerUpserted(c) => vec![primary(&c.identity)],
+                Event::CustomerRedacted(r) => vec![primary(&r.identity)],
+                Event::OrderUpserted(o) => vec![primary(&o.customer)],
+                Event::PaymentSucceeded(p) | Event::PaymentFailed(p) => vec![primary(&p.payer)],
+                Event::TicketUpdated(t) => vec![primary(&t.requester)],
+                Event::Touch(t) => {
+                    let mut id = t.identity.clone();
+                    if id.anonymous_id.is_none() {
+                        id.anonymous_id = t.cart_token.clone();
+                    }
+                    vec![primary(&id)]
+                }
+                Event::Identify(i) => vec![primary(&i.identity)],
+                Event::IdentityDecided(d) => vec![d.a.key(scope), d.b.key(scope)],
                 _ => Vec::new(),
             };
-            for (email, ph) in people {
-                if let Some(e) = email {
-                    return Some(IdentityKey::new(scope, IdentityKind::Email, e));
-                }
-                if phone.is_none()
-                    && let Some(p) = ph
-                {
-                    phone = Some(IdentityKey::new(scope, IdentityKind::Phone, p));
+            for k in keys.into_iter().flatten() {
+                if best.as_ref().is_none_or(|b| k.kind < b.kind) {
+                    best = Some(k);
                 }
             }
         }
-        phone
+        best
     }
 
     /// Where `tenant`'s identity keys are derived (with its secret, if any).
@@ -579,9 +580,4 @@ impl MemStore {
             })
             .collect()
     }
-}
-
-/// The email and phone an identity names.
-fn person(id: &crate::identity::Identity) -> (Option<&str>, Option<&str>) {
-    (id.email.as_deref(), id.phone.as_deref())
 }

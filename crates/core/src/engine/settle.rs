@@ -172,7 +172,6 @@ impl Engine {
     pub(super) fn settle(&mut self, src: &dyn Source) -> BatchOutput {
         let mut out = BatchOutput::default();
         let mut erased = self.settle_erasure(src);
-        erased.retain(|(_, k)| matches!(k.kind, IdentityKind::Email | IdentityKind::Phone));
         erased.sort();
         erased.dedup();
         out.erased = erased;
