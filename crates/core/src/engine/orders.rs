@@ -267,11 +267,15 @@ impl Engine {
             return Outcome::Duplicate;
         }
         let erasure_keys = self.persons_of(env);
-        // A person already erased: the event waits without their data.
+        // A person already erased, or an order a redaction named: the event
+        // waits without its personal data.
         let mut envelope = env.clone();
         if erasure_keys
             .iter()
             .any(|k| self.is_redacted(src, tenant, k))
+            || refs
+                .iter()
+                .any(|r| self.names_redacted_order(src, tenant, r))
         {
             envelope.event.scrub();
         }
@@ -356,10 +360,28 @@ impl Engine {
         };
         self.put(pkey, None);
         self.unfile_persons(src, tenant, &parked, event_id);
+        let mut parked = parked;
         for r in parked_keys(&parked.envelope) {
+            // An order a redaction named is erased whenever it arrives: what
+            // waited for it and never joined it leaves without its data too
+            // (a refund's note, a carrier's checkpoints).
+            if self.names_redacted_order(src, tenant, &r) {
+                parked.envelope.event.scrub();
+            }
             self.unfile(src, tenant, r, event_id);
         }
         Some(parked)
+    }
+
+    /// Whether the filing `r` is `order:<id>` of an order a redaction named
+    /// (or an erased order).
+    fn names_redacted_order(&mut self, src: &dyn Source, tenant: &str, r: &str) -> bool {
+        r.strip_prefix("order:").is_some_and(|oid| {
+            matches!(
+                self.get(src, StateKey::new(tenant, Item::Order(oid.to_string()))),
+                Some(StateValue::Order(o)) if o.redacted
+            )
+        })
     }
 }
 
@@ -421,7 +443,12 @@ impl Engine {
 
     /// Erases the personal data of the events parked that name `k`'s person.
     pub(super) fn erase_parked(&mut self, src: &dyn Source, tenant: &str, k: &IdentityKey) {
-        let ids = match self.get(src, StateKey::new(tenant, Item::ParkedBy(who(k)))) {
+        self.scrub_parked(src, tenant, who(k));
+    }
+
+    /// Scrubs the events waiting under `filing` (`who:<key>`, `order:<id>`).
+    pub(super) fn scrub_parked(&mut self, src: &dyn Source, tenant: &str, filing: String) {
+        let ids = match self.get(src, StateKey::new(tenant, Item::ParkedBy(filing))) {
             Some(StateValue::ParkedBy(s)) => s.clone(),
             _ => return,
         };

@@ -129,14 +129,16 @@ impl Engine {
             }
             self.erase_parked(src, tenant, k);
         }
-        // An erased order's parcels, whenever the order came to hold them.
+        // An erased order's parcels, whenever the order came to hold them,
+        // and the events still waiting for it.
         let orders: Vec<(String, OrderId)> = self.dirty_orders.iter().cloned().collect();
         for (tenant, oid) in orders {
-            let parcels = match self.get(src, StateKey::new(&tenant, Item::Order(oid))) {
+            let parcels = match self.get(src, StateKey::new(&tenant, Item::Order(oid.clone()))) {
                 Some(StateValue::Order(o)) if o.redacted => o.parcels.clone(),
                 _ => continue,
             };
             self.erase_parcels(src, &tenant, parcels);
+            self.scrub_parked(src, &tenant, format!("order:{oid}"));
         }
         erased
     }

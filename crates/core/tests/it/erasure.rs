@@ -728,3 +728,91 @@ fn a_shredded_history_folds_as_the_erased_history_did() {
         );
     }
 }
+
+/// An order a redaction named that never arrives: the refund waiting for it
+/// waits, then leaves (expires to the dead-letter topic), without the
+/// merchant's note, whether the redaction came before or after the refund; a
+/// refund waiting for another order keeps its note.
+#[test]
+fn a_parked_event_of_an_order_a_redaction_named_expires_scrubbed() {
+    let refund = |n: u32, order: &str, note: &str| Envelope {
+        tenant: "acme".into(),
+        provider: "stripe".into(),
+        event_id: format!("refund-{n}"),
+        occurred_at: T0,
+        event: Event::RefundIssued(Refund {
+            provider: "stripe".into(),
+            refund_id: format!("re_w{n}"),
+            payment_id: None,
+            links: vec![OrderLink::Order {
+                order_id: order.into(),
+            }],
+            amount: Money::new(900, Currency::from_code("EUR").unwrap()),
+            status: RefundStatus::Succeeded,
+            reason: Some(note.to_string()),
+            lines: vec![],
+            adjustments: None,
+            at: T0,
+            created_at: None,
+            gateway: None,
+        }),
+    };
+    let redaction = Envelope {
+        tenant: "acme".into(),
+        provider: "shopify".into(),
+        event_id: "redact-w".into(),
+        occurred_at: T0 + Duration::days(1),
+        event: Event::CustomerRedacted(CustomerRedacted {
+            identity: Identity::default().with_email(Some(&ANNIKA.email())),
+            orders: vec!["woocommerce:4711".into()],
+            requested_by: "shopify".into(),
+            keys: Vec::new(),
+        }),
+    };
+    for redaction_first in [true, false] {
+        let mut events = vec![
+            refund(1, "woocommerce:4711", "annika asked by phone 4155550101"),
+            refund(2, "woocommerce:4712", "torn seam"),
+        ];
+        if redaction_first {
+            events.insert(0, redaction.clone());
+        } else {
+            events.push(redaction.clone());
+        }
+        let mut run = fold(&events, &[1]);
+        // While it waits, the stored event holds nothing of the subject.
+        for (what, text) in dump(&run) {
+            let left = ANNIKA.found_in(&text);
+            assert!(
+                left.is_empty(),
+                "{redaction_first}: {what} holds {left:?}: {text}"
+            );
+        }
+        let mut engine = Engine::new();
+        let named = engine
+            .expire_parked(&run.store, "acme", "refund-1")
+            .expect("the refund was parked");
+        let other = engine
+            .expire_parked(&run.store, "acme", "refund-2")
+            .expect("the other refund was parked");
+        run.store.commit(engine.finish(&run.store).changes);
+        let text = serde_json::to_string(&named.envelope)
+            .unwrap()
+            .to_lowercase();
+        assert!(
+            ANNIKA.found_in(&text).is_empty(),
+            "redaction first: {redaction_first}: {text}"
+        );
+        match &named.envelope.event {
+            Event::RefundIssued(r) => {
+                assert_eq!(r.reason, None);
+                assert_eq!(r.amount.minor, 900, "the money stays");
+            }
+            e => panic!("{e:?}"),
+        }
+        match &other.envelope.event {
+            Event::RefundIssued(r) => assert_eq!(r.reason.as_deref(), Some("torn seam")),
+            e => panic!("{e:?}"),
+        }
+    }
+}
