@@ -299,6 +299,20 @@ pub struct CustomerRedacted {
     pub keys: Vec<crate::identity::IdentityKey>,
 }
 
+impl CustomerRedacted {
+    /// What the processor folds for a raw event whose data key was shredded:
+    /// a redaction of its subject, named by key only (requested by
+    /// `shredded`).
+    pub fn shredded(subject: crate::identity::IdentityKey) -> Self {
+        CustomerRedacted {
+            identity: Identity::default(),
+            orders: Vec::new(),
+            requested_by: "shredded".into(),
+            keys: vec![subject],
+        }
+    }
+}
+
 /// An operator's decision about two identities (`storefold identity
 /// merge|split|block`): whether the customers they belong to are one person.
 /// The latest decision on a pair (by `occurred_at`, then event id) is the one

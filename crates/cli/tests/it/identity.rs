@@ -59,7 +59,12 @@ async fn raw_operator(bootstrap: &str, wait: Duration) -> Vec<RawEvent> {
 }
 
 /// The customer id of `email`, once the fold has it.
-async fn customer_of(client: &reqwest::Client, api: &str, email: &str, run: &mut Run) -> String {
+pub(crate) async fn customer_of(
+    client: &reqwest::Client,
+    api: &str,
+    email: &str,
+    run: &mut Run,
+) -> String {
     let url = format!("{api}/v1/tenants/acme/customers?email={email}");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::common::{Run, create_topics, wait_ready};
 use crate::erase::{TOKEN, get_json, text, write_config};
+use crate::identity::customer_of;
 
 const ANN: &str = "ann@shred.example";
 const BOB: &str = "bob@shred.example";
@@ -47,23 +48,6 @@ async fn read(bootstrap: &str, topic: &str) -> Vec<Record> {
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-async fn customer_id(client: &reqwest::Client, api: &str, email: &str, run: &mut Run) -> String {
-    let url = format!("{api}/v1/tenants/acme/customers?email={email}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, doc) = get_json(client, &url).await;
-        if status == 200 {
-            return doc["customer_id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{email} was not folded within 120 s ({status}):\n{}",
-            run.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Every raw event the tenant stored, decoded.
@@ -151,8 +135,8 @@ async fn an_erasure_shreds_the_subjects_raw_events_and_a_replay_folds_them_as_er
         }
         assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
     }
-    let ann = customer_id(&client, &api, ANN, &mut run).await;
-    let bob = customer_id(&client, &api, BOB, &mut run).await;
+    let ann = customer_of(&client, &api, ANN, &mut run).await;
+    let bob = customer_of(&client, &api, BOB, &mut run).await;
     let live = customers(&bootstrap, 1).await;
     let bob_live = live[&bob].1.clone();
     assert_eq!(bob_live.email.as_deref(), Some(BOB));

@@ -637,17 +637,12 @@ fn emails_in_landing_pages_and_referrers_are_never_kept() {
 /// What the processor folds for a raw event whose data key was shredded: the
 /// residue the ingest kept beside the ciphertext, and a redaction of the
 /// subject by its key.
-fn shredded(config: &FoldConfig, raw: &Envelope) -> Vec<Envelope> {
+pub(crate) fn shredded(config: &FoldConfig, raw: &Envelope) -> Vec<Envelope> {
     let mut out = config.residue(std::slice::from_ref(raw));
     if let Some(subject) = config.subject(std::slice::from_ref(raw)) {
         out.push(Envelope {
             event_id: format!("{}#shredded", raw.event_id),
-            event: Event::CustomerRedacted(CustomerRedacted {
-                identity: Identity::default(),
-                orders: Vec::new(),
-                requested_by: "shredded".into(),
-                keys: vec![subject],
-            }),
+            event: Event::CustomerRedacted(CustomerRedacted::shredded(subject)),
             ..raw.clone()
         });
     }

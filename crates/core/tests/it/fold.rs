@@ -1109,17 +1109,7 @@ fn check_permutations(seed: u64, spec: &ScenarioSpec, perms: usize) -> Result<()
                     .contains(&(e.tenant.clone(), k.clone())) =>
             {
                 any_shredded = true;
-                shredded.extend(config.residue(one));
-                shredded.push(Envelope {
-                    event_id: format!("{}#shredded", e.event_id),
-                    event: Event::CustomerRedacted(CustomerRedacted {
-                        identity: Identity::default(),
-                        orders: Vec::new(),
-                        requested_by: "shredded".into(),
-                        keys: vec![k],
-                    }),
-                    ..e.clone()
-                });
+                shredded.extend(crate::erasure::shredded(&config, e));
             }
             _ => shredded.push(e.clone()),
         }

@@ -258,12 +258,7 @@ impl Task {
                 provider: pname.to_string(),
                 event_id: format!("{}#shredded", raw.event_id),
                 occurred_at,
-                event: Event::CustomerRedacted(CustomerRedacted {
-                    identity: Default::default(),
-                    orders: Vec::new(),
-                    requested_by: "shredded".into(),
-                    keys: vec![key],
-                }),
+                event: Event::CustomerRedacted(CustomerRedacted::shredded(key)),
             };
             let src = DbSource::new(&self.db);
             let outcome = self
