@@ -82,6 +82,14 @@ pub struct RawEvent {
     pub residue: Option<String>,
 }
 
+impl RawEvent {
+    /// `received_at` as a time (the epoch for a value out of range).
+    pub fn received_time(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.received_at) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
 /// How a raw event's body is encrypted (`raw_event.avsc`'s `RawEncryption`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawEncryption {

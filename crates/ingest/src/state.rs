@@ -318,6 +318,7 @@ fn start_key_tail(config: &Config) -> Result<Option<crate::RawKeys>, IngestError
         return Ok(None);
     }
     let topic = Topics::new(&config.kafka.topic_prefix).raw_keys();
+    let tenants = keks.keys().cloned().collect();
     let book = Arc::new(std::sync::Mutex::new(KeyBook::new(keks, false)));
     let mut log = KeyLog::open(
         &config.kafka,
@@ -339,7 +340,11 @@ fn start_key_tail(config: &Config) -> Result<Option<crate::RawKeys>, IngestError
             }
         })
         .map_err(|e| IngestError::Unsupported(format!("cannot start the keys reader: {e}")))?;
-    Ok(Some(crate::RawKeys { book, topic }))
+    Ok(Some(crate::RawKeys {
+        book,
+        topic,
+        tenants,
+    }))
 }
 
 /// Providers some tenant is configured for, plus `collect` when a tenant allows

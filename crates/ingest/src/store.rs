@@ -214,9 +214,7 @@ fn map(
         tenant: &raw.tenant,
         options,
     };
-    let received_at =
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(raw.received_at) * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let received_at = raw.received_time();
     kind.map(
         &ctx,
         &storefold_providers::RawInput {

@@ -455,6 +455,18 @@ impl KeyLog {
         &self.book
     }
 
+    /// Applies one record read from the topic. A record that cannot be read
+    /// is logged and skipped: it decides nothing (a body under it is
+    /// refused, never guessed at).
+    fn take(&mut self, m: &rdkafka::message::OwnedMessage) {
+        self.next.insert(m.partition(), m.offset() + 1);
+        if let Some(key) = m.key()
+            && let Err(e) = self.book().apply(key, m.payload())
+        {
+            tracing::error!(error = %e, "unreadable record in the keys topic");
+        }
+    }
+
     /// Reads what arrives within `wait` (a tail).
     pub fn poll(&mut self, wait: Duration) -> Result<(), KeyError> {
         let deadline = Instant::now() + wait;
@@ -466,12 +478,7 @@ impl KeyLog {
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(m)) => {
                     let m = m.detach();
-                    self.next.insert(m.partition(), m.offset() + 1);
-                    if let Some(key) = m.key()
-                        && let Err(e) = self.book().apply(key, m.payload())
-                    {
-                        tracing::error!(error = %e, "unreadable record in the keys topic");
-                    }
+                    self.take(&m);
                 }
             }
             if Instant::now() >= deadline {
@@ -514,12 +521,7 @@ impl KeyLog {
                 Some(Ok(m)) => {
                     let m = m.detach();
                     pending_end.retain(|p| *p != m.partition());
-                    self.next.insert(m.partition(), m.offset() + 1);
-                    if let Some(key) = m.key()
-                        && let Err(e) = self.book().apply(key, m.payload())
-                    {
-                        tracing::error!(error = %e, "unreadable record in the keys topic");
-                    }
+                    self.take(&m);
                 }
             }
         }

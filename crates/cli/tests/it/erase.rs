@@ -14,11 +14,11 @@ use storefold_core::Event;
 use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
 use storefold_runtime::operator::hash_token;
 use storefold_testkit::broker::{MockBroker, read_topic};
-use storefold_testkit::samples::{self, shopify_order};
-use storefold_testkit::{free_port, http_client};
+use storefold_testkit::free_port;
+use storefold_testkit::samples;
 use time::OffsetDateTime;
 
-use crate::common::{Run, create_topics, wait_ready};
+use crate::common::{Started, post_order, start_run};
 
 pub(crate) const TOKEN: &str = "sft_erase-test-admin";
 const EMAIL: &str = "ada@erase.example";
@@ -94,24 +94,17 @@ pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde
 async fn erase_dry_run_then_erase_through_the_ingest_and_the_fold() {
     let broker = MockBroker::start(1);
     let dir = tempfile::tempdir().unwrap();
-    let (public, operator) = (free_port(), free_port());
-    let config = write_config(dir.path(), broker.bootstrap(), public, operator);
-    create_topics(&broker, &config);
-    let mut run = Run::start(&config, dir.path().join("run.log"), &["--no-sinks"]);
-    let public_base = format!("http://127.0.0.1:{public}");
-    let api = format!("http://127.0.0.1:{operator}");
-    let client = http_client();
-    wait_ready(&client, &public_base, &mut run, Duration::from_secs(90)).await;
-    wait_ready(&client, &api, &mut run, Duration::from_secs(90)).await;
+    let ports = (free_port(), free_port());
+    let config = write_config(dir.path(), broker.bootstrap(), ports.0, ports.1);
+    let Started {
+        run,
+        client,
+        public_base,
+        api,
+    } = start_run(&broker, dir.path(), &config, ports, &["--no-sinks"]).await;
 
     // A customer with one order.
-    let sample = shopify_order(1, EMAIL);
-    let req = samples::signed("acme", &sample, OffsetDateTime::now_utc());
-    let mut r = client.post(format!("{public_base}{}", req.path));
-    for (k, v) in &req.headers {
-        r = r.header(k, v);
-    }
-    assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
+    post_order(&client, &public_base, 1, EMAIL).await;
     let by_email = format!("{api}/v1/tenants/acme/customers?email={EMAIL}");
     let deadline = Instant::now() + Duration::from_secs(120);
     let customer_id = loop {

@@ -15,12 +15,10 @@ use storefold_codec::{AvroCodec, RawEvent};
 use storefold_core::Event;
 use storefold_core::event::{IdentityDecision, Party};
 use storefold_testkit::broker::{MockBroker, read_topic};
+use storefold_testkit::free_port;
 use storefold_testkit::postgres::PgServer;
-use storefold_testkit::samples::{self, shopify_order};
-use storefold_testkit::{free_port, http_client};
-use time::OffsetDateTime;
 
-use crate::common::{Run, create_topics, wait_ready};
+use crate::common::{Run, Started, post_order, start_run};
 use crate::erase::{TOKEN, get_json, operator_events, text, write_config};
 
 const ADA: &str = "ada@identity.example";
@@ -85,12 +83,7 @@ pub(crate) async fn customer_of(
 /// signed and posted to the ingest.
 async fn post_orders(client: &reqwest::Client, public_base: &str) {
     for (n, email) in [(1, ADA), (2, BEA)] {
-        let req = samples::signed("acme", &shopify_order(n, email), OffsetDateTime::now_utc());
-        let mut r = client.post(format!("{public_base}{}", req.path));
-        for (k, v) in &req.headers {
-            r = r.header(k, v);
-        }
-        assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
+        post_order(client, public_base, n, email).await;
     }
 }
 
@@ -107,15 +100,14 @@ fn decided(ev: &RawEvent) -> storefold_core::event::IdentityDecided {
 async fn identity_decisions_dry_run_then_signed_through_the_ingest() {
     let broker = MockBroker::start(1);
     let dir = tempfile::tempdir().unwrap();
-    let (public, operator) = (free_port(), free_port());
-    let config = write_config(dir.path(), broker.bootstrap(), public, operator);
-    create_topics(&broker, &config);
-    let mut run = Run::start(&config, dir.path().join("run.log"), &["--no-sinks"]);
-    let public_base = format!("http://127.0.0.1:{public}");
-    let api = format!("http://127.0.0.1:{operator}");
-    let client = http_client();
-    wait_ready(&client, &public_base, &mut run, Duration::from_secs(90)).await;
-    wait_ready(&client, &api, &mut run, Duration::from_secs(90)).await;
+    let ports = (free_port(), free_port());
+    let config = write_config(dir.path(), broker.bootstrap(), ports.0, ports.1);
+    let Started {
+        mut run,
+        client,
+        public_base,
+        api,
+    } = start_run(&broker, dir.path(), &config, ports, &["--no-sinks"]).await;
 
     // Two customers, one order each (Shopify customers 8300000001 and 8300000002).
     post_orders(&client, &public_base).await;
@@ -503,13 +495,12 @@ async fn a_merge_then_a_split_reach_the_query_api_and_postgresql() {
         pg.url()
     ));
     std::fs::write(&config, toml).unwrap();
-    create_topics(&broker, &config);
-    let mut run = Run::start(&config, dir.path().join("run.log"), &[]);
-    let public_base = format!("http://127.0.0.1:{public}");
-    let api = format!("http://127.0.0.1:{operator}");
-    let client = http_client();
-    wait_ready(&client, &public_base, &mut run, Duration::from_secs(90)).await;
-    wait_ready(&client, &api, &mut run, Duration::from_secs(90)).await;
+    let Started {
+        mut run,
+        client,
+        public_base,
+        api,
+    } = start_run(&broker, dir.path(), &config, (public, operator), &[]).await;
     post_orders(&client, &public_base).await;
     let ada = customer_of(&client, &api, ADA, &mut run).await;
     let bea = customer_of(&client, &api, BEA, &mut run).await;

@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 use storefold_codec::{AvroCodec, CustomerProjection, RawEvent};
 use storefold_runtime::rawkeys::{Kek, KeyBook, Lookup, SCHEME, body_aad};
 use storefold_testkit::broker::{MockBroker, Record, read_topic};
-use storefold_testkit::samples::{self, shopify_order};
-use storefold_testkit::{free_port, http_client};
-use time::OffsetDateTime;
+use storefold_testkit::free_port;
 
-use crate::common::{Run, create_topics, wait_ready};
+use crate::common::{Started, post_order, start_run};
 use crate::erase::{TOKEN, get_json, text, write_config};
 use crate::identity::customer_of;
 
@@ -115,26 +113,19 @@ async fn customers(
 async fn an_erasure_shreds_the_subjects_raw_events_and_a_replay_folds_them_as_erased() {
     let broker = MockBroker::start(1);
     let dir = tempfile::tempdir().unwrap();
-    let (public, operator) = (free_port(), free_port());
-    let config = config(dir.path(), broker.bootstrap(), public, operator);
-    create_topics(&broker, &config);
-    let mut run = Run::start(&config, dir.path().join("run.log"), &["--no-sinks"]);
-    let public_base = format!("http://127.0.0.1:{public}");
-    let api = format!("http://127.0.0.1:{operator}");
-    let client = http_client();
-    wait_ready(&client, &public_base, &mut run, Duration::from_secs(90)).await;
-    wait_ready(&client, &api, &mut run, Duration::from_secs(90)).await;
+    let ports = (free_port(), free_port());
+    let config = config(dir.path(), broker.bootstrap(), ports.0, ports.1);
+    let Started {
+        mut run,
+        client,
+        public_base,
+        api,
+    } = start_run(&broker, dir.path(), &config, ports, &["--no-sinks"]).await;
     let bootstrap = broker.bootstrap().to_string();
 
     // Two shoppers, one order each, through the ingest.
-    for (n, email) in [(1, ANN), (2, BOB)] {
-        let req = samples::signed("acme", &shopify_order(n, email), OffsetDateTime::now_utc());
-        let mut r = client.post(format!("{public_base}{}", req.path));
-        for (k, v) in &req.headers {
-            r = r.header(k, v);
-        }
-        assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
-    }
+    post_order(&client, &public_base, 1, ANN).await;
+    post_order(&client, &public_base, 2, BOB).await;
     let ann = customer_of(&client, &api, ANN, &mut run).await;
     let bob = customer_of(&client, &api, BOB, &mut run).await;
     let live = customers(&bootstrap, 1).await;

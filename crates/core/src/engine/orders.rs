@@ -360,14 +360,9 @@ impl Engine {
         };
         self.put(pkey, None);
         self.unfile_persons(src, tenant, &parked, event_id);
-        let mut parked = parked;
+        // (An event waiting for an order a redaction named was scrubbed when
+        // it was parked or when the redaction came: it leaves as stored.)
         for r in parked_keys(&parked.envelope) {
-            // An order a redaction named is erased whenever it arrives: what
-            // waited for it and never joined it leaves without its data too
-            // (a refund's note, a carrier's checkpoints).
-            if self.names_redacted_order(src, tenant, &r) {
-                parked.envelope.event.scrub();
-            }
             self.unfile(src, tenant, r, event_id);
         }
         Some(parked)

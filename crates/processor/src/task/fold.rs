@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use storefold_codec::{RawEncryption, RawEvent};
 use storefold_core::{FoldError, Outcome};
 use storefold_providers::{Headers, MapContext, ProviderKind, RawInput};
-use time::OffsetDateTime;
 
 use super::{Input, Task, TaskError};
 use crate::db::DbSource;
@@ -94,9 +93,7 @@ impl Task {
         };
         let headers =
             Headers::from_pairs(raw.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let received_at =
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(raw.received_at) * 1_000_000)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let received_at = raw.received_time();
         let ctx = MapContext {
             tenant: &raw.tenant,
             options: self.shared.map_options(&raw.tenant),
@@ -183,14 +180,17 @@ impl Task {
                 format!("unknown encryption scheme {:?}", enc.scheme),
             ));
         }
-        let Some(keys) = &self.shared.raw_keys else {
-            return Ok(Opened::Refused(
+        let no_kek = || {
+            Opened::Refused(
                 "no_raw_encryption_key",
                 format!(
                     "the body is encrypted but tenants.{}.raw_encryption is not configured here",
                     raw.tenant
                 ),
-            ));
+            )
+        };
+        let Some(keys) = &self.shared.raw_keys else {
+            return Ok(no_kek());
         };
         let mut log = keys
             .lock()
@@ -216,13 +216,7 @@ impl Task {
                 }
             }
             Lookup::Shredded => Opened::Shredded,
-            Lookup::NoKek => Opened::Refused(
-                "no_raw_encryption_key",
-                format!(
-                    "the body is encrypted but tenants.{}.raw_encryption is not configured here",
-                    raw.tenant
-                ),
-            ),
+            Lookup::NoKek => no_kek(),
             Lookup::Unknown => unreachable!("an unknown key was resolved above"),
         })
     }
@@ -250,9 +244,7 @@ impl Task {
             }
         }
         if let Some(key) = storefold_core::identity::IdentityKey::parse(&enc.subject) {
-            let occurred_at =
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(raw.received_at) * 1_000_000)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let occurred_at = raw.received_time();
             let env = storefold_core::Envelope {
                 tenant: raw.tenant.clone(),
                 provider: pname.to_string(),

@@ -100,3 +100,50 @@ pub(crate) async fn wait_ready(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A started `storefold run`, ready on both listeners.
+pub(crate) struct Started {
+    pub(crate) run: Run,
+    pub(crate) client: reqwest::Client,
+    /// The ingest's base URL.
+    pub(crate) public_base: String,
+    /// The operator listener's base URL (query API, `/metrics`).
+    pub(crate) api: String,
+}
+
+/// Creates the topics of `config` on `broker`, starts `storefold run <args>`
+/// (its log in `dir/run.log`) and waits until the ingest on `public` and the
+/// operator API on `operator` are ready.
+pub(crate) async fn start_run(
+    broker: &MockBroker,
+    dir: &Path,
+    config: &Path,
+    (public, operator): (u16, u16),
+    args: &[&str],
+) -> Started {
+    create_topics(broker, config);
+    let mut run = Run::start(config, dir.join("run.log"), args);
+    let public_base = format!("http://127.0.0.1:{public}");
+    let api = format!("http://127.0.0.1:{operator}");
+    let client = storefold_testkit::http_client();
+    wait_ready(&client, &public_base, &mut run, Duration::from_secs(90)).await;
+    wait_ready(&client, &api, &mut run, Duration::from_secs(90)).await;
+    Started {
+        run,
+        client,
+        public_base,
+        api,
+    }
+}
+
+/// Signs Shopify's `orders/create` sample `n` for `email` (tenant `acme`)
+/// and posts it to the ingest, which must take it.
+pub(crate) async fn post_order(client: &reqwest::Client, public_base: &str, n: u64, email: &str) {
+    let sample = storefold_testkit::samples::shopify_order(n, email);
+    let req = storefold_testkit::samples::signed("acme", &sample, time::OffsetDateTime::now_utc());
+    let mut r = client.post(format!("{public_base}{}", req.path));
+    for (k, v) in &req.headers {
+        r = r.header(k, v);
+    }
+    assert_eq!(r.body(req.body).send().await.unwrap().status(), 200);
+}
