@@ -48,6 +48,7 @@ pub enum Event {
     Touch(Touch),
     Identify(Identify),
     IdentityDecided(IdentityDecided),
+    InventoryUpdated(InventoryUpdated),
 }
 
 /// Current schema version of every event type. Bump one and add an arm to
@@ -72,6 +73,7 @@ impl Event {
             Event::Touch(_) => "Touch",
             Event::Identify(_) => "Identify",
             Event::IdentityDecided(_) => "IdentityDecided",
+            Event::InventoryUpdated(_) => "InventoryUpdated",
         }
     }
 
@@ -152,6 +154,8 @@ impl Event {
                 d.a.scrub();
                 d.b.scrub();
             }
+            // Stock and costs are about goods, not people.
+            Event::InventoryUpdated(_) => {}
         }
     }
 }
@@ -429,6 +433,40 @@ pub struct LineItem {
     pub unit_price: Money,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_discount: Option<Money>,
+}
+
+/// What a store, an inventory system or an ERP says about one stock keeping
+/// unit at a time: its unit cost from then on, and its stock. Order lines find
+/// it by `sku`; an order's line costs are those in force at the order's time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryUpdated {
+    /// The SKU, as order lines carry it.
+    pub sku: String,
+    /// The system's own id of the item (Shopify's inventory item id, a
+    /// WooCommerce product or variation id), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
+    /// What one unit costs the merchant (landed cost), from `at` on; `None`:
+    /// the event says nothing about the cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_cost: Option<Money>,
+    /// Units available to sell, all locations together; `None`: not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
+    /// Whether the item keeps selling when out of stock; `None`: not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backorder: Option<bool>,
+    /// When units out of stock are expected back, when the system says.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub eta: Option<OffsetDateTime>,
+    /// From when this holds (the system's update time, or the effective date
+    /// an ERP line gives).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// A payment reference the store recorded for an order, through which payment

@@ -28,6 +28,7 @@ use crate::money::Currency;
 use crate::rates::Rates;
 
 mod identity;
+mod inventory;
 mod orders;
 mod output;
 mod records;
@@ -357,6 +358,7 @@ impl Engine {
                     Outcome::Duplicate
                 })
             }
+            Event::InventoryUpdated(i) => self.apply_inventory(src, env, i),
             // A carrier's tracking (a store's own fulfillments go to the order).
             Event::ShipmentUpdated(s) if !is_store(&s.provider) => self.apply_parcel(src, env, s),
             Event::PaymentSucceeded(_)
