@@ -36,12 +36,16 @@ fn store_topic(kind: ProviderKind, file: &str) -> String {
                 "fulfillment_events/create",
                 "fulfillments/create",
                 "fulfillments/update",
+                "inventory_items/create",
+                "inventory_items/update",
                 "order_transactions/create",
                 "orders/cancelled",
                 "orders/create",
                 "orders/edited",
                 "orders/paid",
                 "orders/updated",
+                "products/create",
+                "products/update",
                 "refunds/create",
                 "shop/redact",
             ];
@@ -95,7 +99,12 @@ fn mapped(kind: ProviderKind, dir: &Path, file: &str) -> Value {
         Err(e) => return refused(e),
     };
     let kept = headers.select(kind.kept_headers());
-    let options = MapOptions::default();
+    // Costs sent without a currency (Shopify's, WooCommerce's) are read as
+    // the tenant's `cost_currency`; its absence is tested per provider.
+    let options = MapOptions {
+        cost_currency: Some(storefold_core::Currency::from_code("USD").expect("USD")),
+        ..MapOptions::default()
+    };
     let ctx = MapContext {
         tenant: "t1",
         options: &options,

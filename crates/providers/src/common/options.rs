@@ -1,6 +1,9 @@
 //! How a tenant's payloads are read ([`MapOptions`]): its stores, where each
-//! payment provider names the store's order ([`OrderReference`]) and Adyen's
-//! capture mode; [`MapContext`] carries them into one mapping call.
+//! payment provider names the store's order ([`OrderReference`]), Adyen's
+//! capture mode and the currency of the stores' product costs; [`MapContext`]
+//! carries them into one mapping call.
+
+use storefold_core::Currency;
 
 /// How one tenant's payloads are read: which stores it runs, and how each
 /// payment provider names the store order it is paying for. Built from the
@@ -21,6 +24,11 @@ pub struct MapOptions {
     /// Whether Adyen captures authorisations by itself (Adyen's default) or the
     /// merchant captures them (then only CAPTURE notifications are money in).
     pub adyen_capture: AdyenCapture,
+    /// The currency of the product costs a store sends without one (Shopify's
+    /// inventory item `cost`, WooCommerce's Cost of Goods meta): the shop's
+    /// own currency. `None`: a cost that comes without a currency cannot be
+    /// mapped ([`MapContext::cost_currency`] names the key to set).
+    pub cost_currency: Option<Currency>,
 }
 
 /// Where a payment provider's payload names the store's order.
@@ -103,6 +111,7 @@ impl Default for MapOptions {
             },
             adyen: OrderReference::default(),
             adyen_capture: AdyenCapture::Automatic,
+            cost_currency: None,
         }
     }
 }
@@ -141,4 +150,23 @@ pub struct MapContext<'a> {
     pub tenant: &'a str,
     /// How this tenant's payloads are read.
     pub options: &'a MapOptions,
+}
+
+impl MapContext<'_> {
+    /// The currency of a store's product cost sent without one
+    /// ([`MapOptions::cost_currency`]), or an error on `field` that names the
+    /// configuration key to set: the payload then goes to the dead-letter
+    /// topic with that reason, and nothing is guessed.
+    pub fn cost_currency(&self, field: &str) -> Result<Currency, crate::MapError> {
+        self.options
+            .cost_currency
+            .ok_or_else(|| crate::MapError::InvalidField {
+                field: field.to_string(),
+                reason: format!(
+                    "the payload does not say the cost's currency (it is the shop's): \
+                     set tenants.{}.cost_currency",
+                    self.tenant
+                ),
+            })
+    }
 }

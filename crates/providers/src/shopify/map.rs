@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use storefold_core::event::{
-    Address, Attribution, Checkpoint, Consent, CustomerRedacted, CustomerUpserted, LineItem,
+    Address, Attribution, Checkpoint, Consent, CustomerRedacted, CustomerUpserted, InventoryUpdated,
+    LineItem,
     OrderLink, OrderStatus, OrderTotals, OrderUpserted, Payment, PaymentStatus, ReasonCode, Refund,
     RefundLine, RefundStatus, Return, ReturnResolution, Shipment, ShipmentStatus, StoreMoney,
     Touch, Utm,
@@ -1316,6 +1317,81 @@ pub(crate) fn customer_redact(
             }),
         ),
     ])
+}
+
+/// inventory_items/create, inventory_items/update: the item's unit cost (in
+/// the tenant's `cost_currency`: Shopify's payload does not name the shop's
+/// currency) from its `updated_at` on.
+///
+/// An item without a SKU maps to nothing: order lines find their costs by
+/// SKU, so a cost no line can name would only take room. It stays in the raw
+/// log, and the item's next update with a SKU carries its cost again.
+pub(crate) fn inventory_item(
+    ctx: &MapContext<'_>,
+    input: &RawInput<'_>,
+) -> Result<Vec<Envelope>, MapError> {
+    let out = Out { ctx, input };
+    let item: model::InventoryItem = parse_json(input.body)?;
+    let Some(sku) = non_empty(item.sku.as_deref()) else {
+        return Ok(Vec::new());
+    };
+    let unit_cost = match item.cost.as_ref().filter(|c| !c.0.is_empty()) {
+        Some(cost) => Some(crate::unit_cost("cost", &cost.0, ctx.cost_currency("cost")?)?),
+        None => None,
+    };
+    let at = opt_time("updated_at", item.updated_at.as_deref())?
+        .or(opt_time("created_at", item.created_at.as_deref())?)
+        .unwrap_or_else(|| out.fallback_time());
+    let event = InventoryUpdated {
+        sku,
+        item_id: Some(item.id.0),
+        unit_cost,
+        available: None,
+        backorder: None,
+        eta: None,
+        at,
+    };
+    Ok(vec![out.envelope(None, at, Event::InventoryUpdated(event))])
+}
+
+/// products/create, products/update: one stock report per variant with a SKU
+/// (order lines find items by SKU; a variant without one is left out): its
+/// inventory item, the units available and whether it keeps selling when out
+/// of stock (`inventory_policy: continue`). Costs are not in this payload
+/// (they are the inventory item's). Each from the variant's `updated_at`, else
+/// the product's.
+pub(crate) fn product(
+    ctx: &MapContext<'_>,
+    input: &RawInput<'_>,
+) -> Result<Vec<Envelope>, MapError> {
+    let out = Out { ctx, input };
+    let p: model::Product = parse_json(input.body)?;
+    let product_at = opt_time("updated_at", p.updated_at.as_deref())?
+        .or(opt_time("created_at", p.created_at.as_deref())?)
+        .unwrap_or_else(|| out.fallback_time());
+    let mut events = Vec::new();
+    for (i, v) in p.variants.iter().enumerate() {
+        let Some(sku) = non_empty(v.sku.as_deref()) else {
+            continue;
+        };
+        let at = opt_time(
+            &format!("variants[{i}].updated_at"),
+            v.updated_at.as_deref(),
+        )?
+        .unwrap_or(product_at);
+        let event = InventoryUpdated {
+            sku,
+            item_id: v.inventory_item_id.as_ref().map(|id| id.0.clone()),
+            unit_cost: None,
+            available: v.inventory_quantity,
+            backorder: non_empty(v.inventory_policy.as_deref()).map(|p| p == "continue"),
+            eta: None,
+            at,
+        };
+        let suffix = format!("variant:{}", v.id.0);
+        events.push(out.envelope(Some(&suffix), at, Event::InventoryUpdated(event)));
+    }
+    Ok(events)
 }
 
 fn address(a: &model::Address) -> Option<Address> {

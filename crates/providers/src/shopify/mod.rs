@@ -1,6 +1,7 @@
 //! Shopify: orders (with the store's own account of their money), order edits,
-//! refunds, order transactions, fulfillments, customers, checkouts and the
-//! mandatory compliance webhooks.
+//! refunds, order transactions, fulfillments, customers, checkouts, inventory
+//! items and products (unit costs and stock) and the mandatory compliance
+//! webhooks.
 //!
 //! Shopify signs the exact body with the app's client secret: the header
 //! `X-Shopify-Hmac-Sha256` holds the base64 HMAC-SHA256. The topic is in
@@ -102,6 +103,8 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
         "customers/delete" => map::customer_deleted(ctx, input),
         "checkouts/create" | "checkouts/update" => map::checkout(ctx, input),
         "customers/redact" => map::customer_redact(ctx, input),
+        "inventory_items/create" | "inventory_items/update" => map::inventory_item(ctx, input),
+        "products/create" | "products/update" => map::product(ctx, input),
         // Mandatory compliance webhooks that change no state here. A data request
         // asks the app to hand the merchant what it stores about a customer: that is
         // answered from the query API (GET /customers?email=...), not from the log.

@@ -452,3 +452,49 @@ pub(crate) struct CustomersRedact {
     #[serde(default)]
     pub(crate) orders_to_redact: Vec<Id>,
 }
+
+/// inventory_items/create, inventory_items/update: the REST InventoryItem.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct InventoryItem {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) sku: Option<String>,
+    /// What one unit costs the merchant, in the shop's currency (the payload
+    /// does not name it); `null` when the merchant never set it.
+    #[serde(default)]
+    pub(crate) cost: Option<Amount>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
+}
+
+/// One variant of a product (products/create, products/update).
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Variant {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) sku: Option<String>,
+    /// The inventory item that carries the variant's stock and cost.
+    #[serde(default)]
+    pub(crate) inventory_item_id: Option<Id>,
+    /// Units available, all locations together (negative when oversold).
+    #[serde(default)]
+    pub(crate) inventory_quantity: Option<i64>,
+    /// `deny` (stop selling when out of stock) or `continue` (keep selling).
+    #[serde(default)]
+    pub(crate) inventory_policy: Option<String>,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
+}
+
+/// products/create, products/update: the REST Product with its variants.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Product {
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) variants: Vec<Variant>,
+}

@@ -2,7 +2,8 @@
 //! and from the shared conformance corpus (real payloads, read in place).
 
 use storefold_core::event::{
-    Address, Attribution, Checkpoint, Consent, CustomerRedacted, CustomerUpserted, LineItem,
+    Address, Attribution, Checkpoint, Consent, CustomerRedacted, CustomerUpserted, InventoryUpdated,
+    LineItem,
     OrderLink, OrderStatus, OrderTotals, OrderUpserted, Payment, PaymentStatus, ReasonCode, Refund,
     RefundLine, RefundStatus, Return, ReturnResolution, Shipment, ShipmentStatus, StoreMoney,
     Touch, Utm,
@@ -295,10 +296,10 @@ fn describe_prefers_the_event_id_then_the_webhook_id_then_a_hash() {
 
 #[test]
 fn unknown_topics_are_refused_and_compliance_topics_accepted() {
-    let (_, mapped) = deliver("products/update", br#"{"id":1}"#);
+    let (_, mapped) = deliver("collections/update", br#"{"id":1}"#);
     assert_eq!(
         mapped,
-        Err(MapError::UnsupportedTopic("products/update".into()))
+        Err(MapError::UnsupportedTopic("collections/update".into()))
     );
     let (_, events) = map_ok(
         "customers/data_request",
@@ -2151,5 +2152,248 @@ fn conformance_order_transaction_needs_its_currency() {
             payer: Identity::default(),
             at,
         })
+    );
+}
+
+// ----------------------------------------------------------------- inventory
+
+fn usd_costs() -> crate::MapOptions {
+    crate::MapOptions {
+        cost_currency: Some(storefold_core::Currency::from_code("USD").unwrap()),
+        ..crate::MapOptions::default()
+    }
+}
+
+/// Delivers `body` for tenant `acme` with `options`: sign, verify, describe, map.
+fn deliver_with(
+    options: crate::MapOptions,
+    topic: &str,
+    body: &[u8],
+) -> (Inbound, Result<Vec<Envelope>, MapError>) {
+    let bench = Harness::new(ProviderKind::Shopify, SECRET, NOW)
+        .tenant("acme")
+        .received_at(RECEIVED)
+        .options(options);
+    let delivery = bench.receive(topic, body).expect("describes");
+    let mapped = bench.map(&delivery);
+    (delivery.inbound, mapped)
+}
+
+fn inventory(events: &[Envelope]) -> Vec<&InventoryUpdated> {
+    events
+        .iter()
+        .map(|e| match &e.event {
+            Event::InventoryUpdated(i) => i,
+            other => panic!("expected inventory updates only, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn inventory_items_carry_their_cost_in_the_tenants_cost_currency() {
+    for (topic, file, minor, at) in [
+        (
+            "inventory_items/create",
+            "inventory_items_create.json",
+            840,
+            datetime!(2025-02-03 14:12:44 UTC),
+        ),
+        (
+            "inventory_items/update",
+            "inventory_items_update.json",
+            915,
+            datetime!(2025-03-10 20:05:09 UTC),
+        ),
+    ] {
+        let (inbound, mapped) = deliver_with(usd_costs(), topic, &fixture(file));
+        let events = mapped.unwrap_or_else(|e| panic!("{topic}: {e}"));
+        assert_eq!(events.len(), 1, "{topic}");
+        assert_eq!(events[0].event_id, inbound.event_id);
+        assert_eq!(events[0].provider, "shopify");
+        assert_eq!(events[0].occurred_at, at, "{topic}");
+        assert_eq!(
+            inventory(&events),
+            [&InventoryUpdated {
+                sku: "TEE-ORG-M".into(),
+                item_id: Some("44871203915".into()),
+                unit_cost: Some(usd(minor)),
+                available: None,
+                backorder: None,
+                eta: None,
+                at,
+            }],
+            "{topic}"
+        );
+    }
+    // The same payload for a tenant whose shop sells in euros.
+    let eur_costs = crate::MapOptions {
+        cost_currency: Some(storefold_core::Currency::from_code("EUR").unwrap()),
+        ..crate::MapOptions::default()
+    };
+    let (_, mapped) = deliver_with(
+        eur_costs,
+        "inventory_items/update",
+        &fixture("inventory_items_update.json"),
+    );
+    assert_eq!(inventory(&mapped.unwrap())[0].unit_cost, Some(eur(915)));
+}
+
+#[test]
+fn an_inventory_item_cost_without_a_cost_currency_is_refused_naming_the_key() {
+    let (_, mapped) = deliver_with(
+        crate::MapOptions::default(),
+        "inventory_items/update",
+        &fixture("inventory_items_update.json"),
+    );
+    let err = mapped.unwrap_err();
+    assert_eq!(err.code(), "invalid_field");
+    assert_eq!(
+        err.to_string(),
+        "invalid field cost: the payload does not say the cost's currency (it is the \
+         shop's): set tenants.acme.cost_currency"
+    );
+    // Without a cost there is nothing to put a currency on.
+    let (_, mapped) = deliver_with(
+        crate::MapOptions::default(),
+        "inventory_items/update",
+        &fixture("inventory_items_update__no_cost.json"),
+    );
+    assert_eq!(
+        inventory(&mapped.unwrap()),
+        [&InventoryUpdated {
+            sku: "MUG-STONE-350".into(),
+            item_id: Some("44871204011".into()),
+            unit_cost: None,
+            available: None,
+            backorder: None,
+            eta: None,
+            at: datetime!(2025-03-11 12:30 UTC),
+        }]
+    );
+}
+
+#[test]
+fn an_inventory_item_without_a_sku_maps_to_nothing() {
+    // Order lines find costs by SKU: a cost without one is kept in the raw log
+    // only, whatever the tenant's options.
+    for options in [crate::MapOptions::default(), usd_costs()] {
+        let (_, mapped) = deliver_with(
+            options,
+            "inventory_items/update",
+            &fixture("inventory_items_update__no_sku.json"),
+        );
+        assert_eq!(mapped, Ok(vec![]));
+    }
+    let (_, mapped) = deliver_with(
+        usd_costs(),
+        "inventory_items/create",
+        br#"{"id": 5, "sku": null, "cost": "1.00", "updated_at": "2025-03-11T09:45:30Z"}"#,
+    );
+    assert_eq!(mapped, Ok(vec![]));
+}
+
+#[test]
+fn inventory_item_costs_are_exact() {
+    for (cost, expected) in [
+        (r#""12.5""#, Ok(1250)),
+        (r#"12.50"#, Ok(1250)),
+        (r#""0.00""#, Ok(0)),
+        (
+            r#""8.405""#,
+            Err("invalid field cost: more decimals than USD allows (2)"),
+        ),
+        (r#""-1.00""#, Err("invalid field cost: a cost is not negative")),
+        (
+            r#""8,40""#,
+            Err(
+                "invalid field cost: not a decimal amount (digits with an optional '.' and \
+                 fraction)",
+            ),
+        ),
+    ] {
+        let body = format!(
+            r#"{{"id": 7, "sku": "CAP-1", "cost": {cost}, "updated_at": "2025-03-11T09:45:30Z"}}"#
+        );
+        let (_, mapped) = deliver_with(usd_costs(), "inventory_items/update", body.as_bytes());
+        let got = mapped
+            .map(|events| inventory(&events)[0].unit_cost.map(|m| m.minor))
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            got,
+            expected.map(Some).map_err(str::to_string),
+            "cost {cost}"
+        );
+    }
+}
+
+#[test]
+fn products_report_each_variant_with_a_sku() {
+    let (inbound, events) = map_ok("products/update", &fixture("products_update.json"));
+    let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(
+        ids,
+        [
+            format!("{}#variant:48110736523307", inbound.event_id),
+            format!("{}#variant:48110736556075", inbound.event_id),
+        ]
+    );
+    assert_eq!(
+        inventory(&events),
+        [
+            &InventoryUpdated {
+                sku: "TEE-ORG-M".into(),
+                item_id: Some("44871203915".into()),
+                unit_cost: None,
+                available: Some(37),
+                backorder: Some(false),
+                eta: None,
+                at: datetime!(2025-03-12 14:19:58 UTC),
+            },
+            // No variant time of its own: the product's. Oversold (-2) and
+            // still selling (`inventory_policy: continue`).
+            &InventoryUpdated {
+                sku: "TEE-ORG-L".into(),
+                item_id: Some("44871203982".into()),
+                unit_cost: None,
+                available: Some(-2),
+                backorder: Some(true),
+                eta: None,
+                at: datetime!(2025-03-12 14:20:00 UTC),
+            },
+        ]
+    );
+    assert_eq!(events[0].occurred_at, datetime!(2025-03-12 14:19:58 UTC));
+
+    // A product has no costs: no cost_currency is needed.
+    let (_, events) = map_ok("products/create", &fixture("products_create.json"));
+    assert_eq!(
+        inventory(&events),
+        [&InventoryUpdated {
+            sku: "MUG-STONE-350".into(),
+            item_id: Some("44871204011".into()),
+            unit_cost: None,
+            available: Some(120),
+            backorder: Some(false),
+            eta: None,
+            at: datetime!(2025-02-03 14:20:02 UTC),
+        }]
+    );
+
+    // A product without variants with a SKU reports nothing; a bad variant
+    // time names the variant.
+    let (_, mapped) = deliver(
+        "products/update",
+        br#"{"id": 1, "updated_at": "2025-03-12T10:20:00Z", "variants": [{"id": 2, "sku": " "}]}"#,
+    );
+    assert_eq!(mapped, Ok(vec![]));
+    let (_, mapped) = deliver(
+        "products/update",
+        br#"{"id": 1, "variants": [{"id": 2, "sku": "A"}, {"id": 3, "sku": "B", "updated_at": "yesterday"}]}"#,
+    );
+    assert!(
+        mapped
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid field variants[1].updated_at"),
     );
 }

@@ -1,4 +1,4 @@
-//! `[tenants.<id>]`: a tenant's stores, payments mapping, reporting currency and provider credentials.
+//! `[tenants.<id>]`: a tenant's stores, payments mapping, reporting and cost currencies and provider credentials.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +28,12 @@ pub struct TenantConfig {
     /// to (`reporting` on orders, `revenue_reporting` on customers), with the
     /// rates of `[rates]`. `None`: figures stay per currency only.
     pub reporting_currency: Option<String>,
+    /// ISO 4217 code of the currency the stores' product costs are in when
+    /// their payloads do not say (Shopify's inventory item `cost`,
+    /// WooCommerce's Cost of Goods meta): the shop's currency. `None`: such a
+    /// cost cannot be mapped and its webhook goes to the dead-letter topic
+    /// with a reason naming this key.
+    pub cost_currency: Option<String>,
     /// Where each payment provider names the store's order.
     pub payments: PaymentsConfig,
     /// Credentials per provider name. Only configured providers are accepted.
@@ -158,6 +164,7 @@ impl Default for TenantConfig {
             collect_origins: Vec::new(),
             stores: MapOptions::default().stores,
             reporting_currency: None,
+            cost_currency: None,
             payments: PaymentsConfig::default(),
             providers: BTreeMap::new(),
             collect_identify: false,
@@ -358,21 +365,25 @@ impl TenantConfig {
                 AdyenCaptureMode::Automatic => AdyenCapture::Automatic,
                 AdyenCaptureMode::Manual => AdyenCapture::Manual,
             },
+            cost_currency: currency_key("cost_currency", self.cost_currency.as_deref())?,
         })
     }
 
     /// The tenant's reporting currency, when it sets one.
     pub fn reporting_currency(&self) -> Result<Option<Currency>, TenantKeyError> {
-        self.reporting_currency
-            .as_deref()
-            .map(|c| {
-                Currency::from_code(c).map_err(|e| TenantKeyError {
-                    key: "reporting_currency".into(),
-                    message: format!("{e}: an ISO 4217 code with a minor unit, like EUR"),
-                })
-            })
-            .transpose()
+        currency_key("reporting_currency", self.reporting_currency.as_deref())
     }
+}
+
+/// A currency setting of a tenant (`key` below `tenants.<id>.`), when set.
+fn currency_key(key: &str, code: Option<&str>) -> Result<Option<Currency>, TenantKeyError> {
+    code.map(|c| {
+        Currency::from_code(c).map_err(|e| TenantKeyError {
+            key: key.into(),
+            message: format!("{e}: an ISO 4217 code with a minor unit, like EUR"),
+        })
+    })
+    .transpose()
 }
 
 /// A tenant's credentials for one provider. The secrets are [`SecretString`]s: they

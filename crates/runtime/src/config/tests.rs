@@ -126,6 +126,7 @@ fn tenant_stores_and_payments_become_map_options() {
 [tenants.woo]
 stores = ["woocommerce", "shopify"]
 reporting_currency = "eur"
+cost_currency = "chf"
 [tenants.woo.payments.stripe]
 order_metadata_keys = ["woo_order", "order_id"]
 order_pattern = '^WC-(?P<order>\d+)$'
@@ -150,6 +151,7 @@ store = "woocommerce"
     assert_eq!(o.paypal.fields, ["invoice_id"]);
     assert_eq!(o.store_for("paypal"), "shopify");
     assert_eq!(o.adyen_capture, AdyenCapture::Manual);
+    assert_eq!(o.cost_currency, Some(Currency::from_code("CHF").unwrap()));
     assert_eq!(
         o.adyen.pattern.as_ref().unwrap().order_id("1001-2"),
         Some("1001")
@@ -172,6 +174,11 @@ fn unusable_tenant_settings_name_their_key() {
             "[tenants.a]\nreporting_currency = \"EURO\"\n",
             "tenants.a.reporting_currency",
             "EURO",
+        ),
+        (
+            "[tenants.a]\ncost_currency = \"XAU\"\n",
+            "tenants.a.cost_currency",
+            "XAU",
         ),
         (
             "[tenants.a.payments.stripe]\norder_pattern = \"^WC-\\\\d+$\"\n",
