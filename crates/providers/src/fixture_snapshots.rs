@@ -65,6 +65,9 @@ fn store_topic(kind: ProviderKind, file: &str) -> String {
             if let Some(rest) = base.strip_prefix("customer_") {
                 return format!("customer.{rest}");
             }
+            if let Some(rest) = base.strip_prefix("product_") {
+                return format!("product.{rest}");
+            }
             match base {
                 "order_created" | "order_retrieve" => "order.created".into(),
                 "order_deleted" => "order.deleted".into(),

@@ -1,8 +1,8 @@
 //! WooCommerce payloads to canonical events.
 
 use storefold_core::event::{
-    Address, Attribution, Consent, CustomerUpserted, LineItem, OrderLink, OrderStatus, OrderTotals,
-    OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, StoreMoney, Utm,
+    Address, Attribution, Consent, CustomerUpserted, InventoryUpdated, LineItem, OrderLink,
+    OrderStatus, OrderTotals, OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, StoreMoney, Utm,
 };
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
 use time::format_description::well_known::Rfc3339;
@@ -504,6 +504,80 @@ fn unit_price(subtotal: Money, quantity: i64) -> Money {
         0
     };
     Money::new(q + round, subtotal.currency)
+}
+
+/// The Cost of Goods plugin's meta key for a product's or variation's unit
+/// cost: a decimal string in the shop's currency (WooCommerce itself has no
+/// cost field).
+pub(crate) const COST_META_KEY: &str = "_wc_cog_cost";
+
+/// product.created, product.updated: the product's (or variation's) stock and,
+/// when the Cost of Goods plugin set one, its unit cost in the tenant's
+/// `cost_currency`, from `date_modified_gmt` on.
+///
+/// A product without a SKU maps to nothing: order lines find their costs and
+/// stock by SKU. Nor do grouped and external products, which are never an
+/// order line of the shop (a group's children are; an external product is
+/// sold elsewhere).
+pub(crate) fn product(
+    ctx: &MapContext<'_>,
+    input: &RawInput<'_>,
+) -> Result<Vec<Envelope>, MapError> {
+    let p: model::Product = parse_json(input.body)?;
+    let Some(sku) = non_empty(p.sku.as_deref()) else {
+        return Ok(Vec::new());
+    };
+    if matches!(p.kind.as_deref(), Some("grouped" | "external")) {
+        return Ok(Vec::new());
+    }
+    let field = format!("meta_data.{COST_META_KEY}");
+    let cost_text = match p.meta_data.iter().find(|m| m.key == COST_META_KEY) {
+        None => None,
+        Some(m) => match &m.value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => non_empty(Some(s)),
+            // WordPress keeps meta as text; a number written by an import is
+            // read as its JSON literal.
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => {
+                return Err(MapError::InvalidField {
+                    field,
+                    reason: "expected a decimal string".into(),
+                });
+            }
+        },
+    };
+    let unit_cost = match cost_text {
+        Some(text) => Some(crate::unit_cost(
+            &field,
+            &text,
+            ctx.cost_currency(&field)?,
+        )?),
+        None => None,
+    };
+    let at = gmt("date_modified_gmt", p.date_modified_gmt.as_deref())?
+        .or(gmt("date_created_gmt", p.date_created_gmt.as_deref())?)
+        .unwrap_or(input.received_at);
+    // A shop that does not manage the product's stock still says when it is
+    // out of stock: nothing is available then.
+    let available = p.stock_quantity.or_else(|| {
+        (non_empty(p.stock_status.as_deref()).as_deref() == Some("outofstock")).then_some(0)
+    });
+    let event = InventoryUpdated {
+        sku,
+        item_id: Some(p.id.0),
+        unit_cost,
+        available,
+        backorder: non_empty(p.backorders.as_deref()).map(|b| b != "no"),
+        eta: None,
+        at,
+    };
+    Ok(vec![envelope(
+        ctx,
+        input.event_id.to_string(),
+        at,
+        Event::InventoryUpdated(event),
+    )])
 }
 
 /// `*_gmt` dates: `2017-03-22T19:28:02`, UTC without an offset. An RFC 3339 value

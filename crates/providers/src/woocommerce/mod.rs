@@ -1,4 +1,4 @@
-//! WooCommerce: order and customer webhooks.
+//! WooCommerce: order, customer and product (stock and unit cost) webhooks.
 //!
 //! WooCommerce signs the exact body with the webhook's secret:
 //! `X-WC-Webhook-Signature` is the base64 HMAC-SHA256 (`WC_Webhook::generate_signature`).
@@ -156,6 +156,7 @@ pub(crate) fn map(ctx: &MapContext<'_>, input: &RawInput<'_>) -> Result<Vec<Enve
             map::order(ctx, input)
         }
         "customer.created" | "customer.updated" | "customer.deleted" => map::customer(ctx, input),
+        "product.created" | "product.updated" => map::product(ctx, input),
         other => Err(MapError::UnsupportedTopic(other.to_string())),
     }
 }
@@ -208,7 +209,8 @@ pub(crate) fn sign(
     })
 }
 
-/// WooCommerce (orders, refunds, customers; the creation ping is a handshake).
+/// WooCommerce (orders, refunds, customers, products; the creation ping is a
+/// handshake).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WooCommerce;
 

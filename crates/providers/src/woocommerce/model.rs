@@ -200,3 +200,31 @@ pub(crate) struct RefundResource {
     #[serde(default, rename = "_links")]
     pub(crate) links: RefundLinks,
 }
+
+/// product.created, product.updated: the REST product (wc/v3), a simple or
+/// variable product or one variation (`type: variation`, with its own SKU and
+/// stock).
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Product {
+    pub(crate) id: Id,
+    #[serde(default)]
+    pub(crate) sku: Option<String>,
+    /// `simple`, `variable`, `variation`, `grouped`, `external`.
+    #[serde(default, rename = "type")]
+    pub(crate) kind: Option<String>,
+    /// `null` unless the shop manages the product's stock.
+    #[serde(default)]
+    pub(crate) stock_quantity: Option<i64>,
+    /// `instock`, `outofstock`, `onbackorder`.
+    #[serde(default)]
+    pub(crate) stock_status: Option<String>,
+    /// Whether it sells out of stock: `no`, `notify`, `yes`.
+    #[serde(default)]
+    pub(crate) backorders: Option<String>,
+    #[serde(default)]
+    pub(crate) date_created_gmt: Option<String>,
+    #[serde(default)]
+    pub(crate) date_modified_gmt: Option<String>,
+    #[serde(default)]
+    pub(crate) meta_data: Vec<Meta>,
+}

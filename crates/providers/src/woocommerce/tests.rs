@@ -2,8 +2,8 @@
 //! from our own fixtures and from the shared conformance corpus (read in place).
 
 use storefold_core::event::{
-    Address, Attribution, Consent, CustomerUpserted, LineItem, OrderLink, OrderStatus, OrderTotals,
-    OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, StoreMoney, Utm,
+    Address, Attribution, Consent, CustomerUpserted, InventoryUpdated, LineItem, OrderLink,
+    OrderStatus, OrderTotals, OrderUpserted, PaymentRef, Refund, RefundLine, RefundStatus, StoreMoney, Utm,
 };
 use storefold_core::identity::ExternalId;
 use storefold_core::{Currency, Envelope, Event, Identity, Money};
@@ -365,12 +365,12 @@ fn describe_derives_the_event_id_from_resource_id_and_modification() {
 #[test]
 fn unsupported_topics_are_refused() {
     let (_, mapped) = deliver(
-        "product.updated",
+        "product.deleted",
         br#"{"id": 77, "date_modified_gmt": "2025-05-01T00:00:00"}"#,
     );
     assert_eq!(
         mapped,
-        Err(MapError::UnsupportedTopic("product.updated".into()))
+        Err(MapError::UnsupportedTopic("product.deleted".into()))
     );
     let (_, mapped) = deliver("coupon.created", br#"{"id": 5}"#);
     assert_eq!(
@@ -1429,4 +1429,166 @@ fn refund_resource_lines_point_at_the_order_lines() {
         super::map_refund_resource(&ctx, "e", None, "EUR", None, no_order).unwrap_err(),
         MapError::MissingField("_links.up".into())
     );
+}
+
+// ------------------------------------------------------------------ products
+
+fn costs_in(code: &str) -> MapOptions {
+    MapOptions {
+        cost_currency: Some(Currency::from_code(code).unwrap()),
+        ..MapOptions::default()
+    }
+}
+
+/// Delivers `body` for tenant `acme` with `options`.
+fn deliver_with(
+    options: MapOptions,
+    topic: &str,
+    body: &[u8],
+) -> (Inbound, Result<Vec<Envelope>, MapError>) {
+    let bench = Harness::new(ProviderKind::WooCommerce, SECRET, NOW)
+        .tenant("acme")
+        .received_at(RECEIVED)
+        .options(options);
+    let delivery = bench.receive(topic, body).expect("describes");
+    let mapped = bench.map(&delivery);
+    (delivery.inbound, mapped)
+}
+
+fn the_inventory(events: &[Envelope]) -> &InventoryUpdated {
+    match events {
+        [e] => match &e.event {
+            Event::InventoryUpdated(i) => i,
+            other => panic!("expected an inventory update, got {other:?}"),
+        },
+        other => panic!("expected one event, got {other:?}"),
+    }
+}
+
+#[test]
+fn products_carry_stock_and_the_cost_of_goods_meta_in_the_cost_currency() {
+    let (inbound, mapped) = deliver_with(
+        costs_in("EUR"),
+        "product.created",
+        &fixture("product_created.json"),
+    );
+    assert_eq!(inbound.event_id, "product:812:2025-02-20T10:04:12");
+    let events = mapped.unwrap();
+    assert_eq!(events[0].event_id, inbound.event_id);
+    assert_eq!(events[0].provider, "woocommerce");
+    assert_eq!(events[0].occurred_at, datetime!(2025-02-20 10:04:12 UTC));
+    assert_eq!(
+        the_inventory(&events),
+        &InventoryUpdated {
+            sku: "APRON-LIN-NAT".into(),
+            item_id: Some("812".into()),
+            unit_cost: Some(eur(1180)),
+            available: Some(25),
+            backorder: Some(false),
+            eta: None,
+            at: datetime!(2025-02-20 10:04:12 UTC),
+        }
+    );
+
+    // A variation, out of stock and taking backorders (`notify` takes them too).
+    let (_, mapped) = deliver_with(
+        costs_in("GBP"),
+        "product.updated",
+        &fixture("product_updated.json"),
+    );
+    assert_eq!(
+        the_inventory(&mapped.unwrap()),
+        &InventoryUpdated {
+            sku: "BEANIE-WOOL-RUST".into(),
+            item_id: Some("905".into()),
+            unit_cost: Some(gbp(705)),
+            available: Some(0),
+            backorder: Some(true),
+            eta: None,
+            at: datetime!(2025-03-05 14:31:40 UTC),
+        }
+    );
+
+    // No cost (an empty meta value): no currency needed. Stock not managed but
+    // out of stock: nothing available.
+    let (_, mapped) = deliver(
+        "product.updated",
+        &fixture("product_updated__no_cost.json"),
+    );
+    assert_eq!(
+        the_inventory(&mapped.unwrap()),
+        &InventoryUpdated {
+            sku: "WRAP-GIFT".into(),
+            item_id: Some("833".into()),
+            unit_cost: None,
+            available: Some(0),
+            backorder: Some(false),
+            eta: None,
+            at: datetime!(2025-03-06 09:15 UTC),
+        }
+    );
+}
+
+#[test]
+fn a_product_cost_without_a_cost_currency_is_refused_naming_the_key() {
+    let (_, mapped) = deliver("product.created", &fixture("product_created.json"));
+    let err = mapped.unwrap_err();
+    assert_eq!(err.code(), "invalid_field");
+    assert_eq!(
+        err.to_string(),
+        "invalid field meta_data._wc_cog_cost: the payload does not say the cost's currency \
+         (it is the shop's): set tenants.acme.cost_currency"
+    );
+}
+
+#[test]
+fn products_without_a_sku_and_groups_map_to_nothing() {
+    // Order lines find costs and stock by SKU.
+    for options in [MapOptions::default(), costs_in("EUR")] {
+        let (_, mapped) = deliver_with(
+            options,
+            "product.updated",
+            &fixture("product_updated__no_sku.json"),
+        );
+        assert_eq!(mapped, Ok(vec![]));
+    }
+    for kind in ["grouped", "external"] {
+        let body = format!(
+            r#"{{"id": 3, "sku": "SET-1", "type": "{kind}", "date_modified_gmt": "2025-03-06T10:00:00"}}"#
+        );
+        let (_, mapped) = deliver_with(costs_in("EUR"), "product.updated", body.as_bytes());
+        assert_eq!(mapped, Ok(vec![]), "{kind}");
+    }
+}
+
+#[test]
+fn product_costs_are_exact() {
+    for (value, expected) in [
+        (r#""7.5""#, Ok(Some(750))),
+        (r#"7.5"#, Ok(Some(750))),
+        (r#""  ""#, Ok(None)),
+        (r#"null"#, Ok(None)),
+        (
+            r#""7.055""#,
+            Err("invalid field meta_data._wc_cog_cost: more decimals than EUR allows (2)"),
+        ),
+        (
+            r#"["7.05"]"#,
+            Err("invalid field meta_data._wc_cog_cost: expected a decimal string"),
+        ),
+        (
+            r#""-7.05""#,
+            Err("invalid field meta_data._wc_cog_cost: a cost is not negative"),
+        ),
+    ] {
+        let body = format!(
+            r#"{{"id": 4, "sku": "CAP-1", "type": "simple", "date_modified_gmt": "2025-03-06T10:00:00",
+                "meta_data": [{{"id": 1, "key": "_wc_cog_cost", "value": {value}}}]}}"#
+        );
+        let (_, mapped) = deliver_with(costs_in("EUR"), "product.updated", body.as_bytes());
+        let got = mapped
+            .map(|events| the_inventory(&events).unit_cost.map(|m| m.minor))
+            .map_err(|e| e.to_string());
+        assert_eq!(got, expected.map_err(str::to_string), "value {value}");
+    }
 }
