@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 
 use crate::{
     Credentials, Inbound, MapError, SignError, Signed, VerifyError, WebhookRequest,
-    check_hmac_sha256, hmac_sha256, required_header, signing_secret, verifying_secret,
+    signing_secret, storefold_signature, verify_storefold_hmac, verifying_secret,
 };
 
 mod map;
@@ -45,13 +45,13 @@ mod tests;
 pub(crate) const PROVIDER: &str = "operator";
 
 /// The signature header: `sha256=<hex>`.
-pub const SIGNATURE_HEADER: &str = "X-Storefold-Signature";
+pub const SIGNATURE_HEADER: &str = crate::STOREFOLD_SIGNATURE_HEADER;
 /// The signed Unix time, in seconds.
-pub const TIMESTAMP_HEADER: &str = "X-Storefold-Timestamp";
+pub const TIMESTAMP_HEADER: &str = crate::STOREFOLD_TIMESTAMP_HEADER;
 /// The command's topic (`customer/erase`, `identity/merge`, ...).
 pub const TOPIC_HEADER: &str = "X-Storefold-Topic";
 /// How far the signed timestamp may be from the time of the check, either way.
-pub const TOLERANCE_SECS: i64 = 300;
+pub const TOLERANCE_SECS: i64 = crate::STOREFOLD_TOLERANCE_SECS;
 /// The topic of an erasure command.
 pub const ERASE_TOPIC: &str = map::ERASE;
 /// The topic of a merge of two identities' customers.
@@ -80,64 +80,16 @@ const SECRET_IS_EMPTY: &str = "empty operator secret";
 /// once verified, and the raw event records the verification).
 pub(crate) const HEADERS: &[&str] = &["x-storefold-topic", "x-storefold-timestamp"];
 
-fn malformed(header: &'static str, reason: &str) -> VerifyError {
-    VerifyError::MalformedHeader {
-        header,
-        reason: reason.to_string(),
-    }
-}
-
-/// The string the HMAC covers.
-fn signed_parts<'a>(timestamp: &'a str, topic: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
-    [timestamp.as_bytes(), b"\n", topic.as_bytes(), b"\n", body]
-}
-
 pub(crate) fn verify(
     creds: &Credentials,
     req: &WebhookRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
     let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
-    let signature = required_header(req, SIGNATURE_HEADER)?.trim();
-    let timestamp = required_header(req, TIMESTAMP_HEADER)?.trim();
     // An absent topic signs as empty: the signature then fails unless the
     // sender signed an empty topic too, and describe refuses that.
     let topic = req.headers.get(TOPIC_HEADER).unwrap_or_default();
-    if signature.is_empty() {
-        return Err(VerifyError::MissingHeader(SIGNATURE_HEADER));
-    }
-    if timestamp.is_empty() {
-        return Err(VerifyError::MissingHeader(TIMESTAMP_HEADER));
-    }
-    let hex_sig = signature
-        .strip_prefix("sha256=")
-        .ok_or_else(|| malformed(SIGNATURE_HEADER, "expected sha256=<hex>"))?;
-    let given = hex::decode(hex_sig).map_err(|_| malformed(SIGNATURE_HEADER, "not hex"))?;
-    if given.len() != 32 {
-        return Err(malformed(
-            SIGNATURE_HEADER,
-            "expected 32 bytes of HMAC-SHA256",
-        ));
-    }
-    if !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(malformed(TIMESTAMP_HEADER, "not a Unix time in seconds"));
-    }
-    let signed_at = timestamp
-        .parse::<i64>()
-        .map_err(|_| malformed(TIMESTAMP_HEADER, "out of range"))?;
-    check_hmac_sha256(
-        secret.as_bytes(),
-        &signed_parts(timestamp, topic, req.body),
-        &given,
-    )?;
-    // After the signature, as Stripe's check does: only a genuine but stale
-    // command is told it expired.
-    if now.unix_timestamp().abs_diff(signed_at) > TOLERANCE_SECS.unsigned_abs() {
-        return Err(VerifyError::Expired {
-            tolerance_secs: TOLERANCE_SECS,
-        });
-    }
-    Ok(())
+    verify_storefold_hmac(secret, req, &[topic.as_bytes(), b"\n"], now)
 }
 
 /// Topic from `X-Storefold-Topic` (`customer/erase`, `identity/merge`,
@@ -169,9 +121,7 @@ pub(crate) use map::map;
 /// The `X-Storefold-Signature` value for `body` sent under `topic` at Unix
 /// time `timestamp`.
 pub fn signature_header(secret: &str, timestamp: i64, topic: &str, body: &[u8]) -> String {
-    let t = timestamp.to_string();
-    let mac = hmac_sha256(secret.as_bytes(), &signed_parts(&t, topic, body));
-    format!("sha256={}", hex::encode(mac))
+    storefold_signature(secret, timestamp, &[topic.as_bytes(), b"\n"], body)
 }
 
 pub(crate) fn sign(
