@@ -14,7 +14,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use time::macros::datetime;
 
-use crate::test_support::{conformance_corpora, fixture_dir, json_file_names, read_file};
+use crate::test_support::{conformance_corpora, fixture_dir, fixture_file_names, read_file};
 use crate::{Headers, MapContext, MapOptions, ProviderKind, RawInput, WebhookRequest};
 
 /// The topic a store or operator fixture was sent with (they send it in a
@@ -147,7 +147,7 @@ fn not_a_webhook(kind: ProviderKind, file: &str) -> bool {
     }
 }
 
-/// Snapshots every `.json` file of `dir` as `<prefix>__<file>`, except
+/// Snapshots every `.json` (and `.jsonl`) file of `dir` as `<prefix>__<file>`, except
 /// `skip`ped ones.
 fn snapshot_dir(
     kind: ProviderKind,
@@ -155,12 +155,16 @@ fn snapshot_dir(
     dir: &Path,
     skip: fn(ProviderKind, &str) -> bool,
 ) -> usize {
-    let files: Vec<String> = json_file_names(dir)
+    let files: Vec<String> = fixture_file_names(dir)
         .into_iter()
         .filter(|f| !skip(kind, f))
         .collect();
     for file in &files {
-        let name = format!("{prefix}__{}", file.trim_end_matches(".json"));
+        let stem = file
+            .strip_suffix(".jsonl")
+            .or_else(|| file.strip_suffix(".json"))
+            .unwrap_or(file);
+        let name = format!("{prefix}__{stem}");
         insta::assert_json_snapshot!(name, mapped(kind, dir, file));
     }
     files.len()

@@ -66,6 +66,8 @@ providers! {
     Gorgias => gorgias::Gorgias,
     /// storefold's own signed operator commands (`customer/erase`, `identity/*`).
     Operator => operator::Operator,
+    /// The merchant's ERP: unit costs and stock per SKU, signed JSON lines.
+    Erp => erp::Erp,
     /// Browser touches posted to `/v1/collect/{tenant}` (unsigned; CORS + rate limit).
     Collect => collect::Collect,
 }

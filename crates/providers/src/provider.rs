@@ -179,7 +179,7 @@ mod tests {
             assert_eq!(name.parse::<ProviderKind>(), Ok(kind));
             assert_eq!(kind.to_string(), name);
         }
-        assert_eq!(ProviderKind::ALL.len(), 12);
+        assert_eq!(ProviderKind::ALL.len(), 13);
     }
 
     #[test]

@@ -82,6 +82,18 @@ pub(crate) fn json_file_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The names of the `.json` and `.jsonl` (JSON lines: the ERP feed) files
+/// in a fixture directory, sorted.
+pub(crate) fn fixture_file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") || n.ends_with(".jsonl"))
+        .collect();
+    names.sort();
+    names
+}
+
 /// The bytes of `name` in `dir`, panicking with the path when unreadable.
 pub(crate) fn read_file(dir: &Path, name: &str) -> Vec<u8> {
     let path = dir.join(name);

@@ -164,6 +164,14 @@ fn samples() -> Vec<Sample> {
                    "requested_at": "2025-01-15T11:59:00Z", "reason": "robustness"}),
         ),
         mk(
+            ProviderKind::Erp,
+            "erp-robustness",
+            "inventory",
+            json!({"sku": "TEE-ORG-M", "unit_cost": "12.50", "currency": "EUR", "available": 40,
+                   "backorder": false, "eta": "2027-01-15", "at": "2026-11-01T00:00:00Z",
+                   "item_id": "ART-100-M"}),
+        ),
+        mk(
             ProviderKind::Collect,
             "",
             "touch",
@@ -182,6 +190,7 @@ fn body_is_signed(kind: ProviderKind) -> bool {
             | ProviderKind::Easypost
             | ProviderKind::Zendesk
             | ProviderKind::Operator
+            | ProviderKind::Erp
     )
 }
 
@@ -194,6 +203,7 @@ fn known_good(kind: ProviderKind) -> bool {
             | ProviderKind::Zendesk
             | ProviderKind::Gorgias
             | ProviderKind::Operator
+            | ProviderKind::Erp
             | ProviderKind::Collect
     )
 }
@@ -595,5 +605,6 @@ robustness! {
     zendesk => ProviderKind::Zendesk,
     gorgias => ProviderKind::Gorgias,
     operator => ProviderKind::Operator,
+    erp => ProviderKind::Erp,
     collect => ProviderKind::Collect,
 }

@@ -256,3 +256,103 @@ async fn a_restart_between_and_during_requests_loses_nothing_acknowledged() {
     }
     assert!(acknowledged.len() >= 20, "{acknowledged:?}");
 }
+
+/// An ERP feed (JSON lines, storefold's own signature) goes through the real
+/// ingest to `raw.erp` byte for byte, with its content-derived idempotency id;
+/// the stored record maps to one InventoryUpdated per line, and a feed signed
+/// with another secret is refused and not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_erp_feed_lands_on_raw_erp_and_maps_line_by_line() {
+    use storefold_core::Event;
+    use storefold_providers::{Headers, MapContext, MapOptions, RawInput};
+    use storefold_testkit::samples::Sample;
+
+    let broker = MockBroker::start(1);
+    let cfg = config(broker.bootstrap(), "");
+    create_topics(&broker, &cfg);
+    let ing = Running::start(&cfg).await;
+    let client = http_client();
+    let now = OffsetDateTime::now_utc();
+    let body = b"{\"sku\":\"TEE-ORG-M\",\"unit_cost\":\"12.50\",\"currency\":\"EUR\",\"available\":40,\
+\"backorder\":false,\"eta\":\"2027-01-15\",\"at\":\"2026-11-01T00:00:00Z\",\"item_id\":\"ART-100-M\"}\n\
+\n{\"sku\":\"MUG-STONE-350\",\"unit_cost\":\"1450\",\"currency\":\"JPY\",\"at\":\"2026-11-02\"}\n"
+        .to_vec();
+    let feed = Sample {
+        provider: ProviderKind::Erp,
+        topic: "inventory",
+        body: body.clone(),
+    };
+
+    let forged = signed_with(TENANT, &feed, "not-the-erp-secret", now).unwrap();
+    let resp = send(&client, &ing.base, &forged).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(common::json(resp).await["reason"], "signature_mismatch");
+
+    let req = signed(TENANT, &feed, now);
+    assert_eq!(req.path, "/v1/webhooks/acme/erp");
+    let resp = send(&client, &ing.base, &req).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    let stored = raw_events(broker.bootstrap(), &cfg, ProviderKind::Erp);
+    assert_eq!(stored.len(), 1, "the forged feed is not stored");
+    let (record, ev) = &stored[0];
+    assert_eq!(ev.body, body, "byte for byte");
+    assert_eq!(record.key.as_deref(), Some(TENANT.as_bytes()));
+    assert_eq!(
+        record.partition,
+        java_partition(TENANT.as_bytes(), PARTITIONS)
+    );
+    assert_eq!(
+        (ev.provider.as_str(), ev.topic.as_str()),
+        ("erp", "inventory")
+    );
+    let id = storefold_providers::erp::body_id(&body);
+    assert_eq!(ev.event_id, id);
+    assert_eq!(ev.verification.status, VerificationStatus::Verified);
+    assert_eq!(
+        ev.verification.scheme.as_deref(),
+        Some("storefold-erp-hmac-sha256")
+    );
+    assert_eq!(
+        ev.headers.keys().collect::<Vec<_>>(),
+        ["x-storefold-timestamp"]
+    );
+
+    // What the processor maps from the stored record.
+    let headers = Headers::from_pairs(ev.headers.iter());
+    let options = MapOptions::default();
+    let events = ProviderKind::Erp
+        .map(
+            &MapContext {
+                tenant: TENANT,
+                options: &options,
+            },
+            &RawInput {
+                topic: &ev.topic,
+                event_id: &ev.event_id,
+                headers: &headers,
+                body: &ev.body,
+                received_at: now,
+            },
+        )
+        .unwrap();
+    let got: Vec<(String, String, Option<i64>)> = events
+        .iter()
+        .map(|e| match &e.event {
+            Event::InventoryUpdated(i) => (
+                e.event_id.clone(),
+                i.sku.clone(),
+                i.unit_cost.map(|m| m.minor),
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (format!("{id}#1"), "TEE-ORG-M".to_string(), Some(1250)),
+            (format!("{id}#3"), "MUG-STONE-350".to_string(), Some(1450)),
+        ]
+    );
+    ing.stop().await;
+}
