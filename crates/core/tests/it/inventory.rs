@@ -551,3 +551,52 @@ fn a_cost_in_another_currency_has_a_margin_only_in_the_reporting_currency() {
     let r = fig.reporting.as_ref().expect("reporting");
     assert_eq!((r.net, r.cogs, r.gross_margin), (2400, 1000, Some(1400)));
 }
+
+#[test]
+fn generated_histories_with_cost_reports_cost_their_orders() {
+    // The property test of `fold.rs` folds histories with cost reports in
+    // random arrival orders; this checks that such histories do cost orders,
+    // with the cost in force at each order's time.
+    let spec = storefold_scenario::ScenarioSpec {
+        customers: 5,
+        cost_reports: 4,
+        ..storefold_scenario::ScenarioSpec::default()
+    };
+    let config = Arc::new(FoldConfig::default());
+    let mut costed = 0;
+    for seed in 0..20u64 {
+        let events = storefold_scenario::generate(seed, &spec);
+        let mut reports: Vec<(OffsetDateTime, String, Money)> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::InventoryUpdated(i) => {
+                    Some((i.at, e.event_id.clone(), i.unit_cost.expect("a cost")))
+                }
+                _ => None,
+            })
+            .collect();
+        reports.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut store = MemStore::default();
+        for e in events.iter().rev() {
+            let mut engine = Engine::with_config(config.clone());
+            let _ = engine.apply(&store, e);
+            store.commit(engine.finish(&store).changes);
+        }
+        for (oid, v) in store.order_views_with(&config) {
+            let Some(snapshot) = &v.order.snapshot else {
+                continue;
+            };
+            // The newest report not after the order (the greatest event id
+            // among reports at one time).
+            let expect = reports
+                .iter()
+                .rev()
+                .find(|r| r.0 <= snapshot.value.created_at)
+                .map(|r| r.2);
+            let got = v.order.costs.get("SKU-1").map(|c| c.unit_cost);
+            assert_eq!(got, expect, "seed {seed}, {oid}");
+            costed += usize::from(got.is_some());
+        }
+    }
+    assert!(costed > 10, "only {costed} orders costed");
+}
