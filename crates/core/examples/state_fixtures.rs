@@ -26,6 +26,7 @@ fn kind(v: &StateValue) -> &'static str {
         StateValue::Parcel(_) => "parcel",
         StateValue::Parked(_) => "parked",
         StateValue::ParkedBy(_) => "parked_by",
+        StateValue::Sku(_) => "sku",
     }
 }
 

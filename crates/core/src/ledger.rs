@@ -60,6 +60,11 @@ pub enum EntryKind {
     Fee,
     /// A dispute fee (negative when given back).
     DisputeFee,
+    /// The cost of one order line's goods: its quantity at the unit cost in
+    /// force at the order's time.
+    CostOfGoods,
+    /// The cost of goods a refund put back in stock (taken off the cost of goods).
+    Restocked,
 }
 
 /// The figure an entry counts in.
@@ -72,6 +77,8 @@ pub enum Figure {
     ChargebackLost,
     Disputed,
     Fees,
+    /// Cost of goods sold.
+    Cogs,
 }
 
 impl Figure {
@@ -83,6 +90,7 @@ impl Figure {
             Figure::ChargebackLost => "chargeback_lost",
             Figure::Disputed => "disputed",
             Figure::Fees => "fees",
+            Figure::Cogs => "cogs",
         }
     }
 }
@@ -149,6 +157,23 @@ pub struct OrderFigures {
     /// `net − fees`, when `fees_known` and every fee is in a currency of `net`;
     /// `None` is unknown, not zero.
     pub net_after_fees: Option<MoneyBag>,
+    /// Cost of goods sold: the counted lines' quantities at their unit costs
+    /// as of the order's time, less what refunds put back in stock, in the
+    /// currencies the costs are in. Counted once the order is paid for and
+    /// while it is not cancelled.
+    #[serde(default, skip_serializing_if = "MoneyBag::is_empty")]
+    pub cogs: MoneyBag,
+    /// Every line has a unit cost (and the cost of goods counts).
+    #[serde(default)]
+    pub cogs_known: bool,
+    /// The lines without a known unit cost: their SKU, or `line:<id>` for a
+    /// line without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cogs_unknown: Vec<String>,
+    /// `net − cogs`, when `cogs_known` and every cost is in a currency of
+    /// `net`; `None` is unknown, not zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gross_margin: Option<MoneyBag>,
     /// The figures in the tenant's reporting currency, when one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reporting: Option<ReportingFigures>,
@@ -165,6 +190,12 @@ pub struct ReportingFigures {
     pub fees: i64,
     /// `net − fees` when every fee is known.
     pub net_after_fees: Option<i64>,
+    /// Cost of goods sold.
+    #[serde(default)]
+    pub cogs: i64,
+    /// `net − cogs` when the cost of goods is known and every amount converted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gross_margin: Option<i64>,
     /// Amounts with no usable rate, by figure: never dropped, left out of the
     /// converted sums.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -181,6 +212,12 @@ pub struct ReportingRevenue {
     pub chargeback_lost: i64,
     pub net: i64,
     pub fees: i64,
+    /// Cost of goods sold.
+    #[serde(default)]
+    pub cogs: i64,
+    /// `net − cogs` when every paid order's margin is known and converted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gross_margin: Option<i64>,
     /// Amounts with no usable rate, by figure (see [`ReportingFigures`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unconverted: BTreeMap<String, MoneyBag>,
@@ -620,6 +657,7 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
         }
     }
 
+    let cogs_unknown = cost_of_goods(order, &mut l);
     let mut entries = l.entries;
     if test {
         for e in &mut entries {
@@ -640,7 +678,9 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
                 });
         }
     }
-    let figures = figures_of(&entries, paid_source, &provider_payments, test, reporting);
+    let mut figures = figures_of(&entries, paid_source, &provider_payments, test, reporting);
+    figures.cogs_unknown = cogs_unknown;
+    margin_of(&mut figures, &entries);
     Books { entries, figures }
 }
 
@@ -709,9 +749,10 @@ fn figures_of(
             Some(Figure::ChargebackLost) => &mut f.chargeback_lost,
             Some(Figure::Disputed) => &mut f.disputed,
             Some(Figure::Fees) => &mut f.fees,
+            Some(Figure::Cogs) => &mut f.cogs,
             None => continue,
         };
-        bag.add(e.amount);
+        bag.add(signed(e));
     }
     f.net = f.paid.minus(&f.refunded).minus(&f.chargeback_lost);
     let captured: Vec<&PaymentCalc> = provider_payments
@@ -735,6 +776,8 @@ fn figures_of(
             net: 0,
             fees: 0,
             net_after_fees: None,
+            cogs: 0,
+            gross_margin: None,
             unconverted: BTreeMap::new(),
         };
         for e in entries.iter().filter(|e| e.counted) {
@@ -744,15 +787,23 @@ fn figures_of(
                 Figure::Refunded => &mut rf.refunded,
                 Figure::ChargebackLost => &mut rf.chargeback_lost,
                 Figure::Fees => &mut rf.fees,
+                Figure::Cogs => &mut rf.cogs,
                 Figure::Authorized | Figure::Disputed => continue,
             };
             match &e.converted {
-                Some(c) => *slot = slot.saturating_add(c.amount.minor),
+                Some(c) => {
+                    let minor = if e.kind == EntryKind::Restocked {
+                        c.amount.minor.saturating_neg()
+                    } else {
+                        c.amount.minor
+                    };
+                    *slot = slot.saturating_add(minor)
+                }
                 None => rf
                     .unconverted
                     .entry(fig.as_str().to_string())
                     .or_default()
-                    .add(e.amount),
+                    .add(signed(e)),
             }
         }
         rf.net = rf.paid - rf.refunded - rf.chargeback_lost;
@@ -761,6 +812,151 @@ fn figures_of(
         f.reporting = Some(rf);
     }
     f
+}
+
+/// An entry's amount as its figure counts it: what a refund put back in stock
+/// is taken off the cost of goods.
+fn signed(e: &LedgerEntry) -> Money {
+    if e.kind == EntryKind::Restocked {
+        Money::new(e.amount.minor.saturating_neg(), e.amount.currency)
+    } else {
+        e.amount
+    }
+}
+
+/// The cost of goods of an order's lines: one entry per line whose SKU has a
+/// unit cost in force at the order's time ([`Order::costs`]), and one per
+/// line a store refund put back in stock. They count once a payment counts
+/// and while the order is not cancelled. Returns the lines whose cost is
+/// unknown (their SKU, `line:<id>` without one).
+fn cost_of_goods(order: &Order, l: &mut LedgerBuilder) -> Vec<String> {
+    let Some(snapshot) = &order.snapshot else {
+        return Vec::new();
+    };
+    let o = &snapshot.value;
+    let paid = l
+        .entries
+        .iter()
+        .any(|e| e.counted && e.figure == Some(Figure::Paid) && e.amount.minor > 0);
+    let (count, why) = if o.status == crate::event::OrderStatus::Cancelled {
+        (
+            false,
+            "the order was cancelled: no goods went out".to_string(),
+        )
+    } else if !paid {
+        (
+            false,
+            "nothing counts as paid for the order yet".to_string(),
+        )
+    } else {
+        (true, String::new())
+    };
+    // Units each line got back in stock, from the store's refunds that count
+    // (each refund as its newest store observation lists its lines).
+    let mut restocked: BTreeMap<&str, Vec<(i64, &str, OffsetDateTime, &str)>> = BTreeMap::new();
+    for rec in order.refunds.values() {
+        let Some(calc) = analyse_refund(rec) else {
+            continue;
+        };
+        if matches!(calc.status, RefundStatus::Failed | RefundStatus::Cancelled) {
+            continue;
+        }
+        let newest_store = rec
+            .observations
+            .iter()
+            .filter(|(_, r)| matches!(r.provider.as_str(), "shopify" | "woocommerce"))
+            .max_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
+        if let Some((ev, r)) = newest_store {
+            for line in r.lines.iter().filter(|x| x.restock && x.quantity > 0) {
+                restocked
+                    .entry(line.line_item_id.as_str())
+                    .or_default()
+                    .push((line.quantity, r.refund_id.as_str(), r.at, ev.as_str()));
+            }
+        }
+    }
+    let mut unknown = BTreeSet::new();
+    for line in o.line_items.iter().filter(|x| x.quantity > 0) {
+        let sku = line.sku.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let Some(cost) = sku.and_then(|s| order.costs.get(s)) else {
+            unknown.insert(match sku {
+                Some(s) => s.to_string(),
+                None => format!("line:{}", line.id),
+            });
+            continue;
+        };
+        let sku = sku.unwrap_or_default();
+        let unit = cost.unit_cost;
+        let times = |q: i64| Money::new(unit.minor.saturating_mul(q), unit.currency);
+        let why_line = if count {
+            format!(
+                "{} × {} {} in force from {} ({})",
+                line.quantity,
+                unit.to_decimal_string(),
+                unit.currency.code(),
+                cost.at.date(),
+                cost.provider
+            )
+        } else {
+            why.clone()
+        };
+        l.push(
+            EntryKind::CostOfGoods,
+            &cost.provider,
+            sku,
+            &cost.event_id,
+            times(line.quantity),
+            o.created_at,
+            count,
+            Figure::Cogs,
+            why_line,
+        );
+        // Back in stock, never more than the line sold.
+        let mut left = line.quantity;
+        for (qty, refund_id, at, ev) in restocked.get(line.id.as_str()).into_iter().flatten() {
+            let q = (*qty).min(left);
+            if q <= 0 {
+                break;
+            }
+            left -= q;
+            let why_back = if count {
+                format!("{q} back in stock by refund {refund_id}")
+            } else {
+                why.clone()
+            };
+            l.push(
+                EntryKind::Restocked,
+                &cost.provider,
+                sku,
+                ev,
+                times(q),
+                *at,
+                count,
+                Figure::Cogs,
+                why_back,
+            );
+        }
+    }
+    unknown.into_iter().collect()
+}
+
+/// Whether the cost of goods is known, and the gross margin (`net − cogs`),
+/// from the figures and their entries.
+fn margin_of(f: &mut OrderFigures, entries: &[LedgerEntry]) {
+    let counted = entries
+        .iter()
+        .any(|e| e.counted && e.figure == Some(Figure::Cogs));
+    f.cogs_known = counted && f.cogs_unknown.is_empty();
+    let net_currencies: BTreeSet<Currency> = f.net.0.keys().copied().collect();
+    if f.cogs_known && f.cogs.0.keys().all(|c| net_currencies.contains(c)) {
+        f.gross_margin = Some(f.net.minus(&f.cogs));
+    }
+    if let Some(rf) = &mut f.reporting {
+        let converted = ["paid", "refunded", "chargeback_lost", "cogs"]
+            .iter()
+            .all(|k| !rf.unconverted.contains_key(*k));
+        rf.gross_margin = (f.cogs_known && converted).then_some(rf.net - rf.cogs);
+    }
 }
 
 fn refund_why(status: RefundStatus, why: &str) -> String {

@@ -177,6 +177,10 @@ pub struct FiguresExpect {
     pub fees_known: Option<bool>,
     /// Checked only when given: `Some(None)` is "unknown".
     pub net_after_fees: Option<Option<MoneyBag>>,
+    /// Cost of goods sold; checked only when given.
+    pub cogs: Option<MoneyBag>,
+    /// Checked only when given: `Some(None)` is "unknown".
+    pub gross_margin: Option<Option<MoneyBag>>,
 }
 
 /// One customer's Customer 360 figures.
@@ -200,6 +204,8 @@ pub struct RevenueExpect {
     pub net: i64,
     pub orders: u64,
     pub aov: i64,
+    /// `(cogs, gross margin)`, checked only when given (`None` margin: unknown).
+    pub margin: Option<(i64, Option<i64>)>,
 }
 
 /// The directory the library is read from.
@@ -455,6 +461,17 @@ fn parse_expect(v: &Value) -> Result<Expect, String> {
                 Some(Value::Null) => Some(None),
                 Some(b) => Some(Some(parse_bag(b).map_err(|e| format!("{id}: {e}"))?)),
             },
+            cogs: match f.get("cogs") {
+                None => None,
+                Some(b) => Some(parse_bag(b).map_err(|e| format!("{id} cogs: {e}"))?),
+            },
+            gross_margin: match f.get("gross_margin") {
+                None => None,
+                Some(Value::Null) => Some(None),
+                Some(b) => Some(Some(
+                    parse_bag(b).map_err(|e| format!("{id} gross_margin: {e}"))?,
+                )),
+            },
         };
         let ledger = o.get("ledger").cloned().unwrap_or(Value::Null);
         let shipments = match o.get("shipments") {
@@ -502,6 +519,16 @@ fn parse_expect(v: &Value) -> Result<Expect, String> {
                             net: e("net")?,
                             orders: field(r, "orders")?.as_u64().ok_or("orders: a count")?,
                             aov: e("aov")?,
+                            margin: match r.get("cogs") {
+                                None => None,
+                                Some(_) => Some((
+                                    e("cogs")?,
+                                    match r.get("gross_margin") {
+                                        Some(Value::Null) | None => None,
+                                        Some(_) => Some(e("gross_margin")?),
+                                    },
+                                )),
+                            },
                         },
                     );
                 }

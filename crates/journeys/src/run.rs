@@ -403,7 +403,7 @@ pub fn entries(e: &[Entry]) -> String {
 }
 
 fn figure_diff(id: &str, a: &OrderFigures, b: &OrderFigures, out: &mut Vec<String>) {
-    let bags: [(&str, &MoneyBag, &MoneyBag); 7] = [
+    let bags: [(&str, &MoneyBag, &MoneyBag); 8] = [
         ("paid", &a.paid, &b.paid),
         ("authorized", &a.authorized, &b.authorized),
         ("refunded", &a.refunded, &b.refunded),
@@ -411,6 +411,7 @@ fn figure_diff(id: &str, a: &OrderFigures, b: &OrderFigures, out: &mut Vec<Strin
         ("disputed", &a.disputed, &b.disputed),
         ("net", &a.net, &b.net),
         ("fees", &a.fees, &b.fees),
+        ("cogs", &a.cogs, &b.cogs),
     ];
     for (name, x, y) in bags {
         if !same_bag(x, y) {
@@ -435,6 +436,13 @@ fn figure_diff(id: &str, a: &OrderFigures, b: &OrderFigures, out: &mut Vec<Strin
             "order {id} net_after_fees: {} vs {}",
             naf(&a.net_after_fees),
             naf(&b.net_after_fees)
+        ));
+    }
+    if naf(&a.gross_margin) != naf(&b.gross_margin) {
+        out.push(format!(
+            "order {id} gross_margin: {} vs {}",
+            naf(&a.gross_margin),
+            naf(&b.gross_margin)
         ));
     }
 }

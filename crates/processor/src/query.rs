@@ -36,6 +36,7 @@ pub fn router(owned: Owned, partitions: i32, fold: Arc<FoldConfig>) -> Router {
         )
         .route("/v1/tenants/{tenant}/customers", get(find_customer))
         .route("/v1/tenants/{tenant}/orders/{order_id}", get(order))
+        .route("/v1/tenants/{tenant}/skus/{sku}", get(sku))
         .with_state(Api {
             owned,
             partitions,
@@ -217,6 +218,24 @@ async fn find_customer(
             StatusCode::NOT_FOUND,
             "no_such_customer",
             "no customer with that identity".into(),
+        ),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// A SKU's cost history (what each order line's cost comes from), its stock as
+/// last reported, and the days orders for it were placed.
+async fn sku(State(api): State<Api>, Path((tenant, sku)): Path<(String, String)>) -> Response {
+    let db = match store(&api, &tenant) {
+        Ok(db) => db,
+        Err(r) => return r.into_response(),
+    };
+    match load(&db, &StateKey::new(&tenant, Item::Sku(sku.clone()))) {
+        Ok(Some(StateValue::Sku(s))) => Json(s).into_response(),
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            "no_such_sku",
+            format!("no SKU {sku}: no order line or inventory report named it"),
         ),
         Err(r) => r.into_response(),
     }

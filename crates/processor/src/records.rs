@@ -85,7 +85,7 @@ pub fn family_of(key: &str) -> Option<Family> {
     let (_, rest) = key.split_once('/')?;
     let (kind, _) = rest.split_once('/')?;
     Some(match kind {
-        "order" | "ordermeta" | "frag" | "cust" | "parcel" => Family::Aggregates,
+        "order" | "ordermeta" | "frag" | "cust" | "parcel" | "sku" => Family::Aggregates,
         "idx" | "ref" => Family::Indexes,
         "parked" | "parkedby" => Family::Parked,
         IDEM_KIND => Family::Idempotency,
@@ -520,6 +520,7 @@ mod tests {
             Item::Customer(k),
             Item::Ref("payment:stripe:pi_1".into()),
             Item::Parcel("1Z999".into()),
+            Item::Sku("TEE-M".into()),
             Item::Parked("evt_1".into()),
             Item::ParkedBy("order:shopify:1".into()),
         ];
@@ -530,7 +531,8 @@ mod tests {
                 | Item::OrderMeta(_)
                 | Item::Fragment(_)
                 | Item::Customer(_)
-                | Item::Parcel(_) => Family::Aggregates,
+                | Item::Parcel(_)
+                | Item::Sku(_) => Family::Aggregates,
                 Item::Index(_) | Item::Ref(_) => Family::Indexes,
                 Item::Parked(_) | Item::ParkedBy(_) => Family::Parked,
             };

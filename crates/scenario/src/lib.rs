@@ -121,6 +121,10 @@ pub struct ScenarioSpec {
     /// blocked from them, sometimes a later decision on the same pair that
     /// overrules it). 0 draws nothing.
     pub decision_pct: u64,
+    /// How many cost reports the history holds for the SKU its orders sell
+    /// (`SKU-1`): unit costs from times spread over the history, some at the
+    /// same time, in any of its currencies. 0 draws nothing.
+    pub cost_reports: usize,
 }
 
 impl Default for ScenarioSpec {
@@ -135,6 +139,7 @@ impl Default for ScenarioSpec {
             helpdesk_phone_pct: 0,
             redaction_pct: 0,
             decision_pct: 0,
+            cost_reports: 0,
         }
     }
 }
@@ -758,6 +763,28 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                 );
             }
         }
+    }
+    // Cost reports, drawn apart so that the rest of the history stays the same.
+    let mut crng = Rng::new(seed ^ 0xC057_C057);
+    for _ in 0..spec.cost_reports {
+        let at = base
+            + Duration::days(crng.below(150) as i64 - 10)
+            + Duration::hours(crng.below(3) as i64 * 8);
+        let currency = cur(currencies[crng.below(currencies.len() as u64) as usize]);
+        let provider = if crng.chance(50) { "erp" } else { "shopify" };
+        cx.push(
+            provider,
+            at,
+            Event::InventoryUpdated(InventoryUpdated {
+                sku: "SKU-1".into(),
+                item_id: None,
+                unit_cost: Some(Money::new(100 + crng.below(900) as i64, currency)),
+                available: crng.chance(30).then(|| crng.below(20) as i64),
+                backorder: None,
+                eta: None,
+                at,
+            }),
+        );
     }
     // Provider retries: the same event again, later in the stream.
     let n = cx.events.len();

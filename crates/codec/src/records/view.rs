@@ -378,6 +378,12 @@ avro_view! {
         pub orders: i64,
         /// Average order value: `gross` divided by `orders`, rounded down.
         pub aov: i64,
+        /// Cost of goods sold of the orders in this currency.
+        #[avro(default = 0)]
+        pub cogs: i64,
+        /// `net` minus `cogs`, when every order paid in this currency has a
+        /// known gross margin; null when unknown (which is not zero).
+        pub gross_margin: Option<i64>,
     }
 }
 
@@ -399,6 +405,12 @@ avro_view! {
         pub net: i64,
         /// Converted fees.
         pub fees: i64,
+        /// Converted cost of goods sold.
+        #[avro(default = 0)]
+        pub cogs: i64,
+        /// `net` minus `cogs`, when every paid order's margin is known and
+        /// converted.
+        pub gross_margin: Option<i64>,
         /// Amounts for which no usable exchange rate was found, by figure name
         /// and then currency code, in minor units. They are kept here rather
         /// than added to the sums above.
@@ -415,6 +427,8 @@ impl From<&ReportingRevenue> for ReportingRevenueView {
             chargeback_lost: r.chargeback_lost,
             net: r.net,
             fees: r.fees,
+            cogs: r.cogs,
+            gross_margin: r.gross_margin,
             unconverted: r
                 .unconverted
                 .iter()
@@ -668,6 +682,8 @@ impl From<&Customer> for CustomerView {
                     net: r.net,
                     orders: count(r.orders),
                     aov: r.aov,
+                    cogs: r.cogs,
+                    gross_margin: r.gross_margin,
                 })
                 .collect(),
             revenue_reporting: revenue_reporting.as_ref().map(ReportingRevenueView::from),
@@ -778,6 +794,12 @@ avro_view! {
         pub fees: i64,
         /// `net` minus `fees`, when every fee is known.
         pub net_after_fees: Option<i64>,
+        /// Converted cost of goods sold.
+        #[avro(default = 0)]
+        pub cogs: i64,
+        /// `net` minus `cogs`, when the cost of goods is known and every
+        /// amount was converted.
+        pub gross_margin: Option<i64>,
         /// Amounts for which no usable exchange rate was found, by figure name
         /// and then currency code, in minor units.
         pub unconverted: BTreeMap<String, BTreeMap<String, i64>>,
@@ -794,6 +816,8 @@ impl From<&ReportingFigures> for ReportingFiguresView {
             net: r.net,
             fees: r.fees,
             net_after_fees: r.net_after_fees,
+            cogs: r.cogs,
+            gross_margin: r.gross_margin,
             unconverted: r
                 .unconverted
                 .iter()
@@ -831,6 +855,21 @@ avro_view! {
         pub fees_known: bool,
         /// `net` minus `fees`; null when unknown (which is not zero).
         pub net_after_fees: Option<BTreeMap<String, i64>>,
+        /// Cost of goods sold: the lines' quantities at the unit costs in
+        /// force at the order's time, less what refunds put back in stock, in
+        /// the currencies the costs are in.
+        #[avro(default_empty)]
+        pub cogs: BTreeMap<String, i64>,
+        /// Every line has a unit cost and the cost of goods counts (the order
+        /// is paid for and not cancelled).
+        #[avro(default = false)]
+        pub cogs_known: bool,
+        /// The lines without a known unit cost: their SKU, or `line:<id>` for
+        /// a line without one.
+        #[avro(default_empty)]
+        pub cogs_unknown: Vec<String>,
+        /// `net` minus `cogs`; null when unknown (which is not zero).
+        pub gross_margin: Option<BTreeMap<String, i64>>,
         /// The figures in the reporting currency, when the tenant has one.
         pub reporting: Option<ReportingFiguresView>,
     }
@@ -849,6 +888,10 @@ impl From<&OrderFigures> for OrderFiguresView {
             fees: bag(&f.fees),
             fees_known: f.fees_known,
             net_after_fees: f.net_after_fees.as_ref().map(bag),
+            cogs: bag(&f.cogs),
+            cogs_known: f.cogs_known,
+            cogs_unknown: f.cogs_unknown.clone(),
+            gross_margin: f.gross_margin.as_ref().map(bag),
             reporting: f.reporting.as_ref().map(ReportingFiguresView::from),
         }
     }
@@ -889,14 +932,16 @@ avro_view! {
         /// `refund_pending`, `refund_failed`, `refund_total_only`,
         /// `store_refund_beyond_provider`, `dispute_opened`,
         /// `dispute_withdrawn`, `dispute_reinstated`, `dispute_lost`,
-        /// `dispute_won`, `dispute_merchant_refunded`, `fee` or `dispute_fee`.
+        /// `dispute_won`, `dispute_merchant_refunded`, `fee`, `dispute_fee`,
+        /// `cost_of_goods` (a line's quantity at its unit cost) or `restocked`
+        /// (goods a refund put back in stock, taken off the cost of goods).
         /// An open set: readers keep the kinds they do not know.
         pub kind: String,
         /// Who reported the amount (`stripe`, `adyen`, `paypal`, `shopify`,
         /// `woocommerce`, ...).
         pub provider: String,
         /// That provider's id of what the line is about: a payment, capture,
-        /// refund, dispute or balance transaction.
+        /// refund, dispute or balance transaction; the SKU for a cost of goods.
         pub reference: String,
         /// Id of the canonical event the amount was taken from (the newest one
         /// when several carried it).
@@ -911,8 +956,8 @@ avro_view! {
         /// The amount is part of a figure.
         pub counted: bool,
         /// The figure the line goes into, or would go into if it were counted:
-        /// `paid`, `authorized`, `refunded`, `chargeback_lost`, `disputed` or
-        /// `fees`. Null for a line that belongs to no figure.
+        /// `paid`, `authorized`, `refunded`, `chargeback_lost`, `disputed`,
+        /// `fees` or `cogs`. Null for a line that belongs to no figure.
         pub figure: Option<String>,
         /// A short sentence saying why the line is counted or left out.
         pub why: String,
@@ -1259,6 +1304,8 @@ mod tests {
             chargeback_lost: 0,
             net: 0,
             fees: 0,
+            cogs: 0,
+            gross_margin: None,
             unconverted: BTreeMap::new(),
         });
         let mut schema = record_fields(RecordKind::CustomerProjection, "CustomerView");

@@ -14,6 +14,13 @@ pub struct CurrencyRevenue {
     pub orders: u64,
     /// Average order value (gross / orders), minor units, rounded down.
     pub aov: i64,
+    /// Cost of goods sold of the orders in this currency.
+    #[serde(default)]
+    pub cogs: i64,
+    /// `net − cogs`, when every order paid in this currency has a known gross
+    /// margin; `None` is unknown, not zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gross_margin: Option<i64>,
 }
 
 /// A merged-in customer: its former id and why it merged.
@@ -240,6 +247,9 @@ impl Customer {
             (a.0.created_at(), &a.0.order_id).cmp(&(b.0.created_at(), &b.0.order_id))
         });
         let mut revenue: BTreeMap<Currency, CurrencyRevenue> = BTreeMap::new();
+        // Currencies (and the reporting sum) with an order whose margin is unknown.
+        let mut margin_unknown: BTreeSet<Currency> = BTreeSet::new();
+        let mut reporting_margin_unknown = false;
         let mut reporting: Option<ReportingRevenue> = None;
         let mut summaries = Vec::new();
         let mut counted: Vec<&Order> = Vec::new();
@@ -288,7 +298,25 @@ impl Customer {
                     net: 0,
                     orders: 0,
                     aov: 0,
+                    cogs: 0,
+                    gross_margin: None,
                 })
+            }
+            for m in figures.cogs.iter() {
+                let e = slot(&mut revenue, m.currency);
+                e.cogs = e.cogs.saturating_add(m.minor);
+            }
+            if figures.gross_margin.is_none() {
+                margin_unknown.extend(figures.paid.iter().map(|m| m.currency));
+                margin_unknown.extend(figures.cogs.iter().map(|m| m.currency));
+                reporting_margin_unknown |= !figures.paid.is_empty();
+            }
+            if figures
+                .reporting
+                .as_ref()
+                .is_some_and(|r| r.gross_margin.is_none())
+            {
+                reporting_margin_unknown |= !figures.paid.is_empty();
             }
             for m in figures.paid.iter() {
                 let e = slot(&mut revenue, m.currency);
@@ -313,8 +341,11 @@ impl Customer {
                     chargeback_lost: 0,
                     net: 0,
                     fees: 0,
+                    cogs: 0,
+                    gross_margin: None,
                     unconverted: BTreeMap::new(),
                 });
+                r.cogs = r.cogs.saturating_add(rf.cogs);
                 r.gross = r.gross.saturating_add(rf.paid);
                 r.refunded = r.refunded.saturating_add(rf.refunded);
                 r.chargeback_lost = r.chargeback_lost.saturating_add(rf.chargeback_lost);
@@ -329,11 +360,13 @@ impl Customer {
         }
         if let Some(r) = &mut reporting {
             r.net = r.gross - r.refunded - r.chargeback_lost;
+            r.gross_margin = (!reporting_margin_unknown).then_some(r.net - r.cogs);
         }
         let revenue: Vec<CurrencyRevenue> = revenue
             .into_values()
             .map(|mut e| {
                 e.net = e.gross - e.refunded - e.chargeback_lost;
+                e.gross_margin = (!margin_unknown.contains(&e.currency)).then_some(e.net - e.cogs);
                 e.aov = if e.orders > 0 {
                     e.gross / e.orders as i64
                 } else {

@@ -26,10 +26,12 @@ use crate::money::{Currency, Money};
 mod customer;
 mod fragment;
 mod order;
+mod sku;
 
 pub use customer::*;
 pub use fragment::*;
 pub use order::*;
+pub use sku::*;
 
 /// A total order over observations: rank first (a lifecycle position), then the
 /// event time, then the event id, so two different observations never tie.

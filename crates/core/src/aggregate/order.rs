@@ -245,6 +245,11 @@ pub struct Order {
     pub parcels: BTreeSet<String>,
     #[serde(default)]
     pub returns: BTreeMap<String, ReturnEntry>,
+    /// The unit cost of each SKU its lines name, as in force at the order's
+    /// time (set by the fold from the SKU's cost history; a SKU without a cost
+    /// then is absent).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub costs: BTreeMap<String, CostEntry>,
     #[serde(default)]
     pub redacted: bool,
     /// The customer key kept when an erasure removed the snapshot's identity, so
@@ -304,6 +309,7 @@ impl Order {
             shipments: BTreeMap::new(),
             parcels: BTreeSet::new(),
             returns: BTreeMap::new(),
+            costs: BTreeMap::new(),
             redacted: false,
             erased_customer: None,
             seen: Seen::default(),

@@ -1,16 +1,137 @@
 //! Stock keeping units: the cost history a store, an inventory system or an
 //! ERP reports for each SKU, and the unit costs order lines take from it.
+//!
+//! An order's line costs are a function of its snapshot (its time and the
+//! SKUs its lines name) and of those SKUs' cost histories: the cost in force
+//! at the order's time. Both sides keep it so, whichever comes first: an order
+//! takes its costs when its snapshot changes, and a cost that changes the
+//! history for some span of time gives its new value to the orders placed in
+//! that span (found through the days, per SKU, on which orders naming it were
+//! placed). So a cost that arrives after the order, or an ERP file loaded
+//! late with costs from the past, gives the same books as the other way round.
 
 use super::*;
+use crate::aggregate::day_of;
+
+/// The reference under which the orders of one SKU placed on one day are filed.
+fn sku_day_ref(sku: &str, day: &str) -> String {
+    format!("sku:{sku}@{day}")
+}
+
+/// The SKU record of a slot, created when the slot holds none.
+fn sku_in<'a>(slot: &'a mut Slot, sku: &str) -> &'a mut Sku {
+    if !matches!(slot.value, Some(StateValue::Sku(_))) {
+        slot.value = Some(StateValue::Sku(Box::new(Sku::new(sku))));
+        slot.dirty = true;
+    }
+    match &mut slot.value {
+        Some(StateValue::Sku(s)) => s,
+        _ => unreachable!("just set"),
+    }
+}
 
 impl Engine {
-    /// Folds what a system says about one SKU.
+    /// Folds what a system says about one SKU; a cost that changes the
+    /// history re-costs the orders placed while it holds.
     pub(super) fn apply_inventory(
         &mut self,
-        _src: &dyn Source,
-        _env: &Envelope,
-        _i: &InventoryUpdated,
+        src: &dyn Source,
+        env: &Envelope,
+        i: &InventoryUpdated,
     ) -> Result<Outcome, FoldError> {
-        Ok(Outcome::Duplicate)
+        if i.sku.trim().is_empty() {
+            return Err(FoldError::NoSku);
+        }
+        let tenant = env.tenant.as_str();
+        let slot = self.slot(src, StateKey::new(tenant, Item::Sku(i.sku.clone())));
+        let sku = sku_in(slot, &i.sku);
+        let change = sku.apply(i, env);
+        if !change.changed {
+            return Ok(Outcome::Duplicate);
+        }
+        let days = match change.costs {
+            Some((from, until)) => sku.days_in(from, until),
+            None => Vec::new(),
+        };
+        slot.dirty = true;
+        for day in days {
+            for oid in self.ref_orders(src, tenant, &sku_day_ref(&i.sku, &day)) {
+                self.refresh_costs(src, tenant, &oid);
+            }
+        }
+        Ok(Outcome::Applied)
     }
+
+    /// After an order's snapshot changed: files the order under the day it
+    /// was placed for each SKU its lines name, and gives it their costs.
+    pub(super) fn order_skus(&mut self, src: &dyn Source, tenant: &str, oid: &str) {
+        let (day, skus) = match self.get(src, StateKey::new(tenant, Item::Order(oid.to_string()))) {
+            Some(StateValue::Order(o)) => match &o.snapshot {
+                Some(s) => (day_of(s.value.created_at), line_skus(&s.value)),
+                None => return,
+            },
+            _ => return,
+        };
+        for sku in &skus {
+            let slot = self.slot(src, StateKey::new(tenant, Item::Sku(sku.clone())));
+            if sku_in(slot, sku).add_order_day(&day) {
+                slot.dirty = true;
+            }
+            let slot = self.slot(
+                src,
+                StateKey::new(tenant, Item::Ref(sku_day_ref(sku, &day))),
+            );
+            match &mut slot.value {
+                Some(StateValue::Ref(set)) => {
+                    if set.insert(oid.to_string()) {
+                        slot.dirty = true;
+                    }
+                }
+                other => {
+                    *other = Some(StateValue::Ref(BTreeSet::from([oid.to_string()])));
+                    slot.dirty = true;
+                }
+            }
+        }
+        self.refresh_costs(src, tenant, oid);
+    }
+
+    /// Sets an order's line costs to those in force at its time.
+    fn refresh_costs(&mut self, src: &dyn Source, tenant: &str, oid: &str) {
+        let order = match self.get(src, StateKey::new(tenant, Item::Order(oid.to_string()))) {
+            Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
+            _ => return,
+        };
+        let Some(snapshot) = &order.snapshot else {
+            return;
+        };
+        let at = snapshot.value.created_at;
+        let mut want: BTreeMap<String, CostEntry> = BTreeMap::new();
+        for sku in line_skus(&snapshot.value) {
+            if let Some(StateValue::Sku(s)) =
+                self.get(src, StateKey::new(tenant, Item::Sku(sku.clone())))
+                && let Some(c) = s.cost_at(at)
+            {
+                want.insert(sku, c.clone());
+            }
+        }
+        if order.costs == want {
+            return;
+        }
+        drop(order);
+        self.order_mut(src, tenant, oid).costs = want;
+        self.dirty_orders
+            .insert((tenant.to_string(), oid.to_string()));
+    }
+}
+
+/// The SKUs an order's lines name, each once.
+fn line_skus(o: &OrderUpserted) -> BTreeSet<String> {
+    o.line_items
+        .iter()
+        .filter_map(|l| l.sku.as_deref())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::aggregate::{
-    Customer, DecisionRecord, Fragment, MergeRecord, Order, Parcel, SharedIdentity, TouchEntry,
+    CostEntry, Customer, DecisionRecord, Fragment, MergeRecord, Order, Parcel, SharedIdentity, Sku,
+    TouchEntry,
 };
 use crate::event::*;
 use crate::identity::{IdentityKey, IdentityKind, content_hash};
@@ -323,6 +324,9 @@ impl Engine {
             }
             Event::OrderUpserted(o) => {
                 let changed = self.apply_to_order(src, env, &o.order_id);
+                if changed {
+                    self.order_skus(src, tenant, &o.order_id);
+                }
                 // The store's own references are the order's: they release
                 // events parked under them.
                 let mut refs: Vec<String> = o

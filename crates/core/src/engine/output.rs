@@ -20,6 +20,8 @@ pub enum FoldError {
     NoIdentity,
     #[error("event names no order reference")]
     NoOrderLink,
+    #[error("inventory event names no SKU")]
+    NoSku,
 }
 
 /// A projection to publish.

@@ -447,6 +447,8 @@ pub enum Item {
     Parked(String),
     /// Event ids parked under one order reference.
     ParkedBy(String),
+    /// A stock keeping unit: its cost history and stock.
+    Sku(String),
 }
 
 impl StateKey {
@@ -469,6 +471,7 @@ impl StateKey {
             Item::Parcel(t) => ("parcel", t.clone()),
             Item::Parked(e) => ("parked", e.clone()),
             Item::ParkedBy(r) => ("parkedby", r.clone()),
+            Item::Sku(s) => ("sku", s.clone()),
         };
         format!("{}/{}/{}", self.tenant, kind, id)
     }
@@ -487,6 +490,7 @@ impl StateKey {
             "parcel" => Item::Parcel(id.to_string()),
             "parked" => Item::Parked(id.to_string()),
             "parkedby" => Item::ParkedBy(id.to_string()),
+            "sku" => Item::Sku(id.to_string()),
             _ => return None,
         };
         Some(StateKey::new(tenant, item))
@@ -508,6 +512,7 @@ pub enum StateValue {
     Parcel(Box<Parcel>),
     Parked(Box<ParkedEvent>),
     ParkedBy(BTreeSet<String>),
+    Sku(Box<Sku>),
 }
 
 /// Where the engine reads state it does not hold in its working set.

@@ -1166,6 +1166,7 @@ proptest! {
         helpdesk_phone_pct in 0u64..80,
         redaction_pct in 0u64..50,
         decision_pct in 0u64..60,
+        cost_reports in 0usize..5,
     ) {
         let spec = ScenarioSpec {
             tenant: "acme".into(),
@@ -1177,6 +1178,7 @@ proptest! {
             helpdesk_phone_pct,
             redaction_pct,
             decision_pct,
+            cost_reports,
         };
         check_permutations(seed, &spec, 4)?;
     }

@@ -3,6 +3,7 @@
 mod decisions;
 mod erasure;
 mod fold;
+mod inventory;
 mod ledger;
 mod limits;
 mod state;

@@ -137,6 +137,32 @@ fn against_expectation(j: &Journey, b: &Books) -> Vec<String> {
                 ));
             }
         }
+        if let Some(want) = &x.figures.cogs
+            && !same_bag(want, &f.cogs)
+        {
+            out.push(format!(
+                "order {id} cogs: expected {}, got {}",
+                bag(want),
+                bag(&f.cogs)
+            ));
+        }
+        if let Some(want) = &x.figures.gross_margin {
+            let ok = match (want, &f.gross_margin) {
+                (None, None) => true,
+                (Some(w), Some(h)) => same_bag(w, h),
+                _ => false,
+            };
+            if !ok {
+                let s = |v: &Option<storefold_core::MoneyBag>| {
+                    v.as_ref().map(bag).unwrap_or_else(|| "unknown".into())
+                };
+                out.push(format!(
+                    "order {id} gross_margin: expected {}, got {}",
+                    s(want),
+                    s(&f.gross_margin)
+                ));
+            }
+        }
         // Counted entries exactly; listed ones must be there.
         let counted: Vec<(EntryKind, Money)> = got
             .ledger
@@ -271,6 +297,19 @@ fn against_expectation(j: &Journey, b: &Books) -> Vec<String> {
             out.push(format!(
                 "customer {email} revenue (gross, refunded, chargeback_lost, net, orders, aov in minor units): expected {want:?}, got {have:?}"
             ));
+        }
+        for (code, r) in &c.revenue {
+            let Some(want) = r.margin else { continue };
+            let have = got
+                .revenue
+                .iter()
+                .find(|x| x.currency.code() == code)
+                .map(|x| (x.cogs, x.gross_margin));
+            if have != Some(want) {
+                out.push(format!(
+                    "customer {email} {code} (cogs, gross margin): expected {want:?}, got {have:?}"
+                ));
+            }
         }
         if let Some(n) = c.tickets
             && n != got.tickets

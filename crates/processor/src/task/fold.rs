@@ -160,6 +160,7 @@ impl Task {
             let code = match e {
                 FoldError::NoIdentity => "no_identity",
                 FoldError::NoOrderLink => "no_order_link",
+                FoldError::NoSku => "no_sku",
             };
             self.dead_letter(input, Some(&raw.event_id), code, e.to_string());
             self.count(pname, "rejected");

@@ -174,8 +174,10 @@ async function showCustomer(tenant, params, label) {
   clear(rev);
   for (const r of c.revenue || []) {
     const tr = row(rev, [r.currency, money(r.gross, r.currency), money(r.refunded, r.currency),
-      money(r.chargeback_lost, r.currency), money(r.net, r.currency), r.orders, money(r.aov, r.currency)]);
+      money(r.chargeback_lost, r.currency), money(r.net, r.currency), r.orders, money(r.aov, r.currency),
+      money(r.cogs || 0, r.currency), r.gross_margin === null || r.gross_margin === undefined ? "unknown" : money(r.gross_margin, r.currency)]);
     tr.cells[4].setAttribute("data-net", money(r.net, r.currency));
+    tr.cells[8].setAttribute("data-margin", tr.cells[8].textContent);
     for (let i = 1; i < tr.cells.length; i++) tr.cells[i].className = "num";
   }
   if (!(c.revenue || []).length) row(rev, ["no paid orders"]);
@@ -187,7 +189,8 @@ async function showCustomer(tenant, params, label) {
     rep.append("In the reporting currency " + cur + ": gross " + money(rr.gross, cur) + ", refunded " +
       money(rr.refunded, cur) + ", chargebacks lost " + money(rr.chargeback_lost, cur) + ", net ",
       el("strong", { "data-net-reporting": money(rr.net, cur), text: money(rr.net, cur) }),
-      ", fees " + money(rr.fees, cur) + ".");
+      ", fees " + money(rr.fees, cur) + ", cost of goods " + money(rr.cogs || 0, cur) + ", gross margin " +
+      (rr.gross_margin === null || rr.gross_margin === undefined ? "unknown" : money(rr.gross_margin, cur)) + ".");
     const u = unconverted(rr.unconverted);
     if (u) rep.append(" Not converted (no rate within the allowed age): " + u + ".");
   }
@@ -322,12 +325,18 @@ async function showOrder(tenant, id) {
   fact(f, "Net", bag(fig.net));
   fact(f, "Fees", (fig.fees_known ? "" : "not all known: ") + bag(fig.fees) + " (in the currency the provider charged them in)");
   fact(f, "Net after fees", fig.net_after_fees ? bag(fig.net_after_fees) : "unknown (a fee is not known, or in a currency the order was not paid in)");
+  fact(f, "Cost of goods", (fig.cogs_known ? "" : "not all known: ") + bag(fig.cogs || {}) +
+    ((fig.cogs_unknown || []).length ? " (no unit cost for " + fig.cogs_unknown.join(", ") + ")" : ""));
+  fact(f, "Gross margin", fig.gross_margin ? bag(fig.gross_margin) :
+    "unknown (a line has no unit cost, the order is unpaid or cancelled, or a cost is in a currency the order was not paid in)");
   const r = fig.reporting;
   if (r) {
     const cur = r.currency;
     fact(f, "In " + cur, "paid " + money(r.paid, cur) + ", refunded " + money(r.refunded, cur) + ", chargebacks lost " +
       money(r.chargeback_lost, cur) + ", net " + money(r.net, cur) + ", fees " + money(r.fees, cur) +
-      ", net after fees " + (r.net_after_fees === null || r.net_after_fees === undefined ? "unknown" : money(r.net_after_fees, cur)));
+      ", net after fees " + (r.net_after_fees === null || r.net_after_fees === undefined ? "unknown" : money(r.net_after_fees, cur)) +
+      ", cost of goods " + money(r.cogs || 0, cur) +
+      ", gross margin " + (r.gross_margin === null || r.gross_margin === undefined ? "unknown" : money(r.gross_margin, cur)));
     const u = unconverted(r.unconverted);
     if (u) fact(f, "Not converted to " + cur, u + " (no rate within the allowed age; left out of the " + cur + " figures)");
   }
