@@ -932,6 +932,47 @@ def gorgias_step(event, ticket, received_at, note):
 
 
 # ---------------------------------------------------------------------------
+# Inventory: the ERP feed (JSON lines) and Shopify inventory items
+# ---------------------------------------------------------------------------
+
+
+def erp_step(lines, received_at, note):
+    """An ERP feed body: one JSON object per line, as storefold's erp
+    provider reads it. Its id is the ingest's: erp:<sha256 of the body>."""
+    import hashlib
+
+    body = "".join(json.dumps(l, separators=(",", ":")) + "\n" for l in lines)
+    return {
+        "provider": "erp",
+        "topic": "inventory",
+        "event_id": "erp:" + hashlib.sha256(body.encode("utf-8")).hexdigest(),
+        "headers": {},
+        "body": body,
+        "received_at": received_at,
+        "note": note,
+    }
+
+
+def shopify_inventory_item(item_id, sku, cost, created, updated):
+    """An inventory item as inventory_items/* webhooks send it (the REST
+    InventoryItem resource)."""
+    return {
+        "id": item_id,
+        "sku": sku,
+        "created_at": created,
+        "updated_at": updated,
+        "requires_shipping": True,
+        "cost": cost,
+        "country_code_of_origin": None,
+        "province_code_of_origin": None,
+        "harmonized_system_code": None,
+        "tracked": True,
+        "country_harmonized_system_codes": [],
+        "admin_graphql_api_id": f"gid://shopify/InventoryItem/{item_id}",
+    }
+
+
+# ---------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------
 
@@ -942,10 +983,17 @@ def write_journey(name, title, tenant, steps):
     manifest_steps = []
     for i, st in enumerate(steps, 1):
         label = st["topic"].replace("/", "_").replace(".", "_").lower()
-        fname = f"{i:02d}_{st['provider']}_{label}.json"
-        with open(os.path.join(d, fname), "w", encoding="utf-8") as f:
-            f.write(json.dumps(st["body"], indent=2, ensure_ascii=False))
-            f.write("\n")
+        if isinstance(st["body"], str):
+            # A body that is not one JSON document (the ERP feed's JSON
+            # lines): kept byte for byte, as its id was computed from it.
+            fname = f"{i:02d}_{st['provider']}_{label}.jsonl"
+            with open(os.path.join(d, fname), "w", encoding="utf-8", newline="") as f:
+                f.write(st["body"])
+        else:
+            fname = f"{i:02d}_{st['provider']}_{label}.json"
+            with open(os.path.join(d, fname), "w", encoding="utf-8") as f:
+                f.write(json.dumps(st["body"], indent=2, ensure_ascii=False))
+                f.write("\n")
         manifest_steps.append(
             {
                 "provider": st["provider"],
@@ -964,6 +1012,7 @@ def write_journey(name, title, tenant, steps):
 
 
 SHOPIFY_ONLY = {"stores": ["shopify"]}
+SHOPIFY_COSTED = {"stores": ["shopify"], "cost_currency": "USD"}
 WOO_STRIPE = {"stores": ["woocommerce"], "stripe": {"fields": ["order_id"]}}
 
 
@@ -981,6 +1030,7 @@ HANA = Person(91, "Hana", "Kim", "hana.kim@example.com", "(503) 555-0191", "Port
 IVAN = Person(0, "Ivan", "Petrov", "ivan.petrov@example.com", "(617) 555-0110", "Boston", "02108", "Massachusetts", "MA", "United States", "US", "24 Beacon St")
 JIN = Person(7301009, "Jin", "Park", "jin.park@example.com", "+1 646-555-0199", "New York", "10013", "New York", "NY", "United States", "US", "88 Greene St")
 KAI = Person(7301010, "Kai", "Mueller", "kai.mueller@example.com", "+1 303-555-0135", "Denver", "80202", "Colorado", "CO", "United States", "US", "1701 Wynkoop St")
+MIA = Person(7301013, "Mia", "Laurent", "mia.laurent@example.com", "+1 617-555-0164", "Cambridge", "02139", "Massachusetts", "MA", "United States", "US", "77 Mass Ave")
 LEA = Person(7301011, "Lea", "Dubois", "lea.dubois@example.com", "+1 512-555-0127", "Austin", "78701", "Texas", "TX", "United States", "US", "500 Congress Ave")
 
 
@@ -1012,6 +1062,44 @@ def shopify_partial_refund():
                      "2025-05-07T13:30:07Z", "the order after the refund: current_total_price 75.00 is already net of it"),
     ]
     write_journey("shopify_partial_refund", "Shopify: authorised, paid, partly refunded, updated", SHOPIFY_ONLY, steps)
+
+
+def shopify_costs_margin():
+    oid = 5801009001
+    jacket = Line(13509001, "Waxed jacket", "JKT-M-OLV", 1, "120.00")
+    belt = Line(13509002, "Leather belt", "BELT-L", 2, "25.00")
+    lines = [jacket, belt]
+    common = dict(oid=oid, number=1013, person=MIA, created="2025-05-20T11:00:00-05:00", lines=lines, shipping="0.00")
+    refund = shopify_refund(
+        960901, oid, "2025-05-25T10:00:00-05:00", "One belt too many",
+        [(104901, belt, 1)], [(7790003, 7790002, "25.00", "shopify_payments")], "USD", "USD",
+    )
+    steps = [
+        erp_step(
+            [
+                {"sku": "JKT-M-OLV", "unit_cost": "38.00", "currency": "USD", "available": 12, "at": "2025-04-01T00:00:00Z", "item_id": "ERP-JKT-M"},
+                {"sku": "BELT-L", "unit_cost": "9.50", "currency": "USD", "available": 40, "at": "2025-04-01T00:00:00Z"},
+                {"sku": "JKT-M-OLV", "unit_cost": "41.00", "currency": "USD", "at": "2025-06-01T00:00:00Z"},
+            ],
+            "2025-05-01T06:00:00Z",
+            "the ERP's cost file: jacket 38.00 from April, 41.00 from June; belt 9.50 from April",
+        ),
+        shopify_step("orders/create", "a1c8e2f0-5a10-4c1e-9d01-000000000901", "2025-05-20T16:00:01Z",
+                     shopify_order(**common, updated="2025-05-20T11:00:00-05:00", financial_status="paid"),
+                     "2025-05-20T16:00:02Z", "order #1013 paid 170.00: a jacket and two belts"),
+        shopify_step("inventory_items/update", "a1c8e2f0-5a10-4c1e-9d01-000000000902", "2025-05-22T09:00:01Z",
+                     shopify_inventory_item(44890902, "BELT-L", "11.00", "2025-01-15T08:00:00-05:00", "2025-05-10T08:30:00-05:00"),
+                     "2025-05-22T09:00:02Z",
+                     "the belt's cost, changed in Shopify on 10 May, arrives after the order (a delayed webhook)"),
+        shopify_step("refunds/create", "a1c8e2f0-5a10-4c1e-9d01-000000000903", "2025-05-25T15:00:01Z",
+                     refund, "2025-05-25T15:00:02Z", "one belt comes back to stock: 25.00 refunded"),
+        shopify_step("orders/updated", "a1c8e2f0-5a10-4c1e-9d01-000000000904", "2025-05-25T15:00:06Z",
+                     shopify_order(**common, updated="2025-05-25T10:00:05-05:00", financial_status="partially_refunded",
+                                   current_total="145.00", current_subtotal="145.00", refunds=[refund],
+                                   current_qty={13509002: 1}),
+                     "2025-05-25T15:00:07Z", "the order after the refund: current total 145.00"),
+    ]
+    write_journey("shopify_costs_margin", "Shopify with ERP and Shopify costs: cost of goods and margin", SHOPIFY_COSTED, steps)
 
 
 def shopify_full_refund_cancel():
@@ -1486,6 +1574,7 @@ def helpdesk_return():
 
 if __name__ == "__main__":
     shopify_partial_refund()
+    shopify_costs_margin()
     shopify_full_refund_cancel()
     shopify_order_edit()
     woo_stripe()

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 use storefold_core::ledger::EntryKind;
-use storefold_core::{Envelope, Money, MoneyBag};
+use storefold_core::{Currency, Envelope, Money, MoneyBag};
 use storefold_providers::{
     AdyenCapture, Headers, MapContext, MapError, MapOptions, OrderReference, ProviderKind,
     RawInput, ReferencePattern,
@@ -301,6 +301,8 @@ struct TenantSpec {
     adyen: Option<ReferenceSpec>,
     #[serde(default)]
     adyen_capture: Option<String>,
+    #[serde(default)]
+    cost_currency: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -342,6 +344,10 @@ impl TenantSpec {
             None | Some("automatic") => AdyenCapture::Automatic,
             Some("manual") => AdyenCapture::Manual,
             Some(other) => return Err(format!("adyen_capture {other:?}")),
+        };
+        o.cost_currency = match &self.cost_currency {
+            Some(c) => Some(Currency::from_code(c).map_err(|e| format!("cost_currency: {e}"))?),
+            None => None,
         };
         Ok(o)
     }

@@ -67,9 +67,13 @@ fn tenant_toml(tenant: &str, o: &MapOptions) -> String {
     let mut s = samples::tenant_toml(tenant);
     // `[tenants.<t>]` keys must come before its sub-tables.
     let head = format!("[tenants.{tenant}]\n");
+    let cost_currency = o
+        .cost_currency
+        .map(|c| format!("cost_currency = \"{}\"\n", c.code()))
+        .unwrap_or_default();
     s = s.replacen(
         &head,
-        &format!("{head}stores = [{}]\n", quoted(&o.stores)),
+        &format!("{head}stores = [{}]\n{cost_currency}", quoted(&o.stores)),
         1,
     );
     let base = format!("tenants.{tenant}.payments");
@@ -202,11 +206,28 @@ fn figure_diffs(order: &str, want: &FiguresExpect, got: &OrderFigures) -> Vec<St
     cmp("disputed", &want.disputed, &got.disputed);
     cmp("net", &want.net, &got.net);
     cmp("fees", &want.fees, &got.fees);
+    if let Some(w) = &want.cogs {
+        cmp("cogs", w, &got.cogs);
+    }
     if want.paid_source != got.paid_source {
         d.push(format!(
             "{order} paid_source: want {}, got {}",
             want.paid_source, got.paid_source
         ));
+    }
+    if let Some(w) = &want.gross_margin {
+        let same = match (w, &got.gross_margin) {
+            (None, None) => true,
+            (Some(w), Some(g)) => no_zeros(w) == no_zeros(g),
+            _ => false,
+        };
+        if !same {
+            d.push(format!(
+                "{order} gross_margin: want {:?}, got {:?}",
+                w.as_ref().map(no_zeros),
+                got.gross_margin.as_ref().map(no_zeros)
+            ));
+        }
     }
     d
 }
@@ -343,6 +364,22 @@ async fn every_journeys_money_reaches_postgresql_the_query_api_and_hubspot_exact
                     last.push(format!(
                         "{tenant} customer {email} revenue (gross, refunded, lost, net): want {want:?}, got {got:?}"
                     ));
+                }
+                // The cost of goods and margin, where the journey gives them.
+                for (code, r) in &j.expect.customers[email].revenue {
+                    let Some(margin) = r.margin else { continue };
+                    let row = doc["revenue"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|x| x["currency"].as_str() == Some(code.as_str()));
+                    let have =
+                        row.map(|x| (x["cogs"].as_i64().unwrap_or(0), x["gross_margin"].as_i64()));
+                    if have != Some(margin) {
+                        last.push(format!(
+                            "{tenant} customer {email} {code} (cogs, gross margin): want {margin:?}, got {have:?}"
+                        ));
+                    }
                 }
             }
         }
