@@ -771,6 +771,19 @@ avro_view! {
         pub unit_price: MoneyView,
         /// Discount on the whole line.
         pub total_discount: Option<MoneyView>,
+        /// What one unit cost the merchant: the SKU's cost in force when the
+        /// order was placed; null when none is known.
+        pub unit_cost: Option<MoneyView>,
+        /// The SKU was out of stock when the order was placed.
+        #[avro(default = false)]
+        pub backordered: bool,
+        /// For a backordered line, the restock time in force when the order
+        /// was placed; null when none was given.
+        #[avro(timestamp_millis)]
+        pub promised_eta: Option<i64>,
+        /// For a backordered line, the newest restock time reported since.
+        #[avro(timestamp_millis)]
+        pub eta: Option<i64>,
     }
 }
 
@@ -1149,6 +1162,9 @@ impl From<&storefold_core::engine::OrderView> for OrderView {
         } = v;
         let snapshot = order.snapshot.as_ref().map(|s| &s.value);
         let money = |m: &Option<storefold_core::Money>| m.as_ref().map(MoneyView::from);
+        let backorder = |l: &storefold_core::event::LineItem| {
+            l.sku.as_ref().and_then(|k| order.backorders.get(k.trim()))
+        };
         Self {
             number: snapshot.and_then(|s| s.number.clone()),
             created_at: snapshot.map(|s| epoch_millis(s.created_at)),
@@ -1174,6 +1190,14 @@ impl From<&storefold_core::engine::OrderView> for OrderView {
                             quantity: l.quantity,
                             unit_price: MoneyView::from(&l.unit_price),
                             total_discount: money(&l.total_discount),
+                            unit_cost: l
+                                .sku
+                                .as_ref()
+                                .and_then(|k| order.costs.get(k.trim()))
+                                .map(|c| MoneyView::from(&c.unit_cost)),
+                            backordered: backorder(l).is_some(),
+                            promised_eta: backorder(l).and_then(|b| b.promised).map(epoch_millis),
+                            eta: backorder(l).and_then(|b| b.eta).map(epoch_millis),
                         })
                         .collect()
                 })

@@ -250,6 +250,11 @@ pub struct Order {
     /// then is absent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub costs: BTreeMap<String, CostEntry>,
+    /// The SKUs of its lines that were out of stock when it was placed, with
+    /// the restock time promised then and the ETAs reported since (set by
+    /// the fold from the SKU's stock and ETA reports).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backorders: BTreeMap<String, Backorder>,
     #[serde(default)]
     pub redacted: bool,
     /// The customer key kept when an erasure removed the snapshot's identity, so
@@ -310,6 +315,7 @@ impl Order {
             parcels: BTreeSet::new(),
             returns: BTreeMap::new(),
             costs: BTreeMap::new(),
+            backorders: BTreeMap::new(),
             redacted: false,
             erased_customer: None,
             seen: Seen::default(),

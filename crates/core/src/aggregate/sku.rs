@@ -45,6 +45,18 @@ pub struct Sku {
     pub costs: Vec<CostEntry>,
     #[serde(default)]
     pub stock: Stock,
+    /// Units available, the newest report of each day (`YYYY-MM-DD`, UTC):
+    /// what the stock was when an order was placed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stock_days: BTreeMap<String, Reg<i64>>,
+    /// Expected restock times, the newest report of each day: the date an
+    /// order placed out of stock was promised, and how it moved since.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub eta_days: BTreeMap<String, Reg<Eta>>,
+    /// Days on which an order was placed while the SKU was out of stock:
+    /// the orders a new ETA may delay.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub backorder_days: BTreeSet<String>,
     /// Days (`YYYY-MM-DD`, UTC) on which orders naming the SKU were placed:
     /// where a cost that arrives late finds the orders it applies to.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -60,6 +72,46 @@ pub struct SkuChange {
     /// The cost history changed for orders placed in `[from, until)` (`until`
     /// `None`: from then on).
     pub costs: Option<(OffsetDateTime, Option<OffsetDateTime>)>,
+    /// A day's stock report changed: orders placed from then until the next
+    /// day with a report are looked at again.
+    pub stock: Option<(OffsetDateTime, Option<OffsetDateTime>)>,
+    /// A day's ETA report changed: the same for promises, and every order
+    /// placed out of stock before it for delays.
+    pub eta: Option<(OffsetDateTime, Option<OffsetDateTime>)>,
+}
+
+/// An order line placed while its SKU was out of stock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backorder {
+    /// The restock time in force when the order was placed (the newest ETA
+    /// reported before it, when still ahead); `None`: no date was given.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub promised: Option<OffsetDateTime>,
+    /// The newest ETA reported since the order, else the promise.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub eta: Option<OffsetDateTime>,
+    /// ETAs reported after the order that lie past the promise, oldest
+    /// report first (each day's newest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delays: Vec<EtaReport>,
+}
+
+/// One ETA report: when it was made, the time it expects, which event said it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtaReport {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub eta: OffsetDateTime,
+    pub event_id: String,
 }
 
 impl Sku {
@@ -77,7 +129,7 @@ impl Sku {
         }
         let mut change = SkuChange {
             changed: true,
-            costs: None,
+            ..SkuChange::default()
         };
         if let Some(unit_cost) = i.unit_cost {
             let entry = CostEntry {
@@ -106,8 +158,40 @@ impl Sku {
             }
         }
         let stamp = || Stamp::new(0, i.at, &env.event_id);
+        let day = day_of(i.at);
         if let Some(a) = i.available {
             Reg::join(&mut self.stock.available, stamp(), a);
+            let slot = self.stock_days.entry(day.clone()).or_insert_with(|| Reg {
+                stamp: Stamp::new(0, OffsetDateTime::UNIX_EPOCH, ""),
+                value: a,
+            });
+            let cur = slot.stamp.clone();
+            if stamp() > cur {
+                *slot = Reg {
+                    stamp: stamp(),
+                    value: a,
+                };
+                change.stock = Some((
+                    day_start(&day).min(i.at),
+                    next_day_after(&self.stock_days, &day),
+                ));
+            }
+        }
+        if let Some(e) = i.eta {
+            let slot = self.eta_days.entry(day.clone()).or_insert_with(|| Reg {
+                stamp: Stamp::new(0, OffsetDateTime::UNIX_EPOCH, ""),
+                value: Eta(e),
+            });
+            if stamp() > slot.stamp {
+                *slot = Reg {
+                    stamp: stamp(),
+                    value: Eta(e),
+                };
+                change.eta = Some((
+                    day_start(&day).min(i.at),
+                    next_day_after(&self.eta_days, &day),
+                ));
+            }
         }
         if let Some(b) = i.backorder {
             Reg::join(&mut self.stock.backorder, stamp(), b);
@@ -116,6 +200,57 @@ impl Sku {
             Reg::join(&mut self.stock.eta, stamp(), Eta(e));
         }
         change
+    }
+
+    /// Whether an order placed at `at` was placed out of stock, and if so its
+    /// promise and what became of it. Stock and ETA are each day's newest
+    /// report: at `at`, the newest report of its day when that was made
+    /// before it, else the day before's, and so on.
+    pub fn backorder_at(&self, at: OffsetDateTime) -> Option<Backorder> {
+        let day = day_of(at);
+        let before = |r: &&Reg<_>| r.stamp.at <= at;
+        let available = self
+            .stock_days
+            .range(..=day.clone())
+            .rev()
+            .map(|(_, r)| r)
+            .find(before)?
+            .value;
+        if available > 0 {
+            return None;
+        }
+        let promised = self
+            .eta_days
+            .range(..=day.clone())
+            .rev()
+            .map(|(_, r)| r)
+            .find(|r| r.stamp.at <= at)
+            .map(|r| r.value.0)
+            .filter(|e| *e > at);
+        let later: Vec<&Reg<Eta>> = self
+            .eta_days
+            .range(day..)
+            .map(|(_, r)| r)
+            .filter(|r| r.stamp.at > at)
+            .collect();
+        let eta = later.last().map(|r| r.value.0).or(promised);
+        let delays = match promised {
+            Some(p) => later
+                .iter()
+                .filter(|r| r.value.0 > p)
+                .map(|r| EtaReport {
+                    at: r.stamp.at,
+                    eta: r.value.0,
+                    event_id: r.stamp.event_id.clone(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Some(Backorder {
+            promised,
+            eta,
+            delays,
+        })
     }
 
     /// The cost in force at `at`: the newest entry not after it.
@@ -132,7 +267,8 @@ impl Sku {
         self.order_days.insert(day.to_string())
     }
 
-    /// The order days a cost change for `[from, until)` reaches.
+    /// The order days a change for `[from, until)` reaches (the day of
+    /// `until` included; to the last day with orders when `None`).
     pub fn days_in(&self, from: OffsetDateTime, until: Option<OffsetDateTime>) -> Vec<String> {
         let first = day_of(from);
         let last = until.map(day_of);
@@ -142,6 +278,22 @@ impl Sku {
             .cloned()
             .collect()
     }
+}
+
+/// The first instant of a `YYYY-MM-DD` day (UTC); the epoch if unreadable.
+fn day_start(day: &str) -> OffsetDateTime {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(day, &fmt)
+        .map(|d| d.midnight().assume_utc())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The start of the next day after `day` that has a report in `days`.
+fn next_day_after<T>(days: &BTreeMap<String, Reg<T>>, day: &str) -> Option<OffsetDateTime> {
+    use std::ops::Bound;
+    days.range::<str, _>((Bound::Excluded(day), Bound::Unbounded))
+        .next()
+        .map(|(d, _)| day_start(d))
 }
 
 /// `YYYY-MM-DD` of a time, in UTC.

@@ -11,7 +11,7 @@
 //! late with costs from the past, gives the same books as the other way round.
 
 use super::*;
-use crate::aggregate::day_of;
+use crate::aggregate::{Backorder, day_of};
 
 /// The reference under which the orders of one SKU placed on one day are filed.
 fn sku_day_ref(sku: &str, day: &str) -> String {
@@ -49,14 +49,25 @@ impl Engine {
         if !change.changed {
             return Ok(Outcome::Duplicate);
         }
-        let days = match change.costs {
-            Some((from, until)) => sku.days_in(from, until),
-            None => Vec::new(),
-        };
+        // The days whose orders this report may change: those of the span
+        // a cost, a stock figure or an ETA now holds over, and for an ETA
+        // every earlier day an order was placed out of stock (it may be
+        // delayed).
+        let mut days: BTreeSet<String> = BTreeSet::new();
+        for (from, until) in [change.costs, change.stock, change.eta]
+            .into_iter()
+            .flatten()
+        {
+            days.extend(sku.days_in(from, until));
+        }
+        if change.eta.is_some() {
+            let today = day_of(i.at);
+            days.extend(sku.backorder_days.range(..=today).cloned());
+        }
         slot.dirty = true;
         for day in days {
             for oid in self.ref_orders(src, tenant, &sku_day_ref(&i.sku, &day)) {
-                self.refresh_costs(src, tenant, &oid);
+                self.refresh_lines(src, tenant, &oid);
             }
         }
         Ok(Outcome::Applied)
@@ -93,11 +104,12 @@ impl Engine {
                 }
             }
         }
-        self.refresh_costs(src, tenant, oid);
+        self.refresh_lines(src, tenant, oid);
     }
 
-    /// Sets an order's line costs to those in force at its time.
-    fn refresh_costs(&mut self, src: &dyn Source, tenant: &str, oid: &str) {
+    /// Sets an order's line costs to those in force at its time, and its
+    /// backordered lines (SKUs out of stock then) with their promise and delays.
+    fn refresh_lines(&mut self, src: &dyn Source, tenant: &str, oid: &str) {
         let order = match self.get(src, StateKey::new(tenant, Item::Order(oid.to_string()))) {
             Some(StateValue::Order(o)) if o.snapshot.is_some() => Arc::clone(o),
             _ => return,
@@ -107,19 +119,34 @@ impl Engine {
         };
         let at = snapshot.value.created_at;
         let mut want: BTreeMap<String, CostEntry> = BTreeMap::new();
+        let mut backorders: BTreeMap<String, Backorder> = BTreeMap::new();
         for sku in line_skus(&snapshot.value) {
             if let Some(StateValue::Sku(s)) =
                 self.get(src, StateKey::new(tenant, Item::Sku(sku.clone())))
-                && let Some(c) = s.cost_at(at)
             {
-                want.insert(sku, c.clone());
+                if let Some(c) = s.cost_at(at) {
+                    want.insert(sku.clone(), c.clone());
+                }
+                if let Some(b) = s.backorder_at(at) {
+                    backorders.insert(sku, b);
+                }
             }
         }
-        if order.costs == want {
+        // The day of an order placed out of stock, for the ETAs to come.
+        let day = day_of(at);
+        for sku in backorders.keys() {
+            let slot = self.slot(src, StateKey::new(tenant, Item::Sku(sku.clone())));
+            if sku_in(slot, sku).backorder_days.insert(day.clone()) {
+                slot.dirty = true;
+            }
+        }
+        if order.costs == want && order.backorders == backorders {
             return;
         }
         drop(order);
-        self.order_mut(src, tenant, oid).costs = want;
+        let order = self.order_mut(src, tenant, oid);
+        order.costs = want;
+        order.backorders = backorders;
         self.dirty_orders
             .insert((tenant.to_string(), oid.to_string()));
     }

@@ -794,6 +794,49 @@ pub(super) fn order_triggers(
             );
         }
     }
+    // Every ETA reported past what an order placed out of stock was
+    // promised, while the goods had not gone out (no store shipment holding
+    // the line had a checkpoint by then) and the order stands.
+    let cancelled = order
+        .snapshot
+        .as_ref()
+        .is_some_and(|s| s.value.status == OrderStatus::Cancelled);
+    if !cancelled && let Some(snapshot) = &order.snapshot {
+        for (sku, b) in &order.backorders {
+            let Some(promised) = b.promised else { continue };
+            let lines: BTreeSet<&str> = snapshot
+                .value
+                .line_items
+                .iter()
+                .filter(|l| l.sku.as_deref().map(str::trim) == Some(sku.as_str()))
+                .map(|l| l.id.as_str())
+                .collect();
+            let shipped_by = |at: OffsetDateTime| {
+                order.shipments.values().any(|s| {
+                    (s.line_item_ids.is_empty()
+                        || s.line_item_ids.iter().any(|l| lines.contains(l.as_str())))
+                        && s.checkpoints.iter().any(|c| c.at <= at)
+                })
+            };
+            for d in &b.delays {
+                if shipped_by(d.at) {
+                    continue;
+                }
+                let subject = format!("{sku}@{}", d.eta.unix_timestamp());
+                add(
+                    "backorder_delayed",
+                    &subject,
+                    d.at,
+                    &d.event_id,
+                    serde_json::json!({
+                        "sku": sku,
+                        "promised": promised.format(&time::format_description::well_known::Rfc3339).ok(),
+                        "eta": d.eta.format(&time::format_description::well_known::Rfc3339).ok(),
+                    }),
+                );
+            }
+        }
+    }
     // Every failed payment attempt or capture.
     for rec in order.payments.values() {
         for (ev, p) in &rec.observations {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use storefold_core::aggregate::CurrencyRevenue;
+use storefold_core::aggregate::{Backorder, CurrencyRevenue};
 use storefold_core::engine::FoldConfig;
 use storefold_core::event::*;
 use storefold_core::identity::Identity;
@@ -599,4 +599,269 @@ fn generated_histories_with_cost_reports_cost_their_orders() {
         }
     }
     assert!(costed > 10, "only {costed} orders costed");
+}
+
+fn stock(
+    id: &str,
+    sku: &str,
+    available: i64,
+    eta: Option<OffsetDateTime>,
+    at: OffsetDateTime,
+) -> Envelope {
+    env(
+        id,
+        "erp",
+        at,
+        Event::InventoryUpdated(InventoryUpdated {
+            sku: sku.into(),
+            item_id: None,
+            unit_cost: None,
+            available: Some(available),
+            backorder: Some(true),
+            eta,
+            at,
+        }),
+    )
+}
+
+fn eta_report(id: &str, sku: &str, eta: OffsetDateTime, at: OffsetDateTime) -> Envelope {
+    env(
+        id,
+        "erp",
+        at,
+        Event::InventoryUpdated(InventoryUpdated {
+            sku: sku.into(),
+            item_id: None,
+            unit_cost: None,
+            available: None,
+            backorder: None,
+            eta: Some(eta),
+            at,
+        }),
+    )
+}
+
+/// A store fulfillment of line `l1` of `order_id`, out at `at`.
+fn shipped(id: &str, order_id: &str, at: OffsetDateTime) -> Envelope {
+    env(
+        id,
+        "shopify",
+        at,
+        Event::ShipmentUpdated(Shipment {
+            provider: "shopify".into(),
+            tracking_number: format!("1Z{id}"),
+            carrier: Some("UPS".into()),
+            links: link(order_id),
+            fulfillment_id: Some(format!("f-{id}")),
+            status: ShipmentStatus::InTransit,
+            checkpoints: vec![Checkpoint {
+                at,
+                status: ShipmentStatus::InTransit,
+                message: None,
+                location: None,
+            }],
+            line_item_ids: vec!["l1".into()],
+            estimated_delivery: None,
+            at,
+        }),
+    )
+}
+
+/// Folds `events` in the given order, one batch each; the backorders of each
+/// order and every `backorder_delayed` trigger (id → (order, data)).
+fn backorders_of(
+    events: &[Envelope],
+) -> (
+    BTreeMap<String, BTreeMap<String, Backorder>>,
+    BTreeMap<String, (String, serde_json::Value)>,
+) {
+    let config = Arc::new(FoldConfig::default());
+    let mut store = MemStore::default();
+    let mut triggers = BTreeMap::new();
+    for e in events {
+        let mut engine = Engine::with_config(config.clone());
+        engine.apply(&store, e).expect("fold");
+        let out = engine.finish(&store);
+        for t in out
+            .triggers
+            .iter()
+            .filter(|t| t.kind == "backorder_delayed")
+        {
+            triggers.insert(
+                t.trigger_id.clone(),
+                (t.order_id.clone().unwrap_or_default(), t.data.clone()),
+            );
+        }
+        store.commit(out.changes);
+    }
+    let orders = store
+        .order_views_with(&config)
+        .into_iter()
+        .map(|(k, v)| (k, v.order.backorders.clone()))
+        .collect();
+    (orders, triggers)
+}
+
+#[test]
+fn a_line_placed_out_of_stock_carries_its_promise_and_each_later_eta_past_it_is_a_trigger() {
+    // 1 Feb: TEE out of stock, expected 1 March. 15 Feb: order 1 (a TEE).
+    // 16 Feb: order 2 (a MUG, in stock). 20 Feb: the ETA moves to 10 March
+    // (past the promise: delayed); 25 Feb: to 5 March (still past it: delayed
+    // again); 27 Feb: the same 5 March again (the same fact, no new trigger).
+    // 12 March: TEE back in stock; order 3 that day is not a backorder.
+    let day = |d: u8, m: time::Month| {
+        OffsetDateTime::new_utc(
+            time::Date::from_calendar_date(2026, m, d).unwrap(),
+            time::Time::MIDNIGHT,
+        )
+    };
+    use time::Month::{February, March};
+    let events = vec![
+        stock("s1", "TEE", 0, Some(day(1, March)), day(1, February)),
+        stock("s2", "MUG", 5, None, day(1, February)),
+        order(
+            "shopify:1",
+            PLACED,
+            OrderStatus::Open,
+            vec![line("l1", Some("TEE"), 1, 3000)],
+        ),
+        order(
+            "shopify:2",
+            PLACED + Duration::days(1),
+            OrderStatus::Open,
+            vec![line("l1", Some("MUG"), 1, 800)],
+        ),
+        eta_report("e1", "TEE", day(10, March), day(20, February)),
+        eta_report("e2", "TEE", day(5, March), day(25, February)),
+        eta_report("e3", "TEE", day(5, March), day(27, February)),
+        stock("s3", "TEE", 30, None, day(12, March)),
+        order(
+            "shopify:3",
+            day(12, March) + Duration::hours(9),
+            OrderStatus::Open,
+            vec![line("l1", Some("TEE"), 1, 3000)],
+        ),
+    ];
+    let (orders, triggers) = backorders_of(&events);
+    let b = &orders["shopify:1"]["TEE"];
+    assert_eq!(b.promised, Some(day(1, March)));
+    assert_eq!(
+        b.eta,
+        Some(day(5, March)),
+        "the newest report since the order"
+    );
+    assert_eq!(
+        b.delays.iter().map(|d| (d.at, d.eta)).collect::<Vec<_>>(),
+        vec![
+            (day(20, February), day(10, March)),
+            (day(25, February), day(5, March)),
+            (day(27, February), day(5, March)),
+        ]
+    );
+    assert!(orders["shopify:2"].is_empty(), "the MUG was in stock");
+    assert!(orders["shopify:3"].is_empty(), "TEE was back in stock");
+    let mut etas: Vec<(String, String)> = triggers
+        .values()
+        .map(|(o, d)| (o.clone(), d["eta"].as_str().unwrap().to_string()))
+        .collect();
+    etas.sort();
+    assert_eq!(
+        etas,
+        vec![
+            ("shopify:1".to_string(), "2026-03-05T00:00:00Z".to_string()),
+            ("shopify:1".to_string(), "2026-03-10T00:00:00Z".to_string()),
+        ]
+    );
+    for (_, data) in triggers.values() {
+        assert_eq!(data["promised"], "2026-03-01T00:00:00Z");
+        assert_eq!(data["sku"], "TEE");
+    }
+    // Any arrival order: the same backorders and the same triggers.
+    let mut idx: Vec<usize> = (0..events.len()).collect();
+    let mut rng = 0x5eed_u64;
+    for round in 0..300 {
+        for i in (1..idx.len()).rev() {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            idx.swap(i, (rng >> 33) as usize % (i + 1));
+        }
+        let evs: Vec<Envelope> = idx.iter().map(|i| events[*i].clone()).collect();
+        let (o, t) = backorders_of(&evs);
+        assert_eq!(o, orders, "round {round}: arrival {idx:?}");
+        assert_eq!(
+            t.keys().collect::<Vec<_>>(),
+            triggers.keys().collect::<Vec<_>>(),
+            "round {round}: arrival {idx:?}"
+        );
+    }
+}
+
+#[test]
+fn no_delay_is_told_once_the_line_went_out_or_for_a_cancelled_order() {
+    // As above, but the TEE of order 1 ships on 22 Feb: the 20 Feb delay is
+    // told, the 25 Feb one is not. Order 4, placed out of stock too, is
+    // cancelled: none of its delays is told.
+    let feb = |d: u8| {
+        OffsetDateTime::new_utc(
+            time::Date::from_calendar_date(2026, time::Month::February, d).unwrap(),
+            time::Time::MIDNIGHT,
+        )
+    };
+    let mar = |d: u8| {
+        OffsetDateTime::new_utc(
+            time::Date::from_calendar_date(2026, time::Month::March, d).unwrap(),
+            time::Time::MIDNIGHT,
+        )
+    };
+    let events = vec![
+        stock("s1", "TEE", 0, Some(mar(1)), feb(1)),
+        order(
+            "shopify:1",
+            PLACED,
+            OrderStatus::Open,
+            vec![line("l1", Some("TEE"), 1, 3000)],
+        ),
+        order(
+            "shopify:4",
+            PLACED,
+            OrderStatus::Cancelled,
+            vec![line("l1", Some("TEE"), 1, 3000)],
+        ),
+        eta_report("e1", "TEE", mar(10), feb(20)),
+        shipped("f1", "shopify:1", feb(22)),
+        eta_report("e2", "TEE", mar(12), feb(25)),
+    ];
+    // In the order things happened: only the delay before the shipment.
+    let (orders, triggers) = backorders_of(&events);
+    assert_eq!(
+        orders["shopify:4"]["TEE"].delays.len(),
+        2,
+        "kept on the order"
+    );
+    let told = |t: &BTreeMap<String, (String, serde_json::Value)>| -> Vec<(String, String)> {
+        t.values()
+            .map(|(o, d)| (o.clone(), d["eta"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let expected = vec![("shopify:1".to_string(), "2026-03-10T00:00:00Z".to_string())];
+    assert_eq!(told(&triggers), expected);
+    // In any other order the orders end the same. A shipment that arrives
+    // after a later delay report cannot take back the trigger that report
+    // already published, so the triggers may be more, never fewer.
+    for rotation in 1..events.len() {
+        let mut evs = events.clone();
+        evs.rotate_left(rotation);
+        let (o, t) = backorders_of(&evs);
+        assert_eq!(o, orders, "rotation {rotation}");
+        let got = told(&t);
+        assert!(
+            expected.iter().all(|e| got.contains(e)),
+            "rotation {rotation}: {got:?}"
+        );
+        assert!(
+            got.iter().all(|(o, _)| o == "shopify:1"),
+            "never for the cancelled order: {got:?}"
+        );
+    }
 }
