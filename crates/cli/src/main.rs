@@ -15,6 +15,7 @@
 mod dev_cmd;
 mod dev_sample;
 mod erase_cmd;
+mod erp_cmd;
 mod identity_cmd;
 mod ingest_cmd;
 mod normalize_cmd;
@@ -142,6 +143,12 @@ enum Command {
         #[command(subcommand)]
         command: webhook_cmd::WebhookCommand,
     },
+    /// Load an ERP's inventory file (unit costs, stock, ETAs per SKU) into
+    /// the ingest's ERP feed.
+    Erp {
+        #[command(subcommand)]
+        command: erp_cmd::ErpCommand,
+    },
     /// Ask for the GDPR erasure of a customer by email and/or phone: a signed
     /// `customer/erase` command of the `operator` provider, posted to the ingest
     /// (kept in raw.operator, folded like Shopify's customers/redact). Prints the
@@ -240,6 +247,8 @@ fn main() {
             .and_then(|config| runtime()?.block_on(identity_cmd::run(config.as_ref(), command))),
         Command::Webhook { command } => load_config_if_any(cli.config.as_deref())
             .and_then(|config| runtime()?.block_on(webhook_cmd::run(config.as_ref(), command))),
+        Command::Erp { command } => load_config_if_any(cli.config.as_deref())
+            .and_then(|config| runtime()?.block_on(erp_cmd::run(config.as_ref(), command))),
     };
     match result {
         Ok(()) => {}

@@ -123,7 +123,8 @@ pub struct ScenarioSpec {
     pub decision_pct: u64,
     /// How many cost reports the history holds for the SKU its orders sell
     /// (`SKU-1`): unit costs from times spread over the history, some at the
-    /// same time, in any of its currencies. 0 draws nothing.
+    /// same time, in any of its currencies, half of them with the stock (out
+    /// of stock with a restock date, often). 0 draws nothing.
     pub cost_reports: usize,
 }
 
@@ -767,6 +768,12 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
     // Cost reports, drawn apart so that the rest of the history stays the same.
     let mut crng = Rng::new(seed ^ 0xC057_C057);
     for _ in 0..spec.cost_reports {
+        // Some say the stock too: out of stock (with a restock date), or not.
+        let available = crng.chance(50).then(|| crng.below(4) as i64 * 5);
+        let eta = match available {
+            Some(0) if crng.chance(70) => Some(base + Duration::days(crng.below(150) as i64)),
+            _ => None,
+        };
         let at = base
             + Duration::days(crng.below(150) as i64 - 10)
             + Duration::hours(crng.below(3) as i64 * 8);
@@ -779,9 +786,9 @@ pub fn generate(seed: u64, spec: &ScenarioSpec) -> Vec<Envelope> {
                 sku: "SKU-1".into(),
                 item_id: None,
                 unit_cost: Some(Money::new(100 + crng.below(900) as i64, currency)),
-                available: crng.chance(30).then(|| crng.below(20) as i64),
+                available,
                 backorder: None,
-                eta: None,
+                eta,
                 at,
             }),
         );

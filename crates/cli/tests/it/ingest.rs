@@ -407,3 +407,114 @@ fn the_example_configuration_loads() {
         assert!(!out.stdout.is_empty());
     }
 }
+
+/// `storefold erp load`: a file checked whole, posted in bodies of whole
+/// lines under the limit, each stored once on raw.erp; loading it again
+/// stores nothing new; a file with a wrong line posts nothing and names it.
+#[test]
+fn erp_load_posts_a_file_in_bodies_of_whole_lines_once() {
+    let mut broker = BrokerProcess::start(1);
+    let setup = setup(broker.bootstrap(), 1);
+    create_all(&mut broker, &setup.config);
+    let ingest = IngestProcess::start(&setup);
+    let lines: Vec<String> = (1..=5)
+        .map(|i| {
+            format!(
+                "{{\"sku\":\"TEE-{i}\",\"unit_cost\":\"1{i}.50\",\"currency\":\"USD\",\"available\":{i},\"at\":\"2026-11-0{i}T00:00:00Z\"}}"
+            )
+        })
+        .collect();
+    // Each line is under 100 bytes with its newline: two fit in 250.
+    assert!(lines.iter().all(|l| l.len() < 100 && l.len() > 80));
+    let file = setup._dir.path().join("costs.jsonl");
+    std::fs::write(
+        &file,
+        format!("{}\n\n{}\n", lines[..2].join("\n"), lines[2..].join("\n")),
+    )
+    .unwrap();
+    let load = |path: &Path| {
+        storefold()
+            .arg("--config")
+            .arg(&setup.config_path)
+            .args(["erp", "load", "--tenant", TENANT, "--max-bytes", "250"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = load(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 line(s) with data, in 3 bodies"),
+        "{stdout}"
+    );
+    // The file's lines 1-2, 4-5 and 6 (line 3 is blank).
+    assert!(
+        stdout.contains("lines 1-2:")
+            && stdout.contains("lines 4-5:")
+            && stdout.contains("lines 6-6:"),
+        "{stdout}"
+    );
+    // (event id, body) of every record raw.erp holds.
+    let stored = || -> Vec<(String, Vec<u8>)> {
+        let codec = AvroCodec::embedded().unwrap();
+        read_topic(
+            broker.bootstrap(),
+            "storefold.raw.erp",
+            Duration::from_secs(20),
+        )
+        .into_iter()
+        .map(|r| {
+            let ev: RawEvent = codec.decode(r.payload.as_deref().unwrap()).unwrap();
+            assert_eq!(ev.tenant, TENANT);
+            (ev.event_id, ev.body)
+        })
+        .collect()
+    };
+    let first = stored();
+    assert_eq!(first.len(), 3);
+    let all: Vec<u8> = first.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(
+        String::from_utf8(all).unwrap(),
+        format!("{}\n", lines.join("\n"))
+    );
+
+    // Again: the same bodies under the same idempotency ids, which the
+    // processor skips as duplicates.
+    let out = load(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = stored();
+    assert_eq!(again.len(), 6);
+    assert_eq!(&again[3..], &first[..], "the same bodies and ids");
+
+    // A wrong line: nothing posted, the line named.
+    let bad = setup._dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}\n{}\n{{\"sku\":\"CAP\",\"unit_cost\":\"1.234\",\"currency\":\"USD\",\"at\":\"2026-11-01T00:00:00Z\"}}\n",
+            lines[0].replace("TEE-1", "NEW-1"),
+            lines[1].replace("TEE-2", "NEW-2")
+        ),
+    )
+    .unwrap();
+    let out = load(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 3") && stderr.contains("nothing was posted"),
+        "{stderr}"
+    );
+    assert_eq!(stored().len(), 6, "nothing of the bad file stored");
+    ingest.signal("TERM");
+    let (status, log) = ingest.wait();
+    assert!(status.success(), "{log}");
+}

@@ -398,6 +398,63 @@ async fn every_journeys_money_reaches_postgresql_the_query_api_and_hubspot_exact
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // A SKU's costs as the query API tells them: the belt of
+    // `shopify_costs_margin`, costed by the ERP's file then by Shopify.
+    for (j, tenant) in cases
+        .iter()
+        .filter(|(j, _)| j.name == "shopify_costs_margin")
+    {
+        let r = client
+            .get(format!(
+                "http://127.0.0.1:{operator}/v1/tenants/{tenant}/skus/BELT-L"
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{} BELT-L: {}", j.name, r.status());
+        let doc: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let costs: Vec<(i64, i64, String)> = doc["costs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    time::OffsetDateTime::parse(
+                        c["at"].as_str().unwrap_or_default(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .map_or(0, |t| t.unix_timestamp()),
+                    c["unit_cost"]["minor"].as_i64().unwrap_or(-1),
+                    c["provider"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            costs,
+            vec![
+                // 2025-04-01T00:00:00Z and 2025-05-10T13:30:00Z.
+                (1_743_465_600, 950, "erp".to_string()),
+                (1_746_883_800, 1100, "shopify".to_string()),
+            ],
+            "{doc}"
+        );
+        assert_eq!(
+            doc["order_days"],
+            serde_json::json!(["2025-05-20"]),
+            "{doc}"
+        );
+        let missing = client
+            .get(format!(
+                "http://127.0.0.1:{operator}/v1/tenants/{tenant}/skus/NO-SUCH"
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+    }
+
     // The query API answers the same figures, and the HubSpot sink would send
     // exactly them.
     let mapping = hubspot_mapping();

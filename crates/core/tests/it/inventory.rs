@@ -564,6 +564,7 @@ fn generated_histories_with_cost_reports_cost_their_orders() {
     };
     let config = Arc::new(FoldConfig::default());
     let mut costed = 0;
+    let (mut backordered, mut delayed) = (0, 0);
     for seed in 0..20u64 {
         let events = storefold_scenario::generate(seed, &spec);
         let mut reports: Vec<(OffsetDateTime, String, Money)> = events
@@ -596,9 +597,21 @@ fn generated_histories_with_cost_reports_cost_their_orders() {
             let got = v.order.costs.get("SKU-1").map(|c| c.unit_cost);
             assert_eq!(got, expect, "seed {seed}, {oid}");
             costed += usize::from(got.is_some());
+            backordered += v.order.backorders.len();
+            delayed += v
+                .order
+                .backorders
+                .values()
+                .map(|b| b.delays.len())
+                .sum::<usize>();
         }
     }
     assert!(costed > 10, "only {costed} orders costed");
+    // Stock reports make some of them backorders, some delayed.
+    assert!(
+        backordered > 3 && delayed > 0,
+        "{backordered} backordered, {delayed} delays"
+    );
 }
 
 fn stock(

@@ -461,6 +461,20 @@ fn the_inspector_shows_a_customer_its_journey_and_an_order_ledger() {
         facts.contains(paid),
         "the figures say where paid comes from:\n{facts}"
     );
+    // The cost of goods: nothing in the corpus costs the generated orders'
+    // lines, so the page names what has no cost and calls the margin unknown.
+    assert!(view.figures.gross_margin.is_none(), "{:?}", view.figures);
+    assert!(
+        facts.contains("Cost of goods")
+            && view
+                .figures
+                .cogs_unknown
+                .iter()
+                .all(|s| facts.contains(s.as_str()))
+            && facts.contains("Gross margin")
+            && facts.contains("unknown (a line has no unit cost"),
+        "the figures show the cost of goods and why the margin is unknown:\n{facts}"
+    );
     let r = view
         .figures
         .reporting
