@@ -89,6 +89,19 @@ fn order(id: &str, at: OffsetDateTime, status: OrderStatus, lines: Vec<LineItem>
     )
 }
 
+/// The start of a day, UTC.
+fn midnight(year: i32, month: time::Month, day: u8) -> OffsetDateTime {
+    OffsetDateTime::new_utc(
+        time::Date::from_calendar_date(year, month, day).unwrap(),
+        time::Time::MIDNIGHT,
+    )
+}
+
+/// An order of one TEE at 30.00.
+fn tee_order(id: &str, at: OffsetDateTime, status: OrderStatus) -> Envelope {
+    order(id, at, status, vec![line("l1", Some("TEE"), 1, 3000)])
+}
+
 fn link(order_id: &str) -> Vec<OrderLink> {
     vec![OrderLink::Order {
         order_id: order_id.into(),
@@ -386,24 +399,9 @@ fn a_late_cost_reaches_only_the_orders_placed_while_it_holds() {
     let march1 = datetime!(2026-03-01 10:00 UTC);
     let march10 = datetime!(2026-03-10 10:00 UTC);
     let events = vec![
-        order(
-            "shopify:1",
-            PLACED,
-            OrderStatus::Open,
-            vec![line("l1", Some("TEE"), 1, 3000)],
-        ),
-        order(
-            "shopify:2",
-            march1,
-            OrderStatus::Open,
-            vec![line("l1", Some("TEE"), 1, 3000)],
-        ),
-        order(
-            "shopify:3",
-            march10,
-            OrderStatus::Open,
-            vec![line("l1", Some("TEE"), 1, 3000)],
-        ),
+        tee_order("shopify:1", PLACED, OrderStatus::Open),
+        tee_order("shopify:2", march1, OrderStatus::Open),
+        tee_order("shopify:3", march10, OrderStatus::Open),
         captured("p1", "shopify:1", 3000, PLACED),
         captured("p2", "shopify:2", 3000, march1),
         captured("p3", "shopify:3", 3000, march10),
@@ -449,12 +447,7 @@ fn a_late_cost_reaches_only_the_orders_placed_while_it_holds() {
 fn costs_count_only_for_paid_orders_that_stand() {
     // An unpaid order and a cancelled one list their costs but count none.
     let events = vec![
-        order(
-            "shopify:1",
-            PLACED,
-            OrderStatus::Pending,
-            vec![line("l1", Some("TEE"), 1, 3000)],
-        ),
+        tee_order("shopify:1", PLACED, OrderStatus::Pending),
         order(
             "shopify:2",
             PLACED + Duration::hours(1),
@@ -525,12 +518,7 @@ fn a_cost_in_another_currency_has_a_margin_only_in_the_reporting_currency() {
         ..FoldConfig::default()
     });
     let events = vec![
-        order(
-            "shopify:1",
-            PLACED,
-            OrderStatus::Open,
-            vec![line("l1", Some("TEE"), 1, 3000)],
-        ),
+        tee_order("shopify:1", PLACED, OrderStatus::Open),
         captured("p1", "shopify:1", 3000, PLACED),
         cost(
             "c1",
@@ -680,14 +668,14 @@ fn shipped(id: &str, order_id: &str, at: OffsetDateTime) -> Envelope {
     )
 }
 
+/// An order's backorders, by SKU.
+type Backorders = BTreeMap<String, Backorder>;
+/// `backorder_delayed` triggers: id → (order, data).
+type Told = BTreeMap<String, (String, serde_json::Value)>;
+
 /// Folds `events` in the given order, one batch each; the backorders of each
-/// order and every `backorder_delayed` trigger (id → (order, data)).
-fn backorders_of(
-    events: &[Envelope],
-) -> (
-    BTreeMap<String, BTreeMap<String, Backorder>>,
-    BTreeMap<String, (String, serde_json::Value)>,
-) {
+/// order and every `backorder_delayed` trigger.
+fn backorders_of(events: &[Envelope]) -> (BTreeMap<String, Backorders>, Told) {
     let config = Arc::new(FoldConfig::default());
     let mut store = MemStore::default();
     let mut triggers = BTreeMap::new();
@@ -722,22 +710,12 @@ fn a_line_placed_out_of_stock_carries_its_promise_and_each_later_eta_past_it_is_
     // (past the promise: delayed); 25 Feb: to 5 March (still past it: delayed
     // again); 27 Feb: the same 5 March again (the same fact, no new trigger).
     // 12 March: TEE back in stock; order 3 that day is not a backorder.
-    let day = |d: u8, m: time::Month| {
-        OffsetDateTime::new_utc(
-            time::Date::from_calendar_date(2026, m, d).unwrap(),
-            time::Time::MIDNIGHT,
-        )
-    };
+    let day = |d: u8, m: time::Month| midnight(2026, m, d);
     use time::Month::{February, March};
     let events = vec![
         stock("s1", "TEE", 0, Some(day(1, March)), day(1, February)),
         stock("s2", "MUG", 5, None, day(1, February)),
-        order(
-            "shopify:1",
-            PLACED,
-            OrderStatus::Open,
-            vec![line("l1", Some("TEE"), 1, 3000)],
-        ),
+        tee_order("shopify:1", PLACED, OrderStatus::Open),
         order(
             "shopify:2",
             PLACED + Duration::days(1),
@@ -815,32 +793,12 @@ fn no_delay_is_told_once_the_line_went_out_or_for_a_cancelled_order() {
     // As above, but the TEE of order 1 ships on 22 Feb: the 20 Feb delay is
     // told, the 25 Feb one is not. Order 4, placed out of stock too, is
     // cancelled: none of its delays is told.
-    let feb = |d: u8| {
-        OffsetDateTime::new_utc(
-            time::Date::from_calendar_date(2026, time::Month::February, d).unwrap(),
-            time::Time::MIDNIGHT,
-        )
-    };
-    let mar = |d: u8| {
-        OffsetDateTime::new_utc(
-            time::Date::from_calendar_date(2026, time::Month::March, d).unwrap(),
-            time::Time::MIDNIGHT,
-        )
-    };
+    let feb = |d: u8| midnight(2026, time::Month::February, d);
+    let mar = |d: u8| midnight(2026, time::Month::March, d);
     let events = vec![
         stock("s1", "TEE", 0, Some(mar(1)), feb(1)),
-        order(
-            "shopify:1",
-            PLACED,
-            OrderStatus::Open,
-            vec![line("l1", Some("TEE"), 1, 3000)],
-        ),
-        order(
-            "shopify:4",
-            PLACED,
-            OrderStatus::Cancelled,
-            vec![line("l1", Some("TEE"), 1, 3000)],
-        ),
+        tee_order("shopify:1", PLACED, OrderStatus::Open),
+        tee_order("shopify:4", PLACED, OrderStatus::Cancelled),
         eta_report("e1", "TEE", mar(10), feb(20)),
         shipped("f1", "shopify:1", feb(22)),
         eta_report("e2", "TEE", mar(12), feb(25)),
@@ -852,7 +810,7 @@ fn no_delay_is_told_once_the_line_went_out_or_for_a_cancelled_order() {
         2,
         "kept on the order"
     );
-    let told = |t: &BTreeMap<String, (String, serde_json::Value)>| -> Vec<(String, String)> {
+    let told = |t: &Told| -> Vec<(String, String)> {
         t.values()
             .map(|(o, d)| (o.clone(), d["eta"].as_str().unwrap().to_string()))
             .collect()

@@ -120,8 +120,17 @@ fn against_expectation(j: &Journey, b: &Books) -> Vec<String> {
                 f.fees_known
             ));
         }
-        if let Some(want) = &x.figures.net_after_fees {
-            let ok = match (want, &f.net_after_fees) {
+        for (name, want, have) in [
+            (
+                "net_after_fees",
+                &x.figures.net_after_fees,
+                &f.net_after_fees,
+            ),
+            ("gross_margin", &x.figures.gross_margin, &f.gross_margin),
+        ] {
+            // Checked when given; `None` is "unknown".
+            let Some(want) = want else { continue };
+            let ok = match (want, have) {
                 (None, None) => true,
                 (Some(w), Some(h)) => same_bag(w, h),
                 _ => false,
@@ -131,9 +140,9 @@ fn against_expectation(j: &Journey, b: &Books) -> Vec<String> {
                     v.as_ref().map(bag).unwrap_or_else(|| "unknown".into())
                 };
                 out.push(format!(
-                    "order {id} net_after_fees: expected {}, got {}",
+                    "order {id} {name}: expected {}, got {}",
                     s(want),
-                    s(&f.net_after_fees)
+                    s(have)
                 ));
             }
         }
@@ -145,23 +154,6 @@ fn against_expectation(j: &Journey, b: &Books) -> Vec<String> {
                 bag(want),
                 bag(&f.cogs)
             ));
-        }
-        if let Some(want) = &x.figures.gross_margin {
-            let ok = match (want, &f.gross_margin) {
-                (None, None) => true,
-                (Some(w), Some(h)) => same_bag(w, h),
-                _ => false,
-            };
-            if !ok {
-                let s = |v: &Option<storefold_core::MoneyBag>| {
-                    v.as_ref().map(bag).unwrap_or_else(|| "unknown".into())
-                };
-                out.push(format!(
-                    "order {id} gross_margin: expected {}, got {}",
-                    s(want),
-                    s(&f.gross_margin)
-                ));
-            }
         }
         // Counted entries exactly; listed ones must be there.
         let counted: Vec<(EntryKind, Money)> = got
