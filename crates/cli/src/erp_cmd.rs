@@ -30,7 +30,7 @@ pub(crate) struct LoadArgs {
     /// Tenant id.
     #[arg(long)]
     tenant: String,
-    /// Signing secret; defaults to tenants.<id>.providers.erp.secret.
+    /// Signing secret; defaults to the tenant's ERP secret in the configuration.
     #[arg(long, env = "STOREFOLD_ERP_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Base URL of the ingest; defaults to http://<ingest.listen>.
