@@ -161,20 +161,36 @@ impl Sku {
         let day = day_of(i.at);
         if let Some(a) = i.available {
             Reg::join(&mut self.stock.available, stamp(), a);
-            let slot = self.stock_days.entry(day.clone()).or_insert_with(|| Reg {
-                stamp: Stamp::new(0, OffsetDateTime::UNIX_EPOCH, ""),
-                value: a,
-            });
-            let cur = slot.stamp.clone();
-            if stamp() > cur {
-                *slot = Reg {
-                    stamp: stamp(),
-                    value: a,
-                };
-                change.stock = Some((
-                    day_start(&day).min(i.at),
-                    next_day_after(&self.stock_days, &day),
-                ));
+            // What the day said before, and what the days before it say.
+            let replaced = self
+                .stock_days
+                .get(&day)
+                .map(|r| (r.stamp.clone(), r.value));
+            let earlier = self
+                .stock_days
+                .range(..day.clone())
+                .next_back()
+                .map(|(_, r)| r.value);
+            if replaced.as_ref().is_none_or(|(at, _)| stamp() > *at) {
+                self.stock_days.insert(
+                    day.clone(),
+                    Reg {
+                        stamp: stamp(),
+                        value: a,
+                    },
+                );
+                // Orders change only where being out of stock is at stake:
+                // with every figure involved above zero, none was or becomes
+                // a backorder (a busy SKU in stock re-checks nothing).
+                let at_stake = a <= 0
+                    || replaced.is_some_and(|(_, v)| v <= 0)
+                    || earlier.is_some_and(|v| v <= 0);
+                if at_stake {
+                    change.stock = Some((
+                        day_start(&day).min(i.at),
+                        next_day_after(&self.stock_days, &day),
+                    ));
+                }
             }
         }
         if let Some(e) = i.eta {
