@@ -158,5 +158,119 @@ fn bench_fold(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_fold);
+/// A busy SKU: `n` orders of it in one day, each followed by a stock report
+/// (as a store sends after every sale), all in stock or all out of stock
+/// since the day before.
+fn busy_sku(n: i64, out_of_stock: bool) -> Vec<Envelope> {
+    use storefold_core::event::{
+        Attribution, InventoryUpdated, LineItem, OrderStatus, OrderTotals, OrderUpserted,
+    };
+    use storefold_core::{Identity, Money};
+    use time::Duration;
+    let usd = storefold_core::Currency::from_code("USD").expect("USD");
+    let t0 = time::macros::datetime!(2026-02-15 00:00 UTC);
+    let env = |id: String, at, event| Envelope {
+        tenant: "acme".into(),
+        provider: "shopify".into(),
+        event_id: id,
+        occurred_at: at,
+        event,
+    };
+    let stock = |id: String, at, available| {
+        env(
+            id,
+            at,
+            Event::InventoryUpdated(InventoryUpdated {
+                sku: "TEE".into(),
+                item_id: None,
+                unit_cost: None,
+                available: Some(available),
+                backorder: Some(true),
+                eta: None,
+                at,
+            }),
+        )
+    };
+    // The day before ends as the whole day goes: in stock, or out of it.
+    let mut events = vec![stock(
+        "s-1".into(),
+        t0 - Duration::hours(1),
+        if out_of_stock { 0 } else { 1_000_000 },
+    )];
+    for i in 0..n {
+        let at = t0 + Duration::seconds(i * 80000 / n);
+        let price = Money::new(3000, usd);
+        events.push(env(
+            format!("o{i}"),
+            at,
+            Event::OrderUpserted(Box::new(OrderUpserted {
+                order_id: format!("shopify:{i}"),
+                number: None,
+                customer: Identity::default()
+                    .with_email(Some(&format!("c{}@example.com", i % 300))),
+                customer_name: None,
+                status: OrderStatus::Open,
+                financial_status: None,
+                fulfillment_status: None,
+                totals: OrderTotals {
+                    total: price,
+                    subtotal: None,
+                    discounts: None,
+                    shipping: None,
+                    tax: None,
+                    presentment_total: None,
+                },
+                line_items: vec![LineItem {
+                    id: "l1".into(),
+                    sku: Some("TEE".into()),
+                    title: "Tee".into(),
+                    quantity: 1,
+                    unit_price: price,
+                    total_discount: None,
+                }],
+                discount_codes: vec![],
+                payment_refs: vec![],
+                tracking_numbers: vec![],
+                attribution: Attribution::default(),
+                cart_token: None,
+                shipping_address: None,
+                billing_address: None,
+                note: None,
+                tags: vec![],
+                test: false,
+                created_at: at,
+                updated_at: at,
+                cancelled_at: None,
+                cancel_reason: None,
+                store_money: None,
+            })),
+        ));
+        let after = at + Duration::seconds(1);
+        events.push(stock(
+            format!("s{i}"),
+            after,
+            if out_of_stock { 0 } else { 1_000_000 - i },
+        ));
+    }
+    events
+}
+
+/// Stock reports of a busy SKU that stays in stock, or out of stock: neither
+/// re-checks its orders (printed, never asserted). A SKU that runs out during
+/// a day re-checks that day's orders with each report until the day ends.
+fn bench_inventory(c: &mut Criterion) {
+    let mut g = c.benchmark_group("inventory");
+    g.sample_size(10);
+    for (n, out) in [(1000, false), (1000, true), (4000, false), (4000, true)] {
+        let events = busy_sku(n, out);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        let name = if out { "out_of_stock" } else { "in_stock" };
+        g.bench_function(format!("busy_sku_{n}_orders_{name}_batch_100"), |b| {
+            b.iter_batched(|| (), |_| fold_all(&events, 100), BatchSize::PerIteration)
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_fold, bench_inventory);
 criterion_main!(benches);

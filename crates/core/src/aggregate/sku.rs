@@ -179,12 +179,17 @@ impl Sku {
                         value: a,
                     },
                 );
-                // Orders change only where being out of stock is at stake:
-                // with every figure involved above zero, none was or becomes
-                // a backorder (a busy SKU in stock re-checks nothing).
-                let at_stake = a <= 0
-                    || replaced.is_some_and(|(_, v)| v <= 0)
-                    || earlier.is_some_and(|v| v <= 0);
+                // An order's status comes from one of these figures, before
+                // and after: when they all say the same (in stock, or out of
+                // it), no order was or becomes a backorder by this report (a
+                // busy SKU reported after every sale re-checks nothing, nor
+                // one out of stock since an earlier day).
+                // (No figure before this day: in stock as far as is known.)
+                let mut out = vec![a <= 0, earlier.is_some_and(|v| v <= 0)];
+                if let Some((_, v)) = replaced {
+                    out.push(v <= 0);
+                }
+                let at_stake = out.iter().any(|o| *o != out[0]);
                 if at_stake {
                     change.stock = Some((
                         day_start(&day).min(i.at),
