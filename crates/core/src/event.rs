@@ -469,6 +469,14 @@ pub struct InventoryUpdated {
     pub at: OffsetDateTime,
 }
 
+impl LineItem {
+    /// The SKU the line names, trimmed; `None` for none or a blank one. What
+    /// the fold files the line's costs and stock under.
+    pub fn sku_key(&self) -> Option<&str> {
+        self.sku.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+}
+
 /// A payment reference the store recorded for an order, through which payment
 /// provider events find the order (a Stripe payment intent or charge id, an Adyen
 /// PSP reference, a PayPal capture id).

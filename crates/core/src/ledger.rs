@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::aggregate::{DisputeRecord, Order, PaymentRecord, RefundRecord, is_payment_provider};
+use crate::aggregate::{
+    DisputeRecord, Order, PaymentRecord, RefundRecord, is_payment_provider, is_store,
+};
 use crate::event::{DisputeMovement, DisputeStatus, Payment, PaymentStatus, RefundStatus};
 use crate::money::{Currency, Money, MoneyBag};
 use crate::rates::Rates;
@@ -657,7 +659,7 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
         }
     }
 
-    let cogs_unknown = cost_of_goods(order, &mut l);
+    let cogs_unknown = cost_of_goods(order, &refunds, &mut l);
     let mut entries = l.entries;
     if test {
         for e in &mut entries {
@@ -829,7 +831,7 @@ fn signed(e: &LedgerEntry) -> Money {
 /// line a store refund put back in stock. They count once a payment counts
 /// and while the order is not cancelled. Returns the lines whose cost is
 /// unknown (their SKU, `line:<id>` without one).
-fn cost_of_goods(order: &Order, l: &mut LedgerBuilder) -> Vec<String> {
+fn cost_of_goods(order: &Order, refunds: &[RefundCalc], l: &mut LedgerBuilder) -> Vec<String> {
     let Some(snapshot) = &order.snapshot else {
         return Vec::new();
     };
@@ -854,17 +856,19 @@ fn cost_of_goods(order: &Order, l: &mut LedgerBuilder) -> Vec<String> {
     // Units each line got back in stock, from the store's refunds that count
     // (each refund as its newest store observation lists its lines).
     let mut restocked: BTreeMap<&str, Vec<(i64, &str, OffsetDateTime, &str)>> = BTreeMap::new();
+    let standing: BTreeSet<(&str, &str)> = refunds
+        .iter()
+        .filter(|r| !matches!(r.status, RefundStatus::Failed | RefundStatus::Cancelled))
+        .map(|r| (r.provider.as_str(), r.refund_id.as_str()))
+        .collect();
     for rec in order.refunds.values() {
-        let Some(calc) = analyse_refund(rec) else {
-            continue;
-        };
-        if matches!(calc.status, RefundStatus::Failed | RefundStatus::Cancelled) {
-            continue;
-        }
         let newest_store = rec
             .observations
             .iter()
-            .filter(|(_, r)| matches!(r.provider.as_str(), "shopify" | "woocommerce"))
+            .filter(|(_, r)| {
+                is_store(&r.provider)
+                    && standing.contains(&(r.provider.as_str(), r.refund_id.as_str()))
+            })
             .max_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
         if let Some((ev, r)) = newest_store {
             for line in r.lines.iter().filter(|x| x.restock && x.quantity > 0) {
@@ -877,7 +881,7 @@ fn cost_of_goods(order: &Order, l: &mut LedgerBuilder) -> Vec<String> {
     }
     let mut unknown = BTreeSet::new();
     for line in o.line_items.iter().filter(|x| x.quantity > 0) {
-        let sku = line.sku.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let sku = line.sku_key();
         let Some(cost) = sku.and_then(|s| order.costs.get(s)) else {
             unknown.insert(match sku {
                 Some(s) => s.to_string(),

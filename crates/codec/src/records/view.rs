@@ -1162,9 +1162,8 @@ impl From<&storefold_core::engine::OrderView> for OrderView {
         } = v;
         let snapshot = order.snapshot.as_ref().map(|s| &s.value);
         let money = |m: &Option<storefold_core::Money>| m.as_ref().map(MoneyView::from);
-        let backorder = |l: &storefold_core::event::LineItem| {
-            l.sku.as_ref().and_then(|k| order.backorders.get(k.trim()))
-        };
+        let backorder =
+            |l: &storefold_core::event::LineItem| l.sku_key().and_then(|k| order.backorders.get(k));
         Self {
             number: snapshot.and_then(|s| s.number.clone()),
             created_at: snapshot.map(|s| epoch_millis(s.created_at)),
@@ -1191,9 +1190,8 @@ impl From<&storefold_core::engine::OrderView> for OrderView {
                             unit_price: MoneyView::from(&l.unit_price),
                             total_discount: money(&l.total_discount),
                             unit_cost: l
-                                .sku
-                                .as_ref()
-                                .and_then(|k| order.costs.get(k.trim()))
+                                .sku_key()
+                                .and_then(|k| order.costs.get(k))
                                 .map(|c| MoneyView::from(&c.unit_cost)),
                             backordered: backorder(l).is_some(),
                             promised_eta: backorder(l).and_then(|b| b.promised).map(epoch_millis),

@@ -104,6 +104,12 @@ impl Seen {
     }
 }
 
+/// The store platforms: their shipment events are their own fulfillments,
+/// and their refunds list the lines they put back in stock.
+pub fn is_store(provider: &str) -> bool {
+    matches!(provider, "shopify" | "woocommerce")
+}
+
 /// The providers whose word on money is final (the store's is kept but yields).
 pub fn is_payment_provider(provider: &str) -> bool {
     matches!(provider, "stripe" | "adyen" | "paypal")

@@ -156,9 +156,7 @@ impl Engine {
 fn line_skus(o: &OrderUpserted) -> BTreeSet<String> {
     o.line_items
         .iter()
-        .filter_map(|l| l.sku.as_deref())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .filter_map(LineItem::sku_key)
         .map(str::to_string)
         .collect()
 }

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::aggregate::{
     CostEntry, Customer, DecisionRecord, Fragment, MergeRecord, Order, Parcel, SharedIdentity, Sku,
-    TouchEntry,
+    TouchEntry, is_store,
 };
 use crate::event::*;
 use crate::identity::{IdentityKey, IdentityKind, content_hash};
@@ -115,11 +115,6 @@ impl std::fmt::Debug for Engine {
             .field("cached", &self.cache.len())
             .finish()
     }
-}
-
-/// The store platforms, whose shipment events are their own fulfillments.
-fn is_store(provider: &str) -> bool {
-    matches!(provider, "shopify" | "woocommerce")
 }
 
 /// The parking and reference key of a link (`order:shopify:1`,

@@ -808,7 +808,7 @@ pub(super) fn order_triggers(
                 .value
                 .line_items
                 .iter()
-                .filter(|l| l.sku.as_deref().map(str::trim) == Some(sku.as_str()))
+                .filter(|l| l.sku_key() == Some(sku.as_str()))
                 .map(|l| l.id.as_str())
                 .collect();
             let shipped_by = |at: OffsetDateTime| {
