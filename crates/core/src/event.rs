@@ -49,6 +49,8 @@ pub enum Event {
     Identify(Identify),
     IdentityDecided(IdentityDecided),
     InventoryUpdated(InventoryUpdated),
+    PayoutUpdated(PayoutUpdated),
+    PayoutLine(PayoutLine),
 }
 
 /// Current schema version of every event type. Bump one and add an arm to
@@ -74,6 +76,8 @@ impl Event {
             Event::Identify(_) => "Identify",
             Event::IdentityDecided(_) => "IdentityDecided",
             Event::InventoryUpdated(_) => "InventoryUpdated",
+            Event::PayoutUpdated(_) => "PayoutUpdated",
+            Event::PayoutLine(_) => "PayoutLine",
         }
     }
 
@@ -156,6 +160,8 @@ impl Event {
             }
             // Stock and costs are about goods, not people.
             Event::InventoryUpdated(_) => {}
+            // Settlement figures and references; no person is named.
+            Event::PayoutUpdated(_) | Event::PayoutLine(_) => {}
         }
     }
 }
@@ -467,6 +473,124 @@ pub struct InventoryUpdated {
     /// an ERP line gives).
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+}
+
+/// A payout: money a payment provider sends from the merchant's balance to
+/// the bank, as the provider reports it (Stripe `payout.*`, the payout line of
+/// an Adyen settlement batch). The movements it pays out are [`PayoutLine`]s.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutUpdated {
+    /// `stripe`, `adyen`, `paypal`.
+    pub provider: String,
+    /// The provider's id of the payout (`po_…`; for Adyen
+    /// `<merchant account>:<batch number>`).
+    pub payout_id: String,
+    /// What reaches the bank (positive; a negative payout takes money back).
+    pub amount: Money,
+    pub status: PayoutStatus,
+    /// When the money is expected at (or reached) the bank.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub arrival: Option<OffsetDateTime>,
+    /// Why a payout failed (the provider's code), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// When the provider reported this state (the newest report wins).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Where a payout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutStatus {
+    Pending,
+    InTransit,
+    Paid,
+    Failed,
+    Canceled,
+}
+
+impl PayoutStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutStatus::Pending => "pending",
+            PayoutStatus::InTransit => "in_transit",
+            PayoutStatus::Paid => "paid",
+            PayoutStatus::Failed => "failed",
+            PayoutStatus::Canceled => "canceled",
+        }
+    }
+}
+
+/// One movement of money a payout settles: a charge coming in, a refund or a
+/// dispute going out, a fee, an adjustment (a Stripe balance transaction, a
+/// line of an Adyen settlement details report). Signed from the merchant's
+/// side: money in is positive, money out negative.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutLine {
+    /// `stripe`, `adyen`, `paypal`.
+    pub provider: String,
+    /// The payout that pays this movement out.
+    pub payout_id: String,
+    /// The provider's id of the movement (`txn_…`; for Adyen the PSP
+    /// reference, the record type and the modification reference), unique
+    /// within the provider.
+    pub line_id: String,
+    pub kind: PayoutLineKind,
+    /// The payment the movement belongs to, as payment events link it
+    /// (`payment:stripe:ch_…`), and the order when the report names it. Empty
+    /// for a movement of no order (a fee invoice, a balance adjustment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<OrderLink>,
+    /// The movement before fees (signed).
+    pub gross: Money,
+    /// The fees taken on it, positive when charged (a fee given back is
+    /// negative), in the currency of `net`.
+    pub fee: Money,
+    /// What the movement adds to the payout: `gross − fee` (signed).
+    pub net: Money,
+    /// When the movement happened (the provider's creation time).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// What kind of movement a [`PayoutLine`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutLineKind {
+    /// A payment captured (Stripe `charge`/`payment`, Adyen `Settled`).
+    Charge,
+    /// A refund (Stripe `refund`, Adyen `Refunded`).
+    Refund,
+    /// A refund that failed and came back (Stripe `refund_failure`).
+    RefundFailure,
+    /// Money taken by a dispute (Stripe `dispute`, Adyen `Chargeback`).
+    Dispute,
+    /// Money given back when a dispute was won (Stripe `dispute_reversal`,
+    /// Adyen `ChargebackReversed`).
+    DisputeReversal,
+    /// A fee on its own (Adyen `Fee`, Stripe `stripe_fee`).
+    Fee,
+    /// Anything else the provider moved (adjustments, reserves, transfers).
+    Adjustment,
+}
+
+impl PayoutLineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutLineKind::Charge => "charge",
+            PayoutLineKind::Refund => "refund",
+            PayoutLineKind::RefundFailure => "refund_failure",
+            PayoutLineKind::Dispute => "dispute",
+            PayoutLineKind::DisputeReversal => "dispute_reversal",
+            PayoutLineKind::Fee => "fee",
+            PayoutLineKind::Adjustment => "adjustment",
+        }
+    }
 }
 
 impl LineItem {

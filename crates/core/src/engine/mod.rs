@@ -32,6 +32,7 @@ mod identity;
 mod inventory;
 mod orders;
 mod output;
+mod payouts;
 mod records;
 mod settle;
 
@@ -358,6 +359,8 @@ impl Engine {
                 })
             }
             Event::InventoryUpdated(i) => self.apply_inventory(src, env, i),
+            Event::PayoutUpdated(p) => self.apply_payout(src, env, p),
+            Event::PayoutLine(l) => self.apply_payout_line(src, env, l),
             // A carrier's tracking (a store's own fulfillments go to the order).
             Event::ShipmentUpdated(s) if !is_store(&s.provider) => self.apply_parcel(src, env, s),
             Event::PaymentSucceeded(_)
