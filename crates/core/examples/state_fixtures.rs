@@ -27,6 +27,7 @@ fn kind(v: &StateValue) -> &'static str {
         StateValue::Parked(_) => "parked",
         StateValue::ParkedBy(_) => "parked_by",
         StateValue::Sku(_) => "sku",
+        StateValue::Payout(_) => "payout",
     }
 }
 

@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 use crate::aggregate::{
     DisputeRecord, Order, PaymentRecord, RefundRecord, is_payment_provider, is_store,
 };
-use crate::event::{DisputeMovement, DisputeStatus, Payment, PaymentStatus, RefundStatus};
+use crate::event::{
+    DisputeMovement, DisputeStatus, OrderLink, Payment, PaymentStatus, PayoutLineKind, RefundStatus,
+};
 use crate::money::{Currency, Money, MoneyBag};
 use crate::rates::Rates;
 
@@ -67,6 +69,13 @@ pub enum EntryKind {
     CostOfGoods,
     /// The cost of goods a refund put back in stock (taken off the cost of goods).
     Restocked,
+    /// Money a payout settled for the order (signed: a refund or a dispute
+    /// takes money back); listed, not counted: the payments, refunds and
+    /// disputes count it.
+    Settled,
+    /// A fee a payout's line took (negative when given back): counted when no
+    /// payment or dispute event of the order reports the same fee.
+    SettlementFee,
 }
 
 /// The figure an entry counts in.
@@ -176,6 +185,13 @@ pub struct OrderFigures {
     /// `net`; `None` is unknown, not zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gross_margin: Option<MoneyBag>,
+    /// What payouts settled of the order's money (net of their fees and of
+    /// the refunds and disputes they took back), per currency.
+    #[serde(default, skip_serializing_if = "MoneyBag::is_empty")]
+    pub paid_out: MoneyBag,
+    /// The payouts that carried its money (`provider:payout_id`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payouts: Vec<String>,
     /// The figures in the tenant's reporting currency, when one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reporting: Option<ReportingFigures>,
@@ -659,6 +675,7 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
         }
     }
 
+    let fee_reported = settlements(order, &provider_payments, &disputes, &mut l);
     let cogs_unknown = cost_of_goods(order, &refunds, &mut l);
     let mut entries = l.entries;
     if test {
@@ -680,8 +697,21 @@ pub fn books(order: &Order, reporting: Option<Reporting<'_>>) -> Books {
                 });
         }
     }
-    let mut figures = figures_of(&entries, paid_source, &provider_payments, test, reporting);
+    let mut figures = figures_of(
+        &entries,
+        paid_source,
+        &provider_payments,
+        &fee_reported,
+        test,
+        reporting,
+    );
     figures.cogs_unknown = cogs_unknown;
+    let mut payouts = BTreeSet::new();
+    for st in order.settlements.values() {
+        figures.paid_out.add(st.line.net);
+        payouts.insert(format!("{}:{}", st.line.provider, st.line.payout_id));
+    }
+    figures.payouts = payouts.into_iter().collect();
     margin_of(&mut figures, &entries);
     Books { entries, figures }
 }
@@ -736,6 +766,7 @@ fn figures_of(
     entries: &[LedgerEntry],
     paid_source: &str,
     provider_payments: &[PaymentCalc],
+    fee_reported: &BTreeSet<String>,
     test: bool,
     reporting: Option<Reporting<'_>>,
 ) -> OrderFigures {
@@ -764,7 +795,9 @@ fn figures_of(
     f.fees_known = !test
         && paid_source == "provider"
         && !captured.is_empty()
-        && captured.iter().all(|p| !p.fees.is_empty());
+        && captured
+            .iter()
+            .all(|p| !p.fees.is_empty() || fee_reported.contains(&p.key()));
     let net_currencies: BTreeSet<Currency> = f.net.0.keys().copied().collect();
     if f.fees_known && f.fees.0.keys().all(|c| net_currencies.contains(c)) {
         f.net_after_fees = Some(f.net.minus(&f.fees));
@@ -824,6 +857,115 @@ fn signed(e: &LedgerEntry) -> Money {
     } else {
         e.amount
     }
+}
+
+/// The order's settled movements (what payouts carried of its money) and the
+/// fees they took. A charge's fee counts unless the payment's own events
+/// report its fee; a dispute's unless the order's disputes with that provider
+/// report fees of their own; any other fee counts.
+/// Returns the payments (`provider:payment_id`) whose fee a payout reported.
+fn settlements(
+    order: &Order,
+    payments: &[PaymentCalc],
+    disputes: &[DisputeCalc],
+    l: &mut LedgerBuilder,
+) -> BTreeSet<String> {
+    let mut reported = BTreeSet::new();
+    for st in order.settlements.values() {
+        let line = &st.line;
+        let refs: Vec<&str> = line
+            .links
+            .iter()
+            .filter_map(|k| match k {
+                OrderLink::Payment {
+                    provider,
+                    reference,
+                } if *provider == line.provider => Some(reference.as_str()),
+                _ => None,
+            })
+            .collect();
+        let payment = payments
+            .iter()
+            .find(|p| p.provider == line.provider && refs.iter().any(|r| p.names(r)));
+        l.push_uncounted(
+            EntryKind::Settled,
+            &line.provider,
+            &line.line_id,
+            &st.event_id,
+            line.net,
+            line.at,
+            format!(
+                "{} settled in payout {} ({} {} gross, {} fee)",
+                line.kind.as_str(),
+                line.payout_id,
+                line.gross.to_decimal_string(),
+                line.gross.currency.code(),
+                line.fee.to_decimal_string()
+            ),
+        );
+        if line.fee.minor == 0 {
+            continue;
+        }
+        let (count, why) = match line.kind {
+            PayoutLineKind::Charge => match payment {
+                Some(p) if !p.fees.is_empty() => {
+                    let own: Vec<String> = p
+                        .fees
+                        .iter()
+                        .map(|(f, ..)| format!("{} {}", f.to_decimal_string(), f.currency.code()))
+                        .collect();
+                    (
+                        false,
+                        format!(
+                            "the payment's own events report its fee ({}), which counts",
+                            own.join(", ")
+                        ),
+                    )
+                }
+                Some(p) => {
+                    reported.insert(p.key());
+                    (
+                        true,
+                        "processing fee, reported by the payout (the payment's events do not)"
+                            .to_string(),
+                    )
+                }
+                None => (true, "processing fee, reported by the payout".to_string()),
+            },
+            PayoutLineKind::Dispute | PayoutLineKind::DisputeReversal => {
+                let dispute_fees = disputes.iter().any(|d| {
+                    d.provider == line.provider
+                        && d.movements
+                            .iter()
+                            .any(|m| m.fee.is_some_and(|f| f.minor != 0))
+                });
+                if dispute_fees {
+                    (
+                        false,
+                        "the dispute's own events report its fees, which count".to_string(),
+                    )
+                } else {
+                    (true, "dispute fee, reported by the payout".to_string())
+                }
+            }
+            _ => (
+                true,
+                format!("{} fee, reported by the payout", line.kind.as_str()),
+            ),
+        };
+        l.push(
+            EntryKind::SettlementFee,
+            &line.provider,
+            &line.line_id,
+            &st.event_id,
+            line.fee,
+            line.at,
+            count,
+            Figure::Fees,
+            why,
+        );
+    }
+    reported
 }
 
 /// The cost of goods of an order's lines: one entry per line whose SKU has a
@@ -1097,6 +1239,11 @@ struct PaymentCalc {
 }
 
 impl PaymentCalc {
+    /// `provider:payment_id`.
+    fn key(&self) -> String {
+        format!("{}:{}", self.provider, self.payment_id)
+    }
+
     /// Whether `id` is this payment or one of its captures.
     fn names(&self, id: &str) -> bool {
         self.payment_id == id || self.captures.iter().any(|c| c.id == id)

@@ -125,6 +125,7 @@ mod tests {
             StateValue::Parked(_) => "parked",
             StateValue::ParkedBy(_) => "parked_by",
             StateValue::Sku(_) => "sku",
+            StateValue::Payout(_) => "payout",
         }
     }
 
@@ -148,8 +149,10 @@ mod tests {
                 "parked_by",
                 "ref",
             ];
-            // SKU records came within version 1 (a new kind, no new shape).
+            // SKU and payout records came within version 1 (new kinds, no
+            // new shape).
             if version >= 1 {
+                expected.insert(8, "payout");
                 expected.push("sku");
             }
             assert_eq!(kinds, expected, "fixtures of version {version}");

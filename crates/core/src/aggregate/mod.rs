@@ -26,11 +26,13 @@ use crate::money::{Currency, Money};
 mod customer;
 mod fragment;
 mod order;
+mod payout;
 mod sku;
 
 pub use customer::*;
 pub use fragment::*;
 pub use order::*;
+pub use payout::*;
 pub use sku::*;
 
 /// A total order over observations: rank first (a lifecycle position), then the

@@ -255,6 +255,10 @@ pub struct Order {
     /// the fold from the SKU's stock and ETA reports).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backorders: BTreeMap<String, Backorder>,
+    /// The movements of its payments that payouts settled (charges, refunds,
+    /// disputes, their fees), by `provider:line_id`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settlements: BTreeMap<String, Settlement>,
     #[serde(default)]
     pub redacted: bool,
     /// The customer key kept when an erasure removed the snapshot's identity, so
@@ -316,6 +320,7 @@ impl Order {
             returns: BTreeMap::new(),
             costs: BTreeMap::new(),
             backorders: BTreeMap::new(),
+            settlements: BTreeMap::new(),
             redacted: false,
             erased_customer: None,
             seen: Seen::default(),
@@ -385,6 +390,22 @@ impl Order {
                     Reg::join(&mut entry.resolved, stamp, r.clone());
                 } else {
                     Reg::join(&mut entry.requested, stamp, r.clone());
+                }
+            }
+            Event::PayoutLine(l) => {
+                let key = format!("{}:{}", l.provider, l.line_id);
+                let keep = self
+                    .settlements
+                    .get(&key)
+                    .is_some_and(|s| s.event_id.as_str() >= id);
+                if !keep {
+                    self.settlements.insert(
+                        key,
+                        Settlement {
+                            line: l.clone(),
+                            event_id: id.to_string(),
+                        },
+                    );
                 }
             }
             Event::CustomerRedacted(_) => self.redacted = true,

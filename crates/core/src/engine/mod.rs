@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::aggregate::{
-    CostEntry, Customer, DecisionRecord, Fragment, MergeRecord, Order, Parcel, SharedIdentity, Sku,
-    TouchEntry, is_store,
+    CostEntry, Customer, DecisionRecord, Fragment, MergeRecord, Order, Parcel, Payout,
+    SharedIdentity, Sku, TouchEntry, is_store,
 };
 use crate::event::*;
 use crate::identity::{IdentityKey, IdentityKind, content_hash};
@@ -37,6 +37,7 @@ mod records;
 mod settle;
 
 pub use output::{BatchOutput, FoldError, Merge, OrderView, Outcome, Projection, Trigger};
+pub use payouts::{PayoutLineView, PayoutOrder, PayoutView, Unreconciled, payout_view};
 pub use records::{
     CustomerRecord, Decided, Evidence, FoldConfig, IdentityRules, IdentitySecret, IndexNode, Item,
     MemStore, OrderMeta, OrderTouches, ParkedEvent, Source, StateKey, StateValue,
@@ -94,6 +95,8 @@ pub struct Engine {
     cache: HashMap<StateKey, Slot, FxBuild>,
     dirty_keys: BTreeSet<(String, IdentityKey)>,
     dirty_orders: BTreeSet<(String, OrderId)>,
+    /// Payouts changed by the batch: (tenant, `provider:payout_id`).
+    dirty_payouts: BTreeSet<(String, String)>,
     /// Identity resolutions of the current settle (see `identity`): the
     /// claims do not change while the batch settles.
     resolved: HashMap<String, identity::Resolved, FxBuild>,
@@ -165,6 +168,7 @@ fn links_of(event: &Event) -> Option<&[OrderLink]> {
         Event::DisputeOpened(d) | Event::DisputeClosed(d) => Some(&d.links),
         Event::ShipmentUpdated(s) => Some(&s.links),
         Event::ReturnRequested(r) | Event::ReturnResolved(r) => Some(&r.links),
+        Event::PayoutLine(l) if !l.links.is_empty() => Some(&l.links),
         _ => None,
     }
 }

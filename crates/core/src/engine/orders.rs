@@ -49,6 +49,9 @@ impl Engine {
         }
         self.dirty_orders
             .insert((tenant.to_string(), order_id.to_string()));
+        if let Event::PayoutLine(l) = &env.event {
+            self.place_payout_line(src, tenant, l, order_id);
+        }
         if let Some(t) = tracking {
             // A store's fulfillment names its parcel: the carrier's events of
             // that number belong to this order too.

@@ -44,6 +44,11 @@ pub enum Projection {
         version: u64,
         view: Box<OrderView>,
     },
+    /// A payout with its lines and the orders they belong to.
+    Payout {
+        version: u64,
+        view: Box<super::PayoutView>,
+    },
 }
 
 impl Projection {
@@ -57,6 +62,9 @@ impl Projection {
                 ..
             } => format!("{tenant}/{customer_id}"),
             Projection::Order { view, .. } => format!("{}/{}", view.tenant, view.order_id),
+            Projection::Payout { view, .. } => {
+                format!("{}/{}:{}", view.tenant, view.provider, view.payout_id)
+            }
         }
     }
 }

@@ -449,6 +449,8 @@ pub enum Item {
     ParkedBy(String),
     /// A stock keeping unit: its cost history and stock.
     Sku(String),
+    /// A payout, by `provider:payout_id`.
+    Payout(String),
 }
 
 impl StateKey {
@@ -472,6 +474,7 @@ impl StateKey {
             Item::Parked(e) => ("parked", e.clone()),
             Item::ParkedBy(r) => ("parkedby", r.clone()),
             Item::Sku(s) => ("sku", s.clone()),
+            Item::Payout(p) => ("payout", p.clone()),
         };
         format!("{}/{}/{}", self.tenant, kind, id)
     }
@@ -491,6 +494,7 @@ impl StateKey {
             "parked" => Item::Parked(id.to_string()),
             "parkedby" => Item::ParkedBy(id.to_string()),
             "sku" => Item::Sku(id.to_string()),
+            "payout" => Item::Payout(id.to_string()),
             _ => return None,
         };
         Some(StateKey::new(tenant, item))
@@ -513,6 +517,7 @@ pub enum StateValue {
     Parked(Box<ParkedEvent>),
     ParkedBy(BTreeSet<String>),
     Sku(Box<Sku>),
+    Payout(Box<Payout>),
 }
 
 /// Where the engine reads state it does not hold in its working set.
@@ -581,6 +586,20 @@ impl MemStore {
             .keys()
             .filter_map(|k| match &k.item {
                 Item::Order(id) => order_view(self, config, &k.tenant, id).map(|v| (id.clone(), v)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every payout as the CRM sees it, by `provider:payout_id`: what the
+    /// newest payout projection of each holds.
+    pub fn payout_views(&self) -> BTreeMap<String, super::PayoutView> {
+        self.records
+            .iter()
+            .filter_map(|(k, v)| match (&k.item, v) {
+                (Item::Payout(id), StateValue::Payout(p)) => {
+                    Some((id.clone(), super::payout_view(&k.tenant, p)))
+                }
                 _ => None,
             })
             .collect()

@@ -289,6 +289,7 @@ impl Engine {
         for (tenant, oid) in &all_orders {
             self.recompute_order(src, tenant, oid, &mut out);
         }
+        self.settle_payouts(src, &mut out);
         // Forget the books of orders no longer alive (changed since, or gone
         // from the working set).
         self.books.retain(|_, (w, _)| w.strong_count() > 0);

@@ -6,6 +6,7 @@ mod fold;
 mod inventory;
 mod ledger;
 mod limits;
+mod payouts;
 mod state;
 
 /// A generated history in which every identity rule is at work: shared
