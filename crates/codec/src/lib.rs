@@ -4,7 +4,7 @@
 //!   `io.storefold`; they are compiled in ([`AvroCodec::embedded`]) and can be
 //!   loaded from a directory ([`AvroCodec::from_dir`]).
 //! - [`AvroCodec`] encodes and decodes the records ([`RawEvent`],
-//!   [`CustomerProjection`], [`OrderProjection`], [`Trigger`], [`StateRecord`],
+//!   [`CustomerProjection`], [`OrderProjection`], [`PayoutProjection`], [`Trigger`], [`StateRecord`],
 //!   [`CommitMarker`]) as Avro single-object encoding or in Confluent's wire format
 //!   ([`WireFormat`]).
 //! - [`check_backward`] and [`check_dir`] check that a schema change keeps every
@@ -36,10 +36,10 @@ pub use records::{
     AddressView, AvroJson, AvroRecord, AvroType, CheckpointView, CommitMarker, ConsentView,
     ConvertedView, CurrencyRevenueView, CustomerProjection, CustomerView, EmptyDefault,
     IdentityValueView, InputPosition, LedgerEntryView, LineItemView, MergedView, MoneyView, Names,
-    OrderFiguresView, OrderProjection, OrderSummaryView, OrderView, RECEIVED_AT_HEADER,
-    RawEncryption, RawEvent, ReportingFiguresView, ReportingRevenueView, ReturnView, ShipmentView,
-    StateKind, StateRecord, TicketView, TimestampMillis, TotalsView, TouchCountsView, TouchView,
-    Trigger, UtmView, Verification, VerificationStatus, epoch_millis,
+    OrderFiguresView, OrderProjection, OrderSummaryView, OrderView, PayoutProjection,
+    RECEIVED_AT_HEADER, RawEncryption, RawEvent, ReportingFiguresView, ReportingRevenueView,
+    ReturnView, ShipmentView, StateKind, StateRecord, TicketView, TimestampMillis, TotalsView,
+    TouchCountsView, TouchView, Trigger, UtmView, Verification, VerificationStatus, epoch_millis,
 };
 pub use schema::{Fingerprint, NAMESPACE, RecordKind, crc64_avro, parsing_canonical_form};
 

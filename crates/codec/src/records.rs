@@ -46,6 +46,7 @@ macro_rules! avro_record {
 avro_record!(RawEvent, RecordKind::RawEvent);
 avro_record!(CustomerProjection, RecordKind::CustomerProjection);
 avro_record!(OrderProjection, RecordKind::OrderProjection);
+avro_record!(PayoutProjection, RecordKind::PayoutProjection);
 avro_record!(Trigger, RecordKind::Trigger);
 avro_record!(StateRecord, RecordKind::StateRecord);
 avro_record!(CommitMarker, RecordKind::CommitMarker);
@@ -219,6 +220,36 @@ impl OrderProjection {
             None => OrderView::from_doc(&self.doc).map(std::borrow::Cow::Owned),
         }
     }
+}
+
+/// The payout projection (`payout_projection.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutProjection {
+    /// Tenant id.
+    pub tenant: String,
+    /// `stripe`, `adyen`, `paypal`.
+    pub provider: String,
+    /// The provider's payout id.
+    pub payout_id: String,
+    /// Projection generation, bumped by `storefold replay`.
+    pub generation: i64,
+    /// Grows with every change of the payout within the generation.
+    pub version: i64,
+    /// `pending`, `in_transit`, `paid`, `failed`, `canceled`; `None` while
+    /// only lines are known.
+    pub status: Option<String>,
+    /// ISO code of `amount`.
+    pub currency: Option<String>,
+    /// What reaches the bank, minor units.
+    pub amount: Option<i64>,
+    /// `amount − Σ net` of the lines in the payout currency, minor units.
+    pub difference: Option<i64>,
+    /// Paid, every line placed, the lines add up.
+    pub reconciled: bool,
+    /// Time of the newest report of the payout, milliseconds since the epoch.
+    pub updated_at: i64,
+    /// The payout view as JSON (lines, sums, orders, reasons).
+    pub doc: String,
 }
 
 /// A lifecycle trigger for CRM automations (`trigger.avsc`).

@@ -22,6 +22,8 @@ pub enum RecordKind {
     CustomerProjection,
     /// `order_projection.avsc`: values of the orders topic.
     OrderProjection,
+    /// `payout_projection.avsc`: values of the payouts topic.
+    PayoutProjection,
     /// `trigger.avsc`: values of the triggers topic.
     Trigger,
     /// `state_record.avsc`: values of the changelog topic.
@@ -32,10 +34,11 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every record kind, in a fixed order.
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::RawEvent,
         RecordKind::CustomerProjection,
         RecordKind::OrderProjection,
+        RecordKind::PayoutProjection,
         RecordKind::Trigger,
         RecordKind::StateRecord,
         RecordKind::CommitMarker,
@@ -47,6 +50,7 @@ impl RecordKind {
             RecordKind::RawEvent => "raw_event.avsc",
             RecordKind::CustomerProjection => "customer_projection.avsc",
             RecordKind::OrderProjection => "order_projection.avsc",
+            RecordKind::PayoutProjection => "payout_projection.avsc",
             RecordKind::Trigger => "trigger.avsc",
             RecordKind::StateRecord => "state_record.avsc",
             RecordKind::CommitMarker => "commit_marker.avsc",
@@ -59,6 +63,7 @@ impl RecordKind {
             RecordKind::RawEvent => "RawEvent",
             RecordKind::CustomerProjection => "CustomerProjection",
             RecordKind::OrderProjection => "OrderProjection",
+            RecordKind::PayoutProjection => "PayoutProjection",
             RecordKind::Trigger => "Trigger",
             RecordKind::StateRecord => "StateRecord",
             RecordKind::CommitMarker => "CommitMarker",
@@ -78,6 +83,9 @@ impl RecordKind {
                 include_str!("../../../schemas/customer_projection.avsc")
             }
             RecordKind::OrderProjection => include_str!("../../../schemas/order_projection.avsc"),
+            RecordKind::PayoutProjection => {
+                include_str!("../../../schemas/payout_projection.avsc")
+            }
             RecordKind::Trigger => include_str!("../../../schemas/trigger.avsc"),
             RecordKind::StateRecord => include_str!("../../../schemas/state_record.avsc"),
             RecordKind::CommitMarker => include_str!("../../../schemas/commit_marker.avsc"),

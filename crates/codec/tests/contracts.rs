@@ -11,8 +11,9 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use proptest::prelude::*;
 use storefold_codec::{
     AvroCodec, AvroRecord, CommitMarker, CompatError, CustomerProjection, Error, Fingerprint,
-    InputPosition, OrderProjection, RawEvent, RecordKind, SchemaOutcome, StateKind, StateRecord,
-    Trigger, Verification, VerificationStatus, WireFormat, check_backward, check_dir,
+    InputPosition, OrderProjection, PayoutProjection, RawEvent, RecordKind, SchemaOutcome,
+    StateKind, StateRecord, Trigger, Verification, VerificationStatus, WireFormat, check_backward,
+    check_dir,
 };
 
 // ---------------------------------------------------------------------------------
@@ -112,6 +113,36 @@ fn order_orphan() -> OrderProjection {
     }
 }
 
+fn payout() -> PayoutProjection {
+    PayoutProjection {
+        tenant: "acme".into(),
+        provider: "stripe".into(),
+        payout_id: "po_1".into(),
+        generation: 1,
+        version: 3,
+        status: Some("paid".into()),
+        currency: Some("USD".into()),
+        amount: Some(6680),
+        difference: Some(0),
+        reconciled: true,
+        updated_at: 1_772_762_400_000,
+        doc: r#"{"lines":[{"line_id":"txn_1","order_id":"shopify:1001"}]}"#.into(),
+    }
+}
+
+/// A payout known only from its lines.
+fn payout_lines_only() -> PayoutProjection {
+    PayoutProjection {
+        status: None,
+        currency: None,
+        amount: None,
+        difference: None,
+        reconciled: false,
+        updated_at: 0,
+        ..payout()
+    }
+}
+
 fn trigger() -> Trigger {
     Trigger {
         trigger_id: "acme/delivered/evt_1".into(),
@@ -204,6 +235,8 @@ fn all_encodings() -> Vec<(RecordKind, Vec<u8>)> {
     both(&codec, &customer_merged(), &mut out);
     both(&codec, &order(), &mut out);
     both(&codec, &order_orphan(), &mut out);
+    both(&codec, &payout(), &mut out);
+    both(&codec, &payout_lines_only(), &mut out);
     both(&codec, &trigger(), &mut out);
     both(&codec, &state_record(), &mut out);
     both(&codec, &state_tombstone(), &mut out);
@@ -217,6 +250,7 @@ fn decode_as(codec: &AvroCodec, kind: RecordKind, bytes: &[u8]) -> Result<(), Er
         RecordKind::RawEvent => codec.decode::<RawEvent>(bytes).map(drop),
         RecordKind::CustomerProjection => codec.decode::<CustomerProjection>(bytes).map(drop),
         RecordKind::OrderProjection => codec.decode::<OrderProjection>(bytes).map(drop),
+        RecordKind::PayoutProjection => codec.decode::<PayoutProjection>(bytes).map(drop),
         RecordKind::Trigger => codec.decode::<Trigger>(bytes).map(drop),
         RecordKind::StateRecord => codec.decode::<StateRecord>(bytes).map(drop),
         RecordKind::CommitMarker => codec.decode::<CommitMarker>(bytes).map(drop),
@@ -261,6 +295,12 @@ fn customer_projection_round_trips() {
 fn order_projection_round_trips() {
     round_trip(&order());
     round_trip(&order_orphan());
+}
+
+#[test]
+fn payout_projection_round_trips() {
+    round_trip(&payout());
+    round_trip(&payout_lines_only());
 }
 
 #[test]
