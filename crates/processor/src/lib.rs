@@ -126,6 +126,7 @@ impl Processor {
         for t in raw_topics.iter().chain([
             &topics.customers(),
             &topics.orders(),
+            &topics.payouts(),
             &topics.triggers(),
             &topics.dlq_processor(),
         ]) {
@@ -163,6 +164,7 @@ impl Processor {
                     (changelog.clone(), RecordKind::StateRecord),
                     (topics.customers(), RecordKind::CustomerProjection),
                     (topics.orders(), RecordKind::OrderProjection),
+                    (topics.payouts(), RecordKind::PayoutProjection),
                     (topics.triggers(), RecordKind::Trigger),
                 ]);
                 sr.bind_blocking(&mut codec, &bound)

@@ -37,6 +37,7 @@ pub fn router(owned: Owned, partitions: i32, fold: Arc<FoldConfig>) -> Router {
         .route("/v1/tenants/{tenant}/customers", get(find_customer))
         .route("/v1/tenants/{tenant}/orders/{order_id}", get(order))
         .route("/v1/tenants/{tenant}/skus/{sku}", get(sku))
+        .route("/v1/tenants/{tenant}/payouts/{payout}", get(payout))
         .with_state(Api {
             owned,
             partitions,
@@ -236,6 +237,35 @@ async fn sku(State(api): State<Api>, Path((tenant, sku)): Path<(String, String)>
             StatusCode::NOT_FOUND,
             "no_such_sku",
             format!("no SKU {sku}: no order line or inventory report named it"),
+        ),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// `…/payouts/{provider}:{payout_id}`: the payout's view and version.
+async fn payout(
+    State(api): State<Api>,
+    Path((tenant, payout)): Path<(String, String)>,
+) -> Response {
+    let db = match store(&api, &tenant) {
+        Ok(db) => db,
+        Err(r) => return r.into_response(),
+    };
+    match load(&db, &StateKey::new(&tenant, Item::Payout(payout.clone()))) {
+        Ok(Some(StateValue::Payout(p))) => {
+            let mut doc = serde_json::to_value(storefold_core::engine::payout_view(&tenant, &p))
+                .unwrap_or_default();
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("version".into(), json!(p.version));
+            }
+            Json(doc).into_response()
+        }
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            "no_such_payout",
+            format!(
+                "no payout {payout}: name it as provider:payout_id (stripe:po_…); no report named it"
+            ),
         ),
         Err(r) => r.into_response(),
     }

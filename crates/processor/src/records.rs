@@ -85,7 +85,7 @@ pub fn family_of(key: &str) -> Option<Family> {
     let (_, rest) = key.split_once('/')?;
     let (kind, _) = rest.split_once('/')?;
     Some(match kind {
-        "order" | "ordermeta" | "frag" | "cust" | "parcel" | "sku" => Family::Aggregates,
+        "order" | "ordermeta" | "frag" | "cust" | "parcel" | "sku" | "payout" => Family::Aggregates,
         "idx" | "ref" => Family::Indexes,
         "parked" | "parkedby" => Family::Parked,
         IDEM_KIND => Family::Idempotency,
@@ -353,6 +353,7 @@ pub enum ProjectionTopic {
 pub enum ProjectionRecord {
     Customer(CustomerProjection),
     Order(OrderProjection),
+    Payout(storefold_codec::PayoutProjection),
 }
 
 impl ProjectionRecord {
@@ -361,6 +362,7 @@ impl ProjectionRecord {
         match self {
             ProjectionRecord::Customer(c) => &mut c.doc,
             ProjectionRecord::Order(o) => &mut o.doc,
+            ProjectionRecord::Payout(p) => &mut p.doc,
         }
     }
 
@@ -369,6 +371,7 @@ impl ProjectionRecord {
         match self {
             ProjectionRecord::Customer(c) => c.view = None,
             ProjectionRecord::Order(o) => o.view = None,
+            ProjectionRecord::Payout(_) => {}
         }
     }
 
@@ -381,6 +384,7 @@ impl ProjectionRecord {
                 c.view = storefold_codec::CustomerView::from_doc(&c.doc);
             }
             ProjectionRecord::Order(o) => o.view = storefold_codec::OrderView::from_doc(&o.doc),
+            ProjectionRecord::Payout(_) => {}
         }
     }
 }
@@ -443,6 +447,22 @@ pub fn projection_record(p: &Projection, generation: i64) -> ProjectionRecord {
                 updated_at: millis(view.order.last_event_at),
                 doc: serde_json::to_string(&**view).unwrap_or_default(),
                 view: Some(storefold_codec::OrderView::from(&**view)),
+            })
+        }
+        Projection::Payout { version, view } => {
+            ProjectionRecord::Payout(storefold_codec::PayoutProjection {
+                tenant: view.tenant.clone(),
+                provider: view.provider.clone(),
+                payout_id: view.payout_id.clone(),
+                generation,
+                version: *version as i64,
+                status: view.status.map(|s| s.as_str().to_string()),
+                currency: view.amount.map(|a| a.currency.code().to_string()),
+                amount: view.amount.map(|a| a.minor),
+                difference: view.difference.map(|d| d.minor),
+                reconciled: view.reconciled,
+                updated_at: millis(view.reported_at),
+                doc: serde_json::to_string(&**view).unwrap_or_default(),
             })
         }
     }
@@ -521,6 +541,7 @@ mod tests {
             Item::Ref("payment:stripe:pi_1".into()),
             Item::Parcel("1Z999".into()),
             Item::Sku("TEE-M".into()),
+            Item::Payout("stripe:po_1".into()),
             Item::Parked("evt_1".into()),
             Item::ParkedBy("order:shopify:1".into()),
         ];
@@ -532,7 +553,8 @@ mod tests {
                 | Item::Fragment(_)
                 | Item::Customer(_)
                 | Item::Parcel(_)
-                | Item::Sku(_) => Family::Aggregates,
+                | Item::Sku(_)
+                | Item::Payout(_) => Family::Aggregates,
                 Item::Index(_) | Item::Ref(_) => Family::Indexes,
                 Item::Parked(_) | Item::ParkedBy(_) => Family::Parked,
             };

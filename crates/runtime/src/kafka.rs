@@ -44,6 +44,11 @@ impl Topics {
         format!("{}orders", self.prefix)
     }
 
+    /// `payouts`: each payout with its lines and the orders they belong to.
+    pub fn payouts(&self) -> String {
+        format!("{}payouts", self.prefix)
+    }
+
     pub fn triggers(&self) -> String {
         format!("{}triggers", self.prefix)
     }
@@ -142,7 +147,7 @@ pub fn topic_specs(kafka: &KafkaConfig, dlq_sinks: &[&str]) -> Vec<TopicSpec> {
         min_insync_replicas: kafka.min_insync(),
         co_partitioned: false,
     });
-    for name in [topics.customers(), topics.orders()] {
+    for name in [topics.customers(), topics.orders(), topics.payouts()] {
         specs.push(TopicSpec {
             name,
             partitions: p,

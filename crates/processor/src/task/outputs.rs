@@ -34,6 +34,7 @@ impl Task {
             let topic = match &record {
                 ProjectionRecord::Customer(_) => topics.customers(),
                 ProjectionRecord::Order(_) => topics.orders(),
+                ProjectionRecord::Payout(_) => topics.payouts(),
             };
             let mut entry = OutboxEntry {
                 topic,

@@ -203,6 +203,7 @@ impl Shared {
         match record {
             crate::records::ProjectionRecord::Customer(c) => self.encode(c),
             crate::records::ProjectionRecord::Order(o) => self.encode(o),
+            crate::records::ProjectionRecord::Payout(p) => self.encode(p),
         }
     }
 }
