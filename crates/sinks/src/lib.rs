@@ -1,7 +1,7 @@
 //! storefold sinks: keep a CRM in step with the projection topics.
 //!
-//! A sink consumes `customers`, `orders` and/or `triggers` in its own consumer
-//! group, writes batches, and commits offsets only after a write succeeded.
+//! A sink consumes `customers`, `orders`, `payouts` and/or `triggers` in its
+//! own consumer group, writes batches, and commits offsets only after a write succeeded.
 //! Every write is an idempotent upsert guarded by `(generation, version)`, so
 //! redeliveries and replays never move the CRM backwards.
 //!
@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use storefold_codec::{CustomerProjection, OrderProjection, Trigger};
+use storefold_codec::{CustomerProjection, OrderProjection, PayoutProjection, Trigger};
 
 /// The longest a destination's `Retry-After` holds a sink unless configured
 /// otherwise (`sinks.max_retry_after_secs`).
@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
 pub enum Stream {
     Customers,
     Orders,
+    /// Payouts with their lines; only the PostgreSQL sink consumes them.
+    Payouts,
     Triggers,
 }
 
@@ -39,6 +41,7 @@ impl Stream {
         match self {
             Stream::Customers => "customers",
             Stream::Orders => "orders",
+            Stream::Payouts => "payouts",
             Stream::Triggers => "triggers",
         }
     }
@@ -49,6 +52,7 @@ impl Stream {
 pub enum Item {
     Customer(CustomerProjection),
     Order(OrderProjection),
+    Payout(PayoutProjection),
     Trigger(Trigger),
 }
 
@@ -57,6 +61,7 @@ impl Item {
         match self {
             Item::Customer(_) => Stream::Customers,
             Item::Order(_) => Stream::Orders,
+            Item::Payout(_) => Stream::Payouts,
             Item::Trigger(_) => Stream::Triggers,
         }
     }
@@ -67,6 +72,7 @@ impl Item {
         match self {
             Item::Customer(c) => Some((c.generation, c.version)),
             Item::Order(o) => Some((o.generation, o.version)),
+            Item::Payout(p) => Some((p.generation, p.version)),
             Item::Trigger(_) => None,
         }
     }
@@ -84,7 +90,8 @@ pub struct SourcePosition {
 #[derive(Debug, Clone)]
 pub struct SinkRecord {
     pub item: Item,
-    /// The Kafka key (`{tenant}/{id}`).
+    /// The Kafka key (`{tenant}/{id}`; `{tenant}/{provider}:{payout_id}` for
+    /// a payout).
     pub key: Vec<u8>,
     /// The original value bytes and headers, copied to the DLQ on rejection.
     pub value: Vec<u8>,

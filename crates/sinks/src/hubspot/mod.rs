@@ -153,6 +153,9 @@ pub struct HubSpotSink {
     single: Option<Portal>,
 }
 
+/// What a record of a stream the sink does not consume (a payout) comes to.
+pub const UNSUPPORTED_STREAM: &str = "unsupported_stream";
+
 /// What a tenant's records come to without a portal of their own.
 pub const NO_PORTAL: &str = "no_hubspot_portal";
 
@@ -278,6 +281,7 @@ fn tenant_of(item: &Item) -> &str {
     match item {
         Item::Customer(c) => &c.tenant,
         Item::Order(o) => &o.tenant,
+        Item::Payout(p) => &p.tenant,
         Item::Trigger(t) => &t.tenant,
     }
 }
@@ -361,6 +365,17 @@ impl Portal {
         let mut index: HashMap<SourceId, usize> = HashMap::new();
         let mut rejections = Vec::new();
         for (i, r) in batch.iter().enumerate() {
+            if let Item::Payout(_) = &r.item {
+                // Not in `streams()`, so the runner never hands one; HubSpot
+                // has no object for a payout.
+                rejections.push(Rejection {
+                    index: i,
+                    code: UNSUPPORTED_STREAM.into(),
+                    reason: "the HubSpot sink does not take payouts (the PostgreSQL sink does)"
+                        .into(),
+                });
+                continue;
+            }
             let id = SourceId::of(&r.item);
             if let Some((code, reason)) = self.memory.rejected.get(&id) {
                 rejections.push(Rejection {
@@ -383,7 +398,8 @@ impl Portal {
             match &r.item {
                 Item::Order(o) => self.enqueue_order(o),
                 Item::Trigger(t) => self.enqueue_trigger(t),
-                Item::Customer(_) => {}
+                // Payouts were refused above.
+                Item::Customer(_) | Item::Payout(_) => {}
             }
         }
         let result = async {

@@ -15,6 +15,13 @@ pub(super) enum SourceId {
         generation: i64,
         version: i64,
     },
+    /// Never queued (the sink does not consume payouts); named so that a
+    /// payout handed by mistake is reported against its record.
+    Payout {
+        key: String,
+        generation: i64,
+        version: i64,
+    },
     Trigger {
         trigger_id: String,
     },
@@ -32,6 +39,11 @@ impl SourceId {
                 key: order_key(&o.tenant, &o.order_id),
                 generation: o.generation,
                 version: o.version,
+            },
+            Item::Payout(p) => SourceId::Payout {
+                key: format!("{}/{}:{}", p.tenant, p.provider, p.payout_id),
+                generation: p.generation,
+                version: p.version,
             },
             Item::Trigger(t) => SourceId::Trigger {
                 trigger_id: t.trigger_id.clone(),

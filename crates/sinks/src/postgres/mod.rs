@@ -1,4 +1,5 @@
-//! The PostgreSQL sink: customers and orders upserted, triggers appended.
+//! The PostgreSQL sink: customers, orders and payouts upserted (a payout's
+//! lines rewritten with it), triggers appended.
 //!
 //! Tables (ARCHITECTURE §3), in schema `sinks.postgres.schema`, created by the
 //! migrations at start:
@@ -9,7 +10,14 @@
 //! - `orders(tenant, order_id, customer_id, generation, version, updated_at, doc
 //!   jsonb)`, primary key `(tenant, order_id)`, indexed on `(tenant, customer_id)`;
 //! - `triggers(trigger_id, tenant, customer_id, order_id, kind, occurred_at,
-//!   source_event_id, data jsonb)`, primary key `trigger_id`, append-only.
+//!   source_event_id, data jsonb)`, primary key `trigger_id`, append-only;
+//! - `payouts(tenant, provider, payout_id, generation, version, status,
+//!   currency, amount, difference, reconciled, updated_at, doc jsonb)`, primary
+//!   key `(tenant, provider, payout_id)`, amounts in minor units;
+//! - `payout_lines(tenant, provider, payout_id, line_id, kind, order_id,
+//!   currency, gross, fee, net, at)`, primary key `(tenant, provider,
+//!   payout_id, line_id)`, indexed on `(tenant, order_id)`: the `lines` of the
+//!   payout's document, one row each, in minor units of `currency`.
 //!
 //! A batch is one transaction with one statement per table: `INSERT … SELECT …
 //! FROM unnest($1, $2, …) ON CONFLICT … DO UPDATE … WHERE (row.generation,
@@ -17,6 +25,14 @@
 //! older projection never replaces a newer row, and a newer generation (a
 //! replay) replaces it whatever its version. Triggers are `ON CONFLICT DO
 //! NOTHING`.
+//!
+//! A payout's lines follow its row: the payouts statement returns the keys it
+//! inserted or replaced, and in the same transaction those payouts' lines are
+//! deleted and inserted again from the stored document (`doc->'lines'`), so a
+//! line the newer version no longer has is gone, and an older or repeated
+//! delivery, which replaces no row, leaves the lines alone. A document whose
+//! lines lack a field (or repeat a `line_id`) is that record's fault: it is
+//! dead-lettered like any refused row.
 //!
 //! TLS follows libpq's `sslmode` (`sinks.postgres.sslmode`, or `sslmode` in the
 //! URL): `disable`, `prefer` (the default), `require`, `verify-ca`,
@@ -63,10 +79,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The migrations, in order. Each runs in its own transaction, once
 /// (`schema_migrations`); `{schema}` is replaced by the configured schema.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "customers, orders and triggers",
-    r#"
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "customers, orders and triggers",
+        r#"
 CREATE TABLE {schema}.customers (
     tenant       text        NOT NULL,
     customer_id  text        NOT NULL,
@@ -105,7 +122,44 @@ CREATE TABLE {schema}.triggers (
 );
 CREATE INDEX triggers_customer ON {schema}.triggers (tenant, customer_id, occurred_at);
 "#,
-)];
+    ),
+    (
+        2,
+        "payouts and payout_lines",
+        r#"
+CREATE TABLE {schema}.payouts (
+    tenant       text        NOT NULL,
+    provider     text        NOT NULL,
+    payout_id    text        NOT NULL,
+    generation   bigint      NOT NULL,
+    version      bigint      NOT NULL,
+    status       text,
+    currency     text,
+    amount       bigint,
+    difference   bigint,
+    reconciled   boolean     NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    doc          jsonb       NOT NULL,
+    PRIMARY KEY (tenant, provider, payout_id)
+);
+CREATE TABLE {schema}.payout_lines (
+    tenant       text        NOT NULL,
+    provider     text        NOT NULL,
+    payout_id    text        NOT NULL,
+    line_id      text        NOT NULL,
+    kind         text        NOT NULL,
+    order_id     text,
+    currency     text        NOT NULL,
+    gross        bigint      NOT NULL,
+    fee          bigint      NOT NULL,
+    net          bigint      NOT NULL,
+    at           timestamptz NOT NULL,
+    PRIMARY KEY (tenant, provider, payout_id, line_id)
+);
+CREATE INDEX payout_lines_order ON {schema}.payout_lines (tenant, order_id);
+"#,
+    ),
+];
 
 const UPSERT_CUSTOMERS: &str = r#"
 INSERT INTO {schema}.customers AS t
@@ -135,6 +189,46 @@ ON CONFLICT (tenant, order_id) DO UPDATE SET
 WHERE (t.generation, t.version) < (EXCLUDED.generation, EXCLUDED.version)
 "#;
 
+/// Returns the keys it inserted or replaced: their lines are rewritten.
+const UPSERT_PAYOUTS: &str = r#"
+INSERT INTO {schema}.payouts AS t
+    (tenant, provider, payout_id, generation, version, status, currency, amount, difference,
+     reconciled, updated_at, doc)
+SELECT u.tenant, u.provider, u.payout_id, u.generation, u.version, u.status, u.currency,
+       u.amount, u.difference, u.reconciled,
+       'epoch'::timestamptz + u.updated_at_ms * interval '1 millisecond', u.doc::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[],
+            $8::int8[], $9::int8[], $10::bool[], $11::int8[], $12::text[])
+     AS u(tenant, provider, payout_id, generation, version, status, currency, amount, difference,
+          reconciled, updated_at_ms, doc)
+ON CONFLICT (tenant, provider, payout_id) DO UPDATE SET
+    generation = EXCLUDED.generation, version = EXCLUDED.version, status = EXCLUDED.status,
+    currency = EXCLUDED.currency, amount = EXCLUDED.amount, difference = EXCLUDED.difference,
+    reconciled = EXCLUDED.reconciled, updated_at = EXCLUDED.updated_at, doc = EXCLUDED.doc
+WHERE (t.generation, t.version) < (EXCLUDED.generation, EXCLUDED.version)
+RETURNING t.tenant, t.provider, t.payout_id
+"#;
+
+const DELETE_PAYOUT_LINES: &str = r#"
+DELETE FROM {schema}.payout_lines AS l
+USING unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, provider, payout_id)
+WHERE l.tenant = k.tenant AND l.provider = k.provider AND l.payout_id = k.payout_id
+"#;
+
+/// A line's `currency` is that of its `net` (`fee` is in it, and `net = gross −
+/// fee`). A line lacking a field inserts a NULL and is refused (23502).
+const INSERT_PAYOUT_LINES: &str = r#"
+INSERT INTO {schema}.payout_lines
+    (tenant, provider, payout_id, line_id, kind, order_id, currency, gross, fee, net, at)
+SELECT p.tenant, p.provider, p.payout_id, l->>'line_id', l->>'kind', l->>'order_id',
+       l->'net'->>'currency', (l->'gross'->>'minor')::bigint, (l->'fee'->>'minor')::bigint,
+       (l->'net'->>'minor')::bigint, (l->>'at')::timestamptz
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, provider, payout_id)
+JOIN {schema}.payouts AS p
+  ON p.tenant = k.tenant AND p.provider = k.provider AND p.payout_id = k.payout_id
+CROSS JOIN LATERAL jsonb_array_elements(COALESCE(p.doc->'lines', '[]'::jsonb)) AS l
+"#;
+
 const INSERT_TRIGGERS: &str = r#"
 INSERT INTO {schema}.triggers
     (trigger_id, tenant, customer_id, order_id, kind, occurred_at, source_event_id, data)
@@ -152,7 +246,8 @@ ON CONFLICT (trigger_id) DO NOTHING
 struct PgMetrics {
     /// `storefold_sink_postgres_rows_total{table,outcome}`: applied, or
     /// skipped because the table held the same or a newer version (customers,
-    /// orders) or the trigger already (triggers).
+    /// orders, payouts) or the trigger already (triggers); `payout_lines`
+    /// counts the lines inserted (applied) only.
     rows: IntCounterVec,
     reconnects: IntCounter,
 }
@@ -193,6 +288,9 @@ impl PgMetrics {
 struct Statements {
     customers: Statement,
     orders: Statement,
+    payouts: Statement,
+    delete_payout_lines: Statement,
+    insert_payout_lines: Statement,
     triggers: Statement,
 }
 
@@ -297,6 +395,7 @@ fn lock_key(schema: &str) -> i64 {
 struct Columns<'a> {
     customers: CustomerColumns<'a>,
     orders: OrderColumns<'a>,
+    payouts: PayoutColumns<'a>,
     triggers: TriggerColumns<'a>,
 }
 
@@ -322,6 +421,22 @@ struct OrderColumns<'a> {
     customer_id: Vec<Option<&'a str>>,
     generation: Vec<i64>,
     version: Vec<i64>,
+    updated_at: Vec<i64>,
+    doc: Vec<&'a str>,
+}
+
+#[derive(Default)]
+struct PayoutColumns<'a> {
+    tenant: Vec<&'a str>,
+    provider: Vec<&'a str>,
+    id: Vec<&'a str>,
+    generation: Vec<i64>,
+    version: Vec<i64>,
+    status: Vec<Option<&'a str>>,
+    currency: Vec<Option<&'a str>>,
+    amount: Vec<Option<i64>>,
+    difference: Vec<Option<i64>>,
+    reconciled: Vec<bool>,
     updated_at: Vec<i64>,
     doc: Vec<&'a str>,
 }
@@ -406,6 +521,21 @@ impl<'a> Columns<'a> {
                     t.customer_id.push(p.customer_id.as_deref());
                     t.generation.push(p.generation);
                     t.version.push(p.version);
+                    t.updated_at.push(p.updated_at);
+                    t.doc.push(&p.doc);
+                }
+                Item::Payout(p) => {
+                    let t = &mut c.payouts;
+                    t.tenant.push(&p.tenant);
+                    t.provider.push(&p.provider);
+                    t.id.push(&p.payout_id);
+                    t.generation.push(p.generation);
+                    t.version.push(p.version);
+                    t.status.push(p.status.as_deref());
+                    t.currency.push(p.currency.as_deref());
+                    t.amount.push(p.amount);
+                    t.difference.push(p.difference);
+                    t.reconciled.push(p.reconciled);
                     t.updated_at.push(p.updated_at);
                     t.doc.push(&p.doc);
                 }
@@ -555,6 +685,9 @@ impl PostgresSink {
         Ok(Statements {
             customers: prep(self.sql(UPSERT_CUSTOMERS)).await?,
             orders: prep(self.sql(UPSERT_ORDERS)).await?,
+            payouts: prep(self.sql(UPSERT_PAYOUTS)).await?,
+            delete_payout_lines: prep(self.sql(DELETE_PAYOUT_LINES)).await?,
+            insert_payout_lines: prep(self.sql(INSERT_PAYOUT_LINES)).await?,
             triggers: prep(self.sql(INSERT_TRIGGERS)).await?,
         })
     }
@@ -700,6 +833,45 @@ impl PostgresSink {
             let n = tx.execute(&st.orders, &params).await.map_err(db)?;
             metrics.rows("orders", o.id.len(), n);
         }
+        let p = &cols.payouts;
+        if !p.id.is_empty() {
+            let params: [&(dyn ToSql + Sync); 12] = [
+                &p.tenant,
+                &p.provider,
+                &p.id,
+                &p.generation,
+                &p.version,
+                &p.status,
+                &p.currency,
+                &p.amount,
+                &p.difference,
+                &p.reconciled,
+                &p.updated_at,
+                &p.doc,
+            ];
+            let replaced = tx.query(&st.payouts, &params).await.map_err(db)?;
+            metrics.rows("payouts", p.id.len(), replaced.len() as u64);
+            if !replaced.is_empty() {
+                let mut keys: [Vec<String>; 3] = Default::default();
+                for row in &replaced {
+                    for (i, k) in keys.iter_mut().enumerate() {
+                        k.push(row.get(i));
+                    }
+                }
+                let params: [&(dyn ToSql + Sync); 3] = [&keys[0], &keys[1], &keys[2]];
+                tx.execute(&st.delete_payout_lines, &params)
+                    .await
+                    .map_err(db)?;
+                let n = tx
+                    .execute(&st.insert_payout_lines, &params)
+                    .await
+                    .map_err(db)?;
+                metrics
+                    .rows
+                    .with_label_values(&["payout_lines", "applied"])
+                    .inc_by(n);
+            }
+        }
         let t = &cols.triggers;
         if !t.id.is_empty() {
             let params: [&(dyn ToSql + Sync); 8] = [
@@ -778,7 +950,7 @@ impl Sink for PostgresSink {
     }
 
     fn streams(&self) -> Vec<Stream> {
-        let mut s = vec![Stream::Customers, Stream::Orders];
+        let mut s = vec![Stream::Customers, Stream::Orders, Stream::Payouts];
         if self.triggers {
             s.push(Stream::Triggers);
         }
@@ -891,7 +1063,14 @@ mod tests {
 
     #[test]
     fn every_statement_names_the_schema() {
-        for t in [UPSERT_CUSTOMERS, UPSERT_ORDERS, INSERT_TRIGGERS] {
+        for t in [
+            UPSERT_CUSTOMERS,
+            UPSERT_ORDERS,
+            UPSERT_PAYOUTS,
+            DELETE_PAYOUT_LINES,
+            INSERT_PAYOUT_LINES,
+            INSERT_TRIGGERS,
+        ] {
             assert!(t.contains("{schema}."));
         }
         for (_, _, sql) in MIGRATIONS {

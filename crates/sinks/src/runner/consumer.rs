@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use storefold_codec::{
-    AvroCodec, CustomerProjection, OrderProjection, RECEIVED_AT_HEADER, Trigger,
+    AvroCodec, CustomerProjection, OrderProjection, PayoutProjection, RECEIVED_AT_HEADER, Trigger,
 };
 use storefold_runtime::kafka::Topics;
 
@@ -161,6 +161,7 @@ pub(super) fn decode(codec: &AvroCodec, stream: Stream, payload: &[u8]) -> Resul
             .decode::<CustomerProjection>(payload)
             .map(Item::Customer),
         Stream::Orders => codec.decode::<OrderProjection>(payload).map(Item::Order),
+        Stream::Payouts => codec.decode::<PayoutProjection>(payload).map(Item::Payout),
         Stream::Triggers => codec.decode::<Trigger>(payload).map(Item::Trigger),
     };
     r.map_err(|e| e.to_string())
@@ -170,6 +171,7 @@ pub(super) fn stream_topic(topics: &Topics, s: Stream) -> String {
     match s {
         Stream::Customers => topics.customers(),
         Stream::Orders => topics.orders(),
+        Stream::Payouts => topics.payouts(),
         Stream::Triggers => topics.triggers(),
     }
 }
@@ -437,6 +439,7 @@ pub(super) async fn learn_writer<M: Message>(
     let Some(kind) = streams.get(m.topic()).map(|s| match s {
         Stream::Customers => storefold_codec::RecordKind::CustomerProjection,
         Stream::Orders => storefold_codec::RecordKind::OrderProjection,
+        Stream::Payouts => storefold_codec::RecordKind::PayoutProjection,
         Stream::Triggers => storefold_codec::RecordKind::Trigger,
     }) else {
         return;

@@ -8,6 +8,8 @@ use crate::{Item, SinkRecord};
 enum Key {
     Customer(String, String),
     Order(String, String),
+    /// Tenant, provider, payout id: payout ids are unique per provider only.
+    Payout(String, String, String),
     Trigger(String),
 }
 
@@ -15,11 +17,12 @@ fn key_of(item: &Item) -> Key {
     match item {
         Item::Customer(c) => Key::Customer(c.tenant.clone(), c.customer_id.clone()),
         Item::Order(o) => Key::Order(o.tenant.clone(), o.order_id.clone()),
+        Item::Payout(p) => Key::Payout(p.tenant.clone(), p.provider.clone(), p.payout_id.clone()),
         Item::Trigger(t) => Key::Trigger(t.trigger_id.clone()),
     }
 }
 
-/// Keeps the newest `(generation, version)` of every customer and order (the
+/// Keeps the newest `(generation, version)` of every customer, order and payout (the
 /// later record on a tie) and the first record of every `trigger_id`, in the
 /// order of first appearance. Returns the kept records and the superseded ones.
 pub fn newest_per_key(records: Vec<SinkRecord>) -> (Vec<SinkRecord>, Vec<SinkRecord>) {
@@ -52,7 +55,7 @@ pub fn newest_per_key(records: Vec<SinkRecord>) -> (Vec<SinkRecord>, Vec<SinkRec
 
 #[cfg(test)]
 mod tests {
-    use storefold_codec::{CustomerProjection, Trigger};
+    use storefold_codec::{CustomerProjection, PayoutProjection, Trigger};
 
     use super::*;
     use crate::SourcePosition;
@@ -77,6 +80,34 @@ mod tests {
             headers: Vec::new(),
             source: SourcePosition {
                 topic: "customers".into(),
+                partition: 0,
+                offset: version,
+            },
+            received_at_ms: None,
+        }
+    }
+
+    fn payout(provider: &str, generation: i64, version: i64) -> SinkRecord {
+        SinkRecord {
+            item: Item::Payout(PayoutProjection {
+                tenant: "acme".into(),
+                provider: provider.into(),
+                payout_id: "po_1".into(),
+                generation,
+                version,
+                status: None,
+                currency: None,
+                amount: None,
+                difference: None,
+                reconciled: false,
+                updated_at: 0,
+                doc: "{}".into(),
+            }),
+            key: format!("acme/{provider}:po_1").into_bytes(),
+            value: Vec::new(),
+            headers: Vec::new(),
+            source: SourcePosition {
+                topic: "payouts".into(),
                 partition: 0,
                 offset: version,
             },
@@ -145,5 +176,33 @@ mod tests {
         assert_eq!(offsets, vec![0, 1]);
         assert_eq!(superseded.len(), 1);
         assert_eq!(superseded[0].source.offset, 2);
+    }
+
+    #[test]
+    fn newest_per_key_keeps_the_newest_payout_per_provider() {
+        let (kept, superseded) = newest_per_key(vec![
+            payout("stripe", 1, 4),
+            payout("adyen", 1, 1),
+            payout("stripe", 1, 6),
+            payout("stripe", 1, 5),
+            payout("adyen", 2, 1),
+        ]);
+        let gv: Vec<(String, Option<(i64, i64)>)> = kept
+            .iter()
+            .map(|r| {
+                (
+                    String::from_utf8(r.key.clone()).unwrap(),
+                    r.item.generation_version(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            gv,
+            vec![
+                ("acme/stripe:po_1".to_string(), Some((1, 6))),
+                ("acme/adyen:po_1".to_string(), Some((2, 1)))
+            ]
+        );
+        assert_eq!(superseded.len(), 3);
     }
 }

@@ -248,6 +248,7 @@ pub async fn run_with_metrics<S: Sink>(
                 let kind = match s {
                     Stream::Customers => RecordKind::CustomerProjection,
                     Stream::Orders => RecordKind::OrderProjection,
+                    Stream::Payouts => RecordKind::PayoutProjection,
                     Stream::Triggers => RecordKind::Trigger,
                 };
                 (topic.clone(), kind)

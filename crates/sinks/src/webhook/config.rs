@@ -19,7 +19,8 @@ pub struct WebhookSinkConfig {
     /// Consumer group of this sink.
     #[serde(default = "default_group")]
     pub group_id: String,
-    /// Which topics to forward: any of `customers`, `orders`, `triggers`.
+    /// Which topics to forward: any of `customers`, `orders`, `triggers`
+    /// (`payouts` is refused: only the PostgreSQL sink writes payouts).
     #[serde(default = "default_streams")]
     pub streams: Vec<String>,
     /// Records per POST (the body is a JSON array).
@@ -88,6 +89,9 @@ impl WebhookSinkConfig {
             return Err("sinks.webhook.streams is empty".into());
         }
         for s in &self.streams {
+            if s == "payouts" {
+                return Err(super::PAYOUTS_NOT_FORWARDED.into());
+            }
             if !matches!(s.as_str(), "customers" | "orders" | "triggers") {
                 return Err(format!(
                     "sinks.webhook.streams: {s:?} is not one of customers, orders, triggers"
@@ -148,6 +152,10 @@ mod tests {
             (
                 "url = \"https://x\"\nsecret = \"s\"\nstreams = [\"carts\"]",
                 "\"carts\" is not one of",
+            ),
+            (
+                "url = \"https://x\"\nsecret = \"s\"\nstreams = [\"orders\", \"payouts\"]",
+                "\"payouts\" is not one of customers, orders, triggers (payouts go to the PostgreSQL sink only)",
             ),
             (
                 "url = \"https://x\"\nsecret = \"s\"\nbatch_sise = 5",

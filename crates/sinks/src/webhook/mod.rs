@@ -85,6 +85,11 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 /// The `type` of the element a redacted customer is sent as.
 pub const CUSTOMER_ERASED: &str = "customer_erased";
 
+/// Why `payouts` in `sinks.webhook.streams` is refused, like any name the sink
+/// does not forward: payouts are finance data for the PostgreSQL sink only.
+pub(crate) const PAYOUTS_NOT_FORWARDED: &str = "sinks.webhook.streams: \"payouts\" is not one of \
+     customers, orders, triggers (payouts go to the PostgreSQL sink only)";
+
 /// The JSON element of one record (see the module docs).
 pub fn record_json(item: &Item) -> Value {
     fn with_parsed(mut v: Value, field: &str) -> Value {
@@ -124,6 +129,15 @@ pub fn record_json(item: &Item) -> Value {
             "version": o.version,
             "data": with_parsed(serde_json::to_value(o).unwrap_or(Value::Null), "doc"),
         }),
+        // Never configured (`streams` refuses `payouts`); a plain envelope
+        // rather than a panic should one be handed anyway.
+        Item::Payout(p) => json!({
+            "type": "payout",
+            "key": format!("{}/{}:{}", p.tenant, p.provider, p.payout_id),
+            "generation": p.generation,
+            "version": p.version,
+            "data": with_parsed(serde_json::to_value(p).unwrap_or(Value::Null), "doc"),
+        }),
         Item::Trigger(t) => json!({
             "type": "trigger",
             "key": format!("{}/{}", t.tenant, t.customer_id),
@@ -154,6 +168,10 @@ pub fn delivery_id<'a>(items: impl IntoIterator<Item = &'a Item>) -> String {
             Item::Order(o) => format!(
                 "order\n{}/{}\n{}\n{}\n",
                 o.tenant, o.order_id, o.generation, o.version
+            ),
+            Item::Payout(p) => format!(
+                "payout\n{}/{}:{}\n{}\n{}\n",
+                p.tenant, p.provider, p.payout_id, p.generation, p.version
             ),
             Item::Trigger(t) => format!("trigger\n{}\n", t.trigger_id),
         };
@@ -204,6 +222,7 @@ impl WebhookSink {
                 "customers" => Ok(Stream::Customers),
                 "orders" => Ok(Stream::Orders),
                 "triggers" => Ok(Stream::Triggers),
+                "payouts" => Err(fatal(PAYOUTS_NOT_FORWARDED.into())),
                 other => Err(fatal(format!("sinks.webhook.streams: unknown {other:?}"))),
             })
             .collect::<Result<Vec<_>, _>>()?;

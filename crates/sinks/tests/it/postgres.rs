@@ -12,14 +12,18 @@ use prometheus::Registry;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use storefold_codec::{
-    AvroCodec, CustomerProjection, OrderProjection, RECEIVED_AT_HEADER, Trigger, WireFormat,
+    AvroCodec, CustomerProjection, OrderProjection, PayoutProjection, RECEIVED_AT_HEADER, Trigger,
+    WireFormat,
 };
+use storefold_core::engine::{PayoutLineView, PayoutOrder, PayoutView};
+use storefold_core::event::{PayoutLineKind, PayoutStatus};
+use storefold_core::{Currency, Money, MoneyBag};
 use storefold_runtime::config::Config;
 use storefold_runtime::kafka::{Topics, producer_config, topic_specs};
 use storefold_sinks::postgres::PostgresSink;
 use storefold_sinks::postgres::PostgresSinkConfig;
 use storefold_sinks::runner::{RunOptions, RunSummary, run};
-use storefold_sinks::{Sink, SinkError};
+use storefold_sinks::{Sink, SinkError, Stream};
 use storefold_testkit::broker::{MockBroker, read_topic};
 use storefold_testkit::postgres::PgServer;
 use tokio_util::sync::CancellationToken;
@@ -124,6 +128,14 @@ impl Env {
         (
             self.topics.orders(),
             format!("{}/{}", p.tenant, p.order_id),
+            self.codec.encode(p, WireFormat::SingleObject).unwrap(),
+        )
+    }
+
+    fn p(&self, p: &PayoutProjection) -> Out {
+        (
+            self.topics.payouts(),
+            format!("{}/{}:{}", p.tenant, p.provider, p.payout_id),
             self.codec.encode(p, WireFormat::SingleObject).unwrap(),
         )
     }
@@ -425,7 +437,7 @@ async fn projections_are_written_and_readable() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     let mut indexes: Vec<String> = env
         .pg
         .query("SELECT indexdef FROM pg_indexes WHERE schemaname = 'storefold' AND indexname NOT LIKE '%pkey'")
@@ -440,6 +452,7 @@ async fn projections_are_written_and_readable() {
             "CREATE INDEX customers_email ON storefold.customers USING btree (tenant, email)",
             "CREATE INDEX customers_phone ON storefold.customers USING btree (tenant, phone)",
             "CREATE INDEX orders_customer ON storefold.orders USING btree (tenant, customer_id)",
+            "CREATE INDEX payout_lines_order ON storefold.payout_lines USING btree (tenant, order_id)",
             "CREATE INDEX triggers_customer ON storefold.triggers USING btree (tenant, customer_id, occurred_at)",
         ]
     );
@@ -792,11 +805,14 @@ async fn migrations_run_once_when_sinks_start_together() {
     for s in starts {
         s.await.unwrap().expect("prepare");
     }
-    let versions = env
+    let versions: Vec<i32> = env
         .pg
-        .query("SELECT count(*) FROM storefold.schema_migrations")
-        .await;
-    assert_eq!(versions[0].get::<_, i64>(0), 1);
+        .query("SELECT version FROM storefold.schema_migrations ORDER BY version")
+        .await
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2], "each migration once");
 
     // A table gone after the migrations is the deployment's problem: fatal.
     env.pg.query("DROP TABLE storefold.orders").await;
@@ -966,4 +982,479 @@ async fn a_redacted_projection_that_still_carries_personal_data_is_cleaned() {
         env.customers().await["c2"].2.as_deref(),
         Some("c2@example.com")
     );
+}
+
+/// A line of a payout: id, kind, order, gross and fee in minor units of USD
+/// (net = gross − fee, as the fold computes it).
+type Line<'a> = (&'a str, PayoutLineKind, Option<&'a str>, i64, i64);
+
+/// A payout projection whose document is a real [`PayoutView`], paid, with
+/// `amount` the sum of the lines' net (so `difference` 0).
+fn payout(
+    provider: &str,
+    id: &str,
+    generation: i64,
+    version: i64,
+    lines: &[Line],
+) -> PayoutProjection {
+    let usd = Currency::from_code("USD").unwrap();
+    let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_300).unwrap();
+    let mut gross = MoneyBag::new();
+    let mut fees = MoneyBag::new();
+    let mut net = MoneyBag::new();
+    let mut orders: BTreeMap<String, MoneyBag> = BTreeMap::new();
+    let lines: Vec<PayoutLineView> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (line_id, kind, order_id, g, f))| {
+            let line = PayoutLineView {
+                line_id: (*line_id).into(),
+                kind: *kind,
+                order_id: order_id.map(String::from),
+                reference: order_id.map(|_| format!("payment:{provider}:ch_{line_id}")),
+                gross: Money::new(*g, usd),
+                fee: Money::new(*f, usd),
+                net: Money::new(g - f, usd),
+                at: at + time::Duration::minutes(i as i64),
+                source_event_id: format!("evt-{line_id}"),
+            };
+            gross.add(line.gross);
+            fees.add(line.fee);
+            net.add(line.net);
+            if let Some(o) = &line.order_id {
+                orders.entry(o.clone()).or_default().add(line.net);
+            }
+            line
+        })
+        .collect();
+    let amount = Money::new(net.0.get(&usd).copied().unwrap_or(0), usd);
+    let view = PayoutView {
+        tenant: "acme".into(),
+        provider: provider.into(),
+        payout_id: id.into(),
+        status: Some(PayoutStatus::Paid),
+        amount: Some(amount),
+        arrival: None,
+        failure: None,
+        reported_at: Some(at),
+        lines,
+        gross,
+        fees,
+        net,
+        orders: orders
+            .into_iter()
+            .map(|(order_id, net)| PayoutOrder { order_id, net })
+            .collect(),
+        difference: Some(Money::zero(usd)),
+        reconciled: true,
+        unreconciled: Vec::new(),
+    };
+    PayoutProjection {
+        tenant: "acme".into(),
+        provider: provider.into(),
+        payout_id: id.into(),
+        generation,
+        version,
+        status: Some("paid".into()),
+        currency: Some("USD".into()),
+        amount: Some(amount.minor),
+        difference: Some(0),
+        reconciled: true,
+        updated_at: 1_700_000_400_000 + version,
+        doc: serde_json::to_string(&view).unwrap(),
+    }
+}
+
+/// The payout of most tests: two orders paid, one of them partly refunded,
+/// and a fee of no order.
+fn stripe_lines() -> Vec<Line<'static>> {
+    vec![
+        (
+            "txn_1",
+            PayoutLineKind::Charge,
+            Some("shopify:1"),
+            10_000,
+            320,
+        ),
+        (
+            "txn_2",
+            PayoutLineKind::Charge,
+            Some("shopify:2"),
+            5_000,
+            175,
+        ),
+        (
+            "txn_3",
+            PayoutLineKind::Refund,
+            Some("shopify:1"),
+            -2_000,
+            0,
+        ),
+        ("txn_4", PayoutLineKind::Fee, None, 0, 150),
+    ]
+}
+
+/// `(payout_id, line_id) -> (kind, order_id, currency, gross, fee, net, at ms)`
+/// of tenant acme and `provider`.
+type LineRow = (String, Option<String>, String, i64, i64, i64, i64);
+
+async fn payout_lines(pg: &PgServer, provider: &str) -> BTreeMap<(String, String), LineRow> {
+    pg.query(&format!(
+        "SELECT payout_id, line_id, kind, order_id, currency, gross, fee, net, \
+         (extract(epoch from at) * 1000)::bigint \
+         FROM storefold.payout_lines WHERE tenant = 'acme' AND provider = '{provider}'"
+    ))
+    .await
+    .iter()
+    .map(|r| {
+        (
+            (r.get(0), r.get(1)),
+            (
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+                r.get(8),
+            ),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payouts_are_written_with_a_row_per_line_in_minor_units() {
+    let env = env(500);
+    let stripe = payout("stripe", "po_1", 1, 3, &stripe_lines());
+    // Another provider with the same payout id is another payout.
+    let adyen = payout(
+        "adyen",
+        "po_1",
+        1,
+        1,
+        &[(
+            "psp_9",
+            PayoutLineKind::Charge,
+            Some("shopify:2"),
+            1_999,
+            61,
+        )],
+    );
+    // A line without its net: PostgreSQL refuses the payout (NOT NULL), the
+    // sink dead-letters it and writes the rest.
+    let mut broken = payout("paypal", "po_bad", 1, 1, &stripe_lines());
+    let mut doc: serde_json::Value = serde_json::from_str(&broken.doc).unwrap();
+    doc["lines"][1].as_object_mut().unwrap().remove("net");
+    broken.doc = doc.to_string();
+    env.produce(&[env.p(&stripe), env.p(&adyen), env.p(&broken)])
+        .await;
+    let (summary, metrics) = env.run_to_idle("pg-payouts", 500).await;
+    assert_eq!((summary.written, summary.rejected), (2, 1));
+    assert_eq!(
+        metric(
+            &metrics,
+            "storefold_sink_postgres_rows_total",
+            &[("table", "payout_lines"), ("outcome", "applied")]
+        ),
+        5.0
+    );
+
+    type PayoutRow = (
+        String,
+        String,
+        i64,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        bool,
+        i64,
+        Option<String>,
+    );
+    let rows: Vec<PayoutRow> = env
+        .pg
+        .query(
+            "SELECT provider, payout_id, generation, version, status, currency, amount, \
+             difference, reconciled, (extract(epoch from updated_at) * 1000)::bigint, \
+             doc->>'payout_id' FROM storefold.payouts ORDER BY provider, payout_id",
+        )
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+                r.get(8),
+                r.get(9),
+                r.get(10),
+            )
+        })
+        .collect();
+    let usd = Some("USD".to_string());
+    let paid = Some("paid".to_string());
+    let po_1 = Some("po_1".to_string());
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "adyen".into(),
+                "po_1".into(),
+                1,
+                1,
+                paid.clone(),
+                usd.clone(),
+                Some(1_938),
+                Some(0),
+                true,
+                1_700_000_400_001,
+                po_1.clone()
+            ),
+            (
+                "stripe".into(),
+                "po_1".into(),
+                1,
+                3,
+                paid,
+                usd,
+                // 9_680 + 4_825 − 2_000 − 150
+                Some(12_355),
+                Some(0),
+                true,
+                1_700_000_400_003,
+                po_1
+            ),
+        ]
+    );
+
+    let at = |minutes: i64| 1_700_000_300_000 + minutes * 60_000;
+    let line = |kind: &str, order: Option<&str>, gross, fee, net, at| -> LineRow {
+        (
+            kind.into(),
+            order.map(String::from),
+            "USD".into(),
+            gross,
+            fee,
+            net,
+            at,
+        )
+    };
+    let key = |l: &str| ("po_1".to_string(), l.to_string());
+    assert_eq!(
+        payout_lines(&env.pg, "stripe").await,
+        BTreeMap::from([
+            (
+                key("txn_1"),
+                line("charge", Some("shopify:1"), 10_000, 320, 9_680, at(0))
+            ),
+            (
+                key("txn_2"),
+                line("charge", Some("shopify:2"), 5_000, 175, 4_825, at(1))
+            ),
+            (
+                key("txn_3"),
+                line("refund", Some("shopify:1"), -2_000, 0, -2_000, at(2))
+            ),
+            (key("txn_4"), line("fee", None, 0, 150, -150, at(3))),
+        ])
+    );
+    assert_eq!(
+        payout_lines(&env.pg, "adyen").await,
+        BTreeMap::from([(
+            key("psp_9"),
+            line("charge", Some("shopify:2"), 1_999, 61, 1_938, at(0))
+        )])
+    );
+    assert!(payout_lines(&env.pg, "paypal").await.is_empty());
+
+    // What finance asks: the money each order received, over every payout.
+    let per_order: Vec<(Option<String>, i64)> = env
+        .pg
+        .query(
+            "SELECT order_id, sum(net)::bigint FROM storefold.payout_lines \
+             GROUP BY order_id ORDER BY order_id NULLS LAST",
+        )
+        .await
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        per_order,
+        vec![
+            (Some("shopify:1".into()), 7_680),
+            (Some("shopify:2".into()), 6_763),
+            (None, -150),
+        ]
+    );
+
+    let dlq = read_topic(
+        env.broker.bootstrap(),
+        &env.topics.dlq_sink("postgres"),
+        Duration::from_secs(20),
+    );
+    let refused: Vec<(String, String)> = dlq
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8(r.key.clone().unwrap()).unwrap(),
+                String::from_utf8(r.header("storefold-error").unwrap().to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![("acme/paypal:po_bad".to_string(), "23502".to_string())]
+    );
+}
+
+/// `(generation, version, amount)` of acme's stripe payout po_1.
+async fn stripe_po_1(pg: &PgServer) -> (i64, i64, i64) {
+    let rows = pg
+        .query(
+            "SELECT generation, version, amount FROM storefold.payouts \
+             WHERE tenant = 'acme' AND provider = 'stripe' AND payout_id = 'po_1'",
+        )
+        .await;
+    (rows[0].get(0), rows[0].get(1), rows[0].get(2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payout_never_goes_backwards_and_a_newer_version_rewrites_its_lines() {
+    let env = env(500);
+    let other = payout(
+        "stripe",
+        "po_2",
+        1,
+        1,
+        &[("txn_9", PayoutLineKind::Charge, Some("shopify:9"), 700, 20)],
+    );
+    env.produce(&[
+        env.p(&payout("stripe", "po_1", 1, 5, &stripe_lines())),
+        env.p(&other),
+    ])
+    .await;
+    let (first, _) = env.run_to_idle("pg-payout-versions", 500).await;
+    assert_eq!(first.written, 2);
+
+    // An older version with one line more and a repeat of the newest with one
+    // line fewer, each written on its own so that the table decides: neither
+    // replaces the row, so neither touches its lines.
+    let mut older_lines = stripe_lines();
+    older_lines.push(("txn_5", PayoutLineKind::Adjustment, None, -99, 0));
+    let mut repeat = payout("stripe", "po_1", 1, 5, &stripe_lines()[..2]);
+    repeat.amount = Some(1);
+    env.produce(&[
+        env.p(&payout("stripe", "po_1", 1, 4, &older_lines)),
+        env.p(&repeat),
+    ])
+    .await;
+    let (second, metrics) = env.run_to_idle("pg-payout-versions", 1).await;
+    assert_eq!(second.written, 2);
+    assert_eq!(
+        metric(
+            &metrics,
+            "storefold_sink_postgres_rows_total",
+            &[("table", "payouts"), ("outcome", "skipped")]
+        ),
+        2.0
+    );
+    assert_eq!(stripe_po_1(&env.pg).await, (1, 5, 12_355));
+    let line_ids = |lines: BTreeMap<(String, String), LineRow>| -> Vec<String> {
+        lines
+            .into_keys()
+            .map(|(payout, line)| format!("{payout}/{line}"))
+            .collect()
+    };
+    assert_eq!(
+        line_ids(payout_lines(&env.pg, "stripe").await),
+        [
+            "po_1/txn_1",
+            "po_1/txn_2",
+            "po_1/txn_3",
+            "po_1/txn_4",
+            "po_2/txn_9"
+        ]
+    );
+
+    // A newer version without txn_2 (the charge moved to another payout):
+    // its row is gone, the other lines and the other payout stay.
+    let newer: Vec<Line> = stripe_lines()
+        .into_iter()
+        .filter(|l| l.0 != "txn_2")
+        .collect();
+    env.produce(&[env.p(&payout("stripe", "po_1", 1, 6, &newer))])
+        .await;
+    env.run_to_idle("pg-payout-versions", 500).await;
+    assert_eq!(stripe_po_1(&env.pg).await, (1, 6, 7_530));
+    let lines = payout_lines(&env.pg, "stripe").await;
+    assert_eq!(
+        line_ids(lines.clone()),
+        ["po_1/txn_1", "po_1/txn_3", "po_1/txn_4", "po_2/txn_9"]
+    );
+    assert_eq!(
+        lines[&("po_1".to_string(), "txn_1".to_string())].5,
+        9_680,
+        "net in minor units"
+    );
+
+    // A replay (generation 2, versions from 1 again) replaces it; a late
+    // delivery of generation 1 does not bring the old lines back.
+    let replayed: Vec<Line> = vec![(
+        "txn_1",
+        PayoutLineKind::Charge,
+        Some("shopify:1"),
+        10_000,
+        320,
+    )];
+    env.produce(&[
+        env.p(&payout("stripe", "po_1", 2, 1, &replayed)),
+        env.p(&payout("stripe", "po_1", 1, 7, &stripe_lines())),
+    ])
+    .await;
+    env.run_to_idle("pg-payout-versions", 1).await;
+    assert_eq!(stripe_po_1(&env.pg).await, (2, 1, 9_680));
+    assert_eq!(
+        line_ids(payout_lines(&env.pg, "stripe").await),
+        ["po_1/txn_1", "po_2/txn_9"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_postgresql_sink_consumes_payouts() {
+    let env = env(500);
+    let registry = Registry::new();
+    assert_eq!(
+        env.sink(&registry).await.streams(),
+        vec![
+            Stream::Customers,
+            Stream::Orders,
+            Stream::Payouts,
+            Stream::Triggers
+        ]
+    );
+    // Without triggers too: payouts are not optional.
+    let mut cfg = PostgresSinkConfig::from_config(&env.config)
+        .unwrap()
+        .unwrap();
+    cfg.triggers = false;
+    let sink = PostgresSink::connect(&cfg, &Registry::new())
+        .await
+        .expect("connect");
+    assert!(sink.streams().contains(&Stream::Payouts));
+    // The others consume what they can send, never payouts.
+    for name in ["hubspot", "webhook"] {
+        let spec = storefold_sinks::registry::find(name).expect(name);
+        let config = Config::from_toml_str(spec.example(), Vec::new()).expect("example");
+        let sink = spec.build(&config, &Registry::new()).await.expect(name);
+        let streams = sink.streams();
+        assert!(!streams.is_empty(), "{name}");
+        assert!(!streams.contains(&Stream::Payouts), "{name}: {streams:?}");
+    }
 }

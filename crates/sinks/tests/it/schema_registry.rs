@@ -90,6 +90,10 @@ async fn a_sink_reads_confluent_frames_with_the_registrys_ids() {
                 topics.triggers(),
                 codec.encode(t, framing.format(RecordKind::Trigger)),
             ),
+            Item::Payout(p) => (
+                topics.payouts(),
+                codec.encode(p, framing.format(RecordKind::PayoutProjection)),
+            ),
         };
         let payload = payload.unwrap();
         assert_eq!(payload[0], 0, "Confluent magic byte");

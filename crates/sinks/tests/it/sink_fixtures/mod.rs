@@ -181,6 +181,7 @@ pub fn key_of(item: &Item) -> String {
     match item {
         Item::Customer(c) => format!("{}/{}", c.tenant, c.customer_id),
         Item::Order(o) => format!("{}/{}", o.tenant, o.order_id),
+        Item::Payout(p) => format!("{}/{}:{}", p.tenant, p.provider, p.payout_id),
         Item::Trigger(t) => format!("{}/{}", t.tenant, t.customer_id),
     }
 }
@@ -190,6 +191,7 @@ pub fn encode(item: &Item) -> Vec<u8> {
     match item {
         Item::Customer(c) => codec.encode(c, WireFormat::SingleObject),
         Item::Order(o) => codec.encode(o, WireFormat::SingleObject),
+        Item::Payout(p) => codec.encode(p, WireFormat::SingleObject),
         Item::Trigger(t) => codec.encode(t, WireFormat::SingleObject),
     }
     .expect("encode")
@@ -256,6 +258,7 @@ pub fn produce(config: &Config, items: &[Item]) {
         let topic = match item {
             Item::Customer(_) => topics.customers(),
             Item::Order(_) => topics.orders(),
+            Item::Payout(_) => topics.payouts(),
             Item::Trigger(_) => topics.triggers(),
         };
         let key = key_of(item);
