@@ -86,7 +86,12 @@ pub(super) async fn wait_sink_caught_up(config: &Config, group: &str) -> Result<
             .context("a Kafka client")?;
         let mut ends: Vec<(String, i32, i64)> = Vec::new();
         let mut wanted = rdkafka::TopicPartitionList::new();
-        for topic in [topics.customers(), topics.orders(), topics.triggers()] {
+        for topic in [
+            topics.customers(),
+            topics.orders(),
+            topics.payouts(),
+            topics.triggers(),
+        ] {
             for p in 0..kafka.partitions {
                 let (_, high) = consumer
                     .fetch_watermarks(&topic, p, Duration::from_secs(10))
