@@ -293,6 +293,15 @@ async fn shopify_a_dropped_order_update_and_refund_are_found_and_the_books_are_i
     assert_eq!(books.triggers, with_webhook.triggers);
     let order = "shopify:5801001001";
     let seen = folded.store.orders()[order].seen.count();
+    // The ledger's refund entry names the reconciled copy as its source.
+    let views = folded.store.order_views();
+    assert!(
+        views[order].ledger.iter().any(|e| e
+            .source_event_id
+            .starts_with("reconciled-order-5801001001-")),
+        "{:?}",
+        views[order].ledger
+    );
 
     // The late webhooks change no figure; they are new events to the fold
     // (their observations join the reconciled ones), so the order counts
