@@ -225,13 +225,24 @@ fn scan(
     let mut assign = TopicPartitionList::new();
     let mut high: HashMap<i32, i64> = HashMap::new();
     for p in &partitions {
-        let (_, h) = consumer.fetch_watermarks(topic, *p, timeout).map_err(err)?;
-        let start = starts
-            .find_partition(topic, *p)
-            .map(|e| e.offset())
-            .unwrap_or(Offset::End);
-        // No record at or after the time: nothing to read there.
-        if let Offset::Offset(o) = start
+        let (low, h) = consumer.fetch_watermarks(topic, *p, timeout).map_err(err)?;
+        let start = match starts.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            // "No record at or after the time", unless the partition's last
+            // record says otherwise: a broker that cannot look offsets up by
+            // time (librdkafka's mock cluster) answers the same; the
+            // partition is then read from its start.
+            _ if h > low && last_timestamp(&consumer, topic, *p, h - 1, timeout)? >= since_ms => {
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    "the broker found no offset for the window's start; reading the partition from its start"
+                );
+                Some(low)
+            }
+            _ => None,
+        };
+        if let Some(o) = start
             && o < h
         {
             assign
@@ -282,6 +293,34 @@ fn scan(
             }
         }
     }
+}
+
+/// The timestamp (ms) of the record at `offset` of `partition`.
+fn last_timestamp(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<i64, String> {
+    let err = |e: KafkaError| format!("{topic}: {e}");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .map_err(err)?;
+    consumer.assign(&tpl).map_err(err)?;
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.partition() == partition => {
+                return Ok(m.timestamp().to_millis().unwrap_or(0));
+            }
+            Some(Err(e)) if !matches!(e, KafkaError::PartitionEOF(_)) => return Err(err(e)),
+            _ => {}
+        }
+    }
+    Err(format!(
+        "{topic}: the record at offset {offset} of partition {partition} was not read within {timeout:?}"
+    ))
 }
 
 fn reconciler(config: &Config, registry: &Registry) -> Result<Reconciler> {
