@@ -4,7 +4,8 @@
 //! (everything in one process around an embedded broker, with a sample history),
 //! `ingest` (signed webhooks in, raw events durably in
 //! Kafka), `process` and `replay` (the fold), `sink <name>` (PostgreSQL, HubSpot,
-//! webhook), `topics create|check`, `webhook send` (sign and post a payload as the
+//! webhook), `reconcile` (what the providers' APIs say the raw log lacks),
+//! `topics create|check`, `webhook send` (sign and post a payload as the
 //! provider would), `erase` and `identity merge|split|block` (signed operator
 //! commands), `token new|hash` (operator API tokens), `normalize` (what the fold
 //! sees for a payload) and `schemas check`.
@@ -21,6 +22,7 @@ mod ingest_cmd;
 mod normalize_cmd;
 mod operator_command;
 mod process_cmd;
+mod reconcile_cmd;
 mod roles;
 mod run_cmd;
 mod schemas_cmd;
@@ -126,6 +128,17 @@ enum Command {
     /// Refuses to start when `[sinks.<name>]` is missing. Stops gracefully on
     /// SIGTERM.
     Sink(sink_cmd::SinkArgs),
+    /// Run the reconciliation polls: on each `[tenants.<id>.reconcile.<provider>]`
+    /// schedule, ask the provider's API what changed since the last pass (Stripe
+    /// events; Shopify and WooCommerce orders, with their refunds), compare with
+    /// the tenant's raw topic, and store what it lacks (lost webhooks) as raw
+    /// events marked as reconciled, with the webhook's idempotency id where the
+    /// API gives it. Serves /healthz, /readyz, /metrics on reconcile.listen.
+    ///
+    /// With --once: one pass of every source, what each found printed, then exit.
+    /// Refuses to start when a configured source lacks its credentials. Stops
+    /// gracefully on SIGTERM, after the pass in flight.
+    Reconcile(reconcile_cmd::ReconcileArgs),
     /// Create or check storefold's Kafka topics (`raw.<provider>`, changelog,
     /// customers, orders, triggers, dlq.processor, `dlq.sink.<name>`).
     Topics {
@@ -235,6 +248,10 @@ fn main() {
         Command::Sink(args) => load_config(cli.config.as_deref()).and_then(|config| {
             init_logs(&config, cli.log_format);
             runtime()?.block_on(sink_cmd::run_sink(config, args))
+        }),
+        Command::Reconcile(args) => load_config(cli.config.as_deref()).and_then(|config| {
+            init_logs(&config, cli.log_format);
+            runtime()?.block_on(reconcile_cmd::run(config, args))
         }),
         Command::Topics { command } => load_config(cli.config.as_deref()).and_then(|config| {
             init_logs(&config, cli.log_format);

@@ -43,6 +43,32 @@ pub(crate) fn raw_event(
     }
 }
 
+impl Ingest {
+    /// Stores a raw event made outside a webhook request (a reconciled copy
+    /// of a lost webhook, from `storefold reconcile`) exactly as a verified
+    /// request's is stored: encrypted for a tenant that shreds its raw log,
+    /// framed, produced to its provider's raw topic and acknowledged. The
+    /// error says why it was not stored (a retry may help).
+    pub async fn store_raw(&self, raw: RawEvent) -> Result<Stored, String> {
+        let kind: ProviderKind = raw
+            .provider
+            .parse()
+            .map_err(|e| format!("raw event {}: {e}", raw.event_id))?;
+        store(self, kind, raw).await.map_err(|r| r.message)
+    }
+
+    /// Reads a record of a raw topic with the ingest's codec (single-object
+    /// or, with a schema registry, Confluent framing).
+    pub fn decode_raw(&self, payload: &[u8]) -> Result<RawEvent, storefold_codec::Error> {
+        self.codec.decode(payload)
+    }
+
+    /// The raw topic of `kind`.
+    pub fn raw_topic_of(&self, kind: ProviderKind) -> &str {
+        self.raw_topic(kind)
+    }
+}
+
 /// Encodes and produces `raw`, waiting for Kafka's acknowledgement; for a
 /// tenant that shreds its raw log, the body is encrypted first.
 pub(crate) async fn store(

@@ -14,7 +14,8 @@ fn repo() -> PathBuf {
 
 /// The README's sections as it names them (`[tenants.<id>]`,
 /// `[tenants.<id>.payments.stripe]`), for a section of the example
-/// (`[tenants.demo.providers.stripe]`, `[tenants.demo.payments.stripe]`).
+/// (`[tenants.demo.providers.stripe]`, `[tenants.demo.payments.stripe]`,
+/// `[tenants.demo.reconcile.stripe]`).
 fn documented_as(section: &str) -> String {
     let parts: Vec<&str> = section.split('.').collect();
     match parts.as_slice() {
@@ -22,6 +23,7 @@ fn documented_as(section: &str) -> String {
         ["tenants", _, "payments", provider] => format!("tenants.<id>.payments.{provider}"),
         ["tenants", _, "identity"] => "tenants.<id>.identity".into(),
         ["tenants", _, "raw_encryption"] => "tenants.<id>.raw_encryption".into(),
+        ["tenants", _, "reconcile", _] => "tenants.<id>.reconcile.<provider>".into(),
         _ => section.to_string(),
     }
 }

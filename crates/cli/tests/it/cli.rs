@@ -40,6 +40,7 @@ fn every_command_and_option_is_described() {
         &["process"],
         &["replay"],
         &["sink"],
+        &["reconcile"],
         &["topics", "create"],
         &["topics", "check"],
         &["webhook", "send"],
@@ -317,5 +318,35 @@ fn normalize_uses_the_configured_tenant() {
         String::from_utf8_lossy(&out.stderr).contains("magento"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A reconcile source without its credentials refuses to start, naming the
+/// key, before anything connects (the Kafka address here answers nothing).
+#[test]
+fn reconcile_refuses_a_source_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("storefold.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n\
+         [reconcile]\nstate_dir = \"state\"\n\
+         [tenants.acme.providers.stripe]\nsecret = \"whsec_x\"\n\
+         [tenants.acme.reconcile.stripe]\napi_key = \"${EMPTY_KEY}\"\n",
+    )
+    .unwrap();
+    let out = storefold()
+        .current_dir(dir.path())
+        .env("EMPTY_KEY", "")
+        .arg("--config")
+        .arg(&config)
+        .args(["reconcile", "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tenants.acme.reconcile.stripe.api_key is missing or empty"),
+        "{err}"
     );
 }

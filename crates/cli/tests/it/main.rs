@@ -10,6 +10,7 @@ mod journeys;
 mod operator;
 mod process_crash;
 mod providers;
+mod reconcile;
 mod run;
 mod shredding;
 mod sink_postgres;

@@ -29,6 +29,7 @@ mod kafka;
 mod log;
 mod processor;
 mod rates;
+mod reconcile;
 mod schema_registry;
 mod sinks;
 mod tenants;
@@ -51,6 +52,7 @@ pub use kafka::{KafkaConfig, RESERVED_KAFKA_PROPERTIES, is_secret_property};
 pub use log::{LogConfig, LogFormat};
 pub use processor::ProcessorConfig;
 pub use rates::RatesConfig;
+pub use reconcile::{RECONCILED, ReconcileConfig, ReconcileSourceConfig};
 pub use schema_registry::SchemaRegistryConfig;
 pub use sinks::{SinksConfig, redact_url};
 pub use tenants::{
@@ -116,6 +118,9 @@ pub struct Config {
     /// The operator listener and its API tokens (the query API, `/ui`, `/metrics`).
     #[serde(default)]
     pub operator: crate::operator::OperatorConfig,
+    /// The reconciliation polls' role (`storefold reconcile`).
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
 }
 
 impl Config {
@@ -268,6 +273,16 @@ impl Config {
                 .identity
                 .rules()
                 .map_err(|e| invalid(format!("tenants.{id}.identity.{e}")))?;
+            if let Some(p) = tenant
+                .reconcile
+                .keys()
+                .find(|p| !RECONCILED.contains(&p.as_str()))
+            {
+                return Err(invalid(format!(
+                    "tenants.{id}.reconcile.{p}: reconciliation polls {} only",
+                    RECONCILED.join(", ")
+                )));
+            }
             if let Some(enc) = &tenant.raw_encryption {
                 if enc.key.0.trim().len() < 32 {
                     return Err(invalid(format!(

@@ -51,6 +51,9 @@ pub struct TenantConfig {
     /// when set, the ingest encrypts every raw body under a data key of its
     /// subject, and an erasure deletes the subject's keys.
     pub raw_encryption: Option<RawEncryptionConfig>,
+    /// Reconciliation polls by provider (`[tenants.<id>.reconcile.<provider>]`,
+    /// read by `storefold reconcile`): `stripe`, `shopify`, `woocommerce`.
+    pub reconcile: BTreeMap<String, super::ReconcileSourceConfig>,
 }
 
 /// `[tenants.<id>.raw_encryption]`.
@@ -171,6 +174,7 @@ impl Default for TenantConfig {
             collect_identity_secret: None,
             identity: IdentityConfig::default(),
             raw_encryption: None,
+            reconcile: BTreeMap::new(),
         }
     }
 }

@@ -539,3 +539,59 @@ fn raw_encryption_needs_a_long_key_and_an_identity_secret() {
         "{err}"
     );
 }
+
+/// storefold.example.toml with its commented `[tenants.demo.reconcile.*]`
+/// sections uncommented: they load, and each source has what it needs.
+#[test]
+fn the_example_reconcile_sources_load_and_check() {
+    let text = include_str!("../../../../storefold.example.toml");
+    let (head, tail) = text
+        .split_once("# [tenants.demo.reconcile.stripe]")
+        .expect("the example has reconcile sources");
+    let uncommented: String = std::iter::once("[tenants.demo.reconcile.stripe]".to_string())
+        .chain(tail.lines().map(|l| {
+            l.strip_prefix("# ")
+                .filter(|rest| rest.contains(" = ") || rest.starts_with('['))
+                .map_or(String::new(), str::to_string)
+        }))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = Config::from_toml_str(
+        &format!("{head}\n{uncommented}\n"),
+        env(&[
+            ("DEMO_STRIPE_API_KEY", "rk_test_x"),
+            ("DEMO_SHOPIFY_ADMIN_TOKEN", "shpat_x"),
+            ("DEMO_WC_CONSUMER_KEY", "ck_x"),
+            ("DEMO_WC_CONSUMER_SECRET", "cs_x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.reconcile.listen.port(), 8083);
+    let sources = &c.tenants["demo"].reconcile;
+    assert_eq!(
+        sources.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["shopify", "stripe", "woocommerce"]
+    );
+    for (p, s) in sources {
+        s.check("demo", p).unwrap();
+    }
+    assert_eq!(sources["shopify"].leak_per_second, 2.0);
+}
+
+#[test]
+fn a_reconcile_source_without_credentials_is_refused_by_name() {
+    let c = Config::from_toml_str(
+        "[tenants.a.reconcile.stripe]\napi_key = \"${EMPTY}\"\n[tenants.a.reconcile.woocommerce]\nconsumer_key = \"ck\"\nconsumer_secret = \"cs\"\n",
+        env(&[("EMPTY", "")]),
+    )
+    .unwrap();
+    let r = &c.tenants["a"].reconcile;
+    let err = r["stripe"].check("a", "stripe").unwrap_err();
+    assert!(err.contains("tenants.a.reconcile.stripe.api_key"), "{err}");
+    let err = r["woocommerce"].check("a", "woocommerce").unwrap_err();
+    assert!(err.contains("base_url"), "{err}");
+    let err = Config::from_toml_str("[tenants.a.reconcile.paypal]\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tenants.a.reconcile.paypal"), "{err}");
+}
