@@ -26,6 +26,7 @@ mod reconcile_cmd;
 mod roles;
 mod run_cmd;
 mod schemas_cmd;
+mod settlement_cmd;
 mod sink_cmd;
 mod token_cmd;
 mod topics_cmd;
@@ -162,6 +163,13 @@ enum Command {
         #[command(subcommand)]
         command: erp_cmd::ErpCommand,
     },
+    /// Load a payment provider's settlement report (Stripe's itemized payout
+    /// reconciliation, Adyen's settlement details) into the ingest's
+    /// settlement feed.
+    Settlement {
+        #[command(subcommand)]
+        command: settlement_cmd::SettlementCommand,
+    },
     /// Ask for the GDPR erasure of a customer by email and/or phone: a signed
     /// `customer/erase` command of the `operator` provider, posted to the ingest
     /// (kept in raw.operator, folded like Shopify's customers/redact). Prints the
@@ -266,6 +274,8 @@ fn main() {
             .and_then(|config| runtime()?.block_on(webhook_cmd::run(config.as_ref(), command))),
         Command::Erp { command } => load_config_if_any(cli.config.as_deref())
             .and_then(|config| runtime()?.block_on(erp_cmd::run(config.as_ref(), command))),
+        Command::Settlement { command } => load_config_if_any(cli.config.as_deref())
+            .and_then(|config| runtime()?.block_on(settlement_cmd::run(config.as_ref(), command))),
     };
     match result {
         Ok(()) => {}

@@ -77,6 +77,11 @@ fn store_topic(kind: ProviderKind, file: &str) -> String {
         }
         // `customer_erase__email.json` was sent as `customer/erase`.
         ProviderKind::Operator => base.replacen('_', "/", 1),
+        // `adyen.settlement_details__bad_zone.csv`: the report's format.
+        ProviderKind::Settlement => {
+            let base = file.trim_end_matches(".csv");
+            base.split("__").next().unwrap_or(base).to_string()
+        }
         _ => String::new(),
     }
 }
@@ -147,7 +152,7 @@ fn not_a_webhook(kind: ProviderKind, file: &str) -> bool {
     }
 }
 
-/// Snapshots every `.json` (and `.jsonl`) file of `dir` as `<prefix>__<file>`, except
+/// Snapshots every `.json` (and `.jsonl`, `.csv`) file of `dir` as `<prefix>__<file>`, except
 /// `skip`ped ones.
 fn snapshot_dir(
     kind: ProviderKind,
@@ -161,7 +166,8 @@ fn snapshot_dir(
         .collect();
     for file in &files {
         let stem = file
-            .strip_suffix(".jsonl")
+            .strip_suffix(".csv")
+            .or_else(|| file.strip_suffix(".jsonl"))
             .or_else(|| file.strip_suffix(".json"))
             .unwrap_or(file);
         let name = format!("{prefix}__{stem}");

@@ -68,6 +68,8 @@ providers! {
     Operator => operator::Operator,
     /// The merchant's ERP: unit costs and stock per SKU, signed JSON lines.
     Erp => erp::Erp,
+    /// Payment providers' settlement reports (Stripe, Adyen), signed CSV.
+    Settlement => settlement::Settlement,
     /// Browser touches posted to `/v1/collect/{tenant}` (unsigned; CORS + rate limit).
     Collect => collect::Collect,
 }

@@ -179,7 +179,7 @@ mod tests {
             assert_eq!(name.parse::<ProviderKind>(), Ok(kind));
             assert_eq!(kind.to_string(), name);
         }
-        assert_eq!(ProviderKind::ALL.len(), 13);
+        assert_eq!(ProviderKind::ALL.len(), 14);
     }
 
     #[test]
@@ -256,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_stores_and_the_operator_send_their_topic_in_a_header() {
+    fn only_the_stores_the_operator_and_settlement_reports_send_their_topic_in_a_header() {
         let with_header: Vec<(ProviderKind, &str)> = ProviderKind::ALL
             .iter()
             .filter_map(|&k| k.topic_header().map(|h| (k, h)))
@@ -267,6 +267,7 @@ mod tests {
                 (ProviderKind::Shopify, "X-Shopify-Topic"),
                 (ProviderKind::WooCommerce, "X-WC-Webhook-Topic"),
                 (ProviderKind::Operator, "X-Storefold-Topic"),
+                (ProviderKind::Settlement, "X-Storefold-Topic"),
             ]
         );
     }

@@ -82,13 +82,13 @@ pub(crate) fn json_file_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The names of the `.json` and `.jsonl` (JSON lines: the ERP feed) files
-/// in a fixture directory, sorted.
+/// The names of the `.json`, `.jsonl` (JSON lines: the ERP feed) and `.csv`
+/// (settlement reports) files in a fixture directory, sorted.
 pub(crate) fn fixture_file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json") || n.ends_with(".jsonl"))
+        .filter(|n| n.ends_with(".json") || n.ends_with(".jsonl") || n.ends_with(".csv"))
         .collect();
     names.sort();
     names

@@ -56,7 +56,7 @@ fn samples() -> Vec<Sample> {
         topic,
         body: serde_json::to_vec(&body).unwrap(),
     };
-    vec![
+    let mut samples = vec![
         mk(
             ProviderKind::Shopify,
             "shpss_robustness",
@@ -178,7 +178,21 @@ fn samples() -> Vec<Sample> {
             json!({"anonymous_id": "anon-1", "landing_page": "/p?utm_source=x&gclid=abc",
                    "referrer": "https://r.example/", "at": "2025-01-15T11:00:00Z"}),
         ),
-    ]
+    ];
+    // A settlement report is CSV, not JSON.
+    samples.push(Sample {
+        kind: ProviderKind::Settlement,
+        secret: "settlement-robustness",
+        topic: "adyen.settlement_details",
+        body: b"Merchant Account,Psp Reference,Merchant Reference,Creation Date,TimeZone,Type,\
+Modification Reference,Gross Currency,Gross Debit (GC),Gross Credit (GC),Net Currency,Net Debit (NC),\
+Net Credit (NC),Commission (NC),Markup (NC),Scheme Fees (NC),Interchange (NC),Batch Number\n\
+ShopEU,8816178952310001,1001,2025-01-14 10:15:00,CET,Settled,8816178952318801,EUR,,\
+120.00,EUR,,117.30,,0.50,0.40,1.80,57\n\
+ShopEU,,,2025-01-15 08:00:00,CET,MerchantPayout,\"TX4711, batch 57\",,,,EUR,117.30,,,,,,57\n"
+            .to_vec(),
+    });
+    samples
 }
 
 /// Providers whose adapters this test was written with; for them the samples must
@@ -191,6 +205,7 @@ fn body_is_signed(kind: ProviderKind) -> bool {
             | ProviderKind::Zendesk
             | ProviderKind::Operator
             | ProviderKind::Erp
+            | ProviderKind::Settlement
     )
 }
 
@@ -204,6 +219,7 @@ fn known_good(kind: ProviderKind) -> bool {
             | ProviderKind::Gorgias
             | ProviderKind::Operator
             | ProviderKind::Erp
+            | ProviderKind::Settlement
             | ProviderKind::Collect
     )
 }
@@ -606,5 +622,6 @@ robustness! {
     gorgias => ProviderKind::Gorgias,
     operator => ProviderKind::Operator,
     erp => ProviderKind::Erp,
+    settlement => ProviderKind::Settlement,
     collect => ProviderKind::Collect,
 }

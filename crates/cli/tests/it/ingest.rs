@@ -518,3 +518,173 @@ fn erp_load_posts_a_file_in_bodies_of_whole_lines_once() {
     let (status, log) = ingest.wait();
     assert!(status.success(), "{log}");
 }
+
+/// `storefold settlement load`: a report checked whole, posted in bodies of
+/// whole rows each with the header line, stored once on raw.settlement;
+/// each movement keeps its event id whatever body it is in, so loading it
+/// again folds nothing twice; a report with a wrong row posts nothing and
+/// names the row's line and column.
+#[test]
+fn settlement_load_posts_a_report_in_bodies_of_whole_rows_with_the_header() {
+    use storefold_core::Event;
+    use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
+
+    let mut broker = BrokerProcess::start(1);
+    let setup = setup(broker.bootstrap(), 1);
+    create_all(&mut broker, &setup.config);
+    let ingest = IngestProcess::start(&setup);
+    let header = "automatic_payout_id,balance_transaction_id,created_utc,currency,gross,fee,net,\
+reporting_category,charge_id,customer_email";
+    // Five rows of one length: gross 1i.00, fee 0.50, net 1(i-1).50.
+    let rows: Vec<String> = (1..=5)
+        .map(|i| {
+            format!(
+                "po_1SfLoad,txn_{i},2026-11-0{i} 09:00:00,usd,1{i}.00,0.50,1{j}.50,charge,ch_{i},\
+b{i}@example.com",
+                j = i - 1
+            )
+        })
+        .collect();
+    assert!(rows.iter().all(|r| r.len() == rows[0].len()));
+    // The header and two rows fit; three do not.
+    let max = header.len() + 1 + 2 * (rows[0].len() + 1);
+    let file = setup._dir.path().join("payouts.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "{header}\n{}\n\n{}\n",
+            rows[..2].join("\n"),
+            rows[2..].join("\n")
+        ),
+    )
+    .unwrap();
+    let load = |path: &Path| {
+        storefold()
+            .arg("--config")
+            .arg(&setup.config_path)
+            .args([
+                "settlement",
+                "load",
+                "--tenant",
+                TENANT,
+                "--report",
+                "stripe.payout_reconciliation",
+                "--max-bytes",
+                &max.to_string(),
+            ])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = load(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 row(s), 5 event(s), in 3 bodies"),
+        "{stdout}"
+    );
+    // The file's lines 2-3, 5-6 and 7 (line 4 is blank).
+    assert!(
+        stdout.contains("lines 2-3:")
+            && stdout.contains("lines 5-6:")
+            && stdout.contains("lines 7-7:"),
+        "{stdout}"
+    );
+    // (request id, body) of every record raw.settlement holds.
+    let stored = || -> Vec<(String, Vec<u8>)> {
+        let codec = AvroCodec::embedded().unwrap();
+        read_topic(
+            broker.bootstrap(),
+            "storefold.raw.settlement",
+            Duration::from_secs(20),
+        )
+        .into_iter()
+        .map(|r| {
+            let ev: RawEvent = codec.decode(r.payload.as_deref().unwrap()).unwrap();
+            assert_eq!(ev.tenant, TENANT);
+            assert_eq!(ev.topic, "stripe.payout_reconciliation");
+            (ev.event_id, ev.body)
+        })
+        .collect()
+    };
+    let first = stored();
+    assert_eq!(first.len(), 3);
+    let expected = [
+        format!("{header}\n{}\n{}\n", rows[0], rows[1]),
+        format!("{header}\n{}\n{}\n", rows[2], rows[3]),
+        format!("{header}\n{}\n", rows[4]),
+    ];
+    for ((_, body), want) in first.iter().zip(&expected) {
+        assert_eq!(String::from_utf8_lossy(body), *want);
+    }
+    // What the processor maps from the stored bodies: one line per row, its
+    // id the balance transaction's, and no email.
+    let options = MapOptions::default();
+    let mut ids = Vec::new();
+    for (id, body) in &first {
+        let events = ProviderKind::Settlement
+            .map(
+                &MapContext {
+                    tenant: TENANT,
+                    options: &options,
+                },
+                &RawInput {
+                    topic: "stripe.payout_reconciliation",
+                    event_id: id,
+                    headers: &Headers::default(),
+                    body,
+                    received_at: time::OffsetDateTime::now_utc(),
+                },
+            )
+            .unwrap();
+        for e in events {
+            assert!(matches!(e.event, Event::PayoutLine(_)));
+            assert!(!serde_json::to_string(&e).unwrap().contains("example.com"));
+            ids.push(e.event_id);
+        }
+    }
+    assert_eq!(
+        ids,
+        (1..=5)
+            .map(|i| format!("settlement:stripe:txn_{i}"))
+            .collect::<Vec<_>>()
+    );
+
+    // Again: the same bodies under the same ids, which the processor skips.
+    let out = load(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = stored();
+    assert_eq!(again.len(), 6);
+    assert_eq!(&again[3..], &first[..], "the same bodies and ids");
+
+    // A wrong row: nothing posted, its line and column named.
+    let bad = setup._dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        format!(
+            "{header}\n{}\n{}\n",
+            rows[0].replace("txn_1", "txn_9"),
+            rows[1].replace("12.00", "12.005")
+        ),
+    )
+    .unwrap();
+    let out = load(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 3: gross") && stderr.contains("nothing was posted"),
+        "{stderr}"
+    );
+    assert_eq!(stored().len(), 6, "nothing of the bad file stored");
+    ingest.signal("TERM");
+    let (status, log) = ingest.wait();
+    assert!(status.success(), "{log}");
+}

@@ -356,3 +356,111 @@ async fn a_signed_erp_feed_lands_on_raw_erp_and_maps_line_by_line() {
     );
     ing.stop().await;
 }
+
+/// A settlement report (CSV, storefold's own signature over the format and
+/// the body) goes through the real ingest to `raw.settlement` byte for byte,
+/// with its format as the topic; the stored record maps to one PayoutLine
+/// per row and the batch's PayoutUpdated, each under the provider's own id.
+/// A report signed with another secret, or under a format storefold does not
+/// read, is refused and not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_settlement_report_lands_on_raw_settlement_and_maps_row_by_row() {
+    use storefold_core::Event;
+    use storefold_providers::settlement::ADYEN_SETTLEMENT_DETAILS;
+    use storefold_providers::{Headers, MapContext, MapOptions, RawInput};
+    use storefold_testkit::samples::Sample;
+
+    let broker = MockBroker::start(1);
+    let cfg = config(broker.bootstrap(), "");
+    create_topics(&broker, &cfg);
+    let ing = Running::start(&cfg).await;
+    let client = http_client();
+    let now = OffsetDateTime::now_utc();
+    // A Settled payment of 120.00 EUR (costs 2.70), and the batch's payout.
+    let body = b"Merchant Account,Psp Reference,Merchant Reference,Creation Date,TimeZone,Type,\
+Modification Reference,Gross Currency,Gross Debit (GC),Gross Credit (GC),Net Currency,\
+Net Debit (NC),Net Credit (NC),Commission (NC),Markup (NC),Scheme Fees (NC),Interchange (NC),\
+Batch Number\n\
+ShopEU,8816178952310001,1001,2026-11-02 10:15:00,CET,Settled,8816178952318801,EUR,,120.00,\
+EUR,,117.30,,0.50,0.40,1.80,57\n\
+ShopEU,,,2026-11-06 08:00:00,CET,MerchantPayout,TX4711,,,,EUR,117.30,,,,,,57\n"
+        .to_vec();
+    let report = Sample {
+        provider: ProviderKind::Settlement,
+        topic: ADYEN_SETTLEMENT_DETAILS,
+        body: body.clone(),
+    };
+
+    let forged = signed_with(TENANT, &report, "not-the-settlement-secret", now).unwrap();
+    let resp = send(&client, &ing.base, &forged).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(common::json(resp).await["reason"], "signature_mismatch");
+    let unknown = Sample {
+        topic: "paypal.settlement",
+        ..report.clone()
+    };
+    let resp = send(&client, &ing.base, &signed(TENANT, &unknown, now)).await;
+    assert_eq!(resp.status(), 400);
+
+    let req = signed(TENANT, &report, now);
+    assert_eq!(req.path, "/v1/webhooks/acme/settlement");
+    let resp = send(&client, &ing.base, &req).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    let stored = raw_events(broker.bootstrap(), &cfg, ProviderKind::Settlement);
+    assert_eq!(stored.len(), 1, "the refused reports are not stored");
+    let (record, ev) = &stored[0];
+    assert_eq!(ev.body, body, "byte for byte");
+    assert_eq!(record.key.as_deref(), Some(TENANT.as_bytes()));
+    assert_eq!(
+        (ev.provider.as_str(), ev.topic.as_str()),
+        ("settlement", ADYEN_SETTLEMENT_DETAILS)
+    );
+    assert_eq!(
+        ev.event_id,
+        storefold_providers::settlement::body_id(ADYEN_SETTLEMENT_DETAILS, &body)
+    );
+    assert_eq!(ev.verification.status, VerificationStatus::Verified);
+    assert_eq!(
+        ev.verification.scheme.as_deref(),
+        Some("storefold-hmac-sha256")
+    );
+
+    // What the processor maps from the stored record.
+    let headers = Headers::from_pairs(ev.headers.iter());
+    let options = MapOptions::default();
+    let events = ProviderKind::Settlement
+        .map(
+            &MapContext {
+                tenant: TENANT,
+                options: &options,
+            },
+            &RawInput {
+                topic: &ev.topic,
+                event_id: &ev.event_id,
+                headers: &headers,
+                body: &ev.body,
+                received_at: now,
+            },
+        )
+        .unwrap();
+    let got: Vec<(String, i64)> = events
+        .iter()
+        .map(|e| match &e.event {
+            Event::PayoutLine(l) => (e.event_id.clone(), l.net.minor),
+            Event::PayoutUpdated(p) => (e.event_id.clone(), p.amount.minor),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "settlement:adyen:8816178952310001:Settled:8816178952318801".to_string(),
+                11_730
+            ),
+            ("settlement:adyen:payout:ShopEU:57".to_string(), 11_730),
+        ]
+    );
+    ing.stop().await;
+}

@@ -16,14 +16,15 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use storefold_core::event::{
     Dispute as CanonDispute, DisputeMovement, DisputeStatus, OrderLink, Payment, PaymentStatus,
-    Refund as CanonRefund, RefundStatus,
+    PayoutStatus, PayoutUpdated, Refund as CanonRefund, RefundStatus,
 };
 use storefold_core::{Envelope, Event as CanonEvent, Identity, Money};
 use time::OffsetDateTime;
 
 use super::PROVIDER;
 use super::model::{
-    BalanceTransaction, Charge, CustomerRef, Dispute, Event, Expandable, PaymentIntent, Refund,
+    BalanceTransaction, Charge, CustomerRef, Dispute, Event, Expandable, PaymentIntent, Payout,
+    Refund,
 };
 use crate::{
     MapContext, MapError, MapOptions, from_unix, money_minor, non_empty, payment_order_id,
@@ -122,8 +123,49 @@ pub(crate) fn map_event(ctx: &MapContext<'_>, event: &Event) -> Result<Vec<Envel
                 at,
             )?)])
         }
+        // Every payout event restates the payout as it stands; the newest wins.
+        "payout.created"
+        | "payout.updated"
+        | "payout.paid"
+        | "payout.failed"
+        | "payout.canceled"
+        | "payout.reconciliation_completed" => {
+            let payout: Payout = object_as(object)?;
+            Ok(vec![out.one(CanonEvent::PayoutUpdated(payout_event(
+                &payout, at,
+            )?))])
+        }
         _ => Ok(vec![]),
     }
+}
+
+/// A payout as it stands at `at` (the event's creation).
+fn payout_event(payout: &Payout, at: OffsetDateTime) -> Result<PayoutUpdated, MapError> {
+    if payout.id.trim().is_empty() {
+        return Err(MapError::MissingField("data.object.id".into()));
+    }
+    let status = match payout.status.as_str() {
+        "pending" => PayoutStatus::Pending,
+        "in_transit" => PayoutStatus::InTransit,
+        "paid" => PayoutStatus::Paid,
+        "failed" => PayoutStatus::Failed,
+        "canceled" => PayoutStatus::Canceled,
+        other => {
+            return Err(MapError::InvalidField {
+                field: "data.object.status".into(),
+                reason: format!("unknown payout status {other:?}"),
+            });
+        }
+    };
+    Ok(PayoutUpdated {
+        provider: PROVIDER.to_string(),
+        payout_id: payout.id.clone(),
+        amount: money_minor("data.object.amount", payout.amount, &payout.currency)?,
+        status,
+        arrival: created_at("data.object.arrival_date", payout.arrival_date)?,
+        failure: non_empty(payout.failure_code.as_deref()),
+        at,
+    })
 }
 
 /// Builds envelopes of one webhook.

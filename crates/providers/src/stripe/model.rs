@@ -226,3 +226,17 @@ pub(crate) struct Dispute {
     #[serde(default)]
     pub(crate) balance_transactions: Vec<BalanceTransaction>,
 }
+
+/// A payout to the merchant's bank (`payout.*` events).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Payout {
+    pub(crate) id: String,
+    /// Minor units of `currency`.
+    pub(crate) amount: i64,
+    pub(crate) currency: String,
+    /// `pending`, `in_transit`, `paid`, `failed`, `canceled`.
+    pub(crate) status: String,
+    /// When the money is expected at the bank (unix seconds).
+    pub(crate) arrival_date: Option<i64>,
+    pub(crate) failure_code: Option<String>,
+}

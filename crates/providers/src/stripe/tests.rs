@@ -1539,3 +1539,77 @@ fn conformance_pay_rails_charges() {
     );
     assert_eq!(p.links, vec![pay_link("pi_1234"), pay_link("ch_1234")]);
 }
+
+/// `payout.*`: the payout as it stands, at the event's time. Values of the
+/// fixtures: po_1SfPayoutA11 pays 192.25 USD (19225 cents, the net of the
+/// settlement fixture `stripe.payout_reconciliation.csv`), arriving
+/// 2026-11-06 00:00 UTC (1793923200); the event is of 2026-11-06 08:05 UTC.
+#[test]
+fn payout_events_restate_the_payout() {
+    use storefold_core::event::{PayoutStatus, PayoutUpdated};
+    let events = map_fixture("payout.paid");
+    assert_eq!(
+        events,
+        vec![envelope(
+            "evt_1SfPayoutPaid0001",
+            1_793_952_300,
+            Event::PayoutUpdated(PayoutUpdated {
+                provider: "stripe".into(),
+                payout_id: "po_1SfPayoutA11".into(),
+                amount: usd(19_225),
+                status: PayoutStatus::Paid,
+                arrival: Some(at(1_793_923_200)),
+                failure: None,
+                at: at(1_793_952_300),
+            }),
+        )]
+    );
+    // A connected account's payout (`account` on the event) maps as the
+    // platform's own, as every other Stripe event does; yen have no minor
+    // unit: 480000 is ¥480,000.
+    let events = map_fixture("payout.failed");
+    assert_eq!(
+        events,
+        vec![envelope(
+            "evt_1SfPayoutFail0002",
+            1_794_038_700,
+            Event::PayoutUpdated(PayoutUpdated {
+                provider: "stripe".into(),
+                payout_id: "po_1SfPayoutE22".into(),
+                amount: Money::new(480_000, Currency::from_code("JPY").unwrap()),
+                status: PayoutStatus::Failed,
+                arrival: Some(at(1_794_009_600)),
+                failure: Some("account_closed".into()),
+                at: at(1_794_038_700),
+            }),
+        )]
+    );
+    // Every payout event type reads the payout's own status, whatever the type.
+    let mut body: Value = serde_json::from_slice(&fixture("payout.paid")).unwrap();
+    for (kind, status, expected) in [
+        ("payout.created", "pending", PayoutStatus::Pending),
+        ("payout.updated", "in_transit", PayoutStatus::InTransit),
+        ("payout.canceled", "canceled", PayoutStatus::Canceled),
+        ("payout.reconciliation_completed", "paid", PayoutStatus::Paid),
+    ] {
+        body["type"] = json!(kind);
+        body["data"]["object"]["status"] = json!(status);
+        let events = signed_map(&serde_json::to_vec(&body).unwrap());
+        match &events[..] {
+            [e] => match &e.event {
+                Event::PayoutUpdated(p) => assert_eq!(p.status, expected, "{kind}"),
+                other => panic!("{kind}: {other:?}"),
+            },
+            other => panic!("{kind}: {other:?}"),
+        }
+    }
+    body["data"]["object"]["status"] = json!("lost_in_the_mail");
+    let bench = Harness::new(ProviderKind::Stripe, SECRET, at(1_767_000_000));
+    let delivery = bench
+        .receive("", &serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    assert_eq!(
+        bench.map(&delivery).unwrap_err().to_string(),
+        "invalid field data.object.status: unknown payout status \"lost_in_the_mail\""
+    );
+}
