@@ -109,6 +109,9 @@ fn route(e: &Envelope) -> Route {
         // A SKU's record, and the orders its costs reach: none in the
         // generated histories the benchmark folds.
         Event::InventoryUpdated(_) => Route::None,
+        // Payouts: none in the generated histories either.
+        Event::PayoutLine(l) => by_links(&l.links),
+        Event::PayoutUpdated(_) => Route::None,
     }
 }
 

@@ -181,7 +181,7 @@ impl Poller {
 
 /// The facts a stored raw event stands for: its event id, and for a Shopify
 /// order webhook whose body is readable the order version
-/// ([`shopify::order_fact`]). An encrypted body gives its event id only.
+/// ([`shopify::fact_of_body`]). An encrypted body gives its event id only.
 pub fn facts(raw: &RawEvent) -> Vec<String> {
     let mut out = vec![raw.event_id.clone()];
     if raw.provider == ProviderKind::Shopify.name()
