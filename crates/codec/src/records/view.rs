@@ -883,6 +883,15 @@ avro_view! {
         pub cogs_unknown: Vec<String>,
         /// `net` minus `cogs`; null when unknown (which is not zero).
         pub gross_margin: Option<BTreeMap<String, i64>>,
+        /// What payouts settled of the order's money (net of their fees and
+        /// of the refunds and disputes they took back), per currency.
+        #[avro(default_empty)]
+        #[serde(default)]
+        pub paid_out: BTreeMap<String, i64>,
+        /// The payouts that carried its money, as `provider:payout_id`.
+        #[avro(default_empty)]
+        #[serde(default)]
+        pub payouts: Vec<String>,
         /// The figures in the reporting currency, when the tenant has one.
         pub reporting: Option<ReportingFiguresView>,
     }
@@ -905,6 +914,8 @@ impl From<&OrderFigures> for OrderFiguresView {
             cogs_known: f.cogs_known,
             cogs_unknown: f.cogs_unknown.clone(),
             gross_margin: f.gross_margin.as_ref().map(bag),
+            paid_out: bag(&f.paid_out),
+            payouts: f.payouts.clone(),
             reporting: f.reporting.as_ref().map(ReportingFiguresView::from),
         }
     }
