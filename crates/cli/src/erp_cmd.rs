@@ -6,11 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
+use storefold_providers::{MapOptions, ProviderKind};
 use storefold_runtime::config::Config;
-use time::OffsetDateTime;
 
-use crate::webhook_cmd::{ingest_base, post, sign_webhook};
+use crate::feed_load::{Body, Feed};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ErpCommand {
@@ -51,41 +50,18 @@ pub(crate) async fn run(config: Option<&Config>, command: ErpCommand) -> Result<
     // The whole file through the ERP mapper first: an error names the line
     // (counted from 1, blank lines included) as it is in the file.
     let options = MapOptions::default();
-    let ctx = MapContext {
+    let feed = Feed {
+        provider: ProviderKind::Erp,
+        topic: "inventory",
         tenant: &args.tenant,
-        options: &options,
+        config,
+        shown: &shown,
     };
-    let headers = Headers::default();
-    let events = ProviderKind::Erp
-        .map(
-            &ctx,
-            &RawInput {
-                topic: "inventory",
-                event_id: "erp:check",
-                headers: &headers,
-                body: &body,
-                received_at: OffsetDateTime::now_utc(),
-            },
-        )
-        .with_context(|| format!("{shown}: nothing was posted"))?;
-    let max = args
-        .max_bytes
-        .or_else(|| config.map(|c| c.ingest.max_body_bytes))
-        .unwrap_or(1024 * 1024);
+    let events = feed.check(&options, &body)?;
+    let max = feed.max_bytes(args.max_bytes);
     let chunks = split_lines(&body, max).with_context(|| format!("{shown}: nothing was posted"))?;
-    let secret = match &args.secret {
-        Some(s) => s.clone(),
-        None => config
-            .and_then(|c| c.provider(&args.tenant, ProviderKind::Erp))
-            .and_then(|p| p.signing_secret(ProviderKind::Erp))
-            .with_context(|| {
-                format!(
-                    "no secret: pass --secret, or configure tenants.{}.providers.erp",
-                    args.tenant
-                )
-            })?,
-    };
-    let base = ingest_base(args.url.as_deref(), config, "--url")?;
+    let secret = feed.secret(args.secret.as_ref())?;
+    let base = feed.base(args.url.as_deref())?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -96,33 +72,12 @@ pub(crate) async fn run(config: Option<&Config>, command: ErpCommand) -> Result<
             if chunks.len() == 1 { "y" } else { "ies" }
         )?;
     }
-    for c in chunks {
-        {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "lines {}-{}:", c.first, c.last)?;
-        }
-        let signed = sign_webhook(
-            ProviderKind::Erp,
-            &args.tenant,
-            &secret,
-            "inventory",
-            &c.body,
-            OffsetDateTime::now_utc(),
-        )?;
-        post(
-            &format!("{base}{}", signed.path),
-            &signed.headers,
-            signed.body,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "lines {}-{} were not taken (lines before {} were)",
-                c.first, c.last, c.first
-            )
-        })?;
-    }
-    Ok(())
+    let bodies = chunks.iter().map(|c| Body {
+        first: c.first,
+        last: c.last,
+        bytes: &c.body,
+    });
+    feed.post_all(&secret, &base, bodies).await
 }
 
 /// A body of whole lines of the file, and the file's line numbers it holds.

@@ -17,6 +17,7 @@ mod dev_cmd;
 mod dev_sample;
 mod erase_cmd;
 mod erp_cmd;
+mod feed_load;
 mod identity_cmd;
 mod ingest_cmd;
 mod normalize_cmd;

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use storefold_providers::settlement::{ADYEN_SETTLEMENT_DETAILS, STRIPE_PAYOUT_RECONCILIATION};
-use storefold_providers::{Headers, MapContext, MapOptions, ProviderKind, RawInput};
+use storefold_providers::{MapOptions, ProviderKind};
 use storefold_runtime::config::Config;
-use time::OffsetDateTime;
 
-use crate::webhook_cmd::{ingest_base, post, sign_webhook};
+use crate::feed_load::{Body, Feed};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum SettlementCommand {
@@ -64,41 +63,18 @@ pub(crate) async fn run(config: Option<&Config>, command: SettlementCommand) -> 
             .map_err(|e| anyhow!("tenants.{}.{}: {}", args.tenant, e.key, e.message))?,
         None => MapOptions::default(),
     };
-    let ctx = MapContext {
+    let feed = Feed {
+        provider: ProviderKind::Settlement,
+        topic: &args.report,
         tenant: &args.tenant,
-        options: &options,
+        config,
+        shown: &shown,
     };
-    let headers = Headers::default();
-    let events = ProviderKind::Settlement
-        .map(
-            &ctx,
-            &RawInput {
-                topic: &args.report,
-                event_id: "settlement:check",
-                headers: &headers,
-                body: &body,
-                received_at: OffsetDateTime::now_utc(),
-            },
-        )
-        .with_context(|| format!("{shown}: nothing was posted"))?;
-    let max = args
-        .max_bytes
-        .or_else(|| config.map(|c| c.ingest.max_body_bytes))
-        .unwrap_or(1024 * 1024);
+    let events = feed.check(&options, &body)?;
+    let max = feed.max_bytes(args.max_bytes);
     let chunks = split_rows(&body, max).with_context(|| format!("{shown}: nothing was posted"))?;
-    let secret = match &args.secret {
-        Some(s) => s.clone(),
-        None => config
-            .and_then(|c| c.provider(&args.tenant, ProviderKind::Settlement))
-            .and_then(|p| p.signing_secret(ProviderKind::Settlement))
-            .with_context(|| {
-                format!(
-                    "no secret: pass --secret, or configure tenants.{}.providers.settlement",
-                    args.tenant
-                )
-            })?,
-    };
-    let base = ingest_base(args.url.as_deref(), config, "--url")?;
+    let secret = feed.secret(args.secret.as_ref())?;
+    let base = feed.base(args.url.as_deref())?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -110,33 +86,12 @@ pub(crate) async fn run(config: Option<&Config>, command: SettlementCommand) -> 
             if chunks.len() == 1 { "y" } else { "ies" }
         )?;
     }
-    for c in chunks {
-        {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "lines {}-{}:", c.first, c.last)?;
-        }
-        let signed = sign_webhook(
-            ProviderKind::Settlement,
-            &args.tenant,
-            &secret,
-            &args.report,
-            &c.body,
-            OffsetDateTime::now_utc(),
-        )?;
-        post(
-            &format!("{base}{}", signed.path),
-            &signed.headers,
-            signed.body,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "lines {}-{} were not taken (lines before {} were)",
-                c.first, c.last, c.first
-            )
-        })?;
-    }
-    Ok(())
+    let bodies = chunks.iter().map(|c| Body {
+        first: c.first,
+        last: c.last,
+        bytes: &c.body,
+    });
+    feed.post_all(&secret, &base, bodies).await
 }
 
 /// A body of the header line and whole rows of the file, and the file's

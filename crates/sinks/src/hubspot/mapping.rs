@@ -527,6 +527,8 @@ mod tests {
                 cogs_known: false,
                 cogs_unknown: vec![],
                 gross_margin: None,
+                paid_out: BTreeMap::new(),
+                payouts: vec![],
                 reporting: None,
             },
             shipments: vec![],
