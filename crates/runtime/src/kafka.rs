@@ -587,12 +587,12 @@ mod tests {
         let specs = topic_specs(&kafka, &["postgres", "hubspot", "webhook"]);
         // One raw topic per registered provider (collect included).
         let raw = ProviderKind::ALL.len();
-        // Raw topics, the changelog, customers and orders, keys.raw,
-        // triggers and dlq.processor, one dead-letter topic per sink.
-        assert_eq!(specs.len(), raw + 1 + 2 + 1 + 2 + 3);
+        // Raw topics, the changelog, customers, orders and payouts,
+        // keys.raw, triggers and dlq.processor, one dead-letter topic per sink.
+        assert_eq!(specs.len(), raw + 1 + 3 + 1 + 2 + 3);
         assert_eq!(
             topic_specs(&kafka, &[]).len(),
-            raw + 1 + 2 + 1 + 2,
+            raw + 1 + 3 + 1 + 2,
             "no sink, no sink dead-letter topic"
         );
         let keys = specs.iter().find(|s| s.name == "sf.keys.raw").unwrap();

@@ -81,6 +81,7 @@ impl Cluster {
             topics.changelog(),
             topics.customers(),
             topics.orders(),
+            topics.payouts(),
             topics.triggers(),
             topics.dlq_processor(),
         ]);
