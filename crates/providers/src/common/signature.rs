@@ -256,6 +256,54 @@ pub(crate) fn storefold_signature(
     format!("sha256={}", hex::encode(mac))
 }
 
+/// The header naming what a body of storefold's own topic-signed feeds is
+/// (an operator command's topic, a settlement report's format).
+pub const STOREFOLD_TOPIC_HEADER: &str = "X-Storefold-Topic";
+
+/// `verify` of storefold's scheme for a feed whose topic is signed with the
+/// body: the context is `<X-Storefold-Topic>\n`. An absent topic signs as
+/// empty; the feed's `describe` refuses it.
+pub(crate) fn verify_storefold_topic(
+    creds: &Credentials,
+    req: &WebhookRequest<'_>,
+    now: OffsetDateTime,
+    empty_secret: &'static str,
+) -> Result<(), VerifyError> {
+    let secret = verifying_secret(creds, empty_secret)?;
+    let topic = req.headers.get(STOREFOLD_TOPIC_HEADER).unwrap_or_default();
+    verify_storefold_hmac(secret, req, &[topic.as_bytes(), b"\n"], now)
+}
+
+/// The `X-Storefold-Signature` value for `body` sent under `topic` at Unix
+/// time `timestamp` (see [`verify_storefold_topic`]).
+pub fn storefold_topic_signature(secret: &str, timestamp: i64, topic: &str, body: &[u8]) -> String {
+    storefold_signature(secret, timestamp, &[topic.as_bytes(), b"\n"], body)
+}
+
+/// `sign` of a topic-signed feed: the signature, the time and the topic.
+pub(crate) fn sign_storefold_topic(
+    secret: &str,
+    topic: &str,
+    body: &[u8],
+    now: OffsetDateTime,
+    empty_secret: &'static str,
+) -> Result<Signed, SignError> {
+    let secret = signing_secret(secret, empty_secret)?;
+    let t = now.unix_timestamp();
+    Ok(Signed {
+        headers: vec![
+            (
+                STOREFOLD_SIGNATURE_HEADER.to_string(),
+                storefold_topic_signature(secret, t, topic, body),
+            ),
+            (STOREFOLD_TIMESTAMP_HEADER.to_string(), t.to_string()),
+            (STOREFOLD_TOPIC_HEADER.to_string(), topic.to_string()),
+        ],
+        url_token: None,
+        body: body.to_vec(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

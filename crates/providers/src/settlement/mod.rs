@@ -38,7 +38,7 @@ use time::OffsetDateTime;
 
 use crate::{
     Credentials, Inbound, MapError, SignError, Signed, VerifyError, WebhookRequest,
-    signing_secret, storefold_signature, verify_storefold_hmac, verifying_secret,
+    sign_storefold_topic, storefold_topic_signature, verify_storefold_topic,
 };
 
 mod adyen_report;
@@ -66,7 +66,7 @@ pub const SIGNATURE_HEADER: &str = crate::STOREFOLD_SIGNATURE_HEADER;
 /// The signed Unix time, in seconds.
 pub const TIMESTAMP_HEADER: &str = crate::STOREFOLD_TIMESTAMP_HEADER;
 /// The report's format ([`TOPICS`]).
-pub const TOPIC_HEADER: &str = "X-Storefold-Topic";
+pub const TOPIC_HEADER: &str = crate::STOREFOLD_TOPIC_HEADER;
 /// How far the signed timestamp may be from the time of the check, either way.
 pub const TOLERANCE_SECS: i64 = crate::STOREFOLD_TOLERANCE_SECS;
 
@@ -81,10 +81,7 @@ pub(crate) fn verify(
     req: &WebhookRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
-    let secret = verifying_secret(creds, SECRET_IS_EMPTY)?;
-    // An absent topic signs as empty: describe refuses it.
-    let topic = req.headers.get(TOPIC_HEADER).unwrap_or_default();
-    verify_storefold_hmac(secret, req, &[topic.as_bytes(), b"\n"], now)
+    verify_storefold_topic(creds, req, now, SECRET_IS_EMPTY)
 }
 
 /// The request's idempotency id: the format and the SHA-256 of the exact body.
@@ -112,7 +109,7 @@ pub(crate) fn describe(req: &WebhookRequest<'_>) -> Result<Inbound, MapError> {
 /// The `X-Storefold-Signature` value for `body` of format `topic` signed at
 /// Unix time `timestamp`.
 pub fn signature_header(secret: &str, timestamp: i64, topic: &str, body: &[u8]) -> String {
-    storefold_signature(secret, timestamp, &[topic.as_bytes(), b"\n"], body)
+    storefold_topic_signature(secret, timestamp, topic, body)
 }
 
 /// The headers a settlement report is sent with.
@@ -122,20 +119,7 @@ pub(crate) fn sign(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<Signed, SignError> {
-    let secret = signing_secret(secret, SECRET_IS_EMPTY)?;
-    let t = now.unix_timestamp();
-    Ok(Signed {
-        headers: vec![
-            (
-                SIGNATURE_HEADER.to_string(),
-                signature_header(secret, t, topic, body),
-            ),
-            (TIMESTAMP_HEADER.to_string(), t.to_string()),
-            (TOPIC_HEADER.to_string(), topic.to_string()),
-        ],
-        url_token: None,
-        body: body.to_vec(),
-    })
+    sign_storefold_topic(secret, topic, body, now, SECRET_IS_EMPTY)
 }
 
 /// Payment providers' settlement reports (Stripe's payout reconciliation,
