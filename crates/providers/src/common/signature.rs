@@ -275,7 +275,7 @@ pub(crate) fn verify_storefold_topic(
 }
 
 /// The `X-Storefold-Signature` value for `body` sent under `topic` at Unix
-/// time `timestamp` (see [`verify_storefold_topic`]).
+/// time `timestamp` (the scheme `verify_storefold_topic` checks).
 pub fn storefold_topic_signature(secret: &str, timestamp: i64, topic: &str, body: &[u8]) -> String {
     storefold_signature(secret, timestamp, &[topic.as_bytes(), b"\n"], body)
 }
